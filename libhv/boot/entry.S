@@ -33,6 +33,7 @@ mb2_header:
     .long 8
 mb2_header_end:
 
+#ifndef HV_BOOT_PVH_ONLY   /* QEMU -kernel prefers multiboot1: leave it out to test PVH */
     .balign 4
 mb1_header:
     .long MB1_MAGIC
@@ -43,6 +44,7 @@ mb1_header:
     .long __hv_load_end                         /* load_end_addr */
     .long __hv_image_end                        /* bss_end_addr */
     .long hv_entry32                            /* entry_addr */
+#endif
 
     .section .note.Xen, "a"
     .balign 4
