@@ -3,6 +3,8 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 
 namespace hv::image {
 
@@ -17,6 +19,15 @@ std::string grub_quote(absl::string_view text) {
   }
   quoted += '\'';
   return quoted;
+}
+
+std::string grub_words(absl::string_view cmdline) {
+  std::vector<std::string> words;
+  for (absl::string_view word : absl::StrSplit(cmdline, absl::ByAnyChar(" \t\n"),
+                                               absl::SkipEmpty())) {
+    words.push_back(grub_quote(word));
+  }
+  return absl::StrJoin(words, " ");
 }
 
 absl::Status check_module_names(std::span<const std::string> names) {
@@ -47,15 +58,15 @@ std::string make_grub_cfg(const boot_entry& entry) {
       "set default=0\n"
       "menuentry \"libhv\" {\n";
   absl::StrAppend(&cfg, "  multiboot2 ", kernel_iso_path);
-  if (!entry.kernel_cmdline.empty()) {
-    absl::StrAppend(&cfg, " ", grub_quote(entry.kernel_cmdline));
+  if (std::string words = grub_words(entry.kernel_cmdline); !words.empty()) {
+    absl::StrAppend(&cfg, " ", words);
   }
   // Keep text mode: GRUB 2.06 switching Bochs' video mode crashes GRUB.
   cfg += "\n  set gfxpayload=text\n";
   if (entry.guest_cmdline) {
     absl::StrAppend(&cfg, "  module2 ", guest_iso_path, " guest");
-    if (!entry.guest_cmdline->empty()) {
-      absl::StrAppend(&cfg, " ", grub_quote(*entry.guest_cmdline));
+    if (std::string words = grub_words(*entry.guest_cmdline); !words.empty()) {
+      absl::StrAppend(&cfg, " ", words);
     }
     cfg += '\n';
   }

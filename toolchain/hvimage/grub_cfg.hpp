@@ -28,7 +28,12 @@ struct boot_entry {
 
 [[nodiscard]] std::string make_grub_cfg(const boot_entry& entry);
 
-// `text` as one GRUB script word: single-quoted, so $, ;, spaces and quotes survive.
+// `text` as one GRUB script word: single-quoted, so $, ; and quotes survive.
 [[nodiscard]] std::string grub_quote(absl::string_view text);
+
+// A command line as GRUB script words, one per whitespace-separated word. GRUB
+// joins a loader's words with single spaces again; it passes a word holding a quote
+// or backslash on with those characters backslash-escaped.
+[[nodiscard]] std::string grub_words(absl::string_view cmdline);
 
 }  // namespace hv::image
