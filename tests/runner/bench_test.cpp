@@ -9,40 +9,40 @@ using hv::run::bench_json;
 using hv::run::scan_bench_lines;
 
 TEST_CASE("HV-BENCH lines are picked out of the serial log") {
-  auto scan = scan_bench_lines(
-      "boot\r\n"
-      "HV-BENCH: vmx_cpuid_exit 1000 105 ticks\r\n"
-      "noise HV-BENCH: svm_cpuid_exit 500 64.5 ticks\n"
-      "HV-BENCH: broken 10 ticks\n"
-      "HV-BENCH: bad_number 10 x ticks\n"
-      "HV-BENCH: zero_iterations 0 1 ticks\n"
-      "HV-BENCH: reserved_unit 10 1 name\n"
-      "HV-RESULT: PASS\n");
-  REQUIRE(scan.results.size() == 2);
-  CHECK(scan.results[0].name == "vmx_cpuid_exit");
-  CHECK(scan.results[0].iterations == 1000);
-  CHECK(scan.results[0].value == 105);
-  CHECK(scan.results[0].unit == "ticks");
-  CHECK(scan.results[1].name == "svm_cpuid_exit");
-  CHECK(scan.results[1].value == 64.5);
-  CHECK(scan.malformed == std::vector<std::string>{
-                              "HV-BENCH: broken 10 ticks", "HV-BENCH: bad_number 10 x ticks",
-                              "HV-BENCH: zero_iterations 0 1 ticks",
-                              "HV-BENCH: reserved_unit 10 1 name"});
+    auto scan = scan_bench_lines(
+        "boot\r\n"
+        "HV-BENCH: vmx_cpuid_exit 1000 105 ticks\r\n"
+        "noise HV-BENCH: svm_cpuid_exit 500 64.5 ticks\n"
+        "HV-BENCH: broken 10 ticks\n"
+        "HV-BENCH: bad_number 10 x ticks\n"
+        "HV-BENCH: zero_iterations 0 1 ticks\n"
+        "HV-BENCH: reserved_unit 10 1 name\n"
+        "HV-RESULT: PASS\n");
+    REQUIRE(scan.results.size() == 2);
+    CHECK(scan.results[0].name == "vmx_cpuid_exit");
+    CHECK(scan.results[0].iterations == 1000);
+    CHECK(scan.results[0].value == 105);
+    CHECK(scan.results[0].unit == "ticks");
+    CHECK(scan.results[1].name == "svm_cpuid_exit");
+    CHECK(scan.results[1].value == 64.5);
+    CHECK(scan.malformed == std::vector<std::string>{"HV-BENCH: broken 10 ticks",
+                                                     "HV-BENCH: bad_number 10 x ticks",
+                                                     "HV-BENCH: zero_iterations 0 1 ticks",
+                                                     "HV-BENCH: reserved_unit 10 1 name"});
 }
 
 TEST_CASE("JSON in Google Benchmark's layout, repeated names as repetitions") {
-  auto scan = scan_bench_lines(
-      "HV-BENCH: exit 100 105 ticks\n"
-      "HV-BENCH: \"odd\" 7 0.25 cycles\n"
-      "HV-BENCH: exit 100 107 ticks\n");
-  bench_context context{.date = "2024-01-01T00:00:00+00:00",
-                        .host_name = "h",
-                        .image = "/x/a.iso",
-                        .target = "qemu-svm",
-                        .cpus = 2};
-  CHECK(bench_json(context, scan.results) ==
-        R"({
+    auto scan = scan_bench_lines(
+        "HV-BENCH: exit 100 105 ticks\n"
+        "HV-BENCH: \"odd\" 7 0.25 cycles\n"
+        "HV-BENCH: exit 100 107 ticks\n");
+    bench_context context{.date = "2024-01-01T00:00:00+00:00",
+                          .host_name = "h",
+                          .image = "/x/a.iso",
+                          .target = "qemu-svm",
+                          .cpus = 2};
+    CHECK(bench_json(context, scan.results) ==
+          R"({
   "context": {
     "date": "2024-01-01T00:00:00+00:00",
     "host_name": "h",
@@ -110,8 +110,7 @@ TEST_CASE("JSON in Google Benchmark's layout, repeated names as repetitions") {
 }
 
 TEST_CASE("no bench lines still make a valid document") {
-  std::string json = bench_json(bench_context{.date = "", .host_name = "", .image = "",
-                                              .target = "", .cpus = 1},
-                                {});
-  CHECK(json.ends_with("\"benchmarks\": []\n}\n"));
+    std::string json = bench_json(
+        bench_context{.date = "", .host_name = "", .image = "", .target = "", .cpus = 1}, {});
+    CHECK(json.ends_with("\"benchmarks\": []\n}\n"));
 }

@@ -15,16 +15,16 @@
 namespace hv::host {
 
 struct process_spec {
-  std::vector<std::string> argv;
-  std::filesystem::path output;
-  absl::Duration timeout = absl::InfiniteDuration();
-  std::function<void()> on_poll;
+    std::vector<std::string> argv;
+    std::filesystem::path output;
+    absl::Duration timeout = absl::InfiniteDuration();
+    std::function<void()> on_poll;
 };
 
 struct process_exit {
-  bool timed_out = false;
-  int exit_code = -1;  // -1 when it ended by a signal
-  int signal = 0;
+    bool timed_out = false;
+    int exit_code = -1;  // -1 when it ended by a signal
+    int signal = 0;
 };
 
 // Fails only when the program cannot be started at all.

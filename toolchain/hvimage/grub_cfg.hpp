@@ -17,9 +17,9 @@ inline constexpr char guest_iso_path[] = "/boot/guest";
 inline constexpr char module_iso_dir[] = "/boot/";
 
 struct boot_entry {
-  std::string kernel_cmdline;
-  std::optional<std::string> guest_cmdline;  // set when a guest is packed
-  std::vector<std::string> module_names;     // file names under /boot/
+    std::string kernel_cmdline;
+    std::optional<std::string> guest_cmdline;  // set when a guest is packed
+    std::vector<std::string> module_names;     // file names under /boot/
 };
 
 // Module files keep their base names inside the ISO: they must be distinct, must not

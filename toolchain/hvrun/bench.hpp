@@ -13,25 +13,25 @@
 namespace hv::run {
 
 struct bench_result {
-  std::string name;
-  std::int64_t iterations;
-  double value;
-  std::string unit;
+    std::string name;
+    std::int64_t iterations;
+    double value;
+    std::string unit;
 };
 
 struct bench_scan {
-  std::vector<bench_result> results;
-  std::vector<std::string> malformed;  // HV-BENCH lines that did not parse
+    std::vector<bench_result> results;
+    std::vector<std::string> malformed;  // HV-BENCH lines that did not parse
 };
 
 [[nodiscard]] bench_scan scan_bench_lines(absl::string_view serial);
 
 struct bench_context {
-  std::string date;       // ISO 8601
-  std::string host_name;
-  std::string image;      // shown as "executable"
-  std::string target;
-  int cpus;
+    std::string date;  // ISO 8601
+    std::string host_name;
+    std::string image;  // shown as "executable"
+    std::string target;
+    int cpus;
 };
 
 [[nodiscard]] std::string bench_json(const bench_context& context,

@@ -20,24 +20,24 @@ inline constexpr char command_name[] = "command.txt";
 inline constexpr char result_name[] = "result.txt";
 
 struct run_paths {
-  std::filesystem::path image;    // absolute
-  std::filesystem::path run_dir;  // absolute
+    std::filesystem::path image;    // absolute
+    std::filesystem::path run_dir;  // absolute
 };
 
 struct machine {
-  int cpus = 1;
-  int memory_mb = 256;
+    int cpus = 1;
+    int memory_mb = 256;
 };
 
 struct config_file {
-  std::string name;  // inside the run folder
-  std::string text;
+    std::string name;  // inside the run folder
+    std::string text;
 };
 
 struct launch_plan {
-  std::vector<std::string> argv;
-  std::vector<config_file> files;  // to write before starting argv
-  int pass_exit_code;              // what the emulator exits with on a guest pass
+    std::vector<std::string> argv;
+    std::vector<config_file> files;  // to write before starting argv
+    int pass_exit_code;              // what the emulator exits with on a guest pass
 };
 
 [[nodiscard]] absl::StatusOr<launch_plan> plan_launch(const target& t, const run_paths& paths,

@@ -28,17 +28,18 @@ constexpr target table[] = {
 
 }  // namespace
 
-std::span<const target> all_targets() { return table; }
+std::span<const target> all_targets() {
+    return table;
+}
 
 const target* find_target(absl::string_view name) {
-  auto found = std::ranges::find(table, name, &target::name);
-  return found == std::end(table) ? nullptr : found;
+    auto found = std::ranges::find(table, name, &target::name);
+    return found == std::end(table) ? nullptr : found;
 }
 
 std::string target_names() {
-  return absl::StrJoin(table, ", ", [](std::string* out, const target& t) {
-    absl::StrAppend(out, t.name);
-  });
+    return absl::StrJoin(table, ", ",
+                         [](std::string* out, const target& t) { absl::StrAppend(out, t.name); });
 }
 
 }  // namespace hv::run

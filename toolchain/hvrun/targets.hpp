@@ -10,11 +10,11 @@ namespace hv::run {
 enum class family { bochs, qemu };
 
 struct target {
-  absl::string_view name;
-  family emulator;
-  absl::string_view cpu;    // Bochs `cpu: model=`, QEMU `-cpu`
-  absl::string_view cpuid;  // Bochs `cpuid:` options, only for model=bx_generic
-  absl::string_view summary;
+    absl::string_view name;
+    family emulator;
+    absl::string_view cpu;    // Bochs `cpu: model=`, QEMU `-cpu`
+    absl::string_view cpuid;  // Bochs `cpuid:` options, only for model=bx_generic
+    absl::string_view summary;
 };
 
 [[nodiscard]] std::span<const target> all_targets();
