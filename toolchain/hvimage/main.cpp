@@ -66,12 +66,12 @@ absl::Status check_tools() {
     for (const tool& t : required_tools) {
         if (!hv::host::find_program(t.program)) {
             return absl::FailedPreconditionError(absl::StrCat(
-                t.program, " not found (install the Debian package ", t.debian_package, ")"));
+                t.program, " not found (Debian: apt install ", t.debian_package, ")"));
         }
     }
     if (!fs::is_directory(grub_bios_modules)) {
         return absl::FailedPreconditionError(
-            absl::StrCat(grub_bios_modules, " not found (install the Debian package grub-pc-bin)"));
+            absl::StrCat(grub_bios_modules, " not found (Debian: apt install grub-pc-bin)"));
     }
     return absl::OkStatus();
 }

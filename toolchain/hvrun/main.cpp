@@ -208,6 +208,8 @@ outcome run(const run_request& req) {
     std::vector<std::string> quoted;
     for (const std::string& arg : plan->argv) quoted.push_back(hv::host::shell_quote(arg));
     plan->files.push_back({std::string(hv::run::command_name), absl::StrJoin(quoted, " ") + "\n"});
+    // An empty serial log first, so the folder has one even if the emulator never starts.
+    plan->files.push_back({hv::run::serial_log_name, ""});
     for (const hv::run::config_file& file : plan->files) {
         if (absl::Status s = hv::host::write_file(*dir / file.name, file.text); !s.ok()) {
             return fail(verdict::internal_error, std::string(s.message()));
