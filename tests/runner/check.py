@@ -5,7 +5,7 @@
            [--bench NAME:ITERATIONS:VALUE:UNIT]... [--env NAME=VALUE]... -- COMMAND...
 
 --stderr/--stderr-regex: stderr must be exactly that one line (without either,
-  stderr must be empty). --line: stdout must hold these lines, in this order.
+  stderr must be empty). --line: stdout must hold these lines, in this order ('re:' prefix: a regex).
 --bench: the command has a --bench-out=FILE; FILE must list exactly these.
 --env: set for COMMAND only (not for this script's own interpreter).
 hvrun's run folder (named on stdout) must hold its files and a result.txt that agrees
@@ -24,13 +24,20 @@ RUN_FILES = ("serial.log", "emulator.log", "command.txt", "result.txt")
 
 
 def ordered_lines(stdout, wanted):
+    """Each wanted line must appear after the previous one; a line starting with
+    're:' is a regular expression the whole line must match."""
     lines = stdout.splitlines()
     at = 0
     for line in wanted:
-        try:
-            at = lines.index(line, at) + 1
-        except ValueError:
+        if line.startswith("re:"):
+            pattern = re.compile(line[3:])
+            match = lambda text: pattern.fullmatch(text) is not None
+        else:
+            match = lambda text: text == line
+        found = next((i for i in range(at, len(lines)) if match(lines[i])), None)
+        if found is None:
             return f"stdout lacks line {line!r} (in order)"
+        at = found + 1
     return None
 
 

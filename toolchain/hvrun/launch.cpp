@@ -39,6 +39,10 @@ absl::StatusOr<std::string> bochs_quoted(const fs::path& path) {
 
 absl::StatusOr<launch_plan> plan_bochs(const target& t, const run_paths& paths, const machine& m,
                                        bool running_as_root) {
+    if (paths.direct_kernel) {
+        return absl::InvalidArgumentError(
+            "Bochs boots ISOs only: make one from the ELF with hvimage, or use target qemu-svm");
+    }
     absl::StatusOr<std::string> image = bochs_quoted(paths.image);
     if (!image.ok()) return image.status();
     absl::StatusOr<std::string> serial = bochs_quoted(paths.run_dir / serial_log_name);
@@ -108,11 +112,16 @@ launch_plan plan_qemu(const target& t, const run_paths& paths, const machine& m)
         "-icount", "shift=0,sleep=off",
         // Logs "Triple fault" before the reset that -no-reboot turns into an exit.
         "-d", "cpu_reset,guest_errors",
-        "-drive", absl::StrCat("file=", qemu_escaped(paths.image),
-                               ",media=cdrom,if=ide,index=2,format=raw,readonly=on"),
-        "-boot", "order=d",
     };
     // clang-format on
+    if (paths.direct_kernel) {
+        plan.argv.insert(plan.argv.end(), {"-kernel", paths.image.string(), "-append", paths.kernel_cmdline});
+    } else {
+        plan.argv.insert(plan.argv.end(),
+                         {"-drive", absl::StrCat("file=", qemu_escaped(paths.image),
+                                                 ",media=cdrom,if=ide,index=2,format=raw,readonly=on"),
+                          "-boot", "order=d"});
+    }
     plan.pass_exit_code = (qemu_pass_value << 1) | 1;
     return plan;
 }

@@ -22,6 +22,9 @@ inline constexpr char result_name[] = "result.txt";
 struct run_paths {
     std::filesystem::path image;    // absolute
     std::filesystem::path run_dir;  // absolute
+    // An ELF rather than an ISO: QEMU loads it with -kernel (multiboot1 or PVH entry).
+    bool direct_kernel = false;
+    std::string kernel_cmdline;
 };
 
 struct machine {

@@ -1,4 +1,5 @@
 // hvrun: boots an hvimage ISO on one emulated machine and says whether it passed.
+#include <fstream>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -30,6 +31,8 @@
 ABSL_FLAG(std::string, target, "", "machine to boot on (see the list above)");
 ABSL_FLAG(double, timeout, 60, "seconds before the emulator is killed");
 ABSL_FLAG(std::string, run_dir, "runs", "where each run gets its own folder");
+ABSL_FLAG(std::string, cmdline, "",
+          "kernel command line when IMAGE is an ELF booted directly (qemu targets only)");
 ABSL_FLAG(int, cpus, 1, "emulated CPUs");
 ABSL_FLAG(int, memory, 256, "guest memory in MB (Bochs takes at most 2048)");
 ABSL_FLAG(std::string, bench_out, "",
@@ -45,7 +48,7 @@ std::string usage_text() {
     std::string text =
         "boots an image on an emulator and checks the image protocol's result.\n"
         "usage: hvrun --target=T [--timeout=SECONDS] [--run-dir=DIR] [--cpus=N]\n"
-        "             [--memory=MB] [--bench-out=FILE.json] IMAGE.iso\n"
+        "             [--memory=MB] [--bench-out=FILE.json] [--cmdline=STR] IMAGE.iso|IMAGE.elf\n"
         "Flag names may be spelled with dashes or underscores.\n\ntargets:\n";
     for (const hv::run::target& t : hv::run::all_targets()) {
         absl::StrAppend(&text, "  ", t.name, std::string(22 - t.name.size(), ' '), t.summary, "\n");
@@ -107,11 +110,20 @@ private:
 struct run_request {
     const hv::run::target* target;
     fs::path image;
+    bool direct_kernel;
+    std::string kernel_cmdline;
     hv::run::machine machine;
     absl::Duration timeout;
     fs::path runs_root;
     std::string bench_out;
 };
+
+bool is_elf(const fs::path& image) {
+    std::ifstream in(image, std::ios::binary);
+    char magic[4] = {};
+    in.read(magic, sizeof magic);
+    return in.gcount() == 4 && magic[0] == 0x7f && magic[1] == 'E' && magic[2] == 'L' && magic[3] == 'F';
+}
 
 outcome fail(verdict kind, std::string reason) {
     return {kind, std::move(reason)};
@@ -138,6 +150,8 @@ std::variant<run_request, outcome> read_request(hv::host::command_line& cli) {
     run_request req{
         .target = target,
         .image = positional.front(),
+        .direct_kernel = false,
+        .kernel_cmdline = absl::GetFlag(FLAGS_cmdline),
         .machine = {.cpus = absl::GetFlag(FLAGS_cpus), .memory_mb = absl::GetFlag(FLAGS_memory)},
         .timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout)),
         .runs_root = absl::GetFlag(FLAGS_run_dir),
@@ -152,6 +166,15 @@ std::variant<run_request, outcome> read_request(hv::host::command_line& cli) {
     if (!fs::is_regular_file(req.image, ec)) {
         return fail(verdict::image_not_found,
                     absl::StrCat("image not found: ", req.image.string()));
+    }
+    req.direct_kernel = is_elf(req.image);
+    if (req.direct_kernel && target->emulator != hv::run::family::qemu) {
+        return fail(verdict::bad_command_line,
+                    "bad command line: an ELF boots directly only on qemu targets; make an ISO with hvimage");
+    }
+    if (!req.direct_kernel && !req.kernel_cmdline.empty()) {
+        return fail(verdict::bad_command_line,
+                    "bad command line: --cmdline is for ELF images; an ISO carries its own (hvimage --cmdline)");
     }
     if (absl::Status installed = hv::run::check_installed(target->emulator); !installed.ok()) {
         return fail(verdict::missing_emulator,
@@ -201,7 +224,10 @@ outcome run(const run_request& req) {
     if (!dir.ok()) return fail(verdict::internal_error, std::string(dir.status().message()));
     std::cout << "hvrun: run folder " << dir->string() << std::endl;
 
-    const hv::run::run_paths paths{.image = fs::absolute(req.image), .run_dir = *dir};
+    const hv::run::run_paths paths{.image = fs::absolute(req.image),
+                                   .run_dir = *dir,
+                                   .direct_kernel = req.direct_kernel,
+                                   .kernel_cmdline = req.kernel_cmdline};
     absl::StatusOr<hv::run::launch_plan> plan =
         hv::run::plan_launch(*req.target, paths, req.machine, ::geteuid() == 0);
     if (!plan.ok()) return fail(verdict::internal_error, std::string(plan.status().message()));
