@@ -142,6 +142,16 @@ public:
         return true;
     }
 
+    // Fills the next request in place (the slot is private until push_requests()):
+    // `fill(req_type&)` writes the fields, as a Xen driver does through RING_GET_REQUEST.
+    template <class F>
+    [[nodiscard]] bool emplace_request(F&& fill) {
+        if (full()) return false;
+        fill(sring_->ring[req_prod_pvt_ & (size - 1)].req);
+        ++req_prod_pvt_;
+        return true;
+    }
+
     // Publishes queued requests. Returns true iff the backend asked to be notified.
     [[nodiscard]] bool push_requests() {
         ring_idx old = load_relaxed(&sring_->hdr.req_prod);
@@ -238,6 +248,15 @@ public:
     [[nodiscard]] bool put_response(const rsp_type& r) {
         if (rsp_prod_pvt_ == req_cons_) return false;
         copy_to_shared(&sring_->ring[rsp_prod_pvt_ & (size - 1)].rsp, r);
+        ++rsp_prod_pvt_;
+        return true;
+    }
+
+    // Fills the next response in place; fails like put_response().
+    template <class F>
+    [[nodiscard]] bool emplace_response(F&& fill) {
+        if (rsp_prod_pvt_ == req_cons_) return false;
+        fill(sring_->ring[rsp_prod_pvt_ & (size - 1)].rsp);
         ++rsp_prod_pvt_;
         return true;
     }

@@ -45,14 +45,17 @@ inline void full_fence() {
 
 inline void compiler_barrier() { asm volatile("" ::: "memory"); }
 
-// Copies a trivially copyable object out of shared memory into a private one. After the
-// barrier the compiler must treat `out` as the only source of the value: it can neither
-// re-read the shared copy later (no double fetch) nor skip materialising `out`.
+// Copies a trivially copyable object out of shared memory into a private one, reading
+// each byte at most once. The memory clobber after the copy tells the compiler that
+// the shared original may have changed, so it can never re-read it in place of `out`
+// (no double fetch). `out` itself does not escape: parts the caller never uses need not
+// be read at all, and the rest may live in registers. (GCC gives Xen's volatile
+// RING_COPY_REQUEST the same single-read semantics.)
 template <class T>
 inline void copy_from_shared(T& out, const void* shared) {
     static_assert(std::is_trivially_copyable_v<T>);
     __builtin_memcpy(&out, shared, sizeof(T));
-    asm volatile("" : : "r"(&out) : "memory");
+    asm volatile("" ::: "memory");
 }
 
 template <class T>
