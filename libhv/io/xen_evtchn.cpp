@@ -49,6 +49,9 @@ bool try_set_link(std::uint32_t* tail_word, evtchn_port_t port) {
 
 void fifo_link(domain& d, evtchn_port_t port, std::uint32_t* word) {
     evtchn& c = d.ports[port];
+    vcpu_state& v = d.vcpu[c.notify_vcpu];
+    evtchn_fifo_control_block* cb = v.fifo_cb;
+    if (!cb) return; // that vCPU has no control block yet: stays pending, unlinked
     std::uint32_t w = load_relaxed(word);
     if (w & (evtchn_fifo_masked | evtchn_fifo_linked)) return;
     // Claim the link atomically: the guest may be changing MASKED concurrently.
@@ -61,9 +64,6 @@ void fifo_link(domain& d, evtchn_port_t port, std::uint32_t* word) {
     // It is ours to link; clear any stale LINK (the guest should have) and BUSY.
     __atomic_fetch_and(word, ~(evtchn_fifo_link_mask | evtchn_fifo_busy), __ATOMIC_SEQ_CST);
 
-    vcpu_state& v = d.vcpu[c.notify_vcpu];
-    evtchn_fifo_control_block* cb = v.fifo_cb;
-    if (!cb) return; // no control block on that vCPU: stays pending+linked, undelivered
     unsigned prio = c.priority;
     fifo_queue& q = v.fifo_q[prio];
     bool linked = false;
@@ -374,6 +374,13 @@ int init_control(domain& d, evtchn_init_control& c) {
         for (evtchn_port_t p = 1; p < max_evtchn_ports; ++p)
             if (load_relaxed(&s->evtchn_pending[p / 64]) & bit(p)) d.ports[p].early_pending = true;
         d.abi = evtchn_abi::fifo;
+    }
+    // Events already pending for this vCPU could not be queued without its control
+    // block: queue them now.
+    for (evtchn_port_t p = 1; p < max_evtchn_ports; ++p) {
+        if (d.ports[p].state == evtchn_state::free || d.ports[p].notify_vcpu != c.vcpu) continue;
+        if (std::uint32_t* w = event_word(d, p); w && (load_acquire(w) & evtchn_fifo_pending))
+            fifo_link(d, p, w);
     }
     c.link_bits = evtchn_fifo_link_bits;
     return 0;

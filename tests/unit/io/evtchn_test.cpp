@@ -337,6 +337,21 @@ TEST_CASE("evtchn FIFO: priorities, masking, unmask, early events") {
     CHECK(g2.drain() == std::vector<x::evtchn_port_t>{bi.port});
 }
 
+TEST_CASE("evtchn FIFO: a vCPU without a control block gets its events once it has one") {
+    fifo_fixture f; // vCPU 0 initialised, vCPU 1 not
+    x::domain& d = f.a.d();
+    auto p = f.ipi(1);
+    REQUIRE(ev::send(d, p) == 0);
+    CHECK((f.g.words[p] & x::evtchn_fifo_pending) != 0);
+    CHECK((f.g.words[p] & x::evtchn_fifo_linked) == 0);
+    CHECK(f.a.plat.callbacks[1] == 0);
+    x::evtchn_init_control ic{12, 0, 1, 0, {}};
+    REQUIRE(ev::init_control(d, ic) == 0);
+    CHECK(f.a.plat.callbacks[1] == 1);
+    fifo_guest g1{f.a.plat.at<x::evtchn_fifo_control_block>(12 * 4096), f.g.words};
+    CHECK(g1.drain() == std::vector<x::evtchn_port_t>{p});
+}
+
 TEST_CASE("evtchn FIFO: randomized sends and drains lose nothing (seeded)") {
     fifo_fixture f;
     x::domain& d = f.a.d();
