@@ -1,2 +1,0 @@
-#include <doctest/doctest.h>
-#include "libhv/dev/bus.hpp"
