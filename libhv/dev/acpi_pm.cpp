@@ -104,4 +104,27 @@ void acpi_pm::write(std::uint64_t offset, unsigned size, std::uint64_t value) {
     schedule();
 }
 
+std::uint64_t acpi_sleep_regs::read(std::uint64_t offset, unsigned size) {
+    std::uint64_t v = 0;
+    for (unsigned i = 0; i < size; ++i) {
+        std::uint64_t off = offset + i;
+        std::uint8_t b = off == 0 ? 0 : off == 1 ? status_ : 0xff;     // control reads 0
+        v |= std::uint64_t{b} << (8 * i);
+    }
+    return v;
+}
+
+void acpi_sleep_regs::write(std::uint64_t offset, unsigned size, std::uint64_t value) {
+    for (unsigned i = 0; i < size; ++i) {
+        std::uint64_t off = offset + i;
+        auto b = static_cast<std::uint8_t>(value >> (8 * i));
+        if (off == 1) {
+            status_ &= static_cast<std::uint8_t>(~(b & wak_sts));   // write 1 to clear
+        } else if (off == 0 && (b & slp_en)) {
+            unsigned typ = (b >> 2) & 7;
+            if (typ == s5_ && events_) events_->raise(event{event_kind::power_off, typ});
+        }
+    }
+}
+
 } // namespace hv::dev

@@ -60,4 +60,22 @@ private:
     std::uint64_t ignored_sleeps_ = 0;
 };
 
+// ACPI 5+ hardware-reduced sleep registers (FADT SLEEP_CONTROL_REG/SLEEP_STATUS_REG),
+// one byte each at +0/+1: how a guest without PM1 blocks powers off. Writing SLP_EN
+// (bit 5) with the \_S5 type in bits 4:2 raises power_off.
+class acpi_sleep_regs final : public io_device {
+public:
+    static constexpr unsigned ports = 2;
+    static constexpr std::uint8_t slp_en = 1u << 5, wak_sts = 1u << 7;
+
+    explicit acpi_sleep_regs(event_sink* events, std::uint8_t s5_slp_typ = 5) : events_{events}, s5_{s5_slp_typ} {}
+    std::uint64_t read(std::uint64_t offset, unsigned size) override;
+    void write(std::uint64_t offset, unsigned size, std::uint64_t value) override;
+
+private:
+    event_sink* events_;
+    std::uint8_t s5_;
+    std::uint8_t status_ = 0;
+};
+
 } // namespace hv::dev

@@ -155,6 +155,10 @@ result<layout> build(std::span<std::uint8_t> mem, std::uint64_t gpa, const confi
         } else {
             f.flags |= fadt_flags::hw_reduced_acpi;
         }
+        if (cfg.sleep_regs) {
+            f.sleep_control_reg = io_gas(cfg.sleep_port, 8, 1);
+            f.sleep_status_reg = io_gas(static_cast<std::uint16_t>(cfg.sleep_port + 1), 8, 1);
+        }
         f.p_lvl2_lat = 101;     // > 100: C2 not supported
         f.p_lvl3_lat = 1001;    // > 1000: C3 not supported
         if (cfg.rtc) f.century = cfg.rtc_century_index;

@@ -217,6 +217,9 @@ struct config {
     bool pm_timer_32bit = true;
     std::uint8_t sci_irq = 9;
     std::uint8_t s5_slp_typ = 5;
+    // Hardware-reduced sleep control/status registers (one byte each) at sleep_port.
+    bool sleep_regs = false;
+    std::uint16_t sleep_port = 0x620;
     bool legacy_devices = true;
     bool i8042 = true;
     bool rtc = true;

@@ -19,6 +19,7 @@ inline constexpr std::uint16_t com1 = 0x3f8;           // 16550, 8 ports
 inline constexpr std::uint16_t elcr = 0x4d0;           // edge/level control, 2 ports
 inline constexpr std::uint16_t fw_cfg = 0x510;         // QEMU fw_cfg selector (2) + data (1)
 inline constexpr std::uint16_t acpi_pm = 0x600;        // PM1a evt/cnt + PM timer, as PIIX4 firmware sets it
+inline constexpr std::uint16_t acpi_sleep = 0x620;     // hardware-reduced sleep control/status
 inline constexpr std::uint16_t pci_config = 0xcf8;     // mechanism #1 address/data, 0xcf9 reset control
 
 // Guest-physical addresses

@@ -8,7 +8,7 @@ machine_config machine_config::pc(unsigned vcpus, std::uint64_t below, std::uint
     c.vcpus = vcpus;
     c.ram_below_4g = below;
     c.ram_above_4g = above;
-    c.devices = dev_all;
+    c.devices = dev_pc;
     return c;
 }
 
@@ -32,7 +32,7 @@ machine::machine(const machine_config& cfg, const clock& guest_clock)
     : cfg_{cfg}, timers_{guest_clock}, pit_{timers_}, rtc_{timers_, cfg.rtc_unix_time}, uart_{&timers_},
       debug_exit_{this}, kbc_{this},
       ioapic_{apic_bus_, static_cast<std::uint8_t>(clamp_vcpus(cfg.vcpus) < 16 ? clamp_vcpus(cfg.vcpus) : 0)},
-      pm_{timers_, this, true, 5}, pci_{this} {
+      pm_{timers_, this, true, 5}, sleep_regs_{this, 5}, pci_{this} {
     cfg_.vcpus = clamp_vcpus(cfg.vcpus);
     for (unsigned i = 0; i < cfg_.vcpus; ++i) {
         lapic_config lc;
@@ -110,6 +110,7 @@ void machine::map_devices(std::uint32_t set) {
     if (set & dev_ioapic) (void)mmio_.map(layout::ioapic, 0x1000, ioapic_, size_any);
     if (set & dev_acpi_pm) io(layout::acpi_pm, acpi_pm::ports, pm_, size1 | size2 | size4);
     if (set & dev_pci) io(layout::pci_config, 8, pci_, size1 | size2 | size4);
+    if (set & dev_acpi_sleep) io(layout::acpi_sleep, acpi_sleep_regs::ports, sleep_regs_, size1);
     if (set & dev_fw_cfg) io(layout::fw_cfg, 2, fw_cfg_, size1 | size2);
     present_ |= set;
 }
@@ -138,6 +139,7 @@ void machine::unmap_devices(std::uint32_t set) {
     if (set & dev_ioapic) mmio_.unmap(ioapic_);
     if (set & dev_acpi_pm) ports_.unmap(pm_);
     if (set & dev_pci) ports_.unmap(pci_);
+    if (set & dev_acpi_sleep) ports_.unmap(sleep_regs_);
     if (set & dev_fw_cfg) ports_.unmap(fw_cfg_);
     present_ &= ~set;
 }
@@ -210,6 +212,8 @@ acpi::config machine::acpi_config() const {
     c.pm_base = layout::acpi_pm;
     c.sci_irq = layout::irq_sci;
     c.s5_slp_typ = 5;
+    c.sleep_regs = present_ & dev_acpi_sleep;
+    c.sleep_port = layout::acpi_sleep;
     c.legacy_devices = present_ & (dev_pic | dev_pit | dev_rtc | dev_uart | dev_i8042);
     c.i8042 = present_ & dev_i8042;
     c.rtc = present_ & dev_rtc;

@@ -41,14 +41,16 @@ enum device : std::uint32_t {
     dev_acpi_pm = 1u << 8,
     dev_pci = 1u << 9,
     dev_fw_cfg = 1u << 10,
-    dev_all = (1u << 11) - 1,
+    dev_acpi_sleep = 1u << 11,  // hardware-reduced ACPI sleep registers (for PVH guests)
+    dev_all = (1u << 12) - 1,
+    dev_pc = dev_all & ~dev_acpi_sleep,
 };
 
 struct machine_config {
     static constexpr unsigned max_vcpus = 64;
 
     unsigned vcpus = 1;
-    std::uint32_t devices = dev_all;
+    std::uint32_t devices = dev_pc;
     std::uint64_t ram_below_4g = 0;
     std::uint64_t ram_above_4g = 0;
     std::uint64_t rtc_unix_time = 0;            // wall time at guest tick 0
@@ -58,7 +60,8 @@ struct machine_config {
     unsigned phys_addr_bits = 39;
 
     static machine_config pc(unsigned vcpus, std::uint64_t ram_below_4g, std::uint64_t ram_above_4g = 0);
-    // PVH guests: no 8259/8254/RTC/UART/... just local APICs.
+    // PVH guests: no 8259/8254/RTC/UART/... just local APICs. OR in dev_acpi_sleep
+    // (clean ACPI power-off), dev_uart or dev_debug_exit as wanted.
     static machine_config pvh(unsigned vcpus, std::uint64_t ram_below_4g, std::uint64_t ram_above_4g = 0);
 };
 
@@ -144,6 +147,7 @@ private:
     i8042 kbc_;
     ioapic ioapic_;
     acpi_pm pm_;
+    acpi_sleep_regs sleep_regs_;
     pci_bus pci_;
     pci_host_bridge host_bridge_;
     fw_cfg fw_cfg_;

@@ -254,10 +254,17 @@ TEST_CASE("acpi: a machine without fixed hardware gets a hardware-reduced FADT")
     cfg.legacy_devices = false;
     cfg.i8042 = false;
     cfg.reset_reg = false;
+    cfg.sleep_regs = true;
+    cfg.sleep_port = 0x620;
     guest_mem m = build(cfg);
     parsed p = parse(m);
     const table& f = p.tables["FACP"];
     CHECK((le(f.p + 112, 4) & (1u << 20)) != 0);
+    CHECK(f.p[244] == 1);                           // SLEEP_CONTROL_REG: system I/O, 8 bits
+    CHECK(f.p[245] == 8);
+    CHECK(le(f.p + 248, 8) == 0x620);
+    CHECK(f.p[256] == 1);                           // SLEEP_STATUS_REG
+    CHECK(le(f.p + 260, 8) == 0x621);
     CHECK(le(f.p + 76, 4) == 0);
     CHECK(le(f.p + 64, 4) == 0);
     CHECK((le(f.p + 109, 2) & 3) == 0);

@@ -214,3 +214,21 @@ TEST_CASE("machine: NMIs reach LINT1 unless masked through port 0x70") {
     r.m.raise_nmi();
     CHECK_FALSE(r.m.cpu(0).take_nmi());
 }
+
+TEST_CASE("machine: a PVH guest powers off through the hardware-reduced sleep register") {
+    machine_config cfg = machine_config::pvh(1, 256 * mib);
+    cfg.devices |= dev_acpi_sleep;
+    pc_rig r{cfg};
+    std::vector<std::uint8_t> mem(4096);
+    auto lay = r.m.build_acpi(std::span<std::uint8_t>(mem), 0x10000);
+    REQUIRE(lay.ok());
+    const std::uint8_t* f = mem.data() + (lay->fadt - 0x10000);
+    CHECK((f[112 + 2] & 0x10) != 0);                // HW_REDUCED_ACPI (flag bit 20)
+    std::uint16_t ctl = static_cast<std::uint16_t>(f[248] | f[249] << 8);
+    CHECK(ctl == layout::acpi_sleep);
+    r.m.io_write(ctl, 1, (3u << 2) | 0x20);         // S3 is not offered
+    CHECK_FALSE(r.m.has_event());
+    r.m.io_write(ctl, 1, (5u << 2) | 0x20);
+    CHECK(r.m.take_event().kind == event_kind::power_off);
+    CHECK(r.m.io_read(0x604, 1) == 0xff);           // no PM1 blocks
+}
