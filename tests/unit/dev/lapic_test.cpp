@@ -410,3 +410,22 @@ TEST_CASE("lapic: 8259 interrupts arrive through LINT0 ExtINT, or directly when 
     CHECK(r[0].pending_interrupt() == 0x33);    // no APIC: INTR goes straight in
     CHECK(r[0].acknowledge_interrupt() == 0x33);
 }
+
+TEST_CASE("lapic: odd-sized and misaligned MMIO accesses are harmless") {
+    apic_rig r{1};
+    r.wr(0, apic_reg::tpr, 0x5a);
+    r[0].mmio_write(default_base + 0x80, 1, 0x11);      // byte write: dropped
+    r[0].mmio_write(default_base + 0x82, 4, 0x11);      // misaligned: dropped
+    CHECK(r.rd(0, apic_reg::tpr) == 0x5a);
+    CHECK(r[0].mmio_read(default_base + 0x80, 1) == 0x5a);
+    CHECK(r[0].mmio_read(default_base + 0x31, 1) == 0x00);  // version bits 15:8
+    CHECK(r[0].mmio_read(default_base + 0x32, 2) == 0x0005);
+    CHECK(r[0].mmio_read(default_base + 0x38, 4) == 0);     // beyond the 32-bit register
+    CHECK(r[0].mmio_read(default_base + 0x30, 8) == lapic::version_value);
+    r[0].mmio_write(default_base + 0x80, 8, 0xffffffff00000033ull);
+    CHECK(r.rd(0, apic_reg::tpr) == 0x33);
+    r[0].mmio_write(default_base + 0xff0, 4, 1);        // reserved: ESR illegal register
+    CHECK(r.esr(0) == esr_illegal_register);
+    r[0].mmio_write(default_base + 0x3f0, 4, 0x40);     // SELF IPI is x2APIC-only
+    CHECK_FALSE(r[0].irr(0x40));
+}
