@@ -68,6 +68,33 @@ constexpr std::array<std::uint8_t, 256> two_byte = {
     M,   M,   M,   M,   M,   M,   M,   M,   M,   M,   M,   M,   M,   M,   M,   M,    // F
 };
 
+// Opcodes defined in the legacy 0F 38 and 0F 3A maps (SDM Tables) under any
+// mandatory prefix; the rest are VEX/EVEX-only or unassigned.
+struct opcode_range { std::uint8_t first, last; };
+template <std::size_t N>
+constexpr std::array<std::uint64_t, 4> opcode_set(const opcode_range (&ranges)[N]) {
+    std::array<std::uint64_t, 4> bits{};
+    for (const auto& r : ranges)
+        for (unsigned op = r.first; op <= r.last; ++op) bits[op >> 6] |= std::uint64_t{1} << (op & 63);
+    return bits;
+}
+constexpr opcode_range map_0f38_ranges[] = {
+    {0x00, 0x0B}, {0x10, 0x10}, {0x14, 0x15}, {0x17, 0x17}, {0x1C, 0x1E},  // SSSE3, SSE4.1
+    {0x20, 0x25}, {0x28, 0x2B}, {0x30, 0x35}, {0x37, 0x41},                 // SSE4.1/4.2
+    {0x80, 0x82},                                                           // INVEPT INVVPID INVPCID
+    {0xC8, 0xCD}, {0xCF, 0xCF},                                             // SHA, GF2P8MULB
+    {0xD8, 0xD8}, {0xDB, 0xDF},                                             // AES, AES Key Locker
+    {0xF0, 0xF1}, {0xF5, 0xF6}, {0xF8, 0xFC},                               // MOVBE CRC32 WRUSS WRSS ADCX ADOX MOVDIR* ENQCMD* ENCODEKEY*
+};
+constexpr opcode_range map_0f3a_ranges[] = {
+    {0x08, 0x0F}, {0x14, 0x17}, {0x20, 0x22}, {0x40, 0x42}, {0x44, 0x44},
+    {0x60, 0x63}, {0xCC, 0xCC}, {0xCE, 0xCF}, {0xDF, 0xDF}, {0xF0, 0xF0},  // ... HRESET
+};
+constexpr auto map_0f38 = opcode_set(map_0f38_ranges);
+constexpr auto map_0f3a = opcode_set(map_0f3a_ranges);
+constexpr bool in_set(const std::array<std::uint64_t, 4>& set, std::uint8_t op) { return (set[op >> 6] >> (op & 63)) & 1; }
+static_assert(in_set(map_0f38, 0xF0) && !in_set(map_0f38, 0xF2) && in_set(map_0f3a, 0x0F) && !in_set(map_0f3a, 0x00));
+
 constexpr hv::error truncated = hv::fail(hv::errc::out_of_range, "insn: bytes end inside the instruction");
 constexpr hv::error too_long = hv::fail(hv::errc::overflow, "insn: longer than 15 bytes");
 constexpr hv::error invalid_opcode = hv::fail(hv::errc::bad_format, "insn: invalid opcode");
@@ -250,6 +277,33 @@ void classify(instruction& in, const fields& f) {
     }
 }
 
+// Group members and ModRM forms that do not exist (#UD), for the one-byte and 0F maps.
+bool invalid_form(const instruction& in, const fields& f) {
+    const unsigned reg = f.reg & 7;
+    const bool mem = f.mod != 3;
+    if (in.enc != encoding::legacy) return false;
+    if (in.map == 0) {
+        switch (in.opcode) {
+        case 0x8D: return !mem;                                  // LEA
+        case 0x8C: return reg > 5;                               // MOV r/m, Sreg
+        case 0x8E: return reg > 5 || reg == 1;                   // MOV Sreg, r/m (not CS)
+        case 0xC6: case 0xC7: return reg != 0 && !(reg == 7 && in.modrm == 0xF8);  // MOV / XABORT, XBEGIN
+        case 0xFE: return reg > 1;                               // INC/DEC r/m8
+        case 0xFF: return reg == 7 || (!mem && (reg == 3 || reg == 5));  // far CALL/JMP need memory
+        default: return false;
+        }
+    }
+    if (in.map == 1) {
+        switch (in.opcode) {
+        case 0x00: return reg > 5;
+        case 0xBA: return reg < 4;                               // BT group
+        case 0xB2: case 0xB4: case 0xB5: case 0xC3: return !mem; // LSS LFS LGS MOVNTI
+        default: return false;
+        }
+    }
+    return false;
+}
+
 bool lockable(const instruction& in) {
     if (in.operands[0].kind != opkind::mem) return false;
     switch (in.mnem) {
@@ -410,6 +464,7 @@ opcode:
             in.map = b == 0x38 ? 2 : 3;
             TAKE_BYTE(b);
             attr = in.map == 2 ? M : Mb;
+            if (!in_set(in.map == 2 ? map_0f38 : map_0f3a, b)) attr = X;
         } else if (b == 0x0F) {
             in.enc = encoding::amd3dnow;  // 0F 0F ModRM [SIB] [disp] opcode
             in.map = 1;
@@ -532,8 +587,15 @@ opcode:
 #undef TAKE_BYTE
 
     in.length = static_cast<std::uint8_t>(c.pos());
+    if (invalid_form(in, f)) return invalid_opcode;
     classify(in, f);
-    if (in.lock && in.mnem != mnemonic::other && !lockable(in)) return bad_lock;
+    if (in.lock) {
+        // Besides the emulated read-modify-write instructions only CMPXCHG8B/16B take
+        // LOCK (and, on AMD, MOV CR0 as MOV CR8).
+        const bool other_ok = in.map == 1 && ((in.opcode == 0xC7 && (f.reg & 7) == 1 && in.has_mem) ||
+                                              in.opcode == 0x20 || in.opcode == 0x22);
+        if (in.mnem == mnemonic::other ? !other_ok : !lockable(in)) return bad_lock;
+    }
     return in;
 }
 

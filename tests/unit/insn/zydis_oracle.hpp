@@ -91,4 +91,15 @@ inline std::string hex(std::span<const std::uint8_t> b) {
     return s;
 }
 
+inline std::string disasm(std::span<const std::uint8_t> b, hv::insn::mode m) {
+    const zydis z{m};
+    auto r = z.decode(b);
+    if (!r) return "(zydis: invalid)";
+    ZydisFormatter f;
+    ZydisFormatterInit(&f, ZYDIS_FORMATTER_STYLE_INTEL);
+    char buf[256];
+    ZydisFormatterFormatInstruction(&f, &r->insn, r->ops, r->insn.operand_count_visible, buf, sizeof buf, 0, nullptr);
+    return buf;
+}
+
 } // namespace insn_test
