@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <optional>
 #include <vector>
 #include "libhv/cpu/insn/emulate.hpp"
@@ -67,7 +68,7 @@ public:
         return c;
     }
 
-    std::vector<region> regions;
+    std::deque<region> regions;  // stable references across add()
     std::vector<record> log;
 
 private:
