@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 #include "libhv/cpu/insn/emulate.hpp"
+#include "tests/unit/insn/budget.hpp"
 #include "tests/unit/insn/emulate_cases.hpp"
 #include "tests/unit/insn/fake_memory.hpp"
 #include "tests/unit/insn/native.hpp"
@@ -83,7 +84,7 @@ TEST_CASE("emulator in 16- and 32-bit code: addresses per Zydis, results per the
     const case_env env{buf.address(), cpu.insn_address(), 0, 0};
     std::uint64_t cases = 0, failures = 0, generator_rejects = 0;
     for (auto md : {mode::code16, mode::code32}) {
-        for (unsigned round = 0; round < 250; ++round) {
+        for (unsigned round = 0; round < 250 / scale_down; ++round) {
             for (const auto& tp : emulated_templates()) {
                 auto c = make_case_legacy(tp, md, env, rng);
                 if (!c.ok) {
@@ -106,5 +107,5 @@ TEST_CASE("emulator in 16- and 32-bit code: addresses per Zydis, results per the
                 static_cast<unsigned long long>(cases), static_cast<unsigned long long>(failures));
     CHECK(generator_rejects == 0);
     CHECK(failures == 0);
-    CHECK(cases > 20000);
+    CHECK(cases > 20000 / scale_down);
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 #include "libhv/cpu/insn/emulate.hpp"
+#include "tests/unit/insn/budget.hpp"
 #include "tests/unit/insn/emulate_cases.hpp"
 #include "tests/unit/insn/fake_memory.hpp"
 #include "tests/unit/insn/native.hpp"
@@ -108,7 +109,7 @@ TEST_CASE("emulator matches native execution: every instruction, operand size, a
     const case_env env{buf.address(), cpu.insn_address(), native_cpu::fs_base(), native_cpu::gs_base()};
     const auto& templates = emulated_templates();
     outcome_tally t;
-    constexpr unsigned rounds = 400;  // per template
+    constexpr unsigned rounds = 400 / scale_down;  // per template
     for (unsigned round = 0; round < rounds; ++round)
         for (const auto& tp : templates) run_case(cpu, buf, make_case64(tp, env, rng), t);
     std::printf("insn emulator vs native: %llu cases over %zu instruction forms, %llu failures\n",
