@@ -67,7 +67,7 @@ std::optional<fault> check(const guest_state& s, seg sg, std::uint64_t la, unsig
     return std::nullopt;
 }
 
-std::optional<fault> read_le(memory& mem, std::uint64_t la, unsigned n, access a, std::uint64_t& v) {
+std::optional<fault> read_le(memory& mem, std::uint64_t la, unsigned n, access_type a, std::uint64_t& v) {
     std::uint8_t b[8] = {};
     if (auto f = mem.read(la, b, n, a)) return f;
     v = 0;
@@ -97,11 +97,11 @@ bool is_bt(mnemonic m) {
 }
 
 // How an instruction uses a memory destination.
-access dst_access(mnemonic m) {
+access_type dst_access(mnemonic m) {
     switch (m) {
-    case mnemonic::mov: case mnemonic::movnti: return access::write;
-    case mnemonic::cmp: case mnemonic::test: case mnemonic::bt: return access::read;
-    default: return access::rmw;
+    case mnemonic::mov: case mnemonic::movnti: return access_type::write;
+    case mnemonic::cmp: case mnemonic::test: case mnemonic::bt: return access_type::read;
+    default: return access_type::rmw;
     }
 }
 
@@ -147,11 +147,11 @@ hv::result<step> string_op(const instruction& in, guest_state& st, memory& mem, 
         if (reads && writes) {
             // Fault priority as on hardware (source first), and no device read before
             // the destination is known to be writable.
-            if (auto f = mem.probe(src, n, access::read)) return fault_step(*f, done);
-            if (auto f = mem.probe(dst, n, access::write)) return fault_step(*f, done);
+            if (auto f = mem.probe(src, n, access_type::read)) return fault_step(*f, done);
+            if (auto f = mem.probe(dst, n, access_type::write)) return fault_step(*f, done);
         }
         if (reads) {
-            if (auto f = read_le(mem, src, n, access::read, v)) return fault_step(*f, done);
+            if (auto f = read_le(mem, src, n, access_type::read, v)) return fault_step(*f, done);
             put(next, reg::rsi, as, si + delta);
         }
         if (in.mnem == mnemonic::stos) v = get(st, reg::rax, n);
@@ -209,13 +209,13 @@ hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, co
             bit_string_offset = static_cast<std::uint64_t>(units) * size;
         }
     }
-    access acc = access::read;
+    access_type acc = access_type::read;
     if (mem_index >= 0) {
         const operand& o = in.operands[static_cast<unsigned>(mem_index)];
         la = linear(st, o.m.segment, effective_address(st, in, o.m, bit_string_offset));
         if (auto f = check(st, o.m.segment, la, o.size)) return fault_step(*f);
-        acc = mem_index == 0 ? dst_access(m) : access::read;
-        if (acc != access::write) {
+        acc = mem_index == 0 ? dst_access(m) : access_type::read;
+        if (acc != access_type::write) {
             if (auto f = read_le(mem, la, o.size, acc, mval)) return fault_step(*f);
         }
     }
@@ -299,7 +299,7 @@ hv::result<fetched> fetch(const guest_state& st, memory& mem) {
     const unsigned to_page_end = 4096 - static_cast<unsigned>(la & 0xfff);
     const unsigned first = to_page_end < max_length ? to_page_end : max_length;
     fetched out;
-    if (auto f = mem.read(la, buf, first, access::fetch)) {
+    if (auto f = mem.read(la, buf, first, access_type::fetch)) {
         out.f = f;
         return out;
     }
@@ -307,7 +307,7 @@ hv::result<fetched> fetch(const guest_state& st, memory& mem) {
     if (!d && is_truncated(d.err()) && first < max_length) {
         std::uint64_t rest = la + first;
         if (st.code != mode::code64) rest &= 0xffffffff;
-        if (auto f = mem.read(rest, buf + first, max_length - first, access::fetch)) {
+        if (auto f = mem.read(rest, buf + first, max_length - first, access_type::fetch)) {
             out.f = f;
             return out;
         }

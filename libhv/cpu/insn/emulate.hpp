@@ -43,7 +43,7 @@ struct fault {
     friend bool operator==(const fault&, const fault&) = default;
 };
 
-enum class access : std::uint8_t {
+enum class access_type : std::uint8_t {
     read,
     write,
     rmw,    // read now, write the same bytes later: check write permission at the read
@@ -57,11 +57,11 @@ enum class access : std::uint8_t {
 // crosses a page boundary after translating both pages.
 class memory {
 public:
-    virtual std::optional<fault> read(std::uint64_t la, void* dst, unsigned n, access a) = 0;
+    virtual std::optional<fault> read(std::uint64_t la, void* dst, unsigned n, access_type a) = 0;
     virtual std::optional<fault> write(std::uint64_t la, const void* src, unsigned n) = 0;
     // Translate and check [la, la+n) for `a` without touching it (no device side effects).
     // Used where an instruction must not read a device before knowing its write can succeed.
-    virtual std::optional<fault> probe(std::uint64_t la, unsigned n, access a) = 0;
+    virtual std::optional<fault> probe(std::uint64_t la, unsigned n, access_type a) = 0;
 
 protected:
     ~memory() = default;
@@ -101,7 +101,7 @@ struct options {
 //   errc::not_supported   mnemonic::other or a form the emulator does not handle.
 hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, const options& opt = {});
 
-// Reads and decodes the instruction at CS:RIP through `mem` (access::fetch), reading
+// Reads and decodes the instruction at CS:RIP through `mem` (access_type::fetch), reading
 // into the next page only when the instruction continues there.
 struct fetched {
     std::optional<fault> f;  // the fetch faulted: inject this

@@ -453,7 +453,7 @@ TEST_CASE("device-visible access pattern: one access per operand, of the operand
         std::string got;
         for (const auto& a : mem.log) {
             if (!got.empty()) got += ' ';
-            got += a.kind == 'r' && a.a == access::rmw ? 'm' : a.kind;
+            got += a.kind == 'r' && a.a == access_type::rmw ? 'm' : a.kind;
             got += std::to_string(a.n);
         }
         INFO(hex(e.bytes));

@@ -22,7 +22,7 @@ public:
         char kind;  // 'r' read, 'w' write, 'p' probe (successful accesses only)
         std::uint64_t la;
         unsigned n;
-        hv::insn::access a;
+        hv::insn::access_type a;
     };
 
     region& add(std::uint64_t base, std::size_t n, std::uint8_t fill = 0) {
@@ -34,19 +34,19 @@ public:
         return regions.back();
     }
 
-    std::optional<hv::insn::fault> read(std::uint64_t la, void* dst, unsigned n, hv::insn::access a) override {
+    std::optional<hv::insn::fault> read(std::uint64_t la, void* dst, unsigned n, hv::insn::access_type a) override {
         if (auto f = check(la, n, a)) return f;
         for (unsigned i = 0; i < n; ++i) static_cast<std::uint8_t*>(dst)[i] = *byte(la + i);
         log.push_back({'r', la, n, a});
         return std::nullopt;
     }
     std::optional<hv::insn::fault> write(std::uint64_t la, const void* src, unsigned n) override {
-        if (auto f = check(la, n, hv::insn::access::write)) return f;
+        if (auto f = check(la, n, hv::insn::access_type::write)) return f;
         for (unsigned i = 0; i < n; ++i) *byte(la + i) = static_cast<const std::uint8_t*>(src)[i];
-        log.push_back({'w', la, n, hv::insn::access::write});
+        log.push_back({'w', la, n, hv::insn::access_type::write});
         return std::nullopt;
     }
-    std::optional<hv::insn::fault> probe(std::uint64_t la, unsigned n, hv::insn::access a) override {
+    std::optional<hv::insn::fault> probe(std::uint64_t la, unsigned n, hv::insn::access_type a) override {
         if (auto f = check(la, n, a)) return f;
         log.push_back({'p', la, n, a});
         return std::nullopt;
@@ -78,12 +78,12 @@ private:
         return nullptr;
     }
     // #PF error code: P (bit 0) for a protection fault, W (bit 1), I/D (bit 4).
-    std::optional<hv::insn::fault> check(std::uint64_t la, unsigned n, hv::insn::access a) const {
-        const bool w = a == hv::insn::access::write || a == hv::insn::access::rmw;
-        const bool r = a != hv::insn::access::write;
+    std::optional<hv::insn::fault> check(std::uint64_t la, unsigned n, hv::insn::access_type a) const {
+        const bool w = a == hv::insn::access_type::write || a == hv::insn::access_type::rmw;
+        const bool r = a != hv::insn::access_type::write;
         for (unsigned i = 0; i < n; ++i) {
             const region* g = find(la + i);
-            std::uint32_t ec = (w ? 2u : 0u) | (a == hv::insn::access::fetch ? 16u : 0u);
+            std::uint32_t ec = (w ? 2u : 0u) | (a == hv::insn::access_type::fetch ? 16u : 0u);
             if (!g) return hv::insn::fault{hv::insn::vector::pf, true, ec, la + i};
             if ((r && !g->readable) || (w && !g->writable)) return hv::insn::fault{hv::insn::vector::pf, true, ec | 1u, la + i};
         }
