@@ -107,33 +107,34 @@ public:
 
     // Little-endian, n <= 8. The 15-byte limit is checked first: hardware faults there
     // whatever the bytes after it hold.
-    bool take(unsigned n, std::uint64_t& v) {
-        if (pos_ + n > max_length) { err_ = too_long; return false; }
-        if (pos_ + n > bytes_.size()) { err_ = truncated; return false; }
+    hv::status take(unsigned n, std::uint64_t& v) {
+        HV_TRY(available(n));
         v = 0;
         for (unsigned i = 0; i < n; ++i) v |= std::uint64_t{bytes_[pos_ + i]} << (8 * i);
         pos_ += n;
-        return true;
+        return {};
     }
-    bool byte(std::uint8_t& b) {
-        std::uint64_t v;
-        if (!take(1, v)) return false;
-        b = static_cast<std::uint8_t>(v);
-        return true;
+    hv::status byte(std::uint8_t& b) {
+        HV_TRY(available(1));
+        b = bytes_[pos_++];
+        return {};
     }
-    bool peek(std::uint8_t& b) {
-        if (pos_ + 1 > max_length) { err_ = too_long; return false; }
-        if (pos_ + 1 > bytes_.size()) { err_ = truncated; return false; }
+    hv::status peek(std::uint8_t& b) const {
+        HV_TRY(available(1));
         b = bytes_[pos_];
-        return true;
+        return {};
     }
     [[nodiscard]] unsigned pos() const { return pos_; }
-    [[nodiscard]] hv::error err() const { return err_; }
 
 private:
+    hv::status available(unsigned n) const {
+        if (pos_ + n > max_length) return too_long;
+        if (pos_ + n > bytes_.size()) return truncated;
+        return {};
+    }
+
     std::span<const std::uint8_t> bytes_;
     unsigned pos_ = 0;
-    hv::error err_{hv::errc::ok, "ok"};
 };
 
 constexpr std::int64_t sign_extend(std::uint64_t v, unsigned bytes) {
@@ -362,241 +363,274 @@ const char* to_string(mnemonic m) {
     return "?";
 }
 
-hv::result<instruction> decode(std::span<const std::uint8_t> bytes, mode md) {
-    cursor c{bytes};
-    instruction in;
-    fields f;
-    f.md = md;
-    const bool m64 = md == mode::code64;
-    bool opsize_prefix = false, addrsize_prefix = false;
-    std::uint8_t last_rep = 0, rex = 0;
-    std::uint8_t b = 0;
+namespace {
 
-#define TAKE_BYTE(v) do { if (!c.byte(v)) return c.err(); } while (0)
+// One decode: prefixes → opcode (escapes, VEX/EVEX/XOP) → ModRM/SIB/displacement →
+// immediates → operands of the emulated instructions → validity checks.
+class decoder {
+public:
+    decoder(std::span<const std::uint8_t> bytes, mode md) : c_{bytes}, m64_{md == mode::code64} { f_.md = md; }
 
+    hv::result<instruction> run() {
+        HV_TRY(prefixes());
+        HV_TRY(opcode());
+        if ((attr_ & f_bad) || ((attr_ & f_no64) && m64_)) return invalid_opcode;
+        if (attr_ & f_modrm) HV_TRY(modrm());
+        HV_TRY(immediates());
+        in_.length = static_cast<std::uint8_t>(c_.pos());
+        if (invalid_form(in_, f_)) return invalid_opcode;
+        classify(in_, f_);
+        HV_TRY(check_lock());
+        return in_;
+    }
+
+private:
     // Legacy prefixes in any order; a REX counts only right before the opcode.
-    for (;;) {
-        TAKE_BYTE(b);
-        seg s = seg::none;
-        switch (b) {
-        case 0xF0: in.lock = true; break;
-        case 0xF2: case 0xF3: last_rep = b; break;
-        case 0x66: opsize_prefix = true; break;
-        case 0x67: addrsize_prefix = true; break;
-        case 0x26: s = seg::es; break;
-        case 0x2E: s = seg::cs; break;
-        case 0x36: s = seg::ss; break;
-        case 0x3E: s = seg::ds; break;
-        case 0x64: s = seg::fs; break;
-        case 0x65: s = seg::gs; break;
-        default:
-            if (m64 && (b & 0xF0) == 0x40) { rex = b; continue; }
-            goto opcode;
+    // Leaves the first opcode byte in op_.
+    hv::status prefixes() {
+        for (;;) {
+            HV_TRY(c_.byte(op_));
+            seg s = seg::none;
+            switch (op_) {
+            case 0xF0: in_.lock = true; break;
+            case 0xF2: case 0xF3: last_rep_ = op_; break;
+            case 0x66: opsize_prefix_ = true; break;
+            case 0x67: addrsize_prefix_ = true; break;
+            case 0x26: s = seg::es; break;
+            case 0x2E: s = seg::cs; break;
+            case 0x36: s = seg::ss; break;
+            case 0x3E: s = seg::ds; break;
+            case 0x64: s = seg::fs; break;
+            case 0x65: s = seg::gs; break;
+            default:
+                if (m64_ && (op_ & 0xF0) == 0x40) {
+                    rex_ = op_;
+                    continue;
+                }
+                return finish_prefixes();
+            }
+            rex_ = 0;
+            // In 64-bit mode ES/CS/SS/DS overrides are ignored: the default segment stays.
+            if (s != seg::none && !(m64_ && s < seg::fs)) in_.segment_override = s;
         }
-        rex = 0;
-        // In 64-bit mode ES/CS/SS/DS overrides are ignored: the default segment stays.
-        if (s != seg::none && !(m64 && s < seg::fs)) in.segment_override = s;
     }
-opcode:
-    in.rex = rex;
-    f.any_rex = rex != 0;
-    in.rep = last_rep == 0xF3 ? rep_prefix::rep : last_rep == 0xF2 ? rep_prefix::repne : rep_prefix::none;
-    f.mandatory = last_rep ? last_rep : opsize_prefix ? 0x66 : 0;
-    in.address_size = m64 ? (addrsize_prefix ? 4 : 8) : (md == mode::code32) != addrsize_prefix ? 4 : 2;
-    in.operand_size = m64 ? ((rex & 8) ? 8 : opsize_prefix ? 2 : 4) : (md == mode::code32) != opsize_prefix ? 4 : 2;
 
-    std::uint8_t attr = 0;
-    bool forced_register = false;
-    std::uint8_t ext_r = (rex >> 2) & 1, ext_x = (rex >> 1) & 1, ext_b = rex & 1;
-
-    std::uint8_t next = 0;
-    const bool vex_like = b == 0xC4 || b == 0xC5 || b == 0x62 || b == 0x8F;
-    bool is_vex = false;
-    if (vex_like) {
-        if (!c.peek(next)) return c.err();
-        // Outside 64-bit mode C4/C5/62 are LES/LDS/BOUND unless ModRM.mod would be 11;
-        // 8F is POP r/m unless its ModRM.reg (the XOP map field) is non-zero.
-        is_vex = b == 0x8F ? (next & 0x38) != 0 : (m64 || (next >> 6) == 3);
+    hv::status finish_prefixes() {
+        const bool code32 = f_.md == mode::code32;
+        in_.rex = rex_;
+        f_.any_rex = rex_ != 0;
+        in_.rep = last_rep_ == 0xF3 ? rep_prefix::rep : last_rep_ == 0xF2 ? rep_prefix::repne : rep_prefix::none;
+        f_.mandatory = last_rep_ ? last_rep_ : opsize_prefix_ ? 0x66 : 0;
+        in_.address_size = m64_ ? (addrsize_prefix_ ? 4 : 8) : (code32 != addrsize_prefix_ ? 4 : 2);
+        in_.operand_size = m64_ ? ((rex_ & 8) ? 8 : opsize_prefix_ ? 2 : 4) : (code32 != opsize_prefix_ ? 4 : 2);
+        ext_r_ = (rex_ >> 2) & 1;
+        ext_x_ = (rex_ >> 1) & 1;
+        ext_b_ = rex_ & 1;
+        return {};
     }
-    if (is_vex) {
-        if (in.lock || last_rep || opsize_prefix || rex) return invalid_vex;
+
+    hv::status opcode() {
+        const std::uint8_t b = op_;
+        if (b == 0xC4 || b == 0xC5 || b == 0x62 || b == 0x8F) {
+            std::uint8_t next = 0;
+            HV_TRY(c_.peek(next));
+            // Outside 64-bit mode C4/C5/62 are LES/LDS/BOUND unless ModRM.mod would be 11;
+            // 8F is POP r/m unless its ModRM.reg (the XOP map field) is non-zero.
+            const bool escape = b == 0x8F ? (next & 0x38) != 0 : (m64_ || (next >> 6) == 3);
+            if (escape) return vex(b);
+            in_.opcode = b;
+            attr_ = M;  // BOUND LES LDS (invalid in 64-bit mode, never reached there), POP r/m
+            return {};
+        }
+        if (b != 0x0F) {
+            in_.opcode = b;
+            attr_ = one_byte[b];
+            return (attr_ & f_special) ? hv::status{invalid_opcode} : hv::status{};
+        }
+        HV_TRY(c_.byte(op_));
+        in_.map = 1;
+        if (op_ == 0x38 || op_ == 0x3A) {
+            in_.map = op_ == 0x38 ? 2 : 3;
+            HV_TRY(c_.byte(op_));
+            attr_ = in_set(in_.map == 2 ? map_0f38 : map_0f3a, op_) ? (in_.map == 2 ? M : Mb) : X;
+        } else if (op_ == 0x0F) {
+            in_.enc = encoding::amd3dnow;  // 0F 0F ModRM [SIB] [disp] opcode
+            attr_ = Mb;
+        } else {
+            attr_ = two_byte[op_];
+            if (attr_ & f_special) {
+                if (op_ >= 0x20 && op_ <= 0x23) {  // MOV CR/DR: ModRM.mod is ignored
+                    attr_ = M;
+                    forced_register_ = true;
+                } else if (op_ == 0x78) {  // VMREAD; 66: EXTRQ, F2: INSERTQ (imm8, imm8)
+                    attr_ = f_.mandatory == 0xF2 || f_.mandatory == 0x66 ? (M | imm_bb) : M;
+                } else if (op_ == 0x79) {
+                    attr_ = M;
+                } else if (op_ == 0xB8) {  // F3: POPCNT; JMPE otherwise (IA-64 only)
+                    attr_ = f_.mandatory == 0xF3 ? M : X;
+                }
+            }
+        }
+        in_.opcode = op_;
+        return {};
+    }
+
+    // VEX (C4, C5), EVEX (62), XOP (8F). Only their length matters here: every one has
+    // ModRM except VZEROUPPER/VZEROALL; map 3 (and a few map-1 opcodes) add an imm8.
+    hv::status vex(std::uint8_t escape) {
+        if (in_.lock || last_rep_ || opsize_prefix_ || rex_) return invalid_vex;
         std::uint8_t p0 = 0, p1 = 0, p2 = 0;
-        TAKE_BYTE(p0);
-        if (b == 0xC5) {
-            in.enc = encoding::vex;
-            in.map = 1;
-            ext_r = m64 ? !(p0 & 0x80) : 0;
-            ext_x = ext_b = 0;
+        HV_TRY(c_.byte(p0));
+        if (escape == 0xC5) {
+            in_.enc = encoding::vex;
+            in_.map = 1;
+            ext_r_ = m64_ && !(p0 & 0x80);
         } else {
-            TAKE_BYTE(p1);
-            if (m64) {
-                ext_r = !(p0 & 0x80);
-                ext_x = !(p0 & 0x40);
-                ext_b = !(p0 & 0x20);
+            HV_TRY(c_.byte(p1));
+            if (m64_) {
+                ext_r_ = !(p0 & 0x80);
+                ext_x_ = !(p0 & 0x40);
+                ext_b_ = !(p0 & 0x20);
             }
-            if (b == 0xC4) {
-                in.enc = encoding::vex;
-                in.map = p0 & 0x1F;
-                if (in.map < 1 || in.map > 3) return invalid_vex;
-            } else if (b == 0x8F) {
-                in.enc = encoding::xop;
-                in.map = p0 & 0x1F;
-                if (in.map < 8 || in.map > 10) return invalid_vex;
+            if (escape == 0xC4) {
+                in_.enc = encoding::vex;
+                in_.map = p0 & 0x1F;
+                if (in_.map < 1 || in_.map > 3) return invalid_vex;
+            } else if (escape == 0x8F) {
+                in_.enc = encoding::xop;
+                in_.map = p0 & 0x1F;
+                if (in_.map < 8 || in_.map > 10) return invalid_vex;
             } else {
-                TAKE_BYTE(p2);
-                in.enc = encoding::evex;
-                in.map = p0 & 0x07;
-                if ((p0 & 0x08) || !(p1 & 0x04) || in.map == 0 || in.map == 4 || in.map == 7) return invalid_vex;
+                HV_TRY(c_.byte(p2));
+                in_.enc = encoding::evex;
+                in_.map = p0 & 0x07;
+                if ((p0 & 0x08) || !(p1 & 0x04) || in_.map == 0 || in_.map == 4 || in_.map == 7) return invalid_vex;
             }
         }
-        TAKE_BYTE(b);
-        in.opcode = b;
-        const bool map1_imm = in.map == 1 && ((b >= 0x70 && b <= 0x73) || b == 0xC2 || (b >= 0xC4 && b <= 0xC6));
-        const bool no_modrm = in.enc == encoding::vex && in.map == 1 && b == 0x77;  // VZEROUPPER/VZEROALL
-        attr = no_modrm ? N : M;
-        if (in.enc == encoding::xop)
-            attr |= in.map == 8 ? Ib : in.map == 10 ? std::uint8_t{imm_d} : N;
-        else if (in.map == 3 || map1_imm)
-            attr |= Ib;
-    } else if (b == 0x0F) {
-        TAKE_BYTE(b);
-        if (b == 0x38 || b == 0x3A) {
-            in.map = b == 0x38 ? 2 : 3;
-            TAKE_BYTE(b);
-            attr = in.map == 2 ? M : Mb;
-            if (!in_set(in.map == 2 ? map_0f38 : map_0f3a, b)) attr = X;
-        } else if (b == 0x0F) {
-            in.enc = encoding::amd3dnow;  // 0F 0F ModRM [SIB] [disp] opcode
-            in.map = 1;
-            attr = Mb;
+        HV_TRY(c_.byte(op_));
+        const std::uint8_t b = op_;
+        in_.opcode = b;
+        const bool map1_imm = in_.map == 1 && ((b >= 0x70 && b <= 0x73) || b == 0xC2 || (b >= 0xC4 && b <= 0xC6));
+        attr_ = in_.enc == encoding::vex && in_.map == 1 && b == 0x77 ? N : M;
+        if (in_.enc == encoding::xop)
+            attr_ |= in_.map == 8 ? Ib : in_.map == 10 ? std::uint8_t{imm_d} : N;
+        else if (in_.map == 3 || map1_imm)
+            attr_ |= Ib;
+        return {};
+    }
+
+    hv::status modrm() {
+        HV_TRY(c_.byte(in_.modrm));
+        in_.has_modrm = true;
+        f_.mod = forced_register_ ? 3 : in_.modrm >> 6;
+        f_.reg = static_cast<std::uint8_t>(((in_.modrm >> 3) & 7) | (ext_r_ << 3));
+        f_.rm = static_cast<std::uint8_t>((in_.modrm & 7) | (ext_b_ << 3));
+        if (f_.mod == 3) return {};
+        in_.has_mem = true;
+        mem_ref& m = in_.mem;
+        const std::uint8_t rm = in_.modrm & 7;
+        unsigned disp_size = f_.mod == 1 ? 1 : 0;
+        seg def = seg::ds;
+        if (in_.address_size == 2) {
+            if (f_.mod == 0 && rm == 6) {
+                disp_size = 2;
+            } else {
+                m.base = modrm16[rm].base;
+                m.index = modrm16[rm].index;
+                if (m.base == reg::rbp) def = seg::ss;
+            }
+            if (f_.mod == 2) disp_size = 2;
         } else {
-            in.map = 1;
-            attr = two_byte[b];
-            if (attr & f_special) {
-                if (b >= 0x20 && b <= 0x23) {
-                    attr = M;
-                    forced_register = true;
-                } else if (b == 0x78) {
-                    attr = f.mandatory == 0xF2 || f.mandatory == 0x66 ? (M | imm_bb) : M;
-                } else if (b == 0x79) {
-                    attr = M;
-                } else if (b == 0xB8) {
-                    attr = f.mandatory == 0xF3 ? M : X;
+            if (f_.mod == 2) disp_size = 4;
+            if (rm == 4) {
+                std::uint8_t sib = 0;
+                HV_TRY(c_.byte(sib));
+                const auto index = static_cast<std::uint8_t>(((sib >> 3) & 7) | (ext_x_ << 3));
+                if (index != 4) {
+                    m.index = static_cast<reg>(index);
+                    m.scale = static_cast<std::uint8_t>(1u << (sib >> 6));
                 }
-            }
-        }
-        in.opcode = b;
-    } else {
-        in.opcode = b;
-        attr = one_byte[b];
-        if (b == 0x62 || b == 0xC4 || b == 0xC5) attr = M;  // BOUND, LES, LDS (only reached outside 64-bit mode)
-        else if (b == 0x8F) attr = M;                       // POP r/m
-        else if (attr & f_special) return invalid_opcode;
-    }
-    if ((attr & f_bad) || ((attr & f_no64) && m64)) return invalid_opcode;
-
-    // ModRM, SIB, displacement.
-    if (attr & f_modrm) {
-        TAKE_BYTE(in.modrm);
-        in.has_modrm = true;
-        f.mod = forced_register ? 3 : in.modrm >> 6;
-        f.reg = static_cast<std::uint8_t>(((in.modrm >> 3) & 7) | (ext_r << 3));
-        f.rm = static_cast<std::uint8_t>((in.modrm & 7) | (ext_b << 3));
-        if (f.mod != 3) {
-            in.has_mem = true;
-            mem_ref& m = in.mem;
-            unsigned disp_size = f.mod == 1 ? 1 : 0;
-            seg def = seg::ds;
-            if (in.address_size == 2) {
-                const std::uint8_t rm = in.modrm & 7;
-                if (f.mod == 0 && rm == 6) {
-                    disp_size = 2;
-                } else {
-                    m.base = modrm16[rm].base;
-                    m.index = modrm16[rm].index;
-                    if (m.base == reg::rbp) def = seg::ss;
-                }
-                if (f.mod == 2) disp_size = 2;
+                // SIB.base 101 with mod 00: no base, disp32 (REX.B does not change that).
+                if ((sib & 7) == 5 && f_.mod == 0) disp_size = 4;
+                else m.base = static_cast<reg>((sib & 7) | (ext_b_ << 3));
+            } else if (rm == 5 && f_.mod == 0) {
+                disp_size = 4;
+                if (m64_) m.base = reg::rip;
             } else {
-                if (f.mod == 2) disp_size = 4;
-                if ((in.modrm & 7) == 4) {
-                    std::uint8_t sib = 0;
-                    TAKE_BYTE(sib);
-                    const std::uint8_t index = static_cast<std::uint8_t>(((sib >> 3) & 7) | (ext_x << 3));
-                    if (index != 4) {
-                        m.index = static_cast<reg>(index);
-                        m.scale = static_cast<std::uint8_t>(1u << (sib >> 6));
-                    }
-                    if ((sib & 7) == 5 && f.mod == 0) {
-                        disp_size = 4;
-                    } else {
-                        m.base = static_cast<reg>((sib & 7) | (ext_b << 3));
-                    }
-                } else if ((in.modrm & 7) == 5 && f.mod == 0) {
-                    disp_size = 4;
-                    if (m64) m.base = reg::rip;
-                } else {
-                    m.base = static_cast<reg>(f.rm);
-                }
-                if (m.base == reg::rsp || m.base == reg::rbp) def = seg::ss;
+                m.base = static_cast<reg>(f_.rm);
             }
-            m.segment = in.segment_override == seg::none ? def : in.segment_override;
-            if (disp_size) {
-                std::uint64_t d = 0;
-                if (!c.take(disp_size, d)) return c.err();
-                m.disp = sign_extend(d, disp_size);
-            }
+            if (m.base == reg::rsp || m.base == reg::rbp) def = seg::ss;
         }
+        m.segment = in_.segment_override == seg::none ? def : in_.segment_override;
+        if (disp_size) {
+            std::uint64_t d = 0;
+            HV_TRY(c_.take(disp_size, d));
+            m.disp = sign_extend(d, disp_size);
+        }
+        return {};
     }
 
-    // Immediates.
-    const unsigned os = in.operand_size;
-    unsigned imm1 = 0, imm2 = 0;
-    switch (attr & imm_mask) {
-    case imm_b: case imm_rel8: imm1 = 1; break;
-    case imm_w: imm1 = 2; break;
-    case imm_z: imm1 = os == 2 ? 2 : 4; break;
-    case imm_v: imm1 = os; break;
-    case imm_d: imm1 = 4; break;
-    case imm_relz: imm1 = m64 || os != 2 ? 4 : 2; break;
-    case imm_ptr: imm1 = os == 2 ? 2 : 4; imm2 = 2; break;
-    case imm_enter: imm1 = 2; imm2 = 1; break;
-    case imm_bb: imm1 = 1; imm2 = 1; break;
-    case imm_grp3:
-        if (((in.modrm >> 3) & 7) < 2) imm1 = (b & 1) ? (os == 2 ? 2 : 4) : 1;
-        break;
-    case imm_moffs: {
-        std::uint64_t off = 0;
-        if (!c.take(in.address_size, off)) return c.err();
-        in.has_mem = true;
-        in.mem.disp = static_cast<std::int64_t>(off);
-        in.mem.segment = in.segment_override == seg::none ? seg::ds : in.segment_override;
-        break;
+    hv::status immediates() {
+        const unsigned os = in_.operand_size;
+        unsigned imm1 = 0, imm2 = 0;
+        switch (attr_ & imm_mask) {
+        case imm_b: case imm_rel8: imm1 = 1; break;
+        case imm_w: imm1 = 2; break;
+        case imm_z: imm1 = os == 2 ? 2 : 4; break;
+        case imm_v: imm1 = os; break;
+        case imm_d: imm1 = 4; break;
+        case imm_relz: imm1 = m64_ || os != 2 ? 4 : 2; break;  // 64-bit mode: rel32 whatever 66 says (Intel)
+        case imm_ptr: imm1 = os == 2 ? 2 : 4; imm2 = 2; break;
+        case imm_enter: imm1 = 2; imm2 = 1; break;
+        case imm_bb: imm1 = 1; imm2 = 1; break;
+        case imm_grp3:  // TEST r/m, imm is F6/F7 /0 and /1
+            if (((in_.modrm >> 3) & 7) < 2) imm1 = (in_.opcode & 1) ? (os == 2 ? 2 : 4) : 1;
+            break;
+        case imm_moffs: {
+            std::uint64_t off = 0;
+            HV_TRY(c_.take(in_.address_size, off));
+            in_.has_mem = true;
+            in_.mem.disp = static_cast<std::int64_t>(off);
+            in_.mem.segment = in_.segment_override == seg::none ? seg::ds : in_.segment_override;
+            break;
+        }
+        default: break;
+        }
+        if (imm1) {
+            HV_TRY(c_.take(imm1, f_.imm));
+            f_.imm_size = static_cast<std::uint8_t>(imm1);
+        }
+        if (imm2) {
+            std::uint64_t ignored = 0;
+            HV_TRY(c_.take(imm2, ignored));
+        }
+        if (in_.enc == encoding::amd3dnow) in_.opcode = static_cast<std::uint8_t>(f_.imm);
+        return {};
     }
-    default: break;
-    }
-    if (imm1) {
-        if (!c.take(imm1, f.imm)) return c.err();
-        f.imm_size = static_cast<std::uint8_t>(imm1);
-    }
-    if (imm2) {
-        std::uint64_t ignored = 0;
-        if (!c.take(imm2, ignored)) return c.err();
-    }
-    if (in.enc == encoding::amd3dnow) in.opcode = static_cast<std::uint8_t>(f.imm);
-#undef TAKE_BYTE
 
-    in.length = static_cast<std::uint8_t>(c.pos());
-    if (invalid_form(in, f)) return invalid_opcode;
-    classify(in, f);
-    if (in.lock) {
-        // Besides the emulated read-modify-write instructions only CMPXCHG8B/16B take
-        // LOCK (and, on AMD, MOV CR0 as MOV CR8).
-        const bool other_ok = in.map == 1 && ((in.opcode == 0xC7 && (f.reg & 7) == 1 && in.has_mem) ||
-                                              in.opcode == 0x20 || in.opcode == 0x22);
-        if (in.mnem == mnemonic::other ? !other_ok : !lockable(in)) return bad_lock;
+    // Besides the emulated read-modify-write instructions only CMPXCHG8B/16B take LOCK
+    // (and, on AMD, MOV CR0 as MOV CR8).
+    hv::status check_lock() const {
+        if (!in_.lock) return {};
+        const bool other_ok = in_.map == 1 && ((in_.opcode == 0xC7 && (f_.reg & 7) == 1 && in_.has_mem) ||
+                                               in_.opcode == 0x20 || in_.opcode == 0x22);
+        const bool ok = in_.mnem == mnemonic::other ? other_ok : lockable(in_);
+        return ok ? hv::status{} : hv::status{bad_lock};
     }
-    return in;
+
+    cursor c_;
+    bool m64_;
+    instruction in_;
+    fields f_;
+    bool opsize_prefix_ = false, addrsize_prefix_ = false, forced_register_ = false;
+    std::uint8_t last_rep_ = 0, rex_ = 0, op_ = 0, attr_ = 0;
+    std::uint8_t ext_r_ = 0, ext_x_ = 0, ext_b_ = 0;
+};
+
+} // namespace
+
+hv::result<instruction> decode(std::span<const std::uint8_t> bytes, mode md) {
+    return decoder{bytes, md}.run();
 }
 
 hv::result<unsigned> length(std::span<const std::uint8_t> bytes, mode m) {
