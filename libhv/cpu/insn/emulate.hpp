@@ -13,7 +13,14 @@
 // Validate, then commit: every operand address is formed and checked, every read done
 // and the result and flags computed before the first write; registers change only after
 // all writes succeeded. A fault therefore leaves guest state and memory untouched (REP
-// string instructions commit each finished iteration, as hardware does).
+// string instructions commit each finished iteration, as hardware does). A device read
+// that precedes a write (RMW, XCHG, CMPXCHG, MOVS from MMIO) happens only after the write
+// is known to be permitted (access_type::rmw, or probe()); a device that then fails
+// the write itself cannot undo its read.
+//
+// Not modelled: segment limits and attributes (16/32-bit code uses the bases only), the
+// A20 wrap, TF single-step and data breakpoints (#DB is the cpu layer's), atomicity of
+// LOCKed accesses against other vCPUs (one read, then one write, through `memory`).
 #pragma once
 #include <array>
 #include <cstdint>

@@ -73,7 +73,9 @@ struct instruction {
     std::uint8_t opcode = 0;  // last opcode byte (the 3DNow! suffix for amd3dnow)
     bool has_modrm = false;
     std::uint8_t modrm = 0;
-    std::uint8_t operand_size = 0;  // bytes: 1, 2, 4 or 8 (the destination's for movzx/movsx)
+    // Bytes: 1, 2, 4 or 8 (the destination's for movzx/movsx). For `other` instructions
+    // only what the prefixes select (no per-opcode defaults such as 64-bit PUSH).
+    std::uint8_t operand_size = 0;
     std::uint8_t address_size = 0;  // bytes: 2, 4 or 8
     bool lock = false;
     rep_prefix rep = rep_prefix::none;
@@ -88,7 +90,10 @@ struct instruction {
     [[nodiscard]] const operand& src() const { return operands[1]; }
 };
 
-// Decodes one instruction from `bytes` (more than its length may be given).
+// Decodes one instruction from `bytes` (more than its length may be given). Validity is
+// checked fully for the emulated instructions (forms, LOCK); for the rest the decoder
+// rejects undefined opcodes, group members and LOCK uses but not every mandatory-prefix
+// or ModRM combination, so it may return a length for some encodings that #UD.
 // Errors: errc::out_of_range  the bytes end before the instruction does (fetch more);
 //         errc::overflow      longer than 15 bytes (#GP(0) on hardware);
 //         errc::bad_format    invalid or unknown encoding (#UD).
