@@ -17,7 +17,7 @@ class fake_memory {
 public:
     enum class placement { scattered, ascending };
 
-    explicit fake_memory(placement p = placement::scattered, std::uint64_t limit = std::uint64_t{1} << 36,
+    explicit fake_memory(placement p = placement::scattered, std::uint64_t limit = std::uint64_t{1} << 32,
                          std::uint64_t seed = 1)
         : placement_{p}, limit_frames_{limit >> page_shift}, rng_{seed} {}
 
