@@ -56,7 +56,8 @@ private:
 using host_memory = direct_map_memory<page_allocator_ref>;
 
 struct host_tables {
-    arena_allocator arena{256 << 20};
+    explicit host_tables(std::size_t bytes = 16 << 20) : arena{bytes} {}
+    arena_allocator arena;
     host_memory memory{page_allocator_ref::to(arena), arena.host_minus_physical()};
 };
 
@@ -108,19 +109,19 @@ BENCHMARK(BM_translate_pae_4k);
 BENCHMARK(BM_translate_legacy32_4k);
 
 // Guest-virtual translation through the guest's own tables in guest RAM (every table
-// access goes through the guest's backing map), 4 KiB pages over 32 MiB.
+// access goes through the guest's backing map), 4 KiB pages over 16 MiB.
 template <class F>
 void guest_walk_bench(benchmark::State& state, const F& format, paging_mode mode, std::uint64_t va,
                       bool set_accessed_dirty) {
-    host_tables h;
+    host_tables h(40 << 20);
     guest_memory<host_memory> g(h.memory);
-    if (!g.init().ok() || !g.add_ram(0, 128 << 20).ok()) return state.SkipWithError("guest");
-    guest_table_pool<host_memory> pool(g, 96 << 20, 16 << 20);
+    if (!g.init().ok() || !g.add_ram(0, 32 << 20).ok()) return state.SkipWithError("guest");
+    guest_table_pool<host_memory> pool(g, 24 << 20, 8 << 20);
     page_table<F, guest_table_pool<host_memory>> pt(format, pool);
     if (!pt.init().ok()) return state.SkipWithError("init");
     {
         auto tx = pt.begin();
-        if (!tx.map(va, 16 << 20, 32 << 20, rw(), KiB4).ok()) return state.SkipWithError("map");
+        if (!tx.map(va, 8 << 20, 16 << 20, rw(), KiB4).ok()) return state.SkipWithError("map");
     }
     guest_paging regs;
     regs.cr0 = 1 | cr0::pg | cr0::wp;
@@ -130,7 +131,7 @@ void guest_walk_bench(benchmark::State& state, const F& format, paging_mode mode
                 (mode == paging_mode::four_level ? efer::lme | efer::lma : 0);
     if (mode == paging_mode::off) regs.cr0 = 1;
     regs.cpl = 3;
-    const auto addresses = random_addresses(va, 32 << 20);
+    const auto addresses = random_addresses(va, 16 << 20);
     std::size_t i = 0;
     const guest_access access{access_kind::write, false, set_accessed_dirty};
     for (auto _ : state) {
@@ -201,9 +202,9 @@ void BM_protect_one_page(benchmark::State& state) {
     const auto addresses = random_addresses(0, GiB);
     std::size_t i = 0;
     for (auto _ : state) {
+        const std::uint64_t page = addresses[i & (addresses.size() - 1)] & ~(KiB4 - 1);
         auto tx = pt.begin();
-        benchmark::DoNotOptimize(tx.protect(addresses[i++ & (addresses.size() - 1)] & ~(KiB4 - 1), KiB4,
-                                            i % 2 ? ro : rw(), KiB4));
+        benchmark::DoNotOptimize(tx.protect(page, KiB4, i++ % 2 ? ro : rw(), KiB4));
     }
     state.SetItemsProcessed(state.iterations());
 }

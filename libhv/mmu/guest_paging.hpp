@@ -112,6 +112,7 @@ gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, 
     struct visited {
         std::uint64_t pa;
         unsigned level;
+        entry_type value;
     };
     std::array<visited, F::levels> path{};
     unsigned depth = 0;
@@ -122,7 +123,7 @@ gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, 
         rights.write = rights.write && r.write;
         rights.user = rights.user && r.user;
         rights.no_execute = rights.no_execute || r.no_execute;
-        path[depth++] = {entry_pa, level};
+        path[depth++] = {entry_pa, level, e};
         return true;
     });
     const std::uint32_t access_bits = access_error_code(regs, access);
@@ -140,7 +141,7 @@ gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, 
         for (unsigned i = 0; i < depth; ++i) {
             entry_type want = f.accessed_bit(path[i].level);
             if (i + 1 == depth && access.kind == access_kind::write) want |= entry_type(x86_pte::dirty);
-            if (!want || (load_entry<entry_type>(mem.host_pointer(path[i].pa, false)) & want) == want) continue;
+            if ((path[i].value & want) == want) continue;
             void* p = mem.host_pointer(path[i].pa, true);
             if (!p) return {gva_status::unbacked_gpa, path[i].pa};
             set_entry_bits(p, want);
