@@ -1,7 +1,7 @@
 // Intercept bitmaps for MSRs and I/O ports, over memory the caller owns (pages from the
 // page allocator on metal, arrays in tests).
 //
-//   VMX MSR bitmap (SDM 25.6.9), 4 KiB:   read 0..1FFF | read C0000000.. | write 0..1FFF | write C0000000..
+//   VMX MSR bitmap (SDM 24.6.9), 4 KiB:   read 0..1FFF | read C0000000.. | write 0..1FFF | write C0000000..
 //   SVM MSRPM (APM 15.11), 8 KiB:         two bits per MSR (read, write) for 0..1FFF,
 //                                         C0000000..C0001FFF, C0010000..C0011FFF
 //   I/O: one bit per port for both; VMX's bitmaps A and B are two pages, SVM's IOPM is 12 KiB

@@ -171,7 +171,7 @@ exit_info decode(const vmx_exit_raw& raw) {
         break;
     }
     case r::dr_access:
-        // SDM table 28-4: DR number 2:0, direction 4 (1 = MOV from DR), GPR 11:8.
+        // SDM table 27-4: DR number 2:0, direction 4 (1 = MOV from DR), GPR 11:8.
         e.reason = exit_reason::dr_access;
         e.dr = {static_cast<std::uint8_t>(raw.qualification & 7), !(raw.qualification & (1u << 4)),
                 static_cast<std::uint8_t>((raw.qualification >> 8) & 0xf), true};

@@ -31,7 +31,7 @@ static_assert(offsetof(gprs, r8) == 0x40);
 static_assert(offsetof(gprs, r15) == 0x78);
 static_assert(sizeof(gprs) == 0x80);
 
-// Segment access rights in the VMX layout (SDM 25.4.1): type 3:0, S 4, DPL 6:5, P 7,
+// Segment access rights in the VMX layout (SDM 24.4.1): type 3:0, S 4, DPL 6:5, P 7,
 // AVL 12, L 13, D/B 14, G 15, unusable 16. SVM converts with svm::attrib_from_ar.
 namespace ar {
 inline constexpr std::uint32_t accessed = 1u << 0;

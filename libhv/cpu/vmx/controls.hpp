@@ -1,5 +1,5 @@
 // VMX capabilities (SDM appendix A) and the derivation of every VM-execution, VM-exit
-// and VM-entry control from them (SDM 25.6-25.8, A.3-A.5).
+// and VM-entry control from them (SDM 24.6-24.8, A.3-A.5).
 //
 // The metal side reads the MSRs into `capability_msrs`; everything here is pure.
 #pragma once
@@ -94,14 +94,14 @@ struct ept_vpid_info {
     constexpr bool invvpid_single_keep_globals() const { return raw & (1ull << 43); }
 };
 
-// IA32_FEATURE_CONTROL (SDM 24.7).
+// IA32_FEATURE_CONTROL (SDM 23.7).
 namespace feature_control {
 inline constexpr std::uint64_t lock = 1ull << 0;
 inline constexpr std::uint64_t vmxon_in_smx = 1ull << 1;
 inline constexpr std::uint64_t vmxon_outside_smx = 1ull << 2;
 } // namespace feature_control
 
-// ---- control bits (SDM 25.6.1, 25.6.2, 25.7.1, 25.8.1) ----
+// ---- control bits (SDM 24.6.1, 24.6.2, 24.7.1, 24.8.1) ----
 
 enum class pin : std::uint32_t {
     external_interrupt_exiting = 1u << 0,

@@ -1,5 +1,5 @@
-// Software VM-entry checks (SDM 27.2 "checks on VMX controls and host-state area" and
-// 27.3.1 "checks on the guest state area"; numbered 26.2/26.3 in older editions), run on
+// Software VM-entry checks (SDM 26.2 "checks on VMX controls and host-state area" and
+// 26.3.1 "checks on the guest state area"), run on
 // a vmcs_image before the first VMLAUNCH. A refusal names the field and the rule, so a
 // broken guest ends with a message instead of a bare VMfailValid or exit reason 33.
 //

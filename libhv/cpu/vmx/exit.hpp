@@ -1,6 +1,6 @@
 // VMX exit information: basic exit reasons (SDM appendix C), VM-instruction errors
-// (SDM 31.4), the exit-reason field, interruption-information fields (SDM 25.8.3, 25.9.2)
-// and exit-qualification decoders (SDM 28.2.1).
+// (SDM 30.4), the exit-reason field, interruption-information fields (SDM 24.8.3, 24.9.2)
+// and exit-qualification decoders (SDM 27.2.1).
 #pragma once
 #include <cstdint>
 #include <string_view>
@@ -83,7 +83,7 @@ enum class exit_reason : std::uint16_t {
 };
 std::string_view name(exit_reason r);  // "?" for numbers the SDM does not define
 
-// The 32-bit exit-reason field (SDM 25.9.1).
+// The 32-bit exit-reason field (SDM 24.9.1).
 struct exit_reason_field {
     std::uint32_t raw;
     constexpr exit_reason basic() const { return static_cast<exit_reason>(raw & 0xffff); }
@@ -154,7 +154,7 @@ constexpr bool exception_has_error_code(std::uint8_t vector) {
                                              (1u << 14) | (1u << 17) | (1u << 21)));
 }
 
-// Exit qualification for control-register accesses (SDM table 28-3).
+// Exit qualification for control-register accesses (SDM table 27-3).
 enum class cr_access_type : std::uint8_t { mov_to_cr = 0, mov_from_cr = 1, clts = 2, lmsw = 3 };
 struct cr_qualification {
     std::uint64_t raw;
@@ -165,7 +165,7 @@ struct cr_qualification {
     constexpr std::uint16_t lmsw_source() const { return static_cast<std::uint16_t>(raw >> 16); }
 };
 
-// Exit qualification for I/O instructions (SDM table 28-5).
+// Exit qualification for I/O instructions (SDM table 27-5).
 struct io_qualification {
     std::uint64_t raw;
     constexpr std::uint8_t size() const { return static_cast<std::uint8_t>((raw & 7) + 1); }  // 1, 2 or 4
@@ -176,7 +176,7 @@ struct io_qualification {
     constexpr std::uint16_t port() const { return static_cast<std::uint16_t>(raw >> 16); }
 };
 
-// Exit qualification for EPT violations (SDM table 28-7).
+// Exit qualification for EPT violations (SDM table 27-7).
 struct ept_violation_qualification {
     std::uint64_t raw;
     constexpr bool read() const { return raw & (1u << 0); }
@@ -195,7 +195,7 @@ struct ept_violation_qualification {
     constexpr bool present() const { return raw & (7u << 3); }
 };
 
-// VM-exit instruction information for INS/OUTS (SDM table 28-8), when IA32_VMX_BASIC[54].
+// VM-exit instruction information for INS/OUTS (SDM table 27-8), when IA32_VMX_BASIC[54].
 struct io_string_info {
     std::uint32_t raw;
     constexpr std::uint8_t address_size() const { return static_cast<std::uint8_t>(16u << ((raw >> 7) & 7)); }

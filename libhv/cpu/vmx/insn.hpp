@@ -1,4 +1,4 @@
-// VMX instructions (metal only). Each reports the SDM 31.2 conventions: CF=1 is
+// VMX instructions (metal only). Each reports the SDM 30.2 conventions: CF=1 is
 // VMfailInvalid (no current VMCS), ZF=1 is VMfailValid (the VM-instruction error field says why).
 #pragma once
 #include <cstdint>

@@ -1,5 +1,8 @@
 // VMCS field encodings (SDM vol. 3C appendix B), computed from (width, type, index)
-// as the SDM 25.11.2 defines them, plus width-typed accessors.
+// as SDM 24.11.2 defines them, plus width-typed accessors.
+//
+// SDM section numbers in libhv/cpu follow the editions that number VM entries chapter 26
+// and VMX instruction errors 30.4; newer editions add one to chapters 24-31.
 //
 //   bit 0      access type: 0 full, 1 high 32 bits of a 64-bit field
 //   bits 9:1   index
