@@ -25,6 +25,7 @@ std::string_view name(exit_reason r) {
     case e::triple_fault: return "triple-fault";
     case e::invalid_guest_state: return "invalid-guest-state";
     case e::entry_failure: return "entry-failure";
+    case e::entry_refused: return "entry-refused";
     case e::invlpg: return "invlpg";
     case e::rdtsc: return "rdtsc";
     case e::rdtscp: return "rdtscp";
@@ -400,6 +401,11 @@ void describe(const fmt::sink& out, const exit_info& e) {
         break;
     case exit_reason::invalid_guest_state:
     case exit_reason::entry_failure: fmt::format(out, " code={:#x}", e.failure.code); break;
+    case exit_reason::entry_refused:
+        fmt::format(out, " error={}", e.failure.code);
+        if (e.from == vendor::vmx)
+            fmt::format(out, " ({})", vmx::name(static_cast<vmx::instruction_error>(e.failure.code)));
+        break;
     default: break;
     }
     if (e.interrupted.valid) {

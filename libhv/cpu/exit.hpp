@@ -30,6 +30,7 @@ enum class exit_reason : std::uint8_t {
     triple_fault,        // VMX triple fault / SVM shutdown
     invalid_guest_state, // VM entry refused the guest state
     entry_failure,       // VM entry failed while loading MSRs or on a machine check
+    entry_refused,       // VMLAUNCH/VMRESUME failed (VMfailValid/Invalid): failure.code = VM-instruction error
     invlpg,
     rdtsc,
     rdtscp,
