@@ -1,0 +1,82 @@
+#include "libhv/mem/page_allocator.hpp"
+#include <bit>
+
+namespace hv::mem {
+
+void page_allocator::init(std::span<std::uint64_t> bitmap) {
+    bits_ = bitmap.data();
+    frames_ = bitmap.size() * 64;
+    free_ = 0;
+    hint_ = 0;
+    for (auto& w : bitmap) w = 0;
+}
+
+void page_allocator::set_range(std::uint64_t first, std::uint64_t end, bool make_free) {
+    if (end > frames_) end = frames_;
+    for (std::uint64_t f = first; f < end; ++f) {
+        std::uint64_t bit = std::uint64_t{1} << (f % 64);
+        bool was_free = bits_[f / 64] & bit;
+        if (make_free && !was_free) { bits_[f / 64] |= bit; ++free_; }
+        if (!make_free && was_free) { bits_[f / 64] &= ~bit; --free_; }
+    }
+}
+
+void page_allocator::add_free(std::uint64_t base, std::uint64_t length) {
+    if (base + length < base) length = ~base;
+    std::uint64_t first = (base + page_size - 1) / page_size;
+    std::uint64_t end = (base + length) / page_size;
+    if (first < end) set_range(first, end, true);
+}
+
+void page_allocator::reserve(std::uint64_t base, std::uint64_t length) {
+    if (length == 0) return;
+    if (base + length < base) length = ~base;
+    std::uint64_t first = base / page_size;
+    std::uint64_t end = (base + length + page_size - 1) / page_size;
+    set_range(first, end, false);
+}
+
+hv::result<std::uint64_t> page_allocator::alloc(std::size_t count, std::size_t align) {
+    if (count == 0 || align == 0 || (align & (align - 1)))
+        return hv::fail(hv::errc::invalid_argument, "page allocation needs count > 0 and a power-of-two alignment");
+    if (count > free_) return hv::fail(hv::errc::no_memory, "out of physical pages");
+
+    std::size_t words = frames_ / 64;
+    if (count == 1) {
+        for (std::size_t n = 0; n < words; ++n) {
+            std::size_t w = (hint_ + n) % words;
+            if (bits_[w]) {
+                std::uint64_t f = w * 64 + std::countr_zero(bits_[w]);
+                set_range(f, f + 1, false);
+                hint_ = w;
+                return f * page_size;
+            }
+        }
+        return hv::fail(hv::errc::no_memory, "out of physical pages");
+    }
+
+    // First fit over aligned candidates; skips whole used words quickly.
+    for (std::uint64_t f = 0; f + count <= frames_;) {
+        if (bits_[f / 64] == 0) { f = (f / 64 + 1) * 64; f = (f + align - 1) & ~std::uint64_t(align - 1); continue; }
+        std::size_t run = 0;
+        while (run < count && is_free(f + run)) ++run;
+        if (run == count) {
+            set_range(f, f + count, false);
+            return f * page_size;
+        }
+        f = (f + run + 1 + align - 1) & ~std::uint64_t(align - 1);
+    }
+    return hv::fail(hv::errc::no_memory, "no contiguous run of free physical pages that large");
+}
+
+hv::status page_allocator::free(std::uint64_t paddr, std::size_t count) {
+    if (paddr % page_size) return hv::fail(hv::errc::invalid_argument, "freeing a page address that is not 4 KiB aligned");
+    std::uint64_t first = paddr / page_size;
+    if (first >= frames_ || count > frames_ - first) return hv::fail(hv::errc::out_of_range, "freeing a page the allocator does not cover");
+    for (std::uint64_t f = first; f < first + count; ++f)
+        if (is_free(f)) return hv::fail(hv::errc::invalid_argument, "double free of a physical page");
+    set_range(first, first + count, true);
+    return {};
+}
+
+} // namespace hv::mem

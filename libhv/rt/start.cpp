@@ -1,0 +1,91 @@
+#include <cstdint>
+#include <span>
+#include "libhv/arch/x86/cpu.hpp"
+#include "libhv/arch/x86/cpu_tables.hpp"
+#include "libhv/core/cmdline.hpp"
+#include "libhv/rt/console.hpp"
+#include "libhv/rt/runtime.hpp"
+
+extern "C" {
+extern const hv::rt::program __hv_programs_start[], __hv_programs_end[];
+extern void (*__init_array_start[])(), (*__init_array_end[])();
+extern char __hv_image_start[], __hv_image_end[];
+}
+
+namespace hv::rt {
+namespace {
+
+// Everything below 4 GiB is identity-mapped by the boot code; the allocator covers it.
+constexpr std::uint64_t mapped_limit = 4ull << 30;
+std::uint64_t page_bitmap[mapped_limit / mem::page_size / 64];
+mem::page_allocator pages;
+boot::info boot_info;
+
+hv::status read_identity(void*, std::uint64_t paddr, void* dst, std::size_t n) {
+    if (paddr >= mapped_limit || n > mapped_limit - paddr)
+        return hv::fail(hv::errc::fault, "boot structure lies above the identity-mapped 4 GiB");
+    __builtin_memcpy(dst, reinterpret_cast<const void*>(paddr), n);
+    return {};
+}
+
+void init_memory(const boot::info& bi) {
+    pages.init(page_bitmap);
+    for (std::size_t i = 0; i < bi.region_count; ++i)
+        if (bi.regions[i].type == boot::region_type::available) pages.add_free(bi.regions[i].base, bi.regions[i].length);
+    pages.reserve(0, 1 << 20);
+    pages.reserve(reinterpret_cast<std::uintptr_t>(__hv_image_start),
+                  reinterpret_cast<std::uintptr_t>(__hv_image_end) - reinterpret_cast<std::uintptr_t>(__hv_image_start));
+    pages.reserve(bi.info_start, bi.info_end - bi.info_start);
+    for (std::size_t i = 0; i < bi.module_count; ++i)
+        pages.reserve(bi.modules[i].start, bi.modules[i].end - bi.modules[i].start);
+}
+
+std::span<const program> programs() { return {__hv_programs_start, __hv_programs_end}; }
+
+const program* select_program(std::string_view cmdline) {
+    auto wanted = cmdline_value(cmdline, "run");
+    for (const auto& p : programs()) {
+        if (!wanted) {
+            if (std::string_view(p.name).starts_with("selftest.")) continue;
+            return &p;
+        }
+        if (*wanted == p.name) return &p;
+    }
+    return nullptr;
+}
+
+} // namespace
+
+void* alloc_zeroed_pages(std::size_t count, std::size_t align) {
+    auto pa = pages.alloc(count, align);
+    if (!pa) panic("out of memory allocating {} pages: {}", count, pa.err().what);
+    auto* p = reinterpret_cast<void*>(*pa);
+    __builtin_memset(p, 0, count * mem::page_size);
+    return p;
+}
+
+extern "C" [[noreturn]] void hv_start(std::uint32_t magic, std::uint32_t info_paddr) {
+    console::init();
+    for (auto* ctor = __init_array_start; ctor != __init_array_end; ++ctor) (*ctor)();
+    x86::init_cpu_tables();
+
+    println("libhv 0.1.0: booting");
+    auto parsed = boot::parse(magic, info_paddr, {&read_identity, nullptr}, boot_info);
+    if (!parsed) panic("boot information (magic {:#x} at {:#x}): {}", magic, info_paddr, parsed.err().what);
+    init_memory(boot_info);
+    println("boot: loader={} name=\"{}\" cmdline=\"{}\" modules={} memory-regions={} free={} KiB",
+            boot::to_string(boot_info.source), boot_info.loader_name, boot_info.cmdline, boot_info.module_count,
+            boot_info.region_count, pages.free_frames() * 4);
+
+    const program* p = select_program(boot_info.cmdline);
+    if (!p) {
+        println("programs in this image:");
+        for (const auto& q : programs()) println("  {}  {}", q.name, q.summary);
+        finish(hv::fail(hv::errc::not_found, "run= names no program in this image"));
+    }
+    println("run: {}", p->name);
+    context ctx{boot_info, pages, boot_info.cmdline};
+    finish(p->main(ctx));
+}
+
+} // namespace hv::rt
