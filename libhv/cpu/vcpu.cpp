@@ -143,6 +143,10 @@ void vcpu::run_loop() {
         const auto d = events.next(ops_->interrupts_open(*this), false);
         exit_ = ops_->enter(*this, d);
         log.record(exit_);
+        if (budget_ && log.total() >= budget_) {
+            fail("exit budget exhausted");
+            break;
+        }
         if (exit_.interrupted.valid) events.requeue(exit_.interrupted);
         const auto i = static_cast<std::size_t>(exit_.reason);
         exit_handler h = i < exit_reason_count && handlers_[i] ? handlers_[i] : default_for(exit_.reason);

@@ -121,6 +121,8 @@ public:
 
     // Ask the loop to yield to the scheduler after this exit (fairness, benchmarks).
     void request_yield() { yield_ = true; }
+    // Fail the guest after this many exits (0: no limit): a runaway guest ends with its log.
+    void set_exit_budget(std::uint64_t n) { budget_ = n; }
 
     // ---- for the scheduler ----
     bool finished() const { return fiber_.finished(); }
@@ -143,6 +145,7 @@ private:
     vcpu_status status_ = vcpu_status::runnable;
     const char* why_ = nullptr;
     bool yield_ = false;
+    std::uint64_t budget_ = 0;
     exit_info exit_{};
     exit_handler handlers_[exit_reason_count] = {};
 };

@@ -279,3 +279,15 @@ TEST_CASE("vcpu: a guest's VMX instruction gets #UD; exception escalation to tri
     CHECK(w.status() == vcpu_status::failed);
     CHECK(std::string(w.why()).find("triple fault") != std::string::npos);
 }
+
+TEST_CASE("vcpu: an exit budget ends a runaway guest") {
+    harness h;
+    std::vector<step> loop(50, step{exit_reason::cpuid, 2});
+    vcpu& v = h.add(loop);
+    v.on(exit_reason::cpuid, skip_only);
+    v.set_exit_budget(10);
+    h.sched.run();
+    CHECK(v.status() == vcpu_status::failed);
+    CHECK(std::string(v.why()) == "exit budget exhausted");
+    CHECK(v.log.total() == 10);
+}
