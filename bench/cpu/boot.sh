@@ -32,7 +32,7 @@ case $target in
     { echo c; i=0; while [ $i -lt "${BREAKS:-0}" ]; do echo c; i=$((i+1)); done; echo quit; } > "$dir/rc"
     cat > "$dir/bochsrc" <<RC
 megs: 256
-cpu: model=$model, ips=50000000, reset_on_triple_fault=0, ignore_bad_msrs=0
+cpu: model=$model, ips=50000000, reset_on_triple_fault=1, ignore_bad_msrs=0
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=/usr/share/bochs/VGABIOS-lgpl-latest
 ata0-master: type=cdrom, path=$dir/hv.iso, status=inserted

@@ -233,7 +233,11 @@ HV_PROGRAM(cpu_smoke, "cpu.smoke", "64-bit guests: CPUID, hypercall, HLT + injec
     if (!smoke.done) return fail(errc::fault, "guest a did not finish");
     if (smoke.vendor_ebx != host_ebx) return fail(errc::fault, "guest CPUID result wrong");
     if (smoke.irq_count != 1) return fail(errc::fault, "injected interrupt not handled exactly once");
-    if (b.v.status() != cpu::vcpu_status::failed || b.v.log.count(cpu::exit_reason::triple_fault) != 1)
+    // VMX reports the triple fault; the SVM backend intercepts the #DF before it (Bochs).
+    const bool b_reported = b.v.log.count(cpu::exit_reason::triple_fault) == 1 ||
+                            (b.v.log.total() && b.v.log.recent(0).reason == cpu::exit_reason::exception &&
+                             b.v.log.recent(0).exception.vector == 8);
+    if (b.v.status() != cpu::vcpu_status::failed || !b_reported)
         return fail(errc::fault, "guest b's triple fault was not reported");
     return {};
 }

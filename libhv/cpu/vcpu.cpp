@@ -66,6 +66,10 @@ void entry_failed(vcpu& v, const exit_info& e) {
     }
 }
 void virtualization(vcpu& v, const exit_info&) { v.inject_exception(6); }
+void exception(vcpu& v, const exit_info& e) {
+    if (e.exception.vector == 8) v.fail("guest double fault (intercepted: it would end in a triple fault)");
+    else v.fail("unhandled exit: guest exception");
+}
 void unhandled(vcpu& v, const exit_info&) { v.fail("unhandled exit"); }
 } // namespace default_handler
 
@@ -83,6 +87,7 @@ exit_handler default_for(exit_reason r) {
     case exit_reason::entry_failure:
     case exit_reason::entry_refused: return entry_failed;
     case exit_reason::virtualization: return virtualization;
+    case exit_reason::exception: return exception;
     default: return unhandled;
     }
 }

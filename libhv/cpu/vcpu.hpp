@@ -174,6 +174,7 @@ void external_interrupt(vcpu& v, const exit_info& e);
 void triple_fault(vcpu& v, const exit_info& e);
 void entry_failed(vcpu& v, const exit_info& e);
 void virtualization(vcpu& v, const exit_info& e);  // #UD into the guest
+void exception(vcpu& v, const exit_info& e);       // intercepted #DF ends the guest; others are unhandled
 void unhandled(vcpu& v, const exit_info& e);
 } // namespace default_handler
 

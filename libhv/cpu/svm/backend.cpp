@@ -21,6 +21,9 @@ status prepare(cpu::vcpu& v) {
                          intercept3::shutdown);
     c.intercepts4 = bits(intercept4::vmrun, intercept4::vmmcall, intercept4::vmload, intercept4::vmsave,
                          intercept4::stgi, intercept4::clgi, intercept4::skinit);
+    // Bochs 2.7 resets the whole machine on a guest triple fault instead of exiting with
+    // SHUTDOWN: intercept #DF, after which a guest cannot recover anyway, and end it there.
+    c.exception_intercepts = 1u << 8;
     c.guest_asid = a.asid;
     c.tlb_ctl = tlb_control::flush_all;
     c.iopm_base_pa = cpu::pa_of(a.iopm);
