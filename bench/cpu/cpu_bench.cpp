@@ -93,15 +93,14 @@ BENCHMARK(vmx_entry_checks);
 // decision + logging + dispatch + skip per exit, and with yielding, the fiber switch.
 namespace {
 struct loop_arch { std::uint64_t exits = 0, limit = 0; };
-exit_info loop_enter(vcpu& v, const event_queue::decision&) {
+void loop_enter(vcpu& v, const event_queue::decision&, exit_info& e) {
     auto* a = static_cast<loop_arch*>(v.arch());
-    exit_info e{};
+    (void)v.take_dirty();
     e.reason = ++a->exits >= a->limit ? exit_reason::hypercall : exit_reason::cpuid;
     e.rip = v.state.rip;
     e.instruction_length = 2;
-    return e;
 }
-constexpr backend_ops loop_ops{[](vcpu&) { return hv::status{}; }, loop_enter, [](vcpu&) {},
+constexpr backend_ops loop_ops{[](vcpu&) { return hv::status{}; }, loop_enter,
                                [](const vcpu&) { return true; },
                                [](vcpu&) { return hv::result<std::uint8_t>(std::uint8_t{2}); }};
 void run_loop_bench(benchmark::State& st, bool yield) {

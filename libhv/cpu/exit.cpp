@@ -89,9 +89,9 @@ event from_svm_event(std::uint64_t raw) {
 
 } // namespace
 
-exit_info decode(const vmx_exit_raw& raw) {
+void decode(const vmx_exit_raw& raw, exit_info& e) {
     using r = vmx::exit_reason;
-    exit_info e{};
+    e = exit_info{};
     e.from = vendor::vmx;
     e.raw_code = raw.reason;
     e.rip = raw.rip;
@@ -223,12 +223,12 @@ exit_info decode(const vmx_exit_raw& raw) {
     case r::xsetbv: e.reason = exit_reason::xsetbv; break;
     default: e.reason = exit_reason::other; break;
     }
-    return e;
+    return;
 }
 
-exit_info decode(const svm_exit_raw& raw) {
+void decode(const svm_exit_raw& raw, exit_info& e) {
     using c = svm::exit_code;
-    exit_info e{};
+    e = exit_info{};
     e.from = vendor::svm;
     e.raw_code = raw.exitcode;
     e.rip = raw.rip;
@@ -243,25 +243,25 @@ exit_info decode(const svm_exit_raw& raw) {
         bool write = code >= 0x010;
         std::uint8_t cr = static_cast<std::uint8_t>(code & 0xf);
         e.cr = {cr, write ? cr_op::write : cr_op::read, svm::cr_info{raw.exitinfo1}.gpr(), assisted, 0};
-        return e;
+        return;
     }
     if (code <= 0x03f) {
         e.reason = exit_reason::dr_access;
         bool assisted = raw.decode_assists && svm::cr_info{raw.exitinfo1}.valid();
         e.dr = {static_cast<std::uint8_t>(code & 0xf), code >= 0x030, svm::cr_info{raw.exitinfo1}.gpr(), assisted};
-        return e;
+        return;
     }
     if (code <= 0x05f) {
         std::uint8_t vector = static_cast<std::uint8_t>(code - 0x040);
         if (vector == 2) {
             e.reason = exit_reason::nmi;
-            return e;
+            return;
         }
         e.reason = exit_reason::exception;
         bool ec = vmx::exception_has_error_code(vector);
         e.exception = {vector, ec, ec ? static_cast<std::uint32_t>(raw.exitinfo1) : 0,
                        vector == 14 ? raw.exitinfo2 : 0};
-        return e;
+        return;
     }
     switch (static_cast<c>(code)) {
     case c::intr:
@@ -347,6 +347,18 @@ exit_info decode(const svm_exit_raw& raw) {
         break;
     default: e.reason = exit_reason::other; break;
     }
+    return;
+}
+
+exit_info decode(const vmx_exit_raw& raw) {
+    exit_info e;
+    decode(raw, e);
+    return e;
+}
+
+exit_info decode(const svm_exit_raw& raw) {
+    exit_info e;
+    decode(raw, e);
     return e;
 }
 

@@ -168,6 +168,9 @@ struct svm_exit_raw {
 
 [[nodiscard]] exit_info decode(const vmx_exit_raw& raw);
 [[nodiscard]] exit_info decode(const svm_exit_raw& raw);
+// The same into an existing record (the exit path avoids a copy).
+void decode(const vmx_exit_raw& raw, exit_info& out);
+void decode(const svm_exit_raw& raw, exit_info& out);
 
 // One line (no newline) naming the exit and its details.
 void describe(const fmt::sink& out, const exit_info& e);

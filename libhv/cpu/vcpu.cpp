@@ -124,8 +124,11 @@ void vcpu::skip() {
     state.rip += len;
     const bool code64 = (state.efer & efer_lma) && (state[seg::cs].access & ar::l);
     if (!code64) state.rip &= 0xffffffffull;
-    state.interruptibility &= ~3u;
-    ops_->sync(*this);
+    if (state.interruptibility & 3u) {
+        state.interruptibility &= ~3u;
+        dirty_ |= dirty_interruptibility;
+    }
+    dirty_ |= dirty_rip;
 }
 
 void vcpu::run_loop() {
@@ -145,8 +148,9 @@ void vcpu::run_loop() {
             fail("guest triple fault (exception while delivering #DF)");
             break;
         }
-        const auto d = events.next(ops_->interrupts_open(*this), false);
-        exit_ = ops_->enter(*this, d);
+        // Nothing pending is the common case: skip the queue and the interruptibility probe.
+        const auto d = events.empty() ? event_queue::decision{} : events.next(ops_->interrupts_open(*this), false);
+        ops_->enter(*this, d, exit_);
         log.record(exit_);
         if (budget_ && log.total() >= budget_) {
             fail("exit budget exhausted");

@@ -64,11 +64,10 @@ class vcpu;
 struct backend_ops {
     // Build the VMCS/VMCB from v.state and check it; an error ends the vCPU with its message.
     status (*prepare)(vcpu& v);
-    // Inject (if valid), set the window requests, enter the guest, return the decoded exit.
-    // GPRs live in v.state.regs across the call; RIP/RFLAGS are refreshed into v.state.
-    exit_info (*enter)(vcpu& v, const event_queue::decision& d);
-    // Commit v.state.rip / rflags / interruptibility / activity changes made by handlers.
-    void (*sync)(vcpu& v);
+    // Write back the state v.take_dirty() names, inject (if valid), set the window
+    // requests, enter the guest and decode the exit into `out`. GPRs live in
+    // v.state.regs across the call; RIP, RSP, RFLAGS, CR0 and interruptibility are refreshed.
+    void (*enter)(vcpu& v, const event_queue::decision& d, exit_info& out);
     // Can an external interrupt be delivered now (RFLAGS.IF = 1, no STI/MOV SS shadow)?
     bool (*interrupts_open)(const vcpu& v);
     // Length of the instruction at RIP when the exit did not say (SVM without NRIPS).
@@ -121,6 +120,16 @@ public:
 
     // Ask the loop to yield to the scheduler after this exit (fairness, benchmarks).
     void request_yield() { yield_ = true; }
+    // Handlers that change these parts of `state` say so; the backend writes them back
+    // before the next entry.
+    enum dirty_bits : std::uint8_t { dirty_rip = 1, dirty_rflags = 2, dirty_rsp = 4, dirty_interruptibility = 8 };
+    void mark_dirty(std::uint8_t bits) { dirty_ |= bits; }
+    std::uint8_t take_dirty() {
+        const std::uint8_t d = dirty_;
+        dirty_ = 0;
+        return d;
+    }
+
     // Fail the guest after this many exits (0: no limit): a runaway guest ends with its log.
     void set_exit_budget(std::uint64_t n) { budget_ = n; }
 
@@ -145,6 +154,7 @@ private:
     vcpu_status status_ = vcpu_status::runnable;
     const char* why_ = nullptr;
     bool yield_ = false;
+    std::uint8_t dirty_ = 0;
     std::uint64_t budget_ = 0;
     exit_info exit_{};
     exit_handler handlers_[exit_reason_count] = {};

@@ -51,10 +51,15 @@ event_type svm_type(cpu::event_kind k) {
 
 constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
 
-cpu::exit_info enter(cpu::vcpu& v, const cpu::event_queue::decision& d) {
+void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& out) {
     vcpu_arch& a = arch(v);
     vmcb& b = *a.block;
     auto& c = b.control;
+    if (const auto dirty = v.take_dirty()) {
+        if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
+        if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
+        if (dirty & cpu::vcpu::dirty_interruptibility) c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
+    }
     c.eventinj = 0;
     if (d.inject.valid) {
         const auto t = svm_type(d.inject.kind);
@@ -91,15 +96,7 @@ cpu::exit_info enter(cpu::vcpu& v, const cpu::event_queue::decision& d) {
     raw.rip = b.state.rip;
     raw.rax = v.state.regs.rax;
     raw.rcx = v.state.regs.rcx;
-    return cpu::decode(raw);
-}
-
-void sync(cpu::vcpu& v) {
-    vmcb& b = *arch(v).block;
-    b.state.rip = v.state.rip;
-    b.state.rflags = v.state.rflags;
-    b.state.rsp = v.state.regs.rsp;
-    b.control.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
+    cpu::decode(raw, out);
 }
 
 bool interrupts_open(const cpu::vcpu& v) {
@@ -122,7 +119,7 @@ result<std::uint8_t> instruction_length(cpu::vcpu& v) {
 
 } // namespace
 
-const cpu::backend_ops ops{prepare, enter, sync, interrupts_open, instruction_length};
+const cpu::backend_ops ops{prepare, enter, interrupts_open, instruction_length};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

@@ -114,6 +114,7 @@ status prepare(cpu::vcpu& v) {
     a.cpu->current_vmcs = 0;
     if (!make_current(a)) return failed(a, "VMPTRLD failed");
     a.launched = false;
+    a.proc_in_vmcs = c.controls.value(control_set::proc);
     const char* bad = nullptr;
     img.for_each([&](field f, std::uint64_t val) {
         if (!bad && vmwrite(raw(f), val) != insn_status::ok) bad = name(f).data();
@@ -137,16 +138,25 @@ event_type vmx_type(cpu::event_kind k) {
     }
 }
 
-cpu::exit_info enter(cpu::vcpu& v, const cpu::event_queue::decision& d) {
+void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& out) {
     vcpu_arch& a = arch(v);
-    cpu::exit_info e{};
-    e.from = cpu::vendor::vmx;
     if (!make_current(a)) {
-        e.reason = cpu::exit_reason::entry_refused;
-        return e;
+        out = cpu::exit_info{};
+        out.from = cpu::vendor::vmx;
+        out.reason = cpu::exit_reason::entry_refused;
+        return;
+    }
+    if (const auto dirty = v.take_dirty()) {
+        if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
+        if (dirty & cpu::vcpu::dirty_rflags) (void)write<field::guest_rflags>(v.state.rflags);
+        if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
+        if (dirty & cpu::vcpu::dirty_interruptibility)
+            (void)write<field::guest_interruptibility>(v.state.interruptibility);
     }
     if (d.inject.valid) {
-        const bool real = !(v.state.cr0 & cpu::cr0_pe);
+        // Real-mode guests (unrestricted guest) take exceptions without error codes;
+        // the guest owns CR0.PE, so ask the VMCS rather than v.state.
+        const bool real = !(read<field::guest_cr0>() & cpu::cr0_pe);
         const bool ec = d.inject.has_error_code && !real;
         const auto t = vmx_type(d.inject.kind);
         (void)vmwrite(raw(field::entry_interruption_info), interruption_info::make(t, d.inject.vector, ec).raw);
@@ -159,45 +169,65 @@ cpu::exit_info enter(cpu::vcpu& v, const cpu::event_queue::decision& d) {
     if (d.irq_window) procv |= bits(proc::interrupt_window_exiting);
     if (d.nmi_window && (a.cpu->controls.value(control_set::pin) & bits(pin::virtual_nmis)))
         procv |= bits(proc::nmi_window_exiting);
-    (void)vmwrite(raw(field::proc_controls), procv);
+    if (procv != a.proc_in_vmcs) {
+        (void)vmwrite(raw(field::proc_controls), procv);
+        a.proc_in_vmcs = procv;
+    }
 
     const int r = hv_vmx_enter(&v.state.regs, a.launched);
     if (r != 0) {
-        e.reason = cpu::exit_reason::entry_refused;
-        e.rip = v.state.rip;
-        e.failure.code = r == 2 ? read(field::vm_instruction_error) : 0;
-        return e;
+        out = cpu::exit_info{};
+        out.from = cpu::vendor::vmx;
+        out.reason = cpu::exit_reason::entry_refused;
+        out.rip = v.state.rip;
+        out.failure.code = r == 2 ? read(field::vm_instruction_error) : 0;
+        return;
     }
     a.launched = true;
+    // Read what this exit reason needs, not every exit-information field.
     cpu::vmx_exit_raw raw{};
     raw.reason = read<field::exit_reason>();
-    raw.qualification = read<field::exit_qualification>();
-    raw.instruction_length = read<field::exit_instruction_length>();
-    raw.instruction_info = read<field::exit_instruction_info>();
-    raw.interruption_info = read<field::exit_interruption_info>();
-    raw.interruption_error = read<field::exit_interruption_error_code>();
-    raw.idt_vectoring_info = read<field::idt_vectoring_info>();
-    raw.idt_vectoring_error = read<field::idt_vectoring_error_code>();
-    raw.guest_physical = read<field::guest_physical_address>();
-    raw.guest_linear = read<field::guest_linear_address>();
     raw.rip = read<field::guest_rip>();
+    raw.instruction_length = read<field::exit_instruction_length>();
+    raw.idt_vectoring_info = read<field::idt_vectoring_info>();
+    if (raw.idt_vectoring_info >> 31) raw.idt_vectoring_error = read<field::idt_vectoring_error_code>();
+    switch (static_cast<exit_reason>(raw.reason & 0xffff)) {
+    case exit_reason::exception_or_nmi:
+    case exit_reason::external_interrupt:
+        raw.interruption_info = read<field::exit_interruption_info>();
+        raw.interruption_error = read<field::exit_interruption_error_code>();
+        raw.qualification = read<field::exit_qualification>();
+        break;
+    case exit_reason::ept_violation:
+    case exit_reason::ept_misconfig:
+        raw.guest_physical = read<field::guest_physical_address>();
+        raw.guest_linear = read<field::guest_linear_address>();
+        raw.qualification = read<field::exit_qualification>();
+        break;
+    case exit_reason::io_instruction:
+        raw.instruction_info = read<field::exit_instruction_info>();
+        raw.qualification = read<field::exit_qualification>();
+        break;
+    case exit_reason::cpuid:
+    case exit_reason::hlt:
+    case exit_reason::vmcall:
+    case exit_reason::rdmsr:
+    case exit_reason::wrmsr:
+    case exit_reason::interrupt_window:
+    case exit_reason::nmi_window:
+    case exit_reason::triple_fault:
+        break;
+    default:
+        raw.qualification = read<field::exit_qualification>();
+        break;
+    }
     raw.rax = v.state.regs.rax;
     raw.rcx = v.state.regs.rcx;
     v.state.rip = raw.rip;
     v.state.rflags = read<field::guest_rflags>();
     v.state.regs.rsp = read<field::guest_rsp>();
     v.state.interruptibility = read<field::guest_interruptibility>();
-    v.state.cr0 = (read<field::guest_cr0>() & ~read<field::cr0_guest_host_mask>()) |
-                  (read<field::cr0_read_shadow>() & read<field::cr0_guest_host_mask>());
-    return cpu::decode(raw);
-}
-
-void sync(cpu::vcpu& v) {
-    if (!make_current(arch(v))) return;
-    (void)write<field::guest_rip>(v.state.rip);
-    (void)write<field::guest_rflags>(v.state.rflags);
-    (void)write<field::guest_rsp>(v.state.regs.rsp);
-    (void)write<field::guest_interruptibility>(v.state.interruptibility);
+    cpu::decode(raw, out);
 }
 
 bool interrupts_open(const cpu::vcpu& v) {
@@ -210,7 +240,7 @@ result<std::uint8_t> instruction_length(cpu::vcpu&) {
 
 } // namespace
 
-const cpu::backend_ops ops{prepare, enter, sync, interrupts_open, instruction_length};
+const cpu::backend_ops ops{prepare, enter, interrupts_open, instruction_length};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

@@ -33,6 +33,7 @@ struct vcpu_arch {
     std::uint64_t vmcs_pa = 0;
     std::uint16_t vpid = 1;
     bool launched = false;
+    std::uint32_t proc_in_vmcs = 0;  // primary controls as last written (window bits vary)
     std::uint8_t* io_bitmaps = nullptr;  // 2 pages: A then B
     std::uint8_t* msr_bitmap = nullptr;
     vmcs_image image;

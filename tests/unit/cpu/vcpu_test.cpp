@@ -37,14 +37,15 @@ hv::status fake_prepare(vcpu& v) {
     return {};
 }
 
-exit_info fake_enter(vcpu& v, const event_queue::decision& d) {
+void fake_enter(vcpu& v, const event_queue::decision& d, exit_info& e) {
     auto* a = static_cast<fake_arch*>(v.arch());
+    if (v.take_dirty()) ++a->syncs;
     a->trace->push_back("v" + std::to_string(v.id()) + " enter" + ev_text(d.inject) + (d.irq_window ? " irq-window" : "") +
                         (d.nmi_window ? " nmi-window" : ""));
-    exit_info e{};
+    e = exit_info{};
     if (a->pos >= a->script.size()) {
         e.reason = exit_reason::triple_fault;  // a script that runs out is a dead guest
-        return e;
+        return;
     }
     const step& s = a->script[a->pos++];
     e.reason = s.reason;
@@ -53,17 +54,15 @@ exit_info fake_enter(vcpu& v, const event_queue::decision& d) {
     v.state.rflags = s.rflags_after;
     v.state.regs.rax = s.rax;
     if (s.reason == exit_reason::hypercall) e.hypercall.nr = s.rax;
-    return e;
 }
 
-void fake_sync(vcpu& v) { ++static_cast<fake_arch*>(v.arch())->syncs; }
 bool fake_open(const vcpu& v) { return v.state.rflags & rflags_if; }
 hv::result<std::uint8_t> fake_length(vcpu& v) {
     if (v.state.rip == 0xbad) return hv::fail(hv::errc::not_supported, "opcode outside the set intercepted without NRIPS");
     return std::uint8_t{7};
 }
 
-constexpr backend_ops fake_ops{fake_prepare, fake_enter, fake_sync, fake_open, fake_length};
+constexpr backend_ops fake_ops{fake_prepare, fake_enter, fake_open, fake_length};
 
 struct harness {
     std::vector<std::string> trace;
@@ -290,4 +289,40 @@ TEST_CASE("vcpu: an exit budget ends a runaway guest") {
     CHECK(v.status() == vcpu_status::failed);
     CHECK(std::string(v.why()) == "exit budget exhausted");
     CHECK(v.log.total() == 10);
+}
+
+TEST_CASE("vcpu: skip() marks RIP (and a dropped STI shadow) dirty for the backend") {
+    harness h;
+    vcpu& v = h.add({{exit_reason::cpuid, 2}, {exit_reason::hypercall, 3}});
+    v.state.interruptibility = 1;
+    static std::uint8_t seen;
+    seen = 0;
+    v.on(exit_reason::cpuid, [](vcpu& x, const exit_info&) {
+        x.skip();
+        seen = x.take_dirty();
+        x.mark_dirty(seen);
+    });
+    v.on(exit_reason::hypercall, stop_on_hypercall);
+    h.sched.run();
+    CHECK(seen == (vcpu::dirty_rip | vcpu::dirty_interruptibility));
+    CHECK(v.state.interruptibility == 0);
+    CHECK(static_cast<fake_arch*>(v.arch())->syncs == 1);  // written back once, before the next entry
+}
+
+TEST_CASE("vcpu: an intercepted #DF ends the guest; other unhandled exceptions too") {
+    harness h;
+    vcpu& d = h.add({{exit_reason::exception}});
+    vcpu& g = h.add({{exit_reason::exception}});
+    h.sched.run();
+    // The fake script leaves exception details zeroed: vector 0.
+    CHECK(std::string(g.why()) == "unhandled exit: guest exception");
+    (void)d;
+    exit_info df{};
+    df.reason = exit_reason::exception;
+    df.exception.vector = 8;
+    harness h2;
+    vcpu& x = h2.add({});
+    default_handler::exception(x, df);
+    CHECK(x.status() == vcpu_status::failed);
+    CHECK(std::string(x.why()).find("double fault") != std::string::npos);
 }
