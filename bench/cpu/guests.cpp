@@ -2,6 +2,8 @@
 // SVM the CPU offers. Programs (run=NAME):
 //   cpu.smoke   CPUID, VMCALL/VMMCALL, HLT woken by an injected interrupt; a second
 //               guest that triple-faults while the first keeps running
+//   cpu.modes   the same exits from a 64-bit, a 32-bit protected-mode and a real-mode
+//               guest (real mode: unrestricted guest on VMX): CPUID, hypercall, OUT
 //   cpu.bench   in-guest exit round trips in ticks (Bochs: one tick per instruction)
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/arch/x86/cpu_tables.hpp"
@@ -74,6 +76,73 @@ hv_guest_bench:
     call guest_hypercall
 4:  jmp 4b
 
+    /* The per-mode guests: EDI = 1 selects VMMCALL. CPUID, hypercall 1 with CPUID.0:EBX
+       in ECX, OUT of a mode tag to port 0x80, hypercall 2. */
+    .globl hv_guest_mode64
+hv_guest_mode64:
+    xor %eax, %eax
+    cpuid
+    mov %ebx, %ecx
+    mov $1, %eax
+    call guest_hypercall_edi
+    mov $64, %al
+    out %al, $0x80
+    mov $2, %eax
+    call guest_hypercall_edi
+6:  jmp 6b
+guest_hypercall_edi:
+    test %edi, %edi
+    jnz 7f
+    vmcall
+    ret
+7:  vmmcall
+    ret
+
+    .code32
+    .globl hv_guest_mode32
+hv_guest_mode32:
+    xor %eax, %eax
+    cpuid
+    mov %ebx, %ecx
+    mov $1, %eax
+    test %edi, %edi
+    jnz 1f
+    vmcall
+    jmp 2f
+1:  vmmcall
+2:  mov $32, %al
+    out %al, $0x80
+    mov $2, %eax
+    test %edi, %edi
+    jnz 3f
+    vmcall
+    jmp 4f
+3:  vmmcall
+4:  jmp 4b
+
+    .code16
+    .globl hv_guest_mode16
+hv_guest_mode16:
+    xor %eax, %eax
+    cpuid
+    mov %ebx, %ecx
+    mov $1, %eax
+    test %edi, %edi
+    jnz 1f
+    vmcall
+    jmp 2f
+1:  vmmcall
+2:  mov $16, %al
+    out %al, $0x80
+    mov $2, %eax
+    test %edi, %edi
+    jnz 3f
+    vmcall
+    jmp 4f
+3:  vmmcall
+4:  jmp 4b
+    .code64
+
 guest_hypercall:
     test %r15, %r15
     jnz 5f
@@ -96,6 +165,7 @@ guest_null_idt: .word 0
 )");
 
 extern "C" char hv_guest_smoke[], hv_guest_triple[], hv_guest_bench[], hv_guest_irq[];
+extern "C" char hv_guest_mode64[], hv_guest_mode32[], hv_guest_mode16[];
 
 namespace {
 
@@ -145,7 +215,7 @@ struct guest {
     svm::vcpu_arch svm_arch;
 };
 
-status make_guest(guest& g, unsigned id, const char* entry) {
+status make_guest(guest& g, unsigned id, const char* entry, cpu::guest_mode mode = cpu::guest_mode::long64) {
     void* arch = nullptr;
     const cpu::backend_ops* ops = nullptr;
     if (m.kind == vendor_kind::vmx) {
@@ -162,7 +232,11 @@ status make_guest(guest& g, unsigned id, const char* entry) {
     g.v.set_exit_budget(100000);
 
     auto& s = g.v.state;
-    s = cpu::initial_state(cpu::guest_mode::long64, reinterpret_cast<std::uintptr_t>(entry), x86::read_cr3());
+    s = cpu::initial_state(mode, reinterpret_cast<std::uintptr_t>(entry), x86::read_cr3());
+    if (mode != cpu::guest_mode::long64) {
+        s.regs.rdi = m.kind == vendor_kind::svm;
+        return {};
+    }
     s.efer |= x86::rdmsr(x86::msr::efer) & cpu::efer_nxe;  // the shared page tables may use NX
     s.regs.rsp = reinterpret_cast<std::uintptr_t>(alloc_pages(1)) + 4096;
     s.regs.rbx = m.kind == vendor_kind::svm;
@@ -285,5 +359,60 @@ HV_PROGRAM(cpu_bench, "cpu.bench", "exit round trips (CPUID, hypercall) in ticks
     rt::bench_report(name, bench_iterations, bench.cpuid_ticks / bench_iterations, "ticks");
     fmt::format_to(name, sizeof name, "{}.hypercall-roundtrip", vendor);
     rt::bench_report(name, bench_iterations, bench.hypercall_ticks / bench_iterations, "ticks");
+    return {};
+}
+
+namespace {
+struct mode_result {
+    std::uint64_t vendor_ebx = 0;
+    std::uint64_t port80 = 0;
+    bool done = false;
+} modes[3];
+
+mode_result& result_of(const cpu::vcpu& v) { return modes[v.id()]; }
+
+void modes_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
+    v.skip();
+    if ((e.hypercall.nr & 0xffffffff) == 1) result_of(v).vendor_ebx = v.state.regs.rcx & 0xffffffff;
+    if ((e.hypercall.nr & 0xffffffff) == 2) {
+        result_of(v).done = true;
+        v.stop("guest finished");
+    }
+}
+void modes_io(cpu::vcpu& v, const cpu::exit_info& e) {
+    if (e.io.in || e.io.string || e.io.port != 0x80 || e.io.size != 1) {
+        v.fail("unexpected port I/O");
+        return;
+    }
+    result_of(v).port80 = v.state.regs.rax & 0xff;
+    v.skip();
+}
+} // namespace
+
+HV_PROGRAM(cpu_modes, "cpu.modes", "CPUID, hypercall and OUT from 64-bit, 32-bit protected and real-mode guests") {
+    HV_TRY(enable_virtualization());
+    static guest g[3];
+    const cpu::guest_mode mode_of[3] = {cpu::guest_mode::long64, cpu::guest_mode::protected32, cpu::guest_mode::real};
+    const char* entry[3] = {hv_guest_mode64, hv_guest_mode32, hv_guest_mode16};
+    const std::uint64_t tag[3] = {64, 32, 16};
+    cpu::scheduler sched;
+    for (unsigned i = 0; i < 3; ++i) {
+        HV_TRY(make_guest(g[i], i, entry[i], mode_of[i]));
+        g[i].v.state.regs.rdi = m.kind == vendor_kind::svm;
+        g[i].v.on(cpu::exit_reason::cpuid, cpuid_passthrough);
+        g[i].v.on(cpu::exit_reason::hypercall, modes_hypercall);
+        g[i].v.on(cpu::exit_reason::io, modes_io);
+        HV_TRY(sched.add(g[i].v));
+    }
+    sched.run();
+    const auto host_ebx = x86::cpuid(0).ebx;
+    bool ok = true;
+    for (unsigned i = 0; i < 3; ++i) {
+        report(g[i].v);
+        println("mode {}: cpuid(0).ebx={:#x} port80={} done={}", tag[i], modes[i].vendor_ebx, modes[i].port80,
+                modes[i].done);
+        ok = ok && modes[i].done && modes[i].vendor_ebx == host_ebx && modes[i].port80 == tag[i];
+    }
+    if (!ok) return fail(errc::fault, "a guest mode did not run CPUID, hypercall and OUT correctly");
     return {};
 }

@@ -98,7 +98,7 @@ inline constexpr std::uint64_t efer_sce = 1ull << 0, efer_lme = 1ull << 8, efer_
 enum class guest_mode : std::uint8_t { real, protected32, long64 };
 
 // The state libhv gives a guest starting in `mode` at `rip` (flat segments; for long64
-// also CR3 = `cr3`, PAE paging on; for real mode CS:IP = rip >> 4 : rip & 0xf).
+// also CR3 = `cr3`, PAE paging on; for real mode CS.base = rip & ~0xffff, IP = rip & 0xffff).
 // GDTR/IDTR start empty: guests load their own. TR is a busy TSS the guest may replace.
 constexpr guest_state initial_state(guest_mode mode, std::uint64_t rip, std::uint64_t cr3 = 0) {
     guest_state g{};
@@ -111,11 +111,14 @@ constexpr guest_state initial_state(guest_mode mode, std::uint64_t rip, std::uin
     g.idtr = {0, 0xffff};
     switch (mode) {
     case guest_mode::real: {
-        const std::uint16_t cs = static_cast<std::uint16_t>((rip >> 4) & 0xf000);
-        g.rip = rip - (std::uint64_t{cs} << 4);
+        // CS.base = rip rounded down to 64 KiB. Above 1 MiB no selector matches that base:
+        // legal for VM entry, but such a guest must not reload CS.
+        const std::uint64_t base = rip & ~0xffffull;
+        const std::uint16_t cs = static_cast<std::uint16_t>(base >> 4);
+        g.rip = rip - base;
         g.cr0 = cr0_et;
         for (unsigned i = 0; i < 6; ++i) g.segs[i] = segment{0, ar::data_rw_accessed | ar::s | ar::p, 0xffff, 0};
-        g[seg::cs] = segment{cs, ar::code_rx_accessed | ar::s | ar::p, 0xffff, std::uint64_t{cs} << 4};
+        g[seg::cs] = segment{cs, ar::code_rx_accessed | ar::s | ar::p, 0xffff, base};
         g.idtr = {0, 0x3ff};
         g[seg::tr] = segment{0, ar::tss16_busy | ar::p, 0xffff, 0};
         break;

@@ -213,6 +213,14 @@ TEST_CASE("entry check: legal injections and states pass") {
     CHECK(r.check().passed);  // real mode: no error code pushed
 }
 
+TEST_CASE("entry check: a real-mode guest above 1 MiB (CS.base not selector * 16) is a legal entry") {
+    fixture f(guest_mode::real);
+    put_guest(f.v, hv::cpu::initial_state(guest_mode::real, 0x123456), f.caps);
+    CHECK(f.v.get(field::guest_cs_base) == 0x120000);
+    CHECK(f.v.get(field::guest_rip) == 0x3456);
+    CHECK(f.check().passed);
+}
+
 TEST_CASE("entry check: zero-length software injection follows IA32_VMX_MISC[30]") {
     // Bochs' Skylake-X model sets MISC bit 30, its Haswell model does not.
     for (auto* m : {&bochs::skylake_x, &bochs::haswell_4770}) {
