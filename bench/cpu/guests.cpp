@@ -4,6 +4,8 @@
 //               guest that triple-faults while the first keeps running
 //   cpu.modes   the same exits from a 64-bit, a 32-bit protected-mode and a real-mode
 //               guest (real mode: unrestricted guest on VMX): CPUID, hypercall, OUT
+//   cpu.msr     RDMSR allowed (a synthetic value) and RDMSR/WRMSR denied: #GP(0) injected
+//               with its error code and handled by the guest's IDT
 //   cpu.bench   in-guest exit round trips in ticks (Bochs: one tick per instruction)
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/arch/x86/cpu_tables.hpp"
@@ -151,6 +153,32 @@ guest_hypercall:
 5:  vmmcall
     ret
 
+    .globl hv_guest_msr
+hv_guest_msr:
+    mov %rbx, %r15
+    mov $0x10, %ecx
+    rdmsr
+    mov %eax, %r12d
+    mov %edx, %r13d
+    mov $0xdead, %ecx
+    rdmsr
+    xor %eax, %eax
+    xor %edx, %edx
+    wrmsr
+    mov guest_gp_count(%rip), %rcx
+    mov guest_gp_error(%rip), %rdx
+    mov $3, %eax
+    call guest_hypercall
+8:  jmp 8b
+
+    /* #GP: count it, keep the error code, skip the 2-byte RDMSR/WRMSR that raised it. */
+    .globl hv_guest_gp
+hv_guest_gp:
+    incq guest_gp_count(%rip)
+    popq guest_gp_error(%rip)
+    addq $2, (%rsp)
+    iretq
+
     .globl hv_guest_irq
 hv_guest_irq:
     incq guest_irq_count(%rip)
@@ -159,12 +187,15 @@ hv_guest_irq:
     .data
     .balign 8
 guest_irq_count: .quad 0
+guest_gp_count: .quad 0
+guest_gp_error: .quad ~0
 guest_null_idt: .word 0
     .quad 0
     .text
 )");
 
 extern "C" char hv_guest_smoke[], hv_guest_triple[], hv_guest_bench[], hv_guest_irq[];
+extern "C" char hv_guest_msr[], hv_guest_gp[];
 extern "C" char hv_guest_mode64[], hv_guest_mode32[], hv_guest_mode16[];
 
 namespace {
@@ -242,11 +273,16 @@ status make_guest(guest& g, unsigned id, const char* entry, cpu::guest_mode mode
     s.regs.rbx = m.kind == vendor_kind::svm;
     const auto gdt = x86::current_gdt();
     s.gdtr = {gdt.base, gdt.limit};
-    // An IDT with one gate, vector 0x30, for the injected interrupt.
+    // An IDT with two gates: #GP and vector 0x30 for the injected interrupt.
     auto* idt = static_cast<std::uint64_t*>(alloc_pages(1));
-    const auto h = reinterpret_cast<std::uintptr_t>(hv_guest_irq);
-    idt[0x30 * 2] = (h & 0xffff) | std::uint64_t{x86::selector::code64} << 16 | 0x8eull << 40 | ((h >> 16) & 0xffff) << 48;
-    idt[0x30 * 2 + 1] = h >> 32;
+    auto gate = [idt](unsigned vector, const char* handler) {
+        const auto h = reinterpret_cast<std::uintptr_t>(handler);
+        idt[vector * 2] =
+            (h & 0xffff) | std::uint64_t{x86::selector::code64} << 16 | 0x8eull << 40 | ((h >> 16) & 0xffff) << 48;
+        idt[vector * 2 + 1] = h >> 32;
+    };
+    gate(13, hv_guest_gp);
+    gate(0x30, hv_guest_irq);
     s.idtr = {reinterpret_cast<std::uintptr_t>(idt), 0xfff};
     return {};
 }
@@ -414,5 +450,54 @@ HV_PROGRAM(cpu_modes, "cpu.modes", "CPUID, hypercall and OUT from 64-bit, 32-bit
         ok = ok && modes[i].done && modes[i].vendor_ebx == host_ebx && modes[i].port80 == tag[i];
     }
     if (!ok) return fail(errc::fault, "a guest mode did not run CPUID, hypercall and OUT correctly");
+    return {};
+}
+
+namespace {
+constexpr std::uint32_t allowed_msr = 0x10;
+constexpr std::uint64_t allowed_value = 0x1122334455667788ull;
+struct msr_result {
+    std::uint64_t value = 0, gp_count = 0, gp_error = ~0ull;
+    bool done = false;
+} msr_out;
+
+void msr_read(cpu::vcpu& v, const cpu::exit_info& e) {
+    if (e.msr.index != allowed_msr) {
+        v.inject_exception(13, 0);  // denied: the guest sees #GP(0) at the RDMSR
+        return;
+    }
+    v.state.regs.rax = allowed_value & 0xffffffff;
+    v.state.regs.rdx = allowed_value >> 32;
+    v.skip();
+}
+void msr_write(cpu::vcpu& v, const cpu::exit_info&) { v.inject_exception(13, 0); }
+void msr_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
+    v.skip();
+    if (e.hypercall.nr == 3) {
+        msr_out.value = (v.state.regs.r13 << 32) | (v.state.regs.r12 & 0xffffffff);
+        msr_out.gp_count = v.state.regs.rcx;
+        msr_out.gp_error = v.state.regs.rdx;
+        msr_out.done = true;
+        v.stop("guest finished");
+    }
+}
+} // namespace
+
+HV_PROGRAM(cpu_msr, "cpu.msr", "RDMSR allowed and denied; #GP with error code injected into the guest's IDT") {
+    HV_TRY(enable_virtualization());
+    static guest g;
+    HV_TRY(make_guest(g, 0, hv_guest_msr));
+    g.v.on(cpu::exit_reason::msr_read, msr_read);
+    g.v.on(cpu::exit_reason::msr_write, msr_write);
+    g.v.on(cpu::exit_reason::hypercall, msr_hypercall);
+    cpu::scheduler sched;
+    HV_TRY(sched.add(g.v));
+    sched.run();
+    report(g.v);
+    println("msr: allowed read={:#x} #GP taken={} last error code={:#x}", msr_out.value, msr_out.gp_count,
+            msr_out.gp_error);
+    if (!msr_out.done) return fail(errc::fault, "guest did not finish");
+    if (msr_out.value != allowed_value) return fail(errc::fault, "allowed RDMSR returned the wrong value");
+    if (msr_out.gp_count != 2 || msr_out.gp_error != 0) return fail(errc::fault, "denied RDMSR/WRMSR did not raise #GP(0)");
     return {};
 }
