@@ -105,8 +105,24 @@ void vcpu::init(unsigned id, const backend_ops& ops, void* arch, void* stack, st
 void vcpu::entry(fiber&, void* self) { static_cast<vcpu*>(self)->run_loop(); }
 
 bool vcpu::wakeable() const {
-    return events.nmi_pending() || (events.interrupt_pending() && ops_->interrupts_open(*this)) ||
+    return events.nmi_pending() || ((events.interrupt_pending() || source_pending()) && ops_->interrupts_open(*this)) ||
            events.triple_fault();
+}
+
+event_queue::decision vcpu::decide() {
+    const bool from_source = source_pending();
+    // Nothing pending is the common case: skip the queue and the interruptibility probe.
+    if (events.empty() && !from_source) return {};
+    const bool open = ops_->interrupts_open(*this);
+    auto d = events.next(open, false);
+    if (from_source) {
+        if (!d.inject.valid && open) {
+            if (auto vec = source_.acknowledge(source_.ctx))
+                d.inject = event{true, event_kind::external_interrupt, *vec, false, 0};
+        }
+        d.irq_window = d.irq_window || source_pending();
+    }
+    return d;
 }
 
 bool vcpu::sleeping() const { return status_ == vcpu_status::halted && !wakeable(); }
@@ -148,8 +164,8 @@ void vcpu::run_loop() {
             fail("guest triple fault (exception while delivering #DF)");
             break;
         }
-        // Nothing pending is the common case: skip the queue and the interruptibility probe.
-        const auto d = events.empty() ? event_queue::decision{} : events.next(ops_->interrupts_open(*this), false);
+        if (hook_.fn) hook_.fn(*this, hook_.ctx);
+        const auto d = decide();
         ops_->enter(*this, d, exit_);
         log.record(exit_);
         if (budget_ && log.total() >= budget_) {

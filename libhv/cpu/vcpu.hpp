@@ -74,6 +74,21 @@ struct backend_ops {
     result<std::uint8_t> (*instruction_length)(vcpu& v);
 };
 
+// An interrupt controller model (e.g. a local APIC in libhv/dev) the vCPU takes external
+// interrupts from, besides inject_interrupt(). acknowledge() is called only when the
+// interrupt is injected in this entry, so the model's in-service state stays exact.
+struct interrupt_source {
+    void* ctx = nullptr;
+    bool (*pending)(void* ctx) = nullptr;
+    std::optional<std::uint8_t> (*acknowledge)(void* ctx) = nullptr;
+};
+
+// Called before every entry (device deadlines, INIT/SIPI/NMI lines of a model).
+struct entry_hook {
+    void* ctx = nullptr;
+    void (*fn)(vcpu& v, void* ctx) = nullptr;
+};
+
 enum class vcpu_status : std::uint8_t { runnable, halted, stopped, failed };
 std::string_view name(vcpu_status s);
 
@@ -115,6 +130,9 @@ public:
     void fail(const char* why) { status_ = vcpu_status::failed; why_ = why; }
     const char* why() const { return why_; }
 
+    void set_interrupt_source(const interrupt_source& s) { source_ = s; }
+    void set_entry_hook(const entry_hook& h) { hook_ = h; }
+
     // Handler table; unset entries fall back to the defaults (see vcpu.cpp).
     void on(exit_reason r, exit_handler h) { handlers_[static_cast<std::size_t>(r)] = h; }
 
@@ -146,6 +164,8 @@ private:
     static void entry(fiber& f, void* self);
     void run_loop();
     bool wakeable() const;
+    bool source_pending() const { return source_.pending && source_.pending(source_.ctx); }
+    event_queue::decision decide();
 
     unsigned id_ = 0;
     const backend_ops* ops_ = nullptr;
@@ -158,6 +178,8 @@ private:
     std::uint64_t budget_ = 0;
     exit_info exit_{};
     exit_handler handlers_[exit_reason_count] = {};
+    interrupt_source source_{};
+    entry_hook hook_{};
 };
 
 // Round-robin over vCPUs on one physical CPU. run() returns when every vCPU has

@@ -326,3 +326,52 @@ TEST_CASE("vcpu: an intercepted #DF ends the guest; other unhandled exceptions t
     CHECK(x.status() == vcpu_status::failed);
     CHECK(std::string(x.why()).find("double fault") != std::string::npos);
 }
+
+namespace {
+// A stand-in for an interrupt controller model: a list of pending vectors.
+struct fake_pic {
+    std::vector<std::uint8_t> pending;
+    int acks = 0, polls = 0;
+    static bool is_pending(void* c) { return !static_cast<fake_pic*>(c)->pending.empty(); }
+    static std::optional<std::uint8_t> ack(void* c) {
+        auto* p = static_cast<fake_pic*>(c);
+        if (p->pending.empty()) return std::nullopt;
+        ++p->acks;
+        auto v = p->pending.front();
+        p->pending.erase(p->pending.begin());
+        return v;
+    }
+};
+} // namespace
+
+TEST_CASE("vcpu: interrupts from a controller model are acknowledged only when injected") {
+    harness h;
+    // IF=0 at first: the model's interrupt must wait (window), then go in once IF=1.
+    vcpu& v = h.add({{exit_reason::cpuid, 2, 0x002}, {exit_reason::interrupt_window, 0, 0x202},
+                     {exit_reason::hlt, 1, 0x202}, {exit_reason::hypercall, 3}});
+    v.state.rflags = 0x002;
+    static fake_pic pic;
+    pic = fake_pic{};
+    v.set_interrupt_source({&pic, fake_pic::is_pending, fake_pic::ack});
+    v.set_entry_hook({&pic, [](vcpu&, void* c) { ++static_cast<fake_pic*>(c)->polls; }});
+    v.on(exit_reason::cpuid, [](vcpu& x, const exit_info&) {
+        x.skip();
+        pic.pending.push_back(0x41);
+    });
+    v.on(exit_reason::hypercall, stop_on_hypercall);
+    bool idled = false;
+    h.sched.run(
+        [](void* c) {
+            *static_cast<bool*>(c) = true;
+            pic.pending.push_back(0x42);  // the model raises a line while the guest halts
+            return true;
+        },
+        &idled);
+    const std::vector<std::string> expect = {"v0 enter", "v0 enter irq-window", "v0 enter inject=0:65",
+                                             "v0 enter inject=0:66"};
+    CHECK(h.trace == expect);
+    CHECK(idled);
+    CHECK(pic.acks == 2);
+    CHECK(pic.polls == 4);
+    CHECK(v.status() == vcpu_status::stopped);
+}
