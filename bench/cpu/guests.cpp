@@ -6,11 +6,13 @@
 //               guest (real mode: unrestricted guest on VMX): CPUID, hypercall, OUT
 //   cpu.msr     RDMSR allowed (a synthetic value) and RDMSR/WRMSR denied: #GP(0) injected
 //               with its error code and handled by the guest's IDT
+//   cpu.io      IN/OUT of every size to a loopback port, REP OUTSB/INSB through a FIFO port
 //   cpu.bench   in-guest exit round trips in ticks (Bochs: one tick per instruction)
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/arch/x86/cpu_tables.hpp"
 #include "libhv/arch/x86/virt_features.hpp"
 #include "libhv/cpu/svm/backend.hpp"
+#include "libhv/cpu/io_emul.hpp"
 #include "libhv/cpu/vcpu.hpp"
 #include "libhv/cpu/vmx/backend.hpp"
 #include "libhv/rt/console.hpp"
@@ -179,6 +181,37 @@ hv_guest_gp:
     addq $2, (%rsp)
     iretq
 
+    .globl hv_guest_io
+hv_guest_io:
+    mov %rbx, %r15
+    mov $0x510, %dx
+    mov $0x11, %al
+    out %al, %dx
+    xor %eax, %eax
+    in %dx, %al
+    mov %rax, %r8
+    mov $0x2233, %ax
+    out %ax, %dx
+    xor %eax, %eax
+    in %dx, %ax
+    mov %rax, %r9
+    mov $0x44556677, %eax
+    out %eax, %dx
+    xor %eax, %eax
+    in %dx, %eax
+    mov %rax, %r10
+    mov $0x511, %dx
+    lea guest_io_src(%rip), %rsi
+    mov $13, %ecx
+    cld
+    rep outsb
+    lea guest_io_dst(%rip), %rdi
+    mov $13, %ecx
+    rep insb
+    mov $4, %eax
+    call guest_hypercall
+9:  jmp 9b
+
     .globl hv_guest_irq
 hv_guest_irq:
     incq guest_irq_count(%rip)
@@ -189,6 +222,12 @@ hv_guest_irq:
 guest_irq_count: .quad 0
 guest_gp_count: .quad 0
 guest_gp_error: .quad ~0
+    .globl hv_guest_io_src, hv_guest_io_dst
+hv_guest_io_src:
+guest_io_src: .ascii "libhv string"
+    .byte 0
+hv_guest_io_dst:
+guest_io_dst: .fill 16, 1, 0
 guest_null_idt: .word 0
     .quad 0
     .text
@@ -196,6 +235,7 @@ guest_null_idt: .word 0
 
 extern "C" char hv_guest_smoke[], hv_guest_triple[], hv_guest_bench[], hv_guest_irq[];
 extern "C" char hv_guest_msr[], hv_guest_gp[];
+extern "C" char hv_guest_io[], hv_guest_io_src[], hv_guest_io_dst[];
 extern "C" char hv_guest_mode64[], hv_guest_mode32[], hv_guest_mode16[];
 
 namespace {
@@ -499,5 +539,74 @@ HV_PROGRAM(cpu_msr, "cpu.msr", "RDMSR allowed and denied; #GP with error code in
     if (!msr_out.done) return fail(errc::fault, "guest did not finish");
     if (msr_out.value != allowed_value) return fail(errc::fault, "allowed RDMSR returned the wrong value");
     if (msr_out.gp_count != 2 || msr_out.gp_error != 0) return fail(errc::fault, "denied RDMSR/WRMSR did not raise #GP(0)");
+    return {};
+}
+
+namespace {
+// Port 0x510 echoes the last value written; port 0x511 is a byte FIFO.
+struct loopback {
+    std::uint32_t latch = 0;
+    std::uint8_t fifo[64] = {};
+    std::size_t head = 0, tail = 0;
+} dev;
+struct io_result {
+    std::uint64_t r8 = 0, r9 = 0, r10 = 0;
+    bool done = false;
+} io_out;
+
+std::uint32_t dev_in(void*, std::uint16_t port, std::uint8_t) {
+    if (port == 0x510) return dev.latch;
+    if (port == 0x511 && dev.tail != dev.head) return dev.fifo[dev.tail++ % sizeof dev.fifo];
+    return 0xffffffff;
+}
+void dev_out(void*, std::uint16_t port, std::uint8_t, std::uint32_t v) {
+    if (port == 0x510) dev.latch = v;
+    if (port == 0x511) dev.fifo[dev.head++ % sizeof dev.fifo] = static_cast<std::uint8_t>(v);
+}
+// The smoke guests share the host's identity map: linear == physical == host virtual.
+bool mem_read(void*, std::uint64_t a, void* d, std::size_t n) {
+    if (a + n > (4ull << 30)) return false;
+    __builtin_memcpy(d, reinterpret_cast<const void*>(a), n);
+    return true;
+}
+bool mem_write(void*, std::uint64_t a, const void* s, std::size_t n) {
+    if (a + n > (4ull << 30)) return false;
+    __builtin_memcpy(reinterpret_cast<void*>(a), s, n);
+    return true;
+}
+
+void io_exit(cpu::vcpu& v, const cpu::exit_info& e) {
+    auto r = cpu::emulate_io(v.state, e.io, {nullptr, dev_in, dev_out}, {nullptr, mem_read, mem_write});
+    if (!r) {
+        v.fail(r.err().what);
+        return;
+    }
+    if (r->remaining == 0) v.skip();
+}
+void io_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
+    v.skip();
+    if (e.hypercall.nr == 4) {
+        io_out = {v.state.regs.r8, v.state.regs.r9, v.state.regs.r10, true};
+        v.stop("guest finished");
+    }
+}
+} // namespace
+
+HV_PROGRAM(cpu_io, "cpu.io", "IN/OUT of 1, 2 and 4 bytes and REP OUTSB/INSB, emulated") {
+    HV_TRY(enable_virtualization());
+    static guest g;
+    HV_TRY(make_guest(g, 0, hv_guest_io));
+    g.v.on(cpu::exit_reason::io, io_exit);
+    g.v.on(cpu::exit_reason::hypercall, io_hypercall);
+    cpu::scheduler sched;
+    HV_TRY(sched.add(g.v));
+    sched.run();
+    report(g.v);
+    const std::string_view src(hv_guest_io_src), dst(hv_guest_io_dst);
+    println("io: byte={:#x} word={:#x} dword={:#x} string in=\"{}\"", io_out.r8, io_out.r9, io_out.r10, dst);
+    if (!io_out.done) return fail(errc::fault, "guest did not finish");
+    if (io_out.r8 != 0x11 || io_out.r9 != 0x2233 || io_out.r10 != 0x44556677)
+        return fail(errc::fault, "IN did not read back what OUT wrote");
+    if (src != dst) return fail(errc::fault, "REP INSB did not read back what REP OUTSB wrote");
     return {};
 }
