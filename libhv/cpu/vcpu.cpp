@@ -111,7 +111,6 @@ bool vcpu::wakeable() const {
 
 event_queue::decision vcpu::decide() {
     const bool from_source = source_pending();
-    // Nothing pending is the common case: skip the queue and the interruptibility probe.
     if (events.empty() && !from_source) return {};
     const bool open = ops_->interrupts_open(*this);
     auto d = events.next(open, false);
@@ -165,8 +164,9 @@ void vcpu::run_loop() {
             break;
         }
         if (hook_.fn) hook_.fn(*this, hook_.ctx);
-        const auto d = decide();
-        ops_->enter(*this, d, exit_);
+        // Nothing pending and no interrupt controller is the common case.
+        if (events.empty() && !source_.pending) ops_->enter(*this, event_queue::decision{}, exit_);
+        else ops_->enter(*this, decide(), exit_);
         log.record(exit_);
         if (budget_ && log.total() >= budget_) {
             fail("exit budget exhausted");
