@@ -7,6 +7,8 @@
 //   cpu.msr     RDMSR allowed (a synthetic value) and RDMSR/WRMSR denied: #GP(0) injected
 //               with its error code and handled by the guest's IDT
 //   cpu.io      IN/OUT of every size to a loopback port, REP OUTSB/INSB through a FIFO port
+//   cpu.entry   a broken guest refused by the software entry checks (field and rule named),
+//               the same guest refused by the CPU (checks off), a good guest still running
 //   cpu.bench   in-guest exit round trips in ticks (Bochs: one tick per instruction)
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/arch/x86/cpu_tables.hpp"
@@ -608,5 +610,45 @@ HV_PROGRAM(cpu_io, "cpu.io", "IN/OUT of 1, 2 and 4 bytes and REP OUTSB/INSB, emu
     if (io_out.r8 != 0x11 || io_out.r9 != 0x2233 || io_out.r10 != 0x44556677)
         return fail(errc::fault, "IN did not read back what OUT wrote");
     if (src != dst) return fail(errc::fault, "REP INSB did not read back what REP OUTSB wrote");
+    return {};
+}
+
+HV_PROGRAM(cpu_entry, "cpu.entry", "entry failures end their guest with a message; the others run") {
+    HV_TRY(enable_virtualization());
+    static guest g[3];
+    cpu::scheduler sched;
+    for (unsigned i = 0; i < 3; ++i) {
+        HV_TRY(make_guest(g[i], i, i == 2 ? hv_guest_smoke : hv_guest_mode64));
+        g[i].v.on(cpu::exit_reason::cpuid, cpuid_passthrough);
+        g[i].v.on(cpu::exit_reason::hypercall, smoke_hypercall);
+        HV_TRY(sched.add(g[i].v));
+    }
+    // Guests 0 and 1 carry the same illegal state: VMX a TR marked unusable, SVM CR0.NW
+    // without CR0.CD. Guest 1 goes to the CPU unchecked.
+    for (unsigned i = 0; i < 2; ++i) {
+        if (m.kind == vendor_kind::vmx) g[i].v.state[cpu::seg::tr].access |= cpu::ar::unusable;
+        else g[i].v.state.cr0 |= cpu::cr0_nw;
+    }
+    g[1].vmx_arch.software_checks = false;
+    g[1].svm_arch.software_checks = false;
+    int wakeups = 0;
+    sched.run(
+        [](void* c) {
+            auto* n = static_cast<int*>(c);
+            if ((*n)++) return false;
+            g[2].v.inject_interrupt(0x30);
+            return true;
+        },
+        &wakeups);
+    for (auto& x : g) report(x.v);
+    const char* why0 = g[0].v.why() ? g[0].v.why() : "";
+    const std::string_view expect0 =
+        m.kind == vendor_kind::vmx ? "VM entry check failed: guest_tr_ar" : "VMRUN check failed: state.cr0";
+    if (g[0].v.status() != cpu::vcpu_status::failed || !std::string_view(why0).starts_with(expect0))
+        return fail(errc::fault, "software check did not name the broken field");
+    if (g[0].v.log.total() != 0) return fail(errc::fault, "a guest refused by the checks was entered");
+    if (g[1].v.status() != cpu::vcpu_status::failed || g[1].v.log.count(cpu::exit_reason::invalid_guest_state) != 1)
+        return fail(errc::fault, "the CPU's refusal was not reported as invalid guest state");
+    if (g[2].v.status() != cpu::vcpu_status::stopped) return fail(errc::fault, "the good guest did not finish");
     return {};
 }

@@ -236,7 +236,8 @@ void decode(const svm_exit_raw& raw, exit_info& e) {
     if (raw.nrips && raw.next_rip > raw.rip && raw.next_rip - raw.rip <= 15)
         e.instruction_length = static_cast<std::uint8_t>(raw.next_rip - raw.rip);
 
-    const std::uint64_t code = raw.exitcode;
+    // QEMU TCG writes VMEXIT_INVALID (-1) as a 32-bit value: take it as the 64-bit one.
+    const std::uint64_t code = raw.exitcode == 0xffffffffull ? ~0ull : raw.exitcode;
     if (code <= 0x01f || (code >= 0x090 && code <= 0x09f)) {
         e.reason = exit_reason::cr_access;
         bool assisted = raw.decode_assists && svm::cr_info{raw.exitinfo1}.valid();
@@ -343,7 +344,7 @@ void decode(const svm_exit_raw& raw, exit_info& e) {
     }
     case c::invalid:
         e.reason = exit_reason::invalid_guest_state;
-        e.failure = {raw.exitcode};
+        e.failure = {code};
         break;
     default: e.reason = exit_reason::other; break;
     }
@@ -413,6 +414,7 @@ void describe(const fmt::sink& out, const exit_info& e) {
         break;
     case exit_reason::invalid_guest_state:
     case exit_reason::entry_failure: fmt::format(out, " code={:#x}", e.failure.code); break;
+    case exit_reason::other: fmt::format(out, " raw={:#x}", e.raw_code); break;
     case exit_reason::entry_refused:
         fmt::format(out, " error={}", e.failure.code);
         if (e.from == vendor::vmx)

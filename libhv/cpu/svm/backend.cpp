@@ -33,7 +33,7 @@ status prepare(cpu::vcpu& v) {
     put_guest(b, v.state);
     vmrun_context cx{};
     cx.maxphyaddr = a.cpu->maxphyaddr;
-    if (auto r = check_vmrun(b, cx); !r.passed) {
+    if (auto r = check_vmrun(b, cx); !r.passed && a.software_checks) {
         fmt::format_to(a.message, sizeof a.message, "VMRUN check failed: {}: {} (APM 15.5.1)", r.where, r.what);
         return fail(errc::invalid_argument, a.message);
     }
@@ -78,6 +78,15 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
     b.state.rsp = v.state.regs.rsp;
     hv_svm_enter(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa);
     c.tlb_ctl = tlb_control::none;
+    // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
+    // state: keep ours.
+    if (c.exitcode == ~0ull || c.exitcode == 0xffffffffull) {
+        cpu::svm_exit_raw bad{};
+        bad.exitcode = c.exitcode;
+        bad.rip = v.state.rip;
+        cpu::decode(bad, out);
+        return;
+    }
     v.state.regs.rax = b.state.rax;
     v.state.regs.rsp = b.state.rsp;
     v.state.rip = b.state.rip;

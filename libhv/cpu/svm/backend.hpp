@@ -28,6 +28,7 @@ struct vcpu_arch {
     std::uint32_t asid = 1;
     std::uint8_t* iopm = nullptr;   // 3 pages
     std::uint8_t* msrpm = nullptr;  // 2 pages
+    bool software_checks = true;    // false: let the CPU judge the state (to compare the two)
     char message[160] = {};
 };
 

@@ -105,7 +105,7 @@ status prepare(cpu::vcpu& v) {
     put_guest(img, v.state, c.caps);
 
     const entry_context cx{&c.caps, c.maxphyaddr};
-    if (auto r = check_entry(img, cx); !r.passed) {
+    if (auto r = check_entry(img, cx); !r.passed && a.software_checks) {
         fmt::format_to(a.message, sizeof a.message, "VM entry check failed: {} = {:#x}: {} (SDM {})", name(r.where),
                        img.get(r.where), r.what, r.sdm);
         return fail(errc::invalid_argument, a.message);

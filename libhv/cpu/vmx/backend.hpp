@@ -36,6 +36,7 @@ struct vcpu_arch {
     std::uint32_t proc_in_vmcs = 0;  // primary controls as last written (window bits vary)
     std::uint8_t* io_bitmaps = nullptr;  // 2 pages: A then B
     std::uint8_t* msr_bitmap = nullptr;
+    bool software_checks = true;  // false: let the CPU judge the state (to compare the two)
     vmcs_image image;
     char message[192] = {};  // the last failure, when a status points here
 };

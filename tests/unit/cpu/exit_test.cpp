@@ -212,6 +212,9 @@ TEST_CASE("exit: exceptions, NMIs, interrupts, windows, triple fault, entry fail
     bad.reason |= 1u << 31;
     CHECK(decode(bad).reason == exit_reason::invalid_guest_state);
     CHECK(decode(svm_raw(hv::svm::exit_code::invalid)).reason == exit_reason::invalid_guest_state);
+    auto qemu_invalid = svm_raw(hv::svm::exit_code::invalid);
+    qemu_invalid.exitcode = 0xffffffff;  // QEMU TCG's 32-bit -1
+    CHECK(decode(qemu_invalid).reason == exit_reason::invalid_guest_state);
     CHECK(decode(vmx_raw(hv::vmx::exit_reason::msr_loading)).reason == exit_reason::entry_failure);
     CHECK(decode(vmx_raw(hv::vmx::exit_reason::vmxon)).reason == exit_reason::virtualization);
     CHECK(decode(svm_raw(hv::svm::exit_code::vmrun)).reason == exit_reason::virtualization);
