@@ -1,0 +1,169 @@
+#include "libhv/cpu/svm/backend.hpp"
+#include "libhv/arch/x86/cpu.hpp"
+#include "libhv/cpu/svm/insn_len.hpp"
+#include "libhv/cpu/svm/setup.hpp"
+
+extern "C" void hv_svm_enter(hv::cpu::gprs* regs, std::uint64_t vmcb_pa, std::uint64_t host_save_pa);
+
+namespace hv::svm {
+
+namespace {
+
+vcpu_arch& arch(cpu::vcpu& v) { return *static_cast<vcpu_arch*>(v.arch()); }
+
+status prepare(cpu::vcpu& v) {
+    vcpu_arch& a = arch(v);
+    vmcb& b = *a.block;
+    __builtin_memset(&b, 0, sizeof b);
+    auto& c = b.control;
+    c.intercepts3 = bits(intercept3::intr, intercept3::nmi, intercept3::smi, intercept3::init, intercept3::cpuid,
+                         intercept3::hlt, intercept3::invlpga, intercept3::ioio_prot, intercept3::msr_prot,
+                         intercept3::shutdown);
+    c.intercepts4 = bits(intercept4::vmrun, intercept4::vmmcall, intercept4::vmload, intercept4::vmsave,
+                         intercept4::stgi, intercept4::clgi, intercept4::skinit);
+    // Bochs 2.7 resets the whole machine on a guest triple fault instead of exiting with
+    // SHUTDOWN: intercept #DF, after which a guest cannot recover anyway, and end it there.
+    c.exception_intercepts = 1u << 8;
+    c.guest_asid = a.asid;
+    c.tlb_ctl = tlb_control::flush_all;
+    c.iopm_base_pa = cpu::pa_of(a.iopm);
+    c.msrpm_base_pa = cpu::pa_of(a.msrpm);
+    c.np_control = 1;
+    c.n_cr3 = a.cpu->npt_root;
+    put_guest(b, v.state);
+    vmrun_context cx{};
+    cx.maxphyaddr = a.cpu->maxphyaddr;
+    if (auto r = check_vmrun(b, cx); !r.passed && a.software_checks) {
+        fmt::format_to(a.message, sizeof a.message, "VMRUN check failed: {}: {} (APM 15.5.1)", r.where, r.what);
+        return fail(errc::invalid_argument, a.message);
+    }
+    return {};
+}
+
+event_type svm_type(cpu::event_kind k) {
+    switch (k) {
+    case cpu::event_kind::external_interrupt: return event_type::intr;
+    case cpu::event_kind::nmi: return event_type::nmi;
+    case cpu::event_kind::software_interrupt: return event_type::software_interrupt;
+    default: return event_type::exception;
+    }
+}
+
+constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
+
+void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& out) {
+    vcpu_arch& a = arch(v);
+    vmcb& b = *a.block;
+    auto& c = b.control;
+    if (const auto dirty = v.take_dirty()) {
+        if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
+        if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
+        if (dirty & cpu::vcpu::dirty_interruptibility) c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
+    }
+    c.eventinj = 0;
+    if (d.inject.valid) {
+        const auto t = svm_type(d.inject.kind);
+        const bool ec = d.inject.has_error_code && (v.state.cr0 & cpu::cr0_pe);
+        c.eventinj = ec ? event::make(t, d.inject.vector, d.inject.error_code).raw : event::make(t, d.inject.vector).raw;
+    }
+    // An interrupt window: a virtual interrupt the guest takes as soon as it can, intercepted.
+    if (d.irq_window) {
+        c.vintr |= v_irq | v_ign_tpr;
+        c.intercepts3 |= bits(intercept3::vintr);
+    } else {
+        c.vintr &= ~(v_irq | v_ign_tpr);
+        c.intercepts3 &= ~bits(intercept3::vintr);
+    }
+    b.state.rax = v.state.regs.rax;
+    b.state.rsp = v.state.regs.rsp;
+    hv_svm_enter(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa);
+    c.tlb_ctl = tlb_control::none;
+    // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
+    // state: keep ours.
+    if (c.exitcode == ~0ull || c.exitcode == 0xffffffffull) {
+        cpu::svm_exit_raw bad{};
+        bad.exitcode = c.exitcode;
+        bad.rip = v.state.rip;
+        cpu::decode(bad, out);
+        return;
+    }
+    v.state.regs.rax = b.state.rax;
+    v.state.regs.rsp = b.state.rsp;
+    v.state.rip = b.state.rip;
+    v.state.rflags = b.state.rflags;
+    v.state.cr0 = b.state.cr0;
+    v.state.efer = b.state.efer & ~efer_svme;
+    v.state.interruptibility = (c.interrupt_shadow & 1) ? 1 : 0;
+    cpu::svm_exit_raw raw{};
+    raw.exitcode = c.exitcode;
+    raw.exitinfo1 = c.exitinfo1;
+    raw.exitinfo2 = c.exitinfo2;
+    raw.exitintinfo = c.exitintinfo;
+    raw.next_rip = c.next_rip;
+    raw.nrips = a.cpu->caps.nrips;
+    raw.decode_assists = a.cpu->caps.decode_assists;
+    raw.rip = b.state.rip;
+    raw.rax = v.state.regs.rax;
+    raw.rcx = v.state.regs.rcx;
+    cpu::decode(raw, out);
+}
+
+bool interrupts_open(const cpu::vcpu& v) {
+    return (v.state.rflags & cpu::rflags_if) && !(v.state.interruptibility & 3);
+}
+
+// Without NRIPS: decode the instruction at CS.base + RIP. The guest memory is read
+// through the identity mapping the smoke guests use (linear == guest-physical == host).
+result<std::uint8_t> instruction_length(cpu::vcpu& v) {
+    const vmcb& b = *arch(v).block;
+    const std::uint64_t linear = b.state.cs.base + b.state.rip;
+    if (linear >= (4ull << 30) - max_instruction_length)
+        return fail(errc::fault, "instruction above the identity-mapped 4 GiB");
+    std::uint8_t bytes[max_instruction_length];
+    __builtin_memcpy(bytes, reinterpret_cast<const void*>(linear), sizeof bytes);
+    const auto cs = ar_from_attrib(b.state.cs.attrib);
+    const auto mode = mode_of(b.state.efer & cpu::efer_lma, cs & cpu::ar::l, cs & cpu::ar::db);
+    return svm::instruction_length(bytes, mode);
+}
+
+} // namespace
+
+const cpu::backend_ops ops{prepare, enter, interrupts_open, instruction_length};
+
+status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
+    c.alloc = alloc;
+    const auto ext1 = x86::cpuid(0x80000001);
+    const auto leaf = x86::cpuid(0x8000000a);
+    probe_input in{ext1.ecx, leaf.eax, leaf.ebx, leaf.edx, false, 0};
+    in.vm_cr_readable = x86::rdmsr_safe(msr::vm_cr, in.vm_cr);  // #GP on Bochs: "not disabled"
+    const auto p = probe(in);
+    if (!p.usable) return fail(errc::not_supported, p.why_not);
+    c.caps = p.caps;
+    if (!c.caps.nested_paging) return fail(errc::not_supported, "SVM without nested paging");
+    c.maxphyaddr = x86::cpuid(0x80000008).eax & 0xff;
+    x86::wrmsr(msr::efer, x86::rdmsr(msr::efer) | efer_svme);
+    void* hsave = alloc(1);
+    void* host_save = alloc(1);
+    if (!hsave || !host_save) return fail(errc::no_memory, "host save areas");
+    c.hsave_pa = cpu::pa_of(hsave);
+    c.host_save_pa = cpu::pa_of(host_save);
+    x86::wrmsr(msr::vm_hsave_pa, c.hsave_pa);
+    c.npt_root = cpu::identity_nested_map(alloc, cpu::nested_format::npt);
+    if (!c.npt_root) return fail(errc::no_memory, "NPT tables");
+    return {};
+}
+
+status create(vcpu_arch& a, cpu_context& c, std::uint32_t asid) {
+    if (asid == 0 || asid >= c.caps.asids) return fail(errc::out_of_range, "ASID outside 1..caps.asids-1");
+    a.cpu = &c;
+    a.asid = asid;
+    a.block = static_cast<svm::vmcb*>(c.alloc(1));
+    a.iopm = static_cast<std::uint8_t*>(c.alloc(3));
+    a.msrpm = static_cast<std::uint8_t*>(c.alloc(2));
+    if (!a.block || !a.iopm || !a.msrpm) return fail(errc::no_memory, "VMCB or permission maps");
+    __builtin_memset(a.iopm, 0xff, 3 * 4096);
+    __builtin_memset(a.msrpm, 0xff, 2 * 4096);
+    return {};
+}
+
+} // namespace hv::svm

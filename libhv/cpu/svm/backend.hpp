@@ -1,0 +1,38 @@
+// The SVM backend of hv::cpu::vcpu (metal only): EFER.SVME and VM_HSAVE_PA per physical
+// CPU, one VMCB per vCPU filled from the vendor-neutral state and checked in software,
+// VMRUN with VMLOAD/VMSAVE through svm/switch.S. Without NRIPS the instruction at RIP
+// is decoded to skip it.
+#pragma once
+#include <cstdint>
+#include "libhv/core/result.hpp"
+#include "libhv/cpu/metal.hpp"
+#include "libhv/cpu/svm/vmcb.hpp"
+#include "libhv/cpu/vcpu.hpp"
+
+namespace hv::svm {
+
+struct cpu_context {
+    capabilities caps{};
+    unsigned maxphyaddr = 40;
+    cpu::page_alloc_fn alloc = nullptr;
+    std::uint64_t hsave_pa = 0;
+    std::uint64_t host_save_pa = 0;  // VMSAVE area for the host's hidden state
+    std::uint64_t npt_root = 0;      // identity NPT shared by the smoke guests
+};
+
+[[nodiscard]] status enable(cpu_context& c, cpu::page_alloc_fn alloc);
+
+struct vcpu_arch {
+    cpu_context* cpu = nullptr;
+    svm::vmcb* block = nullptr;
+    std::uint32_t asid = 1;
+    std::uint8_t* iopm = nullptr;   // 3 pages
+    std::uint8_t* msrpm = nullptr;  // 2 pages
+    bool software_checks = true;    // false: let the CPU judge the state (to compare the two)
+    char message[160] = {};
+};
+
+[[nodiscard]] status create(vcpu_arch& a, cpu_context& c, std::uint32_t asid);
+extern const cpu::backend_ops ops;
+
+} // namespace hv::svm

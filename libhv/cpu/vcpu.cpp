@@ -1,0 +1,215 @@
+#include "libhv/cpu/vcpu.hpp"
+
+namespace hv::cpu {
+
+void event_queue::raise_exception(std::uint8_t vector, std::optional<std::uint32_t> error_code) {
+    if (exception_.valid) {
+        if (exception_.vector == 8) {
+            triple_ = true;
+            return;
+        }
+        exception_ = event{true, event_kind::hardware_exception, 8, true, 0};
+        return;
+    }
+    exception_ = event{true, event_kind::hardware_exception, vector, error_code.has_value(), error_code.value_or(0)};
+}
+
+event_queue::decision event_queue::next(bool interrupts_open, bool nmi_blocked) {
+    decision d{};
+    if (reinject_.valid) {
+        d.inject = reinject_;
+        reinject_ = {};
+    } else if (exception_.valid) {
+        d.inject = exception_;
+        exception_ = {};
+    } else if (nmi_ && !nmi_blocked) {
+        d.inject = event{true, event_kind::nmi, 2, false, 0};
+        nmi_ = false;
+    } else if (interrupts_open && interrupt_pending()) {
+        for (int w = 3; w >= 0; --w) {
+            if (!irr_[w]) continue;
+            const unsigned bit = 63 - static_cast<unsigned>(__builtin_clzll(irr_[w]));
+            irr_[w] &= ~(1ull << bit);
+            d.inject = event{true, event_kind::external_interrupt, static_cast<std::uint8_t>(w * 64 + bit), false, 0};
+            break;
+        }
+    }
+    // Whatever still waits gets a window exit, so it is not left until the next unrelated exit.
+    d.irq_window = interrupt_pending();
+    d.nmi_window = nmi_;
+    return d;
+}
+
+std::string_view name(vcpu_status s) {
+    switch (s) {
+    case vcpu_status::runnable: return "runnable";
+    case vcpu_status::halted: return "halted";
+    case vcpu_status::stopped: return "stopped";
+    case vcpu_status::failed: return "failed";
+    }
+    return "?";
+}
+
+namespace default_handler {
+void hlt(vcpu& v, const exit_info&) {
+    v.skip();
+    if (v.status() == vcpu_status::runnable) v.halt();
+}
+void interrupt_window(vcpu&, const exit_info&) {}
+void external_interrupt(vcpu&, const exit_info&) {}
+void triple_fault(vcpu& v, const exit_info&) { v.fail("guest triple fault"); }
+void entry_failed(vcpu& v, const exit_info& e) {
+    switch (e.reason) {
+    case exit_reason::invalid_guest_state: v.fail("VM entry failed: invalid guest state"); break;
+    case exit_reason::entry_refused: v.fail("VM entry refused: VM-instruction error"); break;
+    default: v.fail("VM entry failed: MSR loading or machine check"); break;
+    }
+}
+void virtualization(vcpu& v, const exit_info&) { v.inject_exception(6); }
+void exception(vcpu& v, const exit_info& e) {
+    if (e.exception.vector == 8) v.fail("guest double fault (intercepted: it would end in a triple fault)");
+    else v.fail("unhandled exit: guest exception");
+}
+void unhandled(vcpu& v, const exit_info&) { v.fail("unhandled exit"); }
+} // namespace default_handler
+
+namespace {
+exit_handler default_for(exit_reason r) {
+    using namespace default_handler;
+    switch (r) {
+    case exit_reason::hlt: return hlt;
+    case exit_reason::interrupt_window:
+    case exit_reason::nmi_window: return interrupt_window;
+    case exit_reason::external_interrupt:
+    case exit_reason::nmi: return external_interrupt;
+    case exit_reason::triple_fault: return triple_fault;
+    case exit_reason::invalid_guest_state:
+    case exit_reason::entry_failure:
+    case exit_reason::entry_refused: return entry_failed;
+    case exit_reason::virtualization: return virtualization;
+    case exit_reason::exception: return exception;
+    default: return unhandled;
+    }
+}
+} // namespace
+
+void vcpu::init(unsigned id, const backend_ops& ops, void* arch, void* stack, std::size_t stack_size) {
+    id_ = id;
+    ops_ = &ops;
+    arch_ = arch;
+    status_ = vcpu_status::runnable;
+    why_ = nullptr;
+    fiber_.init(stack, stack_size, &vcpu::entry, this);
+}
+
+void vcpu::entry(fiber&, void* self) { static_cast<vcpu*>(self)->run_loop(); }
+
+bool vcpu::wakeable() const {
+    return events.nmi_pending() || ((events.interrupt_pending() || source_pending()) && ops_->interrupts_open(*this)) ||
+           events.triple_fault();
+}
+
+event_queue::decision vcpu::decide() {
+    const bool from_source = source_pending();
+    if (events.empty() && !from_source) return {};
+    const bool open = ops_->interrupts_open(*this);
+    auto d = events.next(open, false);
+    if (from_source) {
+        if (!d.inject.valid && open) {
+            if (auto vec = source_.acknowledge(source_.ctx))
+                d.inject = event{true, event_kind::external_interrupt, *vec, false, 0};
+        }
+        d.irq_window = d.irq_window || source_pending();
+    }
+    return d;
+}
+
+bool vcpu::sleeping() const { return status_ == vcpu_status::halted && !wakeable(); }
+
+void vcpu::skip() {
+    std::uint8_t len = exit_.instruction_length;
+    if (!len) {
+        auto r = ops_->instruction_length(*this);
+        if (!r) {
+            fail(r.err().what);
+            return;
+        }
+        len = *r;
+    }
+    state.rip += len;
+    const bool code64 = (state.efer & efer_lma) && (state[seg::cs].access & ar::l);
+    if (!code64) state.rip &= 0xffffffffull;
+    if (state.interruptibility & 3u) {
+        state.interruptibility &= ~3u;
+        dirty_ |= dirty_interruptibility;
+    }
+    dirty_ |= dirty_rip;
+}
+
+void vcpu::run_loop() {
+    if (auto s = ops_->prepare(*this); !s.ok()) {
+        fail(s.err().what);
+        return;
+    }
+    while (status_ == vcpu_status::runnable || status_ == vcpu_status::halted) {
+        if (status_ == vcpu_status::halted) {
+            if (!wakeable()) {
+                fiber_.yield();
+                continue;
+            }
+            status_ = vcpu_status::runnable;
+        }
+        if (events.triple_fault()) {
+            fail("guest triple fault (exception while delivering #DF)");
+            break;
+        }
+        if (hook_.fn) hook_.fn(*this, hook_.ctx);
+        // Nothing pending and no interrupt controller is the common case.
+        if (events.empty() && !source_.pending) ops_->enter(*this, event_queue::decision{}, exit_);
+        else ops_->enter(*this, decide(), exit_);
+        log.record(exit_);
+        if (budget_ && log.total() >= budget_) {
+            fail("exit budget exhausted");
+            break;
+        }
+        if (exit_.interrupted.valid) events.requeue(exit_.interrupted);
+        const auto i = static_cast<std::size_t>(exit_.reason);
+        exit_handler h = i < exit_reason_count && handlers_[i] ? handlers_[i] : default_for(exit_.reason);
+        h(*this, exit_);
+        if (yield_) {
+            yield_ = false;
+            fiber_.yield();
+        }
+    }
+}
+
+void vcpu::report(const fmt::sink& out) const {
+    fmt::format(out, "vcpu {}: {}", id_, name(status_));
+    if (why_) fmt::format(out, ": {}", why_);
+    fmt::format(out, "\n");
+    log.print(out);
+}
+
+status scheduler::add(vcpu& v) {
+    if (n_ == max_vcpus) return fail(errc::no_memory, "scheduler full");
+    v_[n_++] = &v;
+    return {};
+}
+
+void scheduler::run(idle_fn idle, void* ctx) {
+    for (;;) {
+        bool alive = false, ran = false;
+        for (std::size_t i = 0; i < n_; ++i) {
+            vcpu& v = *v_[i];
+            if (v.finished()) continue;
+            alive = true;
+            if (v.sleeping()) continue;
+            v.resume();
+            ran = true;
+        }
+        if (!alive) return;
+        if (!ran && (!idle || !idle(ctx))) return;
+    }
+}
+
+} // namespace hv::cpu

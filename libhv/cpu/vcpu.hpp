@@ -1,0 +1,213 @@
+// The vendor-neutral vCPU.
+//
+//   scheduler ──resume──▶ vcpu fiber: run loop ──ops.enter──▶ guest (VMX or SVM backend)
+//        ▲                    │  ◀── exit_info (decoded, logged) ──┘
+//        └──────yield─────────┤  handlers[reason](vcpu, exit)   flat table, one per reason
+//                             └─ halted and nothing to wake it: yield
+//
+// Every vCPU runs on its own hv::fiber, so one physical CPU runs several vCPUs
+// cooperatively. A vendor backend (vmx/, svm/, or a fake in host tests) supplies
+// `backend_ops`: it owns the VMCS/VMCB behind `arch`, builds it from `state` in
+// prepare() (running the software entry checks), and decodes each exit with
+// cpu::decode(). Handlers are written once against exit_info and the vcpu API;
+// they return to resume the guest, after calling skip(), inject_*() or stop().
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include "libhv/core/fiber.hpp"
+#include "libhv/core/format.hpp"
+#include "libhv/core/result.hpp"
+#include "libhv/cpu/exit.hpp"
+#include "libhv/cpu/state.hpp"
+
+namespace hv::cpu {
+
+// Events waiting for a vCPU (the injection API's state). Priority: an event whose
+// delivery an exit interrupted, then exceptions, then NMI, then the highest pending
+// interrupt vector. Interrupts and NMIs wait for the guest to be open to them; the
+// decision asks the backend for a window exit meanwhile.
+class event_queue {
+public:
+    void raise_interrupt(std::uint8_t vector) { irr_[vector / 64] |= 1ull << (vector % 64); }
+    void raise_nmi() { nmi_ = true; }
+    // A second exception while one waits makes #DF (SDM table 6-5, contributory and
+    // page-fault classes simplified to "any"); a third is a triple fault.
+    void raise_exception(std::uint8_t vector, std::optional<std::uint32_t> error_code = std::nullopt);
+    // Re-deliver an event an exit interrupted (exit_info::interrupted).
+    void requeue(const event& e) { reinject_ = e; }
+
+    bool interrupt_pending() const { return irr_[0] | irr_[1] | irr_[2] | irr_[3]; }
+    bool nmi_pending() const { return nmi_; }
+    bool triple_fault() const { return triple_; }
+    bool empty() const { return !reinject_.valid && !exception_.valid && !nmi_ && !interrupt_pending(); }
+
+    struct decision {
+        event inject;             // valid: inject this now
+        bool irq_window = false;  // ask for an exit once interrupts open
+        bool nmi_window = false;  // ask for an exit once NMIs unblock
+    };
+    // Removes the event it returns from the queue.
+    decision next(bool interrupts_open, bool nmi_blocked);
+
+private:
+    std::uint64_t irr_[4] = {};
+    bool nmi_ = false;
+    bool triple_ = false;
+    event exception_{};
+    event reinject_{};
+};
+
+class vcpu;
+
+// What a vendor backend provides. All run on the vCPU's fiber.
+struct backend_ops {
+    // Build the VMCS/VMCB from v.state and check it; an error ends the vCPU with its message.
+    status (*prepare)(vcpu& v);
+    // Write back the state v.take_dirty() names, inject (if valid), set the window
+    // requests, enter the guest and decode the exit into `out`. GPRs live in
+    // v.state.regs across the call; RIP, RSP, RFLAGS, CR0 and interruptibility are refreshed.
+    void (*enter)(vcpu& v, const event_queue::decision& d, exit_info& out);
+    // Can an external interrupt be delivered now (RFLAGS.IF = 1, no STI/MOV SS shadow)?
+    bool (*interrupts_open)(const vcpu& v);
+    // Length of the instruction at RIP when the exit did not say (SVM without NRIPS).
+    result<std::uint8_t> (*instruction_length)(vcpu& v);
+};
+
+// An interrupt controller model (e.g. a local APIC in libhv/dev) the vCPU takes external
+// interrupts from, besides inject_interrupt(). acknowledge() is called only when the
+// interrupt is injected in this entry, so the model's in-service state stays exact.
+struct interrupt_source {
+    void* ctx = nullptr;
+    bool (*pending)(void* ctx) = nullptr;
+    std::optional<std::uint8_t> (*acknowledge)(void* ctx) = nullptr;
+};
+
+// Called before every entry (device deadlines, INIT/SIPI/NMI lines of a model).
+struct entry_hook {
+    void* ctx = nullptr;
+    void (*fn)(vcpu& v, void* ctx) = nullptr;
+};
+
+enum class vcpu_status : std::uint8_t { runnable, halted, stopped, failed };
+std::string_view name(vcpu_status s);
+
+using exit_handler = void (*)(vcpu& v, const exit_info& e);
+
+class vcpu {
+public:
+    vcpu() = default;
+    vcpu(const vcpu&) = delete;
+    vcpu& operator=(const vcpu&) = delete;
+
+    // `stack` must outlive the vCPU; `arch` is the backend's per-vCPU data.
+    void init(unsigned id, const backend_ops& ops, void* arch, void* stack, std::size_t stack_size);
+
+    // ---- for handlers ----
+    guest_state state{};
+    event_queue events;
+    exit_log log;
+
+    unsigned id() const { return id_; }
+    void* arch() const { return arch_; }
+    vcpu_status status() const { return status_; }
+    const exit_info& current_exit() const { return exit_; }
+
+    // Advance RIP past the exiting instruction (decoding it if the exit did not give its
+    // length) and drop the STI/MOV SS shadow it may have had. Fails the vCPU if undecodable.
+    void skip();
+    void inject_exception(std::uint8_t vector, std::optional<std::uint32_t> error_code = std::nullopt) {
+        events.raise_exception(vector, error_code);
+    }
+    // Usable from any fiber (a device model, another vCPU): wakes a halted vCPU.
+    void inject_interrupt(std::uint8_t vector) { events.raise_interrupt(vector); }
+    void inject_nmi() { events.raise_nmi(); }
+    // Guest executed HLT: after skip(), sleep until an event can wake it. The guest is
+    // re-entered active (with the waking event injected), never in the HLT activity state.
+    void halt() { status_ = vcpu_status::halted; }
+    // End this guest. `why` (static) is kept for report(). stop() is a normal end.
+    void stop(const char* why = "stopped") { status_ = vcpu_status::stopped; why_ = why; }
+    void fail(const char* why) { status_ = vcpu_status::failed; why_ = why; }
+    const char* why() const { return why_; }
+
+    void set_interrupt_source(const interrupt_source& s) { source_ = s; }
+    void set_entry_hook(const entry_hook& h) { hook_ = h; }
+
+    // Handler table; unset entries fall back to the defaults (see vcpu.cpp).
+    void on(exit_reason r, exit_handler h) { handlers_[static_cast<std::size_t>(r)] = h; }
+
+    // Ask the loop to yield to the scheduler after this exit (fairness, benchmarks).
+    void request_yield() { yield_ = true; }
+    // Handlers that change these parts of `state` say so; the backend writes them back
+    // before the next entry.
+    enum dirty_bits : std::uint8_t { dirty_rip = 1, dirty_rflags = 2, dirty_rsp = 4, dirty_interruptibility = 8 };
+    void mark_dirty(std::uint8_t bits) { dirty_ |= bits; }
+    std::uint8_t take_dirty() {
+        const std::uint8_t d = dirty_;
+        dirty_ = 0;
+        return d;
+    }
+
+    // Fail the guest after this many exits (0: no limit): a runaway guest ends with its log.
+    void set_exit_budget(std::uint64_t n) { budget_ = n; }
+
+    // ---- for the scheduler ----
+    bool finished() const { return fiber_.finished(); }
+    // Halted with nothing that can wake it: no point resuming.
+    bool sleeping() const;
+    void resume() { fiber_.resume(); }
+
+    // "vcpu 1: failed: triple fault" then the exit log.
+    void report(const fmt::sink& out) const;
+
+private:
+    static void entry(fiber& f, void* self);
+    void run_loop();
+    bool wakeable() const;
+    bool source_pending() const { return source_.pending && source_.pending(source_.ctx); }
+    event_queue::decision decide();
+
+    unsigned id_ = 0;
+    const backend_ops* ops_ = nullptr;
+    void* arch_ = nullptr;
+    fiber fiber_;
+    vcpu_status status_ = vcpu_status::runnable;
+    const char* why_ = nullptr;
+    bool yield_ = false;
+    std::uint8_t dirty_ = 0;
+    std::uint64_t budget_ = 0;
+    exit_info exit_{};
+    exit_handler handlers_[exit_reason_count] = {};
+    interrupt_source source_{};
+    entry_hook hook_{};
+};
+
+// Round-robin over vCPUs on one physical CPU. run() returns when every vCPU has
+// stopped or failed, or when all remaining ones sleep (then `idle` is called; if it
+// returns false, run() returns).
+class scheduler {
+public:
+    static constexpr std::size_t max_vcpus = 16;
+    [[nodiscard]] status add(vcpu& v);
+    using idle_fn = bool (*)(void* ctx);
+    void run(idle_fn idle = nullptr, void* ctx = nullptr);
+    std::size_t size() const { return n_; }
+
+private:
+    vcpu* v_[max_vcpus] = {};
+    std::size_t n_ = 0;
+};
+
+// The default handlers, public so a program can chain to them.
+namespace default_handler {
+void hlt(vcpu& v, const exit_info& e);
+void interrupt_window(vcpu& v, const exit_info& e);
+void external_interrupt(vcpu& v, const exit_info& e);
+void triple_fault(vcpu& v, const exit_info& e);
+void entry_failed(vcpu& v, const exit_info& e);
+void virtualization(vcpu& v, const exit_info& e);  // #UD into the guest
+void exception(vcpu& v, const exit_info& e);       // intercepted #DF ends the guest; others are unhandled
+void unhandled(vcpu& v, const exit_info& e);
+} // namespace default_handler
+
+} // namespace hv::cpu

@@ -1,0 +1,285 @@
+#include "libhv/cpu/vmx/backend.hpp"
+#include "libhv/arch/x86/cpu.hpp"
+#include "libhv/arch/x86/cpu_tables.hpp"
+#include "libhv/cpu/vmx/entry_check.hpp"
+#include "libhv/cpu/vmx/exit.hpp"
+#include "libhv/cpu/vmx/insn.hpp"
+#include "libhv/cpu/vmx/setup.hpp"
+
+extern "C" int hv_vmx_enter(hv::cpu::gprs* regs, std::uint64_t launched);
+extern "C" char hv_vmx_exit[];
+
+namespace hv::vmx {
+
+requests default_requests() {
+    requests r{};
+    r[control_set::pin] = {bits(pin::external_interrupt_exiting, pin::nmi_exiting), bits(pin::virtual_nmis)};
+    r[control_set::proc] = {bits(proc::hlt_exiting, proc::io_bitmaps, proc::msr_bitmaps), 0};
+    r[control_set::proc2] = {bits(proc2::ept, proc2::unrestricted_guest), bits(proc2::vpid)};
+    r[control_set::exit] = {bits(exit_ctl::host_address_space_size, exit_ctl::save_efer, exit_ctl::load_efer), 0};
+    r[control_set::entry] = {bits(entry_ctl::load_efer), 0};
+    return r;
+}
+
+namespace {
+capability_msrs read_msrs() {
+    capability_msrs m{};
+    m.feature_control = x86::rdmsr(msr::feature_control);
+    m.basic = x86::rdmsr(msr::basic);
+    m.pinbased = x86::rdmsr(msr::pinbased_ctls);
+    m.procbased = x86::rdmsr(msr::procbased_ctls);
+    m.exit = x86::rdmsr(msr::exit_ctls);
+    m.entry = x86::rdmsr(msr::entry_ctls);
+    m.misc = x86::rdmsr(msr::misc);
+    m.cr0_fixed0 = x86::rdmsr(msr::cr0_fixed0);
+    m.cr0_fixed1 = x86::rdmsr(msr::cr0_fixed1);
+    m.cr4_fixed0 = x86::rdmsr(msr::cr4_fixed0);
+    m.cr4_fixed1 = x86::rdmsr(msr::cr4_fixed1);
+    m.vmcs_enum = x86::rdmsr(msr::vmcs_enum);
+    if (m.procbased >> 63) m.procbased2 = x86::rdmsr(msr::procbased_ctls2);
+    if ((m.procbased2 >> 32) & bits(proc2::ept, proc2::vpid)) m.ept_vpid_cap = x86::rdmsr(msr::ept_vpid_cap);
+    if (basic_info{m.basic}.true_controls()) {
+        m.true_pinbased = x86::rdmsr(msr::true_pinbased_ctls);
+        m.true_procbased = x86::rdmsr(msr::true_procbased_ctls);
+        m.true_exit = x86::rdmsr(msr::true_exit_ctls);
+        m.true_entry = x86::rdmsr(msr::true_entry_ctls);
+    }
+    return m;
+}
+
+status failed(vcpu_arch& a, const char* what) {
+    fmt::format_to(a.message, sizeof a.message, "{}", what);
+    return fail(errc::invalid_argument, a.message);
+}
+
+host_state current_host() {
+    host_state h{};
+    h.cr0 = x86::read_cr0();
+    h.cr3 = x86::read_cr3();
+    h.cr4 = x86::read_cr4();
+    std::uint16_t ds, es, fs, gs;
+    asm volatile("mov %%ds, %0; mov %%es, %1; mov %%fs, %2; mov %%gs, %3" : "=r"(ds), "=r"(es), "=r"(fs), "=r"(gs));
+    h.cs = x86::selector::code64;
+    h.ss = x86::selector::data;
+    h.ds = ds;
+    h.es = es;
+    h.fs = fs;
+    h.gs = gs;
+    h.tr = x86::selector::tss;
+    h.fs_base = x86::rdmsr(x86::msr::fs_base);
+    h.gs_base = x86::rdmsr(x86::msr::gs_base);
+    h.tr_base = x86::tss_base();
+    h.gdtr_base = x86::current_gdt().base;
+    h.idtr_base = x86::current_idt().base;
+    h.sysenter_cs = static_cast<std::uint32_t>(x86::rdmsr(0x174));
+    h.sysenter_esp = x86::rdmsr(0x175);
+    h.sysenter_eip = x86::rdmsr(0x176);
+    h.efer = x86::rdmsr(x86::msr::efer);
+    h.pat = x86::rdmsr(x86::msr::pat);
+    h.rip = reinterpret_cast<std::uintptr_t>(hv_vmx_exit);
+    return h;
+}
+
+bool make_current(vcpu_arch& a) {
+    if (a.cpu->current_vmcs == a.vmcs_pa) return true;
+    if (vmptrld(a.vmcs_pa) != insn_status::ok) return false;
+    a.cpu->current_vmcs = a.vmcs_pa;
+    return true;
+}
+
+vcpu_arch& arch(cpu::vcpu& v) { return *static_cast<vcpu_arch*>(v.arch()); }
+
+status prepare(cpu::vcpu& v) {
+    vcpu_arch& a = arch(v);
+    cpu_context& c = *a.cpu;
+    vmcs_image& img = a.image;
+    img = vmcs_image{};
+    put_controls(img, c.controls);
+    if (c.controls.value(control_set::proc2) & bits(proc2::vpid)) img.set(field::vpid, a.vpid);
+    img.set(field::ept_pointer, c.ept_root | 6 | 3 << 3);
+    img.set(field::io_bitmap_a, cpu::pa_of(a.io_bitmaps));
+    img.set(field::io_bitmap_b, cpu::pa_of(a.io_bitmaps + 4096));
+    img.set(field::msr_bitmap, cpu::pa_of(a.msr_bitmap));
+    img.set(field::exception_bitmap, 0);
+    put_host(img, current_host());
+    put_guest(img, v.state, c.caps);
+
+    const entry_context cx{&c.caps, c.maxphyaddr};
+    if (auto r = check_entry(img, cx); !r.passed && a.software_checks) {
+        fmt::format_to(a.message, sizeof a.message, "VM entry check failed: {} = {:#x}: {} (SDM {})", name(r.where),
+                       img.get(r.where), r.what, r.sdm);
+        return fail(errc::invalid_argument, a.message);
+    }
+    if (vmclear(a.vmcs_pa) != insn_status::ok) return failed(a, "VMCLEAR failed");
+    a.cpu->current_vmcs = 0;
+    if (!make_current(a)) return failed(a, "VMPTRLD failed");
+    a.launched = false;
+    a.proc_in_vmcs = c.controls.value(control_set::proc);
+    const char* bad = nullptr;
+    img.for_each([&](field f, std::uint64_t val) {
+        if (!bad && vmwrite(raw(f), val) != insn_status::ok) bad = name(f).data();
+    });
+    if (bad) {
+        fmt::format_to(a.message, sizeof a.message, "VMWRITE {} failed: {}", bad,
+                       name(static_cast<instruction_error>(read(field::vm_instruction_error))));
+        return fail(errc::invalid_argument, a.message);
+    }
+    return {};
+}
+
+event_type vmx_type(cpu::event_kind k) {
+    switch (k) {
+    case cpu::event_kind::external_interrupt: return event_type::external_interrupt;
+    case cpu::event_kind::nmi: return event_type::nmi;
+    case cpu::event_kind::software_interrupt: return event_type::software_interrupt;
+    case cpu::event_kind::privileged_software_exception: return event_type::privileged_software_exception;
+    case cpu::event_kind::software_exception: return event_type::software_exception;
+    default: return event_type::hardware_exception;
+    }
+}
+
+void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& out) {
+    vcpu_arch& a = arch(v);
+    if (!make_current(a)) {
+        out = cpu::exit_info{};
+        out.from = cpu::vendor::vmx;
+        out.reason = cpu::exit_reason::entry_refused;
+        return;
+    }
+    if (const auto dirty = v.take_dirty()) {
+        if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
+        if (dirty & cpu::vcpu::dirty_rflags) (void)write<field::guest_rflags>(v.state.rflags);
+        if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
+        if (dirty & cpu::vcpu::dirty_interruptibility)
+            (void)write<field::guest_interruptibility>(v.state.interruptibility);
+    }
+    if (d.inject.valid) {
+        // Real-mode guests (unrestricted guest) take exceptions without error codes;
+        // the guest owns CR0.PE, so ask the VMCS rather than v.state.
+        const bool real = !(read<field::guest_cr0>() & cpu::cr0_pe);
+        const bool ec = d.inject.has_error_code && !real;
+        const auto t = vmx_type(d.inject.kind);
+        (void)vmwrite(raw(field::entry_interruption_info), interruption_info::make(t, d.inject.vector, ec).raw);
+        if (ec) (void)vmwrite(raw(field::entry_exception_error_code), d.inject.error_code);
+        if (t == event_type::software_interrupt || t == event_type::software_exception ||
+            t == event_type::privileged_software_exception)
+            (void)vmwrite(raw(field::entry_instruction_length), v.current_exit().instruction_length);
+    }
+    std::uint32_t procv = a.cpu->controls.value(control_set::proc);
+    if (d.irq_window) procv |= bits(proc::interrupt_window_exiting);
+    if (d.nmi_window && (a.cpu->controls.value(control_set::pin) & bits(pin::virtual_nmis)))
+        procv |= bits(proc::nmi_window_exiting);
+    if (procv != a.proc_in_vmcs) {
+        (void)vmwrite(raw(field::proc_controls), procv);
+        a.proc_in_vmcs = procv;
+    }
+
+    const int r = hv_vmx_enter(&v.state.regs, a.launched);
+    if (r != 0) {
+        out = cpu::exit_info{};
+        out.from = cpu::vendor::vmx;
+        out.reason = cpu::exit_reason::entry_refused;
+        out.rip = v.state.rip;
+        out.failure.code = r == 2 ? read(field::vm_instruction_error) : 0;
+        return;
+    }
+    a.launched = true;
+    // Read what this exit reason needs, not every exit-information field.
+    cpu::vmx_exit_raw raw{};
+    raw.reason = read<field::exit_reason>();
+    raw.rip = read<field::guest_rip>();
+    raw.instruction_length = read<field::exit_instruction_length>();
+    raw.idt_vectoring_info = read<field::idt_vectoring_info>();
+    if (raw.idt_vectoring_info >> 31) raw.idt_vectoring_error = read<field::idt_vectoring_error_code>();
+    switch (static_cast<exit_reason>(raw.reason & 0xffff)) {
+    case exit_reason::exception_or_nmi:
+    case exit_reason::external_interrupt:
+        raw.interruption_info = read<field::exit_interruption_info>();
+        raw.interruption_error = read<field::exit_interruption_error_code>();
+        raw.qualification = read<field::exit_qualification>();
+        break;
+    case exit_reason::ept_violation:
+    case exit_reason::ept_misconfig:
+        raw.guest_physical = read<field::guest_physical_address>();
+        raw.guest_linear = read<field::guest_linear_address>();
+        raw.qualification = read<field::exit_qualification>();
+        break;
+    case exit_reason::io_instruction:
+        raw.instruction_info = read<field::exit_instruction_info>();
+        raw.qualification = read<field::exit_qualification>();
+        break;
+    case exit_reason::cpuid:
+    case exit_reason::hlt:
+    case exit_reason::vmcall:
+    case exit_reason::rdmsr:
+    case exit_reason::wrmsr:
+    case exit_reason::interrupt_window:
+    case exit_reason::nmi_window:
+    case exit_reason::triple_fault:
+        break;
+    default:
+        raw.qualification = read<field::exit_qualification>();
+        break;
+    }
+    raw.rax = v.state.regs.rax;
+    raw.rcx = v.state.regs.rcx;
+    v.state.rip = raw.rip;
+    v.state.rflags = read<field::guest_rflags>();
+    v.state.regs.rsp = read<field::guest_rsp>();
+    v.state.interruptibility = read<field::guest_interruptibility>();
+    cpu::decode(raw, out);
+}
+
+bool interrupts_open(const cpu::vcpu& v) {
+    return (v.state.rflags & cpu::rflags_if) && !(v.state.interruptibility & 3);
+}
+
+result<std::uint8_t> instruction_length(cpu::vcpu&) {
+    return fail(errc::bad_format, "VMX exit without an instruction length");
+}
+
+} // namespace
+
+const cpu::backend_ops ops{prepare, enter, interrupts_open, instruction_length};
+
+status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
+    c.alloc = alloc;
+    const auto m = read_msrs();
+    const auto id = x86::cpuid(1);
+    const auto ext = x86::cpuid(0x80000008);
+    c.maxphyaddr = ext.eax & 0xff;
+    auto plan = plan_vmxon(id.ecx, m, x86::read_cr0(), x86::read_cr4());
+    if (!plan) return plan.err();
+    c.caps = decode(m);
+    auto derived = derive_all(c.caps, default_requests());
+    if (!derived) return derived.err();
+    c.controls = *derived;
+    if (plan->write_feature_control) x86::wrmsr(msr::feature_control, plan->feature_control);
+    x86::write_cr0(plan->cr0);
+    x86::write_cr4(plan->cr4);
+    auto* region = static_cast<std::uint32_t*>(alloc(1));
+    if (!region) return fail(errc::no_memory, "VMXON region");
+    region[0] = plan->revision;
+    c.vmxon_pa = cpu::pa_of(region);
+    if (vmxon(c.vmxon_pa) != insn_status::ok) return fail(errc::fault, "VMXON failed");
+    c.ept_root = cpu::identity_nested_map(alloc, cpu::nested_format::ept);
+    if (!c.ept_root) return fail(errc::no_memory, "EPT tables");
+    return {};
+}
+
+status create(vcpu_arch& a, cpu_context& c, std::uint16_t vpid) {
+    a.cpu = &c;
+    a.vpid = vpid;
+    auto* vmcs = static_cast<std::uint32_t*>(c.alloc(1));
+    a.io_bitmaps = static_cast<std::uint8_t*>(c.alloc(2));
+    a.msr_bitmap = static_cast<std::uint8_t*>(c.alloc(1));
+    if (!vmcs || !a.io_bitmaps || !a.msr_bitmap) return fail(errc::no_memory, "VMCS or bitmaps");
+    vmcs[0] = c.caps.basic.revision();
+    a.vmcs_pa = cpu::pa_of(vmcs);
+    // Intercept every port and MSR: a guest reaches only what a handler allows.
+    __builtin_memset(a.io_bitmaps, 0xff, 8192);
+    __builtin_memset(a.msr_bitmap, 0xff, 4096);
+    return {};
+}
+
+} // namespace hv::vmx

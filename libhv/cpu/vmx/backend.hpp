@@ -1,0 +1,47 @@
+// The VMX backend of hv::cpu::vcpu (metal only): VMXON per physical CPU, one VMCS per
+// vCPU built as a vmcs_image, checked in software, then written; VMLAUNCH/VMRESUME
+// through vmx/switch.S.
+#pragma once
+#include <cstdint>
+#include "libhv/core/result.hpp"
+#include "libhv/cpu/metal.hpp"
+#include "libhv/cpu/vcpu.hpp"
+#include "libhv/cpu/vmx/controls.hpp"
+#include "libhv/cpu/vmx/vmcs_image.hpp"
+
+namespace hv::vmx {
+
+// One per physical CPU.
+struct cpu_context {
+    capabilities caps{};
+    derived_controls controls{};
+    unsigned maxphyaddr = 36;
+    cpu::page_alloc_fn alloc = nullptr;
+    std::uint64_t vmxon_pa = 0;
+    std::uint64_t current_vmcs = 0;
+    std::uint64_t ept_root = 0;  // identity EPT shared by the smoke guests
+};
+
+// What libhv asks of the CPU's controls.
+requests default_requests();
+
+// Probe, derive controls, VMXON. Prints nothing; the report is in c.controls.
+[[nodiscard]] status enable(cpu_context& c, cpu::page_alloc_fn alloc);
+
+struct vcpu_arch {
+    cpu_context* cpu = nullptr;
+    std::uint64_t vmcs_pa = 0;
+    std::uint16_t vpid = 1;
+    bool launched = false;
+    std::uint32_t proc_in_vmcs = 0;  // primary controls as last written (window bits vary)
+    std::uint8_t* io_bitmaps = nullptr;  // 2 pages: A then B
+    std::uint8_t* msr_bitmap = nullptr;
+    bool software_checks = true;  // false: let the CPU judge the state (to compare the two)
+    vmcs_image image;
+    char message[192] = {};  // the last failure, when a status points here
+};
+
+[[nodiscard]] status create(vcpu_arch& a, cpu_context& c, std::uint16_t vpid);
+extern const cpu::backend_ops ops;
+
+} // namespace hv::vmx
