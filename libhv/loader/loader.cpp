@@ -260,9 +260,7 @@ struct mb2_writer {
 };
 
 status write_multiboot2(const memory_target& g, const boot_config& cfg, const image_info& img, load_result& out) {
-    const std::uint32_t acpi_bits = (1u << boot::mb2::acpi_old) | (1u << boot::mb2::acpi_new);
-    if ((img.mb2_required_info & acpi_bits) && cfg.rsdp == 0)
-        return fail(errc::not_supported, "multiboot2 kernel requires an ACPI RSDP tag but none was given");
+    (void)img;
     info_area area{g};
     const boot::mb2::fixed_header fh{};
     HV_TRY(area.put(&fh, sizeof fh));
@@ -423,6 +421,9 @@ result<load_result> load(const memory_target& g, bytes img, const boot_config& c
     case protocol::multiboot2: {
         const bool aout = info.mb2_address;
         const std::uint64_t entry = info.mb2_has_entry ? info.mb2_entry : info.elf_entry;
+        const std::uint32_t acpi_bits = (1u << boot::mb2::acpi_old) | (1u << boot::mb2::acpi_new);
+        if ((info.mb2_required_info & acpi_bits) && cfg.rsdp == 0)
+            return fail(errc::not_supported, "multiboot2 kernel requires an ACPI RSDP tag but none was given");
         HV_TRY(load_segments(g, img, cfg, aout ? &info.mb2_segment : info.elf_segments, aout ? 1 : info.elf_segment_count,
                              entry, out));
         out.cpu.rip = entry;
