@@ -259,8 +259,7 @@ struct mb2_writer {
     }
 };
 
-status write_multiboot2(const memory_target& g, const boot_config& cfg, const image_info& img, load_result& out) {
-    (void)img;
+status write_multiboot2(const memory_target& g, const boot_config& cfg, load_result& out) {
     info_area area{g};
     const boot::mb2::fixed_header fh{};
     HV_TRY(area.put(&fh, sizeof fh));
@@ -352,33 +351,44 @@ status load_linux(const memory_target& g, bytes img, const boot_config& cfg, con
     HV_TRY(place_modules(cfg, out.kernel_end, std::uint64_t{info.linux_initrd_addr_max} + 1,
                          "initrd would lie above the kernel's initrd_addr_max", out));
 
-    boot_params bp;
-    __builtin_memset(&bp, 0, sizeof bp);
+    // The zero page is written in place, field by field: 4 KiB is too much for a stack.
+    setup_header hdr;
+    __builtin_memset(&hdr, 0, sizeof hdr);
     // The header runs to 0x202 + the byte at 0x201 (the short jump's displacement).
     std::uint8_t jump_disp = 0;
     __builtin_memcpy(&jump_disp, img.data() + 0x201, 1);
     std::uint64_t hdr_end = 0x202 + std::uint64_t{jump_disp};
-    if (hdr_end > setup_header_offset + sizeof(setup_header)) hdr_end = setup_header_offset + sizeof(setup_header);
-    __builtin_memcpy(&bp.hdr, img.data() + setup_header_offset, hdr_end - setup_header_offset);
-    bp.hdr.vid_mode = vid_mode_normal;
-    bp.hdr.type_of_loader = loader_undefined;
-    bp.hdr.loadflags = static_cast<std::uint8_t>(bp.hdr.loadflags & ~can_use_heap);
-    bp.hdr.code32_start = static_cast<std::uint32_t>(layout::linux_kernel);
-    bp.hdr.cmd_line_ptr = static_cast<std::uint32_t>(layout::cmdline);
+    if (hdr_end > setup_header_offset + sizeof hdr) hdr_end = setup_header_offset + sizeof hdr;
+    __builtin_memcpy(&hdr, img.data() + setup_header_offset, hdr_end - setup_header_offset);
+    hdr.vid_mode = vid_mode_normal;
+    hdr.type_of_loader = loader_undefined;
+    hdr.loadflags = static_cast<std::uint8_t>(hdr.loadflags & ~can_use_heap);
+    hdr.code32_start = static_cast<std::uint32_t>(layout::linux_kernel);
+    hdr.cmd_line_ptr = static_cast<std::uint32_t>(layout::cmdline);
+    std::uint32_t ext_ramdisk[2] = {};
     if (out.module_count) {
-        bp.hdr.ramdisk_image = static_cast<std::uint32_t>(out.modules[0].base);
-        bp.hdr.ramdisk_size = static_cast<std::uint32_t>(out.modules[0].size);
-        bp.ext_ramdisk_image = static_cast<std::uint32_t>(out.modules[0].base >> 32);
-        bp.ext_ramdisk_size = static_cast<std::uint32_t>(out.modules[0].size >> 32);
+        hdr.ramdisk_image = static_cast<std::uint32_t>(out.modules[0].base);
+        hdr.ramdisk_size = static_cast<std::uint32_t>(out.modules[0].size);
+        ext_ramdisk[0] = static_cast<std::uint32_t>(out.modules[0].base >> 32);
+        ext_ramdisk[1] = static_cast<std::uint32_t>(out.modules[0].size >> 32);
     }
-    bp.acpi_rsdp_addr = cfg.rsdp;
-    for (const memory_range& r : cfg.memory_map)
-        bp.e820_table[bp.e820_entries++] = {r.base, r.size, static_cast<std::uint32_t>(r.type)};
+    static_assert(boot_config::max_memory_map <= e820_max);
+    const auto e820_count = static_cast<std::uint8_t>(cfg.memory_map.size());
 
     HV_TRY(write(g, layout::linux_kernel, img.data() + info.linux_kernel_offset, info.linux_kernel_size));
     HV_TRY(copy_modules(g, cfg, out));
     HV_TRY(write_string(g, layout::cmdline, cfg.cmdline));
-    HV_TRY(write(g, layout::zero_page, &bp, sizeof bp));
+    constexpr std::uint64_t zp = layout::zero_page;
+    HV_TRY(write_zeros(g, zp, sizeof(boot_params)));
+    HV_TRY(write(g, zp + offsetof(boot_params, hdr), &hdr, sizeof hdr));
+    HV_TRY(write(g, zp + offsetof(boot_params, acpi_rsdp_addr), &cfg.rsdp, sizeof cfg.rsdp));
+    HV_TRY(write(g, zp + offsetof(boot_params, ext_ramdisk_image), ext_ramdisk, sizeof ext_ramdisk));
+    HV_TRY(write(g, zp + offsetof(boot_params, e820_entries), &e820_count, 1));
+    for (std::size_t i = 0; i < cfg.memory_map.size(); ++i) {
+        const memory_range& r = cfg.memory_map[i];
+        const e820_entry e{r.base, r.size, static_cast<std::uint32_t>(r.type)};
+        HV_TRY(write(g, zp + offsetof(boot_params, e820_table) + i * sizeof e, &e, sizeof e));
+    }
     HV_TRY(setup_cpu(g, entry64 ? cpu_mode::long64 : cpu_mode::protected32, out.cpu));
     if (entry64) {
         HV_TRY(build_identity_map(g));
@@ -427,7 +437,7 @@ result<load_result> load(const memory_target& g, bytes img, const boot_config& c
         HV_TRY(load_segments(g, img, cfg, aout ? &info.mb2_segment : info.elf_segments, aout ? 1 : info.elf_segment_count,
                              entry, out));
         out.cpu.rip = entry;
-        HV_TRY(write_multiboot2(g, cfg, info, out));
+        HV_TRY(write_multiboot2(g, cfg, out));
         break;
     }
     case protocol::pvh:
