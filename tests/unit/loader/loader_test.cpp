@@ -835,3 +835,37 @@ TEST_CASE("malformed images and impossible placements are refused with a message
         CHECK((g.read(0, 0x400000) == before));
     }
 }
+
+static_assert(guest_target<hv::mmu::guest_memory<fake_memory>>);
+
+TEST_CASE("multiboot2 raw image: address and entry tags replace ELF headers; bss zeroed") {
+    guest g;
+    constexpr std::uint32_t load_at = 0x500000, hdr_off = 0x80;
+    image flat = random_bytes(0x3000, 21);
+    const image h = mb2_header({{mb2::address, 0, {load_at + hdr_off, load_at, load_at + 0x2800, load_at + 0x6000}},
+                                {mb2::entry_address, 0, {load_at + 0x200}},
+                                {mb2::info_request, mb2::tag_optional, {8, 9, 14}}});
+    std::memcpy(flat.data() + hdr_off, h.data(), h.size());
+    auto p = probe(flat);
+    REQUIRE_MESSAGE(p.ok(), what(p.err()));
+    CHECK(p->multiboot2);
+    CHECK(p->mb2_address);
+    CHECK(p->mb2_entry == load_at + 0x200);
+    CHECK(p->mb2_required_info == 0);  // an optional request asks for nothing
+    boot_config c = g.config();
+    c.cmdline = "";
+    auto r = load(g.mem, flat, c);
+    REQUIRE_MESSAGE(r.ok(), what(r.err()));
+    CHECK(r->cpu.rip == load_at + 0x200);
+    CHECK(r->kernel_start == load_at);
+    CHECK(r->kernel_end == load_at + 0x6000);
+    CHECK(g.read(load_at, 0x2800) == image(flat.begin(), flat.begin() + 0x2800));
+    CHECK(g.read(load_at + 0x2800, 0x3800) == image(0x3800));
+    hv::boot::info bi;
+    const hv::status st = hv::boot::parse_multiboot2(r->cpu.rbx, g.reader(), bi);
+    REQUIRE_MESSAGE(st.ok(), st.err().what);
+    CHECK(bi.cmdline.empty());
+    CHECK(bi.module_count == 0);
+    CHECK(bi.rsdp == 0);
+    check_regions(bi, g.map);
+}
