@@ -1,6 +1,6 @@
 // Every guest-physical address the loaders choose, with why it is there. The guest's
 // memory map must have RAM under all of them (the loader checks and names the one
-// that is missing); the kernel's own segments may not overlap [low_start, low_end).
+// that is missing); no kernel segment may lie below low_end.
 #pragma once
 #include <cstdint>
 
