@@ -12,7 +12,9 @@ std::uint32_t hash_frame(std::uint64_t frame) {
     return static_cast<std::uint32_t>((frame * 0x9e37'79b9'7f4a'7c15) >> 32);
 }
 
-std::uint64_t filter_bit(std::uint64_t hpa) { return bit(static_cast<unsigned>(((hpa >> page_shift) * 0x9e37'79b9'7f4a'7c15) >> 58)); }
+unsigned filter_hash(std::uint64_t hpa) {
+    return static_cast<unsigned>(((hpa >> page_shift) * 0x9e37'79b9'7f4a'7c15) >> 52);
+}
 
 // The shadow runs with NXE and SMEP-or-not as configured, so I/D is reported for
 // every fetch; U=0 at CPL 3 can only be an implicit supervisor access.

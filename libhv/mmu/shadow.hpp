@@ -92,7 +92,8 @@ inline constexpr std::uint64_t pge = bit(7);
 inline constexpr std::uint64_t entry_addr = bits(51, 12);
 inline constexpr std::uint64_t table_rights = x86_pte::present | x86_pte::writable | x86_pte::user;
 std::uint32_t hash_frame(std::uint64_t frame);
-std::uint64_t filter_bit(std::uint64_t hpa);
+// A frame's bloom-filter position (bits 0-11: 4096 positions).
+unsigned filter_hash(std::uint64_t hpa);
 guest_access access_from_error_code(std::uint32_t hw_error_code, std::uint8_t cpl);
 } // namespace shadow_detail
 
@@ -103,7 +104,7 @@ concept shadow_guest = physical_memory<G> && requires(const G& g, std::uint64_t 
     { g.find(gpa) } -> std::same_as<const guest_region*>;
 };
 
-// At most MaxPages shadow tables live at once; the least recently used is evicted.
+// At most MaxPages shadow tables live at once; beyond that the clock algorithm evicts.
 template <shadow_guest Guest, table_memory Host, std::size_t MaxPages>
 class shadow_mmu {
     static_assert(MaxPages >= 8 && MaxPages < (1u << 30));
@@ -240,10 +241,24 @@ private:
         shadow_key key;
         std::uint64_t hpa = 0;
         std::uint64_t stamp = 0;
-        std::uint64_t writable_filter = 0;  // bloom bits of frames mapped writable (level 1)
+        std::array<std::uint64_t, 4> writable_filter{};  // bloom of frames mapped writable (level 1)
         std::uint32_t next = none;          // hash chain, or free list
         bool live = false;
+        bool shared = false;                // linked from more than one slot (ever)
+        bool referenced = false;            // used since the clock hand last passed
+        std::uint16_t parent_slot = 0;
+        std::uint32_t parent = none;        // the page holding the one slot linking this page
     };
+
+    void link(std::uint32_t child, std::uint32_t parent, unsigned slot) {
+        page& c = pages_[child];
+        if (c.parent == none) {
+            c.parent = parent;
+            c.parent_slot = static_cast<std::uint16_t>(slot);
+        } else if (c.parent != parent || c.parent_slot != slot) {
+            c.shared = true;
+        }
+    }
 
     static std::uint32_t bucket_of(std::uint64_t gpa) {
         return shadow_detail::hash_frame(gpa >> page_shift) & (bucket_count - 1);
@@ -269,6 +284,7 @@ private:
 
     void reset_cache() {
         for (auto& b : buckets_) b = none;
+        for (auto& w : writable_anywhere_) w = 0;
         free_ = none;
         for (std::size_t i = MaxPages; i-- > 0;) {
             pages_[i] = page{};
@@ -291,9 +307,22 @@ private:
         *at = pages_[idx].next;
     }
 
-    // Removes every shadow entry that points at page `idx`, then frees it.
+    // Removes every shadow entry that points at page `idx`, then frees it. A page linked
+    // from one slot only knows it; one linked from several is found by a scan.
     void evict(std::uint32_t idx, bool& flush) {
         page& victim = pages_[idx];
+        if (!victim.shared) {
+            if (victim.parent != none && pages_[victim.parent].live) {
+                void* slot = host_->host_pointer(pages_[victim.parent].hpa + victim.parent_slot * 8, true);
+                const std::uint64_t e = load_entry<std::uint64_t>(slot);
+                if ((e & x86_pte::present) && (e & shadow_detail::entry_addr) == victim.hpa) {
+                    store_entry<std::uint64_t>(slot, 0);
+                    flush = true;
+                }
+            }
+            release(idx);
+            return;
+        }
         for (auto& p : pages_) {
             if (!p.live || p.key.level != victim.key.level + 1) continue;
             auto* t = static_cast<std::uint64_t*>(host_->host_pointer(p.hpa, true));
@@ -305,6 +334,11 @@ private:
                 }
             }
         }
+        release(idx);
+    }
+
+    void release(std::uint32_t idx) {
+        page& victim = pages_[idx];
         unlink(idx);
         host_->free_page(victim.hpa);
         victim = page{};
@@ -314,17 +348,21 @@ private:
         ++stats_.evictions;
     }
 
-    // Least recently used, sparing the pages of the fault being handled (stamp == clock).
+    // Clock (second chance), sparing the pages of the fault being handled (stamp == clock).
     bool evict_one(bool& flush) {
-        std::uint32_t best = none;
-        for (std::uint32_t i = 0; i < MaxPages; ++i) {
-            const page& p = pages_[i];
+        for (std::size_t n = 0; n < 2 * MaxPages + 1; ++n) {
+            const std::uint32_t i = hand_;
+            hand_ = static_cast<std::uint32_t>((hand_ + 1) % MaxPages);
+            page& p = pages_[i];
             if (!p.live || p.stamp == clock_ || i == root_) continue;
-            if (best == none || p.stamp < pages_[best].stamp) best = i;
+            if (p.referenced) {
+                p.referenced = false;
+                continue;
+            }
+            evict(i, flush);
+            return true;
         }
-        if (best == none) return false;
-        evict(best, flush);
-        return true;
+        return false;
     }
 
     std::optional<std::uint32_t> find(const shadow_key& k) const {
@@ -337,9 +375,11 @@ private:
     void write_protect(std::uint64_t gpa, bool& flush) {
         const auto hpa = guest_->backing(gpa & ~page_offset_mask);
         if (!hpa) return;
-        const std::uint64_t f = shadow_detail::filter_bit(*hpa);
+        const unsigned h = shadow_detail::filter_hash(*hpa);
+        if (!(writable_anywhere_[h / 64] & bit(h % 64))) return;
+        const unsigned ph = h % 256;
         for (auto& p : pages_) {
-            if (!p.live || p.key.level != 1 || !(p.writable_filter & f)) continue;
+            if (!p.live || p.key.level != 1 || !(p.writable_filter[ph / 64] & bit(ph % 64))) continue;
             auto* t = static_cast<std::uint64_t*>(host_->host_pointer(p.hpa, true));
             for (unsigned i = 0; i < 512; ++i) {
                 const std::uint64_t e = load_entry<std::uint64_t>(&t[i]);
@@ -354,6 +394,7 @@ private:
     result<std::uint32_t> get_page(const shadow_key& k, bool& flush) {
         if (auto i = find(k)) {
             pages_[*i].stamp = clock_;
+            pages_[*i].referenced = true;
             return *i;
         }
         if (free_ == none && !evict_one(flush)) return fail(errc::no_memory, "shadow page bound too small");
@@ -366,7 +407,7 @@ private:
         const std::uint32_t idx = free_;
         free_ = pages_[idx].next;
         page& p = pages_[idx];
-        p = page{k, *hpa, clock_, 0, buckets_[bucket_of(k.gpa)], true};
+        p = page{k, *hpa, clock_, {}, buckets_[bucket_of(k.gpa)], true, false, false, 0, none};
         buckets_[bucket_of(k.gpa)] = idx;
         ++live_;
         ++stats_.allocations;
@@ -473,6 +514,7 @@ private:
             if (!next) return false;
             void* slot = host_->host_pointer(pages_[cur].hpa + index * 8, true);
             update(slot, pages_[*next].hpa | rights, flush);
+            link(*next, cur, index);
             cur = *next;
         }
 
@@ -500,7 +542,9 @@ private:
         const bool writable = dirty && ram && !tracked(gpa);
         if (writable) {
             leaf |= x86_pte::writable;
-            pages_[cur].writable_filter |= shadow_detail::filter_bit(*hpa);
+            const unsigned h = shadow_detail::filter_hash(*hpa);
+            writable_anywhere_[h / 64] |= bit(h % 64);
+            pages_[cur].writable_filter[(h % 256) / 64] |= bit(h % 64);
         }
         const unsigned index = static_cast<unsigned>((gva >> page_shift) & 511);
         update(host_->host_pointer(pages_[cur].hpa + index * 8, true), *hpa | leaf, flush);
@@ -549,8 +593,11 @@ private:
     std::uint64_t clock_ = 0;
     std::array<page, MaxPages> pages_{};
     std::array<std::uint32_t, bucket_count> buckets_{};
+    // Frames ever mapped writable since the last drop_all (bloom, never cleared).
+    std::array<std::uint64_t, 64> writable_anywhere_{};
     std::uint32_t free_ = none;
     std::uint32_t root_ = none;
+    std::uint32_t hand_ = 0;
     std::size_t live_ = 0;
     mutable shadow_stats stats_{};
 };
