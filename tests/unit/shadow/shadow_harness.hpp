@@ -49,6 +49,7 @@ struct hw_walk {
     std::uint32_t error_code = 0;
     bool reserved_seen = false;
     bool dangling = false;
+    std::uint64_t leaf = 0;  // the shadow leaf entry (ok)
 };
 
 template <class F>
@@ -77,6 +78,7 @@ hw_walk hw_walk_format(const F& f, fake_memory& host, std::uint64_t root, std::u
         return out;
     }
     out.ok = true;
+    out.leaf = end.entry;
     out.hpa = f.leaf_address(end.entry, end.level) | (va & (level_size<F>(end.level) - 1));
     return out;
 }

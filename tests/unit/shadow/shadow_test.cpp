@@ -75,6 +75,7 @@ struct random_guest {
         if (chance(12)) e |= x86_pte::no_execute;
         if (chance(3)) e |= bit(40);  // above MAXPHYADDR 36: reserved
         if (large && chance(5)) e |= bit(13);
+        if (large && chance(20)) e |= x86_pte::pat_large;
         return e;
     }
 
@@ -82,7 +83,9 @@ struct random_guest {
         if (!chance(90)) return static_cast<std::uint32_t>(rng()) & ~1u;
         const bool large = chance(10);
         std::uint64_t e = random_target(large) | x86_pte::present;
-        if (large) e = (e & 0xffc0'0000) | x86_pte::large | (chance(5) ? bit(13) : 0) | (chance(3) ? bit(21) : 0);
+        if (large) e = (e & 0xffc0'0000) | x86_pte::large | (chance(5) ? bit(13) : 0) | (chance(3) ? bit(21) : 0) |
+                       (chance(20) ? x86_pte::pat_large : 0);
+        if (chance(10)) e |= x86_pte::write_through | (chance(50) ? x86_pte::cache_disable : 0);
         if (chance(80)) e |= x86_pte::writable;
         if (chance(88)) e |= x86_pte::user;
         if (chance(50)) e |= x86_pte::accessed;
@@ -164,6 +167,27 @@ struct random_guest {
         REQUIRE(setup.guest.write(pool_base, bytes.data(), bytes.size()).ok());
     }
 
+    // Memory type as the guest chose it, and never global where the guest leaf is not.
+    void check_leaf_attributes(std::uint64_t va, std::uint64_t shadow_leaf) {
+        const unsigned shadow_pat = (shadow_leaf & x86_pte::write_through ? 1 : 0) |
+                                    (shadow_leaf & x86_pte::cache_disable ? 2 : 0) |
+                                    (shadow_leaf & x86_pte::pat_small ? 4 : 0);
+        if (mode == paging_mode::off) {
+            CHECK(shadow_pat == 0);
+            CHECK((shadow_leaf & x86_pte::global) == 0);
+            return;
+        }
+        const auto entries = path_entries(va);
+        const unsigned levels = mode == paging_mode::legacy32 ? 2 : mode == paging_mode::pae ? 3 : 4;
+        const bool large = entries.size() < levels;
+        std::uint64_t e = 0;
+        REQUIRE(setup.guest.read(entries.back(), &e, mode == paging_mode::legacy32 ? 4 : 8).ok());
+        const unsigned guest_pat = (e & x86_pte::write_through ? 1 : 0) | (e & x86_pte::cache_disable ? 2 : 0) |
+                                   (e & (large ? x86_pte::pat_large : x86_pte::pat_small) ? 4 : 0);
+        CHECK(shadow_pat == guest_pat);
+        if (shadow_leaf & x86_pte::global) CHECK((e & x86_pte::global) != 0);
+    }
+
     void access_step() {
         const std::uint64_t va = random_gva();
         guest_paging g = regs;
@@ -221,6 +245,7 @@ struct random_guest {
         if (got.kind == access_outcome::hardware) {
             CHECK(got.hw.hpa == *setup.guest.backing(want.gpa & ~page_offset_mask) + (want.gpa & page_offset_mask));
             if (write) CHECK_FALSE(mmu.tracked(want.gpa));  // guest tables are write-protected
+            check_leaf_attributes(va, got.hw.leaf);
             ++hardware_hits;
             recent.push_back(va);
             if (recent.size() > 32) recent.erase(recent.begin());
