@@ -32,8 +32,22 @@
 //
 // PCID is not modelled: the policy must clear CPUID.01H:ECX.PCID for shadow-paged
 // guests; set_guest_paging() refuses CR4.PCIDE=1.
-// PAE PDPTEs: hardware loads the shadow PDPTEs at CR3 load (VM entry), so any result
-// with flush_tlb=true obliges the caller to reload CR3 with the shadow root.
+//
+// TLB. Whenever shadow entries are removed or lose rights (tracked writes, write
+// protection of a newly tracked frame, eviction, dropping the cache) the MMU asks for
+// a flush: pf_result::flush_tlb, guest_table_written()'s result, take_tlb_flush()
+// after set_guest_paging/flush_all. That flush must include global entries and
+// paging-structure caches (INVVPID single-context, SVM TLB_CONTROL, or a CR4.PGE
+// toggle), and for a PAE shadow also reload CR3, since hardware caches the shadow
+// PDPTEs from CR3 load.
+//
+// Cache. Shadow tables are kept across CR3 switches, keyed by shadow_key, at most
+// MaxPages of them (storage is inside the object: no heap); beyond the bound the
+// clock algorithm evicts one, never the root or a table of the fill under way.
+// Host pages come from the Host allocator; a PAE root must lie below 4 GiB.
+// One shadow_mmu serves one vCPU at a time: it takes no locks. Guest MTRRs are not
+// combined into the shadow (leaves keep the guest's PAT/PCD/PWT); the real EFER.NXE
+// must be 1 whenever the shadow is loaded.
 #pragma once
 #include <array>
 #include <bit>
@@ -136,7 +150,7 @@ public:
         }
         regs_ = next;
         ++clock_;
-        auto root = get_page(root_key());
+        auto root = get_page(root_key(), pending_flush_);
         if (!root) return root.err();
         root_ = *root;
         const std::uint64_t hpa = pages_[root_].hpa;
@@ -214,6 +228,13 @@ public:
         if (mode_ != paging_mode::four_level) gva &= 0xffff'ffff;
         const walk_end e = walk_shadow(pages_[root_].hpa, gva);
         if (e.stop == walk_stop::leaf) store_entry<std::uint64_t>(host_->host_pointer(e.entry_pa, true), 0);
+    }
+
+    // True once after set_guest_paging/flush_all removed or weakened shadow entries.
+    [[nodiscard]] bool take_tlb_flush() {
+        const bool f = pending_flush_;
+        pending_flush_ = false;
+        return f;
     }
 
     // Frees every shadow table and rebuilds the root; returns the new root for CR3.
@@ -297,7 +318,10 @@ private:
 
     void drop_all() {
         for (auto& p : pages_)
-            if (p.live) host_->free_page(p.hpa);
+            if (p.live) {
+                host_->free_page(p.hpa);
+                pending_flush_ = true;
+            }
         reset_cache();
     }
 
@@ -412,10 +436,6 @@ private:
         ++live_;
         ++stats_.allocations;
         return idx;
-    }
-    result<std::uint32_t> get_page(const shadow_key& k) {
-        bool flush = false;
-        return get_page(k, flush);
     }
 
     static void update(void* slot, std::uint64_t want, bool& flush) {
@@ -590,6 +610,7 @@ private:
     bool nxe_ = false;
     bool pse_ = false;
     bool have_context_ = false;
+    bool pending_flush_ = false;
     std::uint64_t clock_ = 0;
     std::array<page, MaxPages> pages_{};
     std::array<std::uint32_t, bucket_count> buckets_{};
