@@ -60,16 +60,20 @@ inline void wrmsr(std::uint32_t index, std::uint64_t value) {
 
 // RDMSR that survives a #GP (unimplemented MSR): the exception handler resumes at
 // the fixup recorded in .hv_extable. Returns false when the read faulted.
+// `insn` runs with %[f] = 1; the fixup skips the instruction that clears it.
+#define HV_X86_FAULT_GUARDED(insn)                                                       \
+    "movl $1, %[f]\n"                                                                    \
+    "1: " insn "\n"                                                                      \
+    "xorl %[f], %[f]\n"                                                                  \
+    "2:\n"                                                                               \
+    ".pushsection .hv_extable, \"a\"\n"                                                  \
+    ".balign 8\n"                                                                        \
+    ".quad 1b, 2b\n"                                                                     \
+    ".popsection\n"
+
 inline bool rdmsr_safe(std::uint32_t index, std::uint64_t& value) {
     std::uint32_t lo = 0, hi = 0, faulted;
-    asm volatile("movl $1, %[f]\n"
-                 "1: rdmsr\n"
-                 "xorl %[f], %[f]\n"
-                 "2:\n"
-                 ".pushsection .hv_extable, \"a\"\n"
-                 ".balign 8\n"
-                 ".quad 1b, 2b\n"
-                 ".popsection\n"
+    asm volatile(HV_X86_FAULT_GUARDED("rdmsr")
                  : "=a"(lo), "=d"(hi), [f] "=&r"(faulted)
                  : "c"(index)
                  : "memory");
@@ -79,19 +83,13 @@ inline bool rdmsr_safe(std::uint32_t index, std::uint64_t& value) {
 
 inline bool wrmsr_safe(std::uint32_t index, std::uint64_t v) {
     std::uint32_t faulted;
-    asm volatile("movl $1, %[f]\n"
-                 "1: wrmsr\n"
-                 "xorl %[f], %[f]\n"
-                 "2:\n"
-                 ".pushsection .hv_extable, \"a\"\n"
-                 ".balign 8\n"
-                 ".quad 1b, 2b\n"
-                 ".popsection\n"
+    asm volatile(HV_X86_FAULT_GUARDED("wrmsr")
                  : [f] "=&r"(faulted)
                  : "c"(index), "a"(std::uint32_t(v)), "d"(std::uint32_t(v >> 32))
                  : "memory");
     return !faulted;
 }
+#undef HV_X86_FAULT_GUARDED
 
 #define HV_X86_CR(n)                                                                     \
     inline std::uint64_t read_cr##n() {                                                  \

@@ -1,0 +1,332 @@
+#include "libhv/cpu/insn/emulate.hpp"
+#include "libhv/cpu/insn/alu.hpp"
+
+namespace hv::insn {
+namespace {
+
+using alu::mask;
+
+constexpr hv::error unsupported = hv::fail(hv::errc::not_supported, "insn: instruction not emulated");
+
+constexpr fault gp0{vector::gp, true, 0, 0};
+
+std::uint64_t get(const guest_state& s, reg r, unsigned size) {
+    if (is_high_byte(r)) return (s.gpr[static_cast<unsigned>(r) - static_cast<unsigned>(reg::ah)] >> 8) & 0xff;
+    return s.gpr[static_cast<unsigned>(r)] & mask(size);
+}
+
+// 32-bit writes zero the upper half; 8- and 16-bit writes keep the rest of the register.
+void put(guest_state& s, reg r, unsigned size, std::uint64_t v) {
+    if (is_high_byte(r)) {
+        auto& g = s.gpr[static_cast<unsigned>(r) - static_cast<unsigned>(reg::ah)];
+        g = (g & ~std::uint64_t{0xff00}) | ((v & 0xff) << 8);
+        return;
+    }
+    auto& g = s.gpr[static_cast<unsigned>(r)];
+    if (size >= 4) g = v & mask(size);
+    else g = (g & ~mask(size)) | (v & mask(size));
+}
+
+std::uint64_t next_rip(const guest_state& s, const instruction& in) {
+    const std::uint64_t r = s.rip + in.length;
+    return s.code == mode::code64 ? r : r & 0xffffffff;
+}
+
+// Effective address wrapped to the address size; `extra` is BT's bit-string offset.
+std::uint64_t effective_address(const guest_state& s, const instruction& in, const mem_ref& m, std::uint64_t extra = 0) {
+    std::uint64_t ea = static_cast<std::uint64_t>(m.disp) + extra;
+    if (m.base == reg::rip) ea += next_rip(s, in);
+    else if (m.base != reg::none) ea += s.gpr[static_cast<unsigned>(m.base)];
+    if (m.index != reg::none) ea += s.gpr[static_cast<unsigned>(m.index)] * m.scale;
+    return ea & mask(in.address_size);
+}
+
+std::uint64_t linear(const guest_state& s, seg sg, std::uint64_t ea) {
+    const std::uint64_t base = s.seg_base[static_cast<unsigned>(sg)];
+    if (s.code == mode::code64) return (sg == seg::fs || sg == seg::gs) ? ea + base : ea;
+    return (base + ea) & 0xffffffff;
+}
+
+bool canonical(const guest_state& s, std::uint64_t la) {
+    const unsigned bits = (s.cr4 & (1u << 12)) ? 57 : 48;
+    const unsigned shift = 64 - bits;
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(la << shift) >> shift) == la;
+}
+
+// Checks that precede the memory access itself: canonical form (#GP, or #SS for
+// stack references) and alignment (#AC). Segment limits are not checked.
+std::optional<fault> check(const guest_state& s, seg sg, std::uint64_t la, unsigned n) {
+    if (s.code == mode::code64 && (!canonical(s, la) || !canonical(s, la + n - 1))) {
+        fault f = gp0;
+        if (sg == seg::ss) f.vector = vector::ss;
+        return f;
+    }
+    constexpr std::uint64_t cr0_am = 1u << 18;
+    if ((s.cr0 & cr0_am) && (s.rflags & rflags::ac) && s.cpl == 3 && (la & (n - 1)))
+        return fault{vector::ac, true, 0, la};
+    return std::nullopt;
+}
+
+std::optional<fault> read_le(memory& mem, std::uint64_t la, unsigned n, access_type a, std::uint64_t& v) {
+    std::uint8_t b[8] = {};
+    if (auto f = mem.read(la, b, n, a)) return f;
+    v = 0;
+    for (unsigned i = 0; i < n; ++i) v |= std::uint64_t{b[i]} << (8 * i);
+    return std::nullopt;
+}
+
+std::optional<fault> write_le(memory& mem, std::uint64_t la, unsigned n, std::uint64_t v) {
+    std::uint8_t b[8];
+    for (unsigned i = 0; i < n; ++i) b[i] = static_cast<std::uint8_t>(v >> (8 * i));
+    return mem.write(la, b, n);
+}
+
+bool is_alu(mnemonic m) {
+    switch (m) {
+    case mnemonic::add: case mnemonic::or_: case mnemonic::adc: case mnemonic::sbb:
+    case mnemonic::and_: case mnemonic::sub: case mnemonic::xor_: case mnemonic::cmp: case mnemonic::test:
+    case mnemonic::not_: case mnemonic::neg: case mnemonic::inc: case mnemonic::dec:
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool is_bt(mnemonic m) {
+    return m == mnemonic::bt || m == mnemonic::bts || m == mnemonic::btr || m == mnemonic::btc;
+}
+
+// How an instruction uses a memory destination.
+access_type dst_access(mnemonic m) {
+    switch (m) {
+    case mnemonic::mov: case mnemonic::movnti: return access_type::write;
+    case mnemonic::cmp: case mnemonic::test: case mnemonic::bt: return access_type::read;
+    default: return access_type::rmw;
+    }
+}
+
+step done_step(guest_state& s, const instruction& in) {
+    s.rip = next_rip(s, in);
+    s.rflags &= ~rflags::rf;
+    return step{};
+}
+
+step fault_step(const fault& f, std::uint64_t iterations = 0) {
+    step r;
+    r.result = outcome::fault;
+    r.f = f;
+    r.iterations = iterations;
+    return r;
+}
+
+// MOVS, STOS, LODS with or without REP (F2 repeats these like F3). Each iteration is
+// validated and committed on its own, so a fault or the budget leaves the registers
+// describing the elements already done and RIP on the instruction.
+hv::result<step> string_op(const instruction& in, guest_state& st, memory& mem, const options& opt) {
+    const unsigned n = in.operand_size;
+    const unsigned as = in.address_size;
+    const bool rep = in.rep != rep_prefix::none;
+    const std::uint64_t delta = (st.rflags & rflags::df) ? (0 - std::uint64_t{n}) : n;
+    const bool reads = in.mnem != mnemonic::stos;
+    const bool writes = in.mnem != mnemonic::lods;
+    const seg src_seg = in.operands[1].m.segment;  // DS or the override (unused by STOS)
+    const std::uint64_t budget = opt.max_iterations ? opt.max_iterations : 1;
+
+    if (rep && get(st, reg::rcx, as) == 0) return done_step(st, in);
+    for (std::uint64_t done = 0;;) {
+        guest_state next = st;
+        const std::uint64_t si = get(st, reg::rsi, as), di = get(st, reg::rdi, as);
+        const std::uint64_t src = linear(st, src_seg, si), dst = linear(st, seg::es, di);
+        std::uint64_t v = 0;
+        if (reads) {
+            if (auto f = check(st, src_seg, src, n)) return fault_step(*f, done);
+        }
+        if (writes) {
+            if (auto f = check(st, seg::es, dst, n)) return fault_step(*f, done);
+        }
+        if (reads && writes) {
+            // Fault priority as on hardware (source first), and no device read before
+            // the destination is known to be writable.
+            if (auto f = mem.probe(src, n, access_type::read)) return fault_step(*f, done);
+            if (auto f = mem.probe(dst, n, access_type::write)) return fault_step(*f, done);
+        }
+        if (reads) {
+            if (auto f = read_le(mem, src, n, access_type::read, v)) return fault_step(*f, done);
+            put(next, reg::rsi, as, si + delta);
+        }
+        if (in.mnem == mnemonic::stos) v = get(st, reg::rax, n);
+        if (writes) {
+            if (auto f = write_le(mem, dst, n, v)) return fault_step(*f, done);
+            put(next, reg::rdi, as, di + delta);
+        } else {
+            put(next, reg::rax, n, v);
+        }
+        std::uint64_t left = 0;
+        if (rep) {
+            left = get(st, reg::rcx, as) - 1;
+            put(next, reg::rcx, as, left);
+        }
+        st = next;
+        ++done;
+        if (!rep || (left & mask(as)) == 0) {
+            step r = done_step(st, in);
+            r.iterations = done;
+            return r;
+        }
+        if (done >= budget) {
+            step r;
+            r.result = outcome::partial;
+            r.iterations = done;
+            return r;
+        }
+    }
+}
+
+} // namespace
+
+hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, const options& opt) {
+    if (in.mnem == mnemonic::other || in.enc != encoding::legacy) return unsupported;
+    if (in.mnem == mnemonic::movs || in.mnem == mnemonic::stos || in.mnem == mnemonic::lods)
+        return string_op(in, st, mem, opt);
+
+    const mnemonic m = in.mnem;
+    const operand& d = in.operands[0];
+    const operand& s = in.operands[1];
+    const unsigned size = d.size;
+
+    // The one memory operand: its address (BT with a register bit offset addresses a bit
+    // string: the offset's upper bits select the operand-sized unit), checks and read.
+    const int mem_index = d.kind == opkind::mem ? 0 : (in.operand_count > 1 && s.kind == opkind::mem) ? 1 : -1;
+    std::uint64_t la = 0, mval = 0;
+    std::uint64_t bit = 0, bit_string_offset = 0;
+    const unsigned bits = size * 8;
+    if (is_bt(m)) {
+        const std::uint64_t off = s.kind == opkind::imm ? s.imm : get(st, s.r, size);
+        bit = off & (bits - 1);
+        if (s.kind == opkind::reg && d.kind == opkind::mem) {
+            const unsigned log2_bits = bits == 64 ? 6 : bits == 32 ? 5 : 4;
+            const std::int64_t units = static_cast<std::int64_t>(alu::sign_extend(off, size)) >> log2_bits;
+            bit_string_offset = static_cast<std::uint64_t>(units) * size;
+        }
+    }
+    access_type acc = access_type::read;
+    if (mem_index >= 0) {
+        const operand& o = in.operands[static_cast<unsigned>(mem_index)];
+        la = linear(st, o.m.segment, effective_address(st, in, o.m, bit_string_offset));
+        if (auto f = check(st, o.m.segment, la, o.size)) return fault_step(*f);
+        acc = mem_index == 0 ? dst_access(m) : access_type::read;
+        if (acc != access_type::write) {
+            if (auto f = read_le(mem, la, o.size, acc, mval)) return fault_step(*f);
+        }
+    }
+    auto value = [&](const operand& o) -> std::uint64_t {
+        switch (o.kind) {
+        case opkind::reg: return get(st, o.r, o.size);
+        case opkind::mem: return mval;
+        case opkind::imm: return o.imm;
+        default: return 0;
+        }
+    };
+
+    // Compute into a copy; memory is written next, registers committed last.
+    guest_state next = st;
+    bool write_dst = true;
+    std::uint64_t result = 0;
+    switch (m) {
+    case mnemonic::mov: case mnemonic::movnti: case mnemonic::movzx:
+        result = value(s);
+        break;
+    case mnemonic::movsx: case mnemonic::movsxd:
+        result = alu::sign_extend(value(s), s.size) & mask(size);
+        break;
+    case mnemonic::xchg:
+        result = value(s);
+        put(next, s.r, size, value(d));
+        break;
+    case mnemonic::xadd: {
+        const alu::out o = alu::add(value(d), value(s), false, size, st.rflags);
+        put(next, s.r, size, value(d));
+        result = o.value;
+        next.rflags = o.rflags;
+        break;
+    }
+    case mnemonic::cmpxchg: {
+        const std::uint64_t old = value(d);
+        const alu::out o = alu::sub(get(st, reg::rax, size), old, false, size, st.rflags);
+        next.rflags = o.rflags;
+        if (o.rflags & alu::zf) {
+            result = value(s);
+        } else {
+            // The destination is written back unchanged (a locked cycle on hardware);
+            // a register destination keeps its upper half.
+            result = old;
+            if (d.kind == opkind::reg) write_dst = false;
+            put(next, reg::rax, size, old);
+        }
+        break;
+    }
+    case mnemonic::bt: case mnemonic::bts: case mnemonic::btr: case mnemonic::btc: {
+        const std::uint64_t v = value(d), b = std::uint64_t{1} << bit;
+        next.rflags = (st.rflags & ~alu::cf) | ((v & b) ? alu::cf : 0);
+        if (m == mnemonic::bt) write_dst = false;
+        result = m == mnemonic::bts ? (v | b) : m == mnemonic::btr ? (v & ~b) : (v ^ b);
+        break;
+    }
+    default: {
+        if (!is_alu(m)) return unsupported;
+        const alu::out o = alu::compute(m, value(d), value(s), size, st.rflags);
+        next.rflags = o.rflags;
+        result = o.value;
+        write_dst = m != mnemonic::cmp && m != mnemonic::test;
+        break;
+    }
+    }
+
+    if (write_dst) {
+        if (d.kind == opkind::mem) {
+            if (auto f = write_le(mem, la, size, result)) return fault_step(*f);
+        } else {
+            put(next, d.r, size, result);
+        }
+    }
+    st = next;
+    return done_step(st, in);
+}
+
+hv::result<fetched> fetch(const guest_state& st, memory& mem) {
+    const std::uint64_t la = linear(st, seg::cs, st.rip);
+    std::uint8_t buf[max_length] = {};
+    const unsigned to_page_end = 4096 - static_cast<unsigned>(la & 0xfff);
+    const unsigned first = to_page_end < max_length ? to_page_end : max_length;
+    fetched out;
+    if (auto f = mem.read(la, buf, first, access_type::fetch)) {
+        out.f = f;
+        return out;
+    }
+    auto d = decode(std::span<const std::uint8_t>(buf, first), st.code);
+    if (!d && is_truncated(d.err()) && first < max_length) {
+        std::uint64_t rest = la + first;
+        if (st.code != mode::code64) rest &= 0xffffffff;
+        if (auto f = mem.read(rest, buf + first, max_length - first, access_type::fetch)) {
+            out.f = f;
+            return out;
+        }
+        d = decode(std::span<const std::uint8_t>(buf, max_length), st.code);
+    }
+    if (!d) return d.err();
+    out.insn = *d;
+    return out;
+}
+
+hv::result<step> execute(guest_state& st, memory& mem, const options& opt) {
+    auto f = fetch(st, mem);
+    if (!f) {
+        if (f.code() == hv::errc::bad_format) return fault_step(fault{vector::ud, false, 0, 0});
+        if (f.code() == hv::errc::overflow) return fault_step(gp0);
+        return f.err();
+    }
+    if (f->f) return fault_step(*f->f);
+    return emulate(f->insn, st, mem, opt);
+}
+
+} // namespace hv::insn

@@ -1,0 +1,123 @@
+// MMIO instruction emulator. On an MMIO exit the cpu layer copies its guest state into
+// `guest_state`, implements `memory` over the guest page walker (linear → physical, with
+// faults) and the MMIO bus, and calls
+//
+//   auto r = insn::execute(st, mem);   // fetch at CS:RIP, decode, emulate
+//   // or: insn::decode(bytes the VMCB holds, st.code), then insn::emulate(insn, st, mem)
+//
+// then copies `st` back. r->result is done (RIP advanced), fault (inject r->f, RIP
+// unchanged) or partial (a REP instruction stopped after the iteration budget; RIP
+// unchanged: resume the guest, which re-executes it, or call again). An error
+// (errc::not_supported) means the instruction is not one the emulator runs.
+//
+// Validate, then commit: every operand address is formed and checked, every read done
+// and the result and flags computed before the first write; registers change only after
+// all writes succeeded. A fault therefore leaves guest state and memory untouched (REP
+// string instructions commit each finished iteration, as hardware does). A device read
+// that precedes a write (RMW, XCHG, CMPXCHG, MOVS from MMIO) happens only after the write
+// is known to be permitted (access_type::rmw, or probe()); a device that then fails
+// the write itself cannot undo its read.
+//
+// Not modelled: segment limits and attributes (16/32-bit code uses the bases only), the
+// A20 wrap, TF single-step and data breakpoints (#DB is the cpu layer's), atomicity of
+// LOCKed accesses against other vCPUs (one read, then one write, through `memory`).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <optional>
+#include "libhv/core/result.hpp"
+#include "libhv/cpu/insn/insn.hpp"
+
+namespace hv::insn {
+
+namespace rflags {
+inline constexpr std::uint64_t cf = 1u << 0, pf = 1u << 2, af = 1u << 4, zf = 1u << 6, sf = 1u << 7,
+                               tf = 1u << 8, df = 1u << 10, of = 1u << 11, rf = 1u << 16, ac = 1u << 18;
+inline constexpr std::uint64_t arith = cf | pf | af | zf | sf | of;
+} // namespace rflags
+
+namespace vector {
+inline constexpr std::uint8_t ud = 6, ss = 12, gp = 13, pf = 14, ac = 17;
+}
+
+// An exception for the cpu layer to inject.
+struct fault {
+    std::uint8_t vector = 0;
+    bool has_error_code = false;
+    std::uint32_t error_code = 0;
+    std::uint64_t address = 0;  // faulting linear address (CR2 for #PF)
+
+    friend bool operator==(const fault&, const fault&) = default;
+};
+
+enum class access_type : std::uint8_t {
+    read,
+    write,
+    rmw,    // read now, write the same bytes later: check write permission at the read
+    fetch,  // instruction fetch
+};
+
+// Guest-linear memory as the guest's current paging and the MMIO bus make it. An access
+// is all or nothing: it returns a fault without side effects, or touches every byte.
+// The cpu layer decides which physical addresses are MMIO and forwards those accesses
+// (n = 1, 2, 4 or 8, never crossing the operand) to the device; it splits an access that
+// crosses a page boundary after translating both pages.
+class memory {
+public:
+    virtual std::optional<fault> read(std::uint64_t la, void* dst, unsigned n, access_type a) = 0;
+    virtual std::optional<fault> write(std::uint64_t la, const void* src, unsigned n) = 0;
+    // Translate and check [la, la+n) for `a` without touching it (no device side effects).
+    // Used where an instruction must not read a device before knowing its write can succeed.
+    virtual std::optional<fault> probe(std::uint64_t la, unsigned n, access_type a) = 0;
+
+protected:
+    ~memory() = default;
+};
+
+// The guest state the emulator reads and changes.
+struct guest_state {
+    std::array<std::uint64_t, 16> gpr{};  // rax rcx rdx rbx rsp rbp rsi rdi r8..r15
+    std::uint64_t rip = 0;
+    std::uint64_t rflags = 2;
+    std::array<std::uint64_t, 6> seg_base{};  // by insn::seg; in 64-bit mode only FS/GS count
+    mode code = mode::code64;                 // from CS.L/CS.D (and EFER.LMA)
+    std::uint64_t cr0 = 0;                    // AM (bit 18): alignment checks with RFLAGS.AC at CPL 3
+    std::uint64_t cr4 = 0;                    // LA57 (bit 12): 57-bit canonical addresses
+    std::uint8_t cpl = 0;
+
+    friend bool operator==(const guest_state&, const guest_state&) = default;
+};
+
+enum class outcome : std::uint8_t {
+    done,     // executed; RIP points at the next instruction
+    fault,    // `f` must be injected; RIP unchanged (REP: finished iterations are committed)
+    partial,  // REP stopped after `max_iterations`; RIP unchanged, count registers updated
+};
+
+struct step {
+    outcome result = outcome::done;
+    fault f{};
+    std::uint64_t iterations = 0;  // string instructions: elements moved in this call
+};
+
+struct options {
+    std::uint64_t max_iterations = 1024;  // REP budget per call (>= 1)
+};
+
+// Runs `in` (decoded for `st.code`). Errors (guest state untouched):
+//   errc::not_supported   mnemonic::other or a form the emulator does not handle.
+hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, const options& opt = {});
+
+// Reads and decodes the instruction at CS:RIP through `mem` (access_type::fetch), reading
+// into the next page only when the instruction continues there.
+struct fetched {
+    std::optional<fault> f;  // the fetch faulted: inject this
+    instruction insn{};
+};
+hv::result<fetched> fetch(const guest_state& st, memory& mem);
+
+// fetch + decode + emulate. Guest-visible failures come back as outcome::fault: fetch
+// faults, #UD for an invalid encoding, #GP(0) for one longer than 15 bytes.
+hv::result<step> execute(guest_state& st, memory& mem, const options& opt = {});
+
+} // namespace hv::insn

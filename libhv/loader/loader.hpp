@@ -1,0 +1,185 @@
+// Guest kernel loaders: multiboot1 and multiboot2 (ELF or a.out-kludge images), Xen PVH
+// ELF (XEN_ELFNOTE_PHYS32_ENTRY, hvm_start_info version 1) and Linux bzImage (boot
+// protocol 2.06+, 32-bit entry; 2.12+ with XLF_KERNEL_64 for the 64-bit entry).
+//
+//   probe(image)                 what the image supports; names what is malformed
+//   load(guest, image, config)   copies it into guest RAM, writes the boot structures
+//                                at layout.hpp's addresses, returns the vCPU state
+//
+// Everything read from an image is copied out of it, then validated: the image is
+// untrusted. Every guest placement is checked against the memory map given to the guest
+// before a byte is written.
+#pragma once
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include "libhv/boot/boot_info.hpp"
+#include "libhv/core/result.hpp"
+
+namespace hv::loader {
+
+enum class protocol : std::uint8_t { none, multiboot1, multiboot2, pvh, linux_bzimage };
+constexpr const char* to_string(protocol p) {
+    switch (p) {
+    case protocol::none: return "none";
+    case protocol::multiboot1: return "multiboot1";
+    case protocol::multiboot2: return "multiboot2";
+    case protocol::pvh: return "pvh";
+    case protocol::linux_bzimage: return "linux";
+    }
+    return "?";
+}
+
+// A piece of the image to copy: file bytes [file_offset, +file_size) to paddr, then
+// zeros up to mem_size.
+struct load_segment {
+    std::uint64_t file_offset;
+    std::uint64_t file_size;
+    std::uint64_t paddr;
+    std::uint64_t mem_size;
+};
+
+struct image_info {
+    static constexpr std::size_t max_segments = 16;
+
+    bool elf = false;
+    bool elf64 = false;
+    std::uint64_t elf_entry = 0;
+    load_segment elf_segments[max_segments]{};
+    std::size_t elf_segment_count = 0;
+
+    bool multiboot1 = false;
+    std::uint32_t mb1_flags = 0;
+    bool mb1_aout = false;  // the header's address fields replace the ELF headers
+    load_segment mb1_segment{};
+    std::uint32_t mb1_entry = 0;
+
+    bool multiboot2 = false;
+    bool mb2_address = false;  // address tag: load like mb1's a.out kludge
+    load_segment mb2_segment{};
+    bool mb2_has_entry = false;
+    std::uint32_t mb2_entry = 0;
+    std::uint32_t mb2_required_info = 0;  // bit n: info tag n requested, not optional
+
+    bool pvh = false;
+    std::uint32_t pvh_entry = 0;
+
+    bool linux_bzimage = false;
+    std::uint16_t linux_version = 0;
+    bool linux_entry64 = false;  // 2.12+ and XLF_KERNEL_64
+    std::uint64_t linux_kernel_offset = 0;  // protected-mode kernel in the file
+    std::uint64_t linux_kernel_size = 0;
+    std::uint32_t linux_init_size = 0;
+    std::uint32_t linux_initrd_addr_max = 0;
+    std::uint32_t linux_cmdline_size = 0;
+
+    [[nodiscard]] bool supports(protocol p) const {
+        switch (p) {
+        case protocol::multiboot1: return multiboot1;
+        case protocol::multiboot2: return multiboot2;
+        case protocol::pvh: return pvh;
+        case protocol::linux_bzimage: return linux_bzimage;
+        case protocol::none: return false;
+        }
+        return false;
+    }
+};
+
+[[nodiscard]] result<image_info> probe(std::span<const std::byte> image);
+
+// ---- Loading ----
+
+struct module_spec {
+    std::span<const std::byte> bytes;
+    std::string_view cmdline;
+};
+
+struct memory_range {
+    std::uint64_t base;
+    std::uint64_t size;
+    boot::region_type type;
+};
+
+struct boot_config {
+    static constexpr std::size_t max_memory_map = 64;
+    static constexpr std::size_t max_modules = 16;
+
+    std::span<const memory_range> memory_map;  // what the guest is told; RAM = available
+    std::string_view cmdline;
+    std::span<const module_spec> modules;  // Linux: at most one, the initrd
+    std::uint64_t rsdp = 0;                // guest-physical RSDP (dev/acpi_tables), 0 if none
+    protocol use = protocol::none;         // none: the first the image supports of
+                                           // pvh, multiboot2, multiboot1, linux
+    bool linux_entry32 = false;            // take the 32-bit entry even if 64 is offered
+};
+
+enum class cpu_mode : std::uint8_t { protected32, long64 };
+
+// A segment register as the cpu layer loads it, hidden part included. access_rights is
+// in the VMCS layout (type 3:0, S 4, DPL 6:5, P 7, AVL 12, L 13, D/B 14, G 15); SVM's
+// attrib is (ar & 0xff) | ((ar >> 4) & 0xf00).
+struct segment_state {
+    std::uint16_t selector;
+    std::uint64_t base;
+    std::uint32_t limit;
+    std::uint16_t access_rights;
+};
+
+// The state the first vCPU starts in. The protocols define no stack (rsp 0), interrupts
+// are off, TR/LDTR are the cpu layer's (any usable busy TSS; LDTR unusable); the GDT
+// behind gdt_base holds the code/data descriptors below.
+struct vcpu_state {
+    cpu_mode mode;
+    std::uint64_t rip = 0, rsp = 0, rflags = 0x2;
+    std::uint64_t rax = 0, rbx = 0, rcx = 0, rdx = 0, rsi = 0, rdi = 0, rbp = 0;
+    std::uint64_t cr0 = 0, cr3 = 0, cr4 = 0, efer = 0;
+    segment_state cs{}, ds{};  // ds also for es, ss, fs, gs
+    std::uint64_t gdt_base = 0;
+    std::uint16_t gdt_limit = 0;
+};
+
+struct placed_module {
+    std::uint64_t base;
+    std::uint64_t size;
+};
+
+struct load_result {
+    protocol used = protocol::none;
+    vcpu_state cpu{};
+    std::uint64_t boot_info = 0;  // mb info / start_info / zero page
+    std::uint64_t kernel_start = 0, kernel_end = 0;
+    placed_module modules[boot_config::max_modules]{};
+    std::size_t module_count = 0;
+};
+
+// Guest memory as the loader writes it; hv::mmu::guest_memory satisfies it.
+template <class G>
+concept guest_target = requires(G& g, std::uint64_t gpa, const void* src, void* dst, std::size_t n) {
+    { g.write(gpa, src, n) } -> std::same_as<status>;
+    { g.read(gpa, dst, n) } -> std::same_as<status>;
+};
+
+struct memory_target {
+    status (*write)(void* ctx, std::uint64_t gpa, const void* src, std::size_t n);
+    status (*read)(void* ctx, std::uint64_t gpa, void* dst, std::size_t n);
+    void* ctx;
+};
+
+template <guest_target G>
+memory_target make_target(G& g) {
+    return {[](void* c, std::uint64_t gpa, const void* src, std::size_t n) { return static_cast<G*>(c)->write(gpa, src, n); },
+            [](void* c, std::uint64_t gpa, void* dst, std::size_t n) { return static_cast<G*>(c)->read(gpa, dst, n); },
+            &g};
+}
+
+[[nodiscard]] result<load_result> load(const memory_target& guest, std::span<const std::byte> image,
+                                       const boot_config& config);
+
+template <guest_target G>
+[[nodiscard]] result<load_result> load(G& guest, std::span<const std::byte> image, const boot_config& config) {
+    return load(make_target(guest), image, config);
+}
+
+} // namespace hv::loader

@@ -1,0 +1,296 @@
+// A guest's physical address space: RAM, ROM and MMIO regions; everything else is a
+// hole. RAM and ROM are backed by host pages from the hypervisor's allocator, found
+// through a backing map: a software page table (the one builder again) from GPA to
+// host-physical page, 4 KiB leaves only so that dropping a region never needs memory,
+// W set for RAM.
+//
+// The nested tables (EPT or NPT) built from it map exactly the RAM and ROM pages, each
+// to its own backing page: nothing else of the host is reachable from the guest.
+// MMIO regions and holes stay unmapped, so every access to them exits.
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include "libhv/core/result.hpp"
+#include "libhv/mmu/format_x86.hpp"
+#include "libhv/mmu/memory.hpp"
+#include "libhv/mmu/page_table.hpp"
+
+namespace hv::mmu {
+
+enum class region_kind : std::uint8_t { ram, rom, mmio };
+
+struct guest_region {
+    std::uint64_t base;
+    std::uint64_t size;
+    region_kind kind;
+    std::uint32_t device;  // mmio: the io layer's device id
+
+    [[nodiscard]] std::uint64_t last() const { return base + (size - 1); }
+    [[nodiscard]] bool contains(std::uint64_t gpa) const { return base <= gpa && gpa <= last(); }
+};
+
+// Regions sorted by base, never overlapping.
+class region_map {
+public:
+    static constexpr std::size_t capacity = 32;
+
+    [[nodiscard]] status check_new(const guest_region& r, std::uint64_t gpa_limit) const;
+    void insert(const guest_region& r);  // after check_new
+    [[nodiscard]] const guest_region* find(std::uint64_t gpa) const;
+    [[nodiscard]] std::span<const guest_region> all() const { return {regions_.data(), count_}; }
+
+private:
+    std::array<guest_region, capacity> regions_{};
+    std::size_t count_ = 0;
+};
+
+// What an EPT violation / nested page fault at (gpa, access) calls for.
+enum class nested_action : std::uint8_t {
+    map,        // RAM or ROM not yet in the nested tables: map `size` bytes at gpa -> hpa
+    mmio,       // emulate: device `device`, `offset` into its region
+    violation,  // the guest broke the region's protection (a write to ROM)
+    unmapped,   // a hole: no region at all
+};
+
+struct nested_resolution {
+    nested_action action;
+    std::uint64_t gpa;   // map: page base; otherwise the faulting address
+    std::uint64_t hpa = 0;
+    std::uint64_t size = 0;
+    page_attrs attrs{};
+    std::uint32_t device = 0;
+    std::uint64_t offset = 0;
+};
+
+// Nested leaves for guest memory: user (NPT walks are user accesses; EPT ignores it),
+// write-back (the guest's PAT still combines), never writable for ROM.
+constexpr page_attrs nested_attrs(bool writable) {
+    page_attrs a;
+    a.write = writable;
+    a.execute = true;
+    a.user = true;
+    return a;
+}
+
+template <table_memory M>
+class guest_memory {
+public:
+    using backing_table = page_table<x86_64_format, M>;
+
+    explicit guest_memory(M& host, std::uint64_t gpa_limit = bit(48))
+        : host_{&host}, gpa_limit_{gpa_limit}, backing_{npt_format(), host} {}
+    guest_memory(const guest_memory&) = delete;
+    guest_memory& operator=(const guest_memory&) = delete;
+    ~guest_memory() { release_backing(0, ~std::uint64_t{0}); }
+
+    [[nodiscard]] status init() { return backing_.init(); }
+
+    // RAM and ROM get zeroed backing pages now; all or nothing.
+    [[nodiscard]] status add_ram(std::uint64_t gpa, std::uint64_t size) { return add_backed({gpa, size, region_kind::ram, 0}); }
+    [[nodiscard]] status add_rom(std::uint64_t gpa, std::uint64_t size) { return add_backed({gpa, size, region_kind::rom, 0}); }
+    [[nodiscard]] status add_mmio(std::uint64_t gpa, std::uint64_t size, std::uint32_t device) {
+        const guest_region r{gpa, size, region_kind::mmio, device};
+        HV_TRY(regions_.check_new(r, gpa_limit_));
+        regions_.insert(r);
+        return {};
+    }
+
+    [[nodiscard]] const guest_region* find(std::uint64_t gpa) const { return regions_.find(gpa); }
+    [[nodiscard]] std::span<const guest_region> regions() const { return regions_.all(); }
+    [[nodiscard]] std::size_t backing_table_pages() const { return backing_.table_pages(); }
+
+    // The host-physical page behind a RAM or ROM address.
+    [[nodiscard]] std::optional<std::uint64_t> backing(std::uint64_t gpa) const {
+        if (gpa >= gpa_limit_) return std::nullopt;
+        auto t = backing_.translate(gpa);
+        if (!t) return std::nullopt;
+        return t->pa;
+    }
+
+    // physical_memory over guest-physical addresses, for the walkers: RAM, or ROM when
+    // only reading; nullptr for MMIO and holes.
+    void* host_pointer(std::uint64_t gpa, bool for_write) const {
+        if (gpa >= gpa_limit_) return nullptr;
+        auto t = backing_.translate(gpa);
+        if (!t || (for_write && !t->attrs.write)) return nullptr;
+        return host_->host_pointer(t->pa, for_write);
+    }
+
+    // The hypervisor's accessors: the whole range is checked before a byte moves.
+    [[nodiscard]] status read(std::uint64_t gpa, void* dst, std::size_t size) const {
+        return copy_pages(gpa, size, false, false, [&](void* p, std::size_t at, std::size_t n) {
+            __builtin_memcpy(static_cast<char*>(dst) + at, p, n);
+        });
+    }
+    // RAM only, as the guest would see it.
+    [[nodiscard]] status write(std::uint64_t gpa, const void* src, std::size_t size) {
+        return copy_pages(gpa, size, true, false, [&](void* p, std::size_t at, std::size_t n) {
+            __builtin_memcpy(p, static_cast<const char*>(src) + at, n);
+        });
+    }
+    // RAM or ROM: loading firmware and ROM images.
+    [[nodiscard]] status load(std::uint64_t gpa, const void* src, std::size_t size) {
+        return copy_pages(gpa, size, true, true, [&](void* p, std::size_t at, std::size_t n) {
+            __builtin_memcpy(p, static_cast<const char*>(src) + at, n);
+        });
+    }
+
+    // Maps every RAM and ROM page into nested tables (any format), in runs of
+    // contiguous backing so the builder can use large pages.
+    template <class Batch>
+    [[nodiscard]] status map_nested(Batch& tx) const {
+        status result;
+        mapping run{};
+        auto flush_run = [&] {
+            if (result.ok() && run.size) result = tx.map(run.va, run.pa, run.size, nested_attrs(run.attrs.write));
+        };
+        backing_.for_each_mapping([&](const mapping& m) {
+            if (run.size && m.va == run.va + run.size && m.pa == run.pa + run.size &&
+                m.attrs.write == run.attrs.write) {
+                run.size += m.size;
+                return;
+            }
+            flush_run();
+            run = m;
+        });
+        flush_run();
+        return result;
+    }
+
+    // The decoder-independent half of an EPT violation / NPF exit.
+    [[nodiscard]] nested_resolution resolve_nested_fault(std::uint64_t gpa, access_kind access) const {
+        const guest_region* r = gpa < gpa_limit_ ? regions_.find(gpa) : nullptr;
+        if (!r) return {nested_action::unmapped, gpa};
+        if (r->kind == region_kind::mmio) return {nested_action::mmio, gpa, 0, 0, {}, r->device, gpa - r->base};
+        if (r->kind == region_kind::rom && access == access_kind::write) return {nested_action::violation, gpa};
+        const std::uint64_t page = gpa & ~page_offset_mask;
+        return {nested_action::map, page, *backing(page), page_size, nested_attrs(r->kind == region_kind::ram)};
+    }
+
+private:
+    status add_backed(const guest_region& r) {
+        HV_TRY(regions_.check_new(r, gpa_limit_));
+        status result;
+        mapping run{};  // allocated pages not yet in the backing map
+        {
+            auto tx = backing_.begin();
+            const page_attrs attrs = nested_attrs(r.kind == region_kind::ram);
+            for (std::uint64_t at = 0; at < r.size && result.ok(); at += page_size) {
+                auto hpa = host_->alloc_page();
+                if (!hpa) {
+                    result = hpa.err();
+                } else if (run.size && *hpa == run.pa + run.size) {
+                    run.size += page_size;
+                } else {
+                    if (run.size) result = tx.map(run.va, run.pa, run.size, attrs, page_size);
+                    if (result.ok()) {
+                        run = {r.base + at, *hpa, page_size, 1, {}};
+                    } else {
+                        host_->free_page(*hpa);
+                    }
+                }
+            }
+            if (result.ok() && run.size) {
+                result = tx.map(run.va, run.pa, run.size, attrs, page_size);
+                if (result.ok()) run.size = 0;
+            }
+        }
+        if (result.ok()) {
+            regions_.insert(r);
+            return {};
+        }
+        for (std::uint64_t at = 0; at < run.size; at += page_size) host_->free_page(run.pa + at);
+        release_backing(r.base, r.last());
+        return result;
+    }
+
+    // Frees the backing pages of [first, last] and drops them from the backing map.
+    void release_backing(std::uint64_t first, std::uint64_t last) {
+        if (!backing_.root()) return;
+        backing_.for_each_mapping([&](const mapping& m) {
+            if (m.va < first || m.va > last) return;
+            for (std::uint64_t at = 0; at < m.size; at += page_size) host_->free_page(m.pa + at);
+        });
+        if (first != 0 || last != ~std::uint64_t{0}) {
+            auto tx = backing_.begin();
+            (void)tx.unmap(first, last - first + 1);  // cannot fail: there are no large pages to split
+        }
+    }
+
+    template <class Copy>
+    status copy_pages(std::uint64_t gpa, std::size_t size, bool write, bool rom_ok, Copy&& copy) const {
+        if (size == 0) return {};
+        if (gpa + (size - 1) < gpa) return fail(errc::out_of_range, "guest-physical range wraps");
+        for (int pass = 0; pass < 2; ++pass) {
+            for (std::size_t done = 0; done < size;) {
+                const std::uint64_t at = gpa + done;
+                const std::size_t in_page = page_size - (at & page_offset_mask);
+                const std::size_t chunk = size - done < in_page ? size - done : in_page;
+                void* p = host_pointer(at, write && !rom_ok);  // ROM's backing is host RAM
+                if (!p) return describe_failure(at, write);
+                if (pass == 1) copy(p, done, chunk);
+                done += chunk;
+            }
+        }
+        return {};
+    }
+
+    status describe_failure(std::uint64_t gpa, bool write) const {
+        const guest_region* r = find(gpa);
+        if (!r) return fail(errc::fault, "guest-physical address in a hole");
+        if (r->kind == region_kind::mmio) return fail(errc::fault, "guest-physical address is MMIO");
+        if (write) return fail(errc::permission, "write to guest ROM");
+        return fail(errc::fault, "guest-physical address not backed");
+    }
+
+    M* host_;
+    std::uint64_t gpa_limit_;
+    region_map regions_;
+    backing_table backing_;
+};
+
+// Table memory inside a guest's RAM: lets the one builder write a guest's own page
+// tables (for in-guest tests and firmware setup). Pages come from [gpa, gpa + size).
+template <table_memory M>
+class guest_table_pool {
+public:
+    guest_table_pool(guest_memory<M>& guest, std::uint64_t gpa, std::uint64_t size)
+        : guest_{&guest}, next_{gpa}, end_{gpa + size} {}
+
+    void* host_pointer(std::uint64_t gpa, bool for_write) { return guest_->host_pointer(gpa, for_write); }
+
+    [[nodiscard]] result<std::uint64_t> alloc_page() {
+        std::uint64_t gpa;
+        if (free_count_) {
+            gpa = free_head_;
+            free_head_ = load_entry<std::uint64_t>(guest_->host_pointer(gpa, true));
+            --free_count_;
+        } else if (next_ < end_) {
+            gpa = next_;
+            next_ += page_size;
+        } else {
+            return fail(errc::no_memory, "guest table pool exhausted");
+        }
+        void* p = guest_->host_pointer(gpa, true);
+        if (!p) return fail(errc::fault, "guest table pool outside guest RAM");
+        __builtin_memset(p, 0, page_size);
+        return gpa;
+    }
+
+    void free_page(std::uint64_t gpa) {
+        store_entry<std::uint64_t>(guest_->host_pointer(gpa, true), free_head_);
+        free_head_ = gpa;
+        ++free_count_;
+    }
+
+private:
+    guest_memory<M>* guest_;
+    std::uint64_t next_;
+    std::uint64_t end_;
+    std::uint64_t free_head_ = 0;
+    std::size_t free_count_ = 0;
+};
+
+} // namespace hv::mmu

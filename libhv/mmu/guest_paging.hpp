@@ -1,0 +1,236 @@
+// Guest-virtual translation as the CPU performs it, for instruction emulation,
+// hypercall argument copying and shadow paging.
+//
+// One walk (walk.hpp) over the guest's own tables in guest-physical memory, in the
+// paging mode the guest's CR0/CR4/EFER select; the x86 formats supply reserved bits
+// and per-entry rights, and this file applies the SDM's access-rights rules (U/S, R/W
+// with CR0.WP, NX, SMEP, SMAP with EFLAGS.AC and implicit supervisor accesses) and
+// builds the #PF error code the CPU would push. Order of checks, as on the CPU:
+// a not-present entry ends the walk (P=0); a present entry with a reserved bit set
+// ends it (P=1, RSVD=1); a complete walk is then checked for rights (P=1).
+// Not modelled: 5-level paging, protection keys, CET shadow stacks, HLAT.
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include "libhv/mmu/format_x86.hpp"
+#include "libhv/mmu/memory.hpp"
+#include "libhv/mmu/walk.hpp"
+
+namespace hv::mmu {
+
+namespace cr0 {
+inline constexpr std::uint64_t wp = bit(16);
+inline constexpr std::uint64_t pg = bit(31);
+} // namespace cr0
+namespace cr4 {
+inline constexpr std::uint64_t pse = bit(4);
+inline constexpr std::uint64_t pae = bit(5);
+inline constexpr std::uint64_t smep = bit(20);
+inline constexpr std::uint64_t smap = bit(21);
+} // namespace cr4
+namespace efer {
+inline constexpr std::uint64_t lme = bit(8);
+inline constexpr std::uint64_t lma = bit(10);
+inline constexpr std::uint64_t nxe = bit(11);
+} // namespace efer
+namespace rflags {
+inline constexpr std::uint64_t ac = bit(18);
+} // namespace rflags
+
+namespace pf_error {
+inline constexpr std::uint32_t present = 1u << 0;   // 1: rights or reserved bit, 0: not present
+inline constexpr std::uint32_t write = 1u << 1;
+inline constexpr std::uint32_t user = 1u << 2;
+inline constexpr std::uint32_t reserved = 1u << 3;
+inline constexpr std::uint32_t fetch = 1u << 4;     // only with SMEP or PAE paging with NXE
+} // namespace pf_error
+
+enum class paging_mode : std::uint8_t { off, legacy32, pae, four_level };
+
+// The guest's paging state as the CPU sees it.
+struct guest_paging {
+    std::uint64_t cr0 = 0;
+    std::uint64_t cr3 = 0;
+    std::uint64_t cr4 = 0;
+    std::uint64_t efer = 0;
+    std::uint64_t rflags = 0;
+    std::uint8_t cpl = 0;
+
+    [[nodiscard]] paging_mode mode() const;
+};
+
+// CPUID facts of the guest's virtual CPU.
+struct paging_features {
+    unsigned maxphyaddr = 52;
+    bool gbpages = true;
+};
+
+struct guest_access {
+    access_kind kind = access_kind::read;
+    // The CPU's own supervisor-mode accesses at any CPL (descriptor tables, TSS...).
+    bool implicit_supervisor = false;
+    // A on every entry of a successful walk, D on the leaf of a write, as the CPU does.
+    bool set_accessed_dirty = true;
+};
+
+enum class gva_status : std::uint8_t {
+    ok,
+    page_fault,     // inject #PF(error_code), CR2 = the address
+    non_canonical,  // 64-bit mode: #GP/#SS, the address never reaches paging
+    unbacked_gpa,   // a table entry (or copied data) lies at `gpa` where the guest has
+                    // no memory this access may use: a hole, MMIO, ROM for writes
+};
+
+struct gva_result {
+    gva_status status = gva_status::ok;
+    std::uint64_t gpa = 0;         // ok: the translation; unbacked_gpa: what failed
+    std::uint64_t page_size = 0;   // ok
+    std::uint32_t error_code = 0;  // page_fault
+    x86_rights rights{};           // ok: rights over the whole walk
+};
+
+// A guest-virtual copy's fault descriptor.
+struct guest_fault {
+    gva_status status = gva_status::ok;
+    std::uint64_t gva = 0;  // the first address of the access in the page that failed
+    std::uint32_t error_code = 0;
+    std::uint64_t gpa = 0;  // unbacked_gpa
+    [[nodiscard]] bool ok() const { return status == gva_status::ok; }
+};
+
+[[nodiscard]] bool access_allowed(const guest_paging& regs, guest_access access, const x86_rights& rights);
+// The W/R, U/S and I/D bits of the error code: what the access was.
+[[nodiscard]] std::uint32_t access_error_code(const guest_paging& regs, guest_access access);
+
+namespace detail {
+
+template <class F, physical_memory M>
+gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, const guest_paging& regs,
+                      guest_access access) {
+    using entry_type = typename F::entry_type;
+    struct visited {
+        std::uint64_t pa;
+        unsigned level;
+        entry_type value;
+    };
+    std::array<visited, F::levels> path{};
+    unsigned depth = 0;
+    x86_rights rights;
+    const walk_end end = walk(f, mem, root, va, [&](unsigned level, std::uint64_t entry_pa, entry_type e) {
+        if (f.reserved_bits(e, level)) return false;
+        const x86_rights r = f.rights(e, level);
+        rights.write = rights.write && r.write;
+        rights.user = rights.user && r.user;
+        rights.no_execute = rights.no_execute || r.no_execute;
+        path[depth++] = {entry_pa, level, e};
+        return true;
+    });
+    const std::uint32_t access_bits = access_error_code(regs, access);
+    switch (end.stop) {
+    case walk_stop::unreachable: return {gva_status::unbacked_gpa, end.entry_pa};
+    case walk_stop::not_present: return {gva_status::page_fault, 0, 0, access_bits};
+    case walk_stop::rejected:
+        return {gva_status::page_fault, 0, 0, access_bits | pf_error::present | pf_error::reserved};
+    case walk_stop::leaf: break;
+    }
+    if (!access_allowed(regs, access, rights))
+        return {gva_status::page_fault, 0, 0, access_bits | pf_error::present};
+
+    if (access.set_accessed_dirty) {
+        for (unsigned i = 0; i < depth; ++i) {
+            entry_type want = f.accessed_bit(path[i].level);
+            if (i + 1 == depth && access.kind == access_kind::write) want |= entry_type(x86_pte::dirty);
+            if ((path[i].value & want) == want) continue;
+            void* p = mem.host_pointer(path[i].pa, true);
+            if (!p) return {gva_status::unbacked_gpa, path[i].pa};
+            set_entry_bits(p, want);
+        }
+    }
+    const auto leaf = static_cast<entry_type>(end.entry);
+    const std::uint64_t size = level_size<F>(end.level);
+    return {gva_status::ok, f.leaf_address(leaf, end.level) | (va & (size - 1)), size, 0, rights};
+}
+
+} // namespace detail
+
+template <physical_memory M>
+gva_result translate_gva(M& guest_physical, const guest_paging& regs, const paging_features& cpu,
+                         std::uint64_t gva, guest_access access) {
+    constexpr std::uint64_t low32 = 0xffff'ffff;
+    switch (regs.mode()) {
+    case paging_mode::off: return {gva_status::ok, gva & low32, page_size, 0, {}};
+    case paging_mode::legacy32: {
+        legacy32_format f;
+        f.maxphyaddr = cpu.maxphyaddr;
+        f.pse = regs.cr4 & cr4::pse;
+        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(31, 12), gva & low32, regs, access);
+    }
+    case paging_mode::pae: {
+        pae_format f;
+        f.maxphyaddr = cpu.maxphyaddr;
+        f.nx = regs.efer & efer::nxe;
+        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(31, 5), gva & low32, regs, access);
+    }
+    case paging_mode::four_level: {
+        if (!canonical48(gva)) return {gva_status::non_canonical};
+        x86_64_format f;
+        f.maxphyaddr = cpu.maxphyaddr;
+        f.nx = regs.efer & efer::nxe;
+        f.gbpages = cpu.gbpages;
+        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(cpu.maxphyaddr - 1, 12), gva, regs, access);
+    }
+    }
+    return {gva_status::non_canonical};
+}
+
+namespace detail {
+
+// Translates every page of [gva, gva+size) first (so a fault leaves no partial copy),
+// then copies, translating again without touching A/D.
+template <physical_memory M, class Copy>
+guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, const paging_features& cpu,
+                               std::uint64_t gva, std::size_t size, guest_access access, Copy&& copy) {
+    const bool wraps_at_4g = regs.mode() != paging_mode::four_level;
+    const bool write = access.kind == access_kind::write;
+    for (int pass = 0; pass < 2; ++pass) {
+        for (std::size_t done = 0; done < size;) {
+            std::uint64_t la = gva + done;
+            if (wraps_at_4g) la &= 0xffff'ffff;
+            const std::size_t in_page = page_size - (la & page_offset_mask);
+            const std::size_t chunk = size - done < in_page ? size - done : in_page;
+            const gva_result r = translate_gva(guest_physical, regs, cpu, la, access);
+            if (r.status != gva_status::ok) return {r.status, la, r.error_code, r.gpa};
+            void* p = guest_physical.host_pointer(r.gpa, write);
+            if (!p) return {gva_status::unbacked_gpa, la, 0, r.gpa};
+            if (pass == 1) copy(p, done, chunk);
+            done += chunk;
+        }
+        access.set_accessed_dirty = false;
+    }
+    return {};
+}
+
+} // namespace detail
+
+// access.kind is read (data) or execute (instruction bytes).
+template <physical_memory M>
+guest_fault copy_from_guest_virtual(M& guest_physical, const guest_paging& regs, const paging_features& cpu,
+                                    void* dst, std::uint64_t gva, std::size_t size, guest_access access = {}) {
+    return detail::guest_virtual_copy(guest_physical, regs, cpu, gva, size, access,
+                                      [&](void* p, std::size_t at, std::size_t n) {
+                                          __builtin_memcpy(static_cast<char*>(dst) + at, p, n);
+                                      });
+}
+
+template <physical_memory M>
+guest_fault copy_to_guest_virtual(M& guest_physical, const guest_paging& regs, const paging_features& cpu,
+                                  std::uint64_t gva, const void* src, std::size_t size, guest_access access = {}) {
+    access.kind = access_kind::write;
+    return detail::guest_virtual_copy(guest_physical, regs, cpu, gva, size, access,
+                                      [&](void* p, std::size_t at, std::size_t n) {
+                                          __builtin_memcpy(p, static_cast<const char*>(src) + at, n);
+                                      });
+}
+
+} // namespace hv::mmu
