@@ -152,6 +152,11 @@ void vcpu::skip() {
 }
 
 void vcpu::run_loop() {
+    run_guest();
+    if (status_ == vcpu_status::failed && failure_sink_) report(*failure_sink_);
+}
+
+void vcpu::run_guest() {
     if (auto s = ops_->prepare(*this); !s.ok()) {
         fail(s.err().what);
         return;

@@ -160,10 +160,13 @@ public:
 
     // "vcpu 1: failed: triple fault" then the exit log.
     void report(const fmt::sink& out) const;
+    // Where report() goes by itself when this guest fails (nullptr: nowhere).
+    void report_failures_to(const fmt::sink* out) { failure_sink_ = out; }
 
 private:
     static void entry(fiber& f, void* self);
     void run_loop();
+    void run_guest();
     bool wakeable() const;
     bool source_pending() const { return source_.pending && source_.pending(source_.ctx); }
     event_queue::decision decide();
@@ -181,6 +184,7 @@ private:
     exit_info no_exit_{};
     exit_handler handlers_[exit_reason_count] = {};
     interrupt_source source_{};
+    const fmt::sink* failure_sink_ = nullptr;
     entry_hook hook_{};
 };
 
