@@ -1,6 +1,7 @@
 // Image "cpu-guests": small 64-bit guests run by libhv's vCPUs on whichever of VMX or
 // SVM the CPU offers. Programs (run=NAME):
-//   cpu.smoke   CPUID, VMCALL/VMMCALL, HLT woken by an injected interrupt; a second
+//   cpu.smoke   CPUID, VMCALL/VMMCALL, an interrupt raised with IF = 0 delivered at the
+//               interrupt window, HLT woken by an injected interrupt; a second
 //               guest that triple-faults while the first keeps running
 //   cpu.modes   the same exits from a 64-bit, a 32-bit protected-mode and a real-mode
 //               guest (real mode: unrestricted guest on VMX): CPUID, hypercall, OUT
@@ -31,9 +32,11 @@ hv_guest_smoke:
     cpuid
     mov %ebx, %ecx
     mov $1, %eax
-    call guest_hypercall
-    sti
-    hlt
+    call guest_hypercall    /* the host raises vector 0x30 now, while IF = 0 */
+    sti                     /* ... so it waits for the interrupt window after STI's shadow */
+    nop
+    nop
+    hlt                     /* woken by a second 0x30 */
     mov $2, %eax
     mov guest_irq_count(%rip), %rcx
     call guest_hypercall
@@ -345,7 +348,10 @@ struct smoke_result {
 
 void smoke_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
     v.skip();
-    if (e.hypercall.nr == 1) smoke.vendor_ebx = v.state.regs.rcx;
+    if (e.hypercall.nr == 1) {
+        smoke.vendor_ebx = v.state.regs.rcx;
+        v.inject_interrupt(0x30);
+    }
     if (e.hypercall.nr == 2) {
         smoke.irq_count = v.state.regs.rcx;
         smoke.done = true;
@@ -384,7 +390,9 @@ HV_PROGRAM(cpu_smoke, "cpu.smoke", "64-bit guests: CPUID, hypercall, HLT + injec
             smoke.irq_count);
     if (!smoke.done) return fail(errc::fault, "guest a did not finish");
     if (smoke.vendor_ebx != host_ebx) return fail(errc::fault, "guest CPUID result wrong");
-    if (smoke.irq_count != 1) return fail(errc::fault, "injected interrupt not handled exactly once");
+    if (smoke.irq_count != 2) return fail(errc::fault, "the two injected interrupts were not handled");
+    if (a.v.log.count(cpu::exit_reason::interrupt_window) != 1)
+        return fail(errc::fault, "the interrupt raised with IF = 0 did not wait for an interrupt window");
     // VMX reports the triple fault; the SVM backend intercepts the #DF before it (Bochs).
     const bool b_reported = b.v.log.count(cpu::exit_reason::triple_fault) == 1 ||
                             (b.v.log.total() && b.v.log.recent(0).reason == cpu::exit_reason::exception &&

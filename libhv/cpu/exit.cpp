@@ -89,12 +89,20 @@ event from_svm_event(std::uint64_t raw) {
 
 } // namespace
 
+// Every case that has details writes its whole member; the header is reset here instead
+// of clearing the record (this runs on every exit).
+static void reset(exit_info& e, vendor from, std::uint64_t code, std::uint64_t rip) {
+    e.reason = exit_reason::other;
+    e.from = from;
+    e.raw_code = code;
+    e.rip = rip;
+    e.instruction_length = 0;
+    e.failure = {};
+}
+
 void decode(const vmx_exit_raw& raw, exit_info& e) {
     using r = vmx::exit_reason;
-    e = exit_info{};
-    e.from = vendor::vmx;
-    e.raw_code = raw.reason;
-    e.rip = raw.rip;
+    reset(e, vendor::vmx, raw.reason, raw.rip);
     e.instruction_length = static_cast<std::uint8_t>(raw.instruction_length <= 15 ? raw.instruction_length : 0);
     e.interrupted = from_vmx_event(raw.idt_vectoring_info, raw.idt_vectoring_error);
 
@@ -228,10 +236,7 @@ void decode(const vmx_exit_raw& raw, exit_info& e) {
 
 void decode(const svm_exit_raw& raw, exit_info& e) {
     using c = svm::exit_code;
-    e = exit_info{};
-    e.from = vendor::svm;
-    e.raw_code = raw.exitcode;
-    e.rip = raw.rip;
+    reset(e, vendor::svm, raw.exitcode, raw.rip);
     e.interrupted = from_svm_event(raw.exitintinfo);
     if (raw.nrips && raw.next_rip > raw.rip && raw.next_rip - raw.rip <= 15)
         e.instruction_length = static_cast<std::uint8_t>(raw.next_rip - raw.rip);

@@ -181,8 +181,13 @@ public:
     static constexpr std::size_t ring_size = 32;
 
     void record(const exit_info& e) {
-        ++counts_[static_cast<std::size_t>(e.reason)];
-        ring_[total_ % ring_size] = e;
+        slot() = e;
+        commit();
+    }
+    // The exit path decodes straight into the ring: fill slot(), then commit() it.
+    exit_info& slot() { return ring_[total_ % ring_size]; }
+    void commit() {
+        ++counts_[static_cast<std::size_t>(ring_[total_ % ring_size].reason)];
         ++total_;
     }
     std::uint64_t count(exit_reason r) const { return counts_[static_cast<std::size_t>(r)]; }

@@ -93,7 +93,14 @@ exit_handler default_for(exit_reason r) {
 }
 } // namespace
 
+void vcpu::on(exit_reason r, exit_handler h) {
+    const auto i = static_cast<std::size_t>(r);
+    if (i < exit_reason_count) handlers_[i] = h ? h : default_for(r);
+}
+
 void vcpu::init(unsigned id, const backend_ops& ops, void* arch, void* stack, std::size_t stack_size) {
+    for (std::size_t i = 0; i < exit_reason_count; ++i)
+        if (!handlers_[i]) handlers_[i] = default_for(static_cast<exit_reason>(i));
     id_ = id;
     ops_ = &ops;
     arch_ = arch;
@@ -127,7 +134,7 @@ event_queue::decision vcpu::decide() {
 bool vcpu::sleeping() const { return status_ == vcpu_status::halted && !wakeable(); }
 
 void vcpu::skip() {
-    std::uint8_t len = exit_.instruction_length;
+    std::uint8_t len = exit_->instruction_length;
     if (!len) {
         auto r = ops_->instruction_length(*this);
         if (!r) {
@@ -137,8 +144,6 @@ void vcpu::skip() {
         len = *r;
     }
     state.rip += len;
-    const bool code64 = (state.efer & efer_lma) && (state[seg::cs].access & ar::l);
-    if (!code64) state.rip &= 0xffffffffull;
     if (state.interruptibility & 3u) {
         state.interruptibility &= ~3u;
         dirty_ |= dirty_interruptibility;
@@ -147,6 +152,11 @@ void vcpu::skip() {
 }
 
 void vcpu::run_loop() {
+    run_guest();
+    if (status_ == vcpu_status::failed && failure_sink_) report(*failure_sink_);
+}
+
+void vcpu::run_guest() {
     if (auto s = ops_->prepare(*this); !s.ok()) {
         fail(s.err().what);
         return;
@@ -165,17 +175,19 @@ void vcpu::run_loop() {
         }
         if (hook_.fn) hook_.fn(*this, hook_.ctx);
         // Nothing pending and no interrupt controller is the common case.
-        if (events.empty() && !source_.pending) ops_->enter(*this, event_queue::decision{}, exit_);
-        else ops_->enter(*this, decide(), exit_);
-        log.record(exit_);
+        // Decode into the ring slot; current_exit() is the previous exit until enter returns
+        // (a re-injected software interrupt needs that exit's instruction length).
+        exit_info& slot = log.slot();
+        if (events.empty() && !source_.pending) ops_->enter(*this, event_queue::decision{}, slot);
+        else ops_->enter(*this, decide(), slot);
+        exit_ = &slot;
+        log.commit();
         if (budget_ && log.total() >= budget_) {
             fail("exit budget exhausted");
             break;
         }
-        if (exit_.interrupted.valid) events.requeue(exit_.interrupted);
-        const auto i = static_cast<std::size_t>(exit_.reason);
-        exit_handler h = i < exit_reason_count && handlers_[i] ? handlers_[i] : default_for(exit_.reason);
-        h(*this, exit_);
+        if (exit_->interrupted.valid) events.requeue(exit_->interrupted);
+        handlers_[static_cast<std::size_t>(exit_->reason)](*this, *exit_);
         if (yield_) {
             yield_ = false;
             fiber_.yield();

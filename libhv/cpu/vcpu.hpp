@@ -111,7 +111,7 @@ public:
     unsigned id() const { return id_; }
     void* arch() const { return arch_; }
     vcpu_status status() const { return status_; }
-    const exit_info& current_exit() const { return exit_; }
+    const exit_info& current_exit() const { return *exit_; }
 
     // Advance RIP past the exiting instruction (decoding it if the exit did not give its
     // length) and drop the STI/MOV SS shadow it may have had. Fails the vCPU if undecodable.
@@ -133,8 +133,9 @@ public:
     void set_interrupt_source(const interrupt_source& s) { source_ = s; }
     void set_entry_hook(const entry_hook& h) { hook_ = h; }
 
-    // Handler table; unset entries fall back to the defaults (see vcpu.cpp).
-    void on(exit_reason r, exit_handler h) { handlers_[static_cast<std::size_t>(r)] = h; }
+    // Handler table, one entry per exit_reason, filled with the defaults by init().
+    // nullptr restores the default.
+    void on(exit_reason r, exit_handler h);
 
     // Ask the loop to yield to the scheduler after this exit (fairness, benchmarks).
     void request_yield() { yield_ = true; }
@@ -159,10 +160,13 @@ public:
 
     // "vcpu 1: failed: triple fault" then the exit log.
     void report(const fmt::sink& out) const;
+    // Where report() goes by itself when this guest fails (nullptr: nowhere).
+    void report_failures_to(const fmt::sink* out) { failure_sink_ = out; }
 
 private:
     static void entry(fiber& f, void* self);
     void run_loop();
+    void run_guest();
     bool wakeable() const;
     bool source_pending() const { return source_.pending && source_.pending(source_.ctx); }
     event_queue::decision decide();
@@ -176,9 +180,11 @@ private:
     bool yield_ = false;
     std::uint8_t dirty_ = 0;
     std::uint64_t budget_ = 0;
-    exit_info exit_{};
+    exit_info* exit_ = &no_exit_;  // the ring slot of the exit being handled
+    exit_info no_exit_{};
     exit_handler handlers_[exit_reason_count] = {};
     interrupt_source source_{};
+    const fmt::sink* failure_sink_ = nullptr;
     entry_hook hook_{};
 };
 

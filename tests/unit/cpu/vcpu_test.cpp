@@ -375,3 +375,20 @@ TEST_CASE("vcpu: interrupts from a controller model are acknowledged only when i
     CHECK(pic.polls == 4);
     CHECK(v.status() == vcpu_status::stopped);
 }
+
+TEST_CASE("vcpu: a failing guest prints its report by itself when given a sink") {
+    harness h;
+    vcpu& ok = h.add({{exit_reason::hypercall, 3}});
+    vcpu& bad = h.add({{exit_reason::cpuid, 2}, {exit_reason::triple_fault}});
+    std::string out;
+    hv::fmt::sink k{[](void* c, const char* p, std::size_t n) { static_cast<std::string*>(c)->append(p, n); }, &out};
+    ok.report_failures_to(&k);
+    bad.report_failures_to(&k);
+    ok.on(exit_reason::hypercall, stop_on_hypercall);
+    bad.on(exit_reason::cpuid, skip_only);
+    h.sched.run();
+    CHECK(out.find("vcpu 0") == std::string::npos);  // a normal stop prints nothing
+    CHECK(out.find("vcpu 1: failed: guest triple fault\n") == 0);
+    CHECK(out.find("#0 cpuid rip=0x1000") != std::string::npos);
+    CHECK(out.find("#1 triple-fault rip=0x1002") != std::string::npos);
+}
