@@ -10,6 +10,8 @@
 //   cpu.io      IN/OUT of every size to a loopback port, REP OUTSB/INSB through a FIFO port
 //   cpu.entry   a broken guest refused by the software entry checks (field and rule named),
 //               the same guest refused by the CPU (checks off), a good guest still running
+//   cpu.cr      a real-mode guest sets CR0.NE (VMX: owned by the host, emulated by the
+//               default CR handler) and reads back its own CR0 through the shadow
 //   cpu.bench   in-guest exit round trips in ticks (Bochs: one tick per instruction)
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/arch/x86/cpu_tables.hpp"
@@ -150,6 +152,21 @@ hv_guest_mode16:
     jmp 4f
 3:  vmmcall
 4:  jmp 4b
+    .globl hv_guest_cr16
+hv_guest_cr16:
+    mov %cr0, %eax
+    mov %eax, %ecx
+    or $0x20, %eax
+    mov %eax, %cr0
+    mov %cr0, %eax
+    mov %eax, %edx
+    mov $5, %eax
+    test %edi, %edi
+    jnz 1f
+    vmcall
+    jmp 2f
+1:  vmmcall
+2:  jmp 2b
     .code64
 
 guest_hypercall:
@@ -241,6 +258,7 @@ guest_null_idt: .word 0
 extern "C" char hv_guest_smoke[], hv_guest_triple[], hv_guest_bench[], hv_guest_irq[];
 extern "C" char hv_guest_msr[], hv_guest_gp[];
 extern "C" char hv_guest_io[], hv_guest_io_src[], hv_guest_io_dst[];
+extern "C" char hv_guest_cr16[];
 extern "C" char hv_guest_mode64[], hv_guest_mode32[], hv_guest_mode16[];
 
 namespace {
@@ -658,5 +676,39 @@ HV_PROGRAM(cpu_entry, "cpu.entry", "entry failures end their guest with a messag
     if (g[1].v.status() != cpu::vcpu_status::failed || g[1].v.log.count(cpu::exit_reason::invalid_guest_state) != 1)
         return fail(errc::fault, "the CPU's refusal was not reported as invalid guest state");
     if (g[2].v.status() != cpu::vcpu_status::stopped) return fail(errc::fault, "the good guest did not finish");
+    return {};
+}
+
+namespace {
+struct cr_result {
+    std::uint64_t before = 0, after = 0;
+    bool done = false;
+} cr_out;
+void cr_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
+    v.skip();
+    if ((e.hypercall.nr & 0xffffffff) == 5) {
+        cr_out = {v.state.regs.rcx & 0xffffffff, v.state.regs.rdx & 0xffffffff, true};
+        v.stop("guest finished");
+    }
+}
+} // namespace
+
+HV_PROGRAM(cpu_cr, "cpu.cr", "a real-mode guest writes CR0.NE and reads its CR0 back") {
+    HV_TRY(enable_virtualization());
+    static guest g;
+    HV_TRY(make_guest(g, 0, hv_guest_cr16, cpu::guest_mode::real));
+    g.v.on(cpu::exit_reason::hypercall, cr_hypercall);
+    cpu::scheduler sched;
+    HV_TRY(sched.add(g.v));
+    sched.run();
+    report(g.v);
+    println("cr: guest read CR0={:#x}, after setting NE {:#x}", cr_out.before, cr_out.after);
+    if (!cr_out.done) return fail(errc::fault, "guest did not finish");
+    // The guest must read back exactly what it wrote. (Its first read is ET, plus CD|NW on
+    // Bochs' VMX models, which enter this unrestricted real-mode guest with them set.)
+    if (!(cr_out.before & cpu::cr0_et) || (cr_out.before & cpu::cr0_ne) || cr_out.after != (cr_out.before | cpu::cr0_ne))
+        return fail(errc::fault, "guest did not see its own CR0");
+    if (m.kind == vendor_kind::vmx && g.v.log.count(cpu::exit_reason::cr_access) != 1)
+        return fail(errc::fault, "VMX: setting the host-owned CR0.NE did not exit");
     return {};
 }

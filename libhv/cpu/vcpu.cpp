@@ -71,6 +71,35 @@ void exception(vcpu& v, const exit_info& e) {
     else v.fail("unhandled exit: guest exception");
 }
 void unhandled(vcpu& v, const exit_info&) { v.fail("unhandled exit"); }
+void cr_access(vcpu& v, const exit_info& e) {
+    const auto& c = e.cr;
+    const backend_ops& ops = v.ops();
+    std::uint64_t value = 0;
+    unsigned cr = c.cr;
+    switch (c.op) {
+    case cr_op::write:
+        if (!c.gpr_known || (cr != 0 && cr != 4)) return unhandled(v, e);
+        value = v.state.regs[c.gpr];
+        break;
+    case cr_op::clts:
+        cr = 0;
+        value = ops.read_cr(v, 0) & ~(1ull << 3);
+        break;
+    case cr_op::lmsw: {
+        // LMSW loads CR0 bits 3:0 but cannot clear PE.
+        const std::uint64_t old = ops.read_cr(v, 0);
+        cr = 0;
+        value = (old & ~0xeull) | (c.lmsw_source & 0xf) | (old & cr0_pe);
+        break;
+    }
+    case cr_op::read: return unhandled(v, e);
+    }
+    if (!ops.write_cr(v, cr, value).ok()) {
+        v.inject_exception(13, 0);
+        return;
+    }
+    v.skip();
+}
 } // namespace default_handler
 
 namespace {
@@ -88,6 +117,7 @@ exit_handler default_for(exit_reason r) {
     case exit_reason::entry_refused: return entry_failed;
     case exit_reason::virtualization: return virtualization;
     case exit_reason::exception: return exception;
+    case exit_reason::cr_access: return cr_access;
     default: return unhandled;
     }
 }

@@ -66,12 +66,17 @@ struct backend_ops {
     status (*prepare)(vcpu& v);
     // Write back the state v.take_dirty() names, inject (if valid), set the window
     // requests, enter the guest and decode the exit into `out`. GPRs live in
-    // v.state.regs across the call; RIP, RSP, RFLAGS, CR0 and interruptibility are refreshed.
+    // v.state.regs across the call; RIP, RSP, RFLAGS and interruptibility are refreshed.
     void (*enter)(vcpu& v, const event_queue::decision& d, exit_info& out);
     // Can an external interrupt be delivered now (RFLAGS.IF = 1, no STI/MOV SS shadow)?
     bool (*interrupts_open)(const vcpu& v);
     // Length of the instruction at RIP when the exit did not say (SVM without NRIPS).
     result<std::uint8_t> (*instruction_length)(vcpu& v);
+    // CR0/CR4 as the guest sees them, and a guest write of one (the backend keeps the
+    // fixed bits and shadows; CR0.PG with EFER.LME switches IA-32e mode). A write the
+    // architecture refuses returns an error: the caller injects #GP(0).
+    std::uint64_t (*read_cr)(vcpu& v, unsigned cr);
+    status (*write_cr)(vcpu& v, unsigned cr, std::uint64_t value);
 };
 
 // An interrupt controller model (e.g. a local APIC in libhv/dev) the vCPU takes external
@@ -110,6 +115,7 @@ public:
 
     unsigned id() const { return id_; }
     void* arch() const { return arch_; }
+    const backend_ops& ops() const { return *ops_; }
     vcpu_status status() const { return status_; }
     const exit_info& current_exit() const { return *exit_; }
 
@@ -213,6 +219,7 @@ void triple_fault(vcpu& v, const exit_info& e);
 void entry_failed(vcpu& v, const exit_info& e);
 void virtualization(vcpu& v, const exit_info& e);  // #UD into the guest
 void exception(vcpu& v, const exit_info& e);       // intercepted #DF ends the guest; others are unhandled
+void cr_access(vcpu& v, const exit_info& e);       // MOV to CR0/CR4, CLTS, LMSW through ops.write_cr
 void unhandled(vcpu& v, const exit_info& e);
 } // namespace default_handler
 

@@ -126,9 +126,34 @@ result<std::uint8_t> instruction_length(cpu::vcpu& v) {
     return svm::instruction_length(bytes, mode);
 }
 
+std::uint64_t read_cr(cpu::vcpu& v, unsigned cr) {
+    const vmcb& b = *arch(v).block;
+    return cr == 0 ? b.state.cr0 : cr == 4 ? b.state.cr4 : 0;
+}
+
+// Reached only for CR writes the VMCB intercepts (libhv sets none by default).
+status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
+    vmcb& b = *arch(v).block;
+    if (value >> 32) return fail(errc::invalid_argument, "CR bits 63:32 set");
+    if (cr == 4) {
+        b.state.cr4 = value;
+        v.state.cr4 = value;
+        return {};
+    }
+    if (cr != 0) return fail(errc::not_supported, "only CR0 and CR4 writes are emulated");
+    if ((value & cpu::cr0_pg) && !(value & cpu::cr0_pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
+    if ((value & cpu::cr0_nw) && !(value & cpu::cr0_cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
+    const bool was_pg = b.state.cr0 & cpu::cr0_pg;
+    if (!was_pg && (value & cpu::cr0_pg) && (b.state.efer & cpu::efer_lme)) b.state.efer |= cpu::efer_lma;
+    if (was_pg && !(value & cpu::cr0_pg)) b.state.efer &= ~cpu::efer_lma;
+    b.state.cr0 = value;
+    v.state.cr0 = value;
+    return {};
+}
+
 } // namespace
 
-const cpu::backend_ops ops{prepare, enter, interrupts_open, instruction_length};
+const cpu::backend_ops ops{prepare, enter, interrupts_open, instruction_length, read_cr, write_cr};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

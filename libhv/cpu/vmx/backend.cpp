@@ -238,9 +238,60 @@ result<std::uint8_t> instruction_length(cpu::vcpu&) {
     return fail(errc::bad_format, "VMX exit without an instruction length");
 }
 
+std::uint64_t read_cr(cpu::vcpu& v, unsigned cr) {
+    if (!make_current(arch(v))) return 0;
+    if (cr == 0)
+        return (read<field::guest_cr0>() & ~read<field::cr0_guest_host_mask>()) |
+               (read<field::cr0_read_shadow>() & read<field::cr0_guest_host_mask>());
+    if (cr == 4)
+        return (read<field::guest_cr4>() & ~read<field::cr4_guest_host_mask>()) |
+               (read<field::cr4_read_shadow>() & read<field::cr4_guest_host_mask>());
+    return 0;
+}
+
+status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
+    vcpu_arch& a = arch(v);
+    if (!make_current(a)) return fail(errc::fault, "no current VMCS");
+    const capabilities& caps = a.cpu->caps;
+    if (value >> 32) return fail(errc::invalid_argument, "CR bits 63:32 set");
+    auto entry = read<field::entry_controls>();
+    const bool ia32e = entry & bits(entry_ctl::ia32e_mode_guest);
+    if (cr == 4) {
+        const auto fixed = cr4_fixed(caps);
+        if ((value & ~fixed.may_be1) || (value & cr4_vmxe)) return fail(errc::invalid_argument, "CR4 reserved bit");
+        if (ia32e && !(value & cpu::cr4_pae)) return fail(errc::invalid_argument, "CR4.PAE cleared in IA-32e mode");
+        (void)write<field::guest_cr4>(fixed.apply(value));
+        (void)write<field::cr4_read_shadow>(value);
+        v.state.cr4 = value;
+        return {};
+    }
+    if (cr != 0) return fail(errc::not_supported, "only CR0 and CR4 writes are emulated");
+    if ((value & cpu::cr0_pg) && !(value & cpu::cr0_pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
+    if ((value & cpu::cr0_nw) && !(value & cpu::cr0_cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
+    const bool ug = (a.cpu->controls.value(control_set::proc2) & bits(proc2::unrestricted_guest)) != 0;
+    const std::uint64_t old = read_cr(v, 0);
+    // Paging switched with EFER.LME set enters or leaves IA-32e mode (SDM 9.8.5).
+    std::uint64_t efer = read<field::guest_efer>();
+    if (!(old & cpu::cr0_pg) && (value & cpu::cr0_pg) && (efer & cpu::efer_lme)) {
+        if (!(read<field::guest_cr4>() & cpu::cr4_pae)) return fail(errc::invalid_argument, "long mode without PAE");
+        efer |= cpu::efer_lma;
+        entry |= bits(entry_ctl::ia32e_mode_guest);
+    } else if ((old & cpu::cr0_pg) && !(value & cpu::cr0_pg) && (efer & cpu::efer_lma)) {
+        efer &= ~cpu::efer_lma;
+        entry &= ~bits(entry_ctl::ia32e_mode_guest);
+    }
+    (void)write<field::guest_efer>(efer);
+    (void)write<field::entry_controls>(entry);
+    (void)write<field::guest_cr0>(cr0_fixed(caps, ug).apply(value));
+    (void)write<field::cr0_read_shadow>(value);
+    v.state.cr0 = value;
+    v.state.efer = efer;
+    return {};
+}
+
 } // namespace
 
-const cpu::backend_ops ops{prepare, enter, interrupts_open, instruction_length};
+const cpu::backend_ops ops{prepare, enter, interrupts_open, instruction_length, read_cr, write_cr};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

@@ -62,7 +62,13 @@ hv::result<std::uint8_t> fake_length(vcpu& v) {
     return std::uint8_t{7};
 }
 
-constexpr backend_ops fake_ops{fake_prepare, fake_enter, fake_open, fake_length};
+std::uint64_t fake_read_cr(vcpu& v, unsigned cr) { return cr == 0 ? v.state.cr0 : v.state.cr4; }
+hv::status fake_write_cr(vcpu& v, unsigned cr, std::uint64_t value) {
+    if (cr == 0 && (value & cr0_pg) && !(value & cr0_pe)) return hv::fail(hv::errc::invalid_argument, "PG without PE");
+    (cr == 0 ? v.state.cr0 : v.state.cr4) = value;
+    return {};
+}
+constexpr backend_ops fake_ops{fake_prepare, fake_enter, fake_open, fake_length, fake_read_cr, fake_write_cr};
 
 struct harness {
     std::vector<std::string> trace;
@@ -391,4 +397,40 @@ TEST_CASE("vcpu: a failing guest prints its report by itself when given a sink")
     CHECK(out.find("vcpu 1: failed: guest triple fault\n") == 0);
     CHECK(out.find("#0 cpuid rip=0x1000") != std::string::npos);
     CHECK(out.find("#1 triple-fault rip=0x1002") != std::string::npos);
+}
+
+TEST_CASE("vcpu: the default CR handler emulates MOV to CR0/CR4, CLTS and LMSW; refusals become #GP") {
+    auto cr_exit = [](std::uint8_t cr, cr_op op, std::uint8_t gpr, std::uint16_t lmsw = 0) {
+        exit_info e{};
+        e.reason = exit_reason::cr_access;
+        e.instruction_length = 3;
+        e.cr = {cr, op, gpr, op == cr_op::write || op == cr_op::read, lmsw};
+        return e;
+    };
+    // Called directly, outside the loop: skip() takes the length from the fake decoder (7).
+    harness h;
+    vcpu& v = h.add({});
+    v.state.cr0 = cr0_pe | cr0_et | (1u << 3);  // TS set
+    v.state.regs.rbx = cr0_pe | cr0_et | cr0_ne | (1u << 3);
+    default_handler::cr_access(v, cr_exit(0, cr_op::write, 3));
+    CHECK(v.state.cr0 == (cr0_pe | cr0_et | cr0_ne | (1u << 3)));
+    CHECK(v.state.rip == 0x1000 + 7);
+    default_handler::cr_access(v, cr_exit(0, cr_op::clts, 0));
+    CHECK((v.state.cr0 & (1u << 3)) == 0);
+    default_handler::cr_access(v, cr_exit(0, cr_op::lmsw, 0, 0x000e));  // LMSW cannot clear PE
+    CHECK((v.state.cr0 & 0xf) == 0xf);
+    v.state.regs.r9 = 1ull << 5;
+    default_handler::cr_access(v, cr_exit(4, cr_op::write, 9));
+    CHECK(v.state.cr4 == (1ull << 5));
+    CHECK(v.state.rip == 0x1000 + 4 * 7);
+
+    v.state.regs.rax = cr0_pg;  // PG without PE: #GP(0), RIP stays
+    default_handler::cr_access(v, cr_exit(0, cr_op::write, 0));
+    CHECK(v.state.rip == 0x1000 + 4 * 7);
+    auto d = v.events.next(true, false);
+    CHECK(d.inject.vector == 13);
+    CHECK(d.inject.has_error_code);
+
+    default_handler::cr_access(v, cr_exit(3, cr_op::write, 0));  // CR3 writes are not emulated here
+    CHECK(v.status() == vcpu_status::failed);
 }
