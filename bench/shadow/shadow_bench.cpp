@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 #include <vector>
+#include "bench/common/arena_allocator.hpp"
 #include "libhv/mmu/guest_memory.hpp"
 #include "libhv/mmu/shadow.hpp"
 
@@ -16,36 +17,7 @@ namespace {
 
 constexpr std::uint64_t KiB4 = 0x1000;
 
-class arena_allocator {
-public:
-    explicit arena_allocator(std::size_t bytes)
-        : base_{static_cast<std::uint8_t*>(std::aligned_alloc(KiB4, bytes))}, pages_{bytes / KiB4} {}
-    ~arena_allocator() { std::free(base_); }
-    arena_allocator(const arena_allocator&) = delete;
-
-    hv::result<std::uint64_t> alloc_page() {
-        std::uint64_t index;
-        if (!free_.empty()) {
-            index = free_.back();
-            free_.pop_back();
-        } else if (next_ < pages_) {
-            index = next_++;
-        } else {
-            return hv::fail(hv::errc::no_memory, "arena exhausted");
-        }
-        std::memset(base_ + index * KiB4, 0, KiB4);
-        return physical_base + index * KiB4;
-    }
-    void free_page(std::uint64_t pa) { free_.push_back((pa - physical_base) / KiB4); }
-    std::uintptr_t host_minus_physical() const { return reinterpret_cast<std::uintptr_t>(base_) - physical_base; }
-    static constexpr std::uint64_t physical_base = 0x100'0000;
-
-private:
-    std::uint8_t* base_;
-    std::size_t pages_;
-    std::size_t next_ = 0;
-    std::vector<std::uint64_t> free_;
-};
+using hv::bench::arena_allocator;
 
 using host_memory = direct_map_memory<page_allocator_ref>;
 using guest_type = guest_memory<host_memory>;
