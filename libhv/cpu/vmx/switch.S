@@ -5,6 +5,7 @@
  * int hv_vmx_enter(gprs* regs, uint64_t launched)
  *   returns 0 after a VM exit, 1 on VMfailInvalid, 2 on VMfailValid.
  * HOST_RIP must be hv_vmx_exit; HOST_RSP is written here. */
+#include "libhv/cpu/gprs.inc"
     .text
     .globl hv_vmx_enter
     .type hv_vmx_enter, @function
@@ -19,19 +20,7 @@ hv_vmx_enter:
     mov $0x6c14, %eax           /* HOST_RSP */
     vmwrite %rsp, %rax
     test %rsi, %rsi
-    mov 0x08(%rdi), %rcx
-    mov 0x10(%rdi), %rdx
-    mov 0x18(%rdi), %rbx
-    mov 0x28(%rdi), %rbp
-    mov 0x30(%rdi), %rsi
-    mov 0x40(%rdi), %r8
-    mov 0x48(%rdi), %r9
-    mov 0x50(%rdi), %r10
-    mov 0x58(%rdi), %r11
-    mov 0x60(%rdi), %r12
-    mov 0x68(%rdi), %r13
-    mov 0x70(%rdi), %r14
-    mov 0x78(%rdi), %r15
+    load_guest_gprs_but_rax_rdi %rdi
     mov 0x00(%rdi), %rax
     mov 0x38(%rdi), %rdi        /* flags from the test above survive the movs */
     jnz 1f
@@ -56,20 +45,7 @@ hv_vmx_enter:
 hv_vmx_exit:
     push %rax
     mov 8(%rsp), %rax
-    mov %rcx, 0x08(%rax)
-    mov %rdx, 0x10(%rax)
-    mov %rbx, 0x18(%rax)
-    mov %rbp, 0x28(%rax)
-    mov %rsi, 0x30(%rax)
-    mov %rdi, 0x38(%rax)
-    mov %r8, 0x40(%rax)
-    mov %r9, 0x48(%rax)
-    mov %r10, 0x50(%rax)
-    mov %r11, 0x58(%rax)
-    mov %r12, 0x60(%rax)
-    mov %r13, 0x68(%rax)
-    mov %r14, 0x70(%rax)
-    mov %r15, 0x78(%rax)
+    store_guest_gprs_but_rax %rax
     pop %rcx
     mov %rcx, 0x00(%rax)
     pop %rdi
