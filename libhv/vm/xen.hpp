@@ -1,0 +1,354 @@
+// The Xen HVM/PVH ABI attached to a guest (a vm::guest on metal, a fake in host tests):
+//
+//   CPUID 0x40000000..      xen_cpuid; other leaves go to the handler installed before
+//   WRMSR 0x40000000        the hypercall page (VMCALL or VMMCALL stubs) into guest RAM;
+//                           a bad value is #GP. Other MSRs: the handler installed before
+//   VMCALL / VMMCALL        dispatch_hypercall: args rdi rsi rdx r10 r8 (64-bit) or
+//                           ebx ecx edx esi edi (32-bit), result in rax. CPL > 0: -EPERM
+//   hypercall memory        mmu::copy_{from,to}_guest_virtual over the guest's paging as
+//                           the vCPU has it and over its physmap (placed pages included)
+//   callback vector         an interrupt line per vCPU (cpu::interrupt_source) held while
+//                           evtchn_upcall_pending is set, as Xen does for
+//                           HVM_PARAM_CALLBACK_IRQ of vector type: wakes a halted vCPU
+//   timers                  a deadline per vCPU, checked before each entry (entry hook)
+//                           and, while every vCPU sleeps, by idle(): time = TSC / rate
+//   SCHEDOP_block           the vCPU halts (woken by the callback vector, with IF = 1)
+//   SCHEDOP_shutdown        every vCPU stops; the reason is the run's result()
+//   console_io              the host console, each line prefixed
+//
+// G must provide: vcpu_count(), vcpu(i) -> cpu::vcpu&, vendor(), paging_of(v),
+// features(), host_pointer(gpa, for_write) (mmu::physical_memory over what the guest
+// sees), place_page(gpa, hpa, writable), restore_page(gpa), static host_physical(ptr)
+// and static of(vcpu&) -> G&. Header-only so host tests instantiate it with a fake.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include "libhv/core/format.hpp"
+#include "libhv/core/result.hpp"
+#include "libhv/cpu/vcpu.hpp"
+#include "libhv/io/xen_domain.hpp"
+#include "libhv/io/xen_hypercall.hpp"
+#include "libhv/mmu/guest_paging.hpp"
+
+namespace hv::vm {
+
+// Where the guest's time comes from: a tick counter (the TSC on metal) and its rate.
+struct xen_clock {
+    void* ctx = nullptr;
+    std::uint64_t (*ticks)(void* ctx) = nullptr;
+    std::uint64_t ticks_per_us = 1000;
+    [[nodiscard]] std::uint64_t now_ns() const { return ticks ? ticks(ctx) * 1000 / ticks_per_us : 0; }
+};
+
+struct xen_config {
+    xen::domid_t domid = 1;
+    const fmt::sink* console = nullptr;  // guest console output (console_io, console ring)
+    const char* console_prefix = "guest: ";
+    xen_clock clock{};
+};
+
+// The platform of an in-hypervisor backend domain (no RAM, no vCPU): an event for it
+// sets `kicked`, so the vCPU that sent it yields and the backend tasks run.
+class backend_domain_platform final : public xen::platform {
+public:
+    void raise_callback(std::uint32_t vcpu, std::uint8_t) override {
+        kicked = true;
+        // Nobody scans this domain's selectors: consume the upcall so the next event
+        // raises it again (backends test their ports' pending bits directly).
+        if (dom && vcpu < dom->nr_vcpus()) {
+            __atomic_store_n(&dom->vcpu[vcpu].info->evtchn_pending_sel, 0, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&dom->vcpu[vcpu].info->evtchn_upcall_pending, 0, __ATOMIC_SEQ_CST);
+        }
+    }
+    xen::domain* dom = nullptr;
+    bool kicked = false;
+};
+
+template <class G>
+class xen_hvm final : public xen::platform {
+public:
+    static constexpr unsigned max_attached = 8;
+
+    xen_hvm() = default;
+    xen_hvm(const xen_hvm&) = delete;
+    xen_hvm& operator=(const xen_hvm&) = delete;
+
+    // Makes `g` a Xen guest: creates its domain in `t` and installs the handlers on every
+    // vCPU (before the guest runs). `backend` (optional): the platform of the backend
+    // domain, whose kicks make the calling vCPU yield.
+    [[nodiscard]] status attach(G& g, xen::domain_table& t, const xen_config& c,
+                                backend_domain_platform* backend = nullptr) {
+        if (g.vcpu_count() == 0 || g.vcpu_count() > xen::max_vcpus)
+            return fail(errc::out_of_range, "xen: vCPU count outside what a domain holds");
+        unsigned slot = max_attached;
+        for (unsigned i = 0; i < max_attached; ++i)
+            if (!attached_[i] && slot == max_attached) slot = i;
+        if (slot == max_attached) return fail(errc::no_memory, "xen: too many attached guests");
+        HV_TRY(dom_.init(c.domid, g.vcpu_count(), *this, t));
+        g_ = &g;
+        cfg_ = c;
+        backend_ = backend;
+        attached_[slot] = this;
+        cpu::vcpu& v0 = g.vcpu(0);
+        prev_cpuid_ = v0.handler(cpu::exit_reason::cpuid);
+        prev_msr_write_ = v0.handler(cpu::exit_reason::msr_write);
+        for (unsigned i = 0; i < g.vcpu_count(); ++i) {
+            cpu::vcpu& v = g.vcpu(i);
+            v.on(cpu::exit_reason::cpuid, &on_cpuid);
+            v.on(cpu::exit_reason::msr_write, &on_msr_write);
+            v.on(cpu::exit_reason::hypercall, &on_hypercall);
+            line_[i] = {this, i};
+            v.set_interrupt_source({&line_[i], &line_pending, &line_acknowledge});
+            prev_hook_[i] = {};
+            v.set_entry_hook({&line_[i], &before_entry});
+            deadline_[i] = 0;
+        }
+        return {};
+    }
+    // Keeps a hook another part installed before attach() running before ours.
+    void chain_entry_hook(unsigned vcpu, const cpu::entry_hook& h) {
+        if (vcpu < xen::max_vcpus) prev_hook_[vcpu] = h;
+    }
+
+    ~xen_hvm() {
+        for (auto*& a : attached_)
+            if (a == this) a = nullptr;
+        if (g_) dom_.table().remove(dom_);
+    }
+
+    [[nodiscard]] xen::domain& domain() { return dom_; }
+    [[nodiscard]] G& guest() { return *g_; }
+    [[nodiscard]] std::uint64_t hypercalls() const { return hypercalls_; }
+    [[nodiscard]] bool shut_down() const { return shut_down_; }
+    [[nodiscard]] unsigned shutdown_reason() const { return reason_; }
+
+    // The run's result once the scheduler returns: poweroff passes; any other shutdown
+    // reason, a failed vCPU, or vCPUs asleep with nothing to wake them fail.
+    [[nodiscard]] status result() const {
+        if (shut_down_) {
+            switch (reason_) {
+            case xen::shutdown_poweroff: return {};
+            case xen::shutdown_crash: return fail(errc::fault, "guest crashed (SCHEDOP_shutdown crash)");
+            case xen::shutdown_reboot: return fail(errc::not_supported, "guest asked to reboot (SCHEDOP_shutdown reboot)");
+            default: return fail(errc::not_supported, "guest shut down with a reason other than poweroff");
+            }
+        }
+        for (unsigned i = 0; i < g_->vcpu_count(); ++i)
+            if (g_->vcpu(i).status() == cpu::vcpu_status::failed) return fail(errc::fault, g_->vcpu(i).why());
+        return fail(errc::would_block, "guest ended without SCHEDOP_shutdown (blocked with nothing to wake it?)");
+    }
+
+    // For cpu::scheduler::run while every vCPU sleeps: waits for the earliest timer and
+    // fires the due ones. False when no timer is armed (nothing can wake the guest).
+    static bool idle(void* self) { return static_cast<xen_hvm*>(self)->idle_once(); }
+
+    // ---- xen::platform -------------------------------------------------------------------
+    void* guest_frame(std::uint64_t gfn) override {
+        if (gfn >= (std::uint64_t{1} << (64 - xen::page_shift))) return nullptr;
+        return g_->host_pointer(gfn << xen::page_shift, true);
+    }
+    status map_hypervisor_page(std::uint64_t gfn, void* page) override { return place(gfn, page, true); }
+    status map_foreign_page(std::uint64_t gfn, void* page, bool readonly) override {
+        return place(gfn, page, !readonly);
+    }
+    status unmap_foreign_page(std::uint64_t gfn) override {
+        if (gfn >= (std::uint64_t{1} << (64 - xen::page_shift))) return fail(errc::out_of_range, "xen: gfn too large");
+        return g_->restore_page(gfn << xen::page_shift);
+    }
+    // The line (interrupt_source) carries the vector; a halted vCPU wakes by itself.
+    void raise_callback(std::uint32_t, std::uint8_t) override {}
+    std::uint64_t now_ns() override { return cfg_.clock.now_ns(); }
+    void set_timer(std::uint32_t vcpu, std::uint64_t deadline) override {
+        if (vcpu < xen::max_vcpus) deadline_[vcpu] = deadline ? deadline : 1;
+    }
+    void cancel_timer(std::uint32_t vcpu) override {
+        if (vcpu < xen::max_vcpus) deadline_[vcpu] = 0;
+    }
+    void yield(std::uint32_t vcpu) override {
+        if (vcpu < g_->vcpu_count()) g_->vcpu(vcpu).request_yield();
+    }
+    void block(std::uint32_t vcpu) override {
+        if (vcpu < g_->vcpu_count()) g_->vcpu(vcpu).halt();
+    }
+    void shutdown(unsigned reason) override {
+        shut_down_ = true;
+        reason_ = reason;
+        for (unsigned i = 0; i < g_->vcpu_count(); ++i) g_->vcpu(i).stop("guest shut down (SCHEDOP_shutdown)");
+    }
+    void console_write(const char* s, std::size_t n) override {
+        if (!cfg_.console) return;
+        for (std::size_t i = 0; i < n;) {
+            if (at_line_start_ && cfg_.console_prefix) {
+                const char* p = cfg_.console_prefix;
+                std::size_t len = 0;
+                while (p[len]) ++len;
+                cfg_.console->write(p, len);
+                at_line_start_ = false;
+            }
+            std::size_t j = i;
+            while (j < n && s[j] != '\n') ++j;
+            if (j < n) {
+                cfg_.console->write(s + i, j + 1 - i);
+                at_line_start_ = true;
+                i = j + 1;
+            } else {
+                cfg_.console->write(s + i, n - i);
+                i = n;
+            }
+        }
+    }
+
+private:
+    // One hypercall's view of guest memory: the vCPU's paging, loaded once.
+    class call_memory final : public xen::guest_access {
+    public:
+        call_memory(G& g, const mmu::guest_paging& p) : g_{&g}, paging_{p}, features_{g.features()} {}
+        status copy_from_guest(void* dst, std::uint64_t gva, std::size_t n) override {
+            if (n == 0) return {};
+            if (!mmu::copy_from_guest_virtual(*g_, paging_, features_, dst, gva, n).ok())
+                return fail(errc::fault, "hypercall argument not readable");
+            return {};
+        }
+        status copy_to_guest(std::uint64_t gva, const void* src, std::size_t n) override {
+            if (n == 0) return {};
+            if (!mmu::copy_to_guest_virtual(*g_, paging_, features_, gva, src, n).ok())
+                return fail(errc::fault, "hypercall argument not writable");
+            return {};
+        }
+
+    private:
+        G* g_;
+        mmu::guest_paging paging_;
+        mmu::paging_features features_;
+    };
+
+    struct line {
+        xen_hvm* self = nullptr;
+        unsigned vcpu = 0;
+    };
+
+    static xen_hvm& of(cpu::vcpu& v) {
+        G* g = &G::of(v);
+        for (auto* a : attached_)
+            if (a && a->g_ == g) return *a;
+        __builtin_trap();  // a handler of ours on a guest we never attached: a wiring bug
+    }
+
+    status place(std::uint64_t gfn, void* page, bool writable) {
+        if (gfn >= (std::uint64_t{1} << (64 - xen::page_shift))) return fail(errc::out_of_range, "xen: gfn too large");
+        return g_->place_page(gfn << xen::page_shift, G::host_physical(page), writable);
+    }
+
+    static bool line_pending(void* ctx) {
+        auto* l = static_cast<line*>(ctx);
+        return l->self->dom_.pending_callback_vector(l->vcpu) != 0;
+    }
+    static std::optional<std::uint8_t> line_acknowledge(void* ctx) {
+        auto* l = static_cast<line*>(ctx);
+        const std::uint8_t v = l->self->dom_.pending_callback_vector(l->vcpu);
+        if (!v) return std::nullopt;
+        return v;
+    }
+
+    static void before_entry(cpu::vcpu& v, void* ctx) {
+        auto* l = static_cast<line*>(ctx);
+        xen_hvm& x = *l->self;
+        if (x.prev_hook_[l->vcpu].fn) x.prev_hook_[l->vcpu].fn(v, x.prev_hook_[l->vcpu].ctx);
+        if (x.deadline_[l->vcpu] && x.now_ns() >= x.deadline_[l->vcpu]) {
+            x.deadline_[l->vcpu] = 0;
+            x.dom_.timer_expired(l->vcpu);
+        }
+    }
+
+    bool idle_once() {
+        std::uint64_t earliest = 0;
+        for (unsigned i = 0; i < g_->vcpu_count(); ++i)
+            if (deadline_[i] && (!earliest || deadline_[i] < earliest)) earliest = deadline_[i];
+        if (!earliest) return false;
+        while (now_ns() < earliest) {
+            if (!cfg_.clock.ticks) break;  // no clock: time jumps to the deadline
+            asm volatile("pause");
+        }
+        for (unsigned i = 0; i < g_->vcpu_count(); ++i)
+            if (deadline_[i] && deadline_[i] <= earliest) {
+                deadline_[i] = 0;
+                dom_.timer_expired(i);
+            }
+        return true;
+    }
+
+    static void on_cpuid(cpu::vcpu& v, const cpu::exit_info& e) {
+        xen_hvm& x = of(v);
+        xen::cpuid_result r;
+        if (!xen::xen_cpuid(e.cpuid.leaf, e.cpuid.subleaf, x.dom_.id(), v.id(), r)) {
+            x.prev_cpuid_(v, e);
+            return;
+        }
+        v.state.regs.rax = r.eax;
+        v.state.regs.rbx = r.ebx;
+        v.state.regs.rcx = r.ecx;
+        v.state.regs.rdx = r.edx;
+        v.skip();
+    }
+
+    static void on_msr_write(cpu::vcpu& v, const cpu::exit_info& e) {
+        xen_hvm& x = of(v);
+        if (e.msr.index != xen::hypercall_msr) {
+            x.prev_msr_write_(v, e);
+            return;
+        }
+        const std::uint64_t value = (v.state.regs.rdx << 32) | (v.state.regs.rax & 0xffffffffu);
+        const auto vendor = x.g_->vendor() == cpu::vendor::vmx ? xen::cpu_vendor::intel : xen::cpu_vendor::amd;
+        if (!xen::hypercall_msr_write(x.dom_, value, vendor).ok()) {
+            v.inject_exception(13, 0);
+            return;
+        }
+        v.skip();
+    }
+
+    static void on_hypercall(cpu::vcpu& v, const cpu::exit_info&) {
+        xen_hvm& x = of(v);
+        ++x.hypercalls_;
+        const mmu::guest_paging paging = x.g_->paging_of(v);  // loads the whole state once
+        const cpu::guest_state& st = v.state;
+        const bool bits64 = (st.efer & cpu::efer_lma) && (st[cpu::seg::cs].access & cpu::ar::l);
+        std::int64_t rc;
+        if (paging.cpl != 0) {
+            rc = -xen::err::eperm;  // as Xen: hypercalls from user mode are refused
+        } else {
+            const auto& r = st.regs;
+            const xen::hypercall_args a =
+                bits64 ? xen::hypercall_args_64(r.rax, r.rdi, r.rsi, r.rdx, r.r10, r.r8)
+                       : xen::hypercall_args_32(static_cast<std::uint32_t>(r.rax), static_cast<std::uint32_t>(r.rbx),
+                                                static_cast<std::uint32_t>(r.rcx), static_cast<std::uint32_t>(r.rdx),
+                                                static_cast<std::uint32_t>(r.rsi), static_cast<std::uint32_t>(r.rdi));
+            call_memory mem{*x.g_, paging};
+            rc = xen::dispatch_hypercall(x.dom_, v.id(), mem, a);
+        }
+        v.state.regs.rax = bits64 ? static_cast<std::uint64_t>(rc) : static_cast<std::uint32_t>(rc);
+        v.skip();
+        if (x.backend_ && x.backend_->kicked) {
+            x.backend_->kicked = false;
+            v.request_yield();  // a backend has work: let its task run
+        }
+    }
+
+    inline static xen_hvm* attached_[max_attached] = {};
+
+    xen::domain dom_;
+    G* g_ = nullptr;
+    xen_config cfg_{};
+    backend_domain_platform* backend_ = nullptr;
+    cpu::exit_handler prev_cpuid_ = nullptr;
+    cpu::exit_handler prev_msr_write_ = nullptr;
+    line line_[xen::max_vcpus];
+    cpu::entry_hook prev_hook_[xen::max_vcpus];
+    std::uint64_t deadline_[xen::max_vcpus] = {};
+    std::uint64_t hypercalls_ = 0;
+    bool shut_down_ = false;
+    unsigned reason_ = 0;
+    bool at_line_start_ = true;
+};
+
+} // namespace hv::vm
