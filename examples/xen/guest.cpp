@@ -317,8 +317,12 @@ HV_PROGRAM(xen_hostile, "xen.hostile", "every hypercall number with random argum
     unsigned zero = 0, positive = 0, errors = 0, skipped = 0, numbers = 0;
     std::uint64_t error_kinds = 0;  // bit e: -e seen (e < 64)
     for (unsigned i = 0; i < calls; ++i) {
-        // Every number 0..63 in turn, then any 64-bit number now and then.
-        std::uint64_t nr = i % 64;
+        // Every number 0..63 in turn on even calls; on odd ones a number the hypervisor
+        // implements (deeper paths), and any 64-bit number now and then.
+        static constexpr unsigned implemented[] = {xen::hc::memory_op,      xen::hc::set_timer_op, xen::hc::xen_version,
+                                                   xen::hc::console_io,     xen::hc::grant_table_op, xen::hc::vcpu_op,
+                                                   xen::hc::sched_op,       xen::hc::event_channel_op, xen::hc::hvm_op};
+        std::uint64_t nr = i % 2 ? implemented[rng.below(sizeof implemented / sizeof implemented[0])] : (i / 2) % 64;
         if (i % 97 == 96) nr = rng.next();
         std::uint64_t a[5];
         for (auto& x : a) x = pointer_or_value();
