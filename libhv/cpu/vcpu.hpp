@@ -84,6 +84,9 @@ struct backend_ops {
     // Invalidate what the TLBs hold for this vCPU's nested (EPT/NPT) translations,
     // before its next entry (INVEPT single-context / the VMCB's ASID flush).
     void (*flush_nested)(vcpu& v);
+    // The part of load_state that says the operating mode and CPL (EFER, CS and SS
+    // access rights), for hot exits such as hypercalls; nullptr: use load_state.
+    void (*load_mode)(vcpu& v) = nullptr;
 };
 
 // Reads guest-linear memory for the vCPU layer (instruction fetch when an exit gave no

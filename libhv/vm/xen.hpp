@@ -7,11 +7,13 @@
 //                           ebx ecx edx esi edi (32-bit), result in rax. CPL > 0: -EPERM
 //   hypercall memory        mmu::copy_{from,to}_guest_virtual over the guest's paging as
 //                           the vCPU has it and over its physmap (placed pages included)
-//   callback vector         an interrupt line per vCPU (cpu::interrupt_source) held while
-//                           evtchn_upcall_pending is set, as Xen does for
-//                           HVM_PARAM_CALLBACK_IRQ of vector type: wakes a halted vCPU
-//   timers                  a deadline per vCPU, checked before each entry (entry hook)
-//                           and, while every vCPU sleeps, by idle(): time = TSC / rate
+//   callback vector         an interrupt line per vCPU (the vCPU's cpu::interrupt_source,
+//                           set while evtchn_upcall_pending is) injecting the vector at
+//                           every entry open to it, as Xen does for HVM_PARAM_CALLBACK_IRQ
+//                           of vector type; it wakes a halted vCPU
+//   timers                  a deadline per vCPU, checked before each entry while armed
+//                           (entry hook) and, while every vCPU sleeps, by idle():
+//                           time = ticks / rate
 //   SCHEDOP_block           the vCPU halts (woken by the callback vector, with IF = 1)
 //   SCHEDOP_shutdown        every vCPU stops; the reason is the run's result()
 //   console_io              the host console, each line prefixed
@@ -27,6 +29,7 @@
 #include "libhv/core/format.hpp"
 #include "libhv/core/result.hpp"
 #include "libhv/cpu/vcpu.hpp"
+#include "libhv/io/shared_mem.hpp"
 #include "libhv/io/xen_domain.hpp"
 #include "libhv/io/xen_hypercall.hpp"
 #include "libhv/mmu/guest_paging.hpp"
@@ -75,8 +78,10 @@ public:
     xen_hvm& operator=(const xen_hvm&) = delete;
 
     // Makes `g` a Xen guest: creates its domain in `t` and installs the handlers on every
-    // vCPU (before the guest runs). `backend` (optional): the platform of the backend
-    // domain, whose kicks make the calling vCPU yield.
+    // vCPU, after vm::guest::start() (whose CPUID/MSR handlers ours chain to) and before
+    // the guest runs. It owns the vCPUs' interrupt source and entry hook from then on
+    // (see chain_entry_hook). `backend` (optional): the platform of the backend domain,
+    // whose kicks make the calling vCPU yield.
     [[nodiscard]] status attach(G& g, xen::domain_table& t, const xen_config& c,
                                 backend_domain_platform* backend = nullptr) {
         if (g.vcpu_count() == 0 || g.vcpu_count() > xen::max_vcpus)
@@ -99,16 +104,18 @@ public:
             v.on(cpu::exit_reason::msr_write, &on_msr_write);
             v.on(cpu::exit_reason::hypercall, &on_hypercall);
             line_[i] = {this, i};
-            v.set_interrupt_source({&line_[i], &line_pending, &line_acknowledge});
+            v.set_interrupt_source({});
             prev_hook_[i] = {};
-            v.set_entry_hook({&line_[i], &before_entry});
             deadline_[i] = 0;
         }
         return {};
     }
-    // Keeps a hook another part installed before attach() running before ours.
+    // Another part's entry hook on `vcpu`: it keeps running, before ours while a timer
+    // is armed (install it through here, not on the vCPU, once attached).
     void chain_entry_hook(unsigned vcpu, const cpu::entry_hook& h) {
-        if (vcpu < xen::max_vcpus) prev_hook_[vcpu] = h;
+        if (vcpu >= g_->vcpu_count()) return;
+        prev_hook_[vcpu] = h;
+        g_->vcpu(vcpu).set_entry_hook(deadline_[vcpu] ? cpu::entry_hook{&line_[vcpu], &before_entry} : h);
     }
 
     ~xen_hvm() {
@@ -156,14 +163,23 @@ public:
         if (gfn >= (std::uint64_t{1} << (64 - xen::page_shift))) return fail(errc::out_of_range, "xen: gfn too large");
         return g_->restore_page(gfn << xen::page_shift);
     }
-    // The line (interrupt_source) carries the vector; a halted vCPU wakes by itself.
-    void raise_callback(std::uint32_t, std::uint8_t) override {}
+    // evtchn_upcall_pending went 0 -> 1: the vCPU's line is up until the guest clears it
+    // (line_pending takes the source away then, so idle entries keep their fast path).
+    // A halted vCPU wakes by itself once the line is up and it takes interrupts.
+    void raise_callback(std::uint32_t vcpu, std::uint8_t) override {
+        if (vcpu < g_->vcpu_count()) g_->vcpu(vcpu).set_interrupt_source({&line_[vcpu], &line_pending, &line_acknowledge});
+    }
     std::uint64_t now_ns() override { return cfg_.clock.now_ns(); }
+    // The entry hook that checks the deadline is installed only while a timer is armed.
     void set_timer(std::uint32_t vcpu, std::uint64_t deadline) override {
-        if (vcpu < xen::max_vcpus) deadline_[vcpu] = deadline ? deadline : 1;
+        if (vcpu >= g_->vcpu_count()) return;
+        deadline_[vcpu] = deadline ? deadline : 1;
+        g_->vcpu(vcpu).set_entry_hook({&line_[vcpu], &before_entry});
     }
     void cancel_timer(std::uint32_t vcpu) override {
-        if (vcpu < xen::max_vcpus) deadline_[vcpu] = 0;
+        if (vcpu >= g_->vcpu_count()) return;
+        deadline_[vcpu] = 0;
+        g_->vcpu(vcpu).set_entry_hook(prev_hook_[vcpu]);
     }
     void yield(std::uint32_t vcpu) override {
         if (vcpu < g_->vcpu_count()) g_->vcpu(vcpu).request_yield();
@@ -200,27 +216,38 @@ public:
     }
 
 private:
-    // One hypercall's view of guest memory: the vCPU's paging, loaded once.
+    // One hypercall's view of guest memory: the vCPU's paging, loaded at the first copy
+    // (a hypercall without pointers never pays for it).
     class call_memory final : public xen::guest_access {
     public:
-        call_memory(G& g, const mmu::guest_paging& p) : g_{&g}, paging_{p}, features_{g.features()} {}
+        call_memory(G& g, cpu::vcpu& v) : g_{&g}, v_{&v} {}
         status copy_from_guest(void* dst, std::uint64_t gva, std::size_t n) override {
             if (n == 0) return {};
+            load();
             if (!mmu::copy_from_guest_virtual(*g_, paging_, features_, dst, gva, n).ok())
                 return fail(errc::fault, "hypercall argument not readable");
             return {};
         }
         status copy_to_guest(std::uint64_t gva, const void* src, std::size_t n) override {
             if (n == 0) return {};
+            load();
             if (!mmu::copy_to_guest_virtual(*g_, paging_, features_, gva, src, n).ok())
                 return fail(errc::fault, "hypercall argument not writable");
             return {};
         }
 
     private:
+        void load() {
+            if (loaded_) return;
+            paging_ = g_->paging_of(*v_);
+            features_ = g_->features();
+            loaded_ = true;
+        }
         G* g_;
-        mmu::guest_paging paging_;
-        mmu::paging_features features_;
+        cpu::vcpu* v_;
+        bool loaded_ = false;
+        mmu::guest_paging paging_{};
+        mmu::paging_features features_{};
     };
 
     struct line {
@@ -242,7 +269,11 @@ private:
 
     static bool line_pending(void* ctx) {
         auto* l = static_cast<line*>(ctx);
-        return l->self->dom_.pending_callback_vector(l->vcpu) != 0;
+        xen_hvm& x = *l->self;
+        if (x.dom_.pending_callback_vector(l->vcpu)) return true;
+        if (!io::load_acquire(&x.dom_.vcpu[l->vcpu].info->evtchn_upcall_pending))
+            x.g_->vcpu(l->vcpu).set_interrupt_source({});  // the guest took it: line down
+        return false;
     }
     static std::optional<std::uint8_t> line_acknowledge(void* ctx) {
         auto* l = static_cast<line*>(ctx);
@@ -255,10 +286,7 @@ private:
         auto* l = static_cast<line*>(ctx);
         xen_hvm& x = *l->self;
         if (x.prev_hook_[l->vcpu].fn) x.prev_hook_[l->vcpu].fn(v, x.prev_hook_[l->vcpu].ctx);
-        if (x.deadline_[l->vcpu] && x.now_ns() >= x.deadline_[l->vcpu]) {
-            x.deadline_[l->vcpu] = 0;
-            x.dom_.timer_expired(l->vcpu);
-        }
+        if (x.deadline_[l->vcpu] && x.now_ns() >= x.deadline_[l->vcpu]) x.fire(l->vcpu);
     }
 
     bool idle_once() {
@@ -271,11 +299,13 @@ private:
             asm volatile("pause");
         }
         for (unsigned i = 0; i < g_->vcpu_count(); ++i)
-            if (deadline_[i] && deadline_[i] <= earliest) {
-                deadline_[i] = 0;
-                dom_.timer_expired(i);
-            }
+            if (deadline_[i] && deadline_[i] <= earliest) fire(i);
         return true;
+    }
+
+    void fire(unsigned vcpu) {
+        cancel_timer(vcpu);
+        dom_.timer_expired(vcpu);
     }
 
     static void on_cpuid(cpu::vcpu& v, const cpu::exit_info& e) {
@@ -310,11 +340,12 @@ private:
     static void on_hypercall(cpu::vcpu& v, const cpu::exit_info&) {
         xen_hvm& x = of(v);
         ++x.hypercalls_;
-        const mmu::guest_paging paging = x.g_->paging_of(v);  // loads the whole state once
+        if (v.ops().load_mode) v.ops().load_mode(v);
+        else v.ops().load_state(v);
         const cpu::guest_state& st = v.state;
         const bool bits64 = (st.efer & cpu::efer_lma) && (st[cpu::seg::cs].access & cpu::ar::l);
         std::int64_t rc;
-        if (paging.cpl != 0) {
+        if (cpu::ar::dpl_of(st[cpu::seg::ss].access) != 0) {
             rc = -xen::err::eperm;  // as Xen: hypercalls from user mode are refused
         } else {
             const auto& r = st.regs;
@@ -323,7 +354,7 @@ private:
                        : xen::hypercall_args_32(static_cast<std::uint32_t>(r.rax), static_cast<std::uint32_t>(r.rbx),
                                                 static_cast<std::uint32_t>(r.rcx), static_cast<std::uint32_t>(r.rdx),
                                                 static_cast<std::uint32_t>(r.rsi), static_cast<std::uint32_t>(r.rdi));
-            call_memory mem{*x.g_, paging};
+            call_memory mem{*x.g_, v};
             rc = xen::dispatch_hypercall(x.dom_, v.id(), mem, a);
         }
         v.state.regs.rax = bits64 ? static_cast<std::uint64_t>(rc) : static_cast<std::uint32_t>(rc);

@@ -56,11 +56,12 @@ bool fake_open(const cpu::vcpu& v) { return v.state.rflags & cpu::rflags_if; }
 hv::result<std::uint8_t> fake_length(cpu::vcpu&) { return std::uint8_t{3}; }
 std::uint64_t fake_read_cr(cpu::vcpu& v, unsigned cr) { return cr == 0 ? v.state.cr0 : v.state.cr4; }
 hv::status fake_write_cr(cpu::vcpu&, unsigned, std::uint64_t) { return {}; }
-int state_loads = 0;
+int state_loads = 0, mode_loads = 0;
 void fake_load_state(cpu::vcpu&) { ++state_loads; }
+void fake_load_mode(cpu::vcpu&) { ++mode_loads; }
 void fake_flush(cpu::vcpu&) {}
-constexpr cpu::backend_ops fake_ops{fake_prepare, fake_enter,      fake_open,       fake_length,
-                                    fake_read_cr, fake_write_cr,   fake_load_state, fake_flush};
+constexpr cpu::backend_ops fake_ops{fake_prepare,  fake_enter,      fake_open,  fake_length,   fake_read_cr,
+                                    fake_write_cr, fake_load_state, fake_flush, fake_load_mode};
 
 // 64 pages of RAM at gpa 0; paging off (gva == gpa); placed pages over it.
 struct fake_guest {
@@ -284,7 +285,7 @@ TEST_CASE("xen_hvm: hypercall arguments from registers (64- and 32-bit), guest m
          })},
         {exit_reason::hypercall, then_record(rc, [](cpu::vcpu& v, cpu::exit_info&) { v.stop("done"); })},
     });
-    state_loads = 0;
+    state_loads = mode_loads = 0;
     w.run();
     REQUIRE(rc.size() == 6);
     CHECK(rc[0] == (4 << 16 | 17));
@@ -296,7 +297,8 @@ TEST_CASE("xen_hvm: hypercall arguments from registers (64- and 32-bit), guest m
     CHECK((static_cast<std::uint64_t>(rc[4]) >> 32) == 0u);
     CHECK(rc[5] == static_cast<std::int64_t>(-xen::err::eperm));
     CHECK(w.console.text == "[g1] hello\n[g1] world\n");
-    CHECK(state_loads == 7);  // one state load per hypercall (the last exit is one too)
+    CHECK(mode_loads == 7);   // the mode and CPL for every hypercall (the last exit is one too)
+    CHECK(state_loads == 3);  // the whole state only for the three that copy guest memory
     CHECK(w.x.hypercalls() == 7);
 }
 
