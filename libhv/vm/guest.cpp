@@ -267,11 +267,19 @@ status guest::restore_page(std::uint64_t gpa) {
 }
 
 void* guest::host_pointer(std::uint64_t gpa, bool for_write) const {
-    if (const placed_page* p = placed_at(gpa)) {
+    if (const placed_page* p = placed_count_ ? placed_at(gpa) : nullptr) {
         if (for_write && !p->writable) return nullptr;
         return host_->host_pointer(p->hpa + (gpa & mmu::page_offset_mask), for_write);
     }
-    return ram_.host_pointer(gpa, for_write);
+    const std::uint64_t page = gpa & ~mmu::page_offset_mask;
+    backing_hit& hit = backing_cache_[(page >> mmu::page_shift) % backing_cache_size];
+    if (hit.page != page) {
+        auto* host = static_cast<unsigned char*>(ram_.host_pointer(page, false));
+        if (!host) return nullptr;  // holes and MMIO are not cached
+        hit = {page, host, ram_.host_pointer(page, true) != nullptr};
+    }
+    if (for_write && !hit.writable) return nullptr;
+    return hit.host + (gpa & mmu::page_offset_mask);
 }
 
 std::size_t guest::nested_table_pages() const {
