@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 #include "libhv/io/xen_evtchn.hpp"
+#include "libhv/io/xen_gnttab.hpp"
 #include "libhv/vm/xen.hpp"
 
 using namespace hv;
@@ -456,4 +457,60 @@ TEST_CASE("xen_hvm: an event for a backend domain makes the sending vCPU yield t
     });
     w.run();
     CHECK(seen_before_next_exit == 1);
+}
+
+TEST_CASE("xen_hvm: a mapped grant is a placed page (read-only when asked) until unmapped; timers fire at entry") {
+    world w;
+    std::vector<std::int64_t> rc;
+    // The guest grants its frame 9 to itself, maps it read-only at gfn 12, unmaps it.
+    auto* table = w.g.at<xen::add_to_physmap>(0x2000);
+    *table = {xen::domid_self, 0, xen::xenmapspace_grant_table, 0, 4};
+    auto* map = w.g.at<xen::gnttab_map_grant_ref>(0x2100);
+    auto* unmap = w.g.at<xen::gnttab_unmap_grant_ref>(0x2200);
+    auto* timer = w.g.at<xen::vcpu_set_singleshot_timer>(0x2300);
+    std::uint64_t placed_hpa = 0;
+    bool placed_writable = true;
+    w.g.script(0, {
+        {exit_reason::hypercall, hcall(xen::hc::memory_op, xen::xenmem_add_to_physmap, 0x2000)},
+        {exit_reason::hypercall, then_record(rc, [&](cpu::vcpu& v, cpu::exit_info& e) {
+             auto* entries = w.g.at<xen::grant_entry_v1>(0x4000);  // the placed grant frame
+             REQUIRE(xen::gnt::guest::grant_access({entries, 512}, 8, 1, 9, true).ok());
+             *map = {12 * 4096, xen::gntmap_host_map | xen::gntmap_readonly, 8, xen::domid_self, 0, 0, 0};
+             hcall(xen::hc::grant_table_op, xen::gnttabop::map_grant_ref, 0x2100, 1)(v, e);
+         })},
+        {exit_reason::hypercall, then_record(rc, [&](cpu::vcpu& v, cpu::exit_info& e) {
+             auto it = w.g.placed.find(12 * 4096);
+             if (it != w.g.placed.end()) {
+                 placed_hpa = it->second.first;
+                 placed_writable = it->second.second;
+             }
+             *unmap = {12 * 4096, 0, map->handle, 0, 0};
+             hcall(xen::hc::grant_table_op, xen::gnttabop::unmap_grant_ref, 0x2200, 1)(v, e);
+         })},
+        // A timer already due fires before the next entry, without any halt.
+        {exit_reason::hypercall, then_record(rc, [&](cpu::vcpu& v, cpu::exit_info& e) {
+             *timer = {1, 0, 0};
+             hcall(xen::hc::vcpu_op, xen::vcpuop_set_singleshot_timer, 0, 0x2300)(v, e);
+         })},
+        {exit_reason::cpuid, [&](cpu::vcpu& v, cpu::exit_info& e) {
+             rc.push_back(static_cast<std::int64_t>(v.state.regs.rax));
+             e.cpuid = {0x40000000, 0};
+         }},
+        {exit_reason::hypercall, [](cpu::vcpu& v, cpu::exit_info&) { v.stop("done"); }},
+    });
+    // Bind VIRQ_TIMER from the host side (the guest would do it by hypercall).
+    xen::evtchn_bind_virq virq{xen::virq_timer, 0, 0};
+    REQUIRE(xen::ev::bind_virq(w.x.domain(), virq) == 0);
+    w.run();
+    REQUIRE(rc.size() == 4);
+    CHECK(rc[0] == 0);
+    CHECK(map->status == xen::gntst_okay);
+    CHECK(placed_hpa == reinterpret_cast<std::uintptr_t>(w.g.ram[9]->b));
+    CHECK_FALSE(placed_writable);
+    CHECK(rc[1] == 0);
+    CHECK(unmap->status == xen::gntst_okay);
+    CHECK(w.g.placed.count(12 * 4096) == 0);
+    CHECK(w.g.restores == 1);
+    CHECK(rc[2] == 0);
+    CHECK(xen::ev::is_pending(w.x.domain(), virq.port));  // fired at the entry after the call
 }
