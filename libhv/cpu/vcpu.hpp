@@ -161,6 +161,7 @@ public:
     template <class T>
     T& owner() const { return *static_cast<T*>(owner_); }
     void set_entry_hook(const entry_hook& h) { hook_ = h; }
+    [[nodiscard]] const entry_hook& current_entry_hook() const { return hook_; }
 
     // Handler table, one entry per exit_reason, filled with the defaults by init().
     // nullptr restores the default. handler() is the one installed now, for a policy

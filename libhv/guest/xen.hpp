@@ -76,7 +76,8 @@ private:
     bool amd_ = false;
 };
 
-// Event delivery through the callback vector (2-level ABI).
+// Event delivery through the callback vector (2-level ABI, vCPU 0's vcpu_info in
+// shared_info: a one-vCPU guest; several vCPUs need a per-CPU instance).
 class upcall {
 public:
     static constexpr unsigned max_ports = 64;

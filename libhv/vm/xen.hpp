@@ -79,9 +79,10 @@ public:
 
     // Makes `g` a Xen guest: creates its domain in `t` and installs the handlers on every
     // vCPU, after vm::guest::start() (whose CPUID/MSR handlers ours chain to) and before
-    // the guest runs. It owns the vCPUs' interrupt source and entry hook from then on
-    // (see chain_entry_hook). `backend` (optional): the platform of the backend domain,
-    // whose kicks make the calling vCPU yield.
+    // the guest runs. It owns the vCPUs' interrupt source from then on (an interrupt
+    // controller model cannot share it yet); an entry hook installed before keeps running
+    // (a later one goes through chain_entry_hook). `backend` (optional): the platform of
+    // the backend domain, whose kicks make the calling vCPU yield.
     [[nodiscard]] status attach(G& g, xen::domain_table& t, const xen_config& c,
                                 backend_domain_platform* backend = nullptr) {
         if (g.vcpu_count() == 0 || g.vcpu_count() > xen::max_vcpus)
@@ -105,7 +106,7 @@ public:
             v.on(cpu::exit_reason::hypercall, &on_hypercall);
             line_[i] = {this, i};
             v.set_interrupt_source({});
-            prev_hook_[i] = {};
+            prev_hook_[i] = v.current_entry_hook();
             deadline_[i] = 0;
         }
         return {};

@@ -514,3 +514,25 @@ TEST_CASE("xen_hvm: a mapped grant is a placed page (read-only when asked) until
     CHECK(rc[2] == 0);
     CHECK(xen::ev::is_pending(w.x.domain(), virq.port));  // fired at the entry after the call
 }
+
+TEST_CASE("xen_hvm: an entry hook installed before attach keeps running, with and without a timer armed") {
+    fake_guest g{1};
+    static int hook_runs;
+    hook_runs = 0;
+    g.vcpu(0).set_entry_hook({nullptr, [](cpu::vcpu&, void*) { ++hook_runs; }});
+    xen::domain_table t;
+    glue x;
+    REQUIRE(x.attach(g, t, {}).ok());
+    auto* timer = g.at<xen::vcpu_set_singleshot_timer>(0x2000);
+    *timer = {~std::uint64_t{0} >> 1, 0, 0};  // far away: armed all along
+    g.script(0, {
+        {exit_reason::hypercall, hcall(xen::hc::xen_version, 0)},
+        {exit_reason::hypercall, hcall(xen::hc::vcpu_op, xen::vcpuop_set_singleshot_timer, 0, 0x2000)},
+        {exit_reason::hypercall, hcall(xen::hc::vcpu_op, xen::vcpuop_stop_singleshot_timer, 0)},
+        {exit_reason::hypercall, [](cpu::vcpu& v, cpu::exit_info&) { v.stop("done"); }},
+    });
+    cpu::scheduler s;
+    REQUIRE(s.add(g.vcpu(0)).ok());
+    s.run();
+    CHECK(hook_runs == 4);  // before each of the four entries
+}
