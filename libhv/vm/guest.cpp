@@ -271,15 +271,7 @@ void* guest::host_pointer(std::uint64_t gpa, bool for_write) const {
         if (for_write && !p->writable) return nullptr;
         return host_->host_pointer(p->hpa + (gpa & mmu::page_offset_mask), for_write);
     }
-    const std::uint64_t page = gpa & ~mmu::page_offset_mask;
-    backing_hit& hit = backing_cache_[(page >> mmu::page_shift) % backing_cache_size];
-    if (hit.page != page) {
-        auto* host = static_cast<unsigned char*>(ram_.host_pointer(page, false));
-        if (!host) return nullptr;  // holes and MMIO are not cached
-        hit = {page, host, ram_.host_pointer(page, true) != nullptr};
-    }
-    if (for_write && !hit.writable) return nullptr;
-    return hit.host + (gpa & mmu::page_offset_mask);
+    return ram_.host_pointer(gpa, for_write);
 }
 
 std::size_t guest::nested_table_pages() const {

@@ -185,16 +185,7 @@ private:
         bool writable;
     };
     [[nodiscard]] const placed_page* placed_at(std::uint64_t gpa) const;
-    // Guest RAM/ROM page -> host page, as guest_memory's backing map has it (which never
-    // changes for a page once its region exists): saves a software walk of that map per
-    // guest page-table level when hypercalls copy guest-virtual memory.
-    struct backing_hit {
-        std::uint64_t page = ~std::uint64_t{0};
-        unsigned char* host = nullptr;
-        bool writable = false;
-    };
-    static constexpr unsigned backing_cache_size = 16;
-    mutable backing_hit backing_cache_[backing_cache_size]{};
+
     placed_page placed_[max_placed]{};
     unsigned placed_count_ = 0;
     mmu::address_range protected_[max_protected]{};
