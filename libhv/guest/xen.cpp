@@ -176,12 +176,65 @@ status upcall::on(evtchn_port_t port, port_handler fn, void* ctx) {
     return {};
 }
 
+status upcall::use_fifo(const hypercalls& h, void* control_page, void* event_words_page) {
+    if (!shared_) return fail(errc::invalid_argument, "upcall: install() first");
+    if (!is_page_aligned(control_page) || !is_page_aligned(event_words_page))
+        return fail(errc::invalid_argument, "FIFO pages not page aligned");
+    evtchn_init_control ic{};
+    ic.control_gfn = frame_of(control_page);
+    ic.offset = 0;
+    ic.vcpu = 0;
+    control_ = static_cast<evtchn_fifo_control_block*>(control_page);
+    words_ = static_cast<std::uint32_t*>(event_words_page);
+    if (h.event_channel_op(evtchnop::init_control, &ic) != 0) {
+        control_ = nullptr;
+        words_ = nullptr;
+        return fail(errc::not_supported, "EVTCHNOP_init_control refused");
+    }
+    if (ic.link_bits != evtchn_fifo_link_bits) return fail(errc::not_supported, "unexpected FIFO link bits");
+    evtchn_expand_array ea{frame_of(event_words_page)};
+    if (h.event_channel_op(evtchnop::expand_array, &ea) != 0)
+        return fail(errc::not_supported, "EVTCHNOP_expand_array refused");
+    for (auto& q : fifo_head_) q = 0;
+    return {};
+}
+
 void upcall::dispatch() {
     ++upcalls_;
+    // Clear the line first, then consume: an event raised meanwhile leaves its trail
+    // (selector or READY bit) and raises the line again.
+    io::store_release(&shared_->vcpu[0].evtchn_upcall_pending, std::uint8_t{0});
+    if (words_) dispatch_fifo();
+    else dispatch_2l();
+}
+
+// Takes READY, then walks each ready queue from HEAD (or where the last walk stopped)
+// along LINK: unlink the word, clear PENDING, deliver unless masked.
+void upcall::dispatch_fifo() {
+    std::uint32_t ready = __atomic_exchange_n(&control_->ready, 0u, __ATOMIC_SEQ_CST);
+    while (ready) {
+        const unsigned q = static_cast<unsigned>(__builtin_ctz(ready));
+        evtchn_port_t port = fifo_head_[q];
+        if (!port) port = __atomic_load_n(&control_->head[q], __ATOMIC_SEQ_CST);
+        if (!port || port >= evtchn_fifo_words_per_page) {
+            ready &= ~(1u << q);
+            continue;
+        }
+        std::uint32_t w = __atomic_load_n(&words_[port], __ATOMIC_SEQ_CST);
+        while (!__atomic_compare_exchange_n(&words_[port], &w, w & ~(evtchn_fifo_linked | evtchn_fifo_link_mask), false,
+                                            __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+        }
+        const evtchn_port_t next = w & evtchn_fifo_link_mask;
+        if (!next) ready &= ~(1u << q);
+        const std::uint32_t was = __atomic_fetch_and(&words_[port], ~evtchn_fifo_pending, __ATOMIC_SEQ_CST);
+        fifo_head_[q] = next;
+        if ((was & evtchn_fifo_pending) && !(was & evtchn_fifo_masked)) deliver(port);
+        ready |= __atomic_exchange_n(&control_->ready, 0u, __ATOMIC_SEQ_CST);
+    }
+}
+
+void upcall::dispatch_2l() {
     vcpu_info& vi = shared_->vcpu[0];
-    // Clear the line first, then the selector, then each pending bit: an event raised
-    // meanwhile leaves its trail and raises the line again.
-    io::store_release(&vi.evtchn_upcall_pending, std::uint8_t{0});
     std::uint64_t sel = __atomic_exchange_n(&vi.evtchn_pending_sel, 0, __ATOMIC_SEQ_CST);
     while (sel) {
         const unsigned w = static_cast<unsigned>(__builtin_ctzll(sel));
@@ -191,8 +244,7 @@ void upcall::dispatch() {
             const unsigned b = static_cast<unsigned>(__builtin_ctzll(bits));
             bits &= bits - 1;
             __atomic_fetch_and(&shared_->evtchn_pending[w], ~(std::uint64_t{1} << b), __ATOMIC_SEQ_CST);
-            const evtchn_port_t port = w * 64 + b;
-            if (port < max_ports && handlers_[port]) handlers_[port](port, ctx_[port]);
+            deliver(w * 64 + b);
         }
     }
 }

@@ -76,8 +76,10 @@ private:
     bool amd_ = false;
 };
 
-// Event delivery through the callback vector (2-level ABI, vCPU 0's vcpu_info in
-// shared_info: a one-vCPU guest; several vCPUs need a per-CPU instance).
+// Event delivery through the callback vector, vCPU 0's vcpu_info in shared_info (a
+// one-vCPU guest; several vCPUs need a per-CPU instance). 2-level ABI from install();
+// use_fifo() switches the domain to the FIFO ABI: a control block and one page of
+// event words (1024 ports), consumed queue by queue from HEAD along LINK.
 class upcall {
 public:
     static constexpr unsigned max_ports = 64;
@@ -88,13 +90,26 @@ public:
     [[nodiscard]] status install(const hypercalls& h, std::uint8_t vector, void* shared_info_page);
     // Port handlers run with interrupts off, on the interrupted stack.
     [[nodiscard]] status on(evtchn_port_t port, port_handler fn, void* ctx);
+    // Two pages of RAM given up to the hypervisor's FIFO structures. Call with
+    // interrupts off (events already pending move over to the FIFO queues).
+    [[nodiscard]] status use_fifo(const hypercalls& h, void* control_page, void* event_words_page);
+    [[nodiscard]] bool fifo() const { return words_ != nullptr; }
     [[nodiscard]] shared_info* shared() const { return shared_; }
     [[nodiscard]] std::uint64_t upcalls() const { return upcalls_; }
     // Called by the interrupt stub.
     void dispatch();
 
 private:
+    void dispatch_2l();
+    void dispatch_fifo();
+    void deliver(evtchn_port_t port) {
+        if (port < max_ports && handlers_[port]) handlers_[port](port, ctx_[port]);
+    }
+
     shared_info* shared_ = nullptr;
+    evtchn_fifo_control_block* control_ = nullptr;
+    std::uint32_t* words_ = nullptr;
+    evtchn_port_t fifo_head_[evtchn_fifo_max_queues] = {};
     port_handler handlers_[max_ports] = {};
     void* ctx_[max_ports] = {};
     std::uint64_t upcalls_ = 0;
