@@ -1,0 +1,373 @@
+#include "libhv/dev/attach.hpp"
+#include "libhv/cpu/io_emul.hpp"
+
+namespace hv::dev {
+
+namespace {
+
+// Attachments alive now; handlers are plain functions of the vCPU.
+constexpr unsigned max_attachments = 4;
+attachment* registry[max_attachments] = {};
+
+constexpr std::uint32_t msr_efer = 0xc0000080;
+constexpr std::uint64_t efer_writable = cpu::efer_sce | cpu::efer_lme | cpu::efer_nxe;
+constexpr std::uint8_t vector_gp = 13;
+
+// CPUID bits the guest must not see (the hypervisor does not emulate them) or must.
+constexpr std::uint32_t leaf1_ecx_monitor = 1u << 3, leaf1_ecx_vmx = 1u << 5, leaf1_ecx_smx = 1u << 6,
+                        leaf1_ecx_x2apic = 1u << 21, leaf1_ecx_tsc_deadline = 1u << 24,
+                        leaf1_ecx_hypervisor = 1u << 31;
+constexpr std::uint32_t leaf1_edx_apic = 1u << 9;
+constexpr std::uint32_t ext1_ecx_svm = 1u << 2, ext1_ecx_monitorx = 1u << 13;
+constexpr std::uint32_t hv_leaf_base = 0x40000000, hv_leaf_timing = 0x40000010;
+
+// The guest memory string I/O reads and writes, for one vCPU.
+struct string_io_memory {
+    const linear_access* access;
+    cpu::vcpu* v;
+};
+
+void set_edx_eax(cpu::vcpu& v, std::uint64_t value) {
+    v.state.regs.rax = value & 0xffffffffu;
+    v.state.regs.rdx = value >> 32;
+}
+
+} // namespace
+
+attachment::attachment(machine& m, const attach_config& cfg) : m_{&m}, cfg_{cfg} {
+    for (auto*& r : registry)
+        if (!r) {
+            r = this;
+            break;
+        }
+    if (cfg_.console) m.com1().set_sink(callback<std::uint8_t>{&console_byte, this});
+}
+
+attachment::~attachment() {
+    for (auto*& r : registry)
+        if (r == this) r = nullptr;
+    if (cfg_.console) m_->com1().set_sink({});
+}
+
+attachment* attachment::of(cpu::vcpu& v, unsigned& index) {
+    for (attachment* a : registry) {
+        if (!a) continue;
+        for (unsigned i = 0; i < a->count_; ++i)
+            if (a->slots_[i].v == &v) {
+                index = i;
+                return a;
+            }
+    }
+    return nullptr;
+}
+
+status attachment::attach(cpu::vcpu& v, unsigned index) {
+    if (index >= max_vcpus || index >= m_->vcpus()) return fail(errc::out_of_range, "vCPU index beyond the machine's");
+    bool registered = false;
+    for (attachment* r : registry) registered = registered || r == this;
+    if (!registered) return fail(errc::no_memory, "too many device attachments");
+    if (slots_[index].v) return fail(errc::invalid_argument, "vCPU index attached twice");
+    slot& s = slots_[index];
+    s = slot{this, &v, index, false, false, 0};
+    if (index >= count_) count_ = index + 1;
+
+    v.on(cpu::exit_reason::io, &on_io);
+    v.on(cpu::exit_reason::msr_read, &on_msr_read);
+    v.on(cpu::exit_reason::msr_write, &on_msr_write);
+    if (cfg_.cpuid) v.on(cpu::exit_reason::cpuid, &on_cpuid);
+    v.set_interrupt_source({&s, &source_pending, &source_acknowledge});
+    v.set_entry_hook({&s, &entry});
+    if (index != 0) {
+        // An application processor after RESET: parked until a SIPI, in a valid state.
+        v.state = cpu::initial_state(cpu::guest_mode::real, 0);
+        park(s);
+    }
+    return {};
+}
+
+// ---- interrupts, INIT/SIPI, time ----
+
+bool attachment::source_pending(void* ctx) {
+    const slot& s = *static_cast<slot*>(ctx);
+    if (s.parked) return s.start_pending;
+    return s.owner->m_->cpu(s.index).pending_interrupt().has_value();
+}
+
+std::optional<std::uint8_t> attachment::source_acknowledge(void* ctx) {
+    slot& s = *static_cast<slot*>(ctx);
+    if (s.parked) return std::nullopt;
+    auto vec = s.owner->m_->cpu(s.index).acknowledge_interrupt();
+    if (vec) ++s.owner->stats_.injected;
+    return vec;
+}
+
+void attachment::entry(cpu::vcpu& v, void* ctx) {
+    slot& s = *static_cast<slot*>(ctx);
+    attachment& a = *s.owner;
+    a.current_ = s.index;
+    if (s.start_pending) a.start(s);
+    a.m_->poll();
+    if (a.m_->cpu(s.index).take_nmi()) v.inject_nmi();
+}
+
+void attachment::park(slot& s) {
+    cpu::vcpu& v = *s.v;
+    if (v.status() != cpu::vcpu_status::runnable && v.status() != cpu::vcpu_status::halted) return;
+    s.parked = true;
+    s.start_pending = false;
+    // Halted with IF = 1, so that the SIPI (the interrupt source) wakes it.
+    v.state.rflags |= cpu::rflags_if;
+    v.halt();
+}
+
+void attachment::start(slot& s) {
+    cpu::vcpu& v = *s.v;
+    s.parked = false;
+    s.start_pending = false;
+    // Real mode at CS = vector << 8, IP = 0 (SDM 10.4.4.1 / 8.4.3).
+    const std::uint64_t base = std::uint64_t{s.start_vector} << 12;
+    v.state = cpu::initial_state(cpu::guest_mode::real, 0);
+    v.state[cpu::seg::cs].selector = static_cast<std::uint16_t>(s.start_vector << 8);
+    v.state[cpu::seg::cs].base = base;
+    v.state.rip = 0;
+    if (auto r = v.ops().prepare(v); !r.ok()) v.fail(r.err().what);
+    (void)v.take_dirty();
+}
+
+void attachment::start_ipis() {
+    for (unsigned j = 0; j < count_; ++j) {
+        slot& s = slots_[j];
+        if (!s.v) continue;
+        lapic& l = m_->cpu(j);
+        if (l.take_init() && j != 0) {  // the BSP has no firmware to restart it
+            park(s);
+            ++stats_.inits;
+        }
+        if (auto vec = l.take_sipi(); vec && s.parked) {
+            s.start_vector = *vec;
+            s.start_pending = true;
+            ++stats_.sipis;
+        }
+    }
+}
+
+bool attachment::any_wakeable() const {
+    for (unsigned i = 0; i < count_; ++i) {
+        const cpu::vcpu* v = slots_[i].v;
+        if (v && !v->finished() && !v->sleeping()) return true;
+    }
+    return false;
+}
+
+bool attachment::idle(void* ctx) {
+    attachment& a = *static_cast<attachment*>(ctx);
+    a.m_->poll();
+    if (a.any_wakeable()) return true;
+    const auto next = a.m_->next_deadline();
+    if (!next || !a.cfg_.wait.fn) return false;
+    ++a.stats_.idle_waits;
+    a.cfg_.wait.fn(a.cfg_.wait.ctx, *next);
+    a.m_->poll();
+    return true;
+}
+
+void attachment::check_events() {
+    if (!m_->has_event()) return;
+    outcome_ = m_->take_event();
+    const char* why = outcome_.kind == event_kind::debug_exit  ? "guest wrote the debug-exit port"
+                      : outcome_.kind == event_kind::power_off ? "guest powered off (ACPI S5)"
+                                                               : "guest reset the machine";
+    for (unsigned i = 0; i < count_; ++i) {
+        cpu::vcpu* v = slots_[i].v;
+        if (v && (v->status() == cpu::vcpu_status::runnable || v->status() == cpu::vcpu_status::halted)) v->stop(why);
+    }
+}
+
+// ---- exits ----
+
+void attachment::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
+    unsigned index = 0;
+    attachment* a = of(v, index);
+    if (!a) return cpu::default_handler::unhandled(v, e);
+    a->current_ = index;
+    const cpu::io_detail& io = e.io;
+    machine& m = *a->m_;
+    if (!io.string) {
+        // The common case without the generic path's indirections.
+        ++a->stats_.io;
+        if (io.in) {
+            const std::uint32_t value = m.io_read(io.port, io.size);
+            if (io.size == 4) v.state.regs.rax = value;
+            else {
+                const std::uint64_t mask = io.size == 1 ? 0xffu : 0xffffu;
+                v.state.regs.rax = (v.state.regs.rax & ~mask) | (value & mask);
+            }
+        } else {
+            const std::uint32_t mask = io.size == 4 ? 0xffffffffu : io.size == 2 ? 0xffffu : 0xffu;
+            m.io_write(io.port, io.size, static_cast<std::uint32_t>(v.state.regs.rax) & mask);
+        }
+        v.skip();
+        a->check_events();
+        return;
+    }
+    ++a->stats_.string_io;
+    if (!a->cfg_.memory.read) {
+        v.fail("string I/O without guest memory access");
+        return;
+    }
+    v.ops().load_state(v);
+    const bool code64 = (v.state.efer & cpu::efer_lma) && (v.state[cpu::seg::cs].access & cpu::ar::l);
+    cpu::io_segments segs;
+    segs.source_base = code64 ? 0 : v.state[cpu::seg::ds].base;  // the exit does not name an override
+    segs.es_base = code64 ? 0 : v.state[cpu::seg::es].base;
+    string_io_memory sm{&a->cfg_.memory, &v};
+    const cpu::guest_memory mem{
+        &sm,
+        [](void* c, std::uint64_t la, void* dst, std::size_t n) {
+            auto* s = static_cast<string_io_memory*>(c);
+            return s->access->read(s->access->ctx, *s->v, la, dst, n);
+        },
+        [](void* c, std::uint64_t la, const void* src, std::size_t n) {
+            auto* s = static_cast<string_io_memory*>(c);
+            return s->access->write(s->access->ctx, *s->v, la, src, n);
+        }};
+    const cpu::io_ports ports{
+        &m, [](void* c, std::uint16_t port, std::uint8_t size) { return static_cast<machine*>(c)->io_read(port, size); },
+        [](void* c, std::uint16_t port, std::uint8_t size, std::uint32_t value) {
+            static_cast<machine*>(c)->io_write(port, size, value);
+        }};
+    auto r = cpu::emulate_io(v.state, io, ports, mem, segs, a->cfg_.max_string_reps);
+    if (!r) {
+        v.inject_exception(vector_gp, 0);  // the string touched memory the guest has not mapped
+        return;
+    }
+    if (r->remaining == 0) v.skip();      // else RIP stays: the REP resumes where it stopped
+    a->check_events();
+}
+
+void attachment::on_msr_read(cpu::vcpu& v, const cpu::exit_info& e) {
+    unsigned index = 0;
+    attachment* a = of(v, index);
+    if (!a) return cpu::default_handler::unhandled(v, e);
+    ++a->stats_.msr;
+    const std::uint32_t msr = e.msr.index;
+    const msr_value r = a->m_->read_msr(index, msr);
+    switch (r.outcome) {
+    case msr_outcome::ok: set_edx_eax(v, r.value); break;
+    case msr_outcome::gp: return v.inject_exception(vector_gp, 0);
+    case msr_outcome::unhandled:
+        if (msr != msr_efer) return v.inject_exception(vector_gp, 0);
+        v.ops().load_state(v);
+        set_edx_eax(v, v.state.efer);
+        break;
+    }
+    v.skip();
+}
+
+void attachment::on_msr_write(cpu::vcpu& v, const cpu::exit_info& e) {
+    unsigned index = 0;
+    attachment* a = of(v, index);
+    if (!a) return cpu::default_handler::unhandled(v, e);
+    ++a->stats_.msr;
+    const std::uint32_t msr = e.msr.index;
+    const std::uint64_t value = (v.state.regs.rdx << 32) | (v.state.regs.rax & 0xffffffffu);
+    switch (a->m_->write_msr(index, msr, value)) {
+    case msr_outcome::ok:
+        v.skip();
+        a->start_ipis();  // an x2APIC ICR write may have sent INIT/SIPI
+        return;
+    case msr_outcome::gp: return v.inject_exception(vector_gp, 0);
+    case msr_outcome::unhandled: break;
+    }
+    if (msr != msr_efer || (value & ~(efer_writable | cpu::efer_lma))) return v.inject_exception(vector_gp, 0);
+    // No backend operation writes EFER alone: load the whole state, change EFER (LMA
+    // stays the CPU's), and rebuild the VMCS/VMCB from it.
+    v.ops().load_state(v);
+    v.state.efer = (value & efer_writable) | (v.state.efer & cpu::efer_lma);
+    v.skip();
+    if (auto r = v.ops().prepare(v); !r.ok()) v.fail(r.err().what);
+}
+
+void attachment::on_cpuid(cpu::vcpu& v, const cpu::exit_info& e) {
+    unsigned index = 0;
+    attachment* a = of(v, index);
+    if (!a || !a->cfg_.cpuid) return cpu::default_handler::unhandled(v, e);
+    ++a->stats_.cpuid;
+    const std::uint32_t leaf = static_cast<std::uint32_t>(v.state.regs.rax);
+    const std::uint32_t sub = static_cast<std::uint32_t>(v.state.regs.rcx);
+    const machine_config& mc = a->m_->config();
+    const std::uint32_t apic_id = a->m_->cpu(index).id();
+    cpuid_regs r{};
+    if (leaf >= hv_leaf_base && leaf <= hv_leaf_base + 0xff) {
+        if (leaf == hv_leaf_base) {
+            r.eax = hv_leaf_timing;
+            r.ebx = 0x6862696c;  // "libhvlibhv  "
+            r.ecx = 0x62696c76;
+            r.edx = 0x20207668;
+        } else if (leaf == hv_leaf_timing) {
+            r.eax = static_cast<std::uint32_t>(a->m_->timers().clock().frequency() / 1000);
+            r.ebx = static_cast<std::uint32_t>(mc.lapic_timer_hz / 1000);
+        }
+    } else {
+        r = a->cfg_.cpuid(leaf, sub);
+        switch (leaf) {
+        case 1:
+            r.ebx = (r.ebx & 0x00ffffffu) | (apic_id << 24);
+            r.ecx &= ~(leaf1_ecx_monitor | leaf1_ecx_vmx | leaf1_ecx_smx | leaf1_ecx_x2apic | leaf1_ecx_tsc_deadline);
+            r.ecx |= leaf1_ecx_hypervisor;
+            if (mc.x2apic) r.ecx |= leaf1_ecx_x2apic;
+            if (mc.tsc_deadline) r.ecx |= leaf1_ecx_tsc_deadline;
+            r.edx |= leaf1_edx_apic;
+            break;
+        case 0xb:
+        case 0x1f: r.edx = apic_id; break;
+        case 0x80000001: r.ecx &= ~(ext1_ecx_svm | ext1_ecx_monitorx); break;
+        default: break;
+        }
+    }
+    v.state.regs.rax = r.eax;
+    v.state.regs.rbx = r.ebx;
+    v.state.regs.rcx = r.ecx;
+    v.state.regs.rdx = r.edx;
+    v.skip();
+}
+
+// ---- MMIO ----
+
+bool attachment::mmio_read(void* ctx, std::uint64_t offset, unsigned size, std::uint64_t& value) {
+    const mmio_window& w = *static_cast<mmio_window*>(ctx);
+    attachment& a = *w.self;
+    ++a.stats_.mmio;
+    value = a.m_->mmio_read(a.current_, w.base + offset, size);
+    return true;
+}
+
+bool attachment::mmio_write(void* ctx, std::uint64_t offset, unsigned size, std::uint64_t value) {
+    const mmio_window& w = *static_cast<mmio_window*>(ctx);
+    attachment& a = *w.self;
+    ++a.stats_.mmio;
+    a.m_->mmio_write(a.current_, w.base + offset, size, value);
+    a.start_ipis();  // an xAPIC ICR write may have sent INIT/SIPI
+    return true;
+}
+
+// ---- console ----
+
+void attachment::console_byte(void* ctx, std::uint8_t byte) {
+    auto& a = *static_cast<attachment*>(ctx);
+    if (byte == '\r') return;
+    if (byte != '\n') a.line_[a.line_len_++] = static_cast<char>(byte);
+    if (byte == '\n' || a.line_len_ == console_line) {
+        const fmt::sink& out = *a.cfg_.console;
+        out.write(a.cfg_.console_prefix.data(), a.cfg_.console_prefix.size());
+        out.write(a.line_, a.line_len_);
+        out.write("\n", 1);
+        a.line_len_ = 0;
+    }
+}
+
+void attachment::flush_console() {
+    if (line_len_ && cfg_.console) console_byte(this, '\n');
+}
+
+} // namespace hv::dev
