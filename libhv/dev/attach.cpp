@@ -1,5 +1,4 @@
 #include "libhv/dev/attach.hpp"
-#include "libhv/cpu/io_emul.hpp"
 
 namespace hv::dev {
 
@@ -9,23 +8,8 @@ namespace {
 constexpr unsigned max_attachments = 4;
 attachment* registry[max_attachments] = {};
 
-constexpr std::uint32_t msr_efer = 0xc0000080;
-constexpr std::uint64_t efer_writable = cpu::efer_sce | cpu::efer_lme | cpu::efer_nxe;
 constexpr std::uint8_t vector_gp = 13;
-
-// CPUID bits the guest must not see (the hypervisor does not emulate them) or must.
-constexpr std::uint32_t leaf1_ecx_monitor = 1u << 3, leaf1_ecx_vmx = 1u << 5, leaf1_ecx_smx = 1u << 6,
-                        leaf1_ecx_x2apic = 1u << 21, leaf1_ecx_tsc_deadline = 1u << 24,
-                        leaf1_ecx_hypervisor = 1u << 31;
-constexpr std::uint32_t leaf1_edx_apic = 1u << 9;
-constexpr std::uint32_t ext1_ecx_svm = 1u << 2, ext1_ecx_monitorx = 1u << 13;
-constexpr std::uint32_t hv_leaf_base = 0x40000000, hv_leaf_timing = 0x40000010;
-
-// The guest memory string I/O reads and writes, for one vCPU.
-struct string_io_memory {
-    const linear_access* access;
-    cpu::vcpu* v;
-};
+constexpr std::uint32_t cpuid_hypervisor_leaf = 0x40000000;
 
 void set_edx_eax(cpu::vcpu& v, std::uint64_t value) {
     v.state.regs.rax = value & 0xffffffffu;
@@ -71,10 +55,9 @@ status attachment::attach(cpu::vcpu& v, unsigned index) {
     s = slot{this, &v, index, false, false, 0};
     if (index >= count_) count_ = index + 1;
 
-    v.on(cpu::exit_reason::io, &on_io);
     v.on(cpu::exit_reason::msr_read, &on_msr_read);
     v.on(cpu::exit_reason::msr_write, &on_msr_write);
-    if (cfg_.cpuid) v.on(cpu::exit_reason::cpuid, &on_cpuid);
+    v.on(cpu::exit_reason::cpuid, &on_cpuid);
     v.set_interrupt_source({&s, &source_pending, &source_acknowledge});
     v.set_entry_hook({&s, &entry});
     if (index != 0) {
@@ -173,7 +156,8 @@ bool attachment::idle(void* ctx) {
 
 void attachment::check_events() {
     if (!m_->has_event()) return;
-    outcome_ = m_->take_event();
+    const event ev = m_->take_event();
+    outcome_ = {ev.kind, ev.value};
     const char* why = outcome_.kind == event_kind::debug_exit  ? "guest wrote the debug-exit port"
                       : outcome_.kind == event_kind::power_off ? "guest powered off (ACPI S5)"
                                                                : "guest reset the machine";
@@ -185,64 +169,17 @@ void attachment::check_events() {
 
 // ---- exits ----
 
-void attachment::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
-    unsigned index = 0;
-    attachment* a = of(v, index);
-    if (!a) return cpu::default_handler::unhandled(v, e);
-    a->current_ = index;
-    const cpu::io_detail& io = e.io;
-    machine& m = *a->m_;
-    if (!io.string) {
-        // The common case without the generic path's indirections.
-        ++a->stats_.io;
-        if (io.in) {
-            const std::uint32_t value = m.io_read(io.port, io.size);
-            if (io.size == 4) v.state.regs.rax = value;
-            else {
-                const std::uint64_t mask = io.size == 1 ? 0xffu : 0xffffu;
-                v.state.regs.rax = (v.state.regs.rax & ~mask) | (value & mask);
-            }
-        } else {
-            const std::uint32_t mask = io.size == 4 ? 0xffffffffu : io.size == 2 ? 0xffffu : 0xffu;
-            m.io_write(io.port, io.size, static_cast<std::uint32_t>(v.state.regs.rax) & mask);
-        }
-        v.skip();
-        a->check_events();
-        return;
-    }
-    ++a->stats_.string_io;
-    if (!a->cfg_.memory.read) {
-        v.fail("string I/O without guest memory access");
-        return;
-    }
-    v.ops().load_state(v);
-    const bool code64 = (v.state.efer & cpu::efer_lma) && (v.state[cpu::seg::cs].access & cpu::ar::l);
-    cpu::io_segments segs;
-    segs.source_base = code64 ? 0 : v.state[cpu::seg::ds].base;  // the exit does not name an override
-    segs.es_base = code64 ? 0 : v.state[cpu::seg::es].base;
-    string_io_memory sm{&a->cfg_.memory, &v};
-    const cpu::guest_memory mem{
-        &sm,
-        [](void* c, std::uint64_t la, void* dst, std::size_t n) {
-            auto* s = static_cast<string_io_memory*>(c);
-            return s->access->read(s->access->ctx, *s->v, la, dst, n);
-        },
-        [](void* c, std::uint64_t la, const void* src, std::size_t n) {
-            auto* s = static_cast<string_io_memory*>(c);
-            return s->access->write(s->access->ctx, *s->v, la, src, n);
-        }};
-    const cpu::io_ports ports{
-        &m, [](void* c, std::uint16_t port, std::uint8_t size) { return static_cast<machine*>(c)->io_read(port, size); },
-        [](void* c, std::uint16_t port, std::uint8_t size, std::uint32_t value) {
-            static_cast<machine*>(c)->io_write(port, size, value);
-        }};
-    auto r = cpu::emulate_io(v.state, io, ports, mem, segs, a->cfg_.max_string_reps);
-    if (!r) {
-        v.inject_exception(vector_gp, 0);  // the string touched memory the guest has not mapped
-        return;
-    }
-    if (r->remaining == 0) v.skip();      // else RIP stays: the REP resumes where it stopped
-    a->check_events();
+std::uint32_t attachment::port_in(void* ctx, std::uint16_t port, std::uint8_t size) {
+    auto& a = *static_cast<attachment*>(ctx);
+    ++a.stats_.io;
+    return a.m_->io_read(port, size);
+}
+
+void attachment::port_out(void* ctx, std::uint16_t port, std::uint8_t size, std::uint32_t value) {
+    auto& a = *static_cast<attachment*>(ctx);
+    ++a.stats_.io;
+    a.m_->io_write(port, size, value);
+    a.check_events();
 }
 
 void attachment::on_msr_read(cpu::vcpu& v, const cpu::exit_info& e) {
@@ -256,10 +193,8 @@ void attachment::on_msr_read(cpu::vcpu& v, const cpu::exit_info& e) {
     case msr_outcome::ok: set_edx_eax(v, r.value); break;
     case msr_outcome::gp: return v.inject_exception(vector_gp, 0);
     case msr_outcome::unhandled:
-        if (msr != msr_efer) return v.inject_exception(vector_gp, 0);
-        v.ops().load_state(v);
-        set_edx_eax(v, v.state.efer);
-        break;
+        if (a->cfg_.msr_read_next) return a->cfg_.msr_read_next(v, e);
+        return v.inject_exception(vector_gp, 0);
     }
     v.skip();
 }
@@ -279,57 +214,29 @@ void attachment::on_msr_write(cpu::vcpu& v, const cpu::exit_info& e) {
     case msr_outcome::gp: return v.inject_exception(vector_gp, 0);
     case msr_outcome::unhandled: break;
     }
-    if (msr != msr_efer || (value & ~(efer_writable | cpu::efer_lma))) return v.inject_exception(vector_gp, 0);
-    // No backend operation writes EFER alone: load the whole state, change EFER (LMA
-    // stays the CPU's), and rebuild the VMCS/VMCB from it.
-    v.ops().load_state(v);
-    v.state.efer = (value & efer_writable) | (v.state.efer & cpu::efer_lma);
-    v.skip();
-    if (auto r = v.ops().prepare(v); !r.ok()) v.fail(r.err().what);
+    if (a->cfg_.msr_write_next) return a->cfg_.msr_write_next(v, e);
+    v.inject_exception(vector_gp, 0);
 }
 
 void attachment::on_cpuid(cpu::vcpu& v, const cpu::exit_info& e) {
     unsigned index = 0;
     attachment* a = of(v, index);
-    if (!a || !a->cfg_.cpuid) return cpu::default_handler::unhandled(v, e);
+    if (!a) return cpu::default_handler::unhandled(v, e);
     ++a->stats_.cpuid;
     const std::uint32_t leaf = static_cast<std::uint32_t>(v.state.regs.rax);
-    const std::uint32_t sub = static_cast<std::uint32_t>(v.state.regs.rcx);
-    const machine_config& mc = a->m_->config();
-    const std::uint32_t apic_id = a->m_->cpu(index).id();
-    cpuid_regs r{};
-    if (leaf >= hv_leaf_base && leaf <= hv_leaf_base + 0xff) {
-        if (leaf == hv_leaf_base) {
-            r.eax = hv_leaf_timing;
-            r.ebx = 0x6862696c;  // "libhvlibhv  "
-            r.ecx = 0x62696c76;
-            r.edx = 0x20207668;
-        } else if (leaf == hv_leaf_timing) {
-            r.eax = static_cast<std::uint32_t>(a->m_->timers().clock().frequency() / 1000);
-            r.ebx = static_cast<std::uint32_t>(mc.lapic_timer_hz / 1000);
-        }
-    } else {
-        r = a->cfg_.cpuid(leaf, sub);
-        switch (leaf) {
-        case 1:
-            r.ebx = (r.ebx & 0x00ffffffu) | (apic_id << 24);
-            r.ecx &= ~(leaf1_ecx_monitor | leaf1_ecx_vmx | leaf1_ecx_smx | leaf1_ecx_x2apic | leaf1_ecx_tsc_deadline);
-            r.ecx |= leaf1_ecx_hypervisor;
-            if (mc.x2apic) r.ecx |= leaf1_ecx_x2apic;
-            if (mc.tsc_deadline) r.ecx |= leaf1_ecx_tsc_deadline;
-            r.edx |= leaf1_edx_apic;
-            break;
-        case 0xb:
-        case 0x1f: r.edx = apic_id; break;
-        case 0x80000001: r.ecx &= ~(ext1_ecx_svm | ext1_ecx_monitorx); break;
-        default: break;
-        }
+    if (leaf == cpuid_timing_leaf) {
+        v.state.regs.rax = static_cast<std::uint32_t>(a->m_->timers().clock().frequency() / 1000);
+        v.state.regs.rbx = static_cast<std::uint32_t>(a->m_->config().lapic_timer_hz / 1000);
+        v.state.regs.rcx = 0;
+        v.state.regs.rdx = 0;
+        v.skip();
+        return;
     }
-    v.state.regs.rax = r.eax;
-    v.state.regs.rbx = r.ebx;
-    v.state.regs.rcx = r.ecx;
-    v.state.regs.rdx = r.edx;
-    v.skip();
+    if (!a->cfg_.cpuid_next) return cpu::default_handler::unhandled(v, e);
+    a->cfg_.cpuid_next(v, e);
+    // The hypervisor range's first leaf names its last: include the timing leaf.
+    if (leaf == cpuid_hypervisor_leaf && static_cast<std::uint32_t>(v.state.regs.rax) < cpuid_timing_leaf)
+        v.state.regs.rax = cpuid_timing_leaf;
 }
 
 // ---- MMIO ----

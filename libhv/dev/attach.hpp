@@ -1,14 +1,14 @@
 // The emulated PC (dev::machine) attached to a guest's vCPUs, written once for both
 // vendors against cpu::vcpu and its exit model:
 //
-//   IN/OUT exit ───────▶ port bus; INS/OUTS (REP) through cpu::emulate_io with the
-//                        guest's linear memory (its paging, not identity)
+//   port I/O ──────────▶ ports(): the port bus, for the vm layer's I/O exit handler
+//                        (which runs IN/OUT and string I/O through the guest's paging)
 //   MMIO (npf → insn) ─▶ mmio_read/mmio_write: LAPIC page of the vCPU whose exit it is,
 //                        IOAPIC (the vm layer adds the regions and calls these)
-//   RDMSR/WRMSR ───────▶ IA32_APIC_BASE, TSC deadline, x2APIC MSRs; EFER; else #GP
-//   CPUID ─────────────▶ host CPUID minus VMX/SVM/MONITOR, plus this vCPU's APIC ID,
-//                        x2APIC/TSC-deadline as configured, hypervisor leaves with the
-//                        guest TSC and APIC-timer frequencies (0x40000010, kHz)
+//   RDMSR/WRMSR ───────▶ IA32_APIC_BASE, TSC deadline, x2APIC MSRs; others to the
+//                        next handler (the vm layer's MSR file), or #GP
+//   CPUID ─────────────▶ the next handler (the vm layer's CPU model), plus leaf
+//                        0x40000010: guest TSC and APIC-timer frequencies in kHz
 //   entry hook ────────▶ device deadlines (machine::poll), NMI, SIPI start of an AP
 //   interrupt source ──▶ the local APIC (8259 ExtINT via LINT0), acknowledged only
 //                        when the vCPU injects it
@@ -27,22 +27,15 @@
 #include <string_view>
 #include "libhv/core/format.hpp"
 #include "libhv/core/result.hpp"
+#include "libhv/cpu/io_emul.hpp"
 #include "libhv/cpu/vcpu.hpp"
 #include "libhv/dev/machine.hpp"
 
 namespace hv::dev {
 
-// A vCPU's linear address space (its state loaded with ops().load_state first).
-struct linear_access {
-    void* ctx = nullptr;
-    bool (*read)(void* ctx, cpu::vcpu& v, std::uint64_t linear, void* dst, std::size_t n) = nullptr;
-    bool (*write)(void* ctx, cpu::vcpu& v, std::uint64_t linear, const void* src, std::size_t n) = nullptr;
-};
-
-struct cpuid_regs {
-    std::uint32_t eax = 0, ebx = 0, ecx = 0, edx = 0;
-};
-using host_cpuid_fn = cpuid_regs (*)(std::uint32_t leaf, std::uint32_t subleaf);
+// The hypervisor leaf range's timing leaf (as VMware and KVM guests read it):
+// EAX = guest TSC kHz, EBX = local APIC timer input clock kHz.
+inline constexpr std::uint32_t cpuid_timing_leaf = 0x40000010;
 
 // Waits on the host until the guest clock has reached `deadline` (guest ticks).
 struct deadline_wait {
@@ -51,12 +44,12 @@ struct deadline_wait {
 };
 
 struct attach_config {
-    linear_access memory{};                  // string I/O; without it INS/OUTS fail the vCPU
-    host_cpuid_fn cpuid = nullptr;           // nullptr: CPUID exits are left to others
+    cpu::exit_handler cpuid_next = nullptr;      // CPUID leaves besides the timing leaf
+    cpu::exit_handler msr_read_next = nullptr;   // MSRs the machine does not model (nullptr: #GP)
+    cpu::exit_handler msr_write_next = nullptr;
     const fmt::sink* console = nullptr;      // guest COM1 output (nullptr: dropped)
     std::string_view console_prefix = "guest: ";
     deadline_wait wait{};                    // the idle hook's sleep (nullptr: return at once)
-    std::uint64_t max_string_reps = 4096;    // REP INS/OUTS per exit; the rest re-executes
 };
 
 // How the run ended, from the machine's point of view.
@@ -67,7 +60,7 @@ struct run_outcome {
 };
 
 struct attach_stats {
-    std::uint64_t io = 0, string_io = 0, mmio = 0, msr = 0, cpuid = 0, injected = 0;
+    std::uint64_t io = 0, mmio = 0, msr = 0, cpuid = 0, injected = 0;
     std::uint64_t inits = 0, sipis = 0, idle_waits = 0;
 };
 
@@ -81,7 +74,11 @@ public:
     attachment(const attachment&) = delete;
     attachment& operator=(const attachment&) = delete;
 
-    // vCPU `index` of the machine runs on `v`: installs the exit handlers, interrupt
+    // The port bus for an I/O exit handler; a write that ends the machine (debug exit,
+    // S5, reset) stops every vCPU.
+    [[nodiscard]] cpu::io_ports ports() { return {this, &port_in, &port_out}; }
+
+    // vCPU `index` of the machine runs on `v`: installs the MSR/CPUID handlers, interrupt
     // source and entry hook. Index 0 runs from the state it has; the others start parked
     // (wait-for-SIPI) until an INIT/SIPI from a local APIC.
     [[nodiscard]] status attach(cpu::vcpu& v, unsigned index);
@@ -108,7 +105,6 @@ public:
     static bool idle(void* ctx);
 
     // Exit handlers, public for policies that chain to them.
-    static void on_io(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_msr_read(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_msr_write(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_cpuid(cpu::vcpu& v, const cpu::exit_info& e);
@@ -127,6 +123,8 @@ private:
     static std::optional<std::uint8_t> source_acknowledge(void* ctx);
     static void entry(cpu::vcpu& v, void* ctx);
     static void console_byte(void* ctx, std::uint8_t byte);
+    static std::uint32_t port_in(void* ctx, std::uint16_t port, std::uint8_t size);
+    static void port_out(void* ctx, std::uint16_t port, std::uint8_t size, std::uint32_t value);
     void start_ipis();        // INIT/SIPI the local APICs received → park / start vCPUs
     void park(slot& s);
     void start(slot& s);
