@@ -397,8 +397,7 @@ TEST_CASE("attach: PIT IRQ0 through the 8259 (ExtINT) wakes HLT") {
     CHECK(irq0 == 2);
     // Two PIT periods of 1193 counts at 1.193182 MHz in 1 GHz ticks, plus the one input
     // clock (838 ns) the 8254 takes to load a count.
-    CHECK(r.clk.now() >= 2 * 999847);
-    CHECK(r.clk.now() <= 2 * 999847 + 839);
+    CHECK(r.clk.now() == dev::mul_div_ceil(2 * 1193 + 1, 1000000000, 1193182));
 }
 
 TEST_CASE("attach: INIT/SIPI start parked vCPUs (targeted and broadcast)") {
