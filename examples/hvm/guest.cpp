@@ -424,8 +424,10 @@ status check_acpi(const rt::context& ctx) {
             break;
         }
     CHECK_OR_FAIL(rsdp, "acpi: no RSDP in 0xe0000-0xfffff");
-    CHECK_OR_FAIL(!ctx.boot.rsdp || ctx.boot.rsdp == rsdp, "acpi: loader said RSDP {:#x}, scan found {:#x}", ctx.boot.rsdp,
-                  rsdp);
+    // PVH passes the RSDP's address; multiboot2 a copy of it in its information.
+    CHECK_OR_FAIL(!ctx.boot.rsdp || __builtin_memcmp(reinterpret_cast<const void*>(ctx.boot.rsdp),
+                                                     reinterpret_cast<const void*>(rsdp), 36) == 0,
+                  "acpi: the loader's RSDP at {:#x} differs from the one found at {:#x}", ctx.boot.rsdp, rsdp);
     const auto* p = reinterpret_cast<const volatile std::uint8_t*>(rsdp);
     CHECK_OR_FAIL(sum_bytes(p, 20) == 0, "acpi: RSDP checksum");
     CHECK_OR_FAIL(p[15] >= 2 && sum_bytes(p, read_at<std::uint32_t>(rsdp + 20)) == 0, "acpi: RSDP v2 extended checksum");
@@ -452,8 +454,8 @@ status check_acpi(const rt::context& ctx) {
     const std::uint64_t xdsdt = read_at<std::uint32_t>(fadt + 4) >= 148 ? read_at<std::uint64_t>(fadt + 140) : 0;
     const std::uint64_t dsdt = xdsdt ? xdsdt : read_at<std::uint32_t>(fadt + 40);
     HV_TRY(check_table(dsdt, "DSDT"));
-    println("check acpi: RSDP {:#x}, XSDT {:#x} ({} tables), MADT {} CPUs {} IOAPIC, FADT, DSDT {:#x}: checksums good", rsdp,
-            xsdt, entries, madt_cpus, ioapics, dsdt);
+    println("check acpi: RSDP {:#x} (loader: {:#x}), XSDT {:#x} ({} tables), MADT {} CPUs {} IOAPIC, FADT, DSDT {:#x}: checksums good", rsdp,
+            ctx.boot.rsdp, xsdt, entries, madt_cpus, ioapics, dsdt);
     CHECK_OR_FAIL(madt_cpus >= 1 && ioapics == 1, "acpi: MADT content");
     return {};
 }

@@ -83,7 +83,7 @@ status run_realmode(mem::page_allocator& pages) {
     static vm::host_memory host{mmu::page_allocator_ref::to(frames)};
     static vm::guest g{host};
     vm::config cfg;
-    cfg.first_tag = 20;
+    cfg.first_tag = vm::guest::max_vcpus + 1;  // after the main guest's tags (QEMU has 16 ASIDs)
     HV_TRY(g.init(this_cpu, cfg, alloc_pages));
     HV_TRY(vm::add_pc_ram(g, 2 << 20));
     static dev::machine m{dev::machine_config::pc(1, 2 << 20), guest_clock};
