@@ -6,6 +6,8 @@
 //             fw_cfg signature, CPU count and RAM size; MMIO instruction forms on the
 //             LAPIC compared with the same instructions on RAM; with APs: INIT/SIPI
 //             (targeted, then broadcast) and every AP reports; HV-BENCH lines.
+//   dev.poweroff  ACPI S5 through PM1a_CNT (port from the FADT, SLP_TYP from \_S5 in the DSDT)
+//   dev.reset     8042 pulse reset (0xfe to port 0x64)
 // The guest TSC frequency comes from CPUID 0x40000010 (libhv's timing leaf).
 #include <cstdint>
 #include "libhv/arch/x86/cpu.hpp"
@@ -416,13 +418,30 @@ status check_table(std::uint64_t addr, const char* sig) {
     return {};
 }
 
-status check_acpi(const rt::context& ctx) {
-    std::uint64_t rsdp = 0;
+std::uint64_t find_rsdp() {
     for (std::uint64_t a = 0xe0000; a < 0x100000; a += 16)
-        if (sig_is(a, "RSD PTR ", 8)) {
-            rsdp = a;
-            break;
-        }
+        if (sig_is(a, "RSD PTR ", 8)) return a;
+    return 0;
+}
+
+// The table with signature `sig` the XSDT lists, or 0.
+std::uint64_t find_table(std::uint64_t rsdp, const char* sig) {
+    const std::uint64_t xsdt = read_at<std::uint64_t>(rsdp + 24);
+    const std::uint32_t entries = (read_at<std::uint32_t>(xsdt + 4) - 36) / 8;
+    for (std::uint32_t i = 0; i < entries; ++i) {
+        const std::uint64_t t = read_at<std::uint64_t>(xsdt + 36 + 8 * i);
+        if (sig_is(t, sig, 4)) return t;
+    }
+    return 0;
+}
+
+std::uint64_t dsdt_of(std::uint64_t fadt) {
+    const std::uint64_t x = read_at<std::uint32_t>(fadt + 4) >= 148 ? read_at<std::uint64_t>(fadt + 140) : 0;
+    return x ? x : read_at<std::uint32_t>(fadt + 40);
+}
+
+status check_acpi(const rt::context& ctx) {
+    const std::uint64_t rsdp = find_rsdp();
     CHECK_OR_FAIL(rsdp, "acpi: no RSDP in 0xe0000-0xfffff");
     // PVH passes the RSDP's address; multiboot2 a copy of it in its information.
     CHECK_OR_FAIL(!ctx.boot.rsdp || __builtin_memcmp(reinterpret_cast<const void*>(ctx.boot.rsdp),
@@ -434,12 +453,7 @@ status check_acpi(const rt::context& ctx) {
     const std::uint64_t xsdt = read_at<std::uint64_t>(rsdp + 24);
     HV_TRY(check_table(xsdt, "XSDT"));
     const std::uint32_t entries = (read_at<std::uint32_t>(xsdt + 4) - 36) / 8;
-    std::uint64_t madt = 0, fadt = 0;
-    for (std::uint32_t i = 0; i < entries; ++i) {
-        const std::uint64_t t = read_at<std::uint64_t>(xsdt + 36 + 8 * i);
-        if (sig_is(t, "APIC", 4)) madt = t;
-        if (sig_is(t, "FACP", 4)) fadt = t;
-    }
+    const std::uint64_t madt = find_table(rsdp, "APIC"), fadt = find_table(rsdp, "FACP");
     HV_TRY(check_table(madt, "APIC"));
     HV_TRY(check_table(fadt, "FACP"));
     unsigned ioapics = 0;
@@ -451,8 +465,7 @@ status check_acpi(const rt::context& ctx) {
         if (type == 1) ++ioapics;
         e += len;
     }
-    const std::uint64_t xdsdt = read_at<std::uint32_t>(fadt + 4) >= 148 ? read_at<std::uint64_t>(fadt + 140) : 0;
-    const std::uint64_t dsdt = xdsdt ? xdsdt : read_at<std::uint32_t>(fadt + 40);
+    const std::uint64_t dsdt = dsdt_of(fadt);
     HV_TRY(check_table(dsdt, "DSDT"));
     println("check acpi: RSDP {:#x} (loader: {:#x}), XSDT {:#x} ({} tables), MADT {} CPUs {} IOAPIC, FADT, DSDT {:#x}: checksums good", rsdp,
             ctx.boot.rsdp, xsdt, entries, madt_cpus, ioapics, dsdt);
@@ -633,7 +646,7 @@ extern "C" void guest_irq(std::uint64_t vector) {
 HV_PROGRAM(dev_all, "dev.all", "check every emulated device from inside an HVM guest") {
     set_gate(0xff, &hvg_irq_0xff, eoi_kind::none);
     lapic(apic_svr) = 0x1ff;  // software-enable the local APIC, spurious vector 0xff
-    println("guest: APIC ID {}, {} via {}", lapic(apic_id) >> 24, ctx.boot.loader_name, boot::to_string(ctx.boot.source));
+    println("dev.all: APIC ID {}, loader \"{}\" via {}", lapic(apic_id) >> 24, ctx.boot.loader_name, boot::to_string(ctx.boot.source));
     HV_TRY(check_timing_leaf());
     HV_TRY(check_uart());
     HV_TRY(check_pit());
@@ -646,4 +659,33 @@ HV_PROGRAM(dev_all, "dev.all", "check every emulated device from inside an HVM g
     HV_TRY(check_smp());
     bench();
     return {};
+}
+
+HV_PROGRAM(dev_poweroff, "dev.poweroff", "power the machine off through ACPI S5") {
+    const std::uint64_t rsdp = find_rsdp();
+    if (!rsdp) return fail(errc::not_found, "no RSDP");
+    const std::uint64_t fadt = find_table(rsdp, "FACP");
+    if (!fadt) return fail(errc::not_found, "no FADT");
+    const std::uint64_t dsdt = dsdt_of(fadt);
+    const std::uint32_t len = read_at<std::uint32_t>(dsdt + 4);
+    // \_S5_: NameOp "_S5_" PackageOp PkgLength NumElements then SLP_TYPa (BytePrefix n, ZeroOp or OneOp).
+    int slp_typ = -1;
+    for (std::uint64_t p = dsdt + 36; p + 10 <= dsdt + len; ++p) {
+        if (!sig_is(p, "_S5_", 4) || read_at<std::uint8_t>(p + 4) != 0x12) continue;
+        const std::uint8_t first = read_at<std::uint8_t>(p + 7);
+        slp_typ = first == 0x0a ? read_at<std::uint8_t>(p + 8) : first == 0x01 ? 1 : 0;
+        break;
+    }
+    if (slp_typ < 0) return fail(errc::not_found, "no \\_S5 package in the DSDT");
+    const auto pm1a_cnt = static_cast<std::uint16_t>(read_at<std::uint32_t>(fadt + 64));
+    println("poweroff: PM1a_CNT port {:#x}, SLP_TYP {} from \\_S5: S5 now", pm1a_cnt, slp_typ);
+    outw(pm1a_cnt, static_cast<std::uint16_t>((slp_typ << 10) | (1u << 13)));
+    return fail(errc::fault, "still running after SLP_EN");
+}
+
+HV_PROGRAM(dev_reset, "dev.reset", "reset the machine through the 8042") {
+    println("reset: 0xfe to the 8042 command port");
+    while (inb(0x64) & 0x02) {}
+    outb(0x64, 0xfe);
+    return fail(errc::fault, "still running after the 8042 reset pulse");
 }

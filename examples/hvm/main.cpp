@@ -9,6 +9,9 @@
 //     guest-ram=MiB  default 64
 //     realmode=1     first run a boot-sector-style blob at 0x7c00 in real mode
 //                    (string I/O to COM1, exit through 0xf4) in a guest of its own
+//     endings=1      then boot the kernel twice more, 1 vCPU each: run=dev.poweroff must
+//                    end in ACPI S5, run=dev.reset in a reset (8042 pulse)
+#include <new>
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/core/cmdline.hpp"
 #include "libhv/rt/console.hpp"
@@ -54,50 +57,95 @@ constexpr std::uint64_t rtc_start = 1767225600;      // 2026-01-01 00:00:00 UTC 
 vm::physical_cpu this_cpu;
 vm::tsc_clock guest_clock{guest_tsc_hz};
 
-status check_outcome(vm::hvm_devices& hvm, vm::guest& g, const char* what) {
+// One guest with its own PC.
+struct hvm_vm {
+    vm::zeroed_frames frames;
+    vm::host_memory host;
+    vm::guest g;
+    dev::machine m;
+    vm::hvm_devices hvm;
+    hvm_vm(mem::page_allocator& pages, const dev::machine_config& mc, const char* prefix)
+        : frames{pages}, host{mmu::page_allocator_ref::to(frames)}, g{host}, m{mc, guest_clock},
+          hvm{g, m, {&console::sink(), prefix}} {}
+};
+constexpr unsigned max_vms = 4;
+alignas(hvm_vm) std::byte vm_storage[max_vms][sizeof(hvm_vm)];
+unsigned vms_used = 0;
+std::uint16_t next_tag = 1;  // VPIDs/ASIDs: distinct per guest, few (QEMU offers 16 ASIDs)
+
+result<hvm_vm*> new_vm(mem::page_allocator& pages, unsigned vcpus, std::uint64_t ram, const char* prefix) {
+    if (vms_used == max_vms) return fail(errc::no_memory, "too many guests");
+    dev::machine_config mc = dev::machine_config::pc(vcpus, ram);
+    mc.rtc_unix_time = rtc_start;
+    auto* x = new (vm_storage[vms_used]) hvm_vm{pages, mc, prefix};
+    vm::config cfg;
+    cfg.vcpus = vcpus;
+    cfg.first_tag = next_tag;
+    next_tag = static_cast<std::uint16_t>(next_tag + vcpus);
+    ++vms_used;
+    HV_TRY(x->g.init(this_cpu, cfg, alloc_pages));
+    HV_TRY(vm::add_pc_ram(x->g, ram));
+    HV_TRY(x->hvm.attach());
+    return x;
+}
+
+const char* name_of(dev::event_kind k) {
+    switch (k) {
+    case dev::event_kind::debug_exit: return "debug exit";
+    case dev::event_kind::power_off: return "ACPI power-off";
+    case dev::event_kind::reset: return "reset";
+    case dev::event_kind::none: break;
+    }
+    return "no machine event";
+}
+
+// Starts the guest, runs it to its end and judges the end against `expected`.
+status run(hvm_vm& x, const char* what, dev::event_kind expected) {
+    vm::guest& g = x.g;
+    HV_TRY(x.hvm.start());
+    for (unsigned i = 0; i < g.vcpu_count(); ++i) g.vcpu(i).report_failures_to(&console::sink());
+    cpu::scheduler s;
+    HV_TRY(g.schedule_on(s));
+    x.hvm.run(s);
     for (unsigned i = 0; i < g.vcpu_count(); ++i) {
         cpu::vcpu& v = g.vcpu(i);
         println("hvm: {} vCPU {}: {} ({}), {} exits", what, i, cpu::name(v.status()), v.why() ? v.why() : "-",
                 v.log.total());
     }
-    const dev::attach_stats& st = hvm.wiring().stats();
+    const dev::attach_stats& st = x.hvm.wiring().stats();
     println("hvm: {} devices: {} port, {} MMIO, {} MSR, {} CPUID accesses; {} interrupts injected; {} INIT, {} SIPI; "
             "{} idle waits",
             what, st.io, st.mmio, st.msr, st.cpuid, st.injected, st.inits, st.sipis, st.idle_waits);
-    const dev::run_outcome o = hvm.outcome();
-    switch (o.kind) {
-    case dev::event_kind::debug_exit:
-        println("hvm: {} ended through port 0xf4 with {:#x}", what, o.debug_value());
-        if (o.debug_value() != vm::guest_exit::debug_exit_pass)
-            return fail(errc::fault, "the guest reported failure through port 0xf4");
-        return {};
-    case dev::event_kind::power_off: return fail(errc::fault, "the guest powered off instead of reporting a result");
-    case dev::event_kind::reset: return fail(errc::fault, "the guest reset the machine");
-    case dev::event_kind::none: break;
-    }
-    return fail(errc::fault, "the guest ended without writing the debug-exit port");
+    const dev::run_outcome o = x.hvm.outcome();
+    if (o.kind == dev::event_kind::debug_exit) println("hvm: {} ended through port 0xf4 with {:#x}", what, o.debug_value());
+    else println("hvm: {} ended: {}", what, name_of(o.kind));
+    if (o.kind != expected) return fail(errc::fault, "the guest did not end the way it should");
+    if (o.kind == dev::event_kind::debug_exit && o.debug_value() != vm::guest_exit::debug_exit_pass)
+        return fail(errc::fault, "the guest reported failure through port 0xf4");
+    return {};
 }
 
 status run_realmode(mem::page_allocator& pages) {
-    static vm::zeroed_frames frames{pages};
-    static vm::host_memory host{mmu::page_allocator_ref::to(frames)};
-    static vm::guest g{host};
-    vm::config cfg;
-    cfg.first_tag = vm::guest::max_vcpus + 1;  // after the main guest's tags (QEMU has 16 ASIDs)
-    HV_TRY(g.init(this_cpu, cfg, alloc_pages));
-    HV_TRY(vm::add_pc_ram(g, 2 << 20));
-    static dev::machine m{dev::machine_config::pc(1, 2 << 20), guest_clock};
-    static vm::hvm_devices hvm{g, m, {&console::sink(), "guest(real): "}};
-    HV_TRY(hvm.attach());
+    auto x = new_vm(pages, 1, 2 << 20, "guest(real): ");
+    HV_TRY(x);
     const std::size_t size = static_cast<std::size_t>(hvm_realmode_blob_end - hvm_realmode_blob);
-    HV_TRY(g.memory().write(0x7c00, hvm_realmode_blob, size));
-    g.vcpu(0).state = cpu::initial_state(cpu::guest_mode::real, 0x7c00);
-    HV_TRY(hvm.start());
-    g.vcpu(0).report_failures_to(&console::sink());
-    cpu::scheduler s;
-    HV_TRY(g.schedule_on(s));
-    hvm.run(s);
-    return check_outcome(hvm, g, "real-mode guest");
+    HV_TRY((*x)->g.memory().write(0x7c00, hvm_realmode_blob, size));
+    (*x)->g.vcpu(0).state = cpu::initial_state(cpu::guest_mode::real, 0x7c00);
+    return run(**x, "real-mode guest", dev::event_kind::debug_exit);
+}
+
+// The same kernel again in a small guest whose program ends the machine another way.
+status run_ending(mem::page_allocator& pages, const vm::boot_module& module, std::string_view program,
+                  const char* prefix, const char* what, dev::event_kind expected) {
+    auto x = new_vm(pages, 1, 16 << 20, prefix);
+    HV_TRY(x);
+    char cmdline[64];
+    std::size_t len = fmt::format_to(cmdline, sizeof cmdline, "run={}", program);
+    if (len >= sizeof cmdline) len = sizeof cmdline - 1;
+    vm::kernel_spec k{module.bytes, {cmdline, len}};
+    k.rsdp = (*x)->hvm.rsdp();
+    HV_TRY(vm::load_kernel((*x)->g, k));
+    return run(**x, what, expected);
 }
 
 } // namespace
@@ -134,30 +182,23 @@ HV_PROGRAM(hvm_boot, "hvm.boot", "boot the `guest` module in an HVM guest with t
     }
     if (cmdline_value(ctx.cmdline, "realmode") == "1") HV_TRY(run_realmode(ctx.pages));
 
-    static vm::zeroed_frames frames{ctx.pages};
-    static vm::host_memory host{mmu::page_allocator_ref::to(frames)};
-    static vm::guest g{host};
-    vm::config cfg;
-    cfg.vcpus = vcpus;
-    HV_TRY(g.init(this_cpu, cfg, alloc_pages));
-    HV_TRY(vm::add_pc_ram(g, ram_mib << 20));
-    dev::machine_config mc = dev::machine_config::pc(vcpus, ram_mib << 20);
-    mc.rtc_unix_time = rtc_start;
-    static dev::machine m{mc, guest_clock};
-    static vm::hvm_devices hvm{g, m, {&console::sink(), "guest: "}};
-    HV_TRY(hvm.attach());
+    auto x = new_vm(ctx.pages, vcpus, ram_mib << 20, "guest: ");
+    HV_TRY(x);
+    vm::guest& g = (*x)->g;
     vm::kernel_spec k{module->bytes, module->cmdline};
     k.use = use;
-    k.rsdp = hvm.rsdp();
+    k.rsdp = (*x)->hvm.rsdp();
     auto loaded = vm::load_kernel(g, k);
     HV_TRY(loaded);
     println("hvm: {} guest, {} vCPUs, {} MiB RAM, loaded as {} (kernel {:#x}-{:#x}), entry {:#x}, RSDP {:#x}",
             g.vendor() == cpu::vendor::vmx ? "VMX" : "SVM", vcpus, ram_mib, loader::to_string(loaded->used),
-            loaded->kernel_start, loaded->kernel_end, g.vcpu(0).state.rip, hvm.rsdp());
-    HV_TRY(hvm.start());
-    for (unsigned i = 0; i < vcpus; ++i) g.vcpu(i).report_failures_to(&console::sink());
-    cpu::scheduler s;
-    HV_TRY(g.schedule_on(s));
-    hvm.run(s);
-    return check_outcome(hvm, g, "guest");
+            loaded->kernel_start, loaded->kernel_end, g.vcpu(0).state.rip, k.rsdp);
+    HV_TRY(run(**x, "guest", dev::event_kind::debug_exit));
+
+    if (cmdline_value(ctx.cmdline, "endings") == "1") {
+        HV_TRY(run_ending(ctx.pages, *module, "dev.poweroff", "guest(poweroff): ", "poweroff guest",
+                           dev::event_kind::power_off));
+        HV_TRY(run_ending(ctx.pages, *module, "dev.reset", "guest(reset): ", "reset guest", dev::event_kind::reset));
+    }
+    return {};
 }
