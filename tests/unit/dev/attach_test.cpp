@@ -442,3 +442,42 @@ TEST_CASE("attach: INIT/SIPI start parked vCPUs (targeted and broadcast)") {
     CHECK(ap1.status() == cpu::vcpu_status::stopped);
     CHECK(ap2.status() == cpu::vcpu_status::stopped);
 }
+
+TEST_CASE("attach: ACPI S5 and an 8042 reset end every vCPU with their outcome") {
+    rig off(2);
+    off.add({out(0x604, (5u << 10) | (1u << 13), 2), out(0x3f8, 'x')});
+    off.add({});
+    off.run();
+    CHECK(off.at->outcome().kind == dev::event_kind::power_off);
+    CHECK(off.cpus[0]->status() == cpu::vcpu_status::stopped);
+    CHECK(off.cpus[1]->status() == cpu::vcpu_status::stopped);  // the parked AP too
+    CHECK(std::string(off.cpus[0]->why()) == "guest powered off (ACPI S5)");
+
+    rig reset(1);
+    reset.add({out(0x64, 0xfe), out(0x3f8, 'x')});
+    reset.run();
+    CHECK(reset.at->outcome().kind == dev::event_kind::reset);
+    CHECK(reset.cpus[0]->status() == cpu::vcpu_status::stopped);
+    CHECK(reset.at->stats().io == 1);  // the OUT after the reset never ran
+}
+
+TEST_CASE("attach: an IOAPIC-routed interrupt reaches the vCPU through the MMIO window") {
+    rig r(1);
+    r.add({guest([&](cpu::vcpu& v) {
+               r.lapic_write(0xf0, 0x1ff);
+               // IOAPIC redirection entry for GSI 4 (COM1): vector 0x34, fixed, edge, dest APIC 0.
+               REQUIRE(dev::attachment::mmio_write(&r.ioapic_window, 0x00, 4, 0x10 + 2 * 4));
+               REQUIRE(dev::attachment::mmio_write(&r.ioapic_window, 0x10, 4, 0x34));
+               REQUIRE(dev::attachment::mmio_write(&r.ioapic_window, 0x00, 4, 0x10 + 2 * 4 + 1));
+               REQUIRE(dev::attachment::mmio_write(&r.ioapic_window, 0x10, 4, 0));
+               v.state.rflags |= cpu::rflags_if;
+           }),
+           out(0x21, 0xff),             // 8259 fully masked: only the IOAPIC path is left
+           out(0x3fc, 0x08), out(0x3f9, 0x02),  // OUT2, THR-empty interrupt on
+           guest([&](cpu::vcpu&) { r.lapic_write(0xb0, 0); }), debug_exit(0)});
+    r.run();
+    int injected = 0;
+    for (auto& t : r.trace) injected += t == "v0 enter inject=0:52";
+    CHECK(injected == 1);
+    CHECK(r.at->stats().mmio == 6);
+}
