@@ -9,6 +9,7 @@
 //     guest-ram=MiB  default 64
 //     realmode=1     first run a boot-sector-style blob at 0x7c00 in real mode
 //                    (string I/O to COM1, exit through 0xf4) in a guest of its own
+//     bzimage=NAME   then boot the boot module NAME as a Linux bzImage (1 vCPU), e.g. bzhello.bin
 //     endings=1      then boot the kernel twice more, 1 vCPU each: run=dev.poweroff must
 //                    end in ACPI S5, run=dev.reset in a reset (8042 pulse)
 #include <new>
@@ -68,7 +69,7 @@ struct hvm_vm {
         : frames{pages}, host{mmu::page_allocator_ref::to(frames)}, g{host}, m{mc, guest_clock},
           hvm{g, m, {&console::sink(), prefix}} {}
 };
-constexpr unsigned max_vms = 4;
+constexpr unsigned max_vms = 6;
 alignas(hvm_vm) std::byte vm_storage[max_vms][sizeof(hvm_vm)];
 unsigned vms_used = 0;
 std::uint16_t next_tag = 1;  // VPIDs/ASIDs: distinct per guest, few (QEMU offers 16 ASIDs)
@@ -195,6 +196,20 @@ HV_PROGRAM(hvm_boot, "hvm.boot", "boot the `guest` module in an HVM guest with t
             loaded->kernel_start, loaded->kernel_end, g.vcpu(0).state.rip, k.rsdp);
     HV_TRY(run(**x, "guest", dev::event_kind::debug_exit));
 
+    if (auto name = cmdline_value(ctx.cmdline, "bzimage")) {
+        auto bz = vm::find_module(ctx.boot, *name);
+        if (!bz) return fail(errc::not_found, "bzimage= names no boot module");
+        auto y = new_vm(ctx.pages, 1, 16 << 20, "guest(bzImage): ");
+        HV_TRY(y);
+        vm::kernel_spec kb{bz->bytes, "console=ttyS0 bzhello"};
+        kb.use = loader::protocol::linux_bzimage;
+        kb.rsdp = (*y)->hvm.rsdp();
+        auto lb = vm::load_kernel((*y)->g, kb);
+        HV_TRY(lb);
+        println("hvm: bzImage guest loaded as {} (kernel {:#x}-{:#x}), entry {:#x}", loader::to_string(lb->used),
+                lb->kernel_start, lb->kernel_end, (*y)->g.vcpu(0).state.rip);
+        HV_TRY(run(**y, "bzImage guest", dev::event_kind::debug_exit));
+    }
     if (cmdline_value(ctx.cmdline, "endings") == "1") {
         HV_TRY(run_ending(ctx.pages, *module, "dev.poweroff", "guest(poweroff): ", "poweroff guest",
                            dev::event_kind::power_off));

@@ -5,7 +5,7 @@ namespace hv::dev {
 namespace {
 
 // Attachments alive now; handlers are plain functions of the vCPU.
-constexpr unsigned max_attachments = 4;
+constexpr unsigned max_attachments = 8;
 attachment* registry[max_attachments] = {};
 
 constexpr std::uint8_t vector_gp = 13;
