@@ -142,8 +142,23 @@ bool attachment::any_wakeable() const {
     return false;
 }
 
+bool attachment::stop_if_one_failed() {
+    bool failed = false;
+    for (unsigned i = 0; i < count_; ++i)
+        failed = failed || (slots_[i].v && slots_[i].v->status() == cpu::vcpu_status::failed);
+    if (!failed) return false;
+    for (unsigned i = 0; i < count_; ++i) {
+        cpu::vcpu* v = slots_[i].v;
+        if (v && (v->status() == cpu::vcpu_status::runnable || v->status() == cpu::vcpu_status::halted))
+            v->stop("another vCPU of the guest failed");
+    }
+    return true;
+}
+
 bool attachment::idle(void* ctx) {
     attachment& a = *static_cast<attachment*>(ctx);
+    // A failed vCPU ends its guest: the others would only wait (or tick) forever.
+    if (a.stop_if_one_failed()) return true;
     a.m_->poll();
     if (a.any_wakeable()) return true;
     const auto next = a.m_->next_deadline();

@@ -101,7 +101,8 @@ public:
     static bool mmio_write(void* ctx, std::uint64_t offset, unsigned size, std::uint64_t value);
 
     // cpu::scheduler idle hook (ctx = this): every vCPU sleeps. Runs expired deadlines,
-    // or waits for the next one; false when nothing can ever wake a vCPU.
+    // or waits for the next one; false when nothing can ever wake a vCPU. A failed vCPU
+    // stops the others (they would only sleep or tick forever).
     static bool idle(void* ctx);
 
     // Exit handlers, public for policies that chain to them.
@@ -130,6 +131,7 @@ private:
     void start(slot& s);
     void check_events();      // a machine event ends every vCPU
     bool any_wakeable() const;
+    bool stop_if_one_failed();
 
     machine* m_;
     attach_config cfg_;

@@ -481,3 +481,18 @@ TEST_CASE("attach: an IOAPIC-routed interrupt reaches the vCPU through the MMIO 
     CHECK(injected == 1);
     CHECK(r.at->stats().mmio == 6);
 }
+
+TEST_CASE("attach: a failed vCPU ends its halted siblings even with a periodic timer armed") {
+    rig r(2);
+    r.add({guest([&](cpu::vcpu&) {
+               r.lapic_write(0xf0, 0x1ff);
+               r.lapic_write(0x3e0, 0xb);
+               r.lapic_write(0x320, 0x20040);  // periodic, keeps the idle hook busy forever
+               r.lapic_write(0x380, 1000);
+           })});  // then the script runs out: a triple fault
+    r.add({});      // parked, never started
+    r.run();
+    CHECK(r.cpus[0]->status() == cpu::vcpu_status::failed);
+    CHECK(r.cpus[1]->status() == cpu::vcpu_status::stopped);
+    CHECK(std::string(r.cpus[1]->why()) == "another vCPU of the guest failed");
+}
