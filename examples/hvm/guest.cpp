@@ -5,7 +5,8 @@
 //             ACPI RSDP/XSDT/MADT/FADT/DSDT found and checksummed; PCI bus scan;
 //             fw_cfg signature, CPU count and RAM size; MMIO instruction forms on the
 //             LAPIC compared with the same instructions on RAM; with APs: INIT/SIPI
-//             (targeted, then broadcast) and every AP reports; HV-BENCH lines.
+//             (targeted, then broadcast) and every AP reports; HV-BENCH lines; last,
+//             x2APIC mode through IA32_APIC_BASE (ID, version, TPR, self IPI by MSR).
 //   dev.poweroff  ACPI S5 through PM1a_CNT (port from the FADT, SLP_TYP from \_S5 in the DSDT)
 //   dev.reset     8042 pulse reset (0xfe to port 0x64)
 // The guest TSC frequency comes from CPUID 0x40000010 (libhv's timing leaf).
@@ -222,6 +223,7 @@ irq_record irqs[256];
 volatile std::uint8_t last_iir = 0;
 
 enum class eoi_kind : std::uint8_t { none, pic, lapic };
+bool x2apic_on = false;  // local APIC EOIs go to MSR 0x80b instead of the xAPIC page
 eoi_kind eoi_of[256];
 
 void set_gate(unsigned vector, void (*stub)(), eoi_kind eoi) {
@@ -586,6 +588,34 @@ status check_smp() {
     return {};
 }
 
+// x2APIC through IA32_APIC_BASE and the 0x800 MSRs (last: the page is gone afterwards).
+status check_x2apic() {
+    const auto leaf1 = x86::cpuid(1);
+    CHECK_OR_FAIL(leaf1.ecx & (1u << 21), "x2apic: not in CPUID");
+    const std::uint32_t version = lapic(0x30);
+    const std::uint64_t base = x86::rdmsr(0x1b);
+    CHECK_OR_FAIL((base & ~0xfffull) == lapic_base && (base & (1u << 11)) && (base & (1u << 8)),
+                  "x2apic: IA32_APIC_BASE {:#x}", base);
+    x86::wrmsr(0x1b, base | (1u << 10));
+    x2apic_on = true;
+    const std::uint64_t id = x86::rdmsr(0x802), ver = x86::rdmsr(0x803);
+    x86::wrmsr(0x808, 0x20);
+    const std::uint64_t tpr = x86::rdmsr(0x808);
+    x86::wrmsr(0x808, 0);
+    irqs[0x42].count = 0;
+    x86::wrmsr(0x83f, 0x42);  // SELF IPI
+    const bool taken = wait_irqs(0x42, 1, tsc_hz / 100);
+    println("check x2apic: IA32_APIC_BASE {:#x} -> x2APIC, ID {}, version {:#x}, TPR {:#x}, self IPI {}", base, id, ver,
+            tpr, taken ? "taken" : "lost");
+    CHECK_OR_FAIL(id == 0 && ver == version && tpr == 0x20 && taken, "x2apic: registers or self IPI wrong");
+    constexpr std::uint64_t n = 64;
+    const std::uint64_t t0 = x86::rdtsc();
+    for (std::uint64_t i = 0; i < n; ++i) x86::wrmsr(0x808, 0);
+    const std::uint64_t t1 = x86::rdtsc();
+    rt::bench_report("hvm.x2apic_msr_write", n, (t1 - t0) / n, "ticks");
+    return {};
+}
+
 void bench() {
     constexpr std::uint64_t n = 64;
     volatile std::uint32_t sink = 0;
@@ -638,7 +668,10 @@ extern "C" void guest_irq(std::uint64_t vector) {
     if (vector == 0x24) last_iir = inb(com1 + uart_iir);
     switch (eoi_of[vector & 0xff]) {
     case eoi_kind::pic: outb(0x20, 0x20); break;
-    case eoi_kind::lapic: lapic(apic_eoi) = 0; break;
+    case eoi_kind::lapic:
+        if (x2apic_on) x86::wrmsr(0x80b, 0);
+        else lapic(apic_eoi) = 0;
+        break;
     case eoi_kind::none: break;
     }
 }
@@ -658,6 +691,7 @@ HV_PROGRAM(dev_all, "dev.all", "check every emulated device from inside an HVM g
     HV_TRY(check_mmio_forms());
     HV_TRY(check_smp());
     bench();
+    HV_TRY(check_x2apic());
     return {};
 }
 
