@@ -1,7 +1,8 @@
 // Image "hvm-guest": a libhv-runtime kernel that runs INSIDE an HVM guest of examples/hvm
 // and checks the emulated PC from the guest's side. Program (run=NAME):
-//   dev.all   UART loopback and THR-empty interrupt; PIT (via the 8259) and LAPIC timer
-//             (periodic, TSC deadline) at their rates in guest TSC ticks; RTC date;
+//   dev.all   UART loopback and THR-empty interrupt; PIT (via the 8259, then via the
+//             IOAPIC) and LAPIC timer (periodic, TSC deadline) at their rates in guest TSC
+//             ticks; RTC date;
 //             ACPI RSDP/XSDT/MADT/FADT/DSDT found and checksummed; PCI bus scan;
 //             fw_cfg signature, CPU count and RAM size; MMIO instruction forms on the
 //             LAPIC compared with the same instructions on RAM; with APs: INIT/SIPI
@@ -32,6 +33,7 @@ hvg_irq_\vec:
     HVG_IRQ 0x40
     HVG_IRQ 0x41
     HVG_IRQ 0x42
+    HVG_IRQ 0x43
     HVG_IRQ 0xff
 hvg_irq_common:
     push %rax
@@ -183,7 +185,8 @@ hvg_forms:
 )");
 
 extern "C" char hvg_ap_start[], hvg_ap_end[];
-extern "C" void hvg_irq_0x20(), hvg_irq_0x24(), hvg_irq_0x40(), hvg_irq_0x41(), hvg_irq_0x42(), hvg_irq_0xff();
+extern "C" void hvg_irq_0x20(), hvg_irq_0x24(), hvg_irq_0x40(), hvg_irq_0x41(), hvg_irq_0x42(), hvg_irq_0x43(),
+    hvg_irq_0xff();
 extern "C" void hvg_forms(volatile std::uint32_t* reg, std::uint64_t* out);
 
 namespace {
@@ -377,6 +380,37 @@ status check_lapic_timer() {
     println("check lapic-tsc-deadline: fired {} ticks after the deadline", static_cast<std::int64_t>(late));
     CHECK_OR_FAIL(irqs[0x41].stamps[0] >= deadline && late < tsc_hz / 1000 / 20, "lapic timer: deadline missed");
     return {};
+}
+
+// The PIT again, now through the IOAPIC (MADT: IRQ0 → GSI 2) with the 8259s masked.
+status check_ioapic() {
+    auto* sel = reinterpret_cast<volatile std::uint32_t*>(0xfec00000);
+    auto* win = reinterpret_cast<volatile std::uint32_t*>(0xfec00010);
+    auto reg = [&](std::uint32_t i) {
+        *sel = i;
+        return *win;
+    };
+    const std::uint32_t id = reg(0) >> 24, version = reg(1);
+    set_gate(0x43, &hvg_irq_0x43, eoi_kind::lapic);
+    outb(0x21, 0xff);
+    outb(0xa1, 0xff);
+    irqs[0x43].count = 0;
+    *sel = 0x10 + 2 * 2 + 1;
+    *win = 0;  // destination APIC 0
+    *sel = 0x10 + 2 * 2;
+    *win = 0x43;  // vector 0x43, fixed, physical, edge, unmasked
+    constexpr std::uint16_t count = 1193;
+    outb(0x43, 0x34);
+    outb(0x40, count & 0xff);
+    outb(0x40, count >> 8);
+    const bool ok = wait_irqs(0x43, 4, 100 * tsc_hz / 1000);
+    outb(0x43, 0x30);
+    *sel = 0x10 + 2 * 2;
+    *win = 0x10000;  // masked again
+    println("check ioapic: ID {}, version {:#x} ({} pins), PIT on GSI 2: {} interrupts", id, version & 0xff,
+            ((version >> 16) & 0xff) + 1, irqs[0x43].count);
+    CHECK_OR_FAIL(ok && ((version >> 16) & 0xff) == 23, "ioapic: PIT interrupts through GSI 2 missing");
+    return check_rate("ioapic-pit", irqs[0x43], 4, count * tsc_hz / 1193182);
 }
 
 std::uint8_t cmos(std::uint8_t reg) {
@@ -684,6 +718,7 @@ HV_PROGRAM(dev_all, "dev.all", "check every emulated device from inside an HVM g
     HV_TRY(check_uart());
     HV_TRY(check_pit());
     HV_TRY(check_lapic_timer());
+    HV_TRY(check_ioapic());
     HV_TRY(check_rtc());
     HV_TRY(check_acpi(ctx));
     HV_TRY(check_pci());
