@@ -205,11 +205,6 @@ enum : std::uint32_t {
 constexpr std::uint16_t com1 = 0x3f8;
 enum : std::uint16_t { uart_thr = 0, uart_ier = 1, uart_iir = 2, uart_mcr = 4, uart_lsr = 5, uart_msr = 6 };
 
-std::uint16_t inw(std::uint16_t port) {
-    std::uint16_t v;
-    asm volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
 void outw(std::uint16_t port, std::uint16_t v) { asm volatile("outw %0, %1" ::"a"(v), "Nd"(port)); }
 std::uint32_t inl(std::uint16_t port) {
     std::uint32_t v;
@@ -553,7 +548,6 @@ status check_fw_cfg(const rt::context& ctx) {
     CHECK_OR_FAIL(sig == 0x554d4551, "fw_cfg: signature is not QEMU");
     CHECK_OR_FAIL(cpus == madt_cpus, "fw_cfg: {} CPUs, MADT {}", cpus, madt_cpus);
     CHECK_OR_FAIL(ram == top, "fw_cfg: RAM size differs from the memory map");
-    (void)inw;
     return {};
 }
 
