@@ -277,14 +277,6 @@ struct machine {
 machine m;
 
 status enable_virtualization() {
-    // Boost.Context's fcontext saves MXCSR and the x87 control word on every switch, so
-    // vCPU fibers need SSE enabled; the runtime does not do it (yet).
-    x86::write_cr0((x86::read_cr0() & ~x86::cr0::em) | x86::cr0::mp);
-    x86::write_cr4(x86::read_cr4() | x86::cr4::osfxsr | x86::cr4::osxmmexcpt);
-    // The host takes no interrupts: mask the legacy PICs, or the BIOS-programmed PIT keeps
-    // INTR asserted and every entry exits at once with "external interrupt".
-    x86::outb(0x21, 0xff);
-    x86::outb(0xa1, 0xff);
     auto f = x86::probe_virt_features();
     if (f.vmx) {
         m.kind = vendor_kind::vmx;

@@ -142,4 +142,18 @@ namespace efer {
 enum : std::uint64_t { sce = 1u << 0, lme = 1u << 8, lma = 1u << 10, nxe = 1u << 11, svme = 1u << 12 };
 }
 
+// SSE on (CR4.OSFXSR/OSXMMEXCPT, CR0.MP, x87 not emulated): the freestanding code never
+// uses SSE registers, but fiber switches save MXCSR and the x87 control word.
+inline void enable_sse() {
+    write_cr0((read_cr0() & ~cr0::em) | cr0::mp);
+    write_cr4(read_cr4() | cr4::osfxsr | cr4::osxmmexcpt);
+}
+
+// The host takes no legacy interrupts: mask both 8259s (the BIOS leaves the PIT's IRQ0
+// unmasked, and an asserted INTR makes every VM entry exit at once).
+inline void mask_legacy_pic() {
+    outb(0x21, 0xff);
+    outb(0xa1, 0xff);
+}
+
 } // namespace hv::x86

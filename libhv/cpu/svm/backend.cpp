@@ -1,5 +1,6 @@
 #include "libhv/cpu/svm/backend.hpp"
 #include "libhv/arch/x86/cpu.hpp"
+#include "libhv/cpu/exit_decode.hpp"
 #include "libhv/cpu/svm/insn_len.hpp"
 #include "libhv/cpu/svm/setup.hpp"
 
@@ -31,6 +32,7 @@ status prepare(cpu::vcpu& v) {
     c.np_control = 1;
     c.n_cr3 = a.cpu->npt_root;
     put_guest(b, v.state);
+    a.events_on = false;
     vmrun_context cx{};
     cx.maxphyaddr = a.cpu->maxphyaddr;
     if (auto r = check_vmrun(b, cx); !r.passed && a.software_checks) {
@@ -51,15 +53,9 @@ event_type svm_type(cpu::event_kind k) {
 
 constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
 
-void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& out) {
-    vcpu_arch& a = arch(v);
-    vmcb& b = *a.block;
-    auto& c = b.control;
-    if (const auto dirty = v.take_dirty()) {
-        if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
-        if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
-        if (dirty & cpu::vcpu::dirty_interruptibility) c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
-    }
+// Injection and the interrupt window: only when an event waits or the last entry used them.
+[[gnu::noinline]] void apply_events(cpu::vcpu& v, vcpu_arch& a, const cpu::event_queue::decision& d) {
+    auto& c = a.block->control;
     c.eventinj = 0;
     if (d.inject.valid) {
         const auto t = svm_type(d.inject.kind);
@@ -74,17 +70,38 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         c.vintr &= ~(v_irq | v_ign_tpr);
         c.intercepts3 &= ~bits(intercept3::vintr);
     }
+    a.events_on = d.inject.valid || d.irq_window;
+}
+
+// Everything but the hot exits.
+[[gnu::noinline]] void decode_other(cpu::svm_exit_raw& raw, const vmcb& b, cpu::exit_info& out) {
+    raw.exitintinfo = b.control.exitintinfo;
+    cpu::decode(raw, out);
+}
+
+void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& out) {
+    vcpu_arch& a = arch(v);
+    vmcb& b = *a.block;
+    auto& c = b.control;
+    if (const auto dirty = v.take_dirty()) {
+        if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
+        if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
+        if (dirty & cpu::vcpu::dirty_interruptibility) c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
+    }
+    if (d.inject.valid || d.irq_window || a.events_on) [[unlikely]] apply_events(v, a, d);
     b.state.rax = v.state.regs.rax;
     b.state.rsp = v.state.regs.rsp;
     hv_svm_enter(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa);
     c.tlb_ctl = tlb_control::none;
+    cpu::svm_exit_raw raw;
+    raw.exitcode = c.exitcode;
     // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
     // state: keep ours.
-    if (c.exitcode == ~0ull || c.exitcode == 0xffffffffull) {
-        cpu::svm_exit_raw bad{};
-        bad.exitcode = c.exitcode;
-        bad.rip = v.state.rip;
-        cpu::decode(bad, out);
+    if (raw.exitcode == ~0ull || raw.exitcode == 0xffffffffull) [[unlikely]] {
+        raw = {};
+        raw.exitcode = c.exitcode;
+        raw.rip = v.state.rip;
+        cpu::decode(raw, out);
         return;
     }
     v.state.regs.rax = b.state.rax;
@@ -94,18 +111,15 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
     v.state.cr0 = b.state.cr0;
     v.state.efer = b.state.efer & ~efer_svme;
     v.state.interruptibility = (c.interrupt_shadow & 1) ? 1 : 0;
-    cpu::svm_exit_raw raw{};
-    raw.exitcode = c.exitcode;
-    raw.exitinfo1 = c.exitinfo1;
-    raw.exitinfo2 = c.exitinfo2;
-    raw.exitintinfo = c.exitintinfo;
     raw.next_rip = c.next_rip;
     raw.nrips = a.cpu->caps.nrips;
     raw.decode_assists = a.cpu->caps.decode_assists;
-    raw.rip = b.state.rip;
+    raw.rip = v.state.rip;
     raw.rax = v.state.regs.rax;
     raw.rcx = v.state.regs.rcx;
-    cpu::decode(raw, out);
+    raw.exitinfo1 = c.exitinfo1;  // MSR direction, I/O details
+    raw.exitinfo2 = c.exitinfo2;  // I/O: the next RIP
+    if (!cpu::is_hot_svm(raw.exitcode) || !cpu::decode_hot(raw, out)) [[unlikely]] decode_other(raw, b, out);
 }
 
 bool interrupts_open(const cpu::vcpu& v) {

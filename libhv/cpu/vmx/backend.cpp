@@ -1,6 +1,7 @@
 #include "libhv/cpu/vmx/backend.hpp"
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/arch/x86/cpu_tables.hpp"
+#include "libhv/cpu/exit_decode.hpp"
 #include "libhv/cpu/vmx/entry_check.hpp"
 #include "libhv/cpu/vmx/exit.hpp"
 #include "libhv/cpu/vmx/insn.hpp"
@@ -115,6 +116,7 @@ status prepare(cpu::vcpu& v) {
     if (!make_current(a)) return failed(a, "VMPTRLD failed");
     a.launched = false;
     a.proc_in_vmcs = c.controls.value(control_set::proc);
+    a.windows_on = false;
     const char* bad = nullptr;
     img.for_each([&](field f, std::uint64_t val) {
         if (!bad && vmwrite(raw(f), val) != insn_status::ok) bad = name(f).data();
@@ -138,21 +140,8 @@ event_type vmx_type(cpu::event_kind k) {
     }
 }
 
-void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& out) {
-    vcpu_arch& a = arch(v);
-    if (!make_current(a)) {
-        out = cpu::exit_info{};
-        out.from = cpu::vendor::vmx;
-        out.reason = cpu::exit_reason::entry_refused;
-        return;
-    }
-    if (const auto dirty = v.take_dirty()) {
-        if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
-        if (dirty & cpu::vcpu::dirty_rflags) (void)write<field::guest_rflags>(v.state.rflags);
-        if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
-        if (dirty & cpu::vcpu::dirty_interruptibility)
-            (void)write<field::guest_interruptibility>(v.state.interruptibility);
-    }
+// Injection and window requests: only when an event waits or a window was asked before.
+[[gnu::noinline]] void apply_events(cpu::vcpu& v, vcpu_arch& a, const cpu::event_queue::decision& d) {
     if (d.inject.valid) {
         // Real-mode guests (unrestricted guest) take exceptions without error codes;
         // the guest owns CR0.PE, so ask the VMCS rather than v.state.
@@ -173,22 +162,19 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         (void)vmwrite(raw(field::proc_controls), procv);
         a.proc_in_vmcs = procv;
     }
+    a.windows_on = d.irq_window || d.nmi_window;
+}
 
-    const int r = hv_vmx_enter(&v.state.regs, a.launched);
-    if (r != 0) {
-        out = cpu::exit_info{};
-        out.from = cpu::vendor::vmx;
-        out.reason = cpu::exit_reason::entry_refused;
-        out.rip = v.state.rip;
-        out.failure.code = r == 2 ? read(field::vm_instruction_error) : 0;
-        return;
-    }
-    a.launched = true;
-    // Read what this exit reason needs, not every exit-information field.
-    cpu::vmx_exit_raw raw{};
-    raw.reason = read<field::exit_reason>();
-    raw.rip = read<field::guest_rip>();
-    raw.instruction_length = read<field::exit_instruction_length>();
+[[gnu::noinline]] void entry_refused(cpu::vcpu& v, int r, cpu::exit_info& out) {
+    out = cpu::exit_info{};
+    out.from = cpu::vendor::vmx;
+    out.reason = cpu::exit_reason::entry_refused;
+    out.rip = v.state.rip;
+    out.failure.code = r == 2 ? read(field::vm_instruction_error) : 0;
+}
+
+// Everything but the hot exits: read what the reason needs, then the generic decoder.
+[[gnu::noinline]] void decode_other(cpu::vmx_exit_raw& raw, cpu::exit_info& out) {
     raw.idt_vectoring_info = read<field::idt_vectoring_info>();
     if (raw.idt_vectoring_info >> 31) raw.idt_vectoring_error = read<field::idt_vectoring_error_code>();
     switch (static_cast<exit_reason>(raw.reason & 0xffff)) {
@@ -204,15 +190,6 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         raw.guest_linear = read<field::guest_linear_address>();
         raw.qualification = read<field::exit_qualification>();
         break;
-    case exit_reason::io_instruction:
-        raw.instruction_info = read<field::exit_instruction_info>();
-        raw.qualification = read<field::exit_qualification>();
-        break;
-    case exit_reason::cpuid:
-    case exit_reason::hlt:
-    case exit_reason::vmcall:
-    case exit_reason::rdmsr:
-    case exit_reason::wrmsr:
     case exit_reason::interrupt_window:
     case exit_reason::nmi_window:
     case exit_reason::triple_fault:
@@ -221,13 +198,50 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         raw.qualification = read<field::exit_qualification>();
         break;
     }
+    cpu::decode(raw, out);
+}
+
+void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& out) {
+    vcpu_arch& a = arch(v);
+    if (!make_current(a)) [[unlikely]] {
+        out = cpu::exit_info{};
+        out.from = cpu::vendor::vmx;
+        out.reason = cpu::exit_reason::entry_refused;
+        return;
+    }
+    if (const auto dirty = v.take_dirty()) {
+        if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
+        if (dirty & ~cpu::vcpu::dirty_rip) [[unlikely]] {
+            if (dirty & cpu::vcpu::dirty_rflags) (void)write<field::guest_rflags>(v.state.rflags);
+            if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
+            if (dirty & cpu::vcpu::dirty_interruptibility)
+                (void)write<field::guest_interruptibility>(v.state.interruptibility);
+        }
+    }
+    if (d.inject.valid || d.irq_window || d.nmi_window || a.windows_on) [[unlikely]] apply_events(v, a, d);
+
+    const int r = hv_vmx_enter(&v.state.regs, a.launched);
+    if (r != 0) [[unlikely]] return entry_refused(v, r, out);
+    a.launched = true;
+    // The exit: the state every handler may use, then as few exit-information fields as
+    // the reason needs (the hot instruction exits: none beyond the length, I/O its
+    // qualification).
+    cpu::vmx_exit_raw raw;
+    raw.reason = read<field::exit_reason>();
+    raw.rip = read<field::guest_rip>();
+    raw.instruction_length = read<field::exit_instruction_length>();
     raw.rax = v.state.regs.rax;
     raw.rcx = v.state.regs.rcx;
     v.state.rip = raw.rip;
     v.state.rflags = read<field::guest_rflags>();
     v.state.regs.rsp = read<field::guest_rsp>();
     v.state.interruptibility = read<field::guest_interruptibility>();
-    cpu::decode(raw, out);
+    const auto basic = static_cast<exit_reason>(raw.reason & 0xffff);
+    if (basic == exit_reason::io_instruction) {
+        raw.qualification = read<field::exit_qualification>();
+        raw.instruction_info = read<field::exit_instruction_info>();
+    }
+    if (!cpu::is_hot(basic) || !cpu::decode_hot(raw, out)) [[unlikely]] decode_other(raw, out);
 }
 
 bool interrupts_open(const cpu::vcpu& v) {

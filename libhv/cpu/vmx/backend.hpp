@@ -34,6 +34,7 @@ struct vcpu_arch {
     std::uint16_t vpid = 1;
     bool launched = false;
     std::uint32_t proc_in_vmcs = 0;  // primary controls as last written (window bits vary)
+    bool windows_on = false;         // an interrupt or NMI window was requested at the last entry
     std::uint8_t* io_bitmaps = nullptr;  // 2 pages: A then B
     std::uint8_t* msr_bitmap = nullptr;
     bool software_checks = true;  // false: let the CPU judge the state (to compare the two)
