@@ -14,17 +14,6 @@
 
 namespace hv::cpu {
 
-// VMX exits decode_hot() handles; `qualification` and `instruction_info` are needed for I/O only.
-constexpr bool is_hot(vmx::exit_reason r) {
-    using x = vmx::exit_reason;
-    return r == x::cpuid || r == x::vmcall || r == x::rdmsr || r == x::wrmsr || r == x::io_instruction || r == x::hlt;
-}
-constexpr bool is_hot_svm(std::uint64_t code) {
-    using c = svm::exit_code;
-    return code == std::uint64_t(c::cpuid) || code == std::uint64_t(c::vmmcall) || code == std::uint64_t(c::msr) ||
-           code == std::uint64_t(c::ioio) || code == std::uint64_t(c::hlt);
-}
-
 namespace detail {
 inline void begin_instruction_exit(exit_info& e, exit_reason r, vendor from, std::uint64_t code, std::uint64_t rip,
                                    std::uint8_t length) {
@@ -37,8 +26,11 @@ inline void begin_instruction_exit(exit_info& e, exit_reason r, vendor from, std
 }
 } // namespace detail
 
-// False (and `e` untouched) when raw.reason is not one of is_hot()'s.
-[[gnu::always_inline]] inline bool decode_hot(const vmx_exit_raw& raw, exit_info& e) {
+// False (and `e` untouched) for any other exit. Uses raw.reason, rip, instruction_length,
+// rax and rcx; an I/O exit gets its qualification and instruction information from
+// `io_fields(qualification, instruction_info)`, so the backend reads them only then.
+template <class IoFields>
+[[gnu::always_inline]] inline bool decode_hot(const vmx_exit_raw& raw, exit_info& e, IoFields io_fields) {
     using x = vmx::exit_reason;
     const auto basic = vmx::exit_reason_field{raw.reason}.basic();
     const auto len = static_cast<std::uint8_t>(raw.instruction_length <= 15 ? raw.instruction_length : 0);
@@ -58,9 +50,12 @@ inline void begin_instruction_exit(exit_info& e, exit_reason r, vendor from, std
         e.msr = {static_cast<std::uint32_t>(raw.rcx)};
         return true;
     case x::io_instruction: {
-        const vmx::io_qualification q{raw.qualification};
+        std::uint64_t qualification;
+        std::uint32_t instruction_info;
+        io_fields(qualification, instruction_info);
+        const vmx::io_qualification q{qualification};
         begin(exit_reason::io);
-        const std::uint8_t asz = q.string() ? vmx::io_string_info{raw.instruction_info}.address_size() : 0;
+        const std::uint8_t asz = q.string() ? vmx::io_string_info{instruction_info}.address_size() : 0;
         e.io = {q.port(), q.size(), asz, q.in(), q.string(), q.rep()};
         return true;
     }
@@ -72,7 +67,14 @@ inline void begin_instruction_exit(exit_info& e, exit_reason r, vendor from, std
     }
 }
 
-// The SVM counterpart; raw.exitinfo1/2 are needed for MSR and I/O exits only.
+[[gnu::always_inline]] inline bool decode_hot(const vmx_exit_raw& raw, exit_info& e) {
+    return decode_hot(raw, e, [&](std::uint64_t& q, std::uint32_t& info) {
+        q = raw.qualification;
+        info = raw.instruction_info;
+    });
+}
+
+// The SVM counterpart; raw.exitinfo1/2 are used by MSR and I/O exits only.
 [[gnu::always_inline]] inline bool decode_hot(const svm_exit_raw& raw, exit_info& e) {
     using c = svm::exit_code;
     std::uint8_t len = 0;

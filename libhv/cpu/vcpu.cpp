@@ -195,7 +195,6 @@ void vcpu::run_guest() {
     }
     // The hot path: nothing pending, no hook, no interrupt controller, no yield asked:
     // enter, log, dispatch. Everything else branches off it.
-    static constexpr event_queue::decision no_event{};
     for (;;) {
         if (status_ != vcpu_status::runnable) [[unlikely]] {
             if (status_ != vcpu_status::halted) break;
@@ -208,7 +207,7 @@ void vcpu::run_guest() {
         // Decode into the ring slot; current_exit() is the previous exit until enter returns
         // (a re-injected software interrupt needs that exit's instruction length).
         exit_info& slot = log.slot();
-        if (events.empty() && !source_.pending && !hook_.fn) [[likely]] ops_->enter(*this, no_event, slot);
+        if (events.empty() && !extras_) [[likely]] ops_->enter(*this, nullptr, slot);
         else if (!enter_with_events(slot)) break;
         exit_ = &slot;
         log.commit(slot);
@@ -233,7 +232,8 @@ bool vcpu::enter_with_events(exit_info& slot) {
         return false;
     }
     if (hook_.fn) hook_.fn(*this, hook_.ctx);
-    ops_->enter(*this, decide(), slot);
+    const event_queue::decision d = decide();
+    ops_->enter(*this, &d, slot);
     return true;
 }
 

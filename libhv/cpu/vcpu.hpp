@@ -75,7 +75,8 @@ struct backend_ops {
     // Write back the state v.take_dirty() names, inject (if valid), set the window
     // requests, enter the guest and decode the exit into `out`. GPRs live in
     // v.state.regs across the call; RIP, RSP, RFLAGS and interruptibility are refreshed.
-    void (*enter)(vcpu& v, const event_queue::decision& d, exit_info& out);
+    // d == nullptr (the hot path): nothing to inject and no window wanted.
+    void (*enter)(vcpu& v, const event_queue::decision* d, exit_info& out);
     // Can an external interrupt be delivered now (RFLAGS.IF = 1, no STI/MOV SS shadow)?
     bool (*interrupts_open)(const vcpu& v);
     // Length of the instruction at RIP when the exit did not say (SVM without NRIPS).
@@ -149,8 +150,14 @@ public:
     void fail(const char* why) { status_ = vcpu_status::failed; why_ = why; }
     const char* why() const { return why_; }
 
-    void set_interrupt_source(const interrupt_source& s) { source_ = s; }
-    void set_entry_hook(const entry_hook& h) { hook_ = h; }
+    void set_interrupt_source(const interrupt_source& s) {
+        source_ = s;
+        extras_ = source_.pending || hook_.fn;
+    }
+    void set_entry_hook(const entry_hook& h) {
+        hook_ = h;
+        extras_ = source_.pending || hook_.fn;
+    }
 
     // Handler table, one entry per exit_reason, filled with the defaults by init().
     // nullptr restores the default.
@@ -199,6 +206,7 @@ private:
     vcpu_status status_ = vcpu_status::runnable;
     const char* why_ = nullptr;
     bool yield_ = false;
+    bool extras_ = false;  // an interrupt source or entry hook is set: no hot-path entry
     std::uint8_t dirty_ = 0;
     std::uint64_t budget_ = ~0ull;  // the exit count that fails the guest
     exit_info* exit_ = &no_exit_;  // the ring slot of the exit being handled

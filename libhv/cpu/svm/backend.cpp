@@ -73,13 +73,30 @@ constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
     a.events_on = d.inject.valid || d.irq_window;
 }
 
+// The exit as the decoders take it (after v.state was refreshed from the VMCB).
+[[gnu::always_inline]] inline cpu::svm_exit_raw exit_raw(const vcpu_arch& a, const cpu::vcpu& v) {
+    const auto& c = a.block->control;
+    cpu::svm_exit_raw raw;
+    raw.exitcode = c.exitcode;
+    raw.exitinfo1 = c.exitinfo1;  // MSR direction, I/O details
+    raw.exitinfo2 = c.exitinfo2;  // I/O: the next RIP
+    raw.next_rip = c.next_rip;
+    raw.nrips = a.cpu->caps.nrips;
+    raw.decode_assists = a.cpu->caps.decode_assists;
+    raw.rip = v.state.rip;
+    raw.rax = v.state.regs.rax;
+    raw.rcx = v.state.regs.rcx;
+    return raw;
+}
+
 // Everything but the hot exits.
-[[gnu::noinline]] void decode_other(cpu::svm_exit_raw& raw, const vmcb& b, cpu::exit_info& out) {
-    raw.exitintinfo = b.control.exitintinfo;
+[[gnu::noinline]] void decode_other(const vcpu_arch& a, const cpu::vcpu& v, cpu::exit_info& out) {
+    auto raw = exit_raw(a, v);
+    raw.exitintinfo = a.block->control.exitintinfo;
     cpu::decode(raw, out);
 }
 
-void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& out) {
+void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out) {
     vcpu_arch& a = arch(v);
     vmcb& b = *a.block;
     auto& c = b.control;
@@ -88,17 +105,15 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
         if (dirty & cpu::vcpu::dirty_interruptibility) c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
     }
-    if (d.inject.valid || d.irq_window || a.events_on) [[unlikely]] apply_events(v, a, d);
+    if (d || a.events_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
     b.state.rax = v.state.regs.rax;
     b.state.rsp = v.state.regs.rsp;
     hv_svm_enter(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa);
     c.tlb_ctl = tlb_control::none;
-    cpu::svm_exit_raw raw;
-    raw.exitcode = c.exitcode;
     // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
     // state: keep ours.
-    if (raw.exitcode == ~0ull || raw.exitcode == 0xffffffffull) [[unlikely]] {
-        raw = {};
+    if (c.exitcode == ~0ull || c.exitcode == 0xffffffffull) [[unlikely]] {
+        cpu::svm_exit_raw raw{};
         raw.exitcode = c.exitcode;
         raw.rip = v.state.rip;
         cpu::decode(raw, out);
@@ -111,15 +126,7 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
     v.state.cr0 = b.state.cr0;
     v.state.efer = b.state.efer & ~efer_svme;
     v.state.interruptibility = (c.interrupt_shadow & 1) ? 1 : 0;
-    raw.next_rip = c.next_rip;
-    raw.nrips = a.cpu->caps.nrips;
-    raw.decode_assists = a.cpu->caps.decode_assists;
-    raw.rip = v.state.rip;
-    raw.rax = v.state.regs.rax;
-    raw.rcx = v.state.regs.rcx;
-    raw.exitinfo1 = c.exitinfo1;  // MSR direction, I/O details
-    raw.exitinfo2 = c.exitinfo2;  // I/O: the next RIP
-    if (!cpu::is_hot_svm(raw.exitcode) || !cpu::decode_hot(raw, out)) [[unlikely]] decode_other(raw, b, out);
+    if (!cpu::decode_hot(exit_raw(a, v), out)) [[unlikely]] decode_other(a, v, out);
 }
 
 bool interrupts_open(const cpu::vcpu& v) {

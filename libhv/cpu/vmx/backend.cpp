@@ -81,12 +81,12 @@ host_state current_host() {
     return h;
 }
 
-bool make_current(vcpu_arch& a) {
-    if (a.cpu->current_vmcs == a.vmcs_pa) return true;
+[[gnu::noinline]] bool load_current(vcpu_arch& a) {
     if (vmptrld(a.vmcs_pa) != insn_status::ok) return false;
     a.cpu->current_vmcs = a.vmcs_pa;
     return true;
 }
+inline bool make_current(vcpu_arch& a) { return a.cpu->current_vmcs == a.vmcs_pa || load_current(a); }
 
 vcpu_arch& arch(cpu::vcpu& v) { return *static_cast<vcpu_arch*>(v.arch()); }
 
@@ -174,7 +174,13 @@ event_type vmx_type(cpu::event_kind k) {
 }
 
 // Everything but the hot exits: read what the reason needs, then the generic decoder.
-[[gnu::noinline]] void decode_other(cpu::vmx_exit_raw& raw, cpu::exit_info& out) {
+[[gnu::noinline]] void decode_other(const cpu::vcpu& v, cpu::exit_info& out) {
+    cpu::vmx_exit_raw raw;
+    raw.reason = read<field::exit_reason>();
+    raw.rip = v.state.rip;
+    raw.instruction_length = read<field::exit_instruction_length>();
+    raw.rax = v.state.regs.rax;
+    raw.rcx = v.state.regs.rcx;
     raw.idt_vectoring_info = read<field::idt_vectoring_info>();
     if (raw.idt_vectoring_info >> 31) raw.idt_vectoring_error = read<field::idt_vectoring_error_code>();
     switch (static_cast<exit_reason>(raw.reason & 0xffff)) {
@@ -201,14 +207,9 @@ event_type vmx_type(cpu::event_kind k) {
     cpu::decode(raw, out);
 }
 
-void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& out) {
+void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out) {
     vcpu_arch& a = arch(v);
-    if (!make_current(a)) [[unlikely]] {
-        out = cpu::exit_info{};
-        out.from = cpu::vendor::vmx;
-        out.reason = cpu::exit_reason::entry_refused;
-        return;
-    }
+    if (!make_current(a)) [[unlikely]] return entry_refused(v, 1, out);
     if (const auto dirty = v.take_dirty()) {
         if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
         if (dirty & ~cpu::vcpu::dirty_rip) [[unlikely]] {
@@ -218,7 +219,7 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
                 (void)write<field::guest_interruptibility>(v.state.interruptibility);
         }
     }
-    if (d.inject.valid || d.irq_window || d.nmi_window || a.windows_on) [[unlikely]] apply_events(v, a, d);
+    if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
 
     const int r = hv_vmx_enter(&v.state.regs, a.launched);
     if (r != 0) [[unlikely]] return entry_refused(v, r, out);
@@ -236,12 +237,11 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
     v.state.rflags = read<field::guest_rflags>();
     v.state.regs.rsp = read<field::guest_rsp>();
     v.state.interruptibility = read<field::guest_interruptibility>();
-    const auto basic = static_cast<exit_reason>(raw.reason & 0xffff);
-    if (basic == exit_reason::io_instruction) {
-        raw.qualification = read<field::exit_qualification>();
-        raw.instruction_info = read<field::exit_instruction_info>();
-    }
-    if (!cpu::is_hot(basic) || !cpu::decode_hot(raw, out)) [[unlikely]] decode_other(raw, out);
+    const bool hot = cpu::decode_hot(raw, out, [](std::uint64_t& q, std::uint32_t& info) {
+        q = read<field::exit_qualification>();
+        info = read<field::exit_instruction_info>();
+    });
+    if (!hot) [[unlikely]] decode_other(v, out);
 }
 
 bool interrupts_open(const cpu::vcpu& v) {

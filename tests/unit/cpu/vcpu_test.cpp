@@ -37,7 +37,8 @@ hv::status fake_prepare(vcpu& v) {
     return {};
 }
 
-void fake_enter(vcpu& v, const event_queue::decision& d, exit_info& e) {
+void fake_enter(vcpu& v, const event_queue::decision* pending, exit_info& e) {
+    const event_queue::decision d = pending ? *pending : event_queue::decision{};
     auto* a = static_cast<fake_arch*>(v.arch());
     if (v.take_dirty()) ++a->syncs;
     a->trace->push_back("v" + std::to_string(v.id()) + " enter" + ev_text(d.inject) + (d.irq_window ? " irq-window" : "") +
