@@ -77,9 +77,12 @@ template <class IoFields>
 // The SVM counterpart; raw.exitinfo1/2 are used by MSR and I/O exits only.
 [[gnu::always_inline]] inline bool decode_hot(const svm_exit_raw& raw, exit_info& e) {
     using c = svm::exit_code;
-    std::uint8_t len = 0;
-    if (raw.nrips && raw.next_rip > raw.rip && raw.next_rip - raw.rip <= 15)
-        len = static_cast<std::uint8_t>(raw.next_rip - raw.rip);
+    // A next RIP not 1..15 bytes ahead (none without NRIPS, or a wrap) leaves the length unknown.
+    auto length_to = [&](std::uint64_t next) {
+        const std::uint64_t n = next - raw.rip;
+        return static_cast<std::uint8_t>(n - 1 < 15 ? n : 0);
+    };
+    std::uint8_t len = raw.nrips ? length_to(raw.next_rip) : 0;
     auto begin = [&](exit_reason r) { detail::begin_instruction_exit(e, r, vendor::svm, raw.exitcode, raw.rip, len); };
     switch (static_cast<c>(raw.exitcode)) {
     case c::cpuid:
@@ -97,8 +100,7 @@ template <class IoFields>
     case c::ioio: {
         const svm::ioio_info io{raw.exitinfo1};
         // EXITINFO2 holds the next RIP for IOIO even without NRIPS.
-        if (raw.exitinfo2 > raw.rip && raw.exitinfo2 - raw.rip <= 15)
-            len = static_cast<std::uint8_t>(raw.exitinfo2 - raw.rip);
+        if (const std::uint8_t n = length_to(raw.exitinfo2)) len = n;
         begin(exit_reason::io);
         e.io = {io.port(), io.size(), io.string() ? io.address_size() : std::uint8_t{0}, io.in(), io.string(),
                 io.rep()};

@@ -89,6 +89,13 @@ constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
     return raw;
 }
 
+[[gnu::noinline]] void vmrun_refused(const cpu::vcpu& v, std::uint64_t code, cpu::exit_info& out) {
+    cpu::svm_exit_raw raw{};
+    raw.exitcode = code;
+    raw.rip = v.state.rip;
+    cpu::decode(raw, out);
+}
+
 // Everything but the hot exits.
 [[gnu::noinline]] void decode_other(const vcpu_arch& a, const cpu::vcpu& v, cpu::exit_info& out) {
     auto raw = exit_raw(a, v);
@@ -102,8 +109,11 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
     auto& c = b.control;
     if (const auto dirty = v.take_dirty()) {
         if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
-        if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
-        if (dirty & cpu::vcpu::dirty_interruptibility) c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
+        if (dirty & ~cpu::vcpu::dirty_rip) [[unlikely]] {
+            if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
+            if (dirty & cpu::vcpu::dirty_interruptibility)
+                c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
+        }
     }
     if (d || a.events_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
     b.state.rax = v.state.regs.rax;
@@ -111,14 +121,8 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
     hv_svm_enter(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa);
     c.tlb_ctl = tlb_control::none;
     // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
-    // state: keep ours.
-    if (c.exitcode == ~0ull || c.exitcode == 0xffffffffull) [[unlikely]] {
-        cpu::svm_exit_raw raw{};
-        raw.exitcode = c.exitcode;
-        raw.rip = v.state.rip;
-        cpu::decode(raw, out);
-        return;
-    }
+    // state: keep ours. (No other exit code has its low 32 bits all ones.)
+    if (static_cast<std::uint32_t>(c.exitcode) == 0xffffffffu) [[unlikely]] return vmrun_refused(v, c.exitcode, out);
     v.state.regs.rax = b.state.rax;
     v.state.regs.rsp = b.state.rsp;
     v.state.rip = b.state.rip;
