@@ -392,7 +392,7 @@ status make_guest(guest& g, unsigned id, const char* entry, cpu::guest_mode mode
         s.regs.rdi = m.kind == vendor_kind::svm;
         return {};
     }
-    s.efer |= x86::rdmsr(x86::msr::efer) & cpu::efer_nxe;  // the shared page tables may use NX
+    s.efer |= x86::rdmsr(x86::msr::efer) & x86::efer::nxe;  // the shared page tables may use NX
     s.regs.rsp = reinterpret_cast<std::uintptr_t>(alloc_pages(1)) + 4096;
     s.regs.rbx = m.kind == vendor_kind::svm;
     const auto gdt = x86::current_gdt();
@@ -752,7 +752,7 @@ HV_PROGRAM(cpu_entry, "cpu.entry", "entry failures end their guest with a messag
     // without CR0.CD. Guest 1 goes to the CPU unchecked.
     for (unsigned i = 0; i < 2; ++i) {
         if (m.kind == vendor_kind::vmx) g[i].v.state[cpu::seg::tr].access |= cpu::ar::unusable;
-        else g[i].v.state.cr0 |= cpu::cr0_nw;
+        else g[i].v.state.cr0 |= x86::cr0::nw;
     }
     g[1].vmx_arch.software_checks = false;
     g[1].svm_arch.software_checks = false;
@@ -805,7 +805,7 @@ HV_PROGRAM(cpu_cr, "cpu.cr", "a real-mode guest writes CR0.NE and reads its CR0 
     if (!cr_out.done) return fail(errc::fault, "guest did not finish");
     // The guest must read back exactly what it wrote. (Its first read is ET, plus CD|NW on
     // Bochs' VMX models, which enter this unrestricted real-mode guest with them set.)
-    if (!(cr_out.before & cpu::cr0_et) || (cr_out.before & cpu::cr0_ne) || cr_out.after != (cr_out.before | cpu::cr0_ne))
+    if (!(cr_out.before & x86::cr0::et) || (cr_out.before & x86::cr0::ne) || cr_out.after != (cr_out.before | x86::cr0::ne))
         return fail(errc::fault, "guest did not see its own CR0");
     if (m.kind == vendor_kind::vmx && g.v.log.count(cpu::exit_reason::cr_access) != 1)
         return fail(errc::fault, "VMX: setting the host-owned CR0.NE did not exit");

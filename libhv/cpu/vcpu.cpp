@@ -91,7 +91,7 @@ void cr_access(vcpu& v, const exit_info& e) {
         // LMSW loads CR0 bits 3:0 but cannot clear PE.
         const std::uint64_t old = ops.read_cr(v, 0);
         cr = 0;
-        value = (old & ~0xeull) | (c.lmsw_source & 0xf) | (old & cr0_pe);
+        value = (old & ~0xeull) | (c.lmsw_source & 0xf) | (old & x86::cr0::pe);
         break;
     }
     case cr_op::read: return unhandled(v, e);

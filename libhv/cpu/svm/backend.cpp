@@ -59,7 +59,7 @@ constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
     c.eventinj = 0;
     if (d.inject.valid) {
         const auto t = svm_type(d.inject.kind);
-        const bool ec = d.inject.has_error_code && (v.state.cr0 & cpu::cr0_pe);
+        const bool ec = d.inject.has_error_code && (v.state.cr0 & x86::cr0::pe);
         c.eventinj = ec ? event::make(t, d.inject.vector, d.inject.error_code).raw : event::make(t, d.inject.vector).raw;
     }
     // An interrupt window: a virtual interrupt the guest takes as soon as it can, intercepted.
@@ -128,13 +128,13 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
     v.state.rip = b.state.rip;
     v.state.rflags = b.state.rflags;
     v.state.cr0 = b.state.cr0;
-    v.state.efer = b.state.efer & ~efer_svme;
+    v.state.efer = b.state.efer & ~x86::efer::svme;
     v.state.interruptibility = (c.interrupt_shadow & 1) ? 1 : 0;
     if (!cpu::decode_hot(exit_raw(a, v), out)) [[unlikely]] decode_other(a, v, out);
 }
 
 bool interrupts_open(const cpu::vcpu& v) {
-    return (v.state.rflags & cpu::rflags_if) && !(v.state.interruptibility & 3);
+    return (v.state.rflags & x86::rflags::if_) && !(v.state.interruptibility & 3);
 }
 
 // Without NRIPS: decode the instruction at CS.base + RIP. The guest memory is read
@@ -147,7 +147,7 @@ result<std::uint8_t> instruction_length(cpu::vcpu& v) {
     std::uint8_t bytes[max_instruction_length];
     __builtin_memcpy(bytes, reinterpret_cast<const void*>(linear), sizeof bytes);
     const auto cs = ar_from_attrib(b.state.cs.attrib);
-    const auto mode = mode_of(b.state.efer & cpu::efer_lma, cs & cpu::ar::l, cs & cpu::ar::db);
+    const auto mode = mode_of(b.state.efer & x86::efer::lma, cs & cpu::ar::l, cs & cpu::ar::db);
     return svm::instruction_length(bytes, mode);
 }
 
@@ -166,11 +166,11 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
         return {};
     }
     if (cr != 0) return fail(errc::not_supported, "only CR0 and CR4 writes are emulated");
-    if ((value & cpu::cr0_pg) && !(value & cpu::cr0_pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
-    if ((value & cpu::cr0_nw) && !(value & cpu::cr0_cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
-    const bool was_pg = b.state.cr0 & cpu::cr0_pg;
-    if (!was_pg && (value & cpu::cr0_pg) && (b.state.efer & cpu::efer_lme)) b.state.efer |= cpu::efer_lma;
-    if (was_pg && !(value & cpu::cr0_pg)) b.state.efer &= ~cpu::efer_lma;
+    if ((value & x86::cr0::pg) && !(value & x86::cr0::pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
+    if ((value & x86::cr0::nw) && !(value & x86::cr0::cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
+    const bool was_pg = b.state.cr0 & x86::cr0::pg;
+    if (!was_pg && (value & x86::cr0::pg) && (b.state.efer & x86::efer::lme)) b.state.efer |= x86::efer::lma;
+    if (was_pg && !(value & x86::cr0::pg)) b.state.efer &= ~x86::efer::lma;
     b.state.cr0 = value;
     v.state.cr0 = value;
     return {};
@@ -191,7 +191,7 @@ status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.caps = p.caps;
     if (!c.caps.nested_paging) return fail(errc::not_supported, "SVM without nested paging");
     c.maxphyaddr = x86::cpuid(0x80000008).eax & 0xff;
-    x86::wrmsr(msr::efer, x86::rdmsr(msr::efer) | efer_svme);
+    x86::wrmsr(msr::efer, x86::rdmsr(msr::efer) | x86::efer::svme);
     void* hsave = alloc(1);
     void* host_save = alloc(1);
     if (!hsave || !host_save) return fail(errc::no_memory, "host save areas");

@@ -145,7 +145,7 @@ event_type vmx_type(cpu::event_kind k) {
     if (d.inject.valid) {
         // Real-mode guests (unrestricted guest) take exceptions without error codes;
         // the guest owns CR0.PE, so ask the VMCS rather than v.state.
-        const bool real = !(read<field::guest_cr0>() & cpu::cr0_pe);
+        const bool real = !(read<field::guest_cr0>() & x86::cr0::pe);
         const bool ec = d.inject.has_error_code && !real;
         const auto t = vmx_type(d.inject.kind);
         (void)vmwrite(raw(field::entry_interruption_info), interruption_info::make(t, d.inject.vector, ec).raw);
@@ -245,7 +245,7 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
 }
 
 bool interrupts_open(const cpu::vcpu& v) {
-    return (v.state.rflags & cpu::rflags_if) && !(v.state.interruptibility & 3);
+    return (v.state.rflags & x86::rflags::if_) && !(v.state.interruptibility & 3);
 }
 
 result<std::uint8_t> instruction_length(cpu::vcpu&) {
@@ -272,26 +272,26 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
     const bool ia32e = entry & bits(entry_ctl::ia32e_mode_guest);
     if (cr == 4) {
         const auto fixed = cr4_fixed(caps);
-        if ((value & ~fixed.may_be1) || (value & cr4_vmxe)) return fail(errc::invalid_argument, "CR4 reserved bit");
-        if (ia32e && !(value & cpu::cr4_pae)) return fail(errc::invalid_argument, "CR4.PAE cleared in IA-32e mode");
+        if ((value & ~fixed.may_be1) || (value & x86::cr4::vmxe)) return fail(errc::invalid_argument, "CR4 reserved bit");
+        if (ia32e && !(value & x86::cr4::pae)) return fail(errc::invalid_argument, "CR4.PAE cleared in IA-32e mode");
         (void)write<field::guest_cr4>(fixed.apply(value));
         (void)write<field::cr4_read_shadow>(value);
         v.state.cr4 = value;
         return {};
     }
     if (cr != 0) return fail(errc::not_supported, "only CR0 and CR4 writes are emulated");
-    if ((value & cpu::cr0_pg) && !(value & cpu::cr0_pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
-    if ((value & cpu::cr0_nw) && !(value & cpu::cr0_cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
+    if ((value & x86::cr0::pg) && !(value & x86::cr0::pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
+    if ((value & x86::cr0::nw) && !(value & x86::cr0::cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
     const bool ug = (a.cpu->controls.value(control_set::proc2) & bits(proc2::unrestricted_guest)) != 0;
     const std::uint64_t old = read_cr(v, 0);
     // Paging switched with EFER.LME set enters or leaves IA-32e mode (SDM 9.8.5).
     std::uint64_t efer = read<field::guest_efer>();
-    if (!(old & cpu::cr0_pg) && (value & cpu::cr0_pg) && (efer & cpu::efer_lme)) {
-        if (!(read<field::guest_cr4>() & cpu::cr4_pae)) return fail(errc::invalid_argument, "long mode without PAE");
-        efer |= cpu::efer_lma;
+    if (!(old & x86::cr0::pg) && (value & x86::cr0::pg) && (efer & x86::efer::lme)) {
+        if (!(read<field::guest_cr4>() & x86::cr4::pae)) return fail(errc::invalid_argument, "long mode without PAE");
+        efer |= x86::efer::lma;
         entry |= bits(entry_ctl::ia32e_mode_guest);
-    } else if ((old & cpu::cr0_pg) && !(value & cpu::cr0_pg) && (efer & cpu::efer_lma)) {
-        efer &= ~cpu::efer_lma;
+    } else if ((old & x86::cr0::pg) && !(value & x86::cr0::pg) && (efer & x86::efer::lma)) {
+        efer &= ~x86::efer::lma;
         entry &= ~bits(entry_ctl::ia32e_mode_guest);
     }
     (void)write<field::guest_efer>(efer);

@@ -57,7 +57,7 @@ void fake_enter(vcpu& v, const event_queue::decision* pending, exit_info& e) {
     if (s.reason == exit_reason::hypercall) e.hypercall.nr = s.rax;
 }
 
-bool fake_open(const vcpu& v) { return v.state.rflags & rflags_if; }
+bool fake_open(const vcpu& v) { return v.state.rflags & hv::x86::rflags::if_; }
 hv::result<std::uint8_t> fake_length(vcpu& v) {
     if (v.state.rip == 0xbad) return hv::fail(hv::errc::not_supported, "opcode outside the set intercepted without NRIPS");
     return std::uint8_t{7};
@@ -65,7 +65,7 @@ hv::result<std::uint8_t> fake_length(vcpu& v) {
 
 std::uint64_t fake_read_cr(vcpu& v, unsigned cr) { return cr == 0 ? v.state.cr0 : v.state.cr4; }
 hv::status fake_write_cr(vcpu& v, unsigned cr, std::uint64_t value) {
-    if (cr == 0 && (value & cr0_pg) && !(value & cr0_pe)) return hv::fail(hv::errc::invalid_argument, "PG without PE");
+    if (cr == 0 && (value & hv::x86::cr0::pg) && !(value & hv::x86::cr0::pe)) return hv::fail(hv::errc::invalid_argument, "PG without PE");
     (cr == 0 ? v.state.cr0 : v.state.cr4) = value;
     return {};
 }
@@ -411,10 +411,10 @@ TEST_CASE("vcpu: the default CR handler emulates MOV to CR0/CR4, CLTS and LMSW; 
     // Called directly, outside the loop: skip() takes the length from the fake decoder (7).
     harness h;
     vcpu& v = h.add({});
-    v.state.cr0 = cr0_pe | cr0_et | (1u << 3);  // TS set
-    v.state.regs.rbx = cr0_pe | cr0_et | cr0_ne | (1u << 3);
+    v.state.cr0 = hv::x86::cr0::pe | hv::x86::cr0::et | (1u << 3);  // TS set
+    v.state.regs.rbx = hv::x86::cr0::pe | hv::x86::cr0::et | hv::x86::cr0::ne | (1u << 3);
     default_handler::cr_access(v, cr_exit(0, cr_op::write, 3));
-    CHECK(v.state.cr0 == (cr0_pe | cr0_et | cr0_ne | (1u << 3)));
+    CHECK(v.state.cr0 == (hv::x86::cr0::pe | hv::x86::cr0::et | hv::x86::cr0::ne | (1u << 3)));
     CHECK(v.state.rip == 0x1000 + 7);
     default_handler::cr_access(v, cr_exit(0, cr_op::clts, 0));
     CHECK((v.state.cr0 & (1u << 3)) == 0);
@@ -425,7 +425,7 @@ TEST_CASE("vcpu: the default CR handler emulates MOV to CR0/CR4, CLTS and LMSW; 
     CHECK(v.state.cr4 == (1ull << 5));
     CHECK(v.state.rip == 0x1000 + 4 * 7);
 
-    v.state.regs.rax = cr0_pg;  // PG without PE: #GP(0), RIP stays
+    v.state.regs.rax = hv::x86::cr0::pg;  // PG without PE: #GP(0), RIP stays
     default_handler::cr_access(v, cr_exit(0, cr_op::write, 0));
     CHECK(v.state.rip == 0x1000 + 4 * 7);
     auto d = v.events.next(true, false);
