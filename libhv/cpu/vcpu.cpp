@@ -211,7 +211,7 @@ void vcpu::run_guest() {
         else if (!enter_with_events(slot)) break;
         exit_ = &slot;
         log.commit(slot);
-        if (log.total() >= budget_) [[unlikely]] {
+        if (--budget_left_ == 0) [[unlikely]] {
             fail("exit budget exhausted");
             break;
         }

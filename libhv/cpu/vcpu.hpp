@@ -176,7 +176,9 @@ public:
     }
 
     // Fail the guest after this many exits (0: no limit): a runaway guest ends with its log.
-    void set_exit_budget(std::uint64_t n) { budget_ = n ? n : ~0ull; }
+    void set_exit_budget(std::uint64_t n) {
+        budget_left_ = !n ? ~0ull : n > log.total() ? n - log.total() : 1;
+    }
 
     // ---- for the scheduler ----
     bool finished() const { return fiber_.finished(); }
@@ -208,7 +210,7 @@ private:
     bool yield_ = false;
     bool extras_ = false;  // an interrupt source or entry hook is set: no hot-path entry
     std::uint8_t dirty_ = 0;
-    std::uint64_t budget_ = ~0ull;  // the exit count that fails the guest
+    std::uint64_t budget_left_ = ~0ull;  // exits until the budget fails the guest
     exit_info* exit_ = &no_exit_;  // the ring slot of the exit being handled
     exit_info no_exit_{};
     exit_handler handlers_[exit_reason_count] = {};
