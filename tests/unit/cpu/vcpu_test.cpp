@@ -159,6 +159,7 @@ TEST_CASE("event queue: priorities, windows and #DF escalation") {
     CHECK_FALSE(q.triple_fault());
     q.raise_exception(6);
     CHECK(q.triple_fault());
+    CHECK_FALSE(q.empty());  // the run loop's one flag sends a triple fault down the slow path
 }
 
 TEST_CASE("vcpu: dispatch, skip, HLT woken by an interrupt injected from idle") {
@@ -296,6 +297,22 @@ TEST_CASE("vcpu: an exit budget ends a runaway guest") {
     CHECK(v.status() == vcpu_status::failed);
     CHECK(std::string(v.why()) == "exit budget exhausted");
     CHECK(v.log.total() == 10);
+}
+
+TEST_CASE("vcpu: an exit budget set after some exits counts from the start") {
+    harness h;
+    std::vector<step> loop(50, step{exit_reason::cpuid, 2});
+    vcpu& v = h.add(loop);
+    int seen = 0;
+    static int* seen_p = nullptr;
+    seen_p = &seen;
+    v.on(exit_reason::cpuid, [](vcpu& x, const exit_info&) {
+        x.skip();
+        if (++*seen_p == 4) x.set_exit_budget(6);  // 4 exits so far: 2 more
+    });
+    h.sched.run();
+    CHECK(v.status() == vcpu_status::failed);
+    CHECK(v.log.total() == 6);
 }
 
 TEST_CASE("vcpu: skip() marks RIP (and a dropped STI shadow) dirty for the backend") {
