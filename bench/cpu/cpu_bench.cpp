@@ -104,7 +104,8 @@ constexpr backend_ops loop_ops{[](vcpu&) { return hv::status{}; }, loop_enter,
                                [](const vcpu&) { return true; },
                                [](vcpu&) { return hv::result<std::uint8_t>(std::uint8_t{2}); },
                                [](vcpu&, unsigned) { return std::uint64_t{0}; },
-                               [](vcpu&, unsigned, std::uint64_t) { return hv::status{}; }};
+                               [](vcpu&, unsigned, std::uint64_t) { return hv::status{}; },
+                               [](vcpu&) {}, [](vcpu&) {}};
 void run_loop_bench(benchmark::State& st, bool yield) {
     std::vector<char> stack(64 * 1024);
     for (auto _ : st) {

@@ -86,6 +86,20 @@ struct backend_ops {
     // architecture refuses returns an error: the caller injects #GP(0).
     std::uint64_t (*read_cr)(vcpu& v, unsigned cr);
     status (*write_cr)(vcpu& v, unsigned cr, std::uint64_t value);
+    // Slow paths (instruction emulation, hypercall arguments, reports) that need the
+    // whole architectural state: copy CR0/CR3/CR4 as the guest sees them, EFER, the
+    // segment registers, GDTR/IDTR from the VMCS/VMCB into v.state.
+    void (*load_state)(vcpu& v);
+    // Invalidate what the TLBs hold for this vCPU's nested (EPT/NPT) translations,
+    // before its next entry (INVEPT single-context / the VMCB's ASID flush).
+    void (*flush_nested)(vcpu& v);
+};
+
+// Reads guest-linear memory for the vCPU layer (instruction fetch when an exit gave no
+// length). Without one, linear == host address (the identity-mapped smoke guests).
+struct code_reader {
+    void* ctx = nullptr;
+    status (*read)(vcpu& v, std::uint64_t linear, void* dst, std::size_t n, void* ctx) = nullptr;
 };
 
 // An interrupt controller model (e.g. a local APIC in libhv/dev) the vCPU takes external
@@ -154,6 +168,12 @@ public:
         source_ = s;
         extras_ = source_.pending || hook_.fn;
     }
+    void set_code_reader(const code_reader& r) { code_ = r; }
+    const code_reader& code() const { return code_; }
+    // What owns this vCPU (a vm::guest), for handlers to find their way back.
+    void set_owner(void* owner) { owner_ = owner; }
+    template <class T>
+    T& owner() const { return *static_cast<T*>(owner_); }
     void set_entry_hook(const entry_hook& h) {
         hook_ = h;
         extras_ = source_.pending || hook_.fn;
@@ -217,6 +237,8 @@ private:
     interrupt_source source_{};
     const fmt::sink* failure_sink_ = nullptr;
     entry_hook hook_{};
+    code_reader code_{};
+    void* owner_ = nullptr;
 };
 
 // Round-robin over vCPUs on one physical CPU. run() returns when every vCPU has

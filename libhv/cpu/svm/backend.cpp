@@ -30,7 +30,7 @@ status prepare(cpu::vcpu& v) {
     c.iopm_base_pa = cpu::pa_of(a.iopm);
     c.msrpm_base_pa = cpu::pa_of(a.msrpm);
     c.np_control = 1;
-    c.n_cr3 = a.cpu->npt_root;
+    c.n_cr3 = a.nested_root ? a.nested_root : a.cpu->npt_root;
     put_guest(b, v.state);
     a.events_on = false;
     vmrun_context cx{};
@@ -142,10 +142,14 @@ bool interrupts_open(const cpu::vcpu& v) {
 result<std::uint8_t> instruction_length(cpu::vcpu& v) {
     const vmcb& b = *arch(v).block;
     const std::uint64_t linear = b.state.cs.base + b.state.rip;
-    if (linear >= (4ull << 30) - max_instruction_length)
+    if (!v.code().read && linear >= (4ull << 30) - max_instruction_length)
         return fail(errc::fault, "instruction above the identity-mapped 4 GiB");
     std::uint8_t bytes[max_instruction_length];
-    __builtin_memcpy(bytes, reinterpret_cast<const void*>(linear), sizeof bytes);
+    if (const auto& reader = v.code(); reader.read) {
+        HV_TRY(reader.read(v, linear, bytes, sizeof bytes, reader.ctx));
+    } else {
+        __builtin_memcpy(bytes, reinterpret_cast<const void*>(linear), sizeof bytes);
+    }
     const auto cs = ar_from_attrib(b.state.cs.attrib);
     const auto mode = mode_of(b.state.efer & x86::efer::lma, cs & cpu::ar::l, cs & cpu::ar::db);
     return svm::instruction_length(bytes, mode);
@@ -176,9 +180,28 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
     return {};
 }
 
+void load_state(cpu::vcpu& v) {
+    const vmcb& b = *arch(v).block;
+    cpu::guest_state& g = v.state;
+    g.cr0 = b.state.cr0;
+    g.cr3 = b.state.cr3;
+    g.cr4 = b.state.cr4;
+    g.efer = b.state.efer & ~x86::efer::svme;
+    auto put = [](cpu::segment& to, const segment& from) {
+        to = {from.selector, ar_from_attrib(from.attrib), from.limit, from.base};
+    };
+    const segment* const in_order[cpu::segment_count] = {&b.state.es, &b.state.cs, &b.state.ss, &b.state.ds,
+                                                         &b.state.fs, &b.state.gs, &b.state.ldtr, &b.state.tr};
+    for (unsigned i = 0; i < cpu::segment_count; ++i) put(g.segs[i], *in_order[i]);
+    g.gdtr = {b.state.gdtr.base, b.state.gdtr.limit};
+    g.idtr = {b.state.idtr.base, b.state.idtr.limit};
+}
+
+void flush_nested(cpu::vcpu& v) { arch(v).block->control.tlb_ctl = tlb_control::flush_asid; }
+
 } // namespace
 
-const cpu::backend_ops ops{prepare, enter, interrupts_open, instruction_length, read_cr, write_cr};
+const cpu::backend_ops ops{prepare, enter, interrupts_open, instruction_length, read_cr, write_cr, load_state, flush_nested};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

@@ -97,7 +97,7 @@ status prepare(cpu::vcpu& v) {
     img = vmcs_image{};
     put_controls(img, c.controls);
     if (c.controls.value(control_set::proc2) & bits(proc2::vpid)) img.set(field::vpid, a.vpid);
-    img.set(field::ept_pointer, c.ept_root | 6 | 3 << 3);
+    img.set(field::ept_pointer, (a.nested_root ? a.nested_root : c.ept_root) | 6 | 3 << 3);
     img.set(field::io_bitmap_a, cpu::pa_of(a.io_bitmaps));
     img.set(field::io_bitmap_b, cpu::pa_of(a.io_bitmaps + 4096));
     img.set(field::msr_bitmap, cpu::pa_of(a.msr_bitmap));
@@ -303,9 +303,34 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
     return {};
 }
 
+void load_state(cpu::vcpu& v) {
+    if (!make_current(arch(v))) return;
+    cpu::guest_state& g = v.state;
+    g.cr0 = read_cr(v, 0);
+    g.cr3 = read<field::guest_cr3>();
+    g.cr4 = read_cr(v, 4);
+    g.efer = read<field::guest_efer>();
+    // VMCS guest-state fields come in SDM order es, cs, ss, ds, fs, gs, ldtr, tr, as cpu::seg.
+    for (unsigned i = 0; i < cpu::segment_count; ++i) {
+        cpu::segment& s = g.segs[i];
+        s.selector = static_cast<std::uint16_t>(read(static_cast<field>(raw(field::guest_es_selector) + 2 * i)));
+        s.base = read(static_cast<field>(raw(field::guest_es_base) + 2 * i));
+        s.limit = static_cast<std::uint32_t>(read(static_cast<field>(raw(field::guest_es_limit) + 2 * i)));
+        s.access = static_cast<std::uint32_t>(read(static_cast<field>(raw(field::guest_es_ar) + 2 * i)));
+    }
+    g.gdtr = {read<field::guest_gdtr_base>(), static_cast<std::uint32_t>(read<field::guest_gdtr_limit>())};
+    g.idtr = {read<field::guest_idtr_base>(), static_cast<std::uint32_t>(read<field::guest_idtr_limit>())};
+}
+
+void flush_nested(cpu::vcpu& v) {
+    vcpu_arch& a = arch(v);
+    const std::uint64_t root = a.nested_root ? a.nested_root : a.cpu->ept_root;
+    (void)invept(invept_type::single_context, {root | 6 | 3 << 3, 0});
+}
+
 } // namespace
 
-const cpu::backend_ops ops{prepare, enter, interrupts_open, instruction_length, read_cr, write_cr};
+const cpu::backend_ops ops{prepare, enter, interrupts_open, instruction_length, read_cr, write_cr, load_state, flush_nested};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

@@ -32,6 +32,7 @@ struct vcpu_arch {
     cpu_context* cpu = nullptr;
     std::uint64_t vmcs_pa = 0;
     std::uint16_t vpid = 1;
+    std::uint64_t nested_root = 0;  // EPT PML4 of this vCPU's guest; 0: the CPU's identity map
     bool launched = false;
     std::uint32_t proc_in_vmcs = 0;  // primary controls as last written (window bits vary)
     bool windows_on = false;         // an interrupt or NMI window was requested at the last entry

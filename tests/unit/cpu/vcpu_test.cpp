@@ -69,7 +69,10 @@ hv::status fake_write_cr(vcpu& v, unsigned cr, std::uint64_t value) {
     (cr == 0 ? v.state.cr0 : v.state.cr4) = value;
     return {};
 }
-constexpr backend_ops fake_ops{fake_prepare, fake_enter, fake_open, fake_length, fake_read_cr, fake_write_cr};
+void fake_load_state(vcpu&) {}
+void fake_flush_nested(vcpu&) {}
+constexpr backend_ops fake_ops{fake_prepare,  fake_enter,      fake_open,        fake_length,
+                               fake_read_cr,  fake_write_cr,   fake_load_state,  fake_flush_nested};
 
 struct harness {
     std::vector<std::string> trace;

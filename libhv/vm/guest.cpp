@@ -1,0 +1,384 @@
+#include "libhv/vm/guest.hpp"
+#include <new>
+#include "libhv/arch/x86/cpu.hpp"
+#include "libhv/cpu/bitmaps.hpp"
+
+namespace hv::vm {
+
+result<std::uint64_t> zeroed_frames::alloc_page() {
+    auto pa = pages_->alloc();
+    HV_TRY(pa);
+    __builtin_memset(reinterpret_cast<void*>(*pa), 0, mem::page_size);
+    return *pa;
+}
+
+void zeroed_frames::free_page(std::uint64_t pa) { (void)pages_->free(pa); }
+
+status enable(physical_cpu& pc, cpu::page_alloc_fn alloc) {
+    constexpr std::uint32_t cpuid1_ecx_vmx = 1u << 5, ext_ecx_svm = 1u << 2;
+    if (x86::cpuid(1).ecx & cpuid1_ecx_vmx) {
+        pc.vendor = cpu::vendor::vmx;
+        return vmx::enable(pc.vmx, alloc);
+    }
+    if (x86::cpuid(0x80000000).eax >= 0x80000001 && (x86::cpuid(0x80000001).ecx & ext_ecx_svm)) {
+        pc.vendor = cpu::vendor::svm;
+        return svm::enable(pc.svm, alloc);
+    }
+    return fail(errc::not_supported, "this CPU has neither VMX (CPUID.1:ECX.5) nor SVM (CPUID.80000001h:ECX.2)");
+}
+
+namespace {
+
+mmu::ept_format ept_of(const physical_cpu& pc) {
+    mmu::ept_format f;
+    f.maxphyaddr = pc.vmx.maxphyaddr;
+    f.gbpages = pc.vmx.caps.ept_vpid.pages_1g();
+    f.execute_only = pc.vmx.caps.ept_vpid.execute_only();
+    return f;
+}
+
+// The x86 flush hook is per vCPU; the guest flushes every vCPU after a batch.
+status code_fetch(cpu::vcpu& v, std::uint64_t linear, void* dst, std::size_t n, void*) {
+    guest& g = guest::of(v);
+    (void)g.paging_of(v);
+    auto mem = g.linear(v);
+    if (mem.read(linear, dst, static_cast<unsigned>(n), insn::access_type::fetch))
+        return fail(errc::fault, "instruction fetch faulted");
+    return {};
+}
+
+} // namespace
+
+guest::guest(host_memory& host)
+    : host_{&host}, ram_{host}, ept_{mmu::ept_format{}, host}, npt_{mmu::npt_format(), host} {}
+
+status guest::init(physical_cpu& pc, const config& cfg, cpu::page_alloc_fn alloc) {
+    if (cfg.vcpus == 0 || cfg.vcpus > max_vcpus) return fail(errc::out_of_range, "vCPU count outside 1..8");
+    if (cfg.mmu == paging::shadow) return fail(errc::not_supported, "shadow paging is not wired to the vCPUs yet");
+    cpu_ = &pc;
+    cfg_ = cfg;
+    HV_TRY(ram_.init());
+    if (pc.vendor == cpu::vendor::vmx) {
+        new (&ept_) mmu::page_table<mmu::ept_format, host_memory>{ept_of(pc), *host_};
+        HV_TRY(ept_.init());
+        nested_root_ = ept_.root();
+    } else {
+        new (&npt_) mmu::page_table<mmu::x86_64_format, host_memory>{mmu::npt_format(true, pc.svm.maxphyaddr), *host_};
+        HV_TRY(npt_.init());
+        nested_root_ = npt_.root();
+    }
+    for (unsigned i = 0; i < cfg.vcpus; ++i) {
+        void* stack = alloc(vcpu_stack_bytes / 4096);
+        if (!stack) return fail(errc::no_memory, "vCPU stack");
+        const std::uint16_t tag = static_cast<std::uint16_t>(cfg.first_tag + i);
+        if (pc.vendor == cpu::vendor::vmx) {
+            HV_TRY(vmx::create(vmx_[i], pc.vmx, tag));
+            vmx_[i].nested_root = nested_root_;
+            vcpus_[i].init(i, vmx::ops, &vmx_[i], stack, vcpu_stack_bytes);
+        } else {
+            HV_TRY(svm::create(svm_[i], pc.svm, tag));
+            svm_[i].nested_root = nested_root_;
+            vcpus_[i].init(i, svm::ops, &svm_[i], stack, vcpu_stack_bytes);
+        }
+        vcpus_[i].set_owner(this);
+        vcpus_[i].set_code_reader({nullptr, &code_fetch});
+    }
+    count_ = cfg.vcpus;
+    view_.vcpu_count = count_;
+    view_.shadow_paging = cfg.mmu == paging::shadow;
+    // State the CPU switches on every entry and exit (VMCS guest fields with the EFER
+    // save/load controls; the VMCB with VMLOAD/VMSAVE), and the TSC for reading.
+    // SVM: EFER writes stay intercepted (EFER.SVME must stay set under the guest).
+    // VMX switches neither KERNEL_GS_BASE nor the SYSCALL MSRs: they pass through and
+    // keep the guest's values while libhv runs (libhv uses neither).
+    constexpr std::uint32_t switched[] = {0x174, 0x175, 0x176, 0xc0000081, 0xc0000082, 0xc0000083,
+                                          0xc0000084, 0xc0000100, 0xc0000101, 0xc0000102};
+    for (std::uint32_t m : switched) pass_through_msr(m, true, true);
+    pass_through_msr(0xc0000080, true, pc.vendor == cpu::vendor::vmx);
+    pass_through_msr(msr_file::tsc, true, false);
+    return {};
+}
+
+void guest::pass_through_msr(std::uint32_t msr, bool read, bool write) {
+    for (unsigned i = 0; i < count_; ++i) {
+        if (cpu_->vendor == cpu::vendor::vmx) {
+            std::span<std::uint8_t> map{vmx_[i].msr_bitmap, cpu::vmx_msr_bitmap::size};
+            cpu::set_msr_intercept<cpu::vmx_msr_bitmap>(map, msr, cpu::msr_access::read, !read);
+            cpu::set_msr_intercept<cpu::vmx_msr_bitmap>(map, msr, cpu::msr_access::write, !write);
+        } else {
+            std::span<std::uint8_t> map{svm_[i].msrpm, cpu::svm_msrpm::size};
+            cpu::set_msr_intercept<cpu::svm_msrpm>(map, msr, cpu::msr_access::read, !read);
+            cpu::set_msr_intercept<cpu::svm_msrpm>(map, msr, cpu::msr_access::write, !write);
+        }
+    }
+}
+
+void guest::on_cpuid(cpu::vcpu& v, const cpu::exit_info& e) {
+    guest& g = of(v);
+    cpu_view view = g.view_;
+    view.vcpu_id = v.id();
+    view.guest_cr4 = v.ops().read_cr(v, 4);
+    const auto h = x86::cpuid(e.cpuid.leaf, e.cpuid.subleaf);
+    const cpuid_regs r = filter_cpuid(e.cpuid.leaf, e.cpuid.subleaf, {h.eax, h.ebx, h.ecx, h.edx}, view);
+    v.state.regs.rax = r.eax;
+    v.state.regs.rbx = r.ebx;
+    v.state.regs.rcx = r.ecx;
+    v.state.regs.rdx = r.edx;
+    v.skip();
+}
+
+void guest::on_msr_read(cpu::vcpu& v, const cpu::exit_info& e) {
+    guest& g = of(v);
+    std::optional<std::uint64_t> value;
+    if (e.msr.index == 0xc0000080 && g.cpu_->vendor == cpu::vendor::svm)
+        value = g.svm_[v.id()].block->state.efer & ~x86::efer::svme;
+    else
+        value = g.msrs_[v.id()].read(e.msr.index);
+    if (!value) {
+        v.inject_exception(13, 0);
+        return;
+    }
+    v.state.regs.rax = static_cast<std::uint32_t>(*value);
+    v.state.regs.rdx = *value >> 32;
+    v.skip();
+}
+
+void guest::on_msr_write(cpu::vcpu& v, const cpu::exit_info& e) {
+    guest& g = of(v);
+    const std::uint64_t value = (v.state.regs.rdx << 32) | static_cast<std::uint32_t>(v.state.regs.rax);
+    bool ok;
+    if (e.msr.index == 0xc0000080 && g.cpu_->vendor == cpu::vendor::svm) {
+        // SCE, LME, NXE, SVME... as the guest writes them; LMA is the CPU's; SVME stays set.
+        constexpr std::uint64_t writable = x86::efer::sce | x86::efer::lme | x86::efer::nxe;
+        std::uint64_t& efer = g.svm_[v.id()].block->state.efer;
+        ok = !(value & ~(writable | x86::efer::lma | x86::efer::svme));
+        if (ok) efer = (efer & ~writable) | (value & writable) | x86::efer::svme;
+        if (ok) v.state.efer = efer & ~x86::efer::svme;
+    } else {
+        ok = g.msrs_[v.id()].write(e.msr.index, value);
+    }
+    if (!ok) {
+        v.inject_exception(13, 0);
+        return;
+    }
+    v.skip();
+}
+
+status guest::add_mmio(std::uint64_t gpa, std::uint64_t size, const mmio_handler& h) {
+    if (device_count_ == max_devices) return fail(errc::no_memory, "too many MMIO devices");
+    HV_TRY(ram_.add_mmio(gpa, size, device_count_));
+    devices_[device_count_++] = h;
+    return {};
+}
+
+status guest::map_nested(std::uint64_t gpa, std::uint64_t hpa, std::uint64_t size, bool writable) {
+    const mmu::page_attrs a = mmu::nested_attrs(writable);
+    if (cpu_->vendor == cpu::vendor::vmx) {
+        auto tx = ept_.begin();
+        return tx.map(gpa, hpa, size, a);
+    }
+    auto tx = npt_.begin();
+    return tx.map(gpa, hpa, size, a);
+}
+
+bool guest::is_write_protected(std::uint64_t gpa) const {
+    for (unsigned i = 0; i < protected_count_; ++i)
+        if (protected_[i].first <= gpa && gpa <= protected_[i].last) return true;
+    return false;
+}
+
+void guest::flush_all_vcpus() {
+    for (unsigned i = 0; i < count_; ++i) vcpus_[i].ops().flush_nested(vcpus_[i]);
+}
+
+status guest::write_protect(std::uint64_t gpa, std::uint64_t size, bool protect) {
+    if (!mmu::page_aligned(gpa) || !mmu::page_aligned(size) || size == 0)
+        return fail(errc::invalid_argument, "write_protect range not page aligned");
+    for (std::uint64_t at = gpa; at < gpa + size; at += mmu::page_size) {
+        const mmu::guest_region* r = ram_.find(at);
+        if (!r || r->kind != mmu::region_kind::ram) return fail(errc::invalid_argument, "write_protect outside RAM");
+    }
+    const mmu::address_range range{gpa, gpa + size - 1};
+    if (protect) {
+        if (protected_count_ == max_protected) return fail(errc::no_memory, "too many write-protected ranges");
+        protected_[protected_count_++] = range;
+    } else {
+        unsigned kept = 0;
+        for (unsigned i = 0; i < protected_count_; ++i)
+            if (!(protected_[i] == range)) protected_[kept++] = protected_[i];
+        protected_count_ = kept;
+    }
+    // Pages not yet mapped pick up the protection when they fault in.
+    const mmu::page_attrs a = mmu::nested_attrs(!protect);
+    status s;
+    for (std::uint64_t at = gpa; at < gpa + size && s.ok(); at += mmu::page_size) {
+        const bool mapped = cpu_->vendor == cpu::vendor::vmx ? ept_.translate(at).has_value() : npt_.translate(at).has_value();
+        if (!mapped) continue;
+        if (cpu_->vendor == cpu::vendor::vmx) {
+            auto tx = ept_.begin();
+            s = tx.protect(at, mmu::page_size, a);
+        } else {
+            auto tx = npt_.begin();
+            s = tx.protect(at, mmu::page_size, a);
+        }
+    }
+    flush_all_vcpus();
+    return s;
+}
+
+std::size_t guest::nested_table_pages() const {
+    return cpu_->vendor == cpu::vendor::vmx ? ept_.table_pages() : npt_.table_pages();
+}
+
+status guest::start() {
+    if (!cpu_) return fail(errc::invalid_argument, "guest::start before init");
+    if (!cfg_.map_on_demand) {
+        if (cpu_->vendor == cpu::vendor::vmx) {
+            auto tx = ept_.begin();
+            HV_TRY(ram_.map_nested(tx));
+        } else {
+            auto tx = npt_.begin();
+            HV_TRY(ram_.map_nested(tx));
+        }
+        for (unsigned i = 0; i < protected_count_; ++i)
+            HV_TRY(write_protect(protected_[i].first, protected_[i].last - protected_[i].first + 1, true));
+    }
+    for (unsigned i = 0; i < count_; ++i) {
+        vcpus_[i].on(cpu::exit_reason::npf, &on_npf);
+        vcpus_[i].on(cpu::exit_reason::io, &on_io);
+        vcpus_[i].on(cpu::exit_reason::cpuid, &on_cpuid);
+        vcpus_[i].on(cpu::exit_reason::msr_read, &on_msr_read);
+        vcpus_[i].on(cpu::exit_reason::msr_write, &on_msr_write);
+    }
+    return {};
+}
+
+void guest::stop_all(const char* why) {
+    for (unsigned i = 0; i < count_; ++i)
+        if (vcpus_[i].status() == cpu::vcpu_status::runnable || vcpus_[i].status() == cpu::vcpu_status::halted)
+            vcpus_[i].stop(why);
+}
+
+namespace {
+std::uint32_t open_bus_in(void*, std::uint16_t, std::uint8_t size) { return size == 4 ? ~0u : (1u << (8 * size)) - 1; }
+void open_bus_out(void*, std::uint16_t, std::uint8_t, std::uint32_t) {}
+} // namespace
+
+void guest::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
+    guest& g = of(v);
+    const cpu::io_ports ports = g.ports_.in ? g.ports_ : cpu::io_ports{nullptr, &open_bus_in, &open_bus_out};
+    cpu::io_segments segs{};
+    cpu::guest_memory memory{};
+    std::optional<linear_memory<host_memory>> mem;
+    if (e.io.string) {
+        (void)g.paging_of(v);
+        segs = {v.state[cpu::seg::ds].base, v.state[cpu::seg::es].base};
+        mem.emplace(g.linear(v));
+        memory = {&*mem,
+                  [](void* m, std::uint64_t la, void* dst, std::size_t n) {
+                      return !static_cast<linear_memory<host_memory>*>(m)->read(la, dst, static_cast<unsigned>(n),
+                                                                               insn::access_type::read);
+                  },
+                  [](void* m, std::uint64_t la, const void* src, std::size_t n) {
+                      return !static_cast<linear_memory<host_memory>*>(m)->write(la, src, static_cast<unsigned>(n));
+                  }};
+    }
+    auto r = cpu::emulate_io(v.state, e.io, ports, memory, segs, 4096);
+    if (!r) {
+        v.inject_exception(13, 0);  // a string access the guest's paging refuses
+        return;
+    }
+    if (e.io.string) v.mark_dirty(cpu::vcpu::dirty_rflags);
+    if (r->remaining == 0) v.skip();
+}
+
+status guest::schedule_on(cpu::scheduler& s) {
+    for (unsigned i = 0; i < count_; ++i) HV_TRY(s.add(vcpus_[i]));
+    return {};
+}
+
+mmu::guest_paging guest::paging_of(cpu::vcpu& v) {
+    v.ops().load_state(v);
+    const cpu::guest_state& st = v.state;
+    return {st.cr0, st.cr3, st.cr4, st.efer, st.rflags,
+            static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access))};
+}
+
+linear_memory<host_memory> guest::linear(cpu::vcpu& v) {
+    const cpu::guest_state& st = v.state;
+    return {ram_,
+            {st.cr0, st.cr3, st.cr4, st.efer, st.rflags,
+             static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access))},
+            features(),
+            {devices_, device_count_},
+            strays_};
+}
+
+void guest::emulate(cpu::vcpu& v) {
+    (void)paging_of(v);
+    cpu::guest_state& st = v.state;
+    insn::guest_state is;
+    for (unsigned r = 0; r < 16; ++r) is.gpr[r] = st.regs[r];
+    is.rip = st.rip;
+    is.rflags = st.rflags;
+    for (unsigned s = 0; s < 6; ++s) is.seg_base[s] = st.segs[s].base;
+    const std::uint32_t cs = st[cpu::seg::cs].access;
+    is.code = (st.efer & x86::efer::lma) && (cs & cpu::ar::l) ? insn::mode::code64
+              : (cs & cpu::ar::db) && (st.cr0 & x86::cr0::pe) ? insn::mode::code32
+                                                              : insn::mode::code16;
+    is.cr0 = st.cr0;
+    is.cr4 = st.cr4;
+    is.cpl = static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access));
+    auto mem = linear(v);
+    ++stats_.emulated;
+    auto r = insn::execute(is, mem);
+    if (!r) {
+        v.fail("MMIO access by an instruction the emulator does not run");
+        return;
+    }
+    switch (r->result) {
+    case insn::outcome::fault:
+        v.inject_exception(r->f.vector, r->f.has_error_code ? std::optional<std::uint32_t>{r->f.error_code} : std::nullopt);
+        return;
+    case insn::outcome::partial:
+    case insn::outcome::done:
+        for (unsigned i = 0; i < 16; ++i) st.regs[i] = is.gpr[i];
+        st.rip = is.rip;
+        st.rflags = is.rflags;
+        st.interruptibility &= ~3u;  // the instruction retired: no STI/MOV SS shadow
+        v.mark_dirty(cpu::vcpu::dirty_rip | cpu::vcpu::dirty_rflags | cpu::vcpu::dirty_rsp |
+                     cpu::vcpu::dirty_interruptibility);
+        return;
+    }
+}
+
+void guest::on_npf(cpu::vcpu& v, const cpu::exit_info& e) {
+    guest& g = of(v);
+    const mmu::access_kind access = e.npf.write   ? mmu::access_kind::write
+                                    : e.npf.fetch ? mmu::access_kind::execute
+                                                  : mmu::access_kind::read;
+    const mmu::nested_resolution res = g.ram_.resolve_nested_fault(e.npf.gpa, access);
+    const bool protected_write = res.action == mmu::nested_action::map && access == mmu::access_kind::write &&
+                                 g.is_write_protected(e.npf.gpa);
+    if (res.action == mmu::nested_action::map && !protected_write) {
+        // Not mapped yet (map_on_demand), or a hardware race with a protection change.
+        const bool writable = res.attrs.write && !g.is_write_protected(res.gpa);
+        if (auto s = g.map_nested(res.gpa, res.hpa, res.size, writable); !s) {
+            v.fail("nested fault: cannot map the page on demand");
+            return;
+        }
+        ++g.stats_.mapped_on_demand;
+        return;
+    }
+    if (res.action == mmu::nested_action::violation || protected_write) {
+        ++g.stats_.violations;
+        if (g.violation_.fn && g.violation_.fn(g, v, e.npf.gpa, g.violation_.ctx)) return;
+    }
+    if (e.npf.fetch) {
+        v.fail("instruction fetch from guest-physical memory that is not RAM");
+        return;
+    }
+    g.emulate(v);
+}
+
+} // namespace hv::vm

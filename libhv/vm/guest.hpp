@@ -1,0 +1,178 @@
+// A guest (a domain): its physical address space, the nested tables built from it, its
+// vCPUs on whichever vendor this CPU has, and the exit handling every guest shares.
+//
+//   physical_cpu    VMX or SVM, probed and enabled once per CPU (vm::enable)
+//   guest           guest_ram (regions → host pages) ──map──▶ EPT or NPT root
+//                   vcpu[i] ── vmx/svm vcpu_arch (VPID/ASID first_tag + i, nested root)
+//                   npf handler: RAM not yet mapped → map it; MMIO, hole, ROM write →
+//                   emulate the instruction through linear_memory (devices, open bus)
+//
+// Policies (devices, PV I/O, shadow paging) add handlers with vcpu(i).on(...) and reach
+// the guest from a handler with guest::of(v). Metal only; the logic it composes
+// (guest_memory, page_table, translate_gva, linear_memory, insn) is host-tested.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include "libhv/core/result.hpp"
+#include "libhv/cpu/io_emul.hpp"
+#include "libhv/cpu/svm/backend.hpp"
+#include "libhv/cpu/vcpu.hpp"
+#include "libhv/cpu/vmx/backend.hpp"
+#include "libhv/mem/page_allocator.hpp"
+#include "libhv/mmu/format_ept.hpp"
+#include "libhv/mmu/format_x86.hpp"
+#include "libhv/mmu/guest_memory.hpp"
+#include "libhv/mmu/page_table.hpp"
+#include "libhv/vm/cpu_model.hpp"
+#include "libhv/vm/linear_memory.hpp"
+
+namespace hv::vm {
+
+// Host-physical memory on metal: identity-mapped, single zeroed frames from libhv/mem.
+class zeroed_frames {
+public:
+    explicit zeroed_frames(mem::page_allocator& pages) : pages_{&pages} {}
+    [[nodiscard]] result<std::uint64_t> alloc_page();
+    void free_page(std::uint64_t pa);
+
+private:
+    mem::page_allocator* pages_;
+};
+using host_memory = mmu::direct_map_memory<mmu::page_allocator_ref>;
+using guest_ram = mmu::guest_memory<host_memory>;
+
+// One per physical CPU: the vendor it has, enabled (VMXON / EFER.SVME).
+struct physical_cpu {
+    cpu::vendor vendor = cpu::vendor::vmx;
+    vmx::cpu_context vmx{};
+    svm::cpu_context svm{};
+    [[nodiscard]] unsigned maxphyaddr() const { return vendor == cpu::vendor::vmx ? vmx.maxphyaddr : svm.maxphyaddr; }
+};
+// Probes CPUID for VMX, then SVM; an error names why neither is usable.
+[[nodiscard]] status enable(physical_cpu& pc, cpu::page_alloc_fn alloc);
+
+enum class paging : std::uint8_t { nested, shadow };
+
+struct config {
+    unsigned vcpus = 1;
+    paging mmu = paging::nested;
+    // Nested: map RAM pages at their first access instead of all at start().
+    bool map_on_demand = false;
+    // VPID (VMX) / ASID (SVM) of vCPU 0; vCPU i uses first_tag + i. Distinct per guest.
+    std::uint16_t first_tag = 1;
+};
+
+// What the nested-fault handler did, per guest.
+struct nested_stats {
+    std::uint64_t mapped_on_demand = 0;
+    std::uint64_t emulated = 0;        // MMIO or hole accesses run through the emulator
+    std::uint64_t violations = 0;      // writes to ROM or to write-protected RAM
+};
+
+class guest;
+
+// Called for a write to ROM or to write-protected RAM, before the default (emulate the
+// write: ROM writes vanish, protected RAM is written). Return true when the hook
+// handled the exit itself (e.g. skipped the instruction, injected, or stopped the guest).
+struct violation_hook {
+    void* ctx = nullptr;
+    bool (*fn)(guest& g, cpu::vcpu& v, std::uint64_t gpa, void* ctx) = nullptr;
+};
+
+class guest {
+public:
+    static constexpr unsigned max_vcpus = 8;
+    static constexpr unsigned max_devices = 16;
+    static constexpr std::size_t vcpu_stack_bytes = 32 * 1024;
+    static constexpr unsigned max_protected = 8;
+
+    // `host` backs the guest's RAM and its tables; it must outlive the guest.
+    explicit guest(host_memory& host);
+    guest(const guest&) = delete;
+    guest& operator=(const guest&) = delete;
+
+    // Before anything else. Allocates VMCS/VMCBs, vCPU stacks and the nested root.
+    [[nodiscard]] status init(physical_cpu& pc, const config& cfg, cpu::page_alloc_fn alloc);
+
+    // ---- address space (before start, or later for what guest_ram allows) ----
+    [[nodiscard]] guest_ram& memory() { return ram_; }
+    // A device region; its accesses reach `h` through the instruction emulator.
+    [[nodiscard]] status add_mmio(std::uint64_t gpa, std::uint64_t size, const mmio_handler& h);
+    // RAM pages whose guest writes exit (reported to the violation hook), or not any more.
+    [[nodiscard]] status write_protect(std::uint64_t gpa, std::uint64_t size, bool protect);
+    void set_violation_hook(const violation_hook& h) { violation_ = h; }
+    // Port I/O of every vCPU (IN/OUT and string I/O through the guest's paging). Without
+    // ports, reads return all ones and writes vanish.
+    void set_ports(const cpu::io_ports& p) { ports_ = p; }
+
+    // ---- the virtual CPU (cpu_model.hpp); a device model or policy adjusts it before start ----
+    [[nodiscard]] cpu_view& cpu_features() { return view_; }
+    [[nodiscard]] msr_file& msrs(unsigned vcpu) { return msrs_[vcpu]; }
+    // Let the guest reach an MSR without exits (only MSRs the hardware switches or libhv
+    // does not use), or intercept it again.
+    void pass_through_msr(std::uint32_t msr, bool read, bool write);
+    // The default handlers, public so a policy can chain to them (e.g. a Xen ABI that
+    // answers its own CPUID leaves and MSRs first).
+    static void on_cpuid(cpu::vcpu& v, const cpu::exit_info& e);
+    static void on_msr_read(cpu::vcpu& v, const cpu::exit_info& e);
+    static void on_msr_write(cpu::vcpu& v, const cpu::exit_info& e);
+
+    // ---- vCPUs ----
+    [[nodiscard]] unsigned vcpu_count() const { return count_; }
+    [[nodiscard]] cpu::vcpu& vcpu(unsigned i) { return vcpus_[i]; }
+    // Builds the nested tables (unless map_on_demand) and installs the npf handler;
+    // then every vCPU's state must be set and the guest scheduled.
+    [[nodiscard]] status start();
+    [[nodiscard]] status schedule_on(cpu::scheduler& s);
+    // Ends every vCPU of the guest (from any of them: the others stop when next resumed).
+    void stop_all(const char* why);
+
+    // ---- for handlers ----
+    static guest& of(cpu::vcpu& v) { return v.owner<guest>(); }
+    [[nodiscard]] cpu::vendor vendor() const { return cpu_->vendor; }
+    // The guest's paging registers as vCPU v has them now (loads them from the VMCS/VMCB).
+    [[nodiscard]] mmu::guest_paging paging_of(cpu::vcpu& v);
+    [[nodiscard]] mmu::paging_features features() const { return {cpu_->maxphyaddr(), true}; }
+    // v's linear address space (after paging_of / load_state): RAM, devices, open bus.
+    [[nodiscard]] linear_memory<host_memory> linear(cpu::vcpu& v);
+    // Fetch, decode and run the instruction at v's RIP against linear(v), then resume.
+    // Faults are injected; an instruction the emulator does not run fails the vCPU.
+    void emulate(cpu::vcpu& v);
+    [[nodiscard]] std::uint64_t nested_root() const { return nested_root_; }
+    [[nodiscard]] const nested_stats& stats() const { return stats_; }
+    [[nodiscard]] const stray_accesses& strays() const { return strays_; }
+    // Table pages the nested tables use now.
+    [[nodiscard]] std::size_t nested_table_pages() const;
+
+private:
+    static void on_npf(cpu::vcpu& v, const cpu::exit_info& e);
+    static void on_io(cpu::vcpu& v, const cpu::exit_info& e);
+    [[nodiscard]] status map_nested(std::uint64_t gpa, std::uint64_t hpa, std::uint64_t size, bool writable);
+    [[nodiscard]] bool is_write_protected(std::uint64_t gpa) const;
+    void flush_all_vcpus();
+
+    host_memory* host_;
+    guest_ram ram_;
+    mmu::page_table<mmu::ept_format, host_memory> ept_;
+    mmu::page_table<mmu::x86_64_format, host_memory> npt_;
+    physical_cpu* cpu_ = nullptr;
+    config cfg_{};
+    unsigned count_ = 0;
+    std::uint64_t nested_root_ = 0;
+    cpu::vcpu vcpus_[max_vcpus];
+    vmx::vcpu_arch vmx_[max_vcpus];
+    svm::vcpu_arch svm_[max_vcpus];
+    mmio_handler devices_[max_devices]{};
+    unsigned device_count_ = 0;
+    mmu::address_range protected_[max_protected]{};
+    unsigned protected_count_ = 0;
+    violation_hook violation_{};
+    cpu::io_ports ports_{};
+    cpu_view view_{};
+    msr_file msrs_[max_vcpus];
+    nested_stats stats_{};
+    stray_accesses strays_{};
+};
+
+} // namespace hv::vm

@@ -1,0 +1,144 @@
+// A guest's linear address space as one of its vCPUs sees it, for the instruction
+// emulator (insn::memory) and for copying hypercall arguments:
+//
+//   linear ──translate_gva (guest's CR0/CR3/CR4/EFER)──▶ guest-physical
+//      RAM / ROM (read) ─▶ the backing host page
+//      MMIO region      ─▶ its device (accesses of 1, 2, 4 or 8 bytes)
+//      hole             ─▶ open bus: reads are all ones, writes vanish (counted)
+//
+// Portable: tested on the host over fake memory, used on metal by vm::guest.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include "libhv/cpu/insn/emulate.hpp"
+#include "libhv/mmu/guest_memory.hpp"
+#include "libhv/mmu/guest_paging.hpp"
+
+namespace hv::vm {
+
+// A device behind an MMIO region; `offset` is from the region's base. A false return
+// is a device error: the access is treated like open bus and counted.
+struct mmio_handler {
+    void* ctx = nullptr;
+    bool (*read)(void* ctx, std::uint64_t offset, unsigned size, std::uint64_t& value) = nullptr;
+    bool (*write)(void* ctx, std::uint64_t offset, unsigned size, std::uint64_t value) = nullptr;
+};
+
+// What accesses outside RAM did (the guest cannot see hypervisor data through them).
+struct stray_accesses {
+    std::uint64_t hole_reads = 0, hole_writes = 0, rom_writes = 0, device_errors = 0;
+    std::uint64_t last_gpa = 0;
+};
+
+template <mmu::table_memory M>
+class linear_memory final : public insn::memory {
+public:
+    linear_memory(mmu::guest_memory<M>& ram, const mmu::guest_paging& paging, const mmu::paging_features& features,
+                  std::span<const mmio_handler> devices, stray_accesses& strays)
+        : ram_{&ram}, paging_{paging}, features_{features}, devices_{devices}, strays_{&strays} {}
+
+    std::optional<insn::fault> read(std::uint64_t la, void* dst, unsigned n, insn::access_type a) override {
+        return access(la, n, a, [&](std::uint64_t gpa, unsigned at, unsigned len) {
+            return read_physical(gpa, static_cast<char*>(dst) + at, len);
+        });
+    }
+    std::optional<insn::fault> write(std::uint64_t la, const void* src, unsigned n) override {
+        return access(la, n, insn::access_type::write, [&](std::uint64_t gpa, unsigned at, unsigned len) {
+            write_physical(gpa, static_cast<const char*>(src) + at, len);
+        });
+    }
+    std::optional<insn::fault> probe(std::uint64_t la, unsigned n, insn::access_type a) override {
+        return access(la, n, a, [](std::uint64_t, unsigned, unsigned) {});
+    }
+
+    // One guest-physical access of `len` (<= 8 for devices) bytes within one page.
+    void read_physical(std::uint64_t gpa, void* dst, unsigned len) {
+        if (void* p = ram_->host_pointer(gpa, false)) {
+            __builtin_memcpy(dst, p, len);
+            return;
+        }
+        std::uint64_t value = ~std::uint64_t{0};
+        if (const mmio_handler* d = device_at(gpa)) {
+            if (!d->read || !d->read(d->ctx, gpa - region_base_, len, value)) note(strays_->device_errors, gpa);
+        } else {
+            note(strays_->hole_reads, gpa);
+        }
+        __builtin_memcpy(dst, &value, len);
+    }
+    void write_physical(std::uint64_t gpa, const void* src, unsigned len) {
+        if (void* p = ram_->host_pointer(gpa, true)) {
+            __builtin_memcpy(p, src, len);
+            return;
+        }
+        if (const mmio_handler* d = device_at(gpa)) {
+            std::uint64_t value = 0;
+            __builtin_memcpy(&value, src, len);
+            if (!d->write || !d->write(d->ctx, gpa - region_base_, len, value)) note(strays_->device_errors, gpa);
+            return;
+        }
+        const mmu::guest_region* r = ram_->find(gpa);
+        note(r && r->kind == mmu::region_kind::rom ? strays_->rom_writes : strays_->hole_writes, gpa);
+    }
+
+private:
+    void note(std::uint64_t& counter, std::uint64_t gpa) {
+        ++counter;
+        strays_->last_gpa = gpa;
+    }
+
+    const mmio_handler* device_at(std::uint64_t gpa) {
+        const mmu::guest_region* r = ram_->find(gpa);
+        if (!r || r->kind != mmu::region_kind::mmio || r->device >= devices_.size()) return nullptr;
+        region_base_ = r->base;
+        return &devices_[r->device];
+    }
+
+    // Translates every page of [la, la+n) first (all or nothing), then runs `touch` on
+    // each piece: at most 8 bytes each so device accesses keep their operand size.
+    template <class Touch>
+    std::optional<insn::fault> access(std::uint64_t la, unsigned n, insn::access_type a, Touch&& touch) {
+        mmu::guest_access how;
+        how.kind = a == insn::access_type::fetch   ? mmu::access_kind::execute
+                   : a == insn::access_type::read ? mmu::access_kind::read
+                                                   : mmu::access_kind::write;
+        struct piece {
+            std::uint64_t gpa;
+            unsigned at, len;
+        };
+        piece pieces[2]{};
+        unsigned count = 0;
+        for (unsigned done = 0; done < n;) {
+            const std::uint64_t at = la + done;
+            const unsigned in_page = static_cast<unsigned>(mmu::page_size - (at & mmu::page_offset_mask));
+            const unsigned len = n - done < in_page ? n - done : in_page;
+            const mmu::gva_result t = mmu::translate_gva(*ram_, paging_, features_, at, how);
+            switch (t.status) {
+            case mmu::gva_status::ok: break;
+            case mmu::gva_status::page_fault: return insn::fault{insn::vector::pf, true, t.error_code, at};
+            case mmu::gva_status::non_canonical: return insn::fault{insn::vector::gp, true, 0, at};
+            case mmu::gva_status::unbacked_gpa: return insn::fault{insn::vector::gp, true, 0, at};
+            }
+            if (count == 2) return insn::fault{insn::vector::gp, true, 0, at};  // > one page crossing
+            pieces[count++] = {t.gpa, done, len};
+            done += len;
+        }
+        for (unsigned i = 0; i < count; ++i)
+            for (unsigned off = 0; off < pieces[i].len;) {
+                const unsigned chunk = pieces[i].len - off > 8 ? 8 : pieces[i].len - off;
+                touch(pieces[i].gpa + off, pieces[i].at + off, chunk);
+                off += chunk;
+            }
+        return std::nullopt;
+    }
+
+    mmu::guest_memory<M>* ram_;
+    mmu::guest_paging paging_;
+    mmu::paging_features features_;
+    std::span<const mmio_handler> devices_;
+    stray_accesses* strays_;
+    std::uint64_t region_base_ = 0;
+};
+
+} // namespace hv::vm
