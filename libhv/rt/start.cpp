@@ -68,6 +68,8 @@ extern "C" [[noreturn]] void hv_start(std::uint32_t magic, std::uint32_t info_pa
     console::init();
     for (auto* ctor = __init_array_start; ctor != __init_array_end; ++ctor) (*ctor)();
     x86::init_cpu_tables();
+    x86::mask_legacy_pic();
+    x86::enable_sse();
 
     println("libhv 0.1.0: booting");
     auto parsed = boot::parse(magic, info_paddr, {&read_identity, nullptr}, boot_info);

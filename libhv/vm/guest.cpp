@@ -131,7 +131,7 @@ void guest::on_msr_read(cpu::vcpu& v, const cpu::exit_info& e) {
     guest& g = of(v);
     std::optional<std::uint64_t> value;
     if (e.msr.index == 0xc0000080 && g.cpu_->vendor == cpu::vendor::svm)
-        value = g.svm_[v.id()].block->state.efer & ~svm::efer_svme;
+        value = g.svm_[v.id()].block->state.efer & ~x86::efer::svme;
     else
         value = g.msrs_[v.id()].read(e.msr.index);
     if (!value) {
@@ -149,11 +149,11 @@ void guest::on_msr_write(cpu::vcpu& v, const cpu::exit_info& e) {
     bool ok;
     if (e.msr.index == 0xc0000080 && g.cpu_->vendor == cpu::vendor::svm) {
         // SCE, LME, NXE, SVME... as the guest writes them; LMA is the CPU's; SVME stays set.
-        constexpr std::uint64_t writable = cpu::efer_sce | cpu::efer_lme | cpu::efer_nxe;
+        constexpr std::uint64_t writable = x86::efer::sce | x86::efer::lme | x86::efer::nxe;
         std::uint64_t& efer = g.svm_[v.id()].block->state.efer;
-        ok = !(value & ~(writable | cpu::efer_lma | svm::efer_svme));
-        if (ok) efer = (efer & ~writable) | (value & writable) | svm::efer_svme;
-        if (ok) v.state.efer = efer & ~svm::efer_svme;
+        ok = !(value & ~(writable | x86::efer::lma | x86::efer::svme));
+        if (ok) efer = (efer & ~writable) | (value & writable) | x86::efer::svme;
+        if (ok) v.state.efer = efer & ~x86::efer::svme;
     } else {
         ok = g.msrs_[v.id()].write(e.msr.index, value);
     }
@@ -371,8 +371,8 @@ void guest::emulate(cpu::vcpu& v) {
     is.rflags = st.rflags;
     for (unsigned s = 0; s < 6; ++s) is.seg_base[s] = st.segs[s].base;
     const std::uint32_t cs = st[cpu::seg::cs].access;
-    is.code = (st.efer & cpu::efer_lma) && (cs & cpu::ar::l) ? insn::mode::code64
-              : (cs & cpu::ar::db) && (st.cr0 & cpu::cr0_pe) ? insn::mode::code32
+    is.code = (st.efer & x86::efer::lma) && (cs & cpu::ar::l) ? insn::mode::code64
+              : (cs & cpu::ar::db) && (st.cr0 & x86::cr0::pe) ? insn::mode::code32
                                                               : insn::mode::code16;
     is.cr0 = st.cr0;
     is.cr4 = st.cr4;

@@ -1,5 +1,6 @@
 #include "libhv/cpu/svm/backend.hpp"
 #include "libhv/arch/x86/cpu.hpp"
+#include "libhv/cpu/exit_decode.hpp"
 #include "libhv/cpu/svm/insn_len.hpp"
 #include "libhv/cpu/svm/setup.hpp"
 
@@ -31,6 +32,7 @@ status prepare(cpu::vcpu& v) {
     c.np_control = 1;
     c.n_cr3 = a.nested_root ? a.nested_root : a.cpu->npt_root;
     put_guest(b, v.state);
+    a.events_on = false;
     vmrun_context cx{};
     cx.maxphyaddr = a.cpu->maxphyaddr;
     if (auto r = check_vmrun(b, cx); !r.passed && a.software_checks) {
@@ -51,19 +53,13 @@ event_type svm_type(cpu::event_kind k) {
 
 constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
 
-void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& out) {
-    vcpu_arch& a = arch(v);
-    vmcb& b = *a.block;
-    auto& c = b.control;
-    if (const auto dirty = v.take_dirty()) {
-        if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
-        if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
-        if (dirty & cpu::vcpu::dirty_interruptibility) c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
-    }
+// Injection and the interrupt window: only when an event waits or the last entry used them.
+[[gnu::noinline]] void apply_events(cpu::vcpu& v, vcpu_arch& a, const cpu::event_queue::decision& d) {
+    auto& c = a.block->control;
     c.eventinj = 0;
     if (d.inject.valid) {
         const auto t = svm_type(d.inject.kind);
-        const bool ec = d.inject.has_error_code && (v.state.cr0 & cpu::cr0_pe);
+        const bool ec = d.inject.has_error_code && (v.state.cr0 & x86::cr0::pe);
         c.eventinj = ec ? event::make(t, d.inject.vector, d.inject.error_code).raw : event::make(t, d.inject.vector).raw;
     }
     // An interrupt window: a virtual interrupt the guest takes as soon as it can, intercepted.
@@ -74,42 +70,71 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         c.vintr &= ~(v_irq | v_ign_tpr);
         c.intercepts3 &= ~bits(intercept3::vintr);
     }
+    a.events_on = d.inject.valid || d.irq_window;
+}
+
+// The exit as the decoders take it (after v.state was refreshed from the VMCB).
+[[gnu::always_inline]] inline cpu::svm_exit_raw exit_raw(const vcpu_arch& a, const cpu::vcpu& v) {
+    const auto& c = a.block->control;
+    cpu::svm_exit_raw raw;
+    raw.exitcode = c.exitcode;
+    raw.exitinfo1 = c.exitinfo1;  // MSR direction, I/O details
+    raw.exitinfo2 = c.exitinfo2;  // I/O: the next RIP
+    raw.next_rip = c.next_rip;
+    raw.nrips = a.cpu->caps.nrips;
+    raw.decode_assists = a.cpu->caps.decode_assists;
+    raw.rip = v.state.rip;
+    raw.rax = v.state.regs.rax;
+    raw.rcx = v.state.regs.rcx;
+    return raw;
+}
+
+[[gnu::noinline]] void vmrun_refused(const cpu::vcpu& v, std::uint64_t code, cpu::exit_info& out) {
+    cpu::svm_exit_raw raw{};
+    raw.exitcode = code;
+    raw.rip = v.state.rip;
+    cpu::decode(raw, out);
+}
+
+// Everything but the hot exits.
+[[gnu::noinline]] void decode_other(const vcpu_arch& a, const cpu::vcpu& v, cpu::exit_info& out) {
+    auto raw = exit_raw(a, v);
+    raw.exitintinfo = a.block->control.exitintinfo;
+    cpu::decode(raw, out);
+}
+
+void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out) {
+    vcpu_arch& a = arch(v);
+    vmcb& b = *a.block;
+    auto& c = b.control;
+    if (const auto dirty = v.take_dirty()) {
+        if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
+        if (dirty & ~cpu::vcpu::dirty_rip) [[unlikely]] {
+            if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
+            if (dirty & cpu::vcpu::dirty_interruptibility)
+                c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
+        }
+    }
+    if (d || a.events_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
     b.state.rax = v.state.regs.rax;
     b.state.rsp = v.state.regs.rsp;
     hv_svm_enter(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa);
     c.tlb_ctl = tlb_control::none;
     // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
-    // state: keep ours.
-    if (c.exitcode == ~0ull || c.exitcode == 0xffffffffull) {
-        cpu::svm_exit_raw bad{};
-        bad.exitcode = c.exitcode;
-        bad.rip = v.state.rip;
-        cpu::decode(bad, out);
-        return;
-    }
+    // state: keep ours. (No other exit code has its low 32 bits all ones.)
+    if (static_cast<std::uint32_t>(c.exitcode) == 0xffffffffu) [[unlikely]] return vmrun_refused(v, c.exitcode, out);
     v.state.regs.rax = b.state.rax;
     v.state.regs.rsp = b.state.rsp;
     v.state.rip = b.state.rip;
     v.state.rflags = b.state.rflags;
     v.state.cr0 = b.state.cr0;
-    v.state.efer = b.state.efer & ~efer_svme;
+    v.state.efer = b.state.efer & ~x86::efer::svme;
     v.state.interruptibility = (c.interrupt_shadow & 1) ? 1 : 0;
-    cpu::svm_exit_raw raw{};
-    raw.exitcode = c.exitcode;
-    raw.exitinfo1 = c.exitinfo1;
-    raw.exitinfo2 = c.exitinfo2;
-    raw.exitintinfo = c.exitintinfo;
-    raw.next_rip = c.next_rip;
-    raw.nrips = a.cpu->caps.nrips;
-    raw.decode_assists = a.cpu->caps.decode_assists;
-    raw.rip = b.state.rip;
-    raw.rax = v.state.regs.rax;
-    raw.rcx = v.state.regs.rcx;
-    cpu::decode(raw, out);
+    if (!cpu::decode_hot(exit_raw(a, v), out)) [[unlikely]] decode_other(a, v, out);
 }
 
 bool interrupts_open(const cpu::vcpu& v) {
-    return (v.state.rflags & cpu::rflags_if) && !(v.state.interruptibility & 3);
+    return (v.state.rflags & x86::rflags::if_) && !(v.state.interruptibility & 3);
 }
 
 // Without NRIPS: decode the instruction at CS.base + RIP. The guest memory is read
@@ -126,7 +151,7 @@ result<std::uint8_t> instruction_length(cpu::vcpu& v) {
         __builtin_memcpy(bytes, reinterpret_cast<const void*>(linear), sizeof bytes);
     }
     const auto cs = ar_from_attrib(b.state.cs.attrib);
-    const auto mode = mode_of(b.state.efer & cpu::efer_lma, cs & cpu::ar::l, cs & cpu::ar::db);
+    const auto mode = mode_of(b.state.efer & x86::efer::lma, cs & cpu::ar::l, cs & cpu::ar::db);
     return svm::instruction_length(bytes, mode);
 }
 
@@ -145,11 +170,11 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
         return {};
     }
     if (cr != 0) return fail(errc::not_supported, "only CR0 and CR4 writes are emulated");
-    if ((value & cpu::cr0_pg) && !(value & cpu::cr0_pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
-    if ((value & cpu::cr0_nw) && !(value & cpu::cr0_cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
-    const bool was_pg = b.state.cr0 & cpu::cr0_pg;
-    if (!was_pg && (value & cpu::cr0_pg) && (b.state.efer & cpu::efer_lme)) b.state.efer |= cpu::efer_lma;
-    if (was_pg && !(value & cpu::cr0_pg)) b.state.efer &= ~cpu::efer_lma;
+    if ((value & x86::cr0::pg) && !(value & x86::cr0::pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
+    if ((value & x86::cr0::nw) && !(value & x86::cr0::cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
+    const bool was_pg = b.state.cr0 & x86::cr0::pg;
+    if (!was_pg && (value & x86::cr0::pg) && (b.state.efer & x86::efer::lme)) b.state.efer |= x86::efer::lma;
+    if (was_pg && !(value & x86::cr0::pg)) b.state.efer &= ~x86::efer::lma;
     b.state.cr0 = value;
     v.state.cr0 = value;
     return {};
@@ -161,7 +186,7 @@ void load_state(cpu::vcpu& v) {
     g.cr0 = b.state.cr0;
     g.cr3 = b.state.cr3;
     g.cr4 = b.state.cr4;
-    g.efer = b.state.efer & ~efer_svme;
+    g.efer = b.state.efer & ~x86::efer::svme;
     auto put = [](cpu::segment& to, const segment& from) {
         to = {from.selector, ar_from_attrib(from.attrib), from.limit, from.base};
     };
@@ -198,7 +223,7 @@ status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.caps = p.caps;
     if (!c.caps.nested_paging) return fail(errc::not_supported, "SVM without nested paging");
     c.maxphyaddr = x86::cpuid(0x80000008).eax & 0xff;
-    x86::wrmsr(msr::efer, x86::rdmsr(msr::efer) | efer_svme);
+    x86::wrmsr(msr::efer, x86::rdmsr(msr::efer) | x86::efer::svme);
     void* hsave = alloc(1);
     void* host_save = alloc(1);
     if (!hsave || !host_save) return fail(errc::no_memory, "host save areas");

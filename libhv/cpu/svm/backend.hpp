@@ -30,6 +30,7 @@ struct vcpu_arch {
     std::uint8_t* iopm = nullptr;   // 3 pages
     std::uint8_t* msrpm = nullptr;  // 2 pages
     bool software_checks = true;    // false: let the CPU judge the state (to compare the two)
+    bool events_on = false;         // EVENTINJ or the interrupt window was set at the last entry
     char message[160] = {};
 };
 

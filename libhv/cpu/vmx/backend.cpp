@@ -1,6 +1,7 @@
 #include "libhv/cpu/vmx/backend.hpp"
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/arch/x86/cpu_tables.hpp"
+#include "libhv/cpu/exit_decode.hpp"
 #include "libhv/cpu/vmx/entry_check.hpp"
 #include "libhv/cpu/vmx/exit.hpp"
 #include "libhv/cpu/vmx/insn.hpp"
@@ -80,12 +81,12 @@ host_state current_host() {
     return h;
 }
 
-bool make_current(vcpu_arch& a) {
-    if (a.cpu->current_vmcs == a.vmcs_pa) return true;
+[[gnu::noinline]] bool load_current(vcpu_arch& a) {
     if (vmptrld(a.vmcs_pa) != insn_status::ok) return false;
     a.cpu->current_vmcs = a.vmcs_pa;
     return true;
 }
+inline bool make_current(vcpu_arch& a) { return a.cpu->current_vmcs == a.vmcs_pa || load_current(a); }
 
 vcpu_arch& arch(cpu::vcpu& v) { return *static_cast<vcpu_arch*>(v.arch()); }
 
@@ -115,6 +116,7 @@ status prepare(cpu::vcpu& v) {
     if (!make_current(a)) return failed(a, "VMPTRLD failed");
     a.launched = false;
     a.proc_in_vmcs = c.controls.value(control_set::proc);
+    a.windows_on = false;
     const char* bad = nullptr;
     img.for_each([&](field f, std::uint64_t val) {
         if (!bad && vmwrite(raw(f), val) != insn_status::ok) bad = name(f).data();
@@ -138,25 +140,12 @@ event_type vmx_type(cpu::event_kind k) {
     }
 }
 
-void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& out) {
-    vcpu_arch& a = arch(v);
-    if (!make_current(a)) {
-        out = cpu::exit_info{};
-        out.from = cpu::vendor::vmx;
-        out.reason = cpu::exit_reason::entry_refused;
-        return;
-    }
-    if (const auto dirty = v.take_dirty()) {
-        if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
-        if (dirty & cpu::vcpu::dirty_rflags) (void)write<field::guest_rflags>(v.state.rflags);
-        if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
-        if (dirty & cpu::vcpu::dirty_interruptibility)
-            (void)write<field::guest_interruptibility>(v.state.interruptibility);
-    }
+// Injection and window requests: only when an event waits or a window was asked before.
+[[gnu::noinline]] void apply_events(cpu::vcpu& v, vcpu_arch& a, const cpu::event_queue::decision& d) {
     if (d.inject.valid) {
         // Real-mode guests (unrestricted guest) take exceptions without error codes;
         // the guest owns CR0.PE, so ask the VMCS rather than v.state.
-        const bool real = !(read<field::guest_cr0>() & cpu::cr0_pe);
+        const bool real = !(read<field::guest_cr0>() & x86::cr0::pe);
         const bool ec = d.inject.has_error_code && !real;
         const auto t = vmx_type(d.inject.kind);
         (void)vmwrite(raw(field::entry_interruption_info), interruption_info::make(t, d.inject.vector, ec).raw);
@@ -173,22 +162,25 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         (void)vmwrite(raw(field::proc_controls), procv);
         a.proc_in_vmcs = procv;
     }
+    a.windows_on = d.irq_window || d.nmi_window;
+}
 
-    const int r = hv_vmx_enter(&v.state.regs, a.launched);
-    if (r != 0) {
-        out = cpu::exit_info{};
-        out.from = cpu::vendor::vmx;
-        out.reason = cpu::exit_reason::entry_refused;
-        out.rip = v.state.rip;
-        out.failure.code = r == 2 ? read(field::vm_instruction_error) : 0;
-        return;
-    }
-    a.launched = true;
-    // Read what this exit reason needs, not every exit-information field.
-    cpu::vmx_exit_raw raw{};
+[[gnu::noinline]] void entry_refused(cpu::vcpu& v, int r, cpu::exit_info& out) {
+    out = cpu::exit_info{};
+    out.from = cpu::vendor::vmx;
+    out.reason = cpu::exit_reason::entry_refused;
+    out.rip = v.state.rip;
+    out.failure.code = r == 2 ? read(field::vm_instruction_error) : 0;
+}
+
+// Everything but the hot exits: read what the reason needs, then the generic decoder.
+[[gnu::noinline]] void decode_other(const cpu::vcpu& v, cpu::exit_info& out) {
+    cpu::vmx_exit_raw raw;
     raw.reason = read<field::exit_reason>();
-    raw.rip = read<field::guest_rip>();
+    raw.rip = v.state.rip;
     raw.instruction_length = read<field::exit_instruction_length>();
+    raw.rax = v.state.regs.rax;
+    raw.rcx = v.state.regs.rcx;
     raw.idt_vectoring_info = read<field::idt_vectoring_info>();
     if (raw.idt_vectoring_info >> 31) raw.idt_vectoring_error = read<field::idt_vectoring_error_code>();
     switch (static_cast<exit_reason>(raw.reason & 0xffff)) {
@@ -204,15 +196,6 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         raw.guest_linear = read<field::guest_linear_address>();
         raw.qualification = read<field::exit_qualification>();
         break;
-    case exit_reason::io_instruction:
-        raw.instruction_info = read<field::exit_instruction_info>();
-        raw.qualification = read<field::exit_qualification>();
-        break;
-    case exit_reason::cpuid:
-    case exit_reason::hlt:
-    case exit_reason::vmcall:
-    case exit_reason::rdmsr:
-    case exit_reason::wrmsr:
     case exit_reason::interrupt_window:
     case exit_reason::nmi_window:
     case exit_reason::triple_fault:
@@ -221,17 +204,48 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         raw.qualification = read<field::exit_qualification>();
         break;
     }
+    cpu::decode(raw, out);
+}
+
+void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out) {
+    vcpu_arch& a = arch(v);
+    if (!make_current(a)) [[unlikely]] return entry_refused(v, 1, out);
+    if (const auto dirty = v.take_dirty()) {
+        if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
+        if (dirty & ~cpu::vcpu::dirty_rip) [[unlikely]] {
+            if (dirty & cpu::vcpu::dirty_rflags) (void)write<field::guest_rflags>(v.state.rflags);
+            if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
+            if (dirty & cpu::vcpu::dirty_interruptibility)
+                (void)write<field::guest_interruptibility>(v.state.interruptibility);
+        }
+    }
+    if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
+
+    const int r = hv_vmx_enter(&v.state.regs, a.launched);
+    if (r != 0) [[unlikely]] return entry_refused(v, r, out);
+    a.launched = true;
+    // The exit: the state every handler may use, then as few exit-information fields as
+    // the reason needs (the hot instruction exits: none beyond the length, I/O its
+    // qualification).
+    cpu::vmx_exit_raw raw;
+    raw.reason = read<field::exit_reason>();
+    raw.rip = read<field::guest_rip>();
+    raw.instruction_length = read<field::exit_instruction_length>();
     raw.rax = v.state.regs.rax;
     raw.rcx = v.state.regs.rcx;
     v.state.rip = raw.rip;
     v.state.rflags = read<field::guest_rflags>();
     v.state.regs.rsp = read<field::guest_rsp>();
     v.state.interruptibility = read<field::guest_interruptibility>();
-    cpu::decode(raw, out);
+    const bool hot = cpu::decode_hot(raw, out, [](std::uint64_t& q, std::uint32_t& info) {
+        q = read<field::exit_qualification>();
+        info = read<field::exit_instruction_info>();
+    });
+    if (!hot) [[unlikely]] decode_other(v, out);
 }
 
 bool interrupts_open(const cpu::vcpu& v) {
-    return (v.state.rflags & cpu::rflags_if) && !(v.state.interruptibility & 3);
+    return (v.state.rflags & x86::rflags::if_) && !(v.state.interruptibility & 3);
 }
 
 result<std::uint8_t> instruction_length(cpu::vcpu&) {
@@ -258,26 +272,26 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
     const bool ia32e = entry & bits(entry_ctl::ia32e_mode_guest);
     if (cr == 4) {
         const auto fixed = cr4_fixed(caps);
-        if ((value & ~fixed.may_be1) || (value & cr4_vmxe)) return fail(errc::invalid_argument, "CR4 reserved bit");
-        if (ia32e && !(value & cpu::cr4_pae)) return fail(errc::invalid_argument, "CR4.PAE cleared in IA-32e mode");
+        if ((value & ~fixed.may_be1) || (value & x86::cr4::vmxe)) return fail(errc::invalid_argument, "CR4 reserved bit");
+        if (ia32e && !(value & x86::cr4::pae)) return fail(errc::invalid_argument, "CR4.PAE cleared in IA-32e mode");
         (void)write<field::guest_cr4>(fixed.apply(value));
         (void)write<field::cr4_read_shadow>(value);
         v.state.cr4 = value;
         return {};
     }
     if (cr != 0) return fail(errc::not_supported, "only CR0 and CR4 writes are emulated");
-    if ((value & cpu::cr0_pg) && !(value & cpu::cr0_pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
-    if ((value & cpu::cr0_nw) && !(value & cpu::cr0_cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
+    if ((value & x86::cr0::pg) && !(value & x86::cr0::pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
+    if ((value & x86::cr0::nw) && !(value & x86::cr0::cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
     const bool ug = (a.cpu->controls.value(control_set::proc2) & bits(proc2::unrestricted_guest)) != 0;
     const std::uint64_t old = read_cr(v, 0);
     // Paging switched with EFER.LME set enters or leaves IA-32e mode (SDM 9.8.5).
     std::uint64_t efer = read<field::guest_efer>();
-    if (!(old & cpu::cr0_pg) && (value & cpu::cr0_pg) && (efer & cpu::efer_lme)) {
-        if (!(read<field::guest_cr4>() & cpu::cr4_pae)) return fail(errc::invalid_argument, "long mode without PAE");
-        efer |= cpu::efer_lma;
+    if (!(old & x86::cr0::pg) && (value & x86::cr0::pg) && (efer & x86::efer::lme)) {
+        if (!(read<field::guest_cr4>() & x86::cr4::pae)) return fail(errc::invalid_argument, "long mode without PAE");
+        efer |= x86::efer::lma;
         entry |= bits(entry_ctl::ia32e_mode_guest);
-    } else if ((old & cpu::cr0_pg) && !(value & cpu::cr0_pg) && (efer & cpu::efer_lma)) {
-        efer &= ~cpu::efer_lma;
+    } else if ((old & x86::cr0::pg) && !(value & x86::cr0::pg) && (efer & x86::efer::lma)) {
+        efer &= ~x86::efer::lma;
         entry &= ~bits(entry_ctl::ia32e_mode_guest);
     }
     (void)write<field::guest_efer>(efer);
