@@ -99,7 +99,7 @@ void attachment::park(slot& s) {
     s.parked = true;
     s.start_pending = false;
     // Halted with IF = 1, so that the SIPI (the interrupt source) wakes it.
-    v.state.rflags |= cpu::rflags_if;
+    v.state.rflags |= x86::rflags::if_;
     v.halt();
 }
 

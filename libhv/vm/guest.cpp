@@ -320,7 +320,9 @@ void guest::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
     std::optional<linear_memory<host_memory>> mem;
     if (e.io.string) {
         (void)g.paging_of(v);
-        segs = {v.state[cpu::seg::ds].base, v.state[cpu::seg::es].base};
+        // 64-bit code: DS and ES bases count as 0 (the CPU ignores them).
+        const bool code64 = (v.state.efer & x86::efer::lma) && (v.state[cpu::seg::cs].access & cpu::ar::l);
+        if (!code64) segs = {v.state[cpu::seg::ds].base, v.state[cpu::seg::es].base};
         mem.emplace(g.linear(v));
         memory = {&*mem,
                   [](void* m, std::uint64_t la, void* dst, std::size_t n) {

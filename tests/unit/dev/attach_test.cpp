@@ -32,14 +32,15 @@ hv::status fake_prepare(cpu::vcpu& v) {
     ++arch_of(v).prepares;
     return {};
 }
-void fake_enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& e) {
+void fake_enter(cpu::vcpu& v, const cpu::event_queue::decision* pending, cpu::exit_info& e) {
+    const cpu::event_queue::decision d = pending ? *pending : cpu::event_queue::decision{};
     fake_arch& a = arch_of(v);
     (void)v.take_dirty();
     std::string line = "v" + std::to_string(v.id()) + " enter";
     if (d.inject.valid) line += " inject=" + std::to_string(int(d.inject.kind)) + ":" + std::to_string(d.inject.vector);
     a.trace->push_back(line);
     e = cpu::exit_info{};
-    if (d.inject.valid && d.inject.kind == cpu::event_kind::external_interrupt) v.state.rflags &= ~cpu::rflags_if;
+    if (d.inject.valid && d.inject.kind == cpu::event_kind::external_interrupt) v.state.rflags &= ~x86::rflags::if_;
     if (a.pos >= a.script.size()) {
         e.reason = cpu::exit_reason::triple_fault;
         return;
@@ -47,7 +48,7 @@ void fake_enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_inf
     e.instruction_length = 1;
     a.script[a.pos++](v, e);
 }
-bool fake_open(const cpu::vcpu& v) { return v.state.rflags & cpu::rflags_if; }
+bool fake_open(const cpu::vcpu& v) { return v.state.rflags & x86::rflags::if_; }
 hv::result<std::uint8_t> fake_length(cpu::vcpu&) { return std::uint8_t{2}; }
 std::uint64_t fake_read_cr(cpu::vcpu& v, unsigned cr) { return cr == 0 ? v.state.cr0 : v.state.cr4; }
 hv::status fake_write_cr(cpu::vcpu&, unsigned, std::uint64_t) { return {}; }
@@ -188,7 +189,7 @@ step guest(std::function<void(cpu::vcpu&)> f) {
 }
 step hlt(bool interrupts_on = true) {
     return [=](cpu::vcpu& v, cpu::exit_info& e) {
-        if (interrupts_on) v.state.rflags |= cpu::rflags_if;
+        if (interrupts_on) v.state.rflags |= x86::rflags::if_;
         e.reason = cpu::exit_reason::hlt;
     };
 }
@@ -354,7 +355,7 @@ TEST_CASE("attach: LAPIC timer wakes a halted vCPU; interrupts acknowledged only
             guest([&](cpu::vcpu& v) {
                 irr_before_sti = r2.m.cpu(0).irr(0x40);
                 isr_before_sti = r2.m.cpu(0).isr(0x40);
-                v.state.rflags |= cpu::rflags_if;
+                v.state.rflags |= x86::rflags::if_;
             }),
             guest([&](cpu::vcpu&) {
                 woke_at = r2.clk.now();
@@ -470,7 +471,7 @@ TEST_CASE("attach: an IOAPIC-routed interrupt reaches the vCPU through the MMIO 
                REQUIRE(dev::attachment::mmio_write(&r.ioapic_window, 0x10, 4, 0x34));
                REQUIRE(dev::attachment::mmio_write(&r.ioapic_window, 0x00, 4, 0x10 + 2 * 4 + 1));
                REQUIRE(dev::attachment::mmio_write(&r.ioapic_window, 0x10, 4, 0));
-               v.state.rflags |= cpu::rflags_if;
+               v.state.rflags |= x86::rflags::if_;
            }),
            out(0x21, 0xff),             // 8259 fully masked: only the IOAPIC path is left
            out(0x3fc, 0x08), out(0x3f9, 0x02),  // OUT2, THR-empty interrupt on
