@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include "libhv/arch/x86/regs.hpp"
 #include "libhv/core/format.hpp"
 #include "libhv/core/result.hpp"
 #include "libhv/cpu/vcpu.hpp"
@@ -344,7 +345,7 @@ private:
         if (v.ops().load_mode) v.ops().load_mode(v);
         else v.ops().load_state(v);
         const cpu::guest_state& st = v.state;
-        const bool bits64 = (st.efer & cpu::efer_lma) && (st[cpu::seg::cs].access & cpu::ar::l);
+        const bool bits64 = (st.efer & x86::efer::lma) && (st[cpu::seg::cs].access & cpu::ar::l);
         std::int64_t rc;
         if (cpu::ar::dpl_of(st[cpu::seg::ss].access) != 0) {
             rc = -xen::err::eperm;  // as Xen: hypercalls from user mode are refused

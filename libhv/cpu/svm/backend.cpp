@@ -200,7 +200,7 @@ void load_state(cpu::vcpu& v) {
 void load_mode(cpu::vcpu& v) {
     const vmcb& b = *arch(v).block;
     cpu::guest_state& g = v.state;
-    g.efer = b.state.efer & ~efer_svme;
+    g.efer = b.state.efer & ~x86::efer::svme;
     g[cpu::seg::cs].access = ar_from_attrib(b.state.cs.attrib);
     g[cpu::seg::ss].access = ar_from_attrib(b.state.ss.attrib);
 }

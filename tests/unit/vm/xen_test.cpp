@@ -36,7 +36,8 @@ struct fake_arch {
     std::vector<std::string>* trace;
 };
 
-void fake_enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& e) {
+void fake_enter(cpu::vcpu& v, const cpu::event_queue::decision* pending, cpu::exit_info& e) {
+    const cpu::event_queue::decision d = pending ? *pending : cpu::event_queue::decision{};
     auto* a = static_cast<fake_arch*>(v.arch());
     (void)v.take_dirty();
     a->trace->push_back(d.inject.valid ? "inject " + std::to_string(d.inject.vector) : "enter");
@@ -53,7 +54,7 @@ void fake_enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_inf
     if (s.reason == exit_reason::hypercall) e.hypercall.nr = v.state.regs.rax;
 }
 hv::status fake_prepare(cpu::vcpu&) { return {}; }
-bool fake_open(const cpu::vcpu& v) { return v.state.rflags & cpu::rflags_if; }
+bool fake_open(const cpu::vcpu& v) { return v.state.rflags & x86::rflags::if_; }
 hv::result<std::uint8_t> fake_length(cpu::vcpu&) { return std::uint8_t{3}; }
 std::uint64_t fake_read_cr(cpu::vcpu& v, unsigned cr) { return cr == 0 ? v.state.cr0 : v.state.cr4; }
 hv::status fake_write_cr(cpu::vcpu&, unsigned, std::uint64_t) { return {}; }
@@ -88,8 +89,8 @@ struct fake_guest {
             c.set_owner(this);
             c.state = cpu::initial_state(cpu::guest_mode::long64, 0x1000);
             c.state.rflags = 0x2;
-            c.state.cr0 = cpu::cr0_pe;  // paging off: gva == gpa
-            c.state.efer = cpu::efer_lme | cpu::efer_lma;
+            c.state.cr0 = x86::cr0::pe;  // paging off: gva == gpa
+            c.state.efer = x86::efer::lme | x86::efer::lma;
         }
     }
     unsigned vcpu_count() const { return static_cast<unsigned>(cpus.size()); }
@@ -278,7 +279,7 @@ TEST_CASE("xen_hvm: hypercall arguments from registers (64- and 32-bit), guest m
          })},
         // Ring 3: refused.
         {exit_reason::hypercall, then_record(rc, [](cpu::vcpu& v, cpu::exit_info&) {
-             v.state.efer = cpu::efer_lme | cpu::efer_lma;
+             v.state.efer = x86::efer::lme | x86::efer::lma;
              v.state[cpu::seg::cs].access |= cpu::ar::l;
              v.state[cpu::seg::ss].access |= cpu::ar::dpl(3);
              v.state.regs.rax = xen::hc::xen_version;
@@ -339,7 +340,7 @@ TEST_CASE("xen_hvm: event channel to itself delivered through the callback vecto
          })},
         {exit_reason::hlt, [&](cpu::vcpu& v, cpu::exit_info&) {
              rc.push_back(static_cast<std::int64_t>(v.state.regs.rax));
-             v.state.rflags |= cpu::rflags_if;  // sti; hlt
+             v.state.rflags |= x86::rflags::if_;  // sti; hlt
          }, 1},
         // The callback ran (injected at the wake-up); it has not cleared upcall_pending
         // yet, so the line is still up at the next entry.
@@ -385,7 +386,7 @@ TEST_CASE("xen_hvm: one-shot timer wakes a blocked vCPU through VIRQ_TIMER; idle
         {exit_reason::hypercall, then_record(rc, hcall(xen::hc::event_channel_op, xen::evtchnop::bind_virq, 0x2100))},
         {exit_reason::hypercall, then_record(rc, hcall(xen::hc::vcpu_op, xen::vcpuop_set_singleshot_timer, 0, 0x2200))},
         {exit_reason::hypercall, then_record(rc, [&](cpu::vcpu& v, cpu::exit_info& e) {
-             v.state.rflags |= cpu::rflags_if;
+             v.state.rflags |= x86::rflags::if_;
              hcall(xen::hc::sched_op, xen::schedop_block)(v, e);
          })},
         // Woken by the timer's callback.
@@ -404,7 +405,7 @@ TEST_CASE("xen_hvm: SCHEDOP_shutdown ends every vCPU; the reason is the run's re
     for (unsigned reason : {xen::shutdown_poweroff, xen::shutdown_crash}) {
         world w{2};
         *w.g.at<xen::sched_shutdown>(0x2000) = {reason};
-        w.g.script(0, {{exit_reason::hlt, [](cpu::vcpu& v, cpu::exit_info&) { v.state.rflags |= cpu::rflags_if; }, 1}});
+        w.g.script(0, {{exit_reason::hlt, [](cpu::vcpu& v, cpu::exit_info&) { v.state.rflags |= x86::rflags::if_; }, 1}});
         w.g.script(1, {{exit_reason::hypercall, hcall(xen::hc::sched_op, xen::schedop_shutdown, 0x2000)}});
         w.run();
         CHECK(w.x.shut_down());
