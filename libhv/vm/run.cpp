@@ -84,6 +84,7 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     HV_TRY(g.init(this_cpu, cfg, alloc_pages));
     const std::uint64_t t_init = x86::rdtsc();
     HV_TRY(add_pc_ram(g, *ram));
+    const std::uint64_t t_ram = x86::rdtsc();
     auto loaded = load_kernel(g, {module->bytes, cmdline, {}, *use});
     HV_TRY(loaded);
     const std::uint64_t t_loaded = x86::rdtsc();
@@ -104,8 +105,8 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
                 g.vcpu(0).why() ? g.vcpu(0).why() : "-", g.vcpu(0).log.total(), g.stats().mapped_on_demand,
                 g.stats().emulated);
     // Printed now: console output before the guest would be counted in its start-up.
-    hv::println("vm: start-up ticks: runtime {} enable {} init {} ram+load {} report {} nested tables {}",
-                t_program - rt::start_ticks(), t_enabled - t_program, t_init - t_enabled, t_loaded - t_init,
+    hv::println("vm: start-up ticks: runtime {} enable {} init {} ram {} load {} report {} nested tables {}",
+                t_program - rt::start_ticks(), t_enabled - t_program, t_init - t_enabled, t_ram - t_init, t_loaded - t_ram,
                 t_ports - t_loaded, t_started - t_ports);
     if (!ports.exit().ended) return fail(errc::fault, "the guest ended without writing the debug-exit port");
     if (!ports.exit().pass()) return fail(errc::fault, "the guest reported failure through port 0xf4");
