@@ -129,6 +129,15 @@ template <preset_name Name>
     return p;
 }
 
+// A composition of one's own, checked at compile time: an inconsistent one fails the
+// build at the call below (vm::inconsistency says why).
+//   constexpr auto mine = vm::compose({"mine", vm::guest_mmu::nested, vm::boot_protocol::pvh});
+void composed_policy_is_inconsistent();  // never defined: reached only in a failing consteval
+[[nodiscard]] consteval policy compose(const policy& p) {
+    if (inconsistency(p) != nullptr) composed_policy_is_inconsistent();
+    return p;
+}
+
 // ---- the color: what a guest observes of its policy ----
 enum class virt_type : std::uint8_t { none, full, para };
 constexpr const char* to_string(virt_type t) {

@@ -54,7 +54,7 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         return fail(errc::not_supported, "the policy needs a part this build has not wired (see the line above)");
     }
     auto module = find_module(ctx.boot, "guest");
-    if (!module) return fail(errc::not_found, "no boot module named `guest` (hvimage --guest KERNEL)");
+    if (!module) return fail(errc::not_found, "no boot module named `guest` (hvimage --guest KERNEL; --policy packs the color test guest)");
     auto ram = guest_ram_bytes(ctx.cmdline);
     HV_TRY(ram);
     auto use = protocol_for(p.boot, module->bytes);

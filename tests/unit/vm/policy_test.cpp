@@ -10,6 +10,7 @@ using namespace hv::vm;
 static_assert(preset<"pvh">().boot == boot_protocol::pvh);
 static_assert(preset<"hvm-shadow">().mmu == guest_mmu::shadow);
 static_assert(preset<"bare">().devices == device_model::debug_only);
+static_assert(compose({"mine", guest_mmu::nested, boot_protocol::linux_bzimage}).boot == boot_protocol::linux_bzimage);
 
 TEST_CASE("every preset is a consistent composition with a distinct name") {
     for (const policy& p : presets::all) {
