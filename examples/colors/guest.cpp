@@ -105,7 +105,8 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
     const signature first = hypervisor_signature(hv::vm::hypervisor_leaf);
     const std::uint32_t xen_base = under_hypervisor ? find_xen_leaves() : 0;
     seen.xen_leaves = xen_base != 0;
-    hv::println("Hypervisor vendor:   {}", seen.xen_leaves ? std::string_view("Xen") : under_hypervisor ? std::string_view(first.text) : std::string_view("none"));
+    const std::string_view vendor = seen.xen_leaves ? "Xen" : under_hypervisor ? std::string_view(first.text) : "none";
+    hv::println("Hypervisor vendor:   {}", vendor);
     hv::println("color: cpuid {:#x}: \"{}\" max-leaf={:#x}", hv::vm::hypervisor_leaf,
                 std::string_view(under_hypervisor ? first.text : ""), under_hypervisor ? first.max_leaf : 0);
     if (seen.xen_leaves) {
@@ -135,7 +136,8 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
     const auto expect = hv::cmdline_value(ctx.cmdline, "expect");
     if (const auto hv_start = hv::cmdline_value(ctx.cmdline, "hv-start-tsc")) {
         const auto t = hv::parse_u64(*hv_start);
-        if (!t || *t > hv::rt::start_ticks()) return hv::fail(hv::errc::invalid_argument, "hv-start-tsc= is no earlier TSC");
+        if (!t || *t > hv::rt::start_ticks())
+            return hv::fail(hv::errc::invalid_argument, "hv-start-tsc= is no earlier TSC");
         const std::string_view name = expect ? *expect : "none";
         char bench[64];
         constexpr unsigned bytes = 64;

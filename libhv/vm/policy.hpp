@@ -87,7 +87,8 @@ inline constexpr wired_parts wired_in_this_build{};
 
 // The first part of `p` that `w` lacks, as "<preset> needs <part>: not wired yet", or nullptr.
 [[nodiscard]] constexpr const char* missing_part(const policy& p, const wired_parts& w = wired_in_this_build) {
-    if (p.mmu == guest_mmu::shadow && !w.shadow_paging) return "needs shadow paging (config.mmu = paging::shadow): not wired yet";
+    if (p.mmu == guest_mmu::shadow && !w.shadow_paging)
+        return "needs shadow paging (config.mmu = paging::shadow): not wired yet";
     if ((p.devices == device_model::emulated || p.devices == device_model::emulated_and_pv) && !w.emulated_devices)
         return "needs the HVM device model (libhv/dev machine on a vm::guest): not wired yet";
     if (p.xen_abi && !w.xen_abi) return "needs the Xen ABI (hypercall page, event channels, grants): not wired yet";
@@ -96,7 +97,8 @@ inline constexpr wired_parts wired_in_this_build{};
     if (p.interrupts == interrupt_delivery::callback_vector && !w.callback_vector)
         return "needs the event-channel callback vector: not wired yet";
     if (p.timer == guest_timer::pv_one_shot && !w.pv_timer) return "needs the Xen PV one-shot timer: not wired yet";
-    if (p.boot == boot_protocol::real_mode && !w.real_mode_boot) return "needs firmware for a real-mode start: not built yet";
+    if (p.boot == boot_protocol::real_mode && !w.real_mode_boot)
+        return "needs firmware for a real-mode start: not built yet";
     return nullptr;
 }
 
@@ -198,7 +200,8 @@ struct color {
 // The first observation that breaks the promise, named, or nullptr. PCID is only
 // checked where it must be hidden (a host without PCID hides it under nested too).
 [[nodiscard]] constexpr const char* color_mismatch(const color& promised, const color& seen) {
-    if (promised.xen_leaves != seen.xen_leaves) return promised.xen_leaves ? "Xen CPUID leaves missing" : "unexpected Xen CPUID leaves";
+    if (promised.xen_leaves != seen.xen_leaves)
+        return promised.xen_leaves ? "Xen CPUID leaves missing" : "unexpected Xen CPUID leaves";
     if (promised.entry != seen.entry) return "entered through another boot protocol";
     if (promised.emulated_devices != seen.emulated_devices)
         return promised.emulated_devices ? "emulated devices missing" : "unexpected emulated devices";

@@ -48,13 +48,12 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     const std::uint64_t t_program = x86::rdtsc();
     if (const char* why = inconsistency(p)) return fail(errc::invalid_argument, why);
     if (const char* why = missing_part(p)) {
-        char reason[160];
-        fmt::format_to(reason, sizeof reason, "policy {} {}", p.name, why);
-        hv::println("vm: {}", std::string_view(reason));  // e.g. "policy pvh needs the Xen ABI ...: not wired yet"
+        hv::println("vm: policy {} {}", p.name, why);  // "vm: policy pvh needs the Xen ABI (...): not wired yet"
         return fail(errc::not_supported, "the policy needs a part this build has not wired (see the line above)");
     }
     auto module = find_module(ctx.boot, "guest");
-    if (!module) return fail(errc::not_found, "no boot module named `guest` (hvimage --guest KERNEL; --policy packs the color test guest)");
+    if (!module)
+        return fail(errc::not_found, "no boot module named `guest` (hvimage --guest KERNEL, or --policy alone)");
     auto ram = guest_ram_bytes(ctx.cmdline);
     HV_TRY(ram);
     auto use = protocol_for(p.boot, module->bytes);
@@ -62,8 +61,8 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
 
     std::string_view cmdline = module->cmdline;
     if (opt.tell_color) {
-        const std::size_t n = fmt::format_to(guest_cmdline, sizeof guest_cmdline, "{}{}expect={} hv-start-tsc={}", cmdline,
-                                             cmdline.empty() ? "" : " ", p.name, rt::start_ticks());
+        const std::size_t n = fmt::format_to(guest_cmdline, sizeof guest_cmdline, "{}{}expect={} hv-start-tsc={}",
+                                             cmdline, cmdline.empty() ? "" : " ", p.name, rt::start_ticks());
         if (n >= sizeof guest_cmdline) return fail(errc::invalid_argument, "the guest's command line is too long");
         cmdline = {guest_cmdline, n};
     }
@@ -109,8 +108,8 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
                 g.stats().emulated);
     // Printed now: console output before the guest would be counted in its start-up.
     hv::println("vm: start-up ticks: runtime {} enable {} init {} ram {} load {} report {} nested tables {}",
-                t_program - rt::start_ticks(), t_enabled - t_program, t_init - t_enabled, t_ram - t_init, t_loaded - t_ram,
-                t_ports - t_loaded, t_started - t_ports);
+                t_program - rt::start_ticks(), t_enabled - t_program, t_init - t_enabled, t_ram - t_init,
+                t_loaded - t_ram, t_ports - t_loaded, t_started - t_ports);
     if (!ports.exit().ended) return fail(errc::fault, "the guest ended without writing the debug-exit port");
     if (!ports.exit().pass()) return fail(errc::fault, "the guest reported failure through port 0xf4");
     return {};
