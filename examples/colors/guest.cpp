@@ -131,7 +131,11 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
 
     seen.pcid_hidden = !(x86::cpuid(1).ecx >> 17 & 1);
     hv::println("color: pcid: {}", seen.pcid_hidden ? "hidden" : "visible");
-    hv::println("Virtualization type: {}", hv::vm::to_string(seen.type()));
+    if (under_hypervisor) {
+        hv::println("Virtualization type: {}", hv::vm::to_string(seen.type()));
+    } else {
+        hv::println("Virtualization type: none (no hypervisor: CPUID.1:ECX.31 clear)");
+    }
 
     const auto expect = hv::cmdline_value(ctx.cmdline, "expect");
     if (const auto hv_start = hv::cmdline_value(ctx.cmdline, "hv-start-tsc")) {
