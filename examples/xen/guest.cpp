@@ -211,17 +211,17 @@ HV_PROGRAM(xen_pv, "xen.pv", "the Xen PV interfaces from inside a PVH guest, wit
     CHECK_OR_CRASH(hc.event_channel_op(xen::evtchnop::bind_virq, &virq) == 0, "EVTCHNOP_bind_virq(timer)");
     static counter timer_events;
     HV_TRY(events.on(virq.port, &count_event, &timer_events));
-    xen::vcpu_set_singleshot_timer timer{1, 0, 0};
+    // 200 µs ahead in the system time of vcpu_info: it can only fire while the vCPU blocks.
+    const std::uint64_t now = gx::system_time_ns(events.shared()->vcpu[0].time);
+    xen::vcpu_set_singleshot_timer timer{now + 200'000, xen::vcpu_sshottmr_future, 0};
     CHECK_OR_CRASH(hc.call(xen::hc::vcpu_op, xen::vcpuop_set_singleshot_timer, 0, reinterpret_cast<std::uintptr_t>(&timer)) == 0,
                    "VCPUOP_set_singleshot_timer");
-    asm volatile("cli" ::: "memory");
-    if (!timer_events.seen) {
-        asm volatile("sti" ::: "memory");  // blocking with IF = 1; the shadow covers the call
-        (void)hc.sched_op(xen::schedop_block);
-    }
-    asm volatile("sti" ::: "memory");
+    CHECK_OR_CRASH(timer_events.n == 0, "the timer fired early");
+    CHECK_OR_CRASH(hc.sched_op(xen::schedop_block) == 0, "SCHEDOP_block");
+    const std::uint64_t woke = gx::system_time_ns(events.shared()->vcpu[0].time);
     CHECK_OR_CRASH(timer_events.n == 1, "timer event not delivered");
-    hv::println("xen-guest: SCHEDOP_block woken by VIRQ_TIMER");
+    CHECK_OR_CRASH(woke >= now + 200'000, "woken before the deadline");
+    hv::println("xen-guest: SCHEDOP_block woken by VIRQ_TIMER at or after its deadline");
 
     // ---- benchmarks (ticks; Bochs: one per instruction) ----
     constexpr unsigned rounds = 200;

@@ -68,6 +68,18 @@ std::optional<std::uint32_t> find_cpuid_base() {
     return std::nullopt;
 }
 
+std::uint64_t system_time_ns(const vcpu_time_info& t) {
+    for (;;) {
+        const std::uint32_t v = __atomic_load_n(&t.version, __ATOMIC_ACQUIRE);
+        std::uint64_t delta = x86::rdtsc() - t.tsc_timestamp;
+        delta = t.tsc_shift >= 0 ? delta << t.tsc_shift : delta >> -t.tsc_shift;
+        const std::uint64_t ns =
+            t.system_time + static_cast<std::uint64_t>((static_cast<unsigned __int128>(delta) * t.tsc_to_system_mul) >> 32);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (!(v & 1) && v == __atomic_load_n(&t.version, __ATOMIC_RELAXED)) return ns;
+    }
+}
+
 status hypercalls::install(std::uint32_t base, void* page) {
     if (!page || !is_page_aligned(page)) return fail(errc::invalid_argument, "hypercall page not page aligned");
     const auto leaf2 = x86::cpuid(base + 2);

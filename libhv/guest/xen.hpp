@@ -76,6 +76,9 @@ private:
     bool amd_ = false;
 };
 
+// Xen system time (ns) from a vcpu_time_info and the TSC, as the ABI defines it.
+[[nodiscard]] std::uint64_t system_time_ns(const vcpu_time_info& t);
+
 // Event delivery through the callback vector, vCPU 0's vcpu_info in shared_info (a
 // one-vCPU guest; several vCPUs need a per-CPU instance). 2-level ABI from install();
 // use_fifo() switches the domain to the FIFO ABI: a control block and one page of

@@ -13,7 +13,8 @@
 //                           of vector type; it wakes a halted vCPU
 //   timers                  a deadline per vCPU, checked before each entry while armed
 //                           (entry hook) and, while every vCPU sleeps, by idle():
-//                           time = ticks / rate
+//                           time = ticks / rate, published in each vcpu_info's time
+//                           fields so the guest computes the same system time
 //   SCHEDOP_block           the vCPU halts (woken by the callback vector, with IF = 1)
 //   SCHEDOP_shutdown        every vCPU stops; the reason is the run's result()
 //   console_io              the host console, each line prefixed
@@ -109,6 +110,7 @@ public:
             v.set_interrupt_source({});
             prev_hook_[i] = v.current_entry_hook();
             deadline_[i] = 0;
+            publish_time(i);
         }
         return {};
     }
@@ -289,6 +291,26 @@ private:
         xen_hvm& x = *l->self;
         if (x.prev_hook_[l->vcpu].fn) x.prev_hook_[l->vcpu].fn(v, x.prev_hook_[l->vcpu].ctx);
         if (x.deadline_[l->vcpu] && x.now_ns() >= x.deadline_[l->vcpu]) x.fire(l->vcpu);
+    }
+
+    // The guest's system time is the clock's ticks scaled to ns: tsc_timestamp 0,
+    // system_time 0, ns = (ticks << shift) * mul >> 32 (the clock's ticks are the TSC on
+    // metal, which guests read unchanged).
+    void publish_time(unsigned vcpu) {
+        const std::uint64_t per_us = cfg_.clock.ticks_per_us ? cfg_.clock.ticks_per_us : 1000;
+        std::uint64_t mul = (std::uint64_t{1000} << 32) / per_us;
+        std::int8_t shift = 0;
+        while (mul > 0xffffffffu) {
+            mul >>= 1;
+            ++shift;
+        }
+        xen::vcpu_time_info& t = dom_.vcpu[vcpu].info->time;
+        t.tsc_timestamp = 0;
+        t.system_time = 0;
+        t.tsc_to_system_mul = static_cast<std::uint32_t>(mul);
+        t.tsc_shift = shift;
+        t.flags = 0;
+        __atomic_store_n(&t.version, 2u, __ATOMIC_RELEASE);
     }
 
     bool idle_once() {
