@@ -537,3 +537,24 @@ TEST_CASE("xen_hvm: an entry hook installed before attach keeps running, with an
     s.run();
     CHECK(hook_runs == 4);  // before each of the four entries
 }
+
+TEST_CASE("xen_hvm: vcpu_info carries the system time scale of the clock (ns = (ticks << shift) * mul >> 32)") {
+    for (std::uint64_t per_us : {1000ull, 2000ull, 500ull, 3000ull}) {
+        fake_guest g{2};
+        xen::domain_table t;
+        glue x;
+        vm::xen_config c;
+        c.clock.ticks_per_us = per_us;
+        REQUIRE(x.attach(g, t, c).ok());
+        for (unsigned v = 0; v < 2; ++v) {
+            const xen::vcpu_time_info& ti = x.domain().vcpu[v].info->time;
+            CHECK((ti.version & 1) == 0);
+            const std::uint64_t ticks = 123'456'789;
+            const std::uint64_t shifted = ti.tsc_shift >= 0 ? ticks << ti.tsc_shift : ticks >> -ti.tsc_shift;
+            const auto ns = static_cast<std::uint64_t>((static_cast<unsigned __int128>(shifted) * ti.tsc_to_system_mul) >> 32);
+            const std::uint64_t want = ticks * 1000 / per_us;
+            CHECK(ns <= want);
+            CHECK(want - ns <= want / 1'000'000 + 1);  // within 1 ppm
+        }
+    }
+}
