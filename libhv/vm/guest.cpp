@@ -15,6 +15,13 @@ void zeroed_frames::free_page(std::uint64_t pa) { (void)pages_->free(pa); }
 
 status enable(physical_cpu& pc, cpu::page_alloc_fn alloc) {
     constexpr std::uint32_t cpuid1_ecx_vmx = 1u << 5, ext_ecx_svm = 1u << 2;
+    // vCPUs run on Boost.Context fibers, whose switches save MXCSR and the x87 control
+    // word: SSE must be on. The host takes no interrupts: mask the legacy PICs, or a
+    // BIOS-programmed PIT keeps INTR asserted and every entry exits at once.
+    x86::write_cr0((x86::read_cr0() & ~x86::cr0::em) | x86::cr0::mp);
+    x86::write_cr4(x86::read_cr4() | x86::cr4::osfxsr | x86::cr4::osxmmexcpt);
+    x86::outb(0x21, 0xff);
+    x86::outb(0xa1, 0xff);
     if (x86::cpuid(1).ecx & cpuid1_ecx_vmx) {
         pc.vendor = cpu::vendor::vmx;
         return vmx::enable(pc.vmx, alloc);
@@ -62,7 +69,9 @@ status guest::init(physical_cpu& pc, const config& cfg, cpu::page_alloc_fn alloc
         HV_TRY(ept_.init());
         nested_root_ = ept_.root();
     } else {
-        new (&npt_) mmu::page_table<mmu::x86_64_format, host_memory>{mmu::npt_format(true, pc.svm.maxphyaddr), *host_};
+        // 1 GiB NPT leaves only where the CPU has 1 GiB pages (CPUID.80000001h:EDX.26).
+        const bool gbpages = x86::cpuid(0x80000001).edx & (1u << 26);
+        new (&npt_) mmu::page_table<mmu::x86_64_format, host_memory>{mmu::npt_format(gbpages, pc.svm.maxphyaddr), *host_};
         HV_TRY(npt_.init());
         nested_root_ = npt_.root();
     }
@@ -130,6 +139,10 @@ status guest::write_protect(std::uint64_t gpa, std::uint64_t size, bool protect)
             if (!(protected_[i] == range)) protected_[kept++] = protected_[i];
         protected_count_ = kept;
     }
+    return apply_protection(gpa, size, protect);
+}
+
+status guest::apply_protection(std::uint64_t gpa, std::uint64_t size, bool protect) {
     // Pages not yet mapped pick up the protection when they fault in.
     const mmu::page_attrs a = mmu::nested_attrs(!protect);
     status s;
@@ -163,7 +176,7 @@ status guest::start() {
             HV_TRY(ram_.map_nested(tx));
         }
         for (unsigned i = 0; i < protected_count_; ++i)
-            HV_TRY(write_protect(protected_[i].first, protected_[i].last - protected_[i].first + 1, true));
+            HV_TRY(apply_protection(protected_[i].first, protected_[i].last - protected_[i].first + 1, true));
     }
     for (unsigned i = 0; i < count_; ++i) vcpus_[i].on(cpu::exit_reason::npf, &on_npf);
     return {};
