@@ -96,7 +96,9 @@ private:
     }
 
     // Translates every page of [la, la+n) first (all or nothing), then runs `touch` on
-    // each piece: at most 8 bytes each so device accesses keep their operand size.
+    // each piece: an operand of 1, 2, 4 or 8 bytes in one page stays whole; anything
+    // else (longer operands, the halves of a page-crossing one) goes in the largest such
+    // pieces in address order, so a device only ever sees 1, 2, 4 or 8 bytes.
     template <class Touch>
     std::optional<insn::fault> access(std::uint64_t la, unsigned n, insn::access_type a, Touch&& touch) {
         mmu::guest_access how;
@@ -126,7 +128,8 @@ private:
         }
         for (unsigned i = 0; i < count; ++i)
             for (unsigned off = 0; off < pieces[i].len;) {
-                const unsigned chunk = pieces[i].len - off > 8 ? 8 : pieces[i].len - off;
+                const unsigned left = pieces[i].len - off;
+                const unsigned chunk = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
                 touch(pieces[i].gpa + off, pieces[i].at + off, chunk);
                 off += chunk;
             }
