@@ -22,6 +22,9 @@ status enable(physical_cpu& pc, cpu::page_alloc_fn alloc) {
     x86::write_cr4(x86::read_cr4() | x86::cr4::osfxsr | x86::cr4::osxmmexcpt);
     x86::outb(0x21, 0xff);
     x86::outb(0xa1, 0xff);
+    // NPT leaves (and the host's own tables) select memory types through the host PAT.
+    if (x86::rdmsr(x86::msr::pat) != mmu::hypervisor_pat_msr())
+        return fail(errc::invalid_argument, "host IA32_PAT is not libhv's hypervisor_pat_msr() (libhv/rt writes it at start)");
     if (x86::cpuid(1).ecx & cpuid1_ecx_vmx) {
         pc.vendor = cpu::vendor::vmx;
         return vmx::enable(pc.vmx, alloc);
