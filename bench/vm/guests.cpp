@@ -14,6 +14,7 @@
 #include "libhv/rt/console.hpp"
 #include "libhv/rt/runtime.hpp"
 #include "libhv/vm/guest.hpp"
+#include "bench/vm/guest_tables.hpp"
 
 // Position-independent guest code, copied into guest RAM. RBX = 1 selects VMMCALL (AMD),
 // RBP = the parameter page (guest-physical = guest-linear: the guest identity-maps 4 GiB).
@@ -269,20 +270,11 @@ struct checker {
     }
 };
 
-constexpr mmu::x86_64_format guest_format() {
-    mmu::x86_64_format f;
-    f.nx = false;       // the guest runs without EFER.NXE
-    f.gbpages = false;  // QEMU's default CPU has no 1 GiB pages
-    return f;
-}
-
 // A guest and the page tables it runs on, built by the hypervisor inside its RAM.
 struct guest_parts {
     vm::guest g;
-    mmu::guest_table_pool<vm::host_memory> pool;
-    mmu::page_table<mmu::x86_64_format, mmu::guest_table_pool<vm::host_memory>> tables;
-    explicit guest_parts(vm::host_memory& host)
-        : g{host}, pool{g.memory(), table_pool_gpa, table_pool_size}, tables{guest_format(), pool} {}
+    vm::test::identity_tables tables;
+    explicit guest_parts(vm::host_memory& host) : g{host}, tables{g.memory(), table_pool_gpa, table_pool_size} {}
 };
 
 struct bench_ticks {
@@ -316,14 +308,7 @@ status run_scenario(vm::physical_cpu& pc, guest_parts& parts, bool on_demand, st
     HV_TRY(mem.write(ram_read_gpa, &ram_pattern, 8));
     HV_TRY(mem.write(string_gpa, movs_string, sizeof movs_string));
     for (std::uint64_t at = 0; at < rom_size; at += 8) HV_TRY(mem.load(rom_gpa + at, &rom_pattern, 8));
-    HV_TRY(parts.tables.init());
-    {
-        mmu::page_attrs a;
-        a.write = true;
-        a.execute = true;
-        auto tx = parts.tables.begin();
-        HV_TRY(tx.map(0, 0, 4 * GiB, a, 2 * MiB));
-    }
+    HV_TRY(parts.tables.build(4 * GiB));
 
     // Hypervisor memory planted with the magic; the probe list covers it and much more.
     for (auto& q : planted) q = magic;
