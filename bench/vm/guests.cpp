@@ -51,6 +51,11 @@ hv_vm_guest:
     mov %rdx, 0x118(%rbp)
     mov $3, %eax
     call 90f
+    /* 8: the hypervisor lifted the write protection: write again */
+    mov 0x20(%rbp), %rax
+    movq $0x13579bd, (%rax)
+    mov $8, %eax
+    call 90f
     /* 4: pages mapped on demand, timed */
     mov 0x28(%rbp), %rsi
     mov 0x30(%rbp), %rcx
@@ -236,20 +241,25 @@ struct phase_snapshot {
 test_device device;
 
 struct run_state {
-    phase_snapshot phases[8];
+    phase_snapshot phases[9];
     std::uint64_t violation_gpas[8] = {};
     unsigned violations = 0;
+    std::uint64_t protected_at_phase3 = 0;
 } run;
 
 void on_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
     v.skip();
     const unsigned phase = static_cast<unsigned>(e.hypercall.nr & 0xffffffff);
-    if (phase == 0 || phase > 7) {
+    if (phase == 0 || phase > 8) {
         v.fail("unexpected hypercall");
         return;
     }
     vm::guest& g = vm::guest::of(v);
     run.phases[phase] = {g.strays(), g.stats(), true};
+    if (phase == 3) {
+        if (!g.memory().read(protected_gpa, &run.protected_at_phase3, 8)) v.fail("cannot read guest RAM");
+        if (!g.write_protect(protected_gpa, 4096, false)) v.fail("cannot lift the write protection");
+    }
     if (phase == 7) v.stop("guest finished");
 }
 
@@ -370,7 +380,6 @@ status run_scenario(vm::physical_cpu& pc, guest_parts& parts, bool on_demand, st
 
     std::uint64_t rom_now = 0, protected_now = 0;
     HV_TRY(mem.read(rom_gpa, &rom_now, 8));
-    HV_TRY(mem.read(protected_gpa, &protected_now, 8));
     println("mmu.nested: {}: violations {} at {:#x} {:#x}; rom writes {}", check.scenario, run.violations,
             run.violation_gpas[0], run.violation_gpas[1], ph[3].strays.rom_writes);
     check(run.violations == 2 && run.violation_gpas[0] == rom_gpa && run.violation_gpas[1] == protected_gpa &&
@@ -378,9 +387,19 @@ status run_scenario(vm::physical_cpu& pc, guest_parts& parts, bool on_demand, st
           "ROM and write-protected RAM writes reported to the violation hook");
     check(r.rom_read == rom_pattern && rom_now == rom_pattern && ph[3].strays.rom_writes == 1,
           "ROM write dropped and counted, contents unchanged");
-    check(r.protected_read == 0x2468ace && protected_now == 0x2468ace, "write-protected RAM written by the emulated write");
+    check(r.protected_read == 0x2468ace && run.protected_at_phase3 == 0x2468ace,
+          "write-protected RAM written by the emulated write");
 
-    const std::uint64_t demand_faults = ph[4].stats.mapped_on_demand - ph[3].stats.mapped_on_demand;
+    HV_TRY(mem.read(protected_gpa, &protected_now, 8));
+    println("mmu.nested: {}: after lifting the protection: {:#x}, violations {} -> {}, emulated {} -> {}, mapped {} -> {}",
+            check.scenario, protected_now, ph[3].stats.violations, ph[8].stats.violations, ph[3].stats.emulated,
+            ph[8].stats.emulated, ph[3].stats.mapped_on_demand, ph[8].stats.mapped_on_demand);
+    check(ph[8].reached && protected_now == 0x13579bd && ph[8].stats.violations == ph[3].stats.violations &&
+              ph[8].stats.emulated == ph[3].stats.emulated &&
+              ph[8].stats.mapped_on_demand == ph[3].stats.mapped_on_demand,
+          "write protection lifted: the next write reaches RAM without a violation or emulation");
+
+    const std::uint64_t demand_faults = ph[4].stats.mapped_on_demand - ph[8].stats.mapped_on_demand;
     println("mmu.nested: {}: on-demand faults {} in phase 4 ({} in all), {} ticks", check.scenario, demand_faults,
             ph[7].stats.mapped_on_demand, r.demand_ticks);
     if (on_demand)
