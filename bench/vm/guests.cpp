@@ -1,16 +1,17 @@
 // Image "vm-guests": guests run through vm::guest, on real nested tables (EPT or NPT)
 // built from their guest memory. Programs (run=NAME):
 //   mmu.nested  a 64-bit guest with its own page tables (built by the hypervisor in guest
-//               RAM) touches RAM, a hole, ROM, write-protected RAM, on-demand pages and
-//               a test device behind MMIO, then probes every 2 MiB of the low 4 GiB and
-//               every page of the hypervisor image: it must see only all ones or device
-//               data, never the magic the hypervisor planted. Also in ticks: one
-//               on-demand nested fault fill, one emulated MMIO write and read.
+//               RAM) touches RAM, a hole, ROM, write-protected RAM (protection then lifted
+//               while it runs), on-demand pages and a test device behind MMIO, then probes
+//               every 2 MiB of the low 4 GiB, every page of the hypervisor image and the
+//               frames of its own and the other guest's memory: it must see only all ones
+//               or device data, never the magic the hypervisor planted. Run twice: RAM
+//               mapped on demand, then all mapped at start(). Also in ticks: one on-demand
+//               nested fault fill, one emulated MMIO write and read.
 #include <cstddef>
 #include <cstdint>
 #include "libhv/cpu/vcpu.hpp"
 #include "libhv/mmu/guest_memory.hpp"
-#include "libhv/mmu/page_table.hpp"
 #include "libhv/rt/console.hpp"
 #include "libhv/rt/runtime.hpp"
 #include "libhv/vm/guest.hpp"
@@ -162,7 +163,7 @@ hv_vm_guest_end:
 )");
 
 extern "C" char hv_vm_guest[], hv_vm_guest_end[];
-extern "C" char __hv_image_start[], __hv_image_end[];
+extern "C" char __hv_image_end[];
 
 namespace {
 
