@@ -47,12 +47,19 @@ mmu::ept_format ept_of(const physical_cpu& pc) {
 }
 
 // The x86 flush hook is per vCPU; the guest flushes every vCPU after a batch.
+// The instruction ran, so its own bytes are fetchable RAM; the n bytes asked for may run
+// into a page that is not (a hole, a device): that part stays zero and is never read.
 status code_fetch(cpu::vcpu& v, std::uint64_t linear, void* dst, std::size_t n, void*) {
     guest& g = guest::of(v);
-    (void)g.paging_of(v);
-    auto mem = g.linear(v);
-    if (mem.read(linear, dst, static_cast<unsigned>(n), insn::access_type::fetch))
+    const mmu::guest_paging regs = g.paging_of(v);
+    const mmu::guest_access fetch{mmu::access_kind::execute};
+    const std::size_t in_page = mmu::page_size - (linear & mmu::page_offset_mask);
+    const std::size_t first = n < in_page ? n : in_page;
+    if (!mmu::copy_from_guest_virtual(g.memory(), regs, g.features(), dst, linear, first, fetch).ok())
         return fail(errc::fault, "instruction fetch faulted");
+    auto* rest = static_cast<char*>(dst) + first;
+    if (first < n && !mmu::copy_from_guest_virtual(g.memory(), regs, g.features(), rest, linear + first, n - first, fetch).ok())
+        __builtin_memset(rest, 0, n - first);
     return {};
 }
 
