@@ -52,14 +52,17 @@ mmu::ept_format ept_of(const physical_cpu& pc) {
 status code_fetch(cpu::vcpu& v, std::uint64_t linear, void* dst, std::size_t n, void*) {
     guest& g = guest::of(v);
     const mmu::guest_paging regs = g.paging_of(v);
-    const mmu::guest_access fetch{mmu::access_kind::execute};
+    auto copy = [&](std::uint64_t la, void* out, std::size_t len) {
+        const mmu::gva_result t = mmu::translate_gva(g.memory(), regs, g.features(), la, {mmu::access_kind::execute});
+        const void* p = t.status == mmu::gva_status::ok ? g.memory().host_pointer(t.gpa, false) : nullptr;
+        if (p) __builtin_memcpy(out, p, len);
+        return p != nullptr;
+    };
     const std::size_t in_page = mmu::page_size - (linear & mmu::page_offset_mask);
     const std::size_t first = n < in_page ? n : in_page;
-    if (!mmu::copy_from_guest_virtual(g.memory(), regs, g.features(), dst, linear, first, fetch).ok())
-        return fail(errc::fault, "instruction fetch faulted");
+    if (!copy(linear, dst, first)) return fail(errc::fault, "instruction fetch faulted");
     auto* rest = static_cast<char*>(dst) + first;
-    if (first < n && !mmu::copy_from_guest_virtual(g.memory(), regs, g.features(), rest, linear + first, n - first, fetch).ok())
-        __builtin_memset(rest, 0, n - first);
+    if (first < n && !copy(linear + first, rest, n - first)) __builtin_memset(rest, 0, n - first);
     return {};
 }
 
