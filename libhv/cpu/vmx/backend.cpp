@@ -311,7 +311,10 @@ void load_state(cpu::vcpu& v) {
 void flush_nested(cpu::vcpu& v) {
     vcpu_arch& a = arch(v);
     const std::uint64_t root = a.nested_root ? a.nested_root : a.cpu->ept_root;
-    (void)invept(invept_type::single_context, {root | 6 | 3 << 3, 0});
+    // Single-context where the CPU has it; otherwise all contexts (never nothing: a stale
+    // writable translation would outlive a write protection).
+    const bool single = a.cpu->caps.ept_vpid.invept_single();
+    (void)invept(single ? invept_type::single_context : invept_type::all_context, {root | 6 | 3 << 3, 0});
 }
 
 } // namespace
