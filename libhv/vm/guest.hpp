@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <span>
 #include "libhv/core/result.hpp"
+#include "libhv/cpu/io_emul.hpp"
 #include "libhv/cpu/svm/backend.hpp"
 #include "libhv/cpu/vcpu.hpp"
 #include "libhv/cpu/vmx/backend.hpp"
@@ -23,6 +24,7 @@
 #include "libhv/mmu/format_x86.hpp"
 #include "libhv/mmu/guest_memory.hpp"
 #include "libhv/mmu/page_table.hpp"
+#include "libhv/vm/cpu_model.hpp"
 #include "libhv/vm/linear_memory.hpp"
 
 namespace hv::vm {
@@ -100,6 +102,21 @@ public:
     // RAM pages whose guest writes exit (reported to the violation hook), or not any more.
     [[nodiscard]] status write_protect(std::uint64_t gpa, std::uint64_t size, bool protect);
     void set_violation_hook(const violation_hook& h) { violation_ = h; }
+    // Port I/O of every vCPU (IN/OUT and string I/O through the guest's paging). Without
+    // ports, reads return all ones and writes vanish.
+    void set_ports(const cpu::io_ports& p) { ports_ = p; }
+
+    // ---- the virtual CPU (cpu_model.hpp); a device model or policy adjusts it before start ----
+    [[nodiscard]] cpu_view& cpu_features() { return view_; }
+    [[nodiscard]] msr_file& msrs(unsigned vcpu) { return msrs_[vcpu]; }
+    // Let the guest reach an MSR without exits (only MSRs the hardware switches or libhv
+    // does not use), or intercept it again.
+    void pass_through_msr(std::uint32_t msr, bool read, bool write);
+    // The default handlers, public so a policy can chain to them (e.g. a Xen ABI that
+    // answers its own CPUID leaves and MSRs first).
+    static void on_cpuid(cpu::vcpu& v, const cpu::exit_info& e);
+    static void on_msr_read(cpu::vcpu& v, const cpu::exit_info& e);
+    static void on_msr_write(cpu::vcpu& v, const cpu::exit_info& e);
 
     // ---- vCPUs ----
     [[nodiscard]] unsigned vcpu_count() const { return count_; }
@@ -108,6 +125,8 @@ public:
     // then every vCPU's state must be set and the guest scheduled.
     [[nodiscard]] status start();
     [[nodiscard]] status schedule_on(cpu::scheduler& s);
+    // Ends every vCPU of the guest (from any of them: the others stop when next resumed).
+    void stop_all(const char* why);
 
     // ---- for handlers ----
     static guest& of(cpu::vcpu& v) { return v.owner<guest>(); }
@@ -128,6 +147,7 @@ public:
 
 private:
     static void on_npf(cpu::vcpu& v, const cpu::exit_info& e);
+    static void on_io(cpu::vcpu& v, const cpu::exit_info& e);
     [[nodiscard]] status map_nested(std::uint64_t gpa, std::uint64_t hpa, std::uint64_t size, bool writable);
     [[nodiscard]] status apply_protection(std::uint64_t gpa, std::uint64_t size, bool protect);
     [[nodiscard]] bool is_write_protected(std::uint64_t gpa) const;
@@ -149,6 +169,9 @@ private:
     mmu::address_range protected_[max_protected]{};
     unsigned protected_count_ = 0;
     violation_hook violation_{};
+    cpu::io_ports ports_{};
+    cpu_view view_{};
+    msr_file msrs_[max_vcpus];
     nested_stats stats_{};
     stray_accesses strays_{};
 };
