@@ -23,11 +23,7 @@ hv::vm::debug_ports ports;
 HV_PROGRAM(vm_boot, "vm.boot", "boot the `guest` module in a guest with nested paging") {
     auto module = hv::vm::find_module(ctx.boot, "guest");
     if (!module) return hv::fail(hv::errc::not_found, "no boot module named `guest` (hvimage --guest KERNEL)");
-    // Until the runtime does it: SSE for the fibers' MXCSR, legacy PICs masked.
-    hv::x86::write_cr0((hv::x86::read_cr0() & ~hv::x86::cr0::em) | hv::x86::cr0::mp);
-    hv::x86::write_cr4(hv::x86::read_cr4() | hv::x86::cr4::osfxsr | hv::x86::cr4::osxmmexcpt);
-    hv::x86::outb(0x21, 0xff);
-    hv::x86::outb(0xa1, 0xff);
+    // vm::enable also turns on SSE for the fibers and masks the host's 8259s.
     HV_TRY(hv::vm::enable(this_cpu, alloc_pages));
 
     static hv::vm::zeroed_frames frames{ctx.pages};
