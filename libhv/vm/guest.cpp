@@ -364,6 +364,10 @@ void guest::emulate(cpu::vcpu& v) {
     }
     switch (r->result) {
     case insn::outcome::fault:
+        if (r->f.vector == insn::vector::pf) {
+            st.cr2 = r->f.address;
+            v.mark_dirty(cpu::vcpu::dirty_cr2);
+        }
         v.inject_exception(r->f.vector, r->f.has_error_code ? std::optional<std::uint32_t>{r->f.error_code} : std::nullopt);
         return;
     case insn::outcome::partial:

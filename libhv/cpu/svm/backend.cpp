@@ -59,6 +59,12 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
         if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
         if (dirty & cpu::vcpu::dirty_interruptibility) c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
+        if (dirty & cpu::vcpu::dirty_cr2) {
+            b.state.cr2 = v.state.cr2;
+            // Bochs 2.7's VMRUN reads the VMCB's CR2 but keeps the CPU's; hardware loads
+            // the VMCB's over this, so writing both is right on either.
+            x86::write_cr2(v.state.cr2);
+        }
     }
     c.eventinj = 0;
     if (d.inject.valid) {

@@ -152,6 +152,8 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
         if (dirty & cpu::vcpu::dirty_interruptibility)
             (void)write<field::guest_interruptibility>(v.state.interruptibility);
+        // The VMCS has no CR2: the guest runs with the CPU's, which libhv never faults on.
+        if (dirty & cpu::vcpu::dirty_cr2) x86::write_cr2(v.state.cr2);
     }
     if (d.inject.valid) {
         // Real-mode guests (unrestricted guest) take exceptions without error codes;
