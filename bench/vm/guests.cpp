@@ -64,6 +64,15 @@ hv_vm_guest:
     mov $9, %eax
     jmp *%rdx
 9:
+    /* 10: MOVS from the device to a page the guest's tables leave unmapped: the emulator
+       injects #PF; the handler below records CR2 and the error code, resumes at 11 */
+    mov 0x38(%rbp), %rsi
+    add $0x10, %rsi
+    mov 0x80(%rbp), %rdi
+    mov $1, %ecx
+    rep movsq
+11: mov $10, %eax
+    call 90f
     /* 4: pages mapped on demand, timed */
     mov 0x28(%rbp), %rsi
     mov 0x30(%rbp), %rcx
@@ -166,10 +175,19 @@ hv_vm_guest:
     ret
 91: vmmcall
     ret
+    .globl hv_vm_guest_pf
+hv_vm_guest_pf:
+    pop %rax
+    mov %rax, 0x160(%rbp)
+    mov %cr2, %rax
+    mov %rax, 0x158(%rbp)
+    lea 11b(%rip), %rax
+    mov %rax, (%rsp)
+    iretq
 hv_vm_guest_end:
 )");
 
-extern "C" char hv_vm_guest[], hv_vm_guest_end[];
+extern "C" char hv_vm_guest[], hv_vm_guest_pf[], hv_vm_guest_end[];
 extern "C" char __hv_image_end[];
 
 namespace {
@@ -192,6 +210,8 @@ constexpr std::uint64_t rom_gpa = 0xf0000, rom_size = 0x1000;
 constexpr std::uint64_t hole_gpa = 1 * GiB;
 constexpr std::uint64_t mmio_gpa = 0xfe00'0000, mmio_size = 0x1000;
 constexpr std::uint64_t mmio_iterations = 64;
+constexpr std::uint64_t gdt_gpa = 0x8000, idt_gpa = 0x9000;
+constexpr std::uint64_t unmapped_linear = 0x1'4000'0000;  // above the 4 GiB the guest's tables map
 
 constexpr std::uint64_t ram_pattern = 0x5265616420627920ull, guest_wrote = 0x6c69626876207772ull;
 constexpr std::uint64_t rom_pattern = 0x524f4d2d64617461ull;
@@ -204,11 +224,12 @@ alignas(4096) std::uint64_t planted[512];
 struct params {
     std::uint64_t ram_read, ram_write, hole, rom, protected_ram, demand, demand_count, mmio;
     std::uint64_t probe_list, probe_count, probe_results, mmio_iterations, string, scratch, magic;
-    std::uint64_t hypercall_at_ram_end;
+    std::uint64_t hypercall_at_ram_end, unmapped_linear;
 };
 struct results {
     std::uint64_t ram_read, hole_read, rom_read, protected_read, demand_ticks;
     std::uint64_t mmio_dword, mmio_movzx, mmio_or_and, mmio_write_ticks, mmio_read_ticks, magic_hits;
+    std::uint64_t pf_cr2, pf_error;
 };
 
 // A test device: 256 bytes of registers read and written like memory, access counters.
@@ -250,7 +271,7 @@ struct phase_snapshot {
 test_device device;
 
 struct run_state {
-    phase_snapshot phases[10];
+    phase_snapshot phases[11];
     std::uint64_t violation_gpas[8] = {};
     unsigned violations = 0;
     std::uint64_t protected_at_phase3 = 0;
@@ -259,7 +280,7 @@ struct run_state {
 void on_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
     v.skip();
     const unsigned phase = static_cast<unsigned>(e.hypercall.nr & 0xffffffff);
-    if (phase == 0 || phase > 9) {
+    if (phase == 0 || phase > 10) {
         v.fail("unexpected hypercall");
         return;
     }
@@ -332,6 +353,13 @@ status run_scenario(vm::physical_cpu& pc, guest_parts& parts, bool on_demand, st
     HV_TRY(mem.write(string_gpa, movs_string, sizeof movs_string));
     for (std::uint64_t at = 0; at < rom_size; at += 8) HV_TRY(mem.load(rom_gpa + at, &rom_pattern, 8));
     HV_TRY(parts.tables.build(4 * GiB));
+    // A GDT (64-bit code 0x08, data 0x10) and an IDT with the #PF gate, for phase 10.
+    const std::uint64_t gdt[3] = {0, 0x00209a0000000000ull, 0x0000920000000000ull};
+    HV_TRY(mem.write(gdt_gpa, gdt, sizeof gdt));
+    const std::uint64_t handler = code_gpa + static_cast<std::uint64_t>(hv_vm_guest_pf - hv_vm_guest);
+    const std::uint64_t gate[2] = {(handler & 0xffff) | 0x08ull << 16 | 0x8eull << 40 | ((handler >> 16) & 0xffff) << 48,
+                                   handler >> 32};
+    HV_TRY(mem.write(idt_gpa + 14 * 16, gate, sizeof gate));
 
     // Hypervisor memory planted with the magic; the probe list covers it and much more.
     for (auto& q : planted) q = magic;
@@ -361,7 +389,7 @@ status run_scenario(vm::physical_cpu& pc, guest_parts& parts, bool on_demand, st
     HV_TRY(mem.write(ram_base + ram_size - 3, hypercall, 3));
     const params p{ram_read_gpa, ram_write_gpa, hole_gpa, rom_gpa, protected_gpa, demand_gpa, demand_pages,
                    mmio_gpa, probe_list_gpa, probe_count, probe_results_gpa, mmio_iterations, string_gpa,
-                   scratch_gpa, magic, ram_base + ram_size - 3};
+                   scratch_gpa, magic, ram_base + ram_size - 3, unmapped_linear};
     HV_TRY(mem.write(params_gpa, &p, sizeof p));
 
     cpu::vcpu& v = g.vcpu(0);
@@ -369,6 +397,8 @@ status run_scenario(vm::physical_cpu& pc, guest_parts& parts, bool on_demand, st
     v.state.regs.rsp = stack_top_gpa;
     v.state.regs.rbp = params_gpa;
     v.state.regs.rbx = g.vendor() == cpu::vendor::svm;
+    v.state.gdtr = {gdt_gpa, sizeof gdt - 1};
+    v.state.idtr = {idt_gpa, 0xfff};
     v.set_exit_budget(20000);
     v.on(cpu::exit_reason::hypercall, on_hypercall);
     HV_TRY(g.start());
@@ -418,7 +448,11 @@ status run_scenario(vm::physical_cpu& pc, guest_parts& parts, bool on_demand, st
     check(ph[9].reached && ph[9].strays.hole_reads == ph[8].strays.hole_reads,
           "hypercall in the last bytes of RAM: skipped without reading the hole after it");
 
-    const std::uint64_t demand_faults = ph[4].stats.mapped_on_demand - ph[9].stats.mapped_on_demand;
+    println("mmu.nested: {}: #PF from the emulated MOVS: CR2 {:#x} error {:#x}", check.scenario, r.pf_cr2, r.pf_error);
+    check(ph[10].reached && r.pf_cr2 == unmapped_linear && r.pf_error == 2,
+          "emulated access to an unmapped linear page: #PF with CR2 and error code in the guest");
+
+    const std::uint64_t demand_faults = ph[4].stats.mapped_on_demand - ph[10].stats.mapped_on_demand;
     println("mmu.nested: {}: on-demand faults {} in phase 4 ({} in all), {} ticks", check.scenario, demand_faults,
             ph[7].stats.mapped_on_demand, r.demand_ticks);
     if (on_demand)
