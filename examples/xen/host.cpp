@@ -26,11 +26,6 @@ hv::vm::xen_pv_host xen_host;
 HV_PROGRAM(xen_run, "xen.run", "boot the `guest` module as a Xen PVH guest with console and block backends") {
     auto module = hv::vm::find_module(ctx.boot, "guest");
     if (!module) return hv::fail(hv::errc::not_found, "no boot module named `guest` (hvimage --guest KERNEL)");
-    // As vm::run_guest: SSE for the fibers' MXCSR, legacy PICs masked.
-    hv::x86::write_cr0((hv::x86::read_cr0() & ~hv::x86::cr0::em) | hv::x86::cr0::mp);
-    hv::x86::write_cr4(hv::x86::read_cr4() | hv::x86::cr4::osfxsr | hv::x86::cr4::osxmmexcpt);
-    hv::x86::outb(0x21, 0xff);
-    hv::x86::outb(0xa1, 0xff);
     HV_TRY(hv::vm::enable(this_cpu, alloc_pages));
 
     static hv::vm::zeroed_frames frames{ctx.pages};
