@@ -340,11 +340,20 @@ status load_linux(const memory_target& g, bytes img, const boot_config& cfg, con
     if (cfg.cmdline.size() + 1 > info.linux_cmdline_size)
         return fail(errc::out_of_range, "command line longer than the kernel's cmdline_size");
     if (cfg.modules.size() > 1) return fail(errc::invalid_argument, "Linux takes at most one module (the initrd)");
-    const std::uint64_t footprint = info.linux_init_size > info.linux_kernel_size ? info.linux_init_size : info.linux_kernel_size;
-    if (!in_ram(cfg, layout::linux_kernel, footprint))
-        return fail(errc::out_of_range, "guest RAM too small for the kernel (file size or init_size) at 1 MiB");
+    // The kernel decompresses itself to its run-time address and uses init_size bytes
+    // from there (a Debian kernel: 16 MiB + ~64 MiB), wherever the loader put the file.
+    std::uint64_t run_at = layout::linux_kernel;
+    if (info.linux_relocatable) {
+        if (run_at < info.linux_pref_address) run_at = info.linux_pref_address;
+        if (info.linux_kernel_alignment) run_at = align_up(run_at, info.linux_kernel_alignment);
+    } else if (info.linux_pref_address) {
+        run_at = info.linux_pref_address;
+    }
+    if (!in_ram(cfg, layout::linux_kernel, info.linux_kernel_size) || !in_ram(cfg, run_at, info.linux_init_size))
+        return fail(errc::out_of_range, "guest RAM too small for the kernel (its file at 1 MiB, init_size at its run-time address)");
     out.kernel_start = layout::linux_kernel;
-    out.kernel_end = layout::linux_kernel + footprint;
+    out.kernel_end = layout::linux_kernel + info.linux_kernel_size;
+    if (run_at + info.linux_init_size > out.kernel_end) out.kernel_end = run_at + info.linux_init_size;
     // initrd_addr_max is the highest address the initrd's last byte may have.
     HV_TRY(place_modules(cfg, out.kernel_end, std::uint64_t{info.linux_initrd_addr_max} + 1,
                          "initrd would lie above the kernel's initrd_addr_max", out));
