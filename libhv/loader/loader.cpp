@@ -334,7 +334,7 @@ status write_pvh(const memory_target& g, const boot_config& cfg, load_result& ou
 
 // ---- Linux ----
 
-status load_linux(const memory_target& g, bytes img, const boot_config& cfg, const image_info& info, load_result& out) {
+__attribute__((noinline)) status load_linux(const memory_target& g, bytes img, const boot_config& cfg, const image_info& info, load_result& out) {
     using namespace linux_boot;
     const bool entry64 = info.linux_entry64 && !cfg.linux_entry32;
     if (cfg.cmdline.size() + 1 > info.linux_cmdline_size)
