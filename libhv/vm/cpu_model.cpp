@@ -23,6 +23,8 @@ cpuid_regs filter_cpuid(std::uint32_t leaf, std::uint32_t subleaf, cpuid_regs r,
     case 0xa: r = {}; break;
     case 7:
         if (subleaf == 0) {
+            r.ebx &= ~(bit(1) | bit(10));
+            r.ecx &= ~bit(22);
             r.edx &= ~(bit(26) | bit(27) | bit(29));
             r.ecx = (v.guest_cr4 & cr4_pke) ? r.ecx | bit(4) : r.ecx & ~bit(4);
         }
@@ -30,7 +32,13 @@ cpuid_regs filter_cpuid(std::uint32_t leaf, std::uint32_t subleaf, cpuid_regs r,
     case 0xb:
     case 0x1f: r.edx = v.vcpu_id; break;
     case hypervisor_leaf: r = libhv_signature; break;
-    case 0x80000001: r.ecx &= ~bit(2); break;
+    case 0xd:
+        if (subleaf == 1) r.eax &= ~bit(3);
+        break;
+    case 0x80000001:
+        r.ecx &= ~bit(2);
+        r.edx &= ~bit(27);
+        break;
     default:
         if (leaf > hypervisor_leaf && leaf <= hypervisor_leaf + 0xff) r = {};
         break;

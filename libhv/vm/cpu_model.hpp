@@ -11,6 +11,11 @@
 //   1: EBX[31:24] initial APIC ID, EBX[23:16]        the vCPU's id, the guest's vCPU count
 //   6, 0xA (thermal, performance monitoring)        0
 //   7.0: EDX.IBRS/STIBP(26,27) ARCH_CAPABILITIES(29) 0    (MSRs libhv does not model)
+//   7.0: EBX.TSC_ADJUST(1)                          0    (IA32_TSC_ADJUST is not modelled;
+//                                                         Linux reads it unguarded)
+//   7.0: EBX.INVPCID(10), ECX.RDPID(22)             0    (the VMX backend does not set
+//   0xD.1: EAX.XSAVES(3), 0x80000001: EDX.RDTSCP(27)      "enable INVPCID/RDTSCP/XSAVES":
+//                                                         the guest would take #UD)
 //   0xB, 0x1F: EDX x2APIC ID                        the vCPU's id
 //   0x40000000                                      "libhv libhv " (a Xen ABI overrides it)
 //   0x80000001: ECX.SVM(2)                          0

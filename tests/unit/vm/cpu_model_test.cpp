@@ -80,3 +80,15 @@ TEST_CASE("the MSR file keeps PAT and MTRRdefType, refuses bad values and unknow
     CHECK(m.write(msr_file::apic_base, *m.read(msr_file::apic_base)));
     CHECK_FALSE(m.write(msr_file::apic_base, 0));
 }
+
+// What Debian's Linux 6.1 tripped over on bochs-intel: IA32_TSC_ADJUST read unguarded
+// (#GP), INVPCID executed (#UD without "enable INVPCID").
+TEST_CASE("instructions and MSRs the VMX backend does not enable are hidden") {
+    cpu_view v;
+    const cpuid_regs l7 = filter_cpuid(7, 0, {0, bit(1) | bit(10) | bit(0), bit(22) | bit(1), 0}, v);
+    CHECK(l7.ebx == bit(0));
+    CHECK(l7.ecx == bit(1));
+    CHECK(filter_cpuid(0xd, 1, {bit(3) | bit(1), 0, 0, 0}, v).eax == bit(1));
+    CHECK(filter_cpuid(0xd, 0, {bit(3) | bit(1), 0, 0, 0}, v).eax == (bit(3) | bit(1)));
+    CHECK(filter_cpuid(0x80000001, 0, {0, 0, 0, bit(27) | bit(29)}, v).edx == bit(29));
+}
