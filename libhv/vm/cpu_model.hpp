@@ -64,6 +64,18 @@ private:
     std::uint64_t misc_enable_ = 1;  // fast strings
 };
 
+// XSETBV(0, value) as the SDM allows it given the XCR0 bits the CPU supports (CPUID
+// 0xD.0 EDX:EAX): x87 always on, AVX needs SSE, AVX-512's three components all or none
+// and with AVX, MPX's two together. false: #GP(0).
+[[nodiscard]] constexpr bool valid_xcr0(std::uint64_t value, std::uint64_t supported) {
+    constexpr std::uint64_t x87 = 1, sse = 2, avx = 4, mpx = 0x18, avx512 = 0xe0;
+    if (!(value & x87) || (value & ~supported)) return false;
+    if ((value & avx) && !(value & sse)) return false;
+    if ((value & mpx) != 0 && (value & mpx) != mpx) return false;
+    if ((value & avx512) != 0 && ((value & avx512) != avx512 || !(value & avx))) return false;
+    return true;
+}
+
 // A PAT value every entry of which is a valid memory type (0, 1, 4, 5, 6, 7).
 [[nodiscard]] constexpr bool valid_pat(std::uint64_t v) {
     for (unsigned i = 0; i < 8; ++i) {

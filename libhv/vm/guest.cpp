@@ -142,6 +142,27 @@ void guest::on_cpuid(cpu::vcpu& v, const cpu::exit_info& e) {
     v.skip();
 }
 
+// XSETBV always exits on VMX (and on SVM when intercepted). XCR0 is not switched between
+// guest and host: the hypervisor never uses extended state (-mgeneral-regs-only), so the
+// CPU keeps the value the guest last set (every vCPU of a Linux guest sets the same).
+void guest::on_xsetbv(cpu::vcpu& v, const cpu::exit_info&) {
+    const auto supported = x86::cpuid(0xd, 0);
+    const std::uint64_t value = (v.state.regs.rdx << 32) | static_cast<std::uint32_t>(v.state.regs.rax);
+    const bool osxsave = (v.ops().read_cr(v, 4) & x86::cr4::osxsave) != 0;
+    if (!osxsave) {
+        v.inject_exception(6);
+        return;
+    }
+    if (static_cast<std::uint32_t>(v.state.regs.rcx) != 0 ||
+        !valid_xcr0(value, (std::uint64_t{supported.edx} << 32) | supported.eax)) {
+        v.inject_exception(13, 0);
+        return;
+    }
+    if (!(x86::read_cr4() & x86::cr4::osxsave)) x86::write_cr4(x86::read_cr4() | x86::cr4::osxsave);
+    x86::xsetbv(0, value);
+    v.skip();
+}
+
 void guest::on_msr_read(cpu::vcpu& v, const cpu::exit_info& e) {
     guest& g = of(v);
     std::optional<std::uint64_t> value;
@@ -314,6 +335,7 @@ status guest::start() {
         vcpus_[i].on(cpu::exit_reason::npf, &on_npf);
         vcpus_[i].on(cpu::exit_reason::io, &on_io);
         vcpus_[i].on(cpu::exit_reason::cpuid, &on_cpuid);
+        vcpus_[i].on(cpu::exit_reason::xsetbv, &on_xsetbv);
         vcpus_[i].on(cpu::exit_reason::msr_read, &on_msr_read);
         vcpus_[i].on(cpu::exit_reason::msr_write, &on_msr_write);
     }

@@ -115,6 +115,7 @@ public:
     void pass_through_msr(std::uint32_t msr, bool read, bool write);
     // The default handlers, public so a policy can chain to them (e.g. a Xen ABI that
     // answers its own CPUID leaves and MSRs first).
+    static void on_xsetbv(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_cpuid(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_msr_read(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_msr_write(cpu::vcpu& v, const cpu::exit_info& e);

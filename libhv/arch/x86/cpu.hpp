@@ -126,6 +126,9 @@ inline std::uint64_t rdtsc() {
 }
 
 inline void pause() { asm volatile("pause"); }
+inline void xsetbv(std::uint32_t xcr, std::uint64_t v) {
+    asm volatile("xsetbv" ::"c"(xcr), "a"(static_cast<std::uint32_t>(v)), "d"(static_cast<std::uint32_t>(v >> 32)) : "memory");
+}
 inline void cli() { asm volatile("cli" ::: "memory"); }
 inline void sti() { asm volatile("sti" ::: "memory"); }
 

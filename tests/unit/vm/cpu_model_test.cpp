@@ -92,3 +92,20 @@ TEST_CASE("instructions and MSRs the VMX backend does not enable are hidden") {
     CHECK(filter_cpuid(0xd, 0, {bit(3) | bit(1), 0, 0, 0}, v).eax == (bit(3) | bit(1)));
     CHECK(filter_cpuid(0x80000001, 0, {0, 0, 0, bit(27) | bit(29)}, v).edx == bit(29));
 }
+
+TEST_CASE("XSETBV: the XCR0 values the SDM allows") {
+    const std::uint64_t skx = 0xff;  // x87 SSE AVX MPX(2) AVX-512(3)
+    CHECK(valid_xcr0(1, skx));
+    CHECK(valid_xcr0(3, skx));
+    CHECK(valid_xcr0(7, skx));
+    CHECK(valid_xcr0(0xe7, skx));
+    CHECK(valid_xcr0(0x1f, skx));
+    CHECK(!valid_xcr0(0, skx));        // x87 off
+    CHECK(!valid_xcr0(2, skx));
+    CHECK(!valid_xcr0(5, skx));        // AVX without SSE
+    CHECK(!valid_xcr0(0x0b, skx));     // one MPX component
+    CHECK(!valid_xcr0(0x67, skx));     // two of three AVX-512 components
+    CHECK(!valid_xcr0(0xe3, skx));     // AVX-512 without AVX
+    CHECK(!valid_xcr0(7, 3));          // AVX not supported
+    CHECK(!valid_xcr0(0x201, 0x3));    // bit 9 (PKRU) not offered here
+}
