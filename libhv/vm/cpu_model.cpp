@@ -35,6 +35,17 @@ cpuid_regs filter_cpuid(std::uint32_t leaf, std::uint32_t subleaf, cpuid_regs r,
     case 0xd:
         if (subleaf == 1) r.eax &= ~bit(3);
         break;
+    case 0x15:
+        // TSC = crystal (ECX) * EBX / EAX; the crystal is the APIC timer's input clock.
+        if (v.tsc_hz && v.lapic_timer_hz && v.lapic_timer_hz <= 0xffffffffull)
+            r = {static_cast<std::uint32_t>(v.lapic_timer_hz / 1000), static_cast<std::uint32_t>(v.tsc_hz / 1000),
+                 static_cast<std::uint32_t>(v.lapic_timer_hz), 0};
+        break;
+    case 0x16:
+        if (v.tsc_hz && v.lapic_timer_hz)
+            r = {static_cast<std::uint32_t>(v.tsc_hz / 1000000), static_cast<std::uint32_t>(v.tsc_hz / 1000000),
+                 static_cast<std::uint32_t>(v.lapic_timer_hz / 1000000), 0};
+        break;
     case 0x80000001:
         r.ecx &= ~bit(2);
         r.edx &= ~bit(27);

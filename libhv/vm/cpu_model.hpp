@@ -17,6 +17,8 @@
 //   0xD.1: EAX.XSAVES(3), 0x80000001: EDX.RDTSCP(27)      "enable INVPCID/RDTSCP/XSAVES":
 //                                                         the guest would take #UD)
 //   0xB, 0x1F: EDX x2APIC ID                        the vCPU's id
+//   0x15 (TSC/crystal), 0x16 (MHz)                  the device model's TSC and APIC-timer
+//                                                   rates when cpu_view gives them
 //   0x40000000                                      "libhv libhv " (a Xen ABI overrides it)
 //   0x80000001: ECX.SVM(2)                          0
 #pragma once
@@ -38,6 +40,11 @@ struct cpu_view {
     bool tsc_deadline = false;
     bool shadow_paging = false;
     std::uint64_t guest_cr4 = 0;
+    // The guest's TSC and APIC-timer rates as the device model keeps time (0: the host's
+    // leaves 0x15/0x16 pass through). A kernel that trusts 0x15/0x16 over its own PIT
+    // calibration (Linux on Intel models) must get the rates its devices run at.
+    std::uint64_t tsc_hz = 0;
+    std::uint64_t lapic_timer_hz = 0;
 };
 
 inline constexpr std::uint32_t hypervisor_leaf = 0x40000000;

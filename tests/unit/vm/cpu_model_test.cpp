@@ -109,3 +109,18 @@ TEST_CASE("XSETBV: the XCR0 values the SDM allows") {
     CHECK(!valid_xcr0(7, 3));          // AVX not supported
     CHECK(!valid_xcr0(0x201, 0x3));    // bit 9 (PKRU) not offered here
 }
+
+// Bochs' Skylake-X says 3500 MHz in leaf 0x16 while its devices run on libhv's 1 GHz
+// clock: Linux believed the leaf and its seconds lasted 3.5 device seconds.
+TEST_CASE("leaves 0x15 and 0x16 give the device model's TSC and APIC-timer rates") {
+    cpu_view v;
+    const cpuid_regs host15{2, 292, 24000000, 0}, host16{3500, 3500, 100, 0};
+    CHECK(filter_cpuid(0x15, 0, host15, v) == host15);  // no rates given: the host's
+    CHECK(filter_cpuid(0x16, 0, host16, v) == host16);
+    v.tsc_hz = 2000000000;
+    v.lapic_timer_hz = 1000000000;
+    const cpuid_regs r = filter_cpuid(0x15, 0, host15, v);
+    CHECK(std::uint64_t{r.ecx} * r.ebx / r.eax == v.tsc_hz);
+    CHECK(r.ecx == v.lapic_timer_hz);
+    CHECK(filter_cpuid(0x16, 0, host16, v) == cpuid_regs{2000, 2000, 1000, 0});
+}
