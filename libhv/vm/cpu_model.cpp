@@ -37,9 +37,19 @@ cpuid_regs filter_cpuid(std::uint32_t leaf, std::uint32_t subleaf, cpuid_regs r,
         break;
     case 0x15:
         // TSC = crystal (ECX) * EBX / EAX; the crystal is the APIC timer's input clock.
-        if (v.tsc_hz && v.lapic_timer_hz && v.lapic_timer_hz <= 0xffffffffull)
-            r = {static_cast<std::uint32_t>(v.lapic_timer_hz / 1000), static_cast<std::uint32_t>(v.tsc_hz / 1000),
-                 static_cast<std::uint32_t>(v.lapic_timer_hz), 0};
+        // The ratio in lowest terms: Linux multiplies crystal kHz by EBX in 32 bits.
+        if (v.tsc_hz && v.lapic_timer_hz && v.lapic_timer_hz <= 0xffffffffull) {
+            std::uint64_t a = v.tsc_hz, b = v.lapic_timer_hz;
+            while (b) {
+                const std::uint64_t t = a % b;
+                a = b;
+                b = t;
+            }
+            const std::uint64_t num = v.tsc_hz / a, den = v.lapic_timer_hz / a;
+            if (num <= 0xffffffffull)
+                r = {static_cast<std::uint32_t>(den), static_cast<std::uint32_t>(num),
+                     static_cast<std::uint32_t>(v.lapic_timer_hz), 0};
+        }
         break;
     case 0x16:
         if (v.tsc_hz && v.lapic_timer_hz)

@@ -122,5 +122,8 @@ TEST_CASE("leaves 0x15 and 0x16 give the device model's TSC and APIC-timer rates
     const cpuid_regs r = filter_cpuid(0x15, 0, host15, v);
     CHECK(std::uint64_t{r.ecx} * r.ebx / r.eax == v.tsc_hz);
     CHECK(r.ecx == v.lapic_timer_hz);
+    CHECK(r.eax == 1);  // lowest terms: Linux computes crystal kHz * EBX in 32 bits
+    CHECK(r.ebx == 2);
+    CHECK(std::uint32_t(r.ecx / 1000 * r.ebx) / r.eax == v.tsc_hz / 1000);
     CHECK(filter_cpuid(0x16, 0, host16, v) == cpuid_regs{2000, 2000, 1000, 0});
 }
