@@ -56,6 +56,7 @@ cpuid_regs filter_cpuid(std::uint32_t leaf, std::uint32_t subleaf, cpuid_regs r,
             r = {static_cast<std::uint32_t>(v.tsc_hz / 1000000), static_cast<std::uint32_t>(v.tsc_hz / 1000000),
                  static_cast<std::uint32_t>(v.lapic_timer_hz / 1000000), 0};
         break;
+    case 0x8000001f: r = {}; break;  // SME/SEV: a guest that sees them reads SEV_STATUS
     case 0x80000001:
         r.ecx &= ~bit(2);
         r.edx &= ~bit(27);

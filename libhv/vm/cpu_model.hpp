@@ -21,6 +21,8 @@
 //                                                   rates when cpu_view gives them
 //   0x40000000                                      "libhv libhv " (a Xen ABI overrides it)
 //   0x80000001: ECX.SVM(2)                          0
+//   0x8000001F (SME/SEV)                            0    (Linux's decompressor then reads
+//                                                         MSR SEV_STATUS, which is not modelled)
 #pragma once
 #include <cstdint>
 #include <optional>

@@ -127,3 +127,7 @@ TEST_CASE("leaves 0x15 and 0x16 give the device model's TSC and APIC-timer rates
     CHECK(std::uint32_t(r.ecx / 1000 * r.ebx) / r.eax == v.tsc_hz / 1000);
     CHECK(filter_cpuid(0x16, 0, host16, v) == cpuid_regs{2000, 2000, 1000, 0});
 }
+
+TEST_CASE("memory encryption (leaf 0x8000001F) is hidden") {
+    CHECK(filter_cpuid(0x8000001f, 0, {0x1a, 0x16f, 0x1fd, 1}, cpu_view{}) == cpuid_regs{});
+}
