@@ -1,9 +1,11 @@
 #include "libhv/vm/run.hpp"
+#include <new>
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/core/cmdline.hpp"
 #include "libhv/rt/console.hpp"
 #include "libhv/vm/boot.hpp"
 #include "libhv/vm/debug_ports.hpp"
+#include "libhv/vm/hvm_devices.hpp"
 
 namespace hv::vm {
 
@@ -41,6 +43,28 @@ result<std::uint64_t> guest_ram_bytes(std::string_view cmdline) {
 physical_cpu this_cpu;
 debug_ports ports;
 char guest_cmdline[boot::info::max_string];
+
+// The emulated PC of policies with emulated devices. Guest time is the TSC, stated to the
+// guest (CPUID 0x40000010) at this frequency, as examples/hvm does.
+constexpr std::uint64_t guest_tsc_hz = 1000000000;
+tsc_clock guest_clock{guest_tsc_hz};
+struct emulated_pc {
+    dev::machine m;
+    hvm_devices devices;
+    emulated_pc(guest& g, std::uint64_t ram) : m{dev::machine_config::pc(1, ram), guest_clock}, devices{g, m, {&console::sink(), "guest: "}} {}
+};
+alignas(emulated_pc) std::byte pc_storage[sizeof(emulated_pc)];
+
+bool emulates_pc(const policy& p) {
+    return p.devices == device_model::emulated || p.devices == device_model::emulated_and_pv;
+}
+
+// The guest's result: through the device model's debug exit, or through debug_ports.
+status judge(const guest_exit& e) {
+    if (!e.ended) return fail(errc::fault, "the guest ended without writing the debug-exit port");
+    if (!e.pass()) return fail(errc::fault, "the guest reported failure through port 0xf4");
+    return {};
+}
 
 } // namespace
 
@@ -87,32 +111,52 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     const std::uint64_t t_init = x86::rdtsc();
     HV_TRY(add_pc_ram(g, *ram));
     const std::uint64_t t_ram = x86::rdtsc();
-    auto loaded = load_kernel(g, {module->bytes, cmdline, {}, *use});
+    emulated_pc* pc = nullptr;
+    kernel_spec kernel{module->bytes, cmdline, {}, *use};
+    if (emulates_pc(p)) {
+        pc = new (pc_storage) emulated_pc{g, *ram};
+        HV_TRY(pc->devices.attach());
+        kernel.rsdp = pc->devices.rsdp();
+    }
+    const std::uint64_t t_devices = x86::rdtsc();
+    auto loaded = load_kernel(g, kernel);
     HV_TRY(loaded);
     const std::uint64_t t_loaded = x86::rdtsc();
     hv::println("vm: {} guest, {} MiB RAM, loaded as {} (kernel {:#x}-{:#x}), entry {:#x}, policy {}",
                 g.vendor() == cpu::vendor::vmx ? "VMX" : "SVM", *ram >> 20, loader::to_string(loaded->used),
                 loaded->kernel_start, loaded->kernel_end, g.vcpu(0).state.rip, p.name);
-    // Every policy keeps the debug console and exit ports; the device parts attach here
-    // once wired (missing_part refused them above).
+    if (pc) hv::println("vm: devices: emulated PC (ACPI RSDP {:#x})", kernel.rsdp);
+    else hv::println("vm: devices: debug console and exit ports only");
     const std::uint64_t t_ports = x86::rdtsc();
-    ports.attach(g, "guest: ");
-    HV_TRY(g.start());
+    // The device model owns COM1 and the exit ports when there is one.
+    if (pc) {
+        HV_TRY(pc->devices.start());
+    } else {
+        ports.attach(g, "guest: ");
+        HV_TRY(g.start());
+    }
     const std::uint64_t t_started = x86::rdtsc();
     g.vcpu(0).report_failures_to(&console::sink());
     cpu::scheduler s;
     HV_TRY(g.schedule_on(s));
-    s.run();
+    if (pc) pc->devices.run(s);
+    else s.run();
     hv::println("vm: guest ended: {}; {} exits, {} nested pages mapped on demand, {} emulated accesses",
                 g.vcpu(0).why() ? g.vcpu(0).why() : "-", g.vcpu(0).log.total(), g.stats().mapped_on_demand,
                 g.stats().emulated);
     // Printed now: console output before the guest would be counted in its start-up.
-    hv::println("vm: start-up ticks: runtime {} enable {} init {} ram {} load {} report {} nested tables {}",
+    hv::println("vm: start-up ticks: runtime {} enable {} init {} ram {} devices {} load {} report {} start {}",
                 t_program - rt::start_ticks(), t_enabled - t_program, t_init - t_enabled, t_ram - t_init,
-                t_loaded - t_ram, t_ports - t_loaded, t_started - t_ports);
-    if (!ports.exit().ended) return fail(errc::fault, "the guest ended without writing the debug-exit port");
-    if (!ports.exit().pass()) return fail(errc::fault, "the guest reported failure through port 0xf4");
-    return {};
+                t_devices - t_ram, t_loaded - t_devices, t_ports - t_loaded, t_started - t_ports);
+    if (!pc) return judge(ports.exit());
+    const dev::run_outcome o = pc->devices.outcome();
+    const dev::attach_stats& st = pc->devices.wiring().stats();
+    hv::println("vm: devices: {} port, {} MMIO, {} MSR, {} CPUID accesses; {} interrupts injected", st.io, st.mmio,
+                st.msr, st.cpuid, st.injected);
+    guest_exit e;
+    e.ended = o.kind == dev::event_kind::debug_exit;
+    e.code = o.debug_value();
+    return judge(e);
 }
 
 } // namespace hv::vm
