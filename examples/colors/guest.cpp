@@ -79,6 +79,30 @@ bool pci_config_answers() {
     return a;
 }
 
+// Mean ticks of `n` runs of `op`.
+template <class Op>
+std::uint64_t mean_ticks(unsigned n, Op op) {
+    const std::uint64_t t0 = x86::rdtsc();
+    for (unsigned i = 0; i < n; ++i) op();
+    return (x86::rdtsc() - t0) / n;
+}
+
+// The MMU a guest can observe: reloading CR3 exits under shadow paging (the hypervisor
+// must switch shadows), not under nested paging. CPUID, which always exits, is the
+// yardstick, so the test holds on any host whatever an exit costs there.
+struct mmu_probe {
+    std::uint64_t cr3_ticks, cpuid_ticks;
+    [[nodiscard]] bool cr3_exits() const { return 2 * cr3_ticks >= cpuid_ticks; }
+};
+mmu_probe probe_mmu() {
+    constexpr unsigned n = 16;
+    const std::uint64_t cr3 = x86::read_cr3();
+    mmu_probe p{};
+    p.cr3_ticks = mean_ticks(n, [&] { x86::write_cr3(cr3); });
+    p.cpuid_ticks = mean_ticks(n, [] { (void)x86::cpuid(0); });
+    return p;
+}
+
 hv::vm::entry_kind entry_of(hv::boot::loader l) {
     return l == hv::boot::loader::pvh ? hv::vm::entry_kind::pvh : hv::vm::entry_kind::multiboot;
 }
@@ -131,6 +155,10 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
 
     seen.pcid_hidden = !(x86::cpuid(1).ecx >> 17 & 1);
     hv::println("color: pcid: {}", seen.pcid_hidden ? "hidden" : "visible");
+    const mmu_probe mmu = probe_mmu();
+    seen.cr3_load_exits = under_hypervisor && mmu.cr3_exits();
+    hv::println("color: mmu: mov-cr3 {} ticks, cpuid {} ticks: cr3 loads {}: {} paging", mmu.cr3_ticks, mmu.cpuid_ticks,
+                seen.cr3_load_exits ? "exit" : "do not exit", seen.cr3_load_exits ? "shadow" : "nested or none");
     if (under_hypervisor) {
         hv::println("Virtualization type: {}", hv::vm::to_string(seen.type()));
     } else {
