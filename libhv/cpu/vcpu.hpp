@@ -187,7 +187,10 @@ public:
     void request_yield() { yield_ = true; }
     // Handlers that change these parts of `state` say so; the backend writes them back
     // before the next entry.
-    enum dirty_bits : std::uint8_t { dirty_rip = 1, dirty_rflags = 2, dirty_rsp = 4, dirty_interruptibility = 8 };
+    // dirty_cr2: a #PF injected by an emulator (the CPU sets CR2 only for its own #PFs).
+    enum dirty_bits : std::uint8_t {
+        dirty_rip = 1, dirty_rflags = 2, dirty_rsp = 4, dirty_interruptibility = 8, dirty_cr2 = 16
+    };
     void mark_dirty(std::uint8_t bits) { dirty_ |= bits; }
     std::uint8_t take_dirty() {
         const std::uint8_t d = dirty_;

@@ -149,6 +149,7 @@ private:
     static void on_npf(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_io(cpu::vcpu& v, const cpu::exit_info& e);
     [[nodiscard]] status map_nested(std::uint64_t gpa, std::uint64_t hpa, std::uint64_t size, bool writable);
+    [[nodiscard]] status apply_protection(std::uint64_t gpa, std::uint64_t size, bool protect);
     [[nodiscard]] bool is_write_protected(std::uint64_t gpa) const;
     void flush_all_vcpus();
 

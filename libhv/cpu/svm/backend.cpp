@@ -113,6 +113,12 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
             if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
             if (dirty & cpu::vcpu::dirty_interruptibility)
                 c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
+            if (dirty & cpu::vcpu::dirty_cr2) {
+                b.state.cr2 = v.state.cr2;
+                // Bochs 2.7's VMRUN reads the VMCB's CR2 but keeps the CPU's; hardware loads
+                // the VMCB's over this, so writing both is right on either.
+                x86::write_cr2(v.state.cr2);
+            }
         }
     }
     if (d || a.events_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});

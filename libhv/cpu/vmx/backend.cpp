@@ -217,6 +217,8 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
             if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
             if (dirty & cpu::vcpu::dirty_interruptibility)
                 (void)write<field::guest_interruptibility>(v.state.interruptibility);
+            // The VMCS has no CR2: the guest runs with the CPU's, which libhv never faults on.
+            if (dirty & cpu::vcpu::dirty_cr2) x86::write_cr2(v.state.cr2);
         }
     }
     if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
@@ -325,7 +327,10 @@ void load_state(cpu::vcpu& v) {
 void flush_nested(cpu::vcpu& v) {
     vcpu_arch& a = arch(v);
     const std::uint64_t root = a.nested_root ? a.nested_root : a.cpu->ept_root;
-    (void)invept(invept_type::single_context, {root | 6 | 3 << 3, 0});
+    // Single-context where the CPU has it; otherwise all contexts (never nothing: a stale
+    // writable translation would outlive a write protection).
+    const bool single = a.cpu->caps.ept_vpid.invept_single();
+    (void)invept(single ? invept_type::single_context : invept_type::all_context, {root | 6 | 3 << 3, 0});
 }
 
 } // namespace
