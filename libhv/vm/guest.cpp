@@ -383,6 +383,10 @@ void guest::on_npf(cpu::vcpu& v, const cpu::exit_info& e) {
                                     : e.npf.fetch ? mmu::access_kind::execute
                                                   : mmu::access_kind::read;
     const mmu::nested_resolution res = g.ram_.resolve_nested_fault(e.npf.gpa, access);
+    if (res.action == mmu::nested_action::unbacked) {
+        v.fail("nested fault: no host page left to back guest RAM at first touch");
+        return;
+    }
     const bool protected_write = res.action == mmu::nested_action::map && access == mmu::access_kind::write &&
                                  g.is_write_protected(e.npf.gpa);
     if (res.action == mmu::nested_action::map && !protected_write) {
