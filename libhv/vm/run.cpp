@@ -6,6 +6,7 @@
 #include "libhv/vm/boot.hpp"
 #include "libhv/vm/debug_ports.hpp"
 #include "libhv/vm/hvm_devices.hpp"
+#include "libhv/vm/xen_pv.hpp"
 
 namespace hv::vm {
 
@@ -42,6 +43,8 @@ result<std::uint64_t> guest_ram_bytes(std::string_view cmdline) {
 
 physical_cpu this_cpu;
 debug_ports ports;
+xen_pv_host xen_host;
+std::uint64_t read_tsc(void*) { return x86::rdtsc(); }
 char guest_cmdline[boot::info::max_string];
 
 // The emulated PC of policies with emulated devices. Guest time is the TSC, stated to the
@@ -122,6 +125,7 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     // What the guest is, printed after it ran: at ~4 K ticks per serial byte (Bochs' UART
     // at 115200 baud), these lines would be a third of the guest's start-up.
     const std::uint64_t entry = g.vcpu(0).state.rip;
+    if (p.xen_abi) HV_TRY(xen_host.prepare(g));
     // The device model owns COM1 and the exit ports when there is one.
     if (pc) {
         HV_TRY(pc->devices.start());
@@ -129,12 +133,23 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         ports.attach(g, "guest: ");
         HV_TRY(g.start());
     }
+    // The Xen ABI, its PV backends, callback vector and one-shot timer come together,
+    // chained to the handlers start() installed.
+    if (p.xen_abi) {
+        xen_config xc;
+        xc.console = &console::sink();
+        xc.console_prefix = "guest-xen: ";
+        xc.clock = {nullptr, &read_tsc, 1000};  // nominal: 1000 ticks per µs
+        HV_TRY(xen_host.attach(g, xc));
+    }
     const std::uint64_t t_started = x86::rdtsc();
     g.vcpu(0).report_failures_to(&console::sink());
     cpu::scheduler s;
     HV_TRY(g.schedule_on(s));
+    if (p.xen_abi) HV_TRY(xen_host.add_tasks(s));
     if (pc) pc->devices.run(s);
-    else s.run();
+    else s.run(p.xen_abi ? &xen_pv_host::idle : nullptr, &xen_host);
+    if (p.xen_abi) xen_host.flush_console();
     hv::println("vm: {} guest, {} MiB RAM, loaded as {} (kernel {:#x}-{:#x}), entry {:#x}, policy {}",
                 g.vendor() == cpu::vendor::vmx ? "VMX" : "SVM", *ram >> 20, loader::to_string(loaded->used),
                 loaded->kernel_start, loaded->kernel_end, entry, p.name);
@@ -148,6 +163,15 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     hv::println("vm: start-up ticks: runtime {} enable {} init {} ram {} devices {} load {} start {}",
                 t_program - rt::start_ticks(), t_enabled - t_program, t_init - t_enabled, t_ram - t_init,
                 t_devices - t_ram, t_loaded - t_devices, t_started - t_loaded);
+    if (p.xen_abi) {
+        hv::println("vm: xen: {} hypercalls, {} block requests served", xen_host.xen().hypercalls(),
+                    xen_host.block_requests());
+        // A Xen guest may end itself by SCHEDOP_shutdown instead of the debug exit.
+        if (xen_host.xen().shut_down()) {
+            hv::println("vm: the guest shut down through Xen, reason {}", xen_host.xen().shutdown_reason());
+            return xen_host.xen().result();
+        }
+    }
     if (!pc) return judge(ports.exit());
     const dev::run_outcome o = pc->devices.outcome();
     const dev::attach_stats& st = pc->devices.wiring().stats();

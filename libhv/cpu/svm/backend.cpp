@@ -203,11 +203,20 @@ void load_state(cpu::vcpu& v) {
     g.idtr = {b.state.idtr.base, b.state.idtr.limit};
 }
 
+void load_mode(cpu::vcpu& v) {
+    const vmcb& b = *arch(v).block;
+    cpu::guest_state& g = v.state;
+    g.efer = b.state.efer & ~x86::efer::svme;
+    g[cpu::seg::cs].access = ar_from_attrib(b.state.cs.attrib);
+    g[cpu::seg::ss].access = ar_from_attrib(b.state.ss.attrib);
+}
+
 void flush_nested(cpu::vcpu& v) { arch(v).block->control.tlb_ctl = tlb_control::flush_asid; }
 
 } // namespace
 
-const cpu::backend_ops ops{prepare, enter, interrupts_open, instruction_length, read_cr, write_cr, load_state, flush_nested};
+const cpu::backend_ops ops{prepare,  enter,    interrupts_open, instruction_length, read_cr,
+                           write_cr, load_state, flush_nested,   load_mode};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;
