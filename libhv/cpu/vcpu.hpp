@@ -171,6 +171,7 @@ public:
         source_ = s;
         extras_ = source_.pending || hook_.fn;
     }
+    [[nodiscard]] const interrupt_source& current_interrupt_source() const { return source_; }
     void set_code_reader(const code_reader& r) { code_ = r; }
     const code_reader& code() const { return code_; }
     // What owns this vCPU (a vm::guest), for handlers to find their way back.

@@ -7,6 +7,7 @@
 #include "libhv/vm/debug_ports.hpp"
 #include "libhv/vm/hvm_devices.hpp"
 #include "libhv/vm/xen_pv.hpp"
+#include "libhv/vm/xen_unplug.hpp"
 
 namespace hv::vm {
 
@@ -57,6 +58,25 @@ struct emulated_pc {
     emulated_pc(guest& g, std::uint64_t ram) : m{dev::machine_config::pc(1, ram), guest_clock}, devices{g, m, {&console::sink(), "guest: "}} {}
 };
 alignas(emulated_pc) std::byte pc_storage[sizeof(emulated_pc)];
+
+// PV-on-HVM: Xen's unplug ports in front of the emulated PC.
+xen_unplug_ports unplug;
+
+// PV-on-HVM while every vCPU sleeps: whichever of a device deadline and a PV timer comes
+// first. Both count TSC ticks: the device clock runs at guest_tsc_hz = 1 GHz and the Xen
+// clock at 1000 ticks per µs, so a device tick and a PV-timer ns are the same unit.
+struct both_idle {
+    emulated_pc* pc;
+    xen_pv_host* xen;
+    static bool idle(void* ctx) {
+        auto& b = *static_cast<both_idle*>(ctx);
+        const auto pv = b.xen->xen().next_deadline();
+        const auto device = b.pc->m.next_deadline();
+        if (pv && (!device || *pv <= *device)) return xen_pv_host::idle(b.xen);
+        return dev::attachment::idle(&b.pc->devices.wiring());
+    }
+};
+static_assert(guest_tsc_hz == 1000000000, "both_idle compares device ticks with PV-timer ns");
 
 bool emulates_pc(const policy& p) {
     return p.devices == device_model::emulated || p.devices == device_model::emulated_and_pv;
@@ -117,6 +137,10 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         pc = new (pc_storage) emulated_pc{g, *ram};
         HV_TRY(pc->devices.attach());
         kernel.rsdp = pc->devices.rsdp();
+        if (p.xen_abi) {
+            unplug = xen_unplug_ports{pc->devices.wiring().ports()};
+            g.set_ports(unplug.ports());
+        }
     }
     const std::uint64_t t_devices = x86::rdtsc();
     auto loaded = load_kernel(g, kernel);
@@ -147,8 +171,15 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     cpu::scheduler s;
     HV_TRY(g.schedule_on(s));
     if (p.xen_abi) HV_TRY(xen_host.add_tasks(s));
-    if (pc) pc->devices.run(s);
-    else s.run(p.xen_abi ? &xen_pv_host::idle : nullptr, &xen_host);
+    both_idle both{pc, &xen_host};
+    if (pc && p.xen_abi) {
+        s.run(&both_idle::idle, &both);
+        pc->devices.wiring().flush_console();
+    } else if (pc) {
+        pc->devices.run(s);
+    } else {
+        s.run(p.xen_abi ? &xen_pv_host::idle : nullptr, &xen_host);
+    }
     if (p.xen_abi) xen_host.flush_console();
     hv::println("vm: {} guest, {} MiB RAM, loaded as {} (kernel {:#x}-{:#x}), entry {:#x}, policy {}",
                 g.vendor() == cpu::vendor::vmx ? "VMX" : "SVM", *ram >> 20, loader::to_string(loaded->used),
@@ -166,6 +197,9 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     if (p.xen_abi) {
         hv::println("vm: xen: {} hypercalls, {} block requests served", xen_host.xen().hypercalls(),
                     xen_host.block_requests());
+        if (pc)
+            hv::println("vm: xen: unplug requests {}, mask {:#x} (this PC emulates no IDE disk, NIC or NVMe disk to remove)",
+                        unplug.requests(), unplug.unplugged());
         // A Xen guest may end itself by SCHEDOP_shutdown instead of the debug exit.
         if (xen_host.xen().shut_down()) {
             hv::println("vm: the guest shut down through Xen, reason {}", xen_host.xen().shutdown_reason());
