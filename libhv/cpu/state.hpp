@@ -91,8 +91,9 @@ inline constexpr std::uint64_t rflags_fixed1 = 1ull << 1;
 inline constexpr std::uint64_t rflags_if = 1ull << 9;
 inline constexpr std::uint64_t rflags_vm = 1ull << 17;
 inline constexpr std::uint64_t cr0_pe = 1ull << 0, cr0_et = 1ull << 4, cr0_ne = 1ull << 5, cr0_pg = 1ull << 31;
-inline constexpr std::uint64_t cr0_cd = 1ull << 30, cr0_nw = 1ull << 29;
-inline constexpr std::uint64_t cr4_pae = 1ull << 5, cr4_pcide = 1ull << 17;
+inline constexpr std::uint64_t cr0_cd = 1ull << 30, cr0_nw = 1ull << 29, cr0_wp = 1ull << 16;
+inline constexpr std::uint64_t cr4_pse = 1ull << 4, cr4_pae = 1ull << 5, cr4_pge = 1ull << 7, cr4_pcide = 1ull << 17;
+inline constexpr std::uint64_t cr4_smep = 1ull << 20, cr4_smap = 1ull << 21;
 inline constexpr std::uint64_t efer_sce = 1ull << 0, efer_lme = 1ull << 8, efer_lma = 1ull << 10, efer_nxe = 1ull << 11;
 
 enum class guest_mode : std::uint8_t { real, protected32, long64 };

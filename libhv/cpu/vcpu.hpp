@@ -60,6 +60,13 @@ private:
 
 class vcpu;
 
+// Which of a vCPU's TLB entries (its VPID/ASID) to drop before its next entry.
+enum class tlb_flush : std::uint8_t {
+    address,     // the translations of one linear address (a backend may drop more)
+    non_global,  // what a guest MOV to CR3 drops
+    all,         // globals and paging-structure caches too
+};
+
 // What a vendor backend provides. All run on the vCPU's fiber.
 struct backend_ops {
     // Build the VMCS/VMCB from v.state and check it; an error ends the vCPU with its message.
@@ -84,6 +91,15 @@ struct backend_ops {
     // Invalidate what the TLBs hold for this vCPU's nested (EPT/NPT) translations,
     // before its next entry (INVEPT single-context / the VMCB's ASID flush).
     void (*flush_nested)(vcpu& v);
+
+    // ---- shadow paging (vmx/svm vcpu_arch::shadow_paging set before prepare) ----
+    // The CR3 hardware walks becomes `root` (a shadow table) while the guest keeps seeing
+    // `guest_cr3` (read_cr(v, 3), load_state). CR0/CR4 keep the guest's values in view
+    // while the real ones have PG, WP and PAE forced and PCIDE refused.
+    void (*set_paging_root)(vcpu& v, std::uint64_t guest_cr3, std::uint64_t root);
+    void (*flush_tlb)(vcpu& v, tlb_flush what, std::uint64_t linear);
+    // The CR2 the guest has from its next entry on (before injecting #PF).
+    void (*set_cr2)(vcpu& v, std::uint64_t cr2);
 };
 
 // Reads guest-linear memory for the vCPU layer (instruction fetch when an exit gave no
