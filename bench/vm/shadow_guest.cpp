@@ -229,6 +229,14 @@ HV_PROGRAM(shadow_bench, "shadow.bench", "ticks: fault fill, CR3 switch warm/col
         fmt::format_to(name, sizeof name, "vm.{}.address_space_churn", runs[i].name);
         rt::bench_report(name, 100, b[3] / 100, "ticks");
         workload[i] = b[3];
+        if (runs[i].mmu == vm::paging::shadow) {
+            const auto& st = runs[i].g->shadow_stats();
+            const auto& ms = runs[i].g->shadow(0).stats();
+            println("shadow.bench: {} exits: {} fills, {} #PF injected, {} table writes ({} tables unshadowed), {} "
+                    "CR3 writes, {} full flushes; shadow pages: {} allocated, {} evicted",
+                    runs[i].g->vcpu(0).log.total(), st.fills, st.injected, st.table_writes, st.unshadowed,
+                    st.cr3_writes, st.flushes, ms.allocations, ms.evictions);
+        }
     }
     if (workload[1]) println("shadow.bench: address-space churn shadow/nested = {}.{}x", workload[0] / workload[1],
                              (workload[0] * 10 / workload[1]) % 10);

@@ -324,7 +324,28 @@ void guest::on_shadow_pf(cpu::vcpu& v, const cpu::exit_info& e) {
         if (ev.valid && ev.kind == cpu::event_kind::nmi) v.inject_nmi();
         return;
     }
-    case mmu::pf_outcome::tracked_table_write: ++g.shadow_stats_.table_writes; break;
+    case mmu::pf_outcome::tracked_table_write: {
+        // A write to a guest table the current address space has not walked since the
+        // last CR3 load (another space's, being built or torn down), or a second write
+        // in a row to one table, stops shadowing that table rather than emulating every
+        // store: the write is retried natively and the table is shadowed again when a
+        // walk next needs it.
+        ++g.shadow_stats_.table_writes;
+        write_streak& w = g.streak_[v.id()];
+        const std::uint64_t frame = r.gpa & ~mmu::page_offset_mask;
+        w.count = w.frame == frame ? w.count + 1 : 1;
+        w.frame = frame;
+        if (w.count < 2 && s.used_since_switch(r.gpa)) break;
+        const auto flush = s.unshadow(r.gpa);
+        if (!flush) break;  // the current root: keep emulating
+        w = {};
+        ++g.shadow_stats_.unshadowed;
+        if (*flush) g.shadow_flush(v, cpu::tlb_flush::all);
+        const mmu::pf_result again = s.handle_page_fault(gva, e.exception.error_code, regs.cpl, regs.rflags);
+        if (again.flush_tlb) g.shadow_flush(v, cpu::tlb_flush::all);
+        if (again.outcome == mmu::pf_outcome::fixed) return;
+        break;  // the page also holds another shadowed table: emulate
+    }
     case mmu::pf_outcome::emulate_write: ++g.shadow_stats_.wp0_writes; break;
     case mmu::pf_outcome::mmio:
         if (e.exception.error_code & mmu::pf_error::fetch) {

@@ -79,7 +79,8 @@ struct nested_stats {
 struct shadow_exit_stats {
     std::uint64_t fills = 0;            // #PF fixed by filling the shadow
     std::uint64_t injected = 0;         // #PF reflected to the guest
-    std::uint64_t table_writes = 0;     // emulated writes to write-tracked guest tables
+    std::uint64_t table_writes = 0;     // writes to write-tracked guest tables (faults)
+    std::uint64_t unshadowed = 0;       // ... after which the table stopped being shadowed
     std::uint64_t wp0_writes = 0;       // supervisor writes to read-only pages with CR0.WP = 0
     std::uint64_t mmio = 0;             // accesses to MMIO or holes, emulated
     std::uint64_t cr3_writes = 0;
@@ -190,6 +191,11 @@ private:
     nested_stats stats_{};
     stray_accesses strays_{};
     shadow_pages* shadows_[max_vcpus] = {};
+    // Consecutive tracked-table writes to one frame (see on_shadow_pf).
+    struct write_streak {
+        std::uint64_t frame = ~std::uint64_t{0};
+        unsigned count = 0;
+    } streak_[max_vcpus];
     shadow_exit_stats shadow_stats_{};
 };
 
