@@ -126,6 +126,14 @@ hv_sg_start:
     mov %rax, 0x4198
     mov %cr3, %rax
     mov %rax, 0x41a0
+    /* EFER as the guest wrote it (the real one may differ): write it back, read it */
+    mov $0xc0000080, %ecx
+    rdmsr
+    wrmsr
+    rdmsr
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, 0x41b0
     mov $2, %eax
     call hypercall
 2:  jmp 2b

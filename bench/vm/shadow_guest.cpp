@@ -51,16 +51,6 @@ struct run_state {
     std::uint64_t reported = 0;
 } run;
 
-void on_cpuid(cpu::vcpu& v, const cpu::exit_info& e) {
-    auto r = x86::cpuid(e.cpuid.leaf, e.cpuid.subleaf);
-    vm::guest::of(v).filter_cpuid(e.cpuid.leaf, e.cpuid.subleaf, r.eax, r.ebx, r.ecx, r.edx);
-    v.state.regs.rax = r.eax;
-    v.state.regs.rbx = r.ebx;
-    v.state.regs.rcx = r.ecx;
-    v.state.regs.rdx = r.edx;
-    v.skip();
-}
-
 void on_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
     v.skip();
     run.reported = e.hypercall.nr;
@@ -124,7 +114,6 @@ status build(vm::guest& g, std::uint64_t program) {
     s.gdtr = {0x1000, 0x37};
     s.idtr = {0x2000, 0xfff};
     s[cpu::seg::tr] = cpu::segment{0x28, cpu::ar::tss_busy | cpu::ar::p, 0x67, 0x3000};
-    v.on(cpu::exit_reason::cpuid, on_cpuid);
     v.on(cpu::exit_reason::hypercall, on_hypercall);
     return {};
 }
@@ -181,6 +170,7 @@ HV_PROGRAM(shadow_test, "shadow.test", "shadow paging: CR3 switches, INVLPG, glo
         {"#PF count", 4},
         {"CR3 read back (space A)", 0x300000},
         {"CR0.WP = 0: supervisor write to a read-only page", 5},
+        {"EFER after WRMSR (LME, LMA, NXE)", 0xd00},
     };
     unsigned bad = 0;
     for (unsigned i = 0; i < sizeof want / sizeof want[0]; ++i) {

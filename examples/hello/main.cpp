@@ -1,4 +1,5 @@
 // The smallest libhv image: report what hardware virtualization the CPU offers.
+#include "libhv/arch/x86/cpu.hpp"
 #include "libhv/arch/x86/virt_features.hpp"
 #include "libhv/rt/console.hpp"
 #include "libhv/rt/runtime.hpp"
@@ -36,6 +37,16 @@ HV_PROGRAM(hello, "hello", "print the CPU vendor and its virtualization features
         hv::println("virtualization: SVM (AMD-V)");
         hv::println("svm: npt={} nrips={} asids={} disabled-by-firmware={}", yes_no(f.npt), yes_no(f.nrips), f.asids,
                     yes_no(f.svm_disabled_by_firmware));
+    }
+    // Running as a guest (CPUID.1:ECX.31): name the hypervisor; no VMX or SVM is expected.
+    if (hv::x86::cpuid(1).ecx & (1u << 31)) {
+        const auto sig = hv::x86::cpuid(0x40000000);
+        char name[13] = {};
+        __builtin_memcpy(name, &sig.ebx, 4);
+        __builtin_memcpy(name + 4, &sig.ecx, 4);
+        __builtin_memcpy(name + 8, &sig.edx, 4);
+        hv::println("hypervisor: \"{}\" max-leaf={:#x}", std::string_view(name), sig.eax);
+        return {};
     }
     if (!f.vmx && !f.svm) return hv::fail(hv::errc::not_supported, "this CPU offers neither VMX nor SVM");
     return {};

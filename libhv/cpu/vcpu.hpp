@@ -100,6 +100,9 @@ struct backend_ops {
     void (*flush_tlb)(vcpu& v, tlb_flush what, std::uint64_t linear);
     // The CR2 the guest has from its next entry on (before injecting #PF).
     void (*set_cr2)(vcpu& v, std::uint64_t cr2);
+    // EFER as the guest writes it (WRMSR, already checked by the caller); LMA stays the
+    // CPU's. Under shadow paging the real EFER keeps NXE set.
+    status (*write_efer)(vcpu& v, std::uint64_t value);
 };
 
 // Reads guest-linear memory for the vCPU layer (instruction fetch when an exit gave no

@@ -1,6 +1,7 @@
 #include "libhv/vm/guest.hpp"
 #include <new>
 #include "libhv/arch/x86/cpu.hpp"
+#include "libhv/cpu/bitmaps.hpp"
 #include "libhv/cpu/cr_decode.hpp"
 
 namespace hv::vm {
@@ -161,7 +162,100 @@ status guest::init(physical_cpu& pc, const config& cfg, cpu::page_alloc_fn alloc
         }
     }
     count_ = cfg.vcpus;
+    view_.vcpu_count = count_;
+    view_.shadow_paging = cfg.mmu == paging::shadow;
+    // State the CPU switches on every entry and exit (VMCS guest fields with the EFER
+    // save/load controls; the VMCB with VMLOAD/VMSAVE), and the TSC for reading.
+    // SVM: EFER writes stay intercepted (EFER.SVME must stay set under the guest).
+    // VMX switches neither KERNEL_GS_BASE nor the SYSCALL MSRs: they pass through and
+    // keep the guest's values while libhv runs (libhv uses neither).
+    constexpr std::uint32_t switched[] = {0x174, 0x175, 0x176, 0xc0000081, 0xc0000082, 0xc0000083,
+                                          0xc0000084, 0xc0000100, 0xc0000101, 0xc0000102};
+    for (std::uint32_t m : switched) pass_through_msr(m, true, true);
+    // Shadow paging: EFER stays intercepted (the real one keeps NXE; NXE changes the shadow).
+    const bool shadow = cfg.mmu == paging::shadow;
+    pass_through_msr(0xc0000080, !shadow, pc.vendor == cpu::vendor::vmx && !shadow);
+    pass_through_msr(msr_file::tsc, true, false);
     return {};
+}
+
+void guest::pass_through_msr(std::uint32_t msr, bool read, bool write) {
+    for (unsigned i = 0; i < count_; ++i) {
+        if (cpu_->vendor == cpu::vendor::vmx) {
+            std::span<std::uint8_t> map{vmx_[i].msr_bitmap, cpu::vmx_msr_bitmap::size};
+            cpu::set_msr_intercept<cpu::vmx_msr_bitmap>(map, msr, cpu::msr_access::read, !read);
+            cpu::set_msr_intercept<cpu::vmx_msr_bitmap>(map, msr, cpu::msr_access::write, !write);
+        } else {
+            std::span<std::uint8_t> map{svm_[i].msrpm, cpu::svm_msrpm::size};
+            cpu::set_msr_intercept<cpu::svm_msrpm>(map, msr, cpu::msr_access::read, !read);
+            cpu::set_msr_intercept<cpu::svm_msrpm>(map, msr, cpu::msr_access::write, !write);
+        }
+    }
+}
+
+void guest::on_cpuid(cpu::vcpu& v, const cpu::exit_info& e) {
+    guest& g = of(v);
+    cpu_view view = g.view_;
+    view.vcpu_id = v.id();
+    view.guest_cr4 = v.ops().read_cr(v, 4);
+    const auto h = x86::cpuid(e.cpuid.leaf, e.cpuid.subleaf);
+    const cpuid_regs r = filter_cpuid(e.cpuid.leaf, e.cpuid.subleaf, {h.eax, h.ebx, h.ecx, h.edx}, view);
+    v.state.regs.rax = r.eax;
+    v.state.regs.rbx = r.ebx;
+    v.state.regs.rcx = r.ecx;
+    v.state.regs.rdx = r.edx;
+    v.skip();
+}
+
+void guest::on_msr_read(cpu::vcpu& v, const cpu::exit_info& e) {
+    guest& g = of(v);
+    std::optional<std::uint64_t> value;
+    if (e.msr.index == 0xc0000080 && g.cfg_.mmu == paging::shadow)
+        value = v.state.efer;  // the guest's view, kept by the backend
+    else if (e.msr.index == 0xc0000080 && g.cpu_->vendor == cpu::vendor::svm)
+        value = g.svm_[v.id()].block->state.efer & ~svm::efer_svme;
+    else
+        value = g.msrs_[v.id()].read(e.msr.index);
+    if (!value) {
+        v.inject_exception(13, 0);
+        return;
+    }
+    v.state.regs.rax = static_cast<std::uint32_t>(*value);
+    v.state.regs.rdx = *value >> 32;
+    v.skip();
+}
+
+void guest::on_msr_write(cpu::vcpu& v, const cpu::exit_info& e) {
+    guest& g = of(v);
+    const std::uint64_t value = (v.state.regs.rdx << 32) | static_cast<std::uint32_t>(v.state.regs.rax);
+    bool ok;
+    if (e.msr.index == 0xc0000080 && g.cfg_.mmu == paging::shadow) {
+        constexpr std::uint64_t writable = cpu::efer_sce | cpu::efer_lme | cpu::efer_nxe;
+        const std::uint64_t old = v.state.efer;
+        const bool paging = v.ops().read_cr(v, 0) & cpu::cr0_pg;
+        ok = !(value & ~(writable | cpu::efer_lma)) && !(paging && ((value ^ old) & cpu::efer_lme));
+        if (ok) ok = v.ops().write_efer(v, (old & ~writable) | (value & writable)).ok();
+        if (ok && ((v.state.efer ^ old) & cpu::efer_nxe)) {
+            if (auto st = g.sync_shadow(v, v.ops().read_cr(v, 3), cpu::tlb_flush::all); !st) {
+                v.fail(st.err().what);
+                return;
+            }
+        }
+    } else if (e.msr.index == 0xc0000080 && g.cpu_->vendor == cpu::vendor::svm) {
+        // SCE, LME, NXE, SVME... as the guest writes them; LMA is the CPU's; SVME stays set.
+        constexpr std::uint64_t writable = cpu::efer_sce | cpu::efer_lme | cpu::efer_nxe;
+        std::uint64_t& efer = g.svm_[v.id()].block->state.efer;
+        ok = !(value & ~(writable | cpu::efer_lma | svm::efer_svme));
+        if (ok) efer = (efer & ~writable) | (value & writable) | svm::efer_svme;
+        if (ok) v.state.efer = efer & ~svm::efer_svme;
+    } else {
+        ok = g.msrs_[v.id()].write(e.msr.index, value);
+    }
+    if (!ok) {
+        v.inject_exception(13, 0);
+        return;
+    }
+    v.skip();
 }
 
 status guest::add_mmio(std::uint64_t gpa, std::uint64_t size, const mmio_handler& h) {
@@ -245,6 +339,10 @@ status guest::start() {
     }
     for (unsigned i = 0; i < count_; ++i) {
         cpu::vcpu& v = vcpus_[i];
+        v.on(cpu::exit_reason::io, &on_io);
+        v.on(cpu::exit_reason::cpuid, &on_cpuid);
+        v.on(cpu::exit_reason::msr_read, &on_msr_read);
+        v.on(cpu::exit_reason::msr_write, &on_msr_write);
         if (cfg_.mmu == paging::nested) {
             v.on(cpu::exit_reason::npf, &on_npf);
             continue;
@@ -254,6 +352,45 @@ status guest::start() {
         v.on(cpu::exit_reason::invlpg, &on_shadow_invlpg);
     }
     return {};
+}
+
+void guest::stop_all(const char* why) {
+    for (unsigned i = 0; i < count_; ++i)
+        if (vcpus_[i].status() == cpu::vcpu_status::runnable || vcpus_[i].status() == cpu::vcpu_status::halted)
+            vcpus_[i].stop(why);
+}
+
+namespace {
+std::uint32_t open_bus_in(void*, std::uint16_t, std::uint8_t size) { return size == 4 ? ~0u : (1u << (8 * size)) - 1; }
+void open_bus_out(void*, std::uint16_t, std::uint8_t, std::uint32_t) {}
+} // namespace
+
+void guest::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
+    guest& g = of(v);
+    const cpu::io_ports ports = g.ports_.in ? g.ports_ : cpu::io_ports{nullptr, &open_bus_in, &open_bus_out};
+    cpu::io_segments segs{};
+    cpu::guest_memory memory{};
+    std::optional<linear_memory<host_memory>> mem;
+    if (e.io.string) {
+        (void)g.paging_of(v);
+        segs = {v.state[cpu::seg::ds].base, v.state[cpu::seg::es].base};
+        mem.emplace(g.linear(v));
+        memory = {&*mem,
+                  [](void* m, std::uint64_t la, void* dst, std::size_t n) {
+                      return !static_cast<linear_memory<host_memory>*>(m)->read(la, dst, static_cast<unsigned>(n),
+                                                                               insn::access_type::read);
+                  },
+                  [](void* m, std::uint64_t la, const void* src, std::size_t n) {
+                      return !static_cast<linear_memory<host_memory>*>(m)->write(la, src, static_cast<unsigned>(n));
+                  }};
+    }
+    auto r = cpu::emulate_io(v.state, e.io, ports, memory, segs, 4096);
+    if (!r) {
+        v.inject_exception(13, 0);  // a string access the guest's paging refuses
+        return;
+    }
+    if (e.io.string) v.mark_dirty(cpu::vcpu::dirty_rflags);
+    if (r->remaining == 0) v.skip();
 }
 
 status guest::schedule_on(cpu::scheduler& s) {
@@ -269,14 +406,6 @@ status guest::schedule_on(cpu::scheduler& s) {
         HV_TRY(s.add(vcpus_[i]));
     }
     return {};
-}
-
-void guest::filter_cpuid(std::uint32_t leaf, std::uint32_t subleaf, std::uint32_t&, std::uint32_t& ebx,
-                         std::uint32_t& ecx, std::uint32_t&) const {
-    if (cfg_.mmu != paging::shadow) return;
-    constexpr std::uint32_t pcid = 1u << 17, invpcid = 1u << 10;
-    if (leaf == 1) ecx &= ~pcid;
-    if (leaf == 7 && subleaf == 0) ebx &= ~invpcid;
 }
 
 // ---- shadow paging ----

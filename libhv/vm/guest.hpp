@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <span>
 #include "libhv/core/result.hpp"
+#include "libhv/cpu/io_emul.hpp"
 #include "libhv/cpu/svm/backend.hpp"
 #include "libhv/cpu/vcpu.hpp"
 #include "libhv/cpu/vmx/backend.hpp"
@@ -27,6 +28,7 @@
 #include "libhv/mmu/guest_memory.hpp"
 #include "libhv/mmu/page_table.hpp"
 #include "libhv/mmu/shadow.hpp"
+#include "libhv/vm/cpu_model.hpp"
 #include "libhv/vm/linear_memory.hpp"
 
 namespace hv::vm {
@@ -124,6 +126,21 @@ public:
     // RAM pages whose guest writes exit (reported to the violation hook), or not any more.
     [[nodiscard]] status write_protect(std::uint64_t gpa, std::uint64_t size, bool protect);
     void set_violation_hook(const violation_hook& h) { violation_ = h; }
+    // Port I/O of every vCPU (IN/OUT and string I/O through the guest's paging). Without
+    // ports, reads return all ones and writes vanish.
+    void set_ports(const cpu::io_ports& p) { ports_ = p; }
+
+    // ---- the virtual CPU (cpu_model.hpp); a device model or policy adjusts it before start ----
+    [[nodiscard]] cpu_view& cpu_features() { return view_; }
+    [[nodiscard]] msr_file& msrs(unsigned vcpu) { return msrs_[vcpu]; }
+    // Let the guest reach an MSR without exits (only MSRs the hardware switches or libhv
+    // does not use), or intercept it again.
+    void pass_through_msr(std::uint32_t msr, bool read, bool write);
+    // The default handlers, public so a policy can chain to them (e.g. a Xen ABI that
+    // answers its own CPUID leaves and MSRs first).
+    static void on_cpuid(cpu::vcpu& v, const cpu::exit_info& e);
+    static void on_msr_read(cpu::vcpu& v, const cpu::exit_info& e);
+    static void on_msr_write(cpu::vcpu& v, const cpu::exit_info& e);
 
     // ---- vCPUs ----
     [[nodiscard]] unsigned vcpu_count() const { return count_; }
@@ -134,6 +151,8 @@ public:
     // Shadow paging: the vCPUs' shadow roots are built here from their state (CR0/CR3/
     // CR4/EFER), so set it first.
     [[nodiscard]] status schedule_on(cpu::scheduler& s);
+    // Ends every vCPU of the guest (from any of them: the others stop when next resumed).
+    void stop_all(const char* why);
 
     // ---- for handlers ----
     static guest& of(cpu::vcpu& v) { return v.owner<guest>(); }
@@ -151,10 +170,6 @@ public:
     // Shadow paging: vCPU i's shadow MMU and what the handlers did.
     [[nodiscard]] shadow_pages& shadow(unsigned i) { return *shadows_[i]; }
     [[nodiscard]] const shadow_exit_stats& shadow_stats() const { return shadow_stats_; }
-    // CPUID as this guest's vCPUs must see it: a CPUID handler passes the host's or its
-    // own values through this. Shadow paging hides PCID and INVPCID.
-    void filter_cpuid(std::uint32_t leaf, std::uint32_t subleaf, std::uint32_t& eax, std::uint32_t& ebx,
-                      std::uint32_t& ecx, std::uint32_t& edx) const;
     [[nodiscard]] const nested_stats& stats() const { return stats_; }
     [[nodiscard]] const stray_accesses& strays() const { return strays_; }
     // Table pages the nested tables use now.
@@ -162,6 +177,7 @@ public:
 
 private:
     static void on_npf(cpu::vcpu& v, const cpu::exit_info& e);
+    static void on_io(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_shadow_pf(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_shadow_cr(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_shadow_invlpg(cpu::vcpu& v, const cpu::exit_info& e);
@@ -188,6 +204,9 @@ private:
     mmu::address_range protected_[max_protected]{};
     unsigned protected_count_ = 0;
     violation_hook violation_{};
+    cpu::io_ports ports_{};
+    cpu_view view_{};
+    msr_file msrs_[max_vcpus];
     nested_stats stats_{};
     stray_accesses strays_{};
     shadow_pages* shadows_[max_vcpus] = {};

@@ -264,11 +264,21 @@ void flush_tlb(cpu::vcpu& v, cpu::tlb_flush what, std::uint64_t) {
 
 void set_cr2(cpu::vcpu& v, std::uint64_t cr2) { arch(v).block->state.cr2 = cr2; }
 
+status write_efer(cpu::vcpu& v, std::uint64_t value) {
+    vcpu_arch& a = arch(v);
+    std::uint64_t& real = a.block->state.efer;
+    const std::uint64_t efer = (value & ~(cpu::efer_lma | efer_svme)) | (real & cpu::efer_lma);
+    real = efer | efer_svme | (a.shadow_paging ? cpu::efer_nxe : 0);
+    if (a.shadow_paging) a.guest_efer = efer;
+    v.state.efer = efer;
+    return {};
+}
+
 } // namespace
 
 const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length,
                            read_cr,    write_cr,     load_state,      flush_nested,
-                           set_paging_root, flush_tlb, set_cr2};
+                           set_paging_root, flush_tlb, set_cr2, write_efer};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

@@ -411,11 +411,26 @@ void flush_tlb(cpu::vcpu& v, cpu::tlb_flush what, std::uint64_t linear) {
 
 void set_cr2(cpu::vcpu& v, std::uint64_t cr2) { arch(v).cr2 = cr2; }
 
+status write_efer(cpu::vcpu& v, std::uint64_t value) {
+    vcpu_arch& a = arch(v);
+    if (!make_current(a)) return fail(errc::fault, "no current VMCS");
+    const bool load = read<field::entry_controls>() & bits(entry_ctl::load_efer);
+    const std::uint64_t cur = a.shadow_paging ? a.guest_efer : load ? read<field::guest_efer>() : v.state.efer;
+    const std::uint64_t efer = (value & ~cpu::efer_lma) | (cur & cpu::efer_lma);
+    if (!load && !a.shadow_paging) return fail(errc::not_supported, "EFER writes need the load-EFER entry control");
+    if (!load && !(efer & cpu::efer_nxe) != !(cur & cpu::efer_nxe) && !a.shadow_paging)
+        return fail(errc::not_supported, "EFER.NXE");
+    if (load) (void)write<field::guest_efer>(a.shadow_paging ? efer | cpu::efer_nxe : efer);
+    if (a.shadow_paging) a.guest_efer = efer;
+    v.state.efer = efer;
+    return {};
+}
+
 } // namespace
 
 const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length,
                            read_cr,    write_cr,     load_state,      flush_nested,
-                           set_paging_root, flush_tlb, set_cr2};
+                           set_paging_root, flush_tlb, set_cr2, write_efer};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

@@ -1,0 +1,74 @@
+#include "libhv/vm/cpu_model.hpp"
+
+namespace hv::vm {
+
+namespace {
+constexpr std::uint32_t bit(unsigned n) { return 1u << n; }
+} // namespace
+
+cpuid_regs filter_cpuid(std::uint32_t leaf, std::uint32_t subleaf, cpuid_regs r, const cpu_view& v) {
+    constexpr std::uint64_t cr4_osxsave = 1ull << 18, cr4_pke = 1ull << 22;
+    switch (leaf) {
+    case 1:
+        r.ecx &= ~(bit(5) | bit(6) | bit(21) | bit(24) | bit(27));
+        r.ecx |= bit(31);
+        if (v.x2apic) r.ecx |= bit(21);
+        if (v.tsc_deadline) r.ecx |= bit(24);
+        if (v.shadow_paging) r.ecx &= ~bit(17);
+        if (v.guest_cr4 & cr4_osxsave) r.ecx |= bit(27);
+        r.edx = v.apic ? r.edx | bit(9) : r.edx & ~bit(9);
+        r.ebx = (r.ebx & 0xffff) | (v.vcpu_count & 0xff) << 16 | (v.vcpu_id & 0xff) << 24;
+        break;
+    case 6:
+    case 0xa: r = {}; break;
+    case 7:
+        if (subleaf == 0) {
+            r.edx &= ~(bit(26) | bit(27) | bit(29));
+            r.ecx = (v.guest_cr4 & cr4_pke) ? r.ecx | bit(4) : r.ecx & ~bit(4);
+        }
+        break;
+    case 0xb:
+    case 0x1f: r.edx = v.vcpu_id; break;
+    case hypervisor_leaf: r = libhv_signature; break;
+    case 0x80000001: r.ecx &= ~bit(2); break;
+    default:
+        if (leaf > hypervisor_leaf && leaf <= hypervisor_leaf + 0xff) r = {};
+        break;
+    }
+    return r;
+}
+
+std::optional<std::uint64_t> msr_file::read(std::uint32_t msr) const {
+    switch (msr) {
+    case apic_base: return 0xfee00000ull | 1u << 11 | 1u << 8;  // xAPIC enabled, BSP
+    case feature_control: return 1;                            // locked, VMX off
+    case bios_sign_id: return 0;
+    case mtrr_cap: return 0;                                   // no MTRRs: memory types come from PAT
+    case mtrr_def_type: return mtrr_def_type_;
+    case misc_enable: return misc_enable_;
+    case pat: return pat_;
+    case mcg_cap:
+    case mcg_status: return 0;
+    default: return std::nullopt;
+    }
+}
+
+bool msr_file::write(std::uint32_t msr, std::uint64_t value) {
+    switch (msr) {
+    case pat:
+        if (!valid_pat(value)) return false;
+        pat_ = value;
+        return true;
+    case mtrr_def_type:
+        if (value & ~0xcffull) return false;
+        mtrr_def_type_ = value;
+        return true;
+    case misc_enable: misc_enable_ = value; return true;
+    case bios_sign_id:
+    case mcg_status: return true;
+    case apic_base: return value == *read(apic_base);
+    default: return false;
+    }
+}
+
+} // namespace hv::vm
