@@ -241,6 +241,17 @@ public:
         return flush;
     }
 
+    // The host-physical address the loaded shadow maps gva to (what hardware would use),
+    // if it maps it: a cheap way to read guest code that just ran (e.g. the instruction
+    // an exit gave no details of).
+    [[nodiscard]] std::optional<std::uint64_t> mapped(std::uint64_t gva) {
+        if (root_ == none) return std::nullopt;
+        if (mode_ != paging_mode::four_level) gva &= 0xffff'ffff;
+        const walk_end e = walk_shadow(pages_[root_].hpa, gva);
+        if (e.stop != walk_stop::leaf) return std::nullopt;
+        return (e.entry & shadow_detail::entry_addr) | (gva & page_offset_mask);
+    }
+
     // Guest INVLPG: the shadow is in sync already; the leaf is dropped so the next
     // access refills it. The caller also invalidates gva in the hardware TLB.
     void invlpg(std::uint64_t gva) {

@@ -97,25 +97,6 @@ private:
     mmu::paging_features features_;
 };
 
-// MOV to/from CR, CLTS, LMSW at RIP, for SVM exits without decode assists.
-bool decode_cr_access(cpu::vcpu& v, cpu::cr_detail& out) {
-    guest& g = guest::of(v);
-    const cpu::guest_state& st = v.state;
-    std::uint8_t bytes[insn::max_length];
-    auto mem = g.linear(v);
-    const std::uint64_t rip = st[cpu::seg::cs].base + st.rip;
-    // Fetch what the page holds up to 15 bytes (an instruction may end near a boundary).
-    unsigned n = insn::max_length;
-    while (n > 0 && mem.read(rip, bytes, n, insn::access_type::fetch)) --n;
-    const std::uint32_t cs = st[cpu::seg::cs].access;
-    const insn::mode m = (st.efer & cpu::efer_lma) && (cs & cpu::ar::l) ? insn::mode::code64
-                         : (cs & cpu::ar::db)                           ? insn::mode::code32
-                                                                        : insn::mode::code16;
-    auto d = insn::decode({bytes, n}, m);
-    if (!d) return false;
-    return cpu::cr_access_of(*d, out);
-}
-
 } // namespace
 
 guest::guest(host_memory& host)
@@ -488,13 +469,40 @@ void guest::on_shadow_pf(cpu::vcpu& v, const cpu::exit_info& e) {
     g.emulate(v);
 }
 
+// MOV to/from CR, CLTS, LMSW at RIP, for SVM exits without decode assists.
+bool guest::decode_cr_access(cpu::vcpu& v, cpu::cr_detail& out) {
+    guest& g = *this;
+    const cpu::guest_state& st = v.state;
+    std::uint8_t bytes[insn::max_length];
+    const std::uint64_t rip = st[cpu::seg::cs].base + st.rip;
+    unsigned n = insn::max_length;
+    // The instruction just ran, so the shadow normally maps it: read it from there
+    // (cheaper than the guest walk) unless it may cross a page.
+    const auto hpa = (rip & mmu::page_offset_mask) <= mmu::page_size - n ? g.shadow(v.id()).mapped(rip) : std::nullopt;
+    if (hpa) {
+        __builtin_memcpy(bytes, g.host_->host_pointer(*hpa, false), n);
+    } else {
+        // Fetch what the page holds up to 15 bytes (an instruction may end near a boundary).
+        auto mem = g.linear(v);
+        while (n > 0 && mem.read(rip, bytes, n, insn::access_type::fetch)) --n;
+    }
+    const std::uint32_t cs = st[cpu::seg::cs].access;
+    const insn::mode m = (st.efer & cpu::efer_lma) && (cs & cpu::ar::l) ? insn::mode::code64
+                         : (cs & cpu::ar::db)                           ? insn::mode::code32
+                                                                        : insn::mode::code16;
+    auto d = insn::decode({bytes, n}, m);
+    if (!d) return false;
+    return cpu::cr_access_of(*d, out);
+}
+
+
 void guest::on_shadow_cr(cpu::vcpu& v, const cpu::exit_info& e) {
     guest& g = of(v);
     const cpu::backend_ops& ops = v.ops();
     cpu::cr_detail c = e.cr;
     if (!c.gpr_known && c.op != cpu::cr_op::clts && c.op != cpu::cr_op::lmsw) {
         (void)g.paging_of(v);
-        if (!decode_cr_access(v, c) || c.cr != e.cr.cr) return cpu::default_handler::unhandled(v, e);
+        if (!g.decode_cr_access(v, c) || c.cr != e.cr.cr) return cpu::default_handler::unhandled(v, e);
     }
     if (c.cr != 0 && c.cr != 3 && c.cr != 4) return cpu::default_handler::unhandled(v, e);
     if (c.op == cpu::cr_op::read) {

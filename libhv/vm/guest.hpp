@@ -184,6 +184,8 @@ private:
     // The guest's paging registers changed (CR0/CR3/CR4): the shadow root for them.
     [[nodiscard]] status sync_shadow(cpu::vcpu& v, std::uint64_t cr3, cpu::tlb_flush at_least);
     void shadow_flush(cpu::vcpu& v, cpu::tlb_flush what, std::uint64_t linear = 0);
+    // MOV to/from CR, CLTS, LMSW at RIP, for SVM exits without decode assists.
+    [[nodiscard]] bool decode_cr_access(cpu::vcpu& v, cpu::cr_detail& out);
     [[nodiscard]] status map_nested(std::uint64_t gpa, std::uint64_t hpa, std::uint64_t size, bool writable);
     [[nodiscard]] bool is_write_protected(std::uint64_t gpa) const;
     void flush_all_vcpus();

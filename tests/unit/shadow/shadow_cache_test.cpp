@@ -228,6 +228,8 @@ TEST_CASE("shadow: unshadow a guest table the guest rewrites; shadowed again whe
     o = run_access(mmu, s.host, g, kva + 16, write);
     REQUIRE(o.kind == access_outcome::hardware);
     CHECK(o.hw.hpa == *s.guest.backing(pt) + 16);
+    CHECK(mmu.mapped(kva + 16) == o.hw.hpa);
+    CHECK_FALSE(mmu.mapped(kernel.va + 3 * 0x1000).has_value());  // never touched
     // The guest unmaps page 2 of as with a plain store; as's next walk re-reads the table.
     std::uint64_t zero = 0;
     REQUIRE(s.guest.write(pt + 8 * (((as.va >> 12) + 2) & 511), &zero, 8).ok());
