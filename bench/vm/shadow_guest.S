@@ -303,3 +303,73 @@ user_code:
     mov 0x40000000, %rax
     ud2
 hv_sg_end:
+
+/* A 32-bit guest (legacy paging, CR4.PSE) on a PAE shadow, copied to 0x10000: the PD at
+   0x100000 maps 0-4 MiB with the PT at 0x103000 and 0x40400000 with a 4 MiB page on
+   guest-physical 0. EDI = 1: VMMCALL. Results at 0x4100, #PF record as above. */
+    .balign 4096
+    .globl hv_sg32_start, hv_sg32_end, hv_sg32_pf
+    .code32
+hv_sg32_start:
+    mov 0x40680000, %eax         /* 4 MiB page: frame 0x280000 */
+    mov %eax, 0x4100
+    /* space B: PD 0x300000 (0-4 MiB as the boot space, 0x40000000 -> PT 0x301000) */
+    movl $0x103007, 0x300000
+    movl $0x301007, 0x300400
+    movl $0x281003, 0x301000
+    mov $0x300000, %eax
+    mov %eax, %cr3
+    mov 0x40000000, %eax
+    mov %eax, 0x4104
+    mov 0x301000, %eax           /* A set, D clear */
+    mov %eax, 0x4108
+    mov %cr3, %eax
+    mov %eax, 0x410c
+    mov $0x100000, %eax
+    mov %eax, %cr3
+    mov 0x40680000, %eax
+    mov %eax, 0x4110
+    mov $0x300000, %eax
+    mov %eax, %cr3
+    /* not present */
+    movl $1f - hv_sg32_start + 0x10000, 0x4018
+    mov 0x40001000, %eax
+1:  mov 0x4000, %eax
+    mov %eax, 0x4114
+    mov 0x4008, %eax
+    mov %eax, 0x4118
+    /* write to a read-only page (CR0.WP = 1) */
+    movl $0x280001, 0x301008
+    movl $1f - hv_sg32_start + 0x10000, 0x4018
+    movl $7, 0x40002000
+1:  mov 0x4000, %eax
+    mov %eax, 0x411c
+    mov 0x4008, %eax
+    mov %eax, 0x4120
+    /* edit the live entry, INVLPG, read the new frame */
+    movl $0x280003, 0x301000
+    invlpg 0x40000000
+    mov 0x40000000, %eax
+    mov %eax, 0x4124
+    mov 0x4010, %eax
+    mov %eax, 0x4128
+    mov $2, %eax
+    test %edi, %edi
+    jnz 2f
+    vmcall
+    jmp 3f
+2:  vmmcall
+3:  jmp 3b
+
+hv_sg32_pf:
+    popl 0x4000
+    push %eax
+    mov %cr2, %eax
+    mov %eax, 0x4008
+    incl 0x4010
+    mov 0x4018, %eax
+    mov %eax, 4(%esp)
+    pop %eax
+    iret
+hv_sg32_end:
+    .code64

@@ -6,6 +6,8 @@
 //                 CPUID.PCID = 0, its own CR3 read back, A/D bits and the exact #PF error
 //                 code and CR2 of not-present, write to read-only (WP = 1), user to
 //                 supervisor and no-execute faults
+//                 ... then a 32-bit guest (legacy paging, a 4 MiB page: a PAE shadow) with
+//                 CR3 switches, A/D, #PF codes and an INVLPG'd edit
 //   shadow.bench  in-guest ticks: fault fill, CR3 switch warm and cold, and address-space
 //                 churn, under shadow paging and (when the CPU has it) nested paging
 //
@@ -22,6 +24,7 @@
 #include "libhv/vm/guest.hpp"
 
 extern "C" char hv_sg_start[], hv_sg_end[], hv_sg_pf[];
+extern "C" char hv_sg32_start[], hv_sg32_end[], hv_sg32_pf[];
 
 namespace {
 
@@ -118,12 +121,52 @@ status build(vm::guest& g, std::uint64_t program) {
     return {};
 }
 
+// The 32-bit guest: legacy paging with a 4 MiB page, on a PAE shadow.
+status build32(vm::guest& g) {
+    HV_TRY(g.memory().add_ram(0, 4ull << 20));
+    const std::size_t code_size = static_cast<std::size_t>(hv_sg32_end - hv_sg32_start);
+    __builtin_memcpy(at<char>(g, code_gpa), hv_sg32_start, code_size);
+    auto* pd = at<std::uint32_t>(g, pml4_gpa);
+    auto* pt = at<std::uint32_t>(g, 0x103000);
+    pd[0] = 0x103000 | 7;
+    pd[0x40400000 >> 22] = 0x83;  // 4 MiB page on guest-physical 0
+    for (unsigned i = 1; i < 1024; ++i) pt[i] = (i << 12) | 3;
+    for (unsigned i = 0; i < 512; ++i) {
+        at<std::uint64_t>(g, 0x280000)[i] = pattern_a;
+        at<std::uint64_t>(g, 0x281000)[i] = pattern_b;
+    }
+    auto* gdt = at<std::uint64_t>(g, 0x1000);
+    gdt[1] = 0x00cf9a000000ffff;  // 0x08 code32
+    gdt[2] = 0x00cf92000000ffff;  // 0x10 data
+    gdt[3] = 0x0000890000000067 | (0x3000ull << 16);  // 0x18 TSS
+    const std::uint64_t handler = code_gpa + static_cast<std::uint64_t>(hv_sg32_pf - hv_sg32_start);
+    auto* idt = at<std::uint64_t>(g, 0x2000);
+    idt[14] = (handler & 0xffff) | 0x08ull << 16 | 0x8eull << 40 | ((handler >> 16) & 0xffff) << 48;
+
+    HV_TRY(g.start());
+    cpu::vcpu& v = g.vcpu(0);
+    v.set_exit_budget(100'000);
+    v.report_failures_to(&console::sink());
+    auto& s = v.state;
+    s = cpu::initial_state(cpu::guest_mode::protected32, code_gpa);
+    s.cr0 |= cpu::cr0_pg | cpu::cr0_wp;
+    s.cr3 = pml4_gpa;
+    s.cr4 = cpu::cr4_pse;
+    s.regs.rsp = 0xe000;
+    s.regs.rdi = g.vendor() == cpu::vendor::svm;
+    s.gdtr = {0x1000, 0x1f};
+    s.idtr = {0x2000, 0x7ff};
+    s[cpu::seg::tr] = cpu::segment{0x18, cpu::ar::tss_busy | cpu::ar::p, 0x67, 0x3000};
+    v.on(cpu::exit_reason::hypercall, on_hypercall);
+    return {};
+}
+
 status run_guest(vm::physical_cpu& pc, vm::guest& g, vm::paging mmu, std::uint64_t program, std::uint16_t tag) {
     vm::config cfg;
     cfg.mmu = mmu;
     cfg.first_tag = tag;
     HV_TRY(g.init(pc, cfg, alloc_pages));
-    HV_TRY(build(g, program));
+    HV_TRY(program == 2 ? build32(g) : build(g, program));
     cpu::scheduler sched;
     HV_TRY(g.schedule_on(sched));
     run = {};
@@ -186,8 +229,35 @@ HV_PROGRAM(shadow_test, "shadow.test", "shadow paging: CR3 switches, INVLPG, glo
             ms.allocations);
     if (st.injected != 4 || st.invlpg < 1 || st.cr3_writes < 5 || st.wp0_writes != 1 || st.table_writes < 1)
         return fail(errc::fault, "shadow exit counters do not match what the guest did");
+
+    // The same kinds of checks from a 32-bit guest with legacy paging (a PAE shadow).
+    static vm::guest g32{h};
+    HV_TRY(run_guest(pc, g32, vm::paging::shadow, 2, 2));
+    const auto* r32 = at<std::uint32_t>(g32, results_gpa);
+    const expectation want32[] = {
+        {"32-bit: 4 MiB page", 0x41414141},
+        {"32-bit: space B reads frame B", 0x42424242},
+        {"32-bit: PTE after a read: A, not D", 0x281023},
+        {"32-bit: CR3 read back", 0x300000},
+        {"32-bit: boot space again", 0x41414141},
+        {"32-bit: #PF not present: error code", 0},
+        {"32-bit: #PF not present: CR2", 0x40001000},
+        {"32-bit: #PF write to read-only: error code", 3},
+        {"32-bit: #PF write to read-only: CR2", 0x40002000},
+        {"32-bit: edited PTE + INVLPG: new frame", 0x41414141},
+        {"32-bit: #PF count", 2},
+    };
+    for (unsigned i = 0; i < sizeof want32 / sizeof want32[0]; ++i) {
+        const bool ok = r32[i] == want32[i].want;
+        bad += !ok;
+        println("shadow.test: {} {}: {:#x} (want {:#x})", ok ? "ok  " : "FAIL", want32[i].what, r32[i], want32[i].want);
+    }
+    println("shadow.test: 32-bit guest: {} fills, {} #PF injected", g32.shadow_stats().fills,
+            g32.shadow_stats().injected);
+    if (g32.shadow(0).format() != mmu::shadow_format::pae) return fail(errc::fault, "32-bit guest not on a PAE shadow");
     if (bad) return fail(errc::fault, "guest saw wrong paging behaviour");
     return {};
+
 }
 
 HV_PROGRAM(shadow_bench, "shadow.bench", "ticks: fault fill, CR3 switch warm/cold, address-space churn; shadow vs nested") {
