@@ -93,7 +93,7 @@ BENCHMARK(vmx_entry_checks);
 // decision + logging + dispatch + skip per exit, and with yielding, the fiber switch.
 namespace {
 struct loop_arch { std::uint64_t exits = 0, limit = 0; };
-void loop_enter(vcpu& v, const event_queue::decision&, exit_info& e) {
+void loop_enter(vcpu& v, const event_queue::decision*, exit_info& e) {
     auto* a = static_cast<loop_arch*>(v.arch());
     (void)v.take_dirty();
     e.reason = ++a->exits >= a->limit ? exit_reason::hypercall : exit_reason::cpuid;

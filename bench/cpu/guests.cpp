@@ -5,14 +5,15 @@
 //               guest that triple-faults while the first keeps running
 //   cpu.modes   the same exits from a 64-bit, a 32-bit protected-mode and a real-mode
 //               guest (real mode: unrestricted guest on VMX): CPUID, hypercall, OUT
-//   cpu.msr     RDMSR allowed (a synthetic value) and RDMSR/WRMSR denied: #GP(0) injected
-//               with its error code and handled by the guest's IDT
+//   cpu.msr     RDMSR allowed (a synthetic value) and RDMSR/WRMSR denied: #GP injected with
+//               its error code (0 and a selector error code 0x1a) and handled by the guest's IDT
 //   cpu.io      IN/OUT of every size to a loopback port, REP OUTSB/INSB through a FIFO port
 //   cpu.entry   a broken guest refused by the software entry checks (field and rule named),
 //               the same guest refused by the CPU (checks off), a good guest still running
 //   cpu.cr      a real-mode guest sets CR0.NE (VMX: owned by the host, emulated by the
 //               default CR handler) and reads back its own CR0 through the shadow
-//   cpu.bench   in-guest exit round trips in ticks (Bochs: one tick per instruction)
+//   cpu.bench   in-guest exit round trips in ticks (Bochs: one tick per instruction): CPUID,
+//               hypercall, OUT, IN, RDMSR, and HLT until an injected interrupt's handler runs
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/arch/x86/cpu_tables.hpp"
 #include "libhv/arch/x86/virt_features.hpp"
@@ -85,7 +86,72 @@ hv_guest_bench:
     mov %rax, %rcx
     mov $4, %eax
     call guest_hypercall
+    /* OUT, IN and RDMSR round trips: hypercalls 6, 7, 8 */
+    call bench_start
+    mov $0x510, %edx
+10: out %al, %dx
+    dec %r14
+    jnz 10b
+    call bench_stop
+    mov $6, %eax
+    call guest_hypercall
+    call bench_start
+    mov $0x510, %edx
+11: in %dx, %al
+    dec %r14
+    jnz 11b
+    call bench_stop
+    mov $7, %eax
+    call guest_hypercall
+    call bench_start
+    mov $0x10, %ecx
+12: rdmsr
+    dec %r14
+    jnz 12b
+    call bench_stop
+    mov $8, %eax
+    call guest_hypercall
+    /* HLT woken by vector 0x31: ticks from the RDTSC before HLT to the handler's first
+       instruction (RDTSC too), summed in R10; hypercall 9. */
+    mov %r12, %r14
+    xor %r10d, %r10d
+13: cli
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, %r9
+    sti
+    hlt
+    dec %r14
+    jnz 13b
+    mov %r10, %rcx
+    mov $9, %eax
+    call guest_hypercall
 4:  jmp 4b
+    /* R13 = TSC, R14 = R12 iterations; then RCX = ticks since bench_start */
+bench_start:
+    mov %r12, %r14
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, %r13
+    ret
+bench_stop:
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    sub %r13, %rax
+    mov %rax, %rcx
+    ret
+
+    .globl hv_guest_bench_wake
+hv_guest_bench_wake:
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    sub %r9, %rax
+    add %rax, %r10
+    iretq
 
     /* The per-mode guests: EDI = 1 selects VMMCALL. CPUID, hypercall 1 with CPUID.0:EBX
        in ECX, OUT of a mode tag to port 0x80, hypercall 2. */
@@ -184,6 +250,9 @@ hv_guest_msr:
     rdmsr
     mov %eax, %r12d
     mov %edx, %r13d
+    mov $0xc0de, %ecx       /* the host answers #GP with a selector error code */
+    rdmsr
+    mov guest_gp_error(%rip), %r11
     mov $0xdead, %ecx
     rdmsr
     xor %eax, %eax
@@ -255,7 +324,7 @@ guest_null_idt: .word 0
     .text
 )");
 
-extern "C" char hv_guest_smoke[], hv_guest_triple[], hv_guest_bench[], hv_guest_irq[];
+extern "C" char hv_guest_smoke[], hv_guest_triple[], hv_guest_bench[], hv_guest_bench_wake[], hv_guest_irq[];
 extern "C" char hv_guest_msr[], hv_guest_gp[];
 extern "C" char hv_guest_io[], hv_guest_io_src[], hv_guest_io_dst[];
 extern "C" char hv_guest_cr16[];
@@ -277,14 +346,6 @@ struct machine {
 machine m;
 
 status enable_virtualization() {
-    // Boost.Context's fcontext saves MXCSR and the x87 control word on every switch, so
-    // vCPU fibers need SSE enabled; the runtime does not do it (yet).
-    x86::write_cr0((x86::read_cr0() & ~x86::cr0::em) | x86::cr0::mp);
-    x86::write_cr4(x86::read_cr4() | x86::cr4::osfxsr | x86::cr4::osxmmexcpt);
-    // The host takes no interrupts: mask the legacy PICs, or the BIOS-programmed PIT keeps
-    // INTR asserted and every entry exits at once with "external interrupt".
-    x86::outb(0x21, 0xff);
-    x86::outb(0xa1, 0xff);
     auto f = x86::probe_virt_features();
     if (f.vmx) {
         m.kind = vendor_kind::vmx;
@@ -331,12 +392,12 @@ status make_guest(guest& g, unsigned id, const char* entry, cpu::guest_mode mode
         s.regs.rdi = m.kind == vendor_kind::svm;
         return {};
     }
-    s.efer |= x86::rdmsr(x86::msr::efer) & cpu::efer_nxe;  // the shared page tables may use NX
+    s.efer |= x86::rdmsr(x86::msr::efer) & x86::efer::nxe;  // the shared page tables may use NX
     s.regs.rsp = reinterpret_cast<std::uintptr_t>(alloc_pages(1)) + 4096;
     s.regs.rbx = m.kind == vendor_kind::svm;
     const auto gdt = x86::current_gdt();
     s.gdtr = {gdt.base, gdt.limit};
-    // An IDT with two gates: #GP and vector 0x30 for the injected interrupt.
+    // An IDT with three gates: #GP, vector 0x30 for the injected interrupt, 0x31 for cpu.bench's HLT wake.
     auto* idt = static_cast<std::uint64_t*>(alloc_pages(1));
     auto gate = [idt](unsigned vector, const char* handler) {
         const auto h = reinterpret_cast<std::uintptr_t>(handler);
@@ -346,6 +407,7 @@ status make_guest(guest& g, unsigned id, const char* entry, cpu::guest_mode mode
     };
     gate(13, hv_guest_gp);
     gate(0x30, hv_guest_irq);
+    gate(0x31, hv_guest_bench_wake);
     s.idtr = {reinterpret_cast<std::uintptr_t>(idt), 0xfff};
     return {};
 }
@@ -421,19 +483,27 @@ HV_PROGRAM(cpu_smoke, "cpu.smoke", "64-bit guests: CPUID, hypercall, HLT + injec
 }
 
 namespace {
-struct bench_result {
-    std::uint64_t cpuid_ticks = 0, hypercall_ticks = 0;
-} bench;
+// The guest reports the ticks of each benchmark loop in RCX with its hypercall; the
+// last one ends the run.
+struct bench_case {
+    std::uint64_t hypercall;
+    const char* name;
+    std::uint64_t ticks = ~0ull;
+};
+bench_case bench_cases[] = {{3, "cpuid-roundtrip"}, {4, "hypercall-roundtrip"}, {6, "out-roundtrip"},
+                            {7, "in-roundtrip"},    {8, "rdmsr-roundtrip"},     {9, "hlt-wake"}};
 constexpr std::uint64_t bench_iterations = 1000;
 
 void bench_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
     v.skip();
-    if (e.hypercall.nr == 3) bench.cpuid_ticks = v.state.regs.rcx;
-    if (e.hypercall.nr == 4) {
-        bench.hypercall_ticks = v.state.regs.rcx;
-        v.stop("benchmark done");
+    if (e.hypercall.nr == 5) return;  // the timed one: a minimal handler
+    for (auto& c : bench_cases) {
+        if (c.hypercall != e.hypercall.nr) continue;
+        c.ticks = v.state.regs.rcx;
+        if (&c == &bench_cases[std::size(bench_cases) - 1]) v.stop("benchmark done");
     }
 }
+// Minimal handlers: the benchmarks measure the exit path, not a device model.
 void bench_cpuid(cpu::vcpu& v, const cpu::exit_info&) {
     v.state.regs.rax = 0;
     v.state.regs.rbx = 0;
@@ -441,28 +511,48 @@ void bench_cpuid(cpu::vcpu& v, const cpu::exit_info&) {
     v.state.regs.rdx = 0;
     v.skip();
 }
+void bench_io(cpu::vcpu& v, const cpu::exit_info& e) {
+    if (e.io.in) v.state.regs.rax = (v.state.regs.rax & ~0xffull) | 0x5a;
+    v.skip();
+}
+void bench_rdmsr(cpu::vcpu& v, const cpu::exit_info&) {
+    v.state.regs.rax = 1;
+    v.state.regs.rdx = 0;
+    v.skip();
+}
 } // namespace
 
-HV_PROGRAM(cpu_bench, "cpu.bench", "exit round trips (CPUID, hypercall) in ticks") {
+HV_PROGRAM(cpu_bench, "cpu.bench", "exit round trips (CPUID, hypercall, OUT, IN, RDMSR) and HLT wake-up in ticks") {
     HV_TRY(enable_virtualization());
     static guest g;
     HV_TRY(make_guest(g, 0, hv_guest_bench));
     g.v.state.regs.rcx = bench_iterations;
     g.v.on(cpu::exit_reason::cpuid, bench_cpuid);
     g.v.on(cpu::exit_reason::hypercall, bench_hypercall);
+    g.v.on(cpu::exit_reason::io, bench_io);
+    g.v.on(cpu::exit_reason::msr_read, bench_rdmsr);
     cpu::scheduler sched;
     HV_TRY(sched.add(g.v));
-    sched.run();
+    // The guest halts with nothing pending: a device raises vector 0x31 while it sleeps.
+    sched.run(
+        [](void*) {
+            g.v.inject_interrupt(0x31);
+            return true;
+        },
+        nullptr);
     if (g.v.status() != cpu::vcpu_status::stopped) {
         report(g.v);
         return fail(errc::fault, "benchmark guest failed");
     }
+    if (g.v.log.count(cpu::exit_reason::hlt) != bench_iterations)
+        return fail(errc::fault, "the HLT benchmark did not halt once per iteration");
     const char* vendor = m.kind == vendor_kind::vmx ? "vmx" : "svm";
-    char name[48];
-    fmt::format_to(name, sizeof name, "{}.cpuid-roundtrip", vendor);
-    rt::bench_report(name, bench_iterations, bench.cpuid_ticks / bench_iterations, "ticks");
-    fmt::format_to(name, sizeof name, "{}.hypercall-roundtrip", vendor);
-    rt::bench_report(name, bench_iterations, bench.hypercall_ticks / bench_iterations, "ticks");
+    for (const auto& c : bench_cases) {
+        if (c.ticks == ~0ull) return fail(errc::fault, "a benchmark loop did not report");
+        char name[48];
+        fmt::format_to(name, sizeof name, "{}.{}", vendor, c.name);
+        rt::bench_report(name, bench_iterations, c.ticks / bench_iterations, "ticks");
+    }
     return {};
 }
 
@@ -524,12 +614,20 @@ HV_PROGRAM(cpu_modes, "cpu.modes", "CPUID, hypercall and OUT from 64-bit, 32-bit
 namespace {
 constexpr std::uint32_t allowed_msr = 0x10;
 constexpr std::uint64_t allowed_value = 0x1122334455667788ull;
+// Denied with a non-zero #GP error code (a selector error code: index 3, IDT bit set), so
+// the test sees the exact code reach the guest's handler, not just a zero.
+constexpr std::uint32_t selector_error_msr = 0xc0de;
+constexpr std::uint32_t selector_error = 3 << 3 | 2;
 struct msr_result {
-    std::uint64_t value = 0, gp_count = 0, gp_error = ~0ull;
+    std::uint64_t value = 0, gp_count = 0, gp_error = ~0ull, selector_gp_error = ~0ull;
     bool done = false;
 } msr_out;
 
 void msr_read(cpu::vcpu& v, const cpu::exit_info& e) {
+    if (e.msr.index == selector_error_msr) {
+        v.inject_exception(13, selector_error);
+        return;
+    }
     if (e.msr.index != allowed_msr) {
         v.inject_exception(13, 0);  // denied: the guest sees #GP(0) at the RDMSR
         return;
@@ -545,6 +643,7 @@ void msr_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
         msr_out.value = (v.state.regs.r13 << 32) | (v.state.regs.r12 & 0xffffffff);
         msr_out.gp_count = v.state.regs.rcx;
         msr_out.gp_error = v.state.regs.rdx;
+        msr_out.selector_gp_error = v.state.regs.r11;
         msr_out.done = true;
         v.stop("guest finished");
     }
@@ -562,11 +661,13 @@ HV_PROGRAM(cpu_msr, "cpu.msr", "RDMSR allowed and denied; #GP with error code in
     HV_TRY(sched.add(g.v));
     sched.run();
     report(g.v);
-    println("msr: allowed read={:#x} #GP taken={} last error code={:#x}", msr_out.value, msr_out.gp_count,
-            msr_out.gp_error);
+    println("msr: allowed read={:#x} #GP taken={} error codes {:#x} then {:#x}", msr_out.value, msr_out.gp_count,
+            msr_out.selector_gp_error, msr_out.gp_error);
     if (!msr_out.done) return fail(errc::fault, "guest did not finish");
     if (msr_out.value != allowed_value) return fail(errc::fault, "allowed RDMSR returned the wrong value");
-    if (msr_out.gp_count != 2 || msr_out.gp_error != 0) return fail(errc::fault, "denied RDMSR/WRMSR did not raise #GP(0)");
+    if (msr_out.gp_count != 3 || msr_out.gp_error != 0) return fail(errc::fault, "denied RDMSR/WRMSR did not raise #GP(0)");
+    if (msr_out.selector_gp_error != selector_error)
+        return fail(errc::fault, "the guest's #GP handler did not see the injected error code");
     return {};
 }
 
@@ -653,7 +754,7 @@ HV_PROGRAM(cpu_entry, "cpu.entry", "entry failures end their guest with a messag
     // without CR0.CD. Guest 1 goes to the CPU unchecked.
     for (unsigned i = 0; i < 2; ++i) {
         if (m.kind == vendor_kind::vmx) g[i].v.state[cpu::seg::tr].access |= cpu::ar::unusable;
-        else g[i].v.state.cr0 |= cpu::cr0_nw;
+        else g[i].v.state.cr0 |= x86::cr0::nw;
     }
     g[1].vmx_arch.software_checks = false;
     g[1].svm_arch.software_checks = false;
@@ -706,7 +807,7 @@ HV_PROGRAM(cpu_cr, "cpu.cr", "a real-mode guest writes CR0.NE and reads its CR0 
     if (!cr_out.done) return fail(errc::fault, "guest did not finish");
     // The guest must read back exactly what it wrote. (Its first read is ET, plus CD|NW on
     // Bochs' VMX models, which enter this unrestricted real-mode guest with them set.)
-    if (!(cr_out.before & cpu::cr0_et) || (cr_out.before & cpu::cr0_ne) || cr_out.after != (cr_out.before | cpu::cr0_ne))
+    if (!(cr_out.before & x86::cr0::et) || (cr_out.before & x86::cr0::ne) || cr_out.after != (cr_out.before | x86::cr0::ne))
         return fail(errc::fault, "guest did not see its own CR0");
     if (m.kind == vendor_kind::vmx && g.v.log.count(cpu::exit_reason::cr_access) != 1)
         return fail(errc::fault, "VMX: setting the host-owned CR0.NE did not exit");

@@ -109,7 +109,7 @@ status build(vm::guest& g, std::uint64_t program) {
     v.report_failures_to(&console::sink());
     auto& s = v.state;
     s = cpu::initial_state(cpu::guest_mode::long64, code_gpa, pml4_gpa);
-    s.efer |= cpu::efer_nxe;
+    s.efer |= x86::efer::nxe;
     s.regs.rsp = 0xe000;
     s.regs.r12 = pd_gpa;
     s.regs.r13 = program;
@@ -149,9 +149,9 @@ status build32(vm::guest& g) {
     v.report_failures_to(&console::sink());
     auto& s = v.state;
     s = cpu::initial_state(cpu::guest_mode::protected32, code_gpa);
-    s.cr0 |= cpu::cr0_pg | cpu::cr0_wp;
+    s.cr0 |= x86::cr0::pg | x86::cr0::wp;
     s.cr3 = pml4_gpa;
-    s.cr4 = cpu::cr4_pse;
+    s.cr4 = x86::cr4::pse;
     s.regs.rsp = 0xe000;
     s.regs.rdi = g.vendor() == cpu::vendor::svm;
     s.gdtr = {0x1000, 0x1f};

@@ -1,4 +1,5 @@
 #include "libhv/cpu/exit.hpp"
+#include "libhv/cpu/exit_decode.hpp"
 #include "libhv/cpu/svm/vmcb.hpp"
 #include "libhv/cpu/vmx/exit.hpp"
 
@@ -102,6 +103,7 @@ static void reset(exit_info& e, vendor from, std::uint64_t code, std::uint64_t r
 
 void decode(const vmx_exit_raw& raw, exit_info& e) {
     using r = vmx::exit_reason;
+    if (decode_hot(raw, e)) return;
     reset(e, vendor::vmx, raw.reason, raw.rip);
     e.instruction_length = static_cast<std::uint8_t>(raw.instruction_length <= 15 ? raw.instruction_length : 0);
     e.interrupted = from_vmx_event(raw.idt_vectoring_info, raw.idt_vectoring_error);
@@ -133,11 +135,6 @@ void decode(const vmx_exit_raw& raw, exit_info& e) {
     case r::interrupt_window: e.reason = exit_reason::interrupt_window; break;
     case r::nmi_window: e.reason = exit_reason::nmi_window; break;
     case r::task_switch: e.reason = exit_reason::task_switch; break;
-    case r::cpuid:
-        e.reason = exit_reason::cpuid;
-        e.cpuid = {static_cast<std::uint32_t>(raw.rax), static_cast<std::uint32_t>(raw.rcx)};
-        break;
-    case r::hlt: e.reason = exit_reason::hlt; break;
     case r::invd: e.reason = exit_reason::invd; break;
     case r::invlpg:
         e.reason = exit_reason::invlpg;
@@ -148,10 +145,6 @@ void decode(const vmx_exit_raw& raw, exit_info& e) {
     case r::rdpmc: e.reason = exit_reason::rdpmc; break;
     case r::rdtsc: e.reason = exit_reason::rdtsc; break;
     case r::rdtscp: e.reason = exit_reason::rdtscp; break;
-    case r::vmcall:
-        e.reason = exit_reason::hypercall;
-        e.hypercall = {raw.rax};
-        break;
     case r::getsec:
     case r::rsm:
     case r::vmclear:
@@ -184,21 +177,6 @@ void decode(const vmx_exit_raw& raw, exit_info& e) {
         e.reason = exit_reason::dr_access;
         e.dr = {static_cast<std::uint8_t>(raw.qualification & 7), !(raw.qualification & (1u << 4)),
                 static_cast<std::uint8_t>((raw.qualification >> 8) & 0xf), true};
-        break;
-    case r::io_instruction: {
-        vmx::io_qualification q{raw.qualification};
-        e.reason = exit_reason::io;
-        std::uint8_t asz = q.string() ? vmx::io_string_info{raw.instruction_info}.address_size() : 0;
-        e.io = {q.port(), q.size(), asz, q.in(), q.string(), q.rep()};
-        break;
-    }
-    case r::rdmsr:
-        e.reason = exit_reason::msr_read;
-        e.msr = {static_cast<std::uint32_t>(raw.rcx)};
-        break;
-    case r::wrmsr:
-        e.reason = exit_reason::msr_write;
-        e.msr = {static_cast<std::uint32_t>(raw.rcx)};
         break;
     case r::invalid_guest_state:
         e.reason = exit_reason::invalid_guest_state;
@@ -236,6 +214,7 @@ void decode(const vmx_exit_raw& raw, exit_info& e) {
 
 void decode(const svm_exit_raw& raw, exit_info& e) {
     using c = svm::exit_code;
+    if (decode_hot(raw, e)) return;
     reset(e, vendor::svm, raw.exitcode, raw.rip);
     e.interrupted = from_svm_event(raw.exitintinfo);
     if (raw.nrips && raw.next_rip > raw.rip && raw.next_rip - raw.rip <= 15)
@@ -293,39 +272,16 @@ void decode(const svm_exit_raw& raw, exit_info& e) {
     case c::tr_write: e.reason = exit_reason::descriptor_table; break;
     case c::rdtsc: e.reason = exit_reason::rdtsc; break;
     case c::rdpmc: e.reason = exit_reason::rdpmc; break;
-    case c::cpuid:
-        e.reason = exit_reason::cpuid;
-        e.cpuid = {static_cast<std::uint32_t>(raw.rax), static_cast<std::uint32_t>(raw.rcx)};
-        break;
     case c::invd: e.reason = exit_reason::invd; break;
     case c::pause: e.reason = exit_reason::pause; break;
-    case c::hlt: e.reason = exit_reason::hlt; break;
     case c::invlpg:
         e.reason = exit_reason::invlpg;
         e.npf = {};
         e.npf.gla = raw.exitinfo1;  // with decode assists
         e.npf.gla_valid = raw.decode_assists;
         break;
-    case c::ioio: {
-        svm::ioio_info io{raw.exitinfo1};
-        e.reason = exit_reason::io;
-        e.io = {io.port(), io.size(), io.string() ? io.address_size() : std::uint8_t{0}, io.in(), io.string(),
-                io.rep()};
-        // EXITINFO2 holds the next RIP for IOIO even without NRIPS.
-        if (raw.exitinfo2 > raw.rip && raw.exitinfo2 - raw.rip <= 15)
-            e.instruction_length = static_cast<std::uint8_t>(raw.exitinfo2 - raw.rip);
-        break;
-    }
-    case c::msr:
-        e.reason = raw.exitinfo1 ? exit_reason::msr_write : exit_reason::msr_read;
-        e.msr = {static_cast<std::uint32_t>(raw.rcx)};
-        break;
     case c::task_switch: e.reason = exit_reason::task_switch; break;
     case c::shutdown: e.reason = exit_reason::triple_fault; break;
-    case c::vmmcall:
-        e.reason = exit_reason::hypercall;
-        e.hypercall = {raw.rax};
-        break;
     case c::vmrun:
     case c::vmload:
     case c::vmsave:

@@ -181,13 +181,14 @@ public:
     static constexpr std::size_t ring_size = 32;
 
     void record(const exit_info& e) {
-        slot() = e;
-        commit();
+        exit_info& s = slot();
+        s = e;
+        commit(s);
     }
     // The exit path decodes straight into the ring: fill slot(), then commit() it.
     exit_info& slot() { return ring_[total_ % ring_size]; }
-    void commit() {
-        ++counts_[static_cast<std::size_t>(ring_[total_ % ring_size].reason)];
+    void commit(const exit_info& filled_slot) {
+        ++counts_[static_cast<std::size_t>(filled_slot.reason)];
         ++total_;
     }
     std::uint64_t count(exit_reason r) const { return counts_[static_cast<std::size_t>(r)]; }

@@ -27,7 +27,7 @@ result<io_outcome> emulate_io(guest_state& s, const io_detail& io, const io_port
         return io_outcome{};
     }
 
-    const bool code64 = (s.efer & efer_lma) && (s[seg::cs].access & ar::l);
+    const bool code64 = (s.efer & x86::efer::lma) && (s[seg::cs].access & ar::l);
     const unsigned asz = io.address_size ? io.address_size : (code64 ? 64 : 32);
     const std::uint64_t amask = mask_of(asz);
     const bool down = s.rflags & (1ull << 10);

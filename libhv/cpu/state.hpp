@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include "libhv/arch/x86/regs.hpp"
 
 namespace hv::cpu {
 
@@ -87,15 +88,6 @@ struct guest_state {
     constexpr const segment& operator[](seg s) const { return segs[static_cast<unsigned>(s)]; }
 };
 
-inline constexpr std::uint64_t rflags_fixed1 = 1ull << 1;
-inline constexpr std::uint64_t rflags_if = 1ull << 9;
-inline constexpr std::uint64_t rflags_vm = 1ull << 17;
-inline constexpr std::uint64_t cr0_pe = 1ull << 0, cr0_et = 1ull << 4, cr0_ne = 1ull << 5, cr0_pg = 1ull << 31;
-inline constexpr std::uint64_t cr0_cd = 1ull << 30, cr0_nw = 1ull << 29, cr0_wp = 1ull << 16;
-inline constexpr std::uint64_t cr4_pse = 1ull << 4, cr4_pae = 1ull << 5, cr4_pge = 1ull << 7, cr4_pcide = 1ull << 17;
-inline constexpr std::uint64_t cr4_smep = 1ull << 20, cr4_smap = 1ull << 21;
-inline constexpr std::uint64_t efer_sce = 1ull << 0, efer_lme = 1ull << 8, efer_lma = 1ull << 10, efer_nxe = 1ull << 11;
-
 enum class guest_mode : std::uint8_t { real, protected32, long64 };
 
 // The state libhv gives a guest starting in `mode` at `rip` (flat segments; for long64
@@ -106,7 +98,7 @@ constexpr guest_state initial_state(guest_mode mode, std::uint64_t rip, std::uin
     auto flat = [](std::uint32_t type, std::uint16_t sel, std::uint32_t extra) {
         return segment{sel, type | ar::s | ar::p | ar::g | extra, 0xffffffff, 0};
     };
-    g.rflags = rflags_fixed1;
+    g.rflags = x86::rflags::fixed1;
     g[seg::ldtr] = segment{0, ar::unusable, 0, 0};
     g.gdtr = {0, 0xffff};
     g.idtr = {0, 0xffff};
@@ -117,7 +109,7 @@ constexpr guest_state initial_state(guest_mode mode, std::uint64_t rip, std::uin
         const std::uint64_t base = rip & ~0xffffull;
         const std::uint16_t cs = static_cast<std::uint16_t>(base >> 4);
         g.rip = rip - base;
-        g.cr0 = cr0_et;
+        g.cr0 = x86::cr0::et;
         for (unsigned i = 0; i < 6; ++i) g.segs[i] = segment{0, ar::data_rw_accessed | ar::s | ar::p, 0xffff, 0};
         g[seg::cs] = segment{cs, ar::code_rx_accessed | ar::s | ar::p, 0xffff, base};
         g.idtr = {0, 0x3ff};
@@ -126,17 +118,17 @@ constexpr guest_state initial_state(guest_mode mode, std::uint64_t rip, std::uin
     }
     case guest_mode::protected32:
         g.rip = rip;
-        g.cr0 = cr0_pe | cr0_et | cr0_ne;
+        g.cr0 = x86::cr0::pe | x86::cr0::et | x86::cr0::ne;
         for (unsigned i = 0; i < 6; ++i) g.segs[i] = flat(ar::data_rw_accessed, 0x10, ar::db);
         g[seg::cs] = flat(ar::code_rx_accessed, 0x08, ar::db);
         g[seg::tr] = segment{0x18, ar::tss_busy | ar::p, 0x67, 0};
         break;
     case guest_mode::long64:
         g.rip = rip;
-        g.cr0 = cr0_pe | cr0_et | cr0_ne | cr0_pg;
+        g.cr0 = x86::cr0::pe | x86::cr0::et | x86::cr0::ne | x86::cr0::pg;
         g.cr3 = cr3;
-        g.cr4 = cr4_pae;
-        g.efer = efer_lme | efer_lma;
+        g.cr4 = x86::cr4::pae;
+        g.efer = x86::efer::lme | x86::efer::lma;
         for (unsigned i = 0; i < 6; ++i) g.segs[i] = flat(ar::data_rw_accessed, 0x10, ar::db);
         g[seg::cs] = flat(ar::code_rx_accessed, 0x08, ar::l);
         g[seg::tr] = segment{0x18, ar::tss_busy | ar::p, 0x67, 0};

@@ -3,6 +3,7 @@
 namespace hv::cpu {
 
 void event_queue::raise_exception(std::uint8_t vector, std::optional<std::uint32_t> error_code) {
+    any_ = true;
     if (exception_.valid) {
         if (exception_.vector == 8) {
             triple_ = true;
@@ -37,6 +38,7 @@ event_queue::decision event_queue::next(bool interrupts_open, bool nmi_blocked) 
     // Whatever still waits gets a window exit, so it is not left until the next unrelated exit.
     d.irq_window = interrupt_pending();
     d.nmi_window = nmi_;
+    any_ = reinject_.valid || exception_.valid || nmi_ || triple_ || d.irq_window;
     return d;
 }
 
@@ -89,7 +91,7 @@ void cr_access(vcpu& v, const exit_info& e) {
         // LMSW loads CR0 bits 3:0 but cannot clear PE.
         const std::uint64_t old = ops.read_cr(v, 0);
         cr = 0;
-        value = (old & ~0xeull) | (c.lmsw_source & 0xf) | (old & cr0_pe);
+        value = (old & ~0xeull) | (c.lmsw_source & 0xf) | (old & x86::cr0::pe);
         break;
     }
     case cr_op::read: return unhandled(v, e);
@@ -163,7 +165,7 @@ event_queue::decision vcpu::decide() {
 
 bool vcpu::sleeping() const { return status_ == vcpu_status::halted && !wakeable(); }
 
-void vcpu::skip() {
+void vcpu::skip_slow() {
     std::uint8_t len = exit_->instruction_length;
     if (!len) {
         auto r = ops_->instruction_length(*this);
@@ -191,38 +193,48 @@ void vcpu::run_guest() {
         fail(s.err().what);
         return;
     }
-    while (status_ == vcpu_status::runnable || status_ == vcpu_status::halted) {
-        if (status_ == vcpu_status::halted) {
+    // The hot path: nothing pending, no hook, no interrupt controller, no yield asked:
+    // enter, log, dispatch. Everything else branches off it.
+    for (;;) {
+        if (status_ != vcpu_status::runnable) [[unlikely]] {
+            if (status_ != vcpu_status::halted) break;
             if (!wakeable()) {
                 fiber_.yield();
                 continue;
             }
             status_ = vcpu_status::runnable;
         }
-        if (events.triple_fault()) {
-            fail("guest triple fault (exception while delivering #DF)");
-            break;
-        }
-        if (hook_.fn) hook_.fn(*this, hook_.ctx);
-        // Nothing pending and no interrupt controller is the common case.
         // Decode into the ring slot; current_exit() is the previous exit until enter returns
         // (a re-injected software interrupt needs that exit's instruction length).
         exit_info& slot = log.slot();
-        if (events.empty() && !source_.pending) ops_->enter(*this, event_queue::decision{}, slot);
-        else ops_->enter(*this, decide(), slot);
+        if (events.empty() && !extras_) [[likely]] ops_->enter(*this, nullptr, slot);
+        else if (!enter_with_events(slot)) break;
         exit_ = &slot;
-        log.commit();
-        if (budget_ && log.total() >= budget_) {
+        log.commit(slot);
+        if (--budget_left_ == 0) [[unlikely]] {
             fail("exit budget exhausted");
             break;
         }
-        if (exit_->interrupted.valid) events.requeue(exit_->interrupted);
-        handlers_[static_cast<std::size_t>(exit_->reason)](*this, *exit_);
-        if (yield_) {
+        if (slot.interrupted.valid) [[unlikely]] events.requeue(slot.interrupted);
+        handlers_[static_cast<std::size_t>(slot.reason)](*this, slot);
+        if (yield_) [[unlikely]] {
             yield_ = false;
             fiber_.yield();
         }
     }
+}
+
+// Entry with an event pending, an interrupt controller or an entry hook. False: the
+// vCPU ended instead (triple fault while delivering #DF).
+bool vcpu::enter_with_events(exit_info& slot) {
+    if (events.triple_fault()) {
+        fail("guest triple fault (exception while delivering #DF)");
+        return false;
+    }
+    if (hook_.fn) hook_.fn(*this, hook_.ctx);
+    const event_queue::decision d = decide();
+    ops_->enter(*this, &d, slot);
+    return true;
 }
 
 void vcpu::report(const fmt::sink& out) const {

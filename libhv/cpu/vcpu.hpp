@@ -29,18 +29,25 @@ namespace hv::cpu {
 // decision asks the backend for a window exit meanwhile.
 class event_queue {
 public:
-    void raise_interrupt(std::uint8_t vector) { irr_[vector / 64] |= 1ull << (vector % 64); }
-    void raise_nmi() { nmi_ = true; }
+    void raise_interrupt(std::uint8_t vector) {
+        irr_[vector / 64] |= 1ull << (vector % 64);
+        any_ = true;
+    }
+    void raise_nmi() { nmi_ = any_ = true; }
     // A second exception while one waits makes #DF (SDM table 6-5, contributory and
     // page-fault classes simplified to "any"); a third is a triple fault.
     void raise_exception(std::uint8_t vector, std::optional<std::uint32_t> error_code = std::nullopt);
     // Re-deliver an event an exit interrupted (exit_info::interrupted).
-    void requeue(const event& e) { reinject_ = e; }
+    void requeue(const event& e) {
+        reinject_ = e;
+        any_ = true;
+    }
 
     bool interrupt_pending() const { return irr_[0] | irr_[1] | irr_[2] | irr_[3]; }
     bool nmi_pending() const { return nmi_; }
     bool triple_fault() const { return triple_; }
-    bool empty() const { return !reinject_.valid && !exception_.valid && !nmi_ && !interrupt_pending(); }
+    // One flag for the exit path: set by every raise, recomputed when next() takes an event.
+    bool empty() const { return !any_; }
 
     struct decision {
         event inject;             // valid: inject this now
@@ -54,6 +61,7 @@ private:
     std::uint64_t irr_[4] = {};
     bool nmi_ = false;
     bool triple_ = false;
+    bool any_ = false;
     event exception_{};
     event reinject_{};
 };
@@ -74,7 +82,8 @@ struct backend_ops {
     // Write back the state v.take_dirty() names, inject (if valid), set the window
     // requests, enter the guest and decode the exit into `out`. GPRs live in
     // v.state.regs across the call; RIP, RSP, RFLAGS and interruptibility are refreshed.
-    void (*enter)(vcpu& v, const event_queue::decision& d, exit_info& out);
+    // d == nullptr (the hot path): nothing to inject and no window wanted.
+    void (*enter)(vcpu& v, const event_queue::decision* d, exit_info& out);
     // Can an external interrupt be delivered now (RFLAGS.IF = 1, no STI/MOV SS shadow)?
     bool (*interrupts_open)(const vcpu& v);
     // Length of the instruction at RIP when the exit did not say (SVM without NRIPS).
@@ -154,7 +163,12 @@ public:
 
     // Advance RIP past the exiting instruction (decoding it if the exit did not give its
     // length) and drop the STI/MOV SS shadow it may have had. Fails the vCPU if undecodable.
-    void skip();
+    void skip() {
+        const std::uint8_t len = exit_->instruction_length;
+        if (!len || (state.interruptibility & 3u)) [[unlikely]] return skip_slow();
+        state.rip += len;
+        dirty_ |= dirty_rip;
+    }
     void inject_exception(std::uint8_t vector, std::optional<std::uint32_t> error_code = std::nullopt) {
         events.raise_exception(vector, error_code);
     }
@@ -169,14 +183,20 @@ public:
     void fail(const char* why) { status_ = vcpu_status::failed; why_ = why; }
     const char* why() const { return why_; }
 
-    void set_interrupt_source(const interrupt_source& s) { source_ = s; }
+    void set_interrupt_source(const interrupt_source& s) {
+        source_ = s;
+        extras_ = source_.pending || hook_.fn;
+    }
     void set_code_reader(const code_reader& r) { code_ = r; }
     const code_reader& code() const { return code_; }
     // What owns this vCPU (a vm::guest), for handlers to find their way back.
     void set_owner(void* owner) { owner_ = owner; }
     template <class T>
     T& owner() const { return *static_cast<T*>(owner_); }
-    void set_entry_hook(const entry_hook& h) { hook_ = h; }
+    void set_entry_hook(const entry_hook& h) {
+        hook_ = h;
+        extras_ = source_.pending || hook_.fn;
+    }
 
     // Handler table, one entry per exit_reason, filled with the defaults by init().
     // nullptr restores the default.
@@ -195,7 +215,9 @@ public:
     }
 
     // Fail the guest after this many exits (0: no limit): a runaway guest ends with its log.
-    void set_exit_budget(std::uint64_t n) { budget_ = n; }
+    void set_exit_budget(std::uint64_t n) {
+        budget_left_ = !n ? ~0ull : n > log.total() ? n - log.total() : 1;
+    }
 
     // ---- for the scheduler ----
     bool finished() const { return fiber_.finished(); }
@@ -215,6 +237,8 @@ private:
     bool wakeable() const;
     bool source_pending() const { return source_.pending && source_.pending(source_.ctx); }
     event_queue::decision decide();
+    void skip_slow();
+    bool enter_with_events(exit_info& slot);
 
     unsigned id_ = 0;
     const backend_ops* ops_ = nullptr;
@@ -223,8 +247,9 @@ private:
     vcpu_status status_ = vcpu_status::runnable;
     const char* why_ = nullptr;
     bool yield_ = false;
+    bool extras_ = false;  // an interrupt source or entry hook is set: no hot-path entry
     std::uint8_t dirty_ = 0;
-    std::uint64_t budget_ = 0;
+    std::uint64_t budget_left_ = ~0ull;  // exits until the budget fails the guest
     exit_info* exit_ = &no_exit_;  // the ring slot of the exit being handled
     exit_info no_exit_{};
     exit_handler handlers_[exit_reason_count] = {};

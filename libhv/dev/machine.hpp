@@ -86,6 +86,7 @@ public:
     // ---- interrupts (per vCPU, via its local APIC) ----
     lapic& cpu(unsigned vcpu) { return *cpus_[vcpu]; }
     [[nodiscard]] unsigned vcpus() const { return cfg_.vcpus; }
+    [[nodiscard]] const machine_config& config() const { return cfg_; }
     void set_notify(unsigned vcpu, callback<> cb) { cpus_[vcpu]->set_notify(cb); }
     // An ISA IRQ (0-15) as a device would drive it: to the 8259 and to the IOAPIC.
     void set_isa_irq(unsigned irq, bool level) { set_irq(irq, level); }

@@ -3,6 +3,7 @@
 // first vCPU. Placements are validated before the first byte is written.
 #include <cstddef>
 #include <cstdint>
+#include "libhv/arch/x86/regs.hpp"
 #include "libhv/loader/formats.hpp"
 #include "libhv/loader/layout.hpp"
 #include "libhv/loader/loader.hpp"
@@ -80,9 +81,6 @@ struct info_area {
 constexpr std::string_view loader_name = "libhv";
 
 // ---- vCPU state ----
-constexpr std::uint64_t cr0_pe = 1u << 0, cr0_et = 1u << 4, cr0_pg = 1u << 31;
-constexpr std::uint64_t cr4_pae = 1u << 5;
-constexpr std::uint64_t efer_lme = 1u << 8, efer_lma = 1u << 10;
 // Flat 4 GiB descriptors: base 0, limit 0xfffff pages, present, DPL 0.
 constexpr std::uint64_t gdt_code32 = 0x00cf'9b00'0000'ffff;  // execute/read, accessed, D=1, G=1
 constexpr std::uint64_t gdt_code64 = 0x00af'9b00'0000'ffff;  // execute/read, accessed, L=1, G=1
@@ -101,12 +99,12 @@ status setup_cpu(const memory_target& g, cpu_mode mode, vcpu_state& s) {
     s.gdt_limit = sizeof gdt - 1;
     s.cs = {layout::code_selector, 0, 0xffff'ffff, access_rights(code)};
     s.ds = {layout::data_selector, 0, 0xffff'ffff, access_rights(gdt_data)};
-    s.cr0 = cr0_pe | cr0_et;
+    s.cr0 = x86::cr0::pe | x86::cr0::et;
     if (mode == cpu_mode::long64) {
-        s.cr0 |= cr0_pg;
+        s.cr0 |= x86::cr0::pg;
         s.cr3 = layout::pml4;
-        s.cr4 = cr4_pae;
-        s.efer = efer_lme | efer_lma;
+        s.cr4 = x86::cr4::pae;
+        s.efer = x86::efer::lme | x86::efer::lma;
     }
     return {};
 }

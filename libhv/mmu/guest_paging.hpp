@@ -13,30 +13,18 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include "libhv/arch/x86/regs.hpp"
 #include "libhv/mmu/format_x86.hpp"
 #include "libhv/mmu/memory.hpp"
 #include "libhv/mmu/walk.hpp"
 
 namespace hv::mmu {
 
-namespace cr0 {
-inline constexpr std::uint64_t wp = bit(16);
-inline constexpr std::uint64_t pg = bit(31);
-} // namespace cr0
-namespace cr4 {
-inline constexpr std::uint64_t pse = bit(4);
-inline constexpr std::uint64_t pae = bit(5);
-inline constexpr std::uint64_t smep = bit(20);
-inline constexpr std::uint64_t smap = bit(21);
-} // namespace cr4
-namespace efer {
-inline constexpr std::uint64_t lme = bit(8);
-inline constexpr std::uint64_t lma = bit(10);
-inline constexpr std::uint64_t nxe = bit(11);
-} // namespace efer
-namespace rflags {
-inline constexpr std::uint64_t ac = bit(18);
-} // namespace rflags
+// The control-register, EFER and RFLAGS bits the walk reads (owned by libhv/arch/x86).
+namespace cr0 = hv::x86::cr0;
+namespace cr4 = hv::x86::cr4;
+namespace efer = hv::x86::efer;
+namespace rflags = hv::x86::rflags;
 
 namespace pf_error {
 inline constexpr std::uint32_t present = 1u << 0;   // 1: rights or reserved bit, 0: not present

@@ -39,6 +39,10 @@ template <class... Args>
     panic_message(buf);
 }
 
+// The TSC as hv_start read it first (Bochs: instructions since power-on), for benchmarks
+// that count from the image's start.
+[[nodiscard]] std::uint64_t start_ticks();
+
 // A zeroed page from the boot allocator, identity-mapped; panics when memory runs out.
 void* alloc_zeroed_pages(std::size_t count = 1, std::size_t align = 1);
 

@@ -20,6 +20,7 @@ constexpr std::uint64_t mapped_limit = 4ull << 30;
 std::uint64_t page_bitmap[mapped_limit / mem::page_size / 64];
 mem::page_allocator pages;
 boot::info boot_info;
+std::uint64_t start_tsc = 0;
 
 hv::status read_identity(void*, std::uint64_t paddr, void* dst, std::size_t n) {
     if (paddr >= mapped_limit || n > mapped_limit - paddr)
@@ -64,10 +65,15 @@ void* alloc_zeroed_pages(std::size_t count, std::size_t align) {
     return p;
 }
 
+std::uint64_t start_ticks() { return start_tsc; }
+
 extern "C" [[noreturn]] void hv_start(std::uint32_t magic, std::uint32_t info_paddr) {
+    start_tsc = x86::rdtsc();
     console::init();
     for (auto* ctor = __init_array_start; ctor != __init_array_end; ++ctor) (*ctor)();
     x86::init_cpu_tables();
+    x86::mask_legacy_pic();
+    x86::enable_sse();
 
     println("libhv 0.1.0: booting");
     auto parsed = boot::parse(magic, info_paddr, {&read_identity, nullptr}, boot_info);

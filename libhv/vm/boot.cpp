@@ -33,7 +33,7 @@ cpu::guest_state entry_state(const loader::vcpu_state& s) {
     g.regs.rdi = s.rdi;
     g.regs.rbp = s.rbp;
     g.regs.rsp = s.rsp;
-    g.rflags = s.rflags | cpu::rflags_fixed1;
+    g.rflags = s.rflags | x86::rflags::fixed1;
     g.cr0 = s.cr0;
     g.cr3 = s.cr3;
     g.cr4 = s.cr4;

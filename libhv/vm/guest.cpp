@@ -194,7 +194,7 @@ void guest::on_msr_read(cpu::vcpu& v, const cpu::exit_info& e) {
     if (e.msr.index == 0xc0000080 && g.cfg_.mmu == paging::shadow)
         value = v.state.efer;  // the guest's view, kept by the backend
     else if (e.msr.index == 0xc0000080 && g.cpu_->vendor == cpu::vendor::svm)
-        value = g.svm_[v.id()].block->state.efer & ~svm::efer_svme;
+        value = g.svm_[v.id()].block->state.efer & ~x86::efer::svme;
     else
         value = g.msrs_[v.id()].read(e.msr.index);
     if (!value) {
@@ -211,12 +211,12 @@ void guest::on_msr_write(cpu::vcpu& v, const cpu::exit_info& e) {
     const std::uint64_t value = (v.state.regs.rdx << 32) | static_cast<std::uint32_t>(v.state.regs.rax);
     bool ok;
     if (e.msr.index == 0xc0000080 && g.cfg_.mmu == paging::shadow) {
-        constexpr std::uint64_t writable = cpu::efer_sce | cpu::efer_lme | cpu::efer_nxe;
+        constexpr std::uint64_t writable = x86::efer::sce | x86::efer::lme | x86::efer::nxe;
         const std::uint64_t old = v.state.efer;
-        const bool paging = v.ops().read_cr(v, 0) & cpu::cr0_pg;
-        ok = !(value & ~(writable | cpu::efer_lma)) && !(paging && ((value ^ old) & cpu::efer_lme));
+        const bool paging = v.ops().read_cr(v, 0) & x86::cr0::pg;
+        ok = !(value & ~(writable | x86::efer::lma)) && !(paging && ((value ^ old) & x86::efer::lme));
         if (ok) ok = v.ops().write_efer(v, (old & ~writable) | (value & writable)).ok();
-        if (ok && ((v.state.efer ^ old) & cpu::efer_nxe)) {
+        if (ok && ((v.state.efer ^ old) & x86::efer::nxe)) {
             if (auto st = g.sync_shadow(v, v.ops().read_cr(v, 3), cpu::tlb_flush::all); !st) {
                 v.fail(st.err().what);
                 return;
@@ -224,11 +224,11 @@ void guest::on_msr_write(cpu::vcpu& v, const cpu::exit_info& e) {
         }
     } else if (e.msr.index == 0xc0000080 && g.cpu_->vendor == cpu::vendor::svm) {
         // SCE, LME, NXE, SVME... as the guest writes them; LMA is the CPU's; SVME stays set.
-        constexpr std::uint64_t writable = cpu::efer_sce | cpu::efer_lme | cpu::efer_nxe;
+        constexpr std::uint64_t writable = x86::efer::sce | x86::efer::lme | x86::efer::nxe;
         std::uint64_t& efer = g.svm_[v.id()].block->state.efer;
-        ok = !(value & ~(writable | cpu::efer_lma | svm::efer_svme));
-        if (ok) efer = (efer & ~writable) | (value & writable) | svm::efer_svme;
-        if (ok) v.state.efer = efer & ~svm::efer_svme;
+        ok = !(value & ~(writable | x86::efer::lma | x86::efer::svme));
+        if (ok) efer = (efer & ~writable) | (value & writable) | x86::efer::svme;
+        if (ok) v.state.efer = efer & ~x86::efer::svme;
     } else {
         ok = g.msrs_[v.id()].write(e.msr.index, value);
     }
@@ -354,7 +354,9 @@ void guest::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
     std::optional<linear_memory<host_memory>> mem;
     if (e.io.string) {
         (void)g.paging_of(v);
-        segs = {v.state[cpu::seg::ds].base, v.state[cpu::seg::es].base};
+        // 64-bit code: DS and ES bases count as 0 (the CPU ignores them).
+        const bool code64 = (v.state.efer & x86::efer::lma) && (v.state[cpu::seg::cs].access & cpu::ar::l);
+        if (!code64) segs = {v.state[cpu::seg::ds].base, v.state[cpu::seg::es].base};
         mem.emplace(g.linear(v));
         memory = {&*mem,
                   [](void* m, std::uint64_t la, void* dst, std::size_t n) {
@@ -487,7 +489,7 @@ bool guest::decode_cr_access(cpu::vcpu& v, cpu::cr_detail& out) {
         while (n > 0 && mem.read(rip, bytes, n, insn::access_type::fetch)) --n;
     }
     const std::uint32_t cs = st[cpu::seg::cs].access;
-    const insn::mode m = (st.efer & cpu::efer_lma) && (cs & cpu::ar::l) ? insn::mode::code64
+    const insn::mode m = (st.efer & x86::efer::lma) && (cs & cpu::ar::l) ? insn::mode::code64
                          : (cs & cpu::ar::db)                           ? insn::mode::code32
                                                                         : insn::mode::code16;
     auto d = insn::decode({bytes, n}, m);
@@ -533,8 +535,8 @@ void guest::on_shadow_cr(cpu::vcpu& v, const cpu::exit_info& e) {
     decoded.cr = c;
     cpu::default_handler::cr_access(v, decoded);
     if (v.state.rip == rip && v.status() == cpu::vcpu_status::runnable) return;  // #GP injected
-    const std::uint64_t paging0 = cpu::cr0_pg | cpu::cr0_wp | cpu::cr0_pe;
-    const std::uint64_t paging4 = cpu::cr4_pse | cpu::cr4_pae | cpu::cr4_pge | cpu::cr4_smep | cpu::cr4_smap;
+    const std::uint64_t paging0 = x86::cr0::pg | x86::cr0::wp | x86::cr0::pe;
+    const std::uint64_t paging4 = x86::cr4::pse | x86::cr4::pae | x86::cr4::pge | x86::cr4::smep | x86::cr4::smap;
     if (((ops.read_cr(v, 0) ^ cr0) & paging0) || ((ops.read_cr(v, 4) ^ cr4) & paging4) || v.state.efer != efer) {
         if (auto st = g.sync_shadow(v, ops.read_cr(v, 3), cpu::tlb_flush::all); !st) v.fail(st.err().what);
     }
@@ -574,8 +576,8 @@ void guest::emulate(cpu::vcpu& v) {
     is.rflags = st.rflags;
     for (unsigned s = 0; s < 6; ++s) is.seg_base[s] = st.segs[s].base;
     const std::uint32_t cs = st[cpu::seg::cs].access;
-    is.code = (st.efer & cpu::efer_lma) && (cs & cpu::ar::l) ? insn::mode::code64
-              : (cs & cpu::ar::db) && (st.cr0 & cpu::cr0_pe) ? insn::mode::code32
+    is.code = (st.efer & x86::efer::lma) && (cs & cpu::ar::l) ? insn::mode::code64
+              : (cs & cpu::ar::db) && (st.cr0 & x86::cr0::pe) ? insn::mode::code32
                                                               : insn::mode::code16;
     is.cr0 = st.cr0;
     is.cr4 = st.cr4;

@@ -25,9 +25,14 @@
 #include "toolchain/common/process.hpp"
 #include "toolchain/hvimage/grub_cfg.hpp"
 #include "toolchain/hvimage/multiboot2.hpp"
+#include "toolchain/hvimage/policy.hpp"
 
-ABSL_FLAG(std::string, kernel, HV_DEFAULT_KERNEL,
-          "the hypervisor: an x86-64 ELF64 with a multiboot2 header");
+ABSL_FLAG(std::string, kernel, "",
+          "the hypervisor: an x86-64 ELF64 with a multiboot2 header (default: the policy's "
+          "image, or " HV_DEFAULT_KERNEL ")");
+ABSL_FLAG(std::string, policy, "",
+          "guest-mode policy (bare, hvm, hvm-shadow, pvhvm, pvh): the kernel is its colors-POLICY.elf "
+          "and, without --guest, the guest is the color test guest");
 ABSL_FLAG(std::string, guest, "", "guest kernel, loaded as the module named 'guest'");
 // Only here for --help: hv::host::command_line collects every --module itself.
 ABSL_FLAG(std::string, module, "",
@@ -100,6 +105,17 @@ absl::Status check_kernel_file(const fs::path& kernel) {
     return absl::OkStatus();
 }
 
+// Where the policies' images are: next to this hvimage's build (build/toolchain/hvimage ->
+// build/examples), then the build it was configured in.
+std::vector<fs::path> examples_dirs() {
+    std::vector<fs::path> dirs;
+    std::error_code ec;
+    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) dirs.push_back(self.parent_path().parent_path() / "examples");
+    if (dirs.empty() || dirs.front() != fs::path(HV_EXAMPLES_DIR)) dirs.emplace_back(HV_EXAMPLES_DIR);
+    return dirs;
+}
+
 absl::StatusOr<request> read_request(hv::host::command_line& cli) {
     std::vector<std::string> modules = cli.take_repeated("module");
     std::vector<std::string> positional = cli.parse();
@@ -111,12 +127,16 @@ absl::StatusOr<request> read_request(hv::host::command_line& cli) {
     request req;
     req.output = absl::GetFlag(FLAGS_o);
     if (req.output.empty()) return absl::InvalidArgumentError("no output given: -o OUT.iso");
-    req.kernel = absl::GetFlag(FLAGS_kernel);
+    absl::StatusOr<hv::image::image_choice> images = hv::image::choose_images(
+        {absl::GetFlag(FLAGS_policy), absl::GetFlag(FLAGS_kernel), absl::GetFlag(FLAGS_guest)},
+        examples_dirs(), HV_DEFAULT_KERNEL);
+    if (!images.ok()) return images.status();
+    req.kernel = images->kernel;
     if (absl::Status s = check_kernel_file(req.kernel); !s.ok()) return s;
     req.entry.kernel_cmdline = absl::GetFlag(FLAGS_cmdline);
 
-    if (std::string guest = absl::GetFlag(FLAGS_guest); !guest.empty()) {
-        req.guest = guest;
+    if (images->guest) {
+        req.guest = images->guest;
         if (absl::Status s = check_readable("guest", *req.guest); !s.ok()) return s;
         req.entry.guest_cmdline = absl::GetFlag(FLAGS_guest_cmdline);
     } else if (!absl::GetFlag(FLAGS_guest_cmdline).empty()) {
@@ -217,7 +237,7 @@ absl::Status build_image(const request& req) {
 int main(int argc, char** argv) {
     absl::SetProgramUsageMessage(
         "builds a GRUB ISO that boots a multiboot2 hypervisor.\n"
-        "usage: hvimage [--kernel HV.elf] [--guest KERNEL] [--module FILE]...\n"
+        "usage: hvimage [--policy=NAME] [--kernel HV.elf] [--guest KERNEL] [--module FILE]...\n"
         "               [--cmdline STR] [--guest-cmdline STR] -o OUT.iso\n"
         "Flag names may be spelled with dashes or underscores.");
     absl::FlagsUsageConfig usage;

@@ -1,6 +1,7 @@
 // Thin wrappers over x86 instructions the hypervisor itself executes.
 #pragma once
 #include <cstdint>
+#include "libhv/arch/x86/regs.hpp"
 
 namespace hv::x86 {
 
@@ -112,6 +113,11 @@ inline std::uint8_t inb(std::uint16_t port) {
     asm volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
     return v;
 }
+inline std::uint32_t inl(std::uint16_t port) {
+    std::uint32_t v;
+    asm volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
 
 inline std::uint64_t rdtsc() {
     std::uint32_t lo, hi;
@@ -127,19 +133,18 @@ inline void sti() { asm volatile("sti" ::: "memory"); }
     for (;;) asm volatile("cli; hlt");
 }
 
-namespace cr0 {
-enum : std::uint64_t { pe = 1u << 0, mp = 1u << 1, em = 1u << 2, ts = 1u << 3, et = 1u << 4, ne = 1u << 5,
-                       wp = 1u << 16, am = 1u << 18, nw = 1u << 29, cd = 1u << 30, pg = 1u << 31 };
+// SSE on (CR4.OSFXSR/OSXMMEXCPT, CR0.MP, x87 not emulated): the freestanding code never
+// uses SSE registers, but fiber switches save MXCSR and the x87 control word.
+inline void enable_sse() {
+    write_cr0((read_cr0() & ~cr0::em) | cr0::mp);
+    write_cr4(read_cr4() | cr4::osfxsr | cr4::osxmmexcpt);
 }
-namespace cr4 {
-enum : std::uint64_t { vme = 1u << 0, pvi = 1u << 1, tsd = 1u << 2, de = 1u << 3, pse = 1u << 4, pae = 1u << 5,
-                       mce = 1u << 6, pge = 1u << 7, pce = 1u << 8, osfxsr = 1u << 9, osxmmexcpt = 1u << 10,
-                       umip = 1u << 11, la57 = 1u << 12, vmxe = 1u << 13, smxe = 1u << 14,
-                       fsgsbase = 1u << 16, pcide = 1u << 17, osxsave = 1u << 18, smep = 1u << 20,
-                       smap = 1u << 21, pke = 1u << 22 };
-}
-namespace efer {
-enum : std::uint64_t { sce = 1u << 0, lme = 1u << 8, lma = 1u << 10, nxe = 1u << 11, svme = 1u << 12 };
+
+// The host takes no legacy interrupts: mask both 8259s (the BIOS leaves the PIT's IRQ0
+// unmasked, and an asserted INTR makes every VM entry exit at once).
+inline void mask_legacy_pic() {
+    outb(0x21, 0xff);
+    outb(0xa1, 0xff);
 }
 
 } // namespace hv::x86

@@ -61,8 +61,7 @@ std::optional<fault> check(const guest_state& s, seg sg, std::uint64_t la, unsig
         if (sg == seg::ss) f.vector = vector::ss;
         return f;
     }
-    constexpr std::uint64_t cr0_am = 1u << 18;
-    if ((s.cr0 & cr0_am) && (s.rflags & rflags::ac) && s.cpl == 3 && (la & (n - 1)))
+    if ((s.cr0 & x86::cr0::am) && (s.rflags & rflags::ac) && s.cpl == 3 && (la & (n - 1)))
         return fault{vector::ac, true, 0, la};
     return std::nullopt;
 }

@@ -24,6 +24,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include "libhv/arch/x86/regs.hpp"
 #include <optional>
 #include "libhv/core/result.hpp"
 #include "libhv/cpu/insn/insn.hpp"
@@ -31,8 +32,7 @@
 namespace hv::insn {
 
 namespace rflags {
-inline constexpr std::uint64_t cf = 1u << 0, pf = 1u << 2, af = 1u << 4, zf = 1u << 6, sf = 1u << 7,
-                               tf = 1u << 8, df = 1u << 10, of = 1u << 11, rf = 1u << 16, ac = 1u << 18;
+using namespace hv::x86::rflags;  // the bits (libhv/arch/x86/regs.hpp)
 inline constexpr std::uint64_t arith = cf | pf | af | zf | sf | of;
 } // namespace rflags
 

@@ -1,5 +1,6 @@
 #include "libhv/cpu/svm/backend.hpp"
 #include "libhv/arch/x86/cpu.hpp"
+#include "libhv/cpu/exit_decode.hpp"
 #include "libhv/cpu/svm/insn_len.hpp"
 #include "libhv/cpu/svm/setup.hpp"
 
@@ -15,14 +16,17 @@ vcpu_arch& arch(cpu::vcpu& v) { return *static_cast<vcpu_arch*>(v.arch()); }
 // INVLPG intercepted; the real paging registers run the shadow with paging always on.
 constexpr std::uint32_t shadow_cr_intercepts = (1u << 0 | 1u << 3 | 1u << 4) * 0x10001u;
 
-std::uint64_t shadow_real_cr0(std::uint64_t guest) { return guest | cpu::cr0_pg | cpu::cr0_wp; }
-std::uint64_t shadow_real_cr4(std::uint64_t guest) { return (guest | cpu::cr4_pae) & ~cpu::cr4_pcide; }
+std::uint64_t shadow_real_cr0(std::uint64_t guest) { return guest | x86::cr0::pg | x86::cr0::wp; }
+std::uint64_t shadow_real_cr4(std::uint64_t guest) { return (guest | x86::cr4::pae) & ~x86::cr4::pcide; }
+// NXE for the shadow's NX bits; LME only with LMA (real paging is on even while the
+// guest's is off). SVME stays.
+std::uint64_t shadow_real_efer(std::uint64_t guest) {
+    return ((guest | x86::efer::nxe | x86::efer::svme) & ~x86::efer::lme) | ((guest & x86::efer::lma) ? x86::efer::lme : 0);
+}
 
 status put_shadow(vcpu_arch& a, vmcb& b, const cpu::guest_state& g) {
-    if (!(g.cr0 & cpu::cr0_pe)) return fail(errc::not_supported, "shadow paging runs protected-mode guests only");
-    if ((g.efer & cpu::efer_lme) && !(g.cr0 & cpu::cr0_pg))
-        return fail(errc::not_supported, "shadow paging: EFER.LME with paging off");
-    if (g.cr4 & cpu::cr4_pcide) return fail(errc::invalid_argument, "shadow paging hides PCID: CR4.PCIDE must be 0");
+    if (!(g.cr0 & x86::cr0::pe)) return fail(errc::not_supported, "shadow paging runs protected-mode guests only");
+    if (g.cr4 & x86::cr4::pcide) return fail(errc::invalid_argument, "shadow paging hides PCID: CR4.PCIDE must be 0");
     auto& c = b.control;
     c.np_control = 0;
     c.n_cr3 = 0;
@@ -36,7 +40,7 @@ status put_shadow(vcpu_arch& a, vmcb& b, const cpu::guest_state& g) {
     b.state.cr0 = shadow_real_cr0(g.cr0);
     b.state.cr4 = shadow_real_cr4(g.cr4);
     b.state.cr3 = a.shadow_root;
-    b.state.efer |= cpu::efer_nxe;
+    b.state.efer = shadow_real_efer(g.efer);
     return {};
 }
 
@@ -62,6 +66,7 @@ status prepare(cpu::vcpu& v) {
     put_guest(b, v.state);
     if (a.shadow_paging) HV_TRY(put_shadow(a, b, v.state));
     else if (!a.cpu->caps.nested_paging) return fail(errc::not_supported, "this CPU has no NPT: use shadow paging");
+    a.events_on = false;
     vmrun_context cx{};
     cx.maxphyaddr = a.cpu->maxphyaddr;
     if (auto r = check_vmrun(b, cx); !r.passed && a.software_checks) {
@@ -82,19 +87,13 @@ event_type svm_type(cpu::event_kind k) {
 
 constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
 
-void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& out) {
-    vcpu_arch& a = arch(v);
-    vmcb& b = *a.block;
-    auto& c = b.control;
-    if (const auto dirty = v.take_dirty()) {
-        if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
-        if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
-        if (dirty & cpu::vcpu::dirty_interruptibility) c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
-    }
+// Injection and the interrupt window: only when an event waits or the last entry used them.
+[[gnu::noinline]] void apply_events(cpu::vcpu& v, vcpu_arch& a, const cpu::event_queue::decision& d) {
+    auto& c = a.block->control;
     c.eventinj = 0;
     if (d.inject.valid) {
         const auto t = svm_type(d.inject.kind);
-        const bool ec = d.inject.has_error_code && (v.state.cr0 & cpu::cr0_pe);
+        const bool ec = d.inject.has_error_code && (v.state.cr0 & x86::cr0::pe);
         c.eventinj = ec ? event::make(t, d.inject.vector, d.inject.error_code).raw : event::make(t, d.inject.vector).raw;
     }
     // An interrupt window: a virtual interrupt the guest takes as soon as it can, intercepted.
@@ -105,45 +104,76 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         c.vintr &= ~(v_irq | v_ign_tpr);
         c.intercepts3 &= ~bits(intercept3::vintr);
     }
+    a.events_on = d.inject.valid || d.irq_window;
+}
+
+// The exit as the decoders take it (after v.state was refreshed from the VMCB).
+[[gnu::always_inline]] inline cpu::svm_exit_raw exit_raw(const vcpu_arch& a, const cpu::vcpu& v) {
+    const auto& c = a.block->control;
+    cpu::svm_exit_raw raw;
+    raw.exitcode = c.exitcode;
+    raw.exitinfo1 = c.exitinfo1;  // MSR direction, I/O details
+    raw.exitinfo2 = c.exitinfo2;  // I/O: the next RIP
+    raw.next_rip = c.next_rip;
+    raw.nrips = a.cpu->caps.nrips;
+    raw.decode_assists = a.cpu->caps.decode_assists;
+    raw.rip = v.state.rip;
+    raw.rax = v.state.regs.rax;
+    raw.rcx = v.state.regs.rcx;
+    return raw;
+}
+
+[[gnu::noinline]] void vmrun_refused(const cpu::vcpu& v, std::uint64_t code, cpu::exit_info& out) {
+    cpu::svm_exit_raw raw{};
+    raw.exitcode = code;
+    raw.rip = v.state.rip;
+    cpu::decode(raw, out);
+}
+
+// Everything but the hot exits.
+[[gnu::noinline]] void decode_other(const vcpu_arch& a, const cpu::vcpu& v, cpu::exit_info& out) {
+    auto raw = exit_raw(a, v);
+    raw.exitintinfo = a.block->control.exitintinfo;
+    cpu::decode(raw, out);
+}
+
+void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out) {
+    vcpu_arch& a = arch(v);
+    vmcb& b = *a.block;
+    auto& c = b.control;
+    if (const auto dirty = v.take_dirty()) {
+        if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
+        if (dirty & ~cpu::vcpu::dirty_rip) [[unlikely]] {
+            if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
+            if (dirty & cpu::vcpu::dirty_interruptibility)
+                c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
+        }
+    }
+    if (d || a.events_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
     b.state.rax = v.state.regs.rax;
     b.state.rsp = v.state.regs.rsp;
     // VMRUN loads CR2 from the VMCB, but Bochs 2.7 keeps the physical CR2 (and saves that
     // at #VMEXIT): load it too, so an injected #PF carries its address on both.
-    if (a.shadow_paging) asm volatile("mov %0, %%cr2" ::"r"(b.state.cr2) : "memory");
+    if (a.shadow_paging) [[unlikely]] {
+        asm volatile("mov %0, %%cr2" ::"r"(b.state.cr2) : "memory");
+    }
     hv_svm_enter(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa);
     c.tlb_ctl = tlb_control::none;
     // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
-    // state: keep ours.
-    if (c.exitcode == ~0ull || c.exitcode == 0xffffffffull) {
-        cpu::svm_exit_raw bad{};
-        bad.exitcode = c.exitcode;
-        bad.rip = v.state.rip;
-        cpu::decode(bad, out);
-        return;
-    }
+    // state: keep ours. (No other exit code has its low 32 bits all ones.)
+    if (static_cast<std::uint32_t>(c.exitcode) == 0xffffffffu) [[unlikely]] return vmrun_refused(v, c.exitcode, out);
     v.state.regs.rax = b.state.rax;
     v.state.regs.rsp = b.state.rsp;
     v.state.rip = b.state.rip;
     v.state.rflags = b.state.rflags;
     v.state.cr0 = a.shadow_paging ? a.guest_cr0 : b.state.cr0;
-    v.state.efer = a.shadow_paging ? a.guest_efer : b.state.efer & ~efer_svme;
+    v.state.efer = a.shadow_paging ? a.guest_efer : b.state.efer & ~x86::efer::svme;
     v.state.interruptibility = (c.interrupt_shadow & 1) ? 1 : 0;
-    cpu::svm_exit_raw raw{};
-    raw.exitcode = c.exitcode;
-    raw.exitinfo1 = c.exitinfo1;
-    raw.exitinfo2 = c.exitinfo2;
-    raw.exitintinfo = c.exitintinfo;
-    raw.next_rip = c.next_rip;
-    raw.nrips = a.cpu->caps.nrips;
-    raw.decode_assists = a.cpu->caps.decode_assists;
-    raw.rip = b.state.rip;
-    raw.rax = v.state.regs.rax;
-    raw.rcx = v.state.regs.rcx;
-    cpu::decode(raw, out);
+    if (!cpu::decode_hot(exit_raw(a, v), out)) [[unlikely]] decode_other(a, v, out);
 }
 
 bool interrupts_open(const cpu::vcpu& v) {
-    return (v.state.rflags & cpu::rflags_if) && !(v.state.interruptibility & 3);
+    return (v.state.rflags & x86::rflags::if_) && !(v.state.interruptibility & 3);
 }
 
 // Without NRIPS: decode the instruction at CS.base + RIP. The guest memory is read
@@ -160,34 +190,34 @@ result<std::uint8_t> instruction_length(cpu::vcpu& v) {
         __builtin_memcpy(bytes, reinterpret_cast<const void*>(linear), sizeof bytes);
     }
     const auto cs = ar_from_attrib(b.state.cs.attrib);
-    const auto mode = mode_of(b.state.efer & cpu::efer_lma, cs & cpu::ar::l, cs & cpu::ar::db);
+    const auto mode = mode_of(b.state.efer & x86::efer::lma, cs & cpu::ar::l, cs & cpu::ar::db);
     return svm::instruction_length(bytes, mode);
 }
 
 // A guest CR0/CR4 write under shadow paging: checked against the guest's view.
 status write_shadowed_cr(vcpu_arch& a, cpu::vcpu& v, unsigned cr, std::uint64_t value) {
     vmcb& b = *a.block;
-    const bool lma = a.guest_efer & cpu::efer_lma;
+    const bool lma = a.guest_efer & x86::efer::lma;
     if (cr == 4) {
-        if (value & cpu::cr4_pcide) return fail(errc::invalid_argument, "CR4.PCIDE: no PCID");
-        if (lma && !(value & cpu::cr4_pae)) return fail(errc::invalid_argument, "CR4.PAE cleared in long mode");
+        if (value & x86::cr4::pcide) return fail(errc::invalid_argument, "CR4.PCIDE: no PCID");
+        if (lma && !(value & x86::cr4::pae)) return fail(errc::invalid_argument, "CR4.PAE cleared in long mode");
         a.guest_cr4 = v.state.cr4 = value;
         b.state.cr4 = shadow_real_cr4(value);
         return {};
     }
     if (cr != 0) return fail(errc::not_supported, "only CR0 and CR4 writes are emulated");
-    if (!(value & cpu::cr0_pe)) return fail(errc::not_supported, "shadow paging runs protected-mode guests only");
-    if ((value & cpu::cr0_nw) && !(value & cpu::cr0_cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
-    const bool was_pg = a.guest_cr0 & cpu::cr0_pg, pg = value & cpu::cr0_pg;
-    if (!was_pg && pg && (a.guest_efer & cpu::efer_lme)) {
-        if (!(a.guest_cr4 & cpu::cr4_pae)) return fail(errc::invalid_argument, "long mode without PAE");
-        a.guest_efer |= cpu::efer_lma;
+    if (!(value & x86::cr0::pe)) return fail(errc::not_supported, "shadow paging runs protected-mode guests only");
+    if ((value & x86::cr0::nw) && !(value & x86::cr0::cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
+    const bool was_pg = a.guest_cr0 & x86::cr0::pg, pg = value & x86::cr0::pg;
+    if (!was_pg && pg && (a.guest_efer & x86::efer::lme)) {
+        if (!(a.guest_cr4 & x86::cr4::pae)) return fail(errc::invalid_argument, "long mode without PAE");
+        a.guest_efer |= x86::efer::lma;
     }
     if (was_pg && !pg) {
         if (lma) return fail(errc::not_supported, "shadow paging: leaving long mode");
-        a.guest_efer &= ~cpu::efer_lma;
+        a.guest_efer &= ~x86::efer::lma;
     }
-    b.state.efer = (b.state.efer & ~cpu::efer_lma) | (a.guest_efer & cpu::efer_lma);
+    b.state.efer = shadow_real_efer(a.guest_efer);
     a.guest_cr0 = v.state.cr0 = value;
     v.state.efer = a.guest_efer;
     b.state.cr0 = shadow_real_cr0(value);
@@ -213,11 +243,11 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
         return {};
     }
     if (cr != 0) return fail(errc::not_supported, "only CR0 and CR4 writes are emulated");
-    if ((value & cpu::cr0_pg) && !(value & cpu::cr0_pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
-    if ((value & cpu::cr0_nw) && !(value & cpu::cr0_cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
-    const bool was_pg = b.state.cr0 & cpu::cr0_pg;
-    if (!was_pg && (value & cpu::cr0_pg) && (b.state.efer & cpu::efer_lme)) b.state.efer |= cpu::efer_lma;
-    if (was_pg && !(value & cpu::cr0_pg)) b.state.efer &= ~cpu::efer_lma;
+    if ((value & x86::cr0::pg) && !(value & x86::cr0::pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
+    if ((value & x86::cr0::nw) && !(value & x86::cr0::cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
+    const bool was_pg = b.state.cr0 & x86::cr0::pg;
+    if (!was_pg && (value & x86::cr0::pg) && (b.state.efer & x86::efer::lme)) b.state.efer |= x86::efer::lma;
+    if (was_pg && !(value & x86::cr0::pg)) b.state.efer &= ~x86::efer::lma;
     b.state.cr0 = value;
     v.state.cr0 = value;
     return {};
@@ -229,7 +259,7 @@ void load_state(cpu::vcpu& v) {
     g.cr0 = read_cr(v, 0);
     g.cr3 = read_cr(v, 3);
     g.cr4 = read_cr(v, 4);
-    g.efer = arch(v).shadow_paging ? arch(v).guest_efer : b.state.efer & ~efer_svme;
+    g.efer = arch(v).shadow_paging ? arch(v).guest_efer : b.state.efer & ~x86::efer::svme;
     auto put = [](cpu::segment& to, const segment& from) {
         to = {from.selector, ar_from_attrib(from.attrib), from.limit, from.base};
     };
@@ -267,8 +297,8 @@ void set_cr2(cpu::vcpu& v, std::uint64_t cr2) { arch(v).block->state.cr2 = cr2; 
 status write_efer(cpu::vcpu& v, std::uint64_t value) {
     vcpu_arch& a = arch(v);
     std::uint64_t& real = a.block->state.efer;
-    const std::uint64_t efer = (value & ~(cpu::efer_lma | efer_svme)) | (real & cpu::efer_lma);
-    real = efer | efer_svme | (a.shadow_paging ? cpu::efer_nxe : 0);
+    const std::uint64_t efer = (value & ~(x86::efer::lma | x86::efer::svme)) | (real & x86::efer::lma);
+    real = a.shadow_paging ? shadow_real_efer(efer) : efer | x86::efer::svme;
     if (a.shadow_paging) a.guest_efer = efer;
     v.state.efer = efer;
     return {};
@@ -290,7 +320,7 @@ status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     if (!p.usable) return fail(errc::not_supported, p.why_not);
     c.caps = p.caps;
     c.maxphyaddr = x86::cpuid(0x80000008).eax & 0xff;
-    x86::wrmsr(msr::efer, x86::rdmsr(msr::efer) | efer_svme);
+    x86::wrmsr(msr::efer, x86::rdmsr(msr::efer) | x86::efer::svme);
     void* hsave = alloc(1);
     void* host_save = alloc(1);
     if (!hsave || !host_save) return fail(errc::no_memory, "host save areas");

@@ -12,8 +12,8 @@ namespace hv::svm {
 enum class code_mode : std::uint8_t { m16, m32, m64 };
 
 // From the guest's CS.L, CS.D and EFER.LMA.
-constexpr code_mode mode_of(bool efer_lma, bool cs_l, bool cs_d) {
-    if (efer_lma && cs_l) return code_mode::m64;
+constexpr code_mode mode_of(bool long_mode_active, bool cs_l, bool cs_d) {
+    if (long_mode_active && cs_l) return code_mode::m64;
     return cs_d ? code_mode::m32 : code_mode::m16;
 }
 

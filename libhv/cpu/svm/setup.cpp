@@ -28,8 +28,8 @@ void put_guest(vmcb& v, const cpu::guest_state& g) {
     s.tr = to_vmcb(g[seg::tr]);
     s.gdtr = segment{0, 0, g.gdtr.limit, g.gdtr.base};
     s.idtr = segment{0, 0, g.idtr.limit, g.idtr.base};
-    s.cpl = static_cast<std::uint8_t>((g.cr0 & cpu::cr0_pe) ? cpu::ar::dpl_of(g[seg::ss].access) : 0);
-    s.efer = g.efer | efer_svme;
+    s.cpl = static_cast<std::uint8_t>((g.cr0 & x86::cr0::pe) ? cpu::ar::dpl_of(g[seg::ss].access) : 0);
+    s.efer = g.efer | x86::efer::svme;
     s.cr0 = g.cr0;
     s.cr2 = g.cr2;
     s.cr3 = g.cr3;
@@ -60,7 +60,7 @@ void get_guest(const vmcb& v, cpu::guest_state& g) {
     g[seg::tr] = from_vmcb(s.tr);
     g.gdtr = {s.gdtr.base, s.gdtr.limit};
     g.idtr = {s.idtr.base, s.idtr.limit};
-    g.efer = s.efer & ~efer_svme;
+    g.efer = s.efer & ~x86::efer::svme;
     g.cr0 = s.cr0;
     g.cr2 = s.cr2;
     g.cr3 = s.cr3;
@@ -91,25 +91,25 @@ constexpr bool fits(std::uint64_t pa, unsigned maxphy) { return maxphy >= 64 || 
 vmrun_verdict check_vmrun(const vmcb& v, const vmrun_context& cx) {
     const auto& s = v.state;
     const auto& c = v.control;
-    HV_REQUIRE(s.efer & efer_svme, "state.efer", "EFER.SVME is 0");
+    HV_REQUIRE(s.efer & x86::efer::svme, "state.efer", "EFER.SVME is 0");
     HV_REQUIRE(!(s.efer & ~efer_defined), "state.efer", "EFER MBZ bits set");
-    HV_REQUIRE(!(!(s.cr0 & cpu::cr0_cd) && (s.cr0 & cpu::cr0_nw)), "state.cr0", "CR0.CD = 0 with CR0.NW = 1");
+    HV_REQUIRE(!(!(s.cr0 & x86::cr0::cd) && (s.cr0 & x86::cr0::nw)), "state.cr0", "CR0.CD = 0 with CR0.NW = 1");
     HV_REQUIRE((s.cr0 >> 32) == 0, "state.cr0", "CR0 bits 63:32 set");
     HV_REQUIRE(fits(s.cr3, cx.maxphyaddr), "state.cr3", "CR3 MBZ bits beyond MAXPHYADDR set");
     HV_REQUIRE(!(s.cr4 & ~cx.cr4_supported), "state.cr4", "CR4 MBZ bits set");
     HV_REQUIRE((s.dr6 >> 32) == 0, "state.dr6", "DR6 bits 63:32 set");
     HV_REQUIRE((s.dr7 >> 32) == 0, "state.dr7", "DR7 bits 63:32 set");
-    const bool lme = s.efer & cpu::efer_lme, pg = s.cr0 & cpu::cr0_pg;
+    const bool lme = s.efer & x86::efer::lme, pg = s.cr0 & x86::cr0::pg;
     if (lme && pg) {
-        HV_REQUIRE(s.cr4 & cpu::cr4_pae, "state.cr4", "EFER.LME and CR0.PG with CR4.PAE = 0");
-        HV_REQUIRE(s.cr0 & cpu::cr0_pe, "state.cr0", "EFER.LME and CR0.PG with CR0.PE = 0");
+        HV_REQUIRE(s.cr4 & x86::cr4::pae, "state.cr4", "EFER.LME and CR0.PG with CR4.PAE = 0");
+        HV_REQUIRE(s.cr0 & x86::cr0::pe, "state.cr0", "EFER.LME and CR0.PG with CR0.PE = 0");
         const auto cs = ar_from_attrib(s.cs.attrib);
-        HV_REQUIRE(!((s.cr4 & cpu::cr4_pae) && (cs & cpu::ar::l) && (cs & cpu::ar::db)), "state.cs",
+        HV_REQUIRE(!((s.cr4 & x86::cr4::pae) && (cs & cpu::ar::l) && (cs & cpu::ar::db)), "state.cs",
                    "long mode with CS.L and CS.D both set");
     }
     // Not an APM check: Bochs panics on it instead of failing VMRUN, and no real guest
     // wants LMA disagreeing with LME && PG.
-    HV_REQUIRE(bool(s.efer & cpu::efer_lma) == (lme && pg), "state.efer", "EFER.LMA differs from EFER.LME && CR0.PG (libhv rule: Bochs panics on it)");
+    HV_REQUIRE(bool(s.efer & x86::efer::lma) == (lme && pg), "state.efer", "EFER.LMA differs from EFER.LME && CR0.PG (libhv rule: Bochs panics on it)");
     HV_REQUIRE(c.intercepts4 & bits(intercept4::vmrun), "control.intercepts4", "VMRUN intercept clear");
     HV_REQUIRE((c.msrpm_base_pa & 0xfff) == 0 && fits(c.msrpm_base_pa + 0x2000 - 1, cx.maxphyaddr),
                "control.msrpm_base_pa", "MSR permission map unaligned or beyond MAXPHYADDR");

@@ -425,7 +425,6 @@ inline constexpr std::uint32_t efer = 0xc0000080;
 inline constexpr std::uint32_t vm_cr = 0xc0010114;
 inline constexpr std::uint32_t vm_hsave_pa = 0xc0010117;
 } // namespace msr
-inline constexpr std::uint64_t efer_svme = 1ull << 12;
 inline constexpr std::uint64_t vm_cr_lock = 1ull << 3;
 inline constexpr std::uint64_t vm_cr_svmdis = 1ull << 4;
 

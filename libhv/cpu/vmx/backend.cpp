@@ -1,6 +1,7 @@
 #include "libhv/cpu/vmx/backend.hpp"
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/arch/x86/cpu_tables.hpp"
+#include "libhv/cpu/exit_decode.hpp"
 #include "libhv/cpu/vmx/entry_check.hpp"
 #include "libhv/cpu/vmx/exit.hpp"
 #include "libhv/cpu/vmx/insn.hpp"
@@ -84,20 +85,21 @@ host_state current_host() {
     return h;
 }
 
-bool make_current(vcpu_arch& a) {
-    if (a.cpu->current_vmcs == a.vmcs_pa) return true;
+[[gnu::noinline]] bool load_current(vcpu_arch& a) {
     if (vmptrld(a.vmcs_pa) != insn_status::ok) return false;
     a.cpu->current_vmcs = a.vmcs_pa;
     return true;
 }
+inline bool make_current(vcpu_arch& a) { return a.cpu->current_vmcs == a.vmcs_pa || load_current(a); }
 
 vcpu_arch& arch(cpu::vcpu& v) { return *static_cast<vcpu_arch*>(v.arch()); }
 
 // Shadow paging without EPT (SDM 29.3 "VMX support for paging without EPT"): MOV to and
 // from CR3 exit (no CR3-target values), INVLPG exits, every #PF exits (error-code
 // mask = match = 0 with bit 14 set), and the guest owns no paging bit of CR0/CR4.
-constexpr std::uint64_t shadow_cr0_owned = cpu::cr0_pe | cpu::cr0_pg | cpu::cr0_wp;
-constexpr std::uint64_t shadow_cr4_owned = cpu::cr4_pse | cpu::cr4_pae | cpu::cr4_pge | cpu::cr4_pcide | cpu::cr4_smep | cpu::cr4_smap;
+constexpr std::uint64_t shadow_cr0_owned = x86::cr0::pe | x86::cr0::pg | x86::cr0::wp;
+constexpr std::uint64_t shadow_cr4_owned =
+    x86::cr4::pse | x86::cr4::pae | x86::cr4::pge | x86::cr4::pcide | x86::cr4::smep | x86::cr4::smap;
 
 status put_shadow_controls(vcpu_arch& a, vmcs_image& img) {
     const capabilities& caps = a.cpu->caps;
@@ -115,19 +117,24 @@ status put_shadow_controls(vcpu_arch& a, vmcs_image& img) {
     return {};
 }
 
-// Real CR0/CR4/CR3/EFER of a shadow-paged guest: paging always on through the shadow.
+// Real CR0/CR4 of a shadow-paged guest: paging always on through the shadow.
 std::uint64_t shadow_real_cr0(const capabilities& caps, std::uint64_t guest) {
-    return cr0_fixed(caps, false).apply(guest | cpu::cr0_pg | cpu::cr0_wp);
+    return cr0_fixed(caps, false).apply(guest | x86::cr0::pg | x86::cr0::wp);
 }
 std::uint64_t shadow_real_cr4(const capabilities& caps, std::uint64_t guest) {
-    return cr4_fixed(caps).apply((guest | cpu::cr4_pae) & ~cpu::cr4_pcide);
+    return cr4_fixed(caps).apply((guest | x86::cr4::pae) & ~x86::cr4::pcide);
+}
+// NXE for the shadow's NX bits; LME only with LMA (real paging is on even while the
+// guest's is off, and CR0.PG = 1 needs LME = LMA).
+std::uint64_t shadow_real_efer(std::uint64_t guest) {
+    return ((guest | x86::efer::nxe) & ~x86::efer::lme) | ((guest & x86::efer::lma) ? x86::efer::lme : 0);
 }
 
 status put_shadow_guest(vcpu_arch& a, vmcs_image& img, const cpu::guest_state& g) {
     const capabilities& caps = a.cpu->caps;
-    if (!(g.cr0 & cpu::cr0_pe))
+    if (!(g.cr0 & x86::cr0::pe))
         return failed(a, "shadow paging on VMX runs protected-mode guests only (no unrestricted guest)");
-    if (g.cr4 & cpu::cr4_pcide) return failed(a, "shadow paging hides PCID: CR4.PCIDE must be 0");
+    if (g.cr4 & x86::cr4::pcide) return failed(a, "shadow paging hides PCID: CR4.PCIDE must be 0");
     const auto f0 = cr0_fixed(caps, false);
     const auto f4 = cr4_fixed(caps);
     img.set(field::guest_cr0, shadow_real_cr0(caps, g.cr0));
@@ -140,8 +147,8 @@ status put_shadow_guest(vcpu_arch& a, vmcs_image& img, const cpu::guest_state& g
     a.guest_cr3 = g.cr3;
     a.guest_efer = g.efer;
     if (img.get(field::entry_controls) & bits(entry_ctl::load_efer))
-        img.set(field::guest_efer, g.efer | cpu::efer_nxe);
-    else if (!(x86::rdmsr(x86::msr::efer) & cpu::efer_nxe))
+        img.set(field::guest_efer, shadow_real_efer(g.efer));
+    else if (!(x86::rdmsr(x86::msr::efer) & x86::efer::nxe))
         return failed(a, "shadow paging without the load-EFER control needs the host's EFER.NXE = 1");
     a.cr2 = g.cr2;
     return {};
@@ -180,7 +187,8 @@ status prepare(cpu::vcpu& v) {
     a.cpu->current_vmcs = 0;
     if (!make_current(a)) return failed(a, "VMPTRLD failed");
     a.launched = false;
-    a.proc_in_vmcs = c.controls.value(control_set::proc);
+    a.proc_in_vmcs = a.proc_base;
+    a.windows_on = false;
     const char* bad = nullptr;
     img.for_each([&](field f, std::uint64_t val) {
         if (!bad && vmwrite(raw(f), val) != insn_status::ok) bad = name(f).data();
@@ -204,25 +212,12 @@ event_type vmx_type(cpu::event_kind k) {
     }
 }
 
-void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& out) {
-    vcpu_arch& a = arch(v);
-    if (!make_current(a)) {
-        out = cpu::exit_info{};
-        out.from = cpu::vendor::vmx;
-        out.reason = cpu::exit_reason::entry_refused;
-        return;
-    }
-    if (const auto dirty = v.take_dirty()) {
-        if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
-        if (dirty & cpu::vcpu::dirty_rflags) (void)write<field::guest_rflags>(v.state.rflags);
-        if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
-        if (dirty & cpu::vcpu::dirty_interruptibility)
-            (void)write<field::guest_interruptibility>(v.state.interruptibility);
-    }
+// Injection and window requests: only when an event waits or a window was asked before.
+[[gnu::noinline]] void apply_events(cpu::vcpu& v, vcpu_arch& a, const cpu::event_queue::decision& d) {
     if (d.inject.valid) {
         // Real-mode guests (unrestricted guest) take exceptions without error codes;
         // the guest owns CR0.PE, so ask the VMCS rather than v.state.
-        const bool real = !(read<field::guest_cr0>() & cpu::cr0_pe);
+        const bool real = !(read<field::guest_cr0>() & x86::cr0::pe);
         const bool ec = d.inject.has_error_code && !real;
         const auto t = vmx_type(d.inject.kind);
         (void)vmwrite(raw(field::entry_interruption_info), interruption_info::make(t, d.inject.vector, ec).raw);
@@ -239,26 +234,25 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         (void)vmwrite(raw(field::proc_controls), procv);
         a.proc_in_vmcs = procv;
     }
+    a.windows_on = d.irq_window || d.nmi_window;
+}
 
-    // VMX leaves CR2 alone: a shadow-paged guest's CR2 (set for an injected #PF, or left
-    // by its own faults) is carried in the physical CR2 while it runs.
-    if (a.shadow_paging) asm volatile("mov %0, %%cr2" ::"r"(a.cr2) : "memory");
-    const int r = hv_vmx_enter(&v.state.regs, a.launched);
-    if (a.shadow_paging) asm volatile("mov %%cr2, %0" : "=r"(a.cr2)::"memory");
-    if (r != 0) {
-        out = cpu::exit_info{};
-        out.from = cpu::vendor::vmx;
-        out.reason = cpu::exit_reason::entry_refused;
-        out.rip = v.state.rip;
-        out.failure.code = r == 2 ? read(field::vm_instruction_error) : 0;
-        return;
-    }
-    a.launched = true;
-    // Read what this exit reason needs, not every exit-information field.
-    cpu::vmx_exit_raw raw{};
+[[gnu::noinline]] void entry_refused(cpu::vcpu& v, int r, cpu::exit_info& out) {
+    out = cpu::exit_info{};
+    out.from = cpu::vendor::vmx;
+    out.reason = cpu::exit_reason::entry_refused;
+    out.rip = v.state.rip;
+    out.failure.code = r == 2 ? read(field::vm_instruction_error) : 0;
+}
+
+// Everything but the hot exits: read what the reason needs, then the generic decoder.
+[[gnu::noinline]] void decode_other(const cpu::vcpu& v, cpu::exit_info& out) {
+    cpu::vmx_exit_raw raw;
     raw.reason = read<field::exit_reason>();
-    raw.rip = read<field::guest_rip>();
+    raw.rip = v.state.rip;
     raw.instruction_length = read<field::exit_instruction_length>();
+    raw.rax = v.state.regs.rax;
+    raw.rcx = v.state.regs.rcx;
     raw.idt_vectoring_info = read<field::idt_vectoring_info>();
     if (raw.idt_vectoring_info >> 31) raw.idt_vectoring_error = read<field::idt_vectoring_error_code>();
     switch (static_cast<exit_reason>(raw.reason & 0xffff)) {
@@ -274,15 +268,6 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         raw.guest_linear = read<field::guest_linear_address>();
         raw.qualification = read<field::exit_qualification>();
         break;
-    case exit_reason::io_instruction:
-        raw.instruction_info = read<field::exit_instruction_info>();
-        raw.qualification = read<field::exit_qualification>();
-        break;
-    case exit_reason::cpuid:
-    case exit_reason::hlt:
-    case exit_reason::vmcall:
-    case exit_reason::rdmsr:
-    case exit_reason::wrmsr:
     case exit_reason::interrupt_window:
     case exit_reason::nmi_window:
     case exit_reason::triple_fault:
@@ -291,17 +276,56 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision& d, cpu::exit_info& ou
         raw.qualification = read<field::exit_qualification>();
         break;
     }
+    cpu::decode(raw, out);
+}
+
+void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out) {
+    vcpu_arch& a = arch(v);
+    if (!make_current(a)) [[unlikely]] return entry_refused(v, 1, out);
+    if (const auto dirty = v.take_dirty()) {
+        if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
+        if (dirty & ~cpu::vcpu::dirty_rip) [[unlikely]] {
+            if (dirty & cpu::vcpu::dirty_rflags) (void)write<field::guest_rflags>(v.state.rflags);
+            if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
+            if (dirty & cpu::vcpu::dirty_interruptibility)
+                (void)write<field::guest_interruptibility>(v.state.interruptibility);
+        }
+    }
+    if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
+
+    // VMX leaves CR2 alone: a shadow-paged guest's CR2 (set for an injected #PF, or left
+    // by its own faults) is carried in the physical CR2 while it runs.
+    if (a.shadow_paging) [[unlikely]] {
+        asm volatile("mov %0, %%cr2" ::"r"(a.cr2) : "memory");
+    }
+    const int r = hv_vmx_enter(&v.state.regs, a.launched);
+    if (a.shadow_paging) [[unlikely]] {
+        asm volatile("mov %%cr2, %0" : "=r"(a.cr2)::"memory");
+    }
+    if (r != 0) [[unlikely]] return entry_refused(v, r, out);
+    a.launched = true;
+    // The exit: the state every handler may use, then as few exit-information fields as
+    // the reason needs (the hot instruction exits: none beyond the length, I/O its
+    // qualification).
+    cpu::vmx_exit_raw raw;
+    raw.reason = read<field::exit_reason>();
+    raw.rip = read<field::guest_rip>();
+    raw.instruction_length = read<field::exit_instruction_length>();
     raw.rax = v.state.regs.rax;
     raw.rcx = v.state.regs.rcx;
     v.state.rip = raw.rip;
     v.state.rflags = read<field::guest_rflags>();
     v.state.regs.rsp = read<field::guest_rsp>();
     v.state.interruptibility = read<field::guest_interruptibility>();
-    cpu::decode(raw, out);
+    const bool hot = cpu::decode_hot(raw, out, [](std::uint64_t& q, std::uint32_t& info) {
+        q = read<field::exit_qualification>();
+        info = read<field::exit_instruction_info>();
+    });
+    if (!hot) [[unlikely]] decode_other(v, out);
 }
 
 bool interrupts_open(const cpu::vcpu& v) {
-    return (v.state.rflags & cpu::rflags_if) && !(v.state.interruptibility & 3);
+    return (v.state.rflags & x86::rflags::if_) && !(v.state.interruptibility & 3);
 }
 
 result<std::uint8_t> instruction_length(cpu::vcpu&) {
@@ -329,32 +353,33 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
     const bool ia32e = entry & bits(entry_ctl::ia32e_mode_guest);
     if (cr == 4) {
         const auto fixed = cr4_fixed(caps);
-        if ((value & ~fixed.may_be1) || (value & cr4_vmxe)) return fail(errc::invalid_argument, "CR4 reserved bit");
-        if (ia32e && !(value & cpu::cr4_pae)) return fail(errc::invalid_argument, "CR4.PAE cleared in IA-32e mode");
-        if (a.shadow_paging && (value & cpu::cr4_pcide)) return fail(errc::invalid_argument, "CR4.PCIDE: no PCID");
+        if ((value & ~fixed.may_be1) || (value & x86::cr4::vmxe)) return fail(errc::invalid_argument, "CR4 reserved bit");
+        if (ia32e && !(value & x86::cr4::pae)) return fail(errc::invalid_argument, "CR4.PAE cleared in IA-32e mode");
+        if (a.shadow_paging && (value & x86::cr4::pcide)) return fail(errc::invalid_argument, "CR4.PCIDE: no PCID");
         (void)write<field::guest_cr4>(a.shadow_paging ? shadow_real_cr4(caps, value) : fixed.apply(value));
         (void)write<field::cr4_read_shadow>(value);
         v.state.cr4 = value;
         return {};
     }
     if (cr != 0) return fail(errc::not_supported, "only CR0 and CR4 writes are emulated");
-    if ((value & cpu::cr0_pg) && !(value & cpu::cr0_pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
-    if ((value & cpu::cr0_nw) && !(value & cpu::cr0_cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
+    if ((value & x86::cr0::pg) && !(value & x86::cr0::pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
+    if ((value & x86::cr0::nw) && !(value & x86::cr0::cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
     const bool ug = !a.shadow_paging && (a.cpu->controls.value(control_set::proc2) & bits(proc2::unrestricted_guest));
-    if (a.shadow_paging && !(value & cpu::cr0_pe))
+    if (a.shadow_paging && !(value & x86::cr0::pe))
         return fail(errc::not_supported, "shadow paging on VMX: real mode needs unrestricted guest");
     const std::uint64_t old = read_cr(v, 0);
     // Paging switched with EFER.LME set enters or leaves IA-32e mode (SDM 9.8.5).
     std::uint64_t efer = a.shadow_paging ? a.guest_efer : read<field::guest_efer>();
-    if (!(old & cpu::cr0_pg) && (value & cpu::cr0_pg) && (efer & cpu::efer_lme)) {
-        if (!(read_cr(v, 4) & cpu::cr4_pae)) return fail(errc::invalid_argument, "long mode without PAE");
-        efer |= cpu::efer_lma;
+    if (!(old & x86::cr0::pg) && (value & x86::cr0::pg) && (efer & x86::efer::lme)) {
+        if (!(read_cr(v, 4) & x86::cr4::pae)) return fail(errc::invalid_argument, "long mode without PAE");
+        efer |= x86::efer::lma;
         entry |= bits(entry_ctl::ia32e_mode_guest);
-    } else if ((old & cpu::cr0_pg) && !(value & cpu::cr0_pg) && (efer & cpu::efer_lma)) {
-        efer &= ~cpu::efer_lma;
+    } else if ((old & x86::cr0::pg) && !(value & x86::cr0::pg) && (efer & x86::efer::lma)) {
+        efer &= ~x86::efer::lma;
         entry &= ~bits(entry_ctl::ia32e_mode_guest);
     }
-    if (entry & bits(entry_ctl::load_efer)) (void)write<field::guest_efer>(a.shadow_paging ? efer | cpu::efer_nxe : efer);
+    if (entry & bits(entry_ctl::load_efer))
+        (void)write<field::guest_efer>(a.shadow_paging ? shadow_real_efer(efer) : efer);
     (void)write<field::entry_controls>(entry);
     (void)write<field::guest_cr0>(a.shadow_paging ? shadow_real_cr0(caps, value) : cr0_fixed(caps, ug).apply(value));
     if (a.shadow_paging) a.guest_efer = efer;
@@ -415,12 +440,10 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
     vcpu_arch& a = arch(v);
     if (!make_current(a)) return fail(errc::fault, "no current VMCS");
     const bool load = read<field::entry_controls>() & bits(entry_ctl::load_efer);
-    const std::uint64_t cur = a.shadow_paging ? a.guest_efer : load ? read<field::guest_efer>() : v.state.efer;
-    const std::uint64_t efer = (value & ~cpu::efer_lma) | (cur & cpu::efer_lma);
     if (!load && !a.shadow_paging) return fail(errc::not_supported, "EFER writes need the load-EFER entry control");
-    if (!load && !(efer & cpu::efer_nxe) != !(cur & cpu::efer_nxe) && !a.shadow_paging)
-        return fail(errc::not_supported, "EFER.NXE");
-    if (load) (void)write<field::guest_efer>(a.shadow_paging ? efer | cpu::efer_nxe : efer);
+    const std::uint64_t cur = a.shadow_paging ? a.guest_efer : read<field::guest_efer>();
+    const std::uint64_t efer = (value & ~x86::efer::lma) | (cur & x86::efer::lma);
+    if (load) (void)write<field::guest_efer>(a.shadow_paging ? shadow_real_efer(efer) : efer);
     if (a.shadow_paging) a.guest_efer = efer;
     v.state.efer = efer;
     return {};

@@ -168,8 +168,8 @@ result<vmxon_plan> plan_vmxon(std::uint32_t cpuid1_ecx, const capability_msrs& m
     c.cr4_fixed0 = m.cr4_fixed0;
     c.cr4_fixed1 = m.cr4_fixed1;
     p.cr0 = cr0_fixed(c, false).apply(cr0);
-    p.cr4 = cr4_fixed(c).apply(cr4 | cr4_vmxe);
-    if (cr0_fixed(c, false).violations(p.cr0) || cr4_fixed(c).violations(p.cr4) || !(p.cr4 & cr4_vmxe))
+    p.cr4 = cr4_fixed(c).apply(cr4 | x86::cr4::vmxe);
+    if (cr0_fixed(c, false).violations(p.cr0) || cr4_fixed(c).violations(p.cr4) || !(p.cr4 & x86::cr4::vmxe))
         return fail(errc::bad_format, "CR0/CR4 fixed-bit MSRs contradict each other or forbid CR4.VMXE");
     return p;
 }

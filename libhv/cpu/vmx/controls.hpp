@@ -4,6 +4,7 @@
 // The metal side reads the MSRs into `capability_msrs`; everything here is pure.
 #pragma once
 #include <cstdint>
+#include "libhv/arch/x86/regs.hpp"
 #include <string_view>
 #include <type_traits>
 #include "libhv/core/format.hpp"
@@ -298,11 +299,6 @@ void print(const fmt::sink& out, const report& r);
 
 // ---- CR0/CR4 fixed bits (SDM A.7, A.8) ----
 
-inline constexpr std::uint64_t cr0_pe = 1ull << 0;
-inline constexpr std::uint64_t cr0_ne = 1ull << 5;
-inline constexpr std::uint64_t cr0_pg = 1ull << 31;
-inline constexpr std::uint64_t cr4_vmxe = 1ull << 13;
-
 struct fixed_bits {
     std::uint64_t must_be1;
     std::uint64_t may_be1;
@@ -313,7 +309,7 @@ struct fixed_bits {
 // Unrestricted guest lifts the PE and PG requirements for guests only.
 constexpr fixed_bits cr0_fixed(const capabilities& c, bool unrestricted_guest) {
     std::uint64_t must = c.cr0_fixed0 & c.cr0_fixed1;
-    if (unrestricted_guest) must &= ~(cr0_pe | cr0_pg);
+    if (unrestricted_guest) must &= ~(x86::cr0::pe | x86::cr0::pg);
     return {must, c.cr0_fixed1 | c.cr0_fixed0};
 }
 constexpr fixed_bits cr4_fixed(const capabilities& c) {

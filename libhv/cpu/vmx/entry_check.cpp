@@ -27,7 +27,7 @@ constexpr bool valid_pat(std::uint64_t pat) {
     return true;
 }
 // Intel EFER: SCE, LME, LMA, NXE.
-constexpr std::uint64_t efer_reserved = ~(cpu::efer_sce | cpu::efer_lme | cpu::efer_lma | cpu::efer_nxe);
+constexpr std::uint64_t efer_reserved = ~(x86::efer::sce | x86::efer::lme | x86::efer::lma | x86::efer::nxe);
 
 struct controls_view {
     std::uint32_t pin, proc, proc2, exit, entry;
@@ -138,7 +138,7 @@ entry_verdict check_controls(const vmcs_image& v, const entry_context& cx) {
         HV_REQUIRE(t != event_type::other_event || ii.vector() == 0, field::entry_interruption_info,
                    "'other event' injection with vector other than 0", s3);
         const bool ug = c.on(proc2::unrestricted_guest);
-        const bool pe = v.get(field::guest_cr0) & cpu::cr0_pe;
+        const bool pe = v.get(field::guest_cr0) & x86::cr0::pe;
         if (t != event_type::hardware_exception || (ug && !pe))
             HV_REQUIRE(!ii.error_code_valid(), field::entry_interruption_info,
                        "deliver-error-code set for an event that takes none (not an exception, or real mode)", s3);
@@ -180,13 +180,13 @@ entry_verdict check_host(const vmcs_image& v, const entry_context& cx) {
     if (c.on(exit_ctl::load_efer)) {
         const std::uint64_t efer = v.get(field::host_efer);
         HV_REQUIRE(!(efer & efer_reserved), field::host_efer, "host EFER reserved bits set", s2);
-        HV_REQUIRE(bool(efer & cpu::efer_lma) == host64 && bool(efer & cpu::efer_lme) == host64, field::host_efer,
+        HV_REQUIRE(bool(efer & x86::efer::lma) == host64 && bool(efer & x86::efer::lme) == host64, field::host_efer,
                    "host EFER.LMA/LME differ from host address-space size", s2);
     }
     // libhv's host always runs in IA-32e mode.
     constexpr const char* s4 = "26.2.4";
     HV_REQUIRE(host64, field::exit_controls, "host address-space size is 0 on a 64-bit host", s4);
-    HV_REQUIRE(v.get(field::host_cr4) & cpu::cr4_pae, field::host_cr4, "host CR4.PAE is 0 on a 64-bit host", s4);
+    HV_REQUIRE(v.get(field::host_cr4) & x86::cr4::pae, field::host_cr4, "host CR4.PAE is 0 on a 64-bit host", s4);
     HV_REQUIRE(canonical(v.get(field::host_rip)), field::host_rip, "host RIP not canonical", s4);
 
     constexpr const char* s3 = "26.2.3";
@@ -241,7 +241,7 @@ entry_verdict check_guest(const vmcs_image& v, const entry_context& cx) {
 
     constexpr const char* s1 = "26.3.1.1";
     HV_REQUIRE(!cr0_fixed(caps, ug).violations(cr0), field::guest_cr0, "guest CR0 breaks IA32_VMX_CR0_FIXED0/1", s1);
-    HV_REQUIRE(!(cr0 & cpu::cr0_pg) || (cr0 & cpu::cr0_pe), field::guest_cr0, "guest CR0.PG set without CR0.PE", s1);
+    HV_REQUIRE(!(cr0 & x86::cr0::pg) || (cr0 & x86::cr0::pe), field::guest_cr0, "guest CR0.PG set without CR0.PE", s1);
     HV_REQUIRE(!cr4_fixed(caps).violations(cr4), field::guest_cr4, "guest CR4 breaks IA32_VMX_CR4_FIXED0/1", s1);
     if (c.on(entry_ctl::load_debug_controls)) {
         HV_REQUIRE((v.get(field::guest_debugctl) & ~0xffc3ull) == 0, field::guest_debugctl,
@@ -249,10 +249,10 @@ entry_verdict check_guest(const vmcs_image& v, const entry_context& cx) {
         HV_REQUIRE((v.get(field::guest_dr7) >> 32) == 0, field::guest_dr7, "guest DR7 bits 63:32 set", s1);
     }
     if (ia32e) {
-        HV_REQUIRE(cr0 & cpu::cr0_pg, field::guest_cr0, "IA-32e mode guest with CR0.PG = 0", s1);
-        HV_REQUIRE(cr4 & cpu::cr4_pae, field::guest_cr4, "IA-32e mode guest with CR4.PAE = 0", s1);
+        HV_REQUIRE(cr0 & x86::cr0::pg, field::guest_cr0, "IA-32e mode guest with CR0.PG = 0", s1);
+        HV_REQUIRE(cr4 & x86::cr4::pae, field::guest_cr4, "IA-32e mode guest with CR4.PAE = 0", s1);
     } else {
-        HV_REQUIRE(!(cr4 & cpu::cr4_pcide), field::guest_cr4, "CR4.PCIDE set outside IA-32e mode", s1);
+        HV_REQUIRE(!(cr4 & x86::cr4::pcide), field::guest_cr4, "CR4.PCIDE set outside IA-32e mode", s1);
     }
     HV_REQUIRE(fits(v.get(field::guest_cr3), cx.maxphyaddr), field::guest_cr3, "guest CR3 beyond MAXPHYADDR", s1);
     HV_REQUIRE(canonical(v.get(field::guest_sysenter_esp)), field::guest_sysenter_esp, "guest SYSENTER_ESP not canonical", s1);
@@ -262,15 +262,15 @@ entry_verdict check_guest(const vmcs_image& v, const entry_context& cx) {
     if (c.on(entry_ctl::load_efer)) {
         const std::uint64_t efer = v.get(field::guest_efer);
         HV_REQUIRE(!(efer & efer_reserved), field::guest_efer, "guest EFER reserved bits set", s1);
-        HV_REQUIRE(bool(efer & cpu::efer_lma) == ia32e, field::guest_efer,
+        HV_REQUIRE(bool(efer & x86::efer::lma) == ia32e, field::guest_efer,
                    "guest EFER.LMA differs from the IA-32e mode guest control", s1);
-        if (cr0 & cpu::cr0_pg)
-            HV_REQUIRE(bool(efer & cpu::efer_lme) == ia32e, field::guest_efer,
+        if (cr0 & x86::cr0::pg)
+            HV_REQUIRE(bool(efer & x86::efer::lme) == ia32e, field::guest_efer,
                        "guest EFER.LME differs from the IA-32e mode guest control while paging", s1);
     }
 
     constexpr const char* s2 = "26.3.1.2";
-    const bool v86 = rflags & cpu::rflags_vm;
+    const bool v86 = rflags & x86::rflags::vm;
     auto sel = [&](seg s) { return v.get(sf(s).sel); };
     auto base = [&](seg s) { return v.get(sf(s).base); };
     auto lim = [&](seg s) { return v.get(sf(s).limit); };
@@ -321,7 +321,7 @@ entry_verdict check_guest(const vmcs_image& v, const entry_context& cx) {
             HV_REQUIRE(granularity_ok(lim(seg::ss), ss), sf(seg::ss).ar, "SS granularity does not fit its limit", s2);
         }
         if (!ug) HV_REQUIRE(cpu::ar::dpl_of(ss) == (sel(seg::ss) & 3), sf(seg::ss).ar, "SS DPL differs from SS.RPL", s2);
-        if (cs_type == 3 || !(cr0 & cpu::cr0_pe))
+        if (cs_type == 3 || !(cr0 & x86::cr0::pe))
             HV_REQUIRE(cpu::ar::dpl_of(ss) == 0, sf(seg::ss).ar, "SS DPL not 0 in real mode or with data-type CS", s2);
 
         for (seg s : {seg::ds, seg::es, seg::fs, seg::gs}) {
@@ -368,12 +368,12 @@ entry_verdict check_guest(const vmcs_image& v, const entry_context& cx) {
     if (!long_cs) HV_REQUIRE((rip >> 32) == 0, field::guest_rip, "RIP bits 63:32 set outside 64-bit mode", s4);
     else HV_REQUIRE(canonical(rip, (cr4 & (1ull << 12)) ? 57 : 48), field::guest_rip, "RIP not canonical in 64-bit mode", s4);
     HV_REQUIRE((rflags & ~0x3f7fd7ull) == 0, field::guest_rflags, "RFLAGS reserved bits set", s4);
-    HV_REQUIRE(rflags & cpu::rflags_fixed1, field::guest_rflags, "RFLAGS bit 1 clear", s4);
-    if (ia32e || !(cr0 & cpu::cr0_pe))
+    HV_REQUIRE(rflags & x86::rflags::fixed1, field::guest_rflags, "RFLAGS bit 1 clear", s4);
+    if (ia32e || !(cr0 & x86::cr0::pe))
         HV_REQUIRE(!v86, field::guest_rflags, "RFLAGS.VM set in IA-32e mode or real mode", s4);
     const interruption_info ii{static_cast<std::uint32_t>(v.get(field::entry_interruption_info))};
     if (ii.valid() && ii.type() == event_type::external_interrupt)
-        HV_REQUIRE(rflags & cpu::rflags_if, field::guest_rflags, "external interrupt injected with RFLAGS.IF = 0", s4);
+        HV_REQUIRE(rflags & x86::rflags::if_, field::guest_rflags, "external interrupt injected with RFLAGS.IF = 0", s4);
 
     constexpr const char* s5 = "26.3.1.5";
     const std::uint64_t act = v.get(field::guest_activity_state);
@@ -395,7 +395,7 @@ entry_verdict check_guest(const vmcs_image& v, const entry_context& cx) {
     }
     HV_REQUIRE((intr & ~0x1full) == 0, field::guest_interruptibility, "interruptibility reserved bits set", s5);
     HV_REQUIRE((intr & 3) != 3, field::guest_interruptibility, "blocking by STI and by MOV SS together", s5);
-    if (!(rflags & cpu::rflags_if))
+    if (!(rflags & x86::rflags::if_))
         HV_REQUIRE(!(intr & 1), field::guest_interruptibility, "blocking by STI with RFLAGS.IF = 0", s5);
     if (ii.valid() && ii.type() == event_type::external_interrupt)
         HV_REQUIRE(!(intr & 3), field::guest_interruptibility, "external interrupt injected during STI/MOV SS blocking", s5);
@@ -418,7 +418,7 @@ entry_verdict check_guest(const vmcs_image& v, const entry_context& cx) {
                "VMCS link pointer is not FFFFFFFF_FFFFFFFF (libhv uses no shadow VMCS)", s5);
 
     constexpr const char* s6 = "26.3.1.6";
-    if ((cr0 & cpu::cr0_pg) && (cr4 & cpu::cr4_pae) && !ia32e && c.on(proc2::ept)) {
+    if ((cr0 & x86::cr0::pg) && (cr4 & x86::cr4::pae) && !ia32e && c.on(proc2::ept)) {
         for (field f : {field::guest_pdpte0, field::guest_pdpte1, field::guest_pdpte2, field::guest_pdpte3}) {
             const std::uint64_t e = v.get(f);
             if (!(e & 1)) continue;

@@ -93,7 +93,7 @@ void put_guest(vmcs_image& v, const cpu::guest_state& g, const capabilities& cap
     v.set(field::vmcs_link_pointer, ~0ull);
 
     auto entry = static_cast<std::uint32_t>(v.get(field::entry_controls));
-    if (g.efer & cpu::efer_lma) entry |= bits(entry_ctl::ia32e_mode_guest);
+    if (g.efer & x86::efer::lma) entry |= bits(entry_ctl::ia32e_mode_guest);
     else entry &= ~bits(entry_ctl::ia32e_mode_guest);
     v.set(field::entry_controls, entry);
     if (entry & bits(entry_ctl::load_efer)) v.set(field::guest_efer, g.efer);

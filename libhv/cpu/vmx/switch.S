@@ -43,12 +43,9 @@ hv_vmx_enter:
     .globl hv_vmx_exit
     .type hv_vmx_exit, @function
 hv_vmx_exit:
-    push %rax
-    mov 8(%rsp), %rax
+    xchg %rax, (%rsp)           /* RAX = regs; the guest's RAX takes its stack slot */
     store_guest_gprs_but_rax %rax
-    pop %rcx
-    mov %rcx, 0x00(%rax)
-    pop %rdi
+    popq 0x00(%rax)
     pop %r15
     pop %r14
     pop %r13

@@ -148,14 +148,14 @@ TEST_CASE("controls: CR0/CR4 fixed bits, unrestricted guest relaxing PE and PG")
     auto c = decode(bochs::skylake_x);
     auto strict = cr0_fixed(c, false);
     auto ug = cr0_fixed(c, true);
-    CHECK(strict.violations(0) == (cr0_pe | cr0_ne | cr0_pg));
-    CHECK(ug.violations(0) == cr0_ne);
-    CHECK(ug.apply(0) == cr0_ne);
-    CHECK(strict.apply(0x10) == (0x10 | cr0_pe | cr0_ne | cr0_pg));
+    CHECK(strict.violations(0) == (hv::x86::cr0::pe | hv::x86::cr0::ne | hv::x86::cr0::pg));
+    CHECK(ug.violations(0) == hv::x86::cr0::ne);
+    CHECK(ug.apply(0) == hv::x86::cr0::ne);
+    CHECK(strict.apply(0x10) == (0x10 | hv::x86::cr0::pe | hv::x86::cr0::ne | hv::x86::cr0::pg));
     auto cr4 = cr4_fixed(c);
-    CHECK(cr4.violations(0) == cr4_vmxe);
-    CHECK(cr4.violations(cr4_vmxe | (1ull << 23)) == (1ull << 23));  // CET is beyond Bochs' fixed1
-    CHECK(cr4.apply(1ull << 23) == cr4_vmxe);
+    CHECK(cr4.violations(0) == hv::x86::cr4::vmxe);
+    CHECK(cr4.violations(hv::x86::cr4::vmxe | (1ull << 23)) == (1ull << 23));  // CET is beyond Bochs' fixed1
+    CHECK(cr4.apply(1ull << 23) == hv::x86::cr4::vmxe);
 }
 
 TEST_CASE("controls: VMXON plan from Bochs values and feature-control states") {
@@ -165,8 +165,8 @@ TEST_CASE("controls: VMXON plan from Bochs values and feature-control states") {
     CHECK(p->revision == (bochs::skylake_x.basic & 0x7fffffff));
     CHECK(p->region_size == 4096);
     CHECK_FALSE(p->write_feature_control);
-    CHECK(p->cr0 == (cr0 | cr0_ne));
-    CHECK(p->cr4 == (cr4 | cr4_vmxe));
+    CHECK(p->cr0 == (cr0 | hv::x86::cr0::ne));
+    CHECK(p->cr4 == (cr4 | hv::x86::cr4::vmxe));
 
     auto m = bochs::skylake_x;
     m.feature_control = 0;

@@ -88,11 +88,11 @@ TEST_CASE("entry check: libhv's images for 64-bit, 32-bit and real-mode guests p
     CHECK((p.v.get(field::entry_controls) & bits(entry_ctl::ia32e_mode_guest)) == 0);
     fixture r(guest_mode::real);
     // The real-mode guest runs with CR0.NE forced but reads its own CR0 through the shadow.
-    CHECK(r.v.get(field::guest_cr0) == (hv::cpu::cr0_et | hv::cpu::cr0_ne));
-    CHECK(r.v.get(field::cr0_read_shadow) == hv::cpu::cr0_et);
-    CHECK((r.v.get(field::cr0_guest_host_mask) & hv::cpu::cr0_ne) != 0);
-    CHECK((r.v.get(field::cr0_guest_host_mask) & hv::cpu::cr0_pe) == 0);  // unrestricted: the guest owns PE
-    CHECK((r.v.get(field::cr4_guest_host_mask) & cr4_vmxe) != 0);
+    CHECK(r.v.get(field::guest_cr0) == (hv::x86::cr0::et | hv::x86::cr0::ne));
+    CHECK(r.v.get(field::cr0_read_shadow) == hv::x86::cr0::et);
+    CHECK((r.v.get(field::cr0_guest_host_mask) & hv::x86::cr0::ne) != 0);
+    CHECK((r.v.get(field::cr0_guest_host_mask) & hv::x86::cr0::pe) == 0);  // unrestricted: the guest owns PE
+    CHECK((r.v.get(field::cr4_guest_host_mask) & hv::x86::cr4::vmxe) != 0);
     CHECK(r.v.get(field::cr4_read_shadow) == 0);
     CHECK(r.v.get(field::guest_cs_selector) == 0);
     CHECK(r.v.get(field::guest_rip) == 0x7c00);
@@ -139,16 +139,16 @@ TEST_CASE("entry check: each broken field is named with its rule") {
         {"host SS with RPL 3", guest_mode::long64, [](auto& v) { v.set(field::host_ss_selector, 0x13); }, field::host_ss_selector, "RPL", "26.2.3"},
         {"host GS base non-canonical", guest_mode::long64, [](auto& v) { v.set(field::host_gs_base, 0x1234567812345678); }, field::host_gs_base, "canonical", "26.2.3"},
         // 26.3.1 guest
-        {"guest CR0.NE clear", guest_mode::long64, [](auto& v) { v.set(field::guest_cr0, v.get(field::guest_cr0) & ~hv::cpu::cr0_ne); }, field::guest_cr0, "FIXED", "26.3.1.1"},
-        {"guest CR0 PG without PE", guest_mode::real, [](auto& v) { v.set(field::guest_cr0, v.get(field::guest_cr0) | hv::cpu::cr0_pg); }, field::guest_cr0, "PG set without", "26.3.1.1"},
-        {"IA-32e guest without PAE", guest_mode::long64, [](auto& v) { v.set(field::guest_cr4, v.get(field::guest_cr4) & ~hv::cpu::cr4_pae); }, field::guest_cr4, "PAE", "26.3.1.1"},
-        {"PCIDE in a 32-bit guest", guest_mode::protected32, [](auto& v) { v.set(field::guest_cr4, v.get(field::guest_cr4) | hv::cpu::cr4_pcide); }, field::guest_cr4, "PCIDE", "26.3.1.1"},
-        {"guest EFER.LMA without IA-32e entry", guest_mode::protected32, [](auto& v) { v.set(field::guest_efer, hv::cpu::efer_lma | hv::cpu::efer_lme); }, field::guest_efer, "LMA", "26.3.1.1"},
+        {"guest CR0.NE clear", guest_mode::long64, [](auto& v) { v.set(field::guest_cr0, v.get(field::guest_cr0) & ~hv::x86::cr0::ne); }, field::guest_cr0, "FIXED", "26.3.1.1"},
+        {"guest CR0 PG without PE", guest_mode::real, [](auto& v) { v.set(field::guest_cr0, v.get(field::guest_cr0) | hv::x86::cr0::pg); }, field::guest_cr0, "PG set without", "26.3.1.1"},
+        {"IA-32e guest without PAE", guest_mode::long64, [](auto& v) { v.set(field::guest_cr4, v.get(field::guest_cr4) & ~hv::x86::cr4::pae); }, field::guest_cr4, "PAE", "26.3.1.1"},
+        {"PCIDE in a 32-bit guest", guest_mode::protected32, [](auto& v) { v.set(field::guest_cr4, v.get(field::guest_cr4) | hv::x86::cr4::pcide); }, field::guest_cr4, "PCIDE", "26.3.1.1"},
+        {"guest EFER.LMA without IA-32e entry", guest_mode::protected32, [](auto& v) { v.set(field::guest_efer, hv::x86::efer::lma | hv::x86::efer::lme); }, field::guest_efer, "LMA", "26.3.1.1"},
         {"guest EFER reserved bit", guest_mode::long64, [](auto& v) { v.set(field::guest_efer, v.get(field::guest_efer) | 2); }, field::guest_efer, "reserved", "26.3.1.1"},
         {"guest CR3 beyond MAXPHYADDR", guest_mode::long64, [](auto& v) { v.set(field::guest_cr3, 1ull << 45); }, field::guest_cr3, "MAXPHYADDR", "26.3.1.1"},
         {"TR with TI", guest_mode::long64, [](auto& v) { v.set(field::guest_tr_selector, 0x1c); }, field::guest_tr_selector, "TI", "26.3.1.2"},
         {"SS DPL 3 with a data-type CS (unrestricted guest)", guest_mode::real, [](auto& v) { v.set(field::guest_cs_ar, (v.get(field::guest_cs_ar) & ~0xfull) | 3); v.set(field::guest_ss_ar, v.get(field::guest_ss_ar) | hv::cpu::ar::dpl(3)); }, field::guest_ss_ar, "SS DPL not 0", "26.3.1.2"},
-        {"CS data type in protected mode without UG", guest_mode::protected32, [](auto& v) { v.set(field::proc2_controls, v.get(field::proc2_controls) & ~bits(proc2::unrestricted_guest)); v.set(field::guest_cr0, v.get(field::guest_cr0) | hv::cpu::cr0_pg); v.set(field::guest_cs_ar, (v.get(field::guest_cs_ar) & ~0xfull) | 3); }, field::guest_cs_ar, "CS type", "26.3.1.2"},
+        {"CS data type in protected mode without UG", guest_mode::protected32, [](auto& v) { v.set(field::proc2_controls, v.get(field::proc2_controls) & ~bits(proc2::unrestricted_guest)); v.set(field::guest_cr0, v.get(field::guest_cr0) | hv::x86::cr0::pg); v.set(field::guest_cs_ar, (v.get(field::guest_cs_ar) & ~0xfull) | 3); }, field::guest_cs_ar, "CS type", "26.3.1.2"},
         {"CS not present", guest_mode::long64, [](auto& v) { v.set(field::guest_cs_ar, v.get(field::guest_cs_ar) & ~hv::cpu::ar::p); }, field::guest_cs_ar, "present", "26.3.1.2"},
         {"64-bit CS with D set", guest_mode::long64, [](auto& v) { v.set(field::guest_cs_ar, v.get(field::guest_cs_ar) | hv::cpu::ar::db); }, field::guest_cs_ar, "D/B", "26.3.1.2"},
         {"CS G clear with 4 GiB limit", guest_mode::protected32, [](auto& v) { v.set(field::guest_cs_ar, v.get(field::guest_cs_ar) & ~hv::cpu::ar::g); }, field::guest_cs_ar, "granularity", "26.3.1.2"},
@@ -178,7 +178,7 @@ TEST_CASE("entry check: each broken field is named with its rule") {
         {"pending debug reserved bit", guest_mode::long64, [](auto& v) { v.set(field::guest_pending_dbg_exceptions, 0x10); }, field::guest_pending_dbg_exceptions, "reserved", "26.3.1.5"},
         {"halted with TF but no pending BS", guest_mode::long64, [](auto& v) { v.set(field::guest_rflags, 0x102); v.set(field::guest_activity_state, 1); }, field::guest_pending_dbg_exceptions, "BS", "26.3.1.5"},
         {"VMCS link pointer 0", guest_mode::long64, [](auto& v) { v.set(field::vmcs_link_pointer, 0); }, field::vmcs_link_pointer, "link pointer", "26.3.1.5"},
-        {"PAE PDPTE with reserved bits", guest_mode::protected32, [](auto& v) { v.set(field::guest_cr0, v.get(field::guest_cr0) | hv::cpu::cr0_pg); v.set(field::guest_cr4, v.get(field::guest_cr4) | hv::cpu::cr4_pae); v.set(field::guest_pdpte2, 0x5000 | 1 | 1 << 5); }, field::guest_pdpte2, "PDPTE", "26.3.1.6"},
+        {"PAE PDPTE with reserved bits", guest_mode::protected32, [](auto& v) { v.set(field::guest_cr0, v.get(field::guest_cr0) | hv::x86::cr0::pg); v.set(field::guest_cr4, v.get(field::guest_cr4) | hv::x86::cr4::pae); v.set(field::guest_pdpte2, 0x5000 | 1 | 1 << 5); }, field::guest_pdpte2, "PDPTE", "26.3.1.6"},
     };
     for (auto& c : cases) {
         fixture f(c.mode);

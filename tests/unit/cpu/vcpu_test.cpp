@@ -37,7 +37,8 @@ hv::status fake_prepare(vcpu& v) {
     return {};
 }
 
-void fake_enter(vcpu& v, const event_queue::decision& d, exit_info& e) {
+void fake_enter(vcpu& v, const event_queue::decision* pending, exit_info& e) {
+    const event_queue::decision d = pending ? *pending : event_queue::decision{};
     auto* a = static_cast<fake_arch*>(v.arch());
     if (v.take_dirty()) ++a->syncs;
     a->trace->push_back("v" + std::to_string(v.id()) + " enter" + ev_text(d.inject) + (d.irq_window ? " irq-window" : "") +
@@ -56,7 +57,7 @@ void fake_enter(vcpu& v, const event_queue::decision& d, exit_info& e) {
     if (s.reason == exit_reason::hypercall) e.hypercall.nr = s.rax;
 }
 
-bool fake_open(const vcpu& v) { return v.state.rflags & rflags_if; }
+bool fake_open(const vcpu& v) { return v.state.rflags & hv::x86::rflags::if_; }
 hv::result<std::uint8_t> fake_length(vcpu& v) {
     if (v.state.rip == 0xbad) return hv::fail(hv::errc::not_supported, "opcode outside the set intercepted without NRIPS");
     return std::uint8_t{7};
@@ -64,7 +65,7 @@ hv::result<std::uint8_t> fake_length(vcpu& v) {
 
 std::uint64_t fake_read_cr(vcpu& v, unsigned cr) { return cr == 0 ? v.state.cr0 : v.state.cr4; }
 hv::status fake_write_cr(vcpu& v, unsigned cr, std::uint64_t value) {
-    if (cr == 0 && (value & cr0_pg) && !(value & cr0_pe)) return hv::fail(hv::errc::invalid_argument, "PG without PE");
+    if (cr == 0 && (value & hv::x86::cr0::pg) && !(value & hv::x86::cr0::pe)) return hv::fail(hv::errc::invalid_argument, "PG without PE");
     (cr == 0 ? v.state.cr0 : v.state.cr4) = value;
     return {};
 }
@@ -161,6 +162,7 @@ TEST_CASE("event queue: priorities, windows and #DF escalation") {
     CHECK_FALSE(q.triple_fault());
     q.raise_exception(6);
     CHECK(q.triple_fault());
+    CHECK_FALSE(q.empty());  // the run loop's one flag sends a triple fault down the slow path
 }
 
 TEST_CASE("vcpu: dispatch, skip, HLT woken by an interrupt injected from idle") {
@@ -300,6 +302,22 @@ TEST_CASE("vcpu: an exit budget ends a runaway guest") {
     CHECK(v.log.total() == 10);
 }
 
+TEST_CASE("vcpu: an exit budget set after some exits counts from the start") {
+    harness h;
+    std::vector<step> loop(50, step{exit_reason::cpuid, 2});
+    vcpu& v = h.add(loop);
+    int seen = 0;
+    static int* seen_p = nullptr;
+    seen_p = &seen;
+    v.on(exit_reason::cpuid, [](vcpu& x, const exit_info&) {
+        x.skip();
+        if (++*seen_p == 4) x.set_exit_budget(6);  // 4 exits so far: 2 more
+    });
+    h.sched.run();
+    CHECK(v.status() == vcpu_status::failed);
+    CHECK(v.log.total() == 6);
+}
+
 TEST_CASE("vcpu: skip() marks RIP (and a dropped STI shadow) dirty for the backend") {
     harness h;
     vcpu& v = h.add({{exit_reason::cpuid, 2}, {exit_reason::hypercall, 3}});
@@ -413,10 +431,10 @@ TEST_CASE("vcpu: the default CR handler emulates MOV to CR0/CR4, CLTS and LMSW; 
     // Called directly, outside the loop: skip() takes the length from the fake decoder (7).
     harness h;
     vcpu& v = h.add({});
-    v.state.cr0 = cr0_pe | cr0_et | (1u << 3);  // TS set
-    v.state.regs.rbx = cr0_pe | cr0_et | cr0_ne | (1u << 3);
+    v.state.cr0 = hv::x86::cr0::pe | hv::x86::cr0::et | (1u << 3);  // TS set
+    v.state.regs.rbx = hv::x86::cr0::pe | hv::x86::cr0::et | hv::x86::cr0::ne | (1u << 3);
     default_handler::cr_access(v, cr_exit(0, cr_op::write, 3));
-    CHECK(v.state.cr0 == (cr0_pe | cr0_et | cr0_ne | (1u << 3)));
+    CHECK(v.state.cr0 == (hv::x86::cr0::pe | hv::x86::cr0::et | hv::x86::cr0::ne | (1u << 3)));
     CHECK(v.state.rip == 0x1000 + 7);
     default_handler::cr_access(v, cr_exit(0, cr_op::clts, 0));
     CHECK((v.state.cr0 & (1u << 3)) == 0);
@@ -427,7 +445,7 @@ TEST_CASE("vcpu: the default CR handler emulates MOV to CR0/CR4, CLTS and LMSW; 
     CHECK(v.state.cr4 == (1ull << 5));
     CHECK(v.state.rip == 0x1000 + 4 * 7);
 
-    v.state.regs.rax = cr0_pg;  // PG without PE: #GP(0), RIP stays
+    v.state.regs.rax = hv::x86::cr0::pg;  // PG without PE: #GP(0), RIP stays
     default_handler::cr_access(v, cr_exit(0, cr_op::write, 0));
     CHECK(v.state.rip == 0x1000 + 4 * 7);
     auto d = v.events.next(true, false);

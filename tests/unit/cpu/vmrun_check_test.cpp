@@ -53,7 +53,7 @@ TEST_CASE("vmrun check: libhv's VMCBs for every mode pass, and state round-trips
         }
     }
     auto l = make(guest_mode::long64);
-    CHECK((l->state.efer & efer_svme) != 0);
+    CHECK((l->state.efer & hv::x86::efer::svme) != 0);
     CHECK(l->state.cs.attrib == 0xa9b);
     CHECK(l->state.cpl == 0);
     CHECK(l->state.ldtr.attrib == 0);  // unusable -> not present
@@ -71,17 +71,17 @@ TEST_CASE("vmrun check: each illegal state is named") {
         const char* rule_part;
     };
     const breakage cases[] = {
-        {"SVME clear", guest_mode::long64, [](vmcb& v) { v.state.efer &= ~efer_svme; }, "state.efer", "SVME"},
+        {"SVME clear", guest_mode::long64, [](vmcb& v) { v.state.efer &= ~hv::x86::efer::svme; }, "state.efer", "SVME"},
         {"EFER MBZ bit", guest_mode::long64, [](vmcb& v) { v.state.efer |= 1ull << 40; }, "state.efer", "MBZ"},
-        {"NW without CD", guest_mode::protected32, [](vmcb& v) { v.state.cr0 |= hv::cpu::cr0_nw; }, "state.cr0", "CR0.NW"},
+        {"NW without CD", guest_mode::protected32, [](vmcb& v) { v.state.cr0 |= hv::x86::cr0::nw; }, "state.cr0", "CR0.NW"},
         {"CR0 high bits", guest_mode::protected32, [](vmcb& v) { v.state.cr0 |= 1ull << 40; }, "state.cr0", "63:32"},
         {"CR3 beyond MAXPHYADDR", guest_mode::long64, [](vmcb& v) { v.state.cr3 = 1ull << 50; }, "state.cr3", "CR3"},
         {"CR4.VMXE on AMD", guest_mode::long64, [](vmcb& v) { v.state.cr4 |= 1ull << 13; }, "state.cr4", "MBZ"},
         {"DR7 high bits", guest_mode::long64, [](vmcb& v) { v.state.dr7 |= 1ull << 32; }, "state.dr7", "DR7"},
-        {"long mode without PAE", guest_mode::long64, [](vmcb& v) { v.state.cr4 &= ~hv::cpu::cr4_pae; }, "state.cr4", "PAE"},
-        {"long mode without PE", guest_mode::long64, [](vmcb& v) { v.state.cr0 &= ~hv::cpu::cr0_pe; }, "state.cr0", "PE"},
+        {"long mode without PAE", guest_mode::long64, [](vmcb& v) { v.state.cr4 &= ~hv::x86::cr4::pae; }, "state.cr4", "PAE"},
+        {"long mode without PE", guest_mode::long64, [](vmcb& v) { v.state.cr0 &= ~hv::x86::cr0::pe; }, "state.cr0", "PE"},
         {"CS.L and CS.D", guest_mode::long64, [](vmcb& v) { v.state.cs.attrib |= 0x400; }, "state.cs", "CS.L"},
-        {"LMA without paging", guest_mode::real, [](vmcb& v) { v.state.efer |= hv::cpu::efer_lma; }, "state.efer", "LMA"},
+        {"LMA without paging", guest_mode::real, [](vmcb& v) { v.state.efer |= hv::x86::efer::lma; }, "state.efer", "LMA"},
         {"VMRUN not intercepted", guest_mode::long64, [](vmcb& v) { v.control.intercepts4 = 0; }, "control.intercepts4", "VMRUN"},
         {"MSRPM unaligned", guest_mode::long64, [](vmcb& v) { v.control.msrpm_base_pa = 0x10010; }, "control.msrpm_base_pa", "MSR"},
         {"IOPM beyond MAXPHYADDR", guest_mode::long64, [](vmcb& v) { v.control.iopm_base_pa = (1ull << 40) - 0x1000; }, "control.iopm_base_pa", "I/O"},

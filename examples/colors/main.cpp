@@ -1,0 +1,9 @@
+// One image per policy (meson defines HV_POLICY, e.g. "pvh"): boots the `guest` module
+// under that policy and tells the guest which color to expect. hvimage --policy=NAME
+// picks colors-NAME.elf and, without --guest, packs color-guest.elf (guest.cpp).
+#include "libhv/rt/runtime.hpp"
+#include "libhv/vm/run.hpp"
+
+HV_PROGRAM(colors, "colors", "boot the `guest` module under this image's policy (" HV_POLICY ")") {
+    return hv::vm::run_guest(hv::vm::preset<HV_POLICY>(), ctx, {.tell_color = true});
+}

@@ -1,0 +1,219 @@
+// Image "hvm": boots the module named `guest` in an HVM guest with the full emulated PC
+// (libhv/dev through vm::hvm_devices) on VMX or SVM, every vCPU a fiber on this CPU.
+// The run's result is the guest's: PASS only when it writes libhv's pass value to 0xf4.
+//
+//   hvimage --kernel hvm.elf --guest KERNEL --guest-cmdline "run=..." --cmdline "run=hvm.boot ..."
+//   options on libhv's command line:
+//     vcpus=N        1..8 (default 1); APs wait for INIT/SIPI
+//     use=pvh|mb1|mb2|linux   the loader protocol (default: the loader's preference)
+//     guest-ram=MiB  default 64
+//     realmode=1     first run a boot-sector-style blob at 0x7c00 in real mode
+//                    (string I/O to COM1, exit through 0xf4) in a guest of its own
+//     bzimage=NAME   then boot the boot module NAME as a Linux bzImage (1 vCPU), e.g. bzhello.bin
+//     endings=1      then boot the kernel twice more, 1 vCPU each: run=dev.poweroff must
+//                    end in ACPI S5, run=dev.reset in a reset (8042 pulse)
+#include <new>
+#include "libhv/arch/x86/cpu.hpp"
+#include "libhv/core/cmdline.hpp"
+#include "libhv/rt/console.hpp"
+#include "libhv/rt/runtime.hpp"
+#include "libhv/vm/boot.hpp"
+#include "libhv/vm/debug_ports.hpp"
+#include "libhv/vm/hvm_devices.hpp"
+
+// The real-mode blob: CS = DS = 0, IP = 0x7c00. REP OUTSB of its message, then 0x31 to 0xf4.
+asm(R"(
+    .section .rodata
+    .code16
+    .globl hvm_realmode_blob, hvm_realmode_blob_end
+hvm_realmode_blob:
+    cld
+    mov $0x3f8, %dx
+    mov $(hvm_realmode_msg - hvm_realmode_blob + 0x7c00), %si
+    mov $(hvm_realmode_msg_end - hvm_realmode_msg), %cx
+    rep outsb
+    mov $0xf4, %dx
+    mov $0x31, %al
+    out %al, %dx
+1:  hlt
+    jmp 1b
+hvm_realmode_msg:
+    .ascii "real mode: hello from 0x7c00 through REP OUTSB\n"
+hvm_realmode_msg_end:
+hvm_realmode_blob_end:
+    .code64
+    .text
+)");
+extern "C" const char hvm_realmode_blob[], hvm_realmode_blob_end[];
+
+namespace {
+
+using namespace hv;
+
+void* alloc_pages(std::size_t n) { return rt::alloc_zeroed_pages(n); }
+
+constexpr std::uint64_t guest_tsc_hz = 1000000000;   // what the guests are told (CPUID 0x40000010)
+constexpr std::uint64_t rtc_start = 1767225600;      // 2026-01-01 00:00:00 UTC at guest tick 0
+
+vm::physical_cpu this_cpu;
+vm::tsc_clock guest_clock{guest_tsc_hz};
+
+// One guest with its own PC.
+struct hvm_vm {
+    vm::zeroed_frames frames;
+    vm::host_memory host;
+    vm::guest g;
+    dev::machine m;
+    vm::hvm_devices hvm;
+    hvm_vm(mem::page_allocator& pages, const dev::machine_config& mc, const char* prefix)
+        : frames{pages}, host{mmu::page_allocator_ref::to(frames)}, g{host}, m{mc, guest_clock},
+          hvm{g, m, {&console::sink(), prefix}} {}
+};
+constexpr unsigned max_vms = 6;
+alignas(hvm_vm) std::byte vm_storage[max_vms][sizeof(hvm_vm)];
+unsigned vms_used = 0;
+std::uint16_t next_tag = 1;  // VPIDs/ASIDs: distinct per guest, few (QEMU offers 16 ASIDs)
+
+result<hvm_vm*> new_vm(mem::page_allocator& pages, unsigned vcpus, std::uint64_t ram, const char* prefix) {
+    if (vms_used == max_vms) return fail(errc::no_memory, "too many guests");
+    dev::machine_config mc = dev::machine_config::pc(vcpus, ram);
+    mc.rtc_unix_time = rtc_start;
+    auto* x = new (vm_storage[vms_used]) hvm_vm{pages, mc, prefix};
+    vm::config cfg;
+    cfg.vcpus = vcpus;
+    cfg.first_tag = next_tag;
+    next_tag = static_cast<std::uint16_t>(next_tag + vcpus);
+    ++vms_used;
+    HV_TRY(x->g.init(this_cpu, cfg, alloc_pages));
+    HV_TRY(vm::add_pc_ram(x->g, ram));
+    HV_TRY(x->hvm.attach());
+    return x;
+}
+
+const char* name_of(dev::event_kind k) {
+    switch (k) {
+    case dev::event_kind::debug_exit: return "debug exit";
+    case dev::event_kind::power_off: return "ACPI power-off";
+    case dev::event_kind::reset: return "reset";
+    case dev::event_kind::none: break;
+    }
+    return "no machine event";
+}
+
+// Starts the guest, runs it to its end and judges the end against `expected`.
+status run(hvm_vm& x, const char* what, dev::event_kind expected) {
+    vm::guest& g = x.g;
+    HV_TRY(x.hvm.start());
+    for (unsigned i = 0; i < g.vcpu_count(); ++i) g.vcpu(i).report_failures_to(&console::sink());
+    cpu::scheduler s;
+    HV_TRY(g.schedule_on(s));
+    x.hvm.run(s);
+    for (unsigned i = 0; i < g.vcpu_count(); ++i) {
+        cpu::vcpu& v = g.vcpu(i);
+        println("hvm: {} vCPU {}: {} ({}), {} exits", what, i, cpu::name(v.status()), v.why() ? v.why() : "-",
+                v.log.total());
+    }
+    const dev::attach_stats& st = x.hvm.wiring().stats();
+    println("hvm: {} devices: {} port, {} MMIO, {} MSR, {} CPUID accesses; {} interrupts injected; {} INIT, {} SIPI; "
+            "{} idle waits",
+            what, st.io, st.mmio, st.msr, st.cpuid, st.injected, st.inits, st.sipis, st.idle_waits);
+    const dev::run_outcome o = x.hvm.outcome();
+    if (o.kind == dev::event_kind::debug_exit) println("hvm: {} ended through port 0xf4 with {:#x}", what, o.debug_value());
+    else println("hvm: {} ended: {}", what, name_of(o.kind));
+    if (o.kind != expected) return fail(errc::fault, "the guest did not end the way it should");
+    if (o.kind == dev::event_kind::debug_exit && o.debug_value() != vm::guest_exit::debug_exit_pass)
+        return fail(errc::fault, "the guest reported failure through port 0xf4");
+    return {};
+}
+
+status run_realmode(mem::page_allocator& pages) {
+    auto x = new_vm(pages, 1, 2 << 20, "guest(real): ");
+    HV_TRY(x);
+    const std::size_t size = static_cast<std::size_t>(hvm_realmode_blob_end - hvm_realmode_blob);
+    HV_TRY((*x)->g.memory().write(0x7c00, hvm_realmode_blob, size));
+    (*x)->g.vcpu(0).state = cpu::initial_state(cpu::guest_mode::real, 0x7c00);
+    return run(**x, "real-mode guest", dev::event_kind::debug_exit);
+}
+
+// The same kernel again in a small guest whose program ends the machine another way.
+status run_ending(mem::page_allocator& pages, const vm::boot_module& module, std::string_view program,
+                  const char* prefix, const char* what, dev::event_kind expected) {
+    auto x = new_vm(pages, 1, 16 << 20, prefix);
+    HV_TRY(x);
+    char cmdline[64];
+    std::size_t len = fmt::format_to(cmdline, sizeof cmdline, "run={}", program);
+    if (len >= sizeof cmdline) len = sizeof cmdline - 1;
+    vm::kernel_spec k{module.bytes, {cmdline, len}};
+    k.rsdp = (*x)->hvm.rsdp();
+    HV_TRY(vm::load_kernel((*x)->g, k));
+    return run(**x, what, expected);
+}
+
+} // namespace
+
+HV_PROGRAM(hvm_boot, "hvm.boot", "boot the `guest` module in an HVM guest with the emulated PC") {
+    auto module = vm::find_module(ctx.boot, "guest");
+    if (!module) return fail(errc::not_found, "no boot module named `guest` (hvimage --guest KERNEL)");
+    // SSE for the fibers' MXCSR; the host's own 8259s masked.
+    x86::write_cr0((x86::read_cr0() & ~x86::cr0::em) | x86::cr0::mp);
+    x86::write_cr4(x86::read_cr4() | x86::cr4::osfxsr | x86::cr4::osxmmexcpt);
+    x86::outb(0x21, 0xff);
+    x86::outb(0xa1, 0xff);
+    HV_TRY(vm::enable(this_cpu, alloc_pages));
+
+    unsigned vcpus = 1;
+    if (auto v = cmdline_value(ctx.cmdline, "vcpus")) {
+        auto n = parse_u64(*v);
+        if (!n || *n < 1 || *n > vm::guest::max_vcpus) return fail(errc::invalid_argument, "vcpus= wants 1..8");
+        vcpus = static_cast<unsigned>(*n);
+    }
+    std::uint64_t ram_mib = 64;
+    if (auto v = cmdline_value(ctx.cmdline, "guest-ram")) {
+        auto n = parse_u64(*v);
+        if (!n || *n < 2 || *n > 2048) return fail(errc::invalid_argument, "guest-ram= wants MiB in 2..2048");
+        ram_mib = *n;
+    }
+    loader::protocol use = loader::protocol::none;
+    if (auto v = cmdline_value(ctx.cmdline, "use")) {
+        if (*v == "pvh") use = loader::protocol::pvh;
+        else if (*v == "mb1") use = loader::protocol::multiboot1;
+        else if (*v == "mb2") use = loader::protocol::multiboot2;
+        else if (*v == "linux") use = loader::protocol::linux_bzimage;
+        else return fail(errc::invalid_argument, "use= wants pvh, mb1, mb2 or linux");
+    }
+    if (cmdline_value(ctx.cmdline, "realmode") == "1") HV_TRY(run_realmode(ctx.pages));
+
+    auto x = new_vm(ctx.pages, vcpus, ram_mib << 20, "guest: ");
+    HV_TRY(x);
+    vm::guest& g = (*x)->g;
+    vm::kernel_spec k{module->bytes, module->cmdline};
+    k.use = use;
+    k.rsdp = (*x)->hvm.rsdp();
+    auto loaded = vm::load_kernel(g, k);
+    HV_TRY(loaded);
+    println("hvm: {} guest, {} vCPUs, {} MiB RAM, loaded as {} (kernel {:#x}-{:#x}), entry {:#x}, RSDP {:#x}",
+            g.vendor() == cpu::vendor::vmx ? "VMX" : "SVM", vcpus, ram_mib, loader::to_string(loaded->used),
+            loaded->kernel_start, loaded->kernel_end, g.vcpu(0).state.rip, k.rsdp);
+    HV_TRY(run(**x, "guest", dev::event_kind::debug_exit));
+
+    if (auto name = cmdline_value(ctx.cmdline, "bzimage")) {
+        auto bz = vm::find_module(ctx.boot, *name);
+        if (!bz) return fail(errc::not_found, "bzimage= names no boot module");
+        auto y = new_vm(ctx.pages, 1, 16 << 20, "guest(bzImage): ");
+        HV_TRY(y);
+        vm::kernel_spec kb{bz->bytes, "console=ttyS0 bzhello"};
+        kb.use = loader::protocol::linux_bzimage;
+        kb.rsdp = (*y)->hvm.rsdp();
+        auto lb = vm::load_kernel((*y)->g, kb);
+        HV_TRY(lb);
+        println("hvm: bzImage guest loaded as {} (kernel {:#x}-{:#x}), entry {:#x}", loader::to_string(lb->used),
+                lb->kernel_start, lb->kernel_end, (*y)->g.vcpu(0).state.rip);
+        HV_TRY(run(**y, "bzImage guest", dev::event_kind::debug_exit));
+    }
+    if (cmdline_value(ctx.cmdline, "endings") == "1") {
+        HV_TRY(run_ending(ctx.pages, *module, "dev.poweroff", "guest(poweroff): ", "poweroff guest",
+                           dev::event_kind::power_off));
+        HV_TRY(run_ending(ctx.pages, *module, "dev.reset", "guest(reset): ", "reset guest", dev::event_kind::reset));
+    }
+    return {};
+}

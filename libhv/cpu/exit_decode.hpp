@@ -1,0 +1,117 @@
+// The frequent exits decoded inline: CPUID, hypercall, RDMSR/WRMSR, port I/O and HLT.
+// The backends' exit paths call these before anything else and read only the fields
+// they need (the reason, RIP, the instruction length, RAX/RCX and for I/O the
+// qualification); decode() calls them too, so each exit is decoded in one place.
+//
+// All of them are caused by an instruction, which cannot exit during event delivery
+// (SDM 27.2.4 for the IDT-vectoring field, APM 15.7.2 for EXITINTINFO): nothing was
+// interrupted and those fields need not be read.
+#pragma once
+#include <cstdint>
+#include "libhv/cpu/exit.hpp"
+#include "libhv/cpu/svm/vmcb.hpp"
+#include "libhv/cpu/vmx/exit.hpp"
+
+namespace hv::cpu {
+
+namespace detail {
+inline void begin_instruction_exit(exit_info& e, exit_reason r, vendor from, std::uint64_t code, std::uint64_t rip,
+                                   std::uint8_t length) {
+    e.reason = r;
+    e.from = from;
+    e.raw_code = code;
+    e.rip = rip;
+    e.instruction_length = length;
+    e.interrupted.valid = false;
+}
+} // namespace detail
+
+// False (and `e` untouched) for any other exit. Uses raw.reason, rip, instruction_length,
+// rax and rcx; an I/O exit gets its qualification and instruction information from
+// `io_fields(qualification, instruction_info)`, so the backend reads them only then.
+template <class IoFields>
+[[gnu::always_inline]] inline bool decode_hot(const vmx_exit_raw& raw, exit_info& e, IoFields io_fields) {
+    using x = vmx::exit_reason;
+    const auto basic = vmx::exit_reason_field{raw.reason}.basic();
+    const auto len = static_cast<std::uint8_t>(raw.instruction_length <= 15 ? raw.instruction_length : 0);
+    auto begin = [&](exit_reason r) { detail::begin_instruction_exit(e, r, vendor::vmx, raw.reason, raw.rip, len); };
+    switch (basic) {
+    case x::cpuid:
+        begin(exit_reason::cpuid);
+        e.cpuid = {static_cast<std::uint32_t>(raw.rax), static_cast<std::uint32_t>(raw.rcx)};
+        return true;
+    case x::vmcall:
+        begin(exit_reason::hypercall);
+        e.hypercall = {raw.rax};
+        return true;
+    case x::rdmsr:
+    case x::wrmsr:
+        begin(basic == x::rdmsr ? exit_reason::msr_read : exit_reason::msr_write);
+        e.msr = {static_cast<std::uint32_t>(raw.rcx)};
+        return true;
+    case x::io_instruction: {
+        std::uint64_t qualification;
+        std::uint32_t instruction_info;
+        io_fields(qualification, instruction_info);
+        const vmx::io_qualification q{qualification};
+        begin(exit_reason::io);
+        const std::uint8_t asz = q.string() ? vmx::io_string_info{instruction_info}.address_size() : 0;
+        e.io = {q.port(), q.size(), asz, q.in(), q.string(), q.rep()};
+        return true;
+    }
+    case x::hlt:
+        begin(exit_reason::hlt);
+        e.failure = {};
+        return true;
+    default: return false;
+    }
+}
+
+[[gnu::always_inline]] inline bool decode_hot(const vmx_exit_raw& raw, exit_info& e) {
+    return decode_hot(raw, e, [&](std::uint64_t& q, std::uint32_t& info) {
+        q = raw.qualification;
+        info = raw.instruction_info;
+    });
+}
+
+// The SVM counterpart; raw.exitinfo1/2 are used by MSR and I/O exits only.
+[[gnu::always_inline]] inline bool decode_hot(const svm_exit_raw& raw, exit_info& e) {
+    using c = svm::exit_code;
+    // A next RIP not 1..15 bytes ahead (none without NRIPS, or a wrap) leaves the length unknown.
+    auto length_to = [&](std::uint64_t next) {
+        const std::uint64_t n = next - raw.rip;
+        return static_cast<std::uint8_t>(n - 1 < 15 ? n : 0);
+    };
+    std::uint8_t len = raw.nrips ? length_to(raw.next_rip) : 0;
+    auto begin = [&](exit_reason r) { detail::begin_instruction_exit(e, r, vendor::svm, raw.exitcode, raw.rip, len); };
+    switch (static_cast<c>(raw.exitcode)) {
+    case c::cpuid:
+        begin(exit_reason::cpuid);
+        e.cpuid = {static_cast<std::uint32_t>(raw.rax), static_cast<std::uint32_t>(raw.rcx)};
+        return true;
+    case c::vmmcall:
+        begin(exit_reason::hypercall);
+        e.hypercall = {raw.rax};
+        return true;
+    case c::msr:
+        begin(raw.exitinfo1 ? exit_reason::msr_write : exit_reason::msr_read);
+        e.msr = {static_cast<std::uint32_t>(raw.rcx)};
+        return true;
+    case c::ioio: {
+        const svm::ioio_info io{raw.exitinfo1};
+        // EXITINFO2 holds the next RIP for IOIO even without NRIPS.
+        if (const std::uint8_t n = length_to(raw.exitinfo2)) len = n;
+        begin(exit_reason::io);
+        e.io = {io.port(), io.size(), io.string() ? io.address_size() : std::uint8_t{0}, io.in(), io.string(),
+                io.rep()};
+        return true;
+    }
+    case c::hlt:
+        begin(exit_reason::hlt);
+        e.failure = {};
+        return true;
+    default: return false;
+    }
+}
+
+} // namespace hv::cpu

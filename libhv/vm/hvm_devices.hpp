@@ -1,0 +1,69 @@
+// The emulated PC (libhv/dev) attached to a running vm::guest, on either vendor: the
+// full device model that replaces debug_ports for HVM guests.
+//
+//   hvm_devices hvm{g, machine, {&console::sink(), "guest: "}};
+//   HV_TRY(hvm.attach());                       // after g.init and its RAM, before loading
+//   load_kernel(g, {..., .rsdp = hvm.rsdp()});  // ACPI tables in ROM at 0xe0000
+//   HV_TRY(hvm.start());                        // g.start(), then the vCPUs' device wiring
+//   hvm.run(scheduler);                          // HLT sleeps until the next device deadline
+//   hvm.outcome()                                // debug exit value, power-off, reset
+//
+// Guest time is the TSC (guests read it unoffset) at a frequency the caller states;
+// CPUID leaf 0x40000010 tells the guest. Metal only: the wiring itself
+// (dev::attachment) is host-tested.
+#pragma once
+#include <cstdint>
+#include <string_view>
+#include "libhv/arch/x86/cpu.hpp"
+#include "libhv/dev/attach.hpp"
+#include "libhv/dev/machine.hpp"
+#include "libhv/vm/guest.hpp"
+
+namespace hv::vm {
+
+class tsc_clock final : public dev::clock {
+public:
+    explicit tsc_clock(std::uint64_t hz) : hz_{hz} {}
+    std::uint64_t now() const override { return x86::rdtsc(); }
+    std::uint64_t frequency() const override { return hz_; }
+
+private:
+    std::uint64_t hz_;
+};
+
+struct hvm_options {
+    const fmt::sink* console = nullptr;        // guest COM1 lines (nullptr: dropped)
+    std::string_view console_prefix = "guest: ";
+};
+
+class hvm_devices {
+public:
+    // Where the ACPI tables go: ROM inside the legacy RSDP scan window.
+    static constexpr std::uint64_t acpi_rom = 0xe0000, acpi_rom_size = 0x20000;
+
+    hvm_devices(guest& g, dev::machine& m, const hvm_options& o = {});
+
+    // LAPIC and IOAPIC regions, the port bus, the CPU model's APIC bits, ACPI tables.
+    [[nodiscard]] status attach();
+    [[nodiscard]] std::uint64_t rsdp() const { return rsdp_; }
+    // Starts the guest (its default handlers), then installs the device handlers on
+    // every vCPU: vCPU 0 runs from its state, the others wait for INIT/SIPI.
+    [[nodiscard]] status start();
+    // Runs the guest's vCPUs on `s` (which must hold them) until they end.
+    void run(cpu::scheduler& s);
+
+    [[nodiscard]] dev::run_outcome outcome() const { return wiring_.outcome(); }
+    [[nodiscard]] dev::attachment& wiring() { return wiring_; }
+    [[nodiscard]] dev::machine& machine() { return *m_; }
+
+private:
+    static void spin_until(void* ctx, std::uint64_t deadline);
+
+    guest* g_;
+    dev::machine* m_;
+    dev::attachment wiring_;
+    dev::attachment::mmio_window lapic_window_, ioapic_window_;
+    std::uint64_t rsdp_ = 0;
+};
+
+} // namespace hv::vm

@@ -1,0 +1,26 @@
+// Running a kernel module as a guest under a policy: the common runner of every image
+// that boots a guest (examples/boot-guest with `bare`, examples/colors per preset).
+//
+//   HV_PROGRAM(colors, "colors", "...") { return hv::vm::run_guest(hv::vm::preset<"pvh">(), ctx); }
+//
+// It refuses a policy whose parts this build has not wired (vm::missing_part), then:
+// enables VMX or SVM, gives the guest PC RAM (guest-ram=MiB on libhv's command line,
+// default 64), loads the `guest` module by the policy's boot protocol, attaches the
+// policy's devices and runs vCPU 0 to its end. The run's result is the guest's (port 0xf4).
+// Metal only.
+#pragma once
+#include "libhv/core/result.hpp"
+#include "libhv/rt/runtime.hpp"
+#include "libhv/vm/policy.hpp"
+
+namespace hv::vm {
+
+struct run_options {
+    // Append "expect=<policy> hv-start-tsc=<ticks>" to the guest's command line, for the
+    // color test guest (which checks its color and reports the start-up benchmarks).
+    bool tell_color = false;
+};
+
+[[nodiscard]] status run_guest(const policy& p, rt::context& ctx, const run_options& opt = {});
+
+} // namespace hv::vm

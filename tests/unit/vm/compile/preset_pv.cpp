@@ -1,0 +1,2 @@
+#include "libhv/vm/policy.hpp"
+constexpr auto chosen = hv::vm::preset<"pv">();

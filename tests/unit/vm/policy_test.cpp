@@ -1,0 +1,106 @@
+#include "libhv/vm/policy.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string_view>
+
+using namespace hv::vm;
+
+// Selecting by name at compile time gives the table's entries.
+static_assert(preset<"pvh">().boot == boot_protocol::pvh);
+static_assert(preset<"hvm-shadow">().mmu == guest_mmu::shadow);
+static_assert(preset<"bare">().devices == device_model::debug_only);
+static_assert(compose({"mine", guest_mmu::nested, boot_protocol::linux_bzimage}).boot == boot_protocol::linux_bzimage);
+
+TEST_CASE("every preset is a consistent composition with a distinct name") {
+    for (const policy& p : presets::all) {
+        CAPTURE(p.name);
+        CHECK(inconsistency(p) == nullptr);
+        CHECK(find_preset(p.name)->name == p.name);
+    }
+    CHECK_FALSE(find_preset("pv"));
+    CHECK_FALSE(find_preset("HVM"));
+}
+
+TEST_CASE("inconsistent compositions are named") {
+    policy p{"x"};
+    p.devices = device_model::pv;
+    CHECK(std::string_view(inconsistency(p)).find("Xen ABI") != std::string_view::npos);
+    p = {"x"};
+    p.interrupts = interrupt_delivery::callback_vector;
+    CHECK(inconsistency(p) != nullptr);
+    p = {"x"};
+    p.timer = guest_timer::emulated;
+    CHECK(std::string_view(inconsistency(p)).find("PIT") != std::string_view::npos);
+    p = {"x"};
+    p.boot = boot_protocol::real_mode;
+    CHECK(inconsistency(p) != nullptr);
+}
+
+TEST_CASE("missing parts: each preset names the first part it lacks, none once all are wired") {
+    const wired_parts none{};
+    CHECK(missing_part(presets::bare, none) == nullptr);
+    CHECK(std::string_view(missing_part(presets::hvm, none)).find("HVM device model") != std::string_view::npos);
+    CHECK(std::string_view(missing_part(presets::hvm_shadow, none)).find("shadow paging") != std::string_view::npos);
+    CHECK(std::string_view(missing_part(presets::pvhvm, none)).find("HVM device model") != std::string_view::npos);
+    CHECK(std::string_view(missing_part(presets::pvh, none)).find("Xen ABI") != std::string_view::npos);
+
+    wired_parts devices_only{};
+    devices_only.emulated_devices = true;
+    CHECK(missing_part(presets::hvm, devices_only) == nullptr);
+    CHECK(std::string_view(missing_part(presets::hvm_shadow, devices_only)).find("shadow") != std::string_view::npos);
+    CHECK(std::string_view(missing_part(presets::pvhvm, devices_only)).find("Xen ABI") != std::string_view::npos);
+
+    wired_parts abi_no_timer{.xen_abi = true, .pv_devices = true, .callback_vector = true};
+    CHECK(std::string_view(missing_part(presets::pvh, abi_no_timer)).find("timer") != std::string_view::npos);
+
+    const wired_parts all{true, true, true, true, true, true, true};
+    for (const policy& p : presets::all) CHECK(missing_part(p, all) == nullptr);
+}
+
+TEST_CASE("promised colors: the guest-visible differences between presets") {
+    CHECK(promised_color(presets::hvm).type() == virt_type::full);
+    CHECK(promised_color(presets::pvhvm).type() == virt_type::full);
+    CHECK(promised_color(presets::pvh).type() == virt_type::para);
+    CHECK(promised_color(presets::bare).type() == virt_type::none);
+    CHECK(promised_color(presets::hvm).entry == entry_kind::multiboot);
+    CHECK(promised_color(presets::pvh).entry == entry_kind::pvh);
+    CHECK(promised_color(presets::bare).entry == entry_kind::pvh);
+    CHECK(promised_color(presets::hvm_shadow).pcid_hidden);
+    CHECK_FALSE(promised_color(presets::hvm).pcid_hidden);
+    CHECK(promised_color(presets::pvhvm).xen_leaves);
+    CHECK_FALSE(promised_color(presets::hvm).xen_leaves);
+    // Any two presets differ in something a guest sees. hvm and hvm-shadow differ only in
+    // PCID, which a guest of hvm may also find hidden (a host without PCID): only a guest
+    // of hvm-shadow that sees PCID can tell.
+    for (const policy& a : presets::all)
+        for (const policy& b : presets::all) {
+            if (a.name == b.name) continue;
+            CAPTURE(a.name);
+            CAPTURE(b.name);
+            const bool indistinguishable = a.name == "hvm" && b.name == "hvm-shadow";
+            CHECK((color_mismatch(promised_color(a), promised_color(b)) == nullptr) == indistinguishable);
+        }
+}
+
+TEST_CASE("color_mismatch names the first broken promise") {
+    const color promised = promised_color(presets::pvh);
+    CHECK(color_mismatch(promised, promised) == nullptr);
+    color seen = promised;
+    seen.xen_leaves = false;
+    CHECK(std::string_view(color_mismatch(promised, seen)) == "Xen CPUID leaves missing");
+    seen = promised;
+    seen.emulated_devices = true;
+    CHECK(std::string_view(color_mismatch(promised, seen)) == "unexpected emulated devices");
+    seen = promised;
+    seen.entry = entry_kind::multiboot;
+    CHECK(color_mismatch(promised, seen) != nullptr);
+    // A host without PCID shows it hidden under nested paging too: not a mismatch.
+    color bare_seen = promised_color(presets::bare);
+    bare_seen.pcid_hidden = true;
+    CHECK(color_mismatch(promised_color(presets::bare), bare_seen) == nullptr);
+    color shadow_seen = promised_color(presets::hvm_shadow);
+    shadow_seen.pcid_hidden = false;
+    CHECK(std::string_view(color_mismatch(promised_color(presets::hvm_shadow), shadow_seen)) ==
+          "PCID visible under shadow paging");
+}
