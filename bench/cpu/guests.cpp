@@ -23,6 +23,7 @@
 #include "libhv/cpu/vmx/backend.hpp"
 #include "libhv/rt/console.hpp"
 #include "libhv/rt/runtime.hpp"
+#include "libhv/vm/guest.hpp"
 
 // Guest code. RBX = 1 selects VMMCALL (AMD), 0 VMCALL (Intel); hypercall number in EAX.
 asm(R"(
@@ -233,6 +234,8 @@ hv_guest_cr16:
     jmp 2f
 1:  vmmcall
 2:  jmp 2b
+    .globl hv_guest_cr16_end
+hv_guest_cr16_end:
     .code64
 
 guest_hypercall:
@@ -327,7 +330,7 @@ guest_null_idt: .word 0
 extern "C" char hv_guest_smoke[], hv_guest_triple[], hv_guest_bench[], hv_guest_bench_wake[], hv_guest_irq[];
 extern "C" char hv_guest_msr[], hv_guest_gp[];
 extern "C" char hv_guest_io[], hv_guest_io_src[], hv_guest_io_dst[];
-extern "C" char hv_guest_cr16[];
+extern "C" char hv_guest_cr16[], hv_guest_cr16_end[];
 extern "C" char hv_guest_mode64[], hv_guest_mode32[], hv_guest_mode16[];
 
 namespace {
@@ -794,22 +797,35 @@ void cr_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
 }
 } // namespace
 
+// On vm::guest: real EPT/NPT built from the guest's memory, the (position-independent)
+// guest code copied into its RAM; the identity stand-in is not used.
 HV_PROGRAM(cpu_cr, "cpu.cr", "a real-mode guest writes CR0.NE and reads its CR0 back") {
-    HV_TRY(enable_virtualization());
-    static guest g;
-    HV_TRY(make_guest(g, 0, hv_guest_cr16, cpu::guest_mode::real));
-    g.v.on(cpu::exit_reason::hypercall, cr_hypercall);
+    constexpr std::uint64_t code_gpa = 0x1000;
+    static vm::physical_cpu pc;
+    HV_TRY(vm::enable(pc, alloc_pages));
+    static vm::zeroed_frames frames{ctx.pages};
+    static vm::host_memory host{mmu::page_allocator_ref::to(frames)};
+    static vm::guest g{host};
+    HV_TRY(g.init(pc, {}, alloc_pages));
+    HV_TRY(g.memory().add_ram(0, 64 * 1024));
+    HV_TRY(g.memory().write(code_gpa, hv_guest_cr16, static_cast<std::size_t>(hv_guest_cr16_end - hv_guest_cr16)));
+    cpu::vcpu& v = g.vcpu(0);
+    v.state = cpu::initial_state(cpu::guest_mode::real, code_gpa);
+    v.state.regs.rdi = g.vendor() == cpu::vendor::svm;
+    v.on(cpu::exit_reason::hypercall, cr_hypercall);
+    HV_TRY(g.start());
     cpu::scheduler sched;
-    HV_TRY(sched.add(g.v));
+    HV_TRY(g.schedule_on(sched));
     sched.run();
-    report(g.v);
-    println("cr: guest read CR0={:#x}, after setting NE {:#x}", cr_out.before, cr_out.after);
+    report(v);
+    println("cr: guest on {} tables built from guest memory (root {:#x}) read CR0={:#x}, after setting NE {:#x}",
+            g.vendor() == cpu::vendor::vmx ? "EPT" : "NPT", g.nested_root(), cr_out.before, cr_out.after);
     if (!cr_out.done) return fail(errc::fault, "guest did not finish");
     // The guest must read back exactly what it wrote. (Its first read is ET, plus CD|NW on
     // Bochs' VMX models, which enter this unrestricted real-mode guest with them set.)
     if (!(cr_out.before & x86::cr0::et) || (cr_out.before & x86::cr0::ne) || cr_out.after != (cr_out.before | x86::cr0::ne))
         return fail(errc::fault, "guest did not see its own CR0");
-    if (m.kind == vendor_kind::vmx && g.v.log.count(cpu::exit_reason::cr_access) != 1)
+    if (g.vendor() == cpu::vendor::vmx && v.log.count(cpu::exit_reason::cr_access) != 1)
         return fail(errc::fault, "VMX: setting the host-owned CR0.NE did not exit");
     return {};
 }

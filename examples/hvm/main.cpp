@@ -154,11 +154,7 @@ status run_ending(mem::page_allocator& pages, const vm::boot_module& module, std
 HV_PROGRAM(hvm_boot, "hvm.boot", "boot the `guest` module in an HVM guest with the emulated PC") {
     auto module = vm::find_module(ctx.boot, "guest");
     if (!module) return fail(errc::not_found, "no boot module named `guest` (hvimage --guest KERNEL)");
-    // SSE for the fibers' MXCSR; the host's own 8259s masked.
-    x86::write_cr0((x86::read_cr0() & ~x86::cr0::em) | x86::cr0::mp);
-    x86::write_cr4(x86::read_cr4() | x86::cr4::osfxsr | x86::cr4::osxmmexcpt);
-    x86::outb(0x21, 0xff);
-    x86::outb(0xa1, 0xff);
+    // vm::enable also turns on SSE for the fibers and masks the host's 8259s.
     HV_TRY(vm::enable(this_cpu, alloc_pages));
 
     unsigned vcpus = 1;

@@ -107,8 +107,6 @@ struct backend_ops {
     // while the real ones have PG, WP and PAE forced and PCIDE refused.
     void (*set_paging_root)(vcpu& v, std::uint64_t guest_cr3, std::uint64_t root);
     void (*flush_tlb)(vcpu& v, tlb_flush what, std::uint64_t linear);
-    // The CR2 the guest has from its next entry on (before injecting #PF).
-    void (*set_cr2)(vcpu& v, std::uint64_t cr2);
     // EFER as the guest writes it (WRMSR, already checked by the caller); LMA stays the
     // CPU's. Under shadow paging the real EFER keeps NXE set.
     status (*write_efer)(vcpu& v, std::uint64_t value);
@@ -206,7 +204,10 @@ public:
     void request_yield() { yield_ = true; }
     // Handlers that change these parts of `state` say so; the backend writes them back
     // before the next entry.
-    enum dirty_bits : std::uint8_t { dirty_rip = 1, dirty_rflags = 2, dirty_rsp = 4, dirty_interruptibility = 8 };
+    // dirty_cr2: a #PF injected by an emulator (the CPU sets CR2 only for its own #PFs).
+    enum dirty_bits : std::uint8_t {
+        dirty_rip = 1, dirty_rflags = 2, dirty_rsp = 4, dirty_interruptibility = 8, dirty_cr2 = 16
+    };
     void mark_dirty(std::uint8_t bits) { dirty_ |= bits; }
     std::uint8_t take_dirty() {
         const std::uint8_t d = dirty_;

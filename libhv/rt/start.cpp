@@ -3,6 +3,7 @@
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/arch/x86/cpu_tables.hpp"
 #include "libhv/core/cmdline.hpp"
+#include "libhv/mmu/format_x86.hpp"
 #include "libhv/rt/console.hpp"
 #include "libhv/rt/runtime.hpp"
 
@@ -41,6 +42,14 @@ void init_memory(const boot::info& bi) {
         pages.reserve(bi.modules[i].start, bi.modules[i].end - bi.modules[i].start);
 }
 
+// libhv's tables (host, NPT, shadow) pick memory types through hypervisor_pat; program
+// it before anything builds one. Only entries 4 and 5 differ from the power-on value and
+// the boot tables use neither, so no mapping changes type: a TLB flush is enough.
+void program_pat() {
+    x86::wrmsr(x86::msr::pat, mmu::hypervisor_pat_msr());
+    x86::write_cr3(x86::read_cr3());
+}
+
 std::span<const program> programs() { return {__hv_programs_start, __hv_programs_end}; }
 
 const program* select_program(std::string_view cmdline) {
@@ -74,6 +83,7 @@ extern "C" [[noreturn]] void hv_start(std::uint32_t magic, std::uint32_t info_pa
     x86::init_cpu_tables();
     x86::mask_legacy_pic();
     x86::enable_sse();
+    program_pat();
 
     println("libhv 0.1.0: booting");
     auto parsed = boot::parse(magic, info_paddr, {&read_identity, nullptr}, boot_info);

@@ -17,6 +17,9 @@ void zeroed_frames::free_page(std::uint64_t pa) { (void)pages_->free(pa); }
 
 status enable(physical_cpu& pc, cpu::page_alloc_fn alloc) {
     constexpr std::uint32_t cpuid1_ecx_vmx = 1u << 5, ext_ecx_svm = 1u << 2;
+    // NPT leaves (and the host's own tables) select memory types through the host PAT.
+    if (x86::rdmsr(x86::msr::pat) != mmu::hypervisor_pat_msr())
+        return fail(errc::invalid_argument, "host IA32_PAT is not libhv's hypervisor_pat_msr() (libhv/rt writes it at start)");
     if (x86::cpuid(1).ecx & cpuid1_ecx_vmx) {
         pc.vendor = cpu::vendor::vmx;
         return vmx::enable(pc.vmx, alloc);
@@ -39,12 +42,22 @@ mmu::ept_format ept_of(const physical_cpu& pc) {
 }
 
 // The x86 flush hook is per vCPU; the guest flushes every vCPU after a batch.
+// The instruction ran, so its own bytes are fetchable RAM; the n bytes asked for may run
+// into a page that is not (a hole, a device): that part stays zero and is never read.
 status code_fetch(cpu::vcpu& v, std::uint64_t linear, void* dst, std::size_t n, void*) {
     guest& g = guest::of(v);
-    (void)g.paging_of(v);
-    auto mem = g.linear(v);
-    if (mem.read(linear, dst, static_cast<unsigned>(n), insn::access_type::fetch))
-        return fail(errc::fault, "instruction fetch faulted");
+    const mmu::guest_paging regs = g.paging_of(v);
+    auto copy = [&](std::uint64_t la, void* out, std::size_t len) {
+        const mmu::gva_result t = mmu::translate_gva(g.memory(), regs, g.features(), la, {mmu::access_kind::execute});
+        const void* p = t.status == mmu::gva_status::ok ? g.memory().host_pointer(t.gpa, false) : nullptr;
+        if (p) __builtin_memcpy(out, p, len);
+        return p != nullptr;
+    };
+    const std::size_t in_page = mmu::page_size - (linear & mmu::page_offset_mask);
+    const std::size_t first = n < in_page ? n : in_page;
+    if (!copy(linear, dst, first)) return fail(errc::fault, "instruction fetch faulted");
+    auto* rest = static_cast<char*>(dst) + first;
+    if (first < n && !copy(linear + first, rest, n - first)) __builtin_memset(rest, 0, n - first);
     return {};
 }
 
@@ -114,7 +127,9 @@ status guest::init(physical_cpu& pc, const config& cfg, cpu::page_alloc_fn alloc
         HV_TRY(ept_.init());
         nested_root_ = ept_.root();
     } else {
-        new (&npt_) mmu::page_table<mmu::x86_64_format, host_memory>{mmu::npt_format(true, pc.svm.maxphyaddr), *host_};
+        // 1 GiB NPT leaves only where the CPU has 1 GiB pages (CPUID.80000001h:EDX.26).
+        const bool gbpages = x86::cpuid(0x80000001).edx & (1u << 26);
+        new (&npt_) mmu::page_table<mmu::x86_64_format, host_memory>{mmu::npt_format(gbpages, pc.svm.maxphyaddr), *host_};
         HV_TRY(npt_.init());
         nested_root_ = npt_.root();
     }
@@ -283,6 +298,10 @@ status guest::write_protect(std::uint64_t gpa, std::uint64_t size, bool protect)
             if (!(protected_[i] == range)) protected_[kept++] = protected_[i];
         protected_count_ = kept;
     }
+    return apply_protection(gpa, size, protect);
+}
+
+status guest::apply_protection(std::uint64_t gpa, std::uint64_t size, bool protect) {
     // Pages not yet mapped pick up the protection when they fault in.
     const mmu::page_attrs a = mmu::nested_attrs(!protect);
     status s;
@@ -316,7 +335,7 @@ status guest::start() {
             HV_TRY(ram_.map_nested(tx));
         }
         for (unsigned i = 0; i < protected_count_; ++i)
-            HV_TRY(write_protect(protected_[i].first, protected_[i].last - protected_[i].first + 1, true));
+            HV_TRY(apply_protection(protected_[i].first, protected_[i].last - protected_[i].first + 1, true));
     }
     for (unsigned i = 0; i < count_; ++i) {
         cpu::vcpu& v = vcpus_[i];
@@ -420,7 +439,8 @@ void guest::on_shadow_pf(cpu::vcpu& v, const cpu::exit_info& e) {
     case mmu::pf_outcome::fixed: ++g.shadow_stats_.fills; return;
     case mmu::pf_outcome::inject: {
         ++g.shadow_stats_.injected;
-        v.ops().set_cr2(v, gva);
+        v.state.cr2 = gva;
+        v.mark_dirty(cpu::vcpu::dirty_cr2);
         // A #PF while delivering an event (the run loop requeued it): the #PF goes first;
         // while delivering #PF or a contributory exception it becomes #DF (SDM table 6-5).
         const cpu::event ev = e.interrupted;
@@ -596,7 +616,10 @@ void guest::emulate(cpu::vcpu& v) {
     }
     switch (r->result) {
     case insn::outcome::fault:
-        if (r->f.vector == 14 && v.ops().set_cr2) v.ops().set_cr2(v, r->f.address);
+        if (r->f.vector == insn::vector::pf) {
+            st.cr2 = r->f.address;
+            v.mark_dirty(cpu::vcpu::dirty_cr2);
+        }
         v.inject_exception(r->f.vector, r->f.has_error_code ? std::optional<std::uint32_t>{r->f.error_code} : std::nullopt);
         return;
     case insn::outcome::partial:

@@ -187,6 +187,7 @@ private:
     // MOV to/from CR, CLTS, LMSW at RIP, for SVM exits without decode assists.
     [[nodiscard]] bool decode_cr_access(cpu::vcpu& v, cpu::cr_detail& out);
     [[nodiscard]] status map_nested(std::uint64_t gpa, std::uint64_t hpa, std::uint64_t size, bool writable);
+    [[nodiscard]] status apply_protection(std::uint64_t gpa, std::uint64_t size, bool protect);
     [[nodiscard]] bool is_write_protected(std::uint64_t gpa) const;
     void flush_all_vcpus();
 

@@ -53,33 +53,41 @@ public:
         return access(la, n, a, [](std::uint64_t, unsigned, unsigned) {});
     }
 
-    // One guest-physical access of `len` (<= 8 for devices) bytes within one page.
+    // One guest-physical access of `len` bytes within one page: RAM or ROM in one copy; a
+    // device or the open bus in pieces of 1, 2, 4 or 8 bytes (the largest that fit, in
+    // address order), so an operand keeps its size and a device never sees 3, 5, 6 or 7.
     void read_physical(std::uint64_t gpa, void* dst, unsigned len) {
         if (void* p = ram_->host_pointer(gpa, false)) {
             __builtin_memcpy(dst, p, len);
             return;
         }
-        std::uint64_t value = ~std::uint64_t{0};
-        if (const mmio_handler* d = device_at(gpa)) {
-            if (!d->read || !d->read(d->ctx, gpa - region_base_, len, value)) note(strays_->device_errors, gpa);
-        } else {
-            note(strays_->hole_reads, gpa);
-        }
-        __builtin_memcpy(dst, &value, len);
+        bus_pieces(len, [&](unsigned at, unsigned n) {
+            const std::uint64_t a = gpa + at;
+            std::uint64_t value = ~std::uint64_t{0};
+            if (const mmio_handler* d = device_at(a)) {
+                if (!d->read || !d->read(d->ctx, a - region_base_, n, value)) note(strays_->device_errors, a);
+            } else {
+                note(strays_->hole_reads, a);
+            }
+            __builtin_memcpy(static_cast<char*>(dst) + at, &value, n);
+        });
     }
     void write_physical(std::uint64_t gpa, const void* src, unsigned len) {
         if (void* p = ram_->host_pointer(gpa, true)) {
             __builtin_memcpy(p, src, len);
             return;
         }
-        if (const mmio_handler* d = device_at(gpa)) {
-            std::uint64_t value = 0;
-            __builtin_memcpy(&value, src, len);
-            if (!d->write || !d->write(d->ctx, gpa - region_base_, len, value)) note(strays_->device_errors, gpa);
-            return;
-        }
-        const mmu::guest_region* r = ram_->find(gpa);
-        note(r && r->kind == mmu::region_kind::rom ? strays_->rom_writes : strays_->hole_writes, gpa);
+        bus_pieces(len, [&](unsigned at, unsigned n) {
+            const std::uint64_t a = gpa + at;
+            if (const mmio_handler* d = device_at(a)) {
+                std::uint64_t value = 0;
+                __builtin_memcpy(&value, static_cast<const char*>(src) + at, n);
+                if (!d->write || !d->write(d->ctx, a - region_base_, n, value)) note(strays_->device_errors, a);
+                return;
+            }
+            const mmu::guest_region* r = ram_->find(a);
+            note(r && r->kind == mmu::region_kind::rom ? strays_->rom_writes : strays_->hole_writes, a);
+        });
     }
 
 private:
@@ -95,8 +103,18 @@ private:
         return &devices_[r->device];
     }
 
+    template <class Piece>
+    static void bus_pieces(unsigned len, Piece&& piece) {
+        for (unsigned at = 0; at < len;) {
+            unsigned n = len - at > 8 ? 8 : len - at;
+            if (n & (n - 1)) n = 1u << (31 - __builtin_clz(n));
+            piece(at, n);
+            at += n;
+        }
+    }
+
     // Translates every page of [la, la+n) first (all or nothing), then runs `touch` on
-    // each piece: at most 8 bytes each so device accesses keep their operand size.
+    // the part in each page.
     template <class Touch>
     std::optional<insn::fault> access(std::uint64_t la, unsigned n, insn::access_type a, Touch&& touch) {
         mmu::guest_access how;
@@ -124,12 +142,7 @@ private:
             pieces[count++] = {t.gpa, done, len};
             done += len;
         }
-        for (unsigned i = 0; i < count; ++i)
-            for (unsigned off = 0; off < pieces[i].len;) {
-                const unsigned chunk = pieces[i].len - off > 8 ? 8 : pieces[i].len - off;
-                touch(pieces[i].gpa + off, pieces[i].at + off, chunk);
-                off += chunk;
-            }
+        for (unsigned i = 0; i < count; ++i) touch(pieces[i].gpa, pieces[i].at, pieces[i].len);
         return std::nullopt;
     }
 

@@ -67,11 +67,6 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         cmdline = {guest_cmdline, n};
     }
 
-    // Until the runtime does it: SSE for the fibers' MXCSR, legacy PICs masked.
-    x86::write_cr0((x86::read_cr0() & ~x86::cr0::em) | x86::cr0::mp);
-    x86::write_cr4(x86::read_cr4() | x86::cr4::osfxsr | x86::cr4::osxmmexcpt);
-    x86::outb(0x21, 0xff);
-    x86::outb(0xa1, 0xff);
     HV_TRY(enable(this_cpu, alloc_pages));
     const std::uint64_t t_enabled = x86::rdtsc();
 

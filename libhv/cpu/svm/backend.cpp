@@ -147,16 +147,17 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
             if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
             if (dirty & cpu::vcpu::dirty_interruptibility)
                 c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
+            if (dirty & cpu::vcpu::dirty_cr2) {
+                b.state.cr2 = v.state.cr2;
+                // Bochs 2.7's VMRUN reads the VMCB's CR2 but keeps the CPU's; hardware loads
+                // the VMCB's over this, so writing both is right on either.
+                x86::write_cr2(v.state.cr2);
+            }
         }
     }
     if (d || a.events_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
     b.state.rax = v.state.regs.rax;
     b.state.rsp = v.state.regs.rsp;
-    // VMRUN loads CR2 from the VMCB, but Bochs 2.7 keeps the physical CR2 (and saves that
-    // at #VMEXIT): load it too, so an injected #PF carries its address on both.
-    if (a.shadow_paging) [[unlikely]] {
-        asm volatile("mov %0, %%cr2" ::"r"(b.state.cr2) : "memory");
-    }
     hv_svm_enter(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa);
     c.tlb_ctl = tlb_control::none;
     // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
@@ -292,8 +293,6 @@ void flush_tlb(cpu::vcpu& v, cpu::tlb_flush what, std::uint64_t) {
     t = what == cpu::tlb_flush::non_global ? tlb_control::flush_asid_non_global : tlb_control::flush_asid;
 }
 
-void set_cr2(cpu::vcpu& v, std::uint64_t cr2) { arch(v).block->state.cr2 = cr2; }
-
 status write_efer(cpu::vcpu& v, std::uint64_t value) {
     vcpu_arch& a = arch(v);
     std::uint64_t& real = a.block->state.efer;
@@ -308,7 +307,7 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 
 const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length,
                            read_cr,    write_cr,     load_state,      flush_nested,
-                           set_paging_root, flush_tlb, set_cr2, write_efer};
+                           set_paging_root, flush_tlb, write_efer};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

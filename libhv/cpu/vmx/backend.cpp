@@ -150,7 +150,6 @@ status put_shadow_guest(vcpu_arch& a, vmcs_image& img, const cpu::guest_state& g
         img.set(field::guest_efer, shadow_real_efer(g.efer));
     else if (!(x86::rdmsr(x86::msr::efer) & x86::efer::nxe))
         return failed(a, "shadow paging without the load-EFER control needs the host's EFER.NXE = 1");
-    a.cr2 = g.cr2;
     return {};
 }
 
@@ -289,19 +288,13 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
             if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
             if (dirty & cpu::vcpu::dirty_interruptibility)
                 (void)write<field::guest_interruptibility>(v.state.interruptibility);
+            // The VMCS has no CR2: the guest runs with the CPU's, which libhv never faults on.
+            if (dirty & cpu::vcpu::dirty_cr2) x86::write_cr2(v.state.cr2);
         }
     }
     if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
 
-    // VMX leaves CR2 alone: a shadow-paged guest's CR2 (set for an injected #PF, or left
-    // by its own faults) is carried in the physical CR2 while it runs.
-    if (a.shadow_paging) [[unlikely]] {
-        asm volatile("mov %0, %%cr2" ::"r"(a.cr2) : "memory");
-    }
     const int r = hv_vmx_enter(&v.state.regs, a.launched);
-    if (a.shadow_paging) [[unlikely]] {
-        asm volatile("mov %%cr2, %0" : "=r"(a.cr2)::"memory");
-    }
     if (r != 0) [[unlikely]] return entry_refused(v, r, out);
     a.launched = true;
     // The exit: the state every handler may use, then as few exit-information fields as
@@ -411,7 +404,10 @@ void load_state(cpu::vcpu& v) {
 void flush_nested(cpu::vcpu& v) {
     vcpu_arch& a = arch(v);
     const std::uint64_t root = a.nested_root ? a.nested_root : a.cpu->ept_root;
-    (void)invept(invept_type::single_context, {root | 6 | 3 << 3, 0});
+    // Single-context where the CPU has it; otherwise all contexts (never nothing: a stale
+    // writable translation would outlive a write protection).
+    const bool single = a.cpu->caps.ept_vpid.invept_single();
+    (void)invept(single ? invept_type::single_context : invept_type::all_context, {root | 6 | 3 << 3, 0});
 }
 
 void set_paging_root(cpu::vcpu& v, std::uint64_t guest_cr3, std::uint64_t root) {
@@ -434,8 +430,6 @@ void flush_tlb(cpu::vcpu& v, cpu::tlb_flush what, std::uint64_t linear) {
     (void)invvpid(t, {a.vpid, t == invvpid_type::individual_address ? linear : 0});
 }
 
-void set_cr2(cpu::vcpu& v, std::uint64_t cr2) { arch(v).cr2 = cr2; }
-
 status write_efer(cpu::vcpu& v, std::uint64_t value) {
     vcpu_arch& a = arch(v);
     if (!make_current(a)) return fail(errc::fault, "no current VMCS");
@@ -453,7 +447,7 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 
 const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length,
                            read_cr,    write_cr,     load_state,      flush_nested,
-                           set_paging_root, flush_tlb, set_cr2, write_efer};
+                           set_paging_root, flush_tlb, write_efer};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

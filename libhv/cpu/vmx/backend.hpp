@@ -44,7 +44,6 @@ struct vcpu_arch {
     std::uint64_t shadow_root = 0;  // the real CR3
     std::uint64_t guest_cr3 = 0;    // the CR3 the guest sees
     std::uint64_t guest_efer = 0;   // the EFER the guest sees (the real one has NXE)
-    std::uint64_t cr2 = 0;          // the guest's CR2 while it does not run
     std::uint32_t proc_base = 0;    // primary controls without the window bits  // false: let the CPU judge the state (to compare the two)
     vmcs_image image;
     char message[192] = {};  // the last failure, when a status points here
