@@ -36,13 +36,8 @@ constexpr std::uint64_t code_gpa = 0x10000, pml4_gpa = 0x100000, pd_gpa = 0x1020
 constexpr std::uint64_t results_gpa = 0x4100, bench_gpa = 0x4200;
 constexpr std::uint64_t pattern_a = 0x4141414141414141, pattern_b = 0x4242424242424242;
 
-status enable(vm::physical_cpu& pc) {
-    x86::write_cr0((x86::read_cr0() & ~x86::cr0::em) | x86::cr0::mp);
-    x86::write_cr4(x86::read_cr4() | x86::cr4::osfxsr | x86::cr4::osxmmexcpt);
-    x86::outb(0x21, 0xff);
-    x86::outb(0xa1, 0xff);
-    return vm::enable(pc, alloc_pages);
-}
+// SSE and the masked PICs the vCPU fibers need: the runtime's start-up already did both.
+status enable(vm::physical_cpu& pc) { return vm::enable(pc, alloc_pages); }
 
 bool nested_available(const vm::physical_cpu& pc) {
     if (pc.vendor == cpu::vendor::svm) return pc.svm.caps.nested_paging;
