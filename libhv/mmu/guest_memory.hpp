@@ -104,18 +104,27 @@ public:
     // The host-physical page behind a RAM or ROM address.
     [[nodiscard]] std::optional<std::uint64_t> backing(std::uint64_t gpa) const {
         if (gpa >= gpa_limit_) return std::nullopt;
-        const cached* c = lookup(gpa);
-        if (!c) return std::nullopt;
-        return c->hpa | (gpa & page_offset_mask);
+        auto t = backing_.translate(gpa);
+        if (!t) return std::nullopt;
+        return t->pa;
     }
 
     // physical_memory over guest-physical addresses, for the walkers: RAM, or ROM when
     // only reading; nullptr for MMIO and holes.
+    // A small cache of backed pages saves the backing-map walk: walkers ask for the same
+    // few table pages again and again, and a page's backing never changes while its
+    // region exists (release_backing empties the cache).
     void* host_pointer(std::uint64_t gpa, bool for_write) const {
         if (gpa >= gpa_limit_) return nullptr;
-        const cached* c = lookup(gpa);
-        if (!c || (for_write && !c->write)) return nullptr;
-        return host_->host_pointer(c->hpa | (gpa & page_offset_mask), for_write);
+        const std::uint64_t page = gpa & ~page_offset_mask;
+        backing_hit& hit = hits_[(page >> page_shift) % hits_.size()];
+        if (hit.page != page) {
+            auto t = backing_.translate(page);
+            if (!t) return nullptr;  // holes and MMIO are not cached
+            hit = {page, t->pa, t->attrs.write};
+        }
+        if (for_write && !hit.writable) return nullptr;
+        return host_->host_pointer(hit.pa + (gpa & page_offset_mask), for_write);
     }
 
     // The hypervisor's accessors: the whole range is checked before a byte moves.
@@ -170,30 +179,7 @@ public:
     }
 
 private:
-    // Recent backing translations (4 KiB leaves only), dropped whenever the backing map
-    // changes. Walks of guest tables (translate_gva, shadow fills) hit the same few
-    // table frames over and over.
-    struct cached {
-        std::uint64_t frame = ~std::uint64_t{0};
-        std::uint64_t hpa = 0;
-        bool write = false;
-    };
-    static constexpr std::size_t cache_slots = 32;
-    const cached* lookup(std::uint64_t gpa) const {
-        const std::uint64_t frame = gpa >> page_shift;
-        cached& c = cache_[frame % cache_slots];
-        if (c.frame == frame) return &c;
-        auto t = backing_.translate(gpa & ~page_offset_mask);
-        if (!t) return nullptr;
-        c = {frame, t->pa & ~page_offset_mask, t->attrs.write};
-        return &c;
-    }
-    void drop_cache() const {
-        for (auto& c : cache_) c = cached{};
-    }
-
     status add_backed(const guest_region& r) {
-        drop_cache();
         HV_TRY(regions_.check_new(r, gpa_limit_));
         status result;
         mapping run{};  // allocated pages not yet in the backing map
@@ -231,7 +217,7 @@ private:
 
     // Frees the backing pages of [first, last] and drops them from the backing map.
     void release_backing(std::uint64_t first, std::uint64_t last) {
-        drop_cache();
+        hits_ = {};
         if (!backing_.root()) return;
         backing_.for_each_mapping([&](const mapping& m) {
             if (m.va < first || m.va > last) return;
@@ -269,11 +255,17 @@ private:
         return fail(errc::fault, "guest-physical address not backed");
     }
 
+    struct backing_hit {
+        std::uint64_t page = ~std::uint64_t{0};
+        std::uint64_t pa = 0;
+        bool writable = false;
+    };
+
     M* host_;
     std::uint64_t gpa_limit_;
     region_map regions_;
     backing_table backing_;
-    mutable std::array<cached, cache_slots> cache_{};
+    mutable std::array<backing_hit, 16> hits_{};
 };
 
 // Table memory inside a guest's RAM: lets the one builder write a guest's own page

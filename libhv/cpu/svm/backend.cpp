@@ -271,6 +271,14 @@ void load_state(cpu::vcpu& v) {
     g.idtr = {b.state.idtr.base, b.state.idtr.limit};
 }
 
+void load_mode(cpu::vcpu& v) {
+    const vmcb& b = *arch(v).block;
+    cpu::guest_state& g = v.state;
+    g.efer = arch(v).shadow_paging ? arch(v).guest_efer : b.state.efer & ~x86::efer::svme;
+    g[cpu::seg::cs].access = ar_from_attrib(b.state.cs.attrib);
+    g[cpu::seg::ss].access = ar_from_attrib(b.state.ss.attrib);
+}
+
 void flush_nested(cpu::vcpu& v) { arch(v).block->control.tlb_ctl = tlb_control::flush_asid; }
 
 void set_paging_root(cpu::vcpu& v, std::uint64_t guest_cr3, std::uint64_t root) {
@@ -307,7 +315,7 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 
 const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length,
                            read_cr,    write_cr,     load_state,      flush_nested,
-                           set_paging_root, flush_tlb, write_efer};
+                           load_mode,  set_paging_root, flush_tlb,    write_efer};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

@@ -401,6 +401,14 @@ void load_state(cpu::vcpu& v) {
     g.idtr = {read<field::guest_idtr_base>(), static_cast<std::uint32_t>(read<field::guest_idtr_limit>())};
 }
 
+void load_mode(cpu::vcpu& v) {
+    if (!make_current(arch(v))) return;
+    cpu::guest_state& g = v.state;
+    g.efer = arch(v).shadow_paging ? arch(v).guest_efer : read<field::guest_efer>();
+    g[cpu::seg::cs].access = static_cast<std::uint32_t>(read<field::guest_cs_ar>());
+    g[cpu::seg::ss].access = static_cast<std::uint32_t>(read<field::guest_ss_ar>());
+}
+
 void flush_nested(cpu::vcpu& v) {
     vcpu_arch& a = arch(v);
     const std::uint64_t root = a.nested_root ? a.nested_root : a.cpu->ept_root;
@@ -447,7 +455,7 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 
 const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length,
                            read_cr,    write_cr,     load_state,      flush_nested,
-                           set_paging_root, flush_tlb, write_efer};
+                           load_mode,  set_paging_root, flush_tlb,    write_efer};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;
