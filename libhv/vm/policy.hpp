@@ -84,9 +84,9 @@ struct wired_parts {
     bool real_mode_boot = false;    // firmware in the guest                  (not planned yet)
 };
 // Branch devices: vm::hvm_devices; branch io: vm::xen_pv_host (Xen ABI, backends) with
-// vm::xen_hvm (callback vector, timer).
-inline constexpr wired_parts wired_in_this_build{.emulated_devices = true, .xen_abi = true, .pv_devices = true,
-                                                 .callback_vector = true, .pv_timer = true};
+// vm::xen_hvm (callback vector, timer); branch shadow: config.mmu = paging::shadow.
+inline constexpr wired_parts wired_in_this_build{.shadow_paging = true, .emulated_devices = true, .xen_abi = true,
+                                                 .pv_devices = true, .callback_vector = true, .pv_timer = true};
 
 // The first part of `p` that `w` lacks, as "<preset> needs <part>: not wired yet", or nullptr.
 [[nodiscard]] constexpr const char* missing_part(const policy& p, const wired_parts& w = wired_in_this_build) {

@@ -122,6 +122,11 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     static guest g{host};
     config cfg{};
     cfg.mmu = p.mmu == guest_mmu::shadow ? paging::shadow : paging::nested;
+    // `bare` promises no MMU to its guest: mmu=shadow|nested on libhv's command line picks one.
+    if (const auto m = cmdline_value(ctx.cmdline, "mmu"); m && p.name == "bare") {
+        if (*m != "shadow" && *m != "nested") return fail(errc::invalid_argument, "mmu= wants shadow or nested");
+        cfg.mmu = *m == "shadow" ? paging::shadow : paging::nested;
+    }
     // Nested entries at first touch: a small guest touches ~60 pages, while building the
     // tables for all of its RAM up front cost ~3 M ticks of its start-up (64 MiB).
     cfg.map_on_demand = true;
@@ -190,6 +195,10 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
                 "touch, {} emulated accesses",
                 g.vcpu(0).why() ? g.vcpu(0).why() : "-", g.vcpu(0).log.total(), g.stats().mapped_on_demand,
                 g.memory().backed_at_first_touch(), g.stats().emulated);
+    if (cfg.mmu == paging::shadow)
+        hv::println("vm: shadow paging: {} fills, {} #PF injected, {} CR3 writes, {} guest tables unshadowed",
+                    g.shadow_stats().fills, g.shadow_stats().injected, g.shadow_stats().cr3_writes,
+                    g.shadow_stats().unshadowed);
     // Printed now: console output before the guest would be counted in its start-up.
     hv::println("vm: start-up ticks: runtime {} enable {} init {} ram {} devices {} load {} start {}",
                 t_program - rt::start_ticks(), t_enabled - t_program, t_init - t_enabled, t_ram - t_init,

@@ -83,6 +83,14 @@ TEST_CASE("guest-physical accessors check the whole range before copying") {
     CHECK(std::string_view(rom_back) == "firmware");
     CHECK(g.read(0xffff'ffff'ffff'fff0, back.data(), 32).code() == hv::errc::out_of_range);
     CHECK(g.host_pointer(std::uint64_t{1} << 48, false) == nullptr);  // beyond the width, not aliased
+    // Lookups go through a small translation cache: a ROM page seen for reading stays
+    // refused for writing, and pages sharing a cache slot keep their own backing.
+    CHECK(g.host_pointer(0x10'0000, false) != nullptr);
+    CHECK(g.host_pointer(0x10'0000, true) == nullptr);
+    for (std::uint64_t gpa = 0; gpa < 32 * KiB4; gpa += KiB4) {
+        CHECK(g.host_pointer(gpa + 8, true) == host.host_pointer(*g.backing(gpa) + 8, true));
+        CHECK(*g.backing(gpa + 8) == *g.backing(gpa) + 8);
+    }
 }
 
 TEST_CASE("adding guest RAM is all or nothing when the allocator runs dry") {
