@@ -68,6 +68,13 @@ private:
 
 class vcpu;
 
+// Which of a vCPU's TLB entries (its VPID/ASID) to drop before its next entry.
+enum class tlb_flush : std::uint8_t {
+    address,     // the translations of one linear address (a backend may drop more)
+    non_global,  // what a guest MOV to CR3 drops
+    all,         // globals and paging-structure caches too
+};
+
 // What a vendor backend provides. All run on the vCPU's fiber.
 struct backend_ops {
     // Build the VMCS/VMCB from v.state and check it; an error ends the vCPU with its message.
@@ -96,6 +103,16 @@ struct backend_ops {
     // The part of load_state that says the operating mode and CPL (EFER, CS and SS
     // access rights), for hot exits such as hypercalls; nullptr: use load_state.
     void (*load_mode)(vcpu& v) = nullptr;
+
+    // ---- shadow paging (vmx/svm vcpu_arch::shadow_paging set before prepare) ----
+    // The CR3 hardware walks becomes `root` (a shadow table) while the guest keeps seeing
+    // `guest_cr3` (read_cr(v, 3), load_state). CR0/CR4 keep the guest's values in view
+    // while the real ones have PG, WP and PAE forced and PCIDE refused.
+    void (*set_paging_root)(vcpu& v, std::uint64_t guest_cr3, std::uint64_t root);
+    void (*flush_tlb)(vcpu& v, tlb_flush what, std::uint64_t linear);
+    // EFER as the guest writes it (WRMSR, already checked by the caller); LMA stays the
+    // CPU's. Under shadow paging the real EFER keeps NXE set.
+    status (*write_efer)(vcpu& v, std::uint64_t value);
 };
 
 // Reads guest-linear memory for the vCPU layer (instruction fetch when an exit gave no
@@ -171,6 +188,7 @@ public:
         source_ = s;
         extras_ = source_.pending || hook_.fn;
     }
+    [[nodiscard]] const interrupt_source& current_interrupt_source() const { return source_; }
     void set_code_reader(const code_reader& r) { code_ = r; }
     const code_reader& code() const { return code_; }
     // What owns this vCPU (a vm::guest), for handlers to find their way back.

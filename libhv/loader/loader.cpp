@@ -40,7 +40,8 @@ status write(const memory_target& g, std::uint64_t gpa, const void* src, std::si
 }
 
 status write_zeros(const memory_target& g, std::uint64_t gpa, std::uint64_t n) {
-    static constexpr std::byte zeros[512]{};
+    // A page at a time: each write checks and translates its whole range first.
+    static constexpr std::byte zeros[4096]{};
     while (n) {
         const std::size_t chunk = n < sizeof zeros ? static_cast<std::size_t>(n) : sizeof zeros;
         HV_TRY(g.write(g.ctx, gpa, zeros, chunk));

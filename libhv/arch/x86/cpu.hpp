@@ -113,6 +113,11 @@ inline std::uint8_t inb(std::uint16_t port) {
     asm volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
     return v;
 }
+inline std::uint16_t inw(std::uint16_t port) {
+    std::uint16_t v;
+    asm volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
 inline std::uint32_t inl(std::uint16_t port) {
     std::uint32_t v;
     asm volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
