@@ -16,13 +16,10 @@ vcpu_arch& arch(cpu::vcpu& v) { return *static_cast<vcpu_arch*>(v.arch()); }
 // INVLPG intercepted; the real paging registers run the shadow with paging always on.
 constexpr std::uint32_t shadow_cr_intercepts = (1u << 0 | 1u << 3 | 1u << 4) * 0x10001u;
 
-std::uint64_t shadow_real_cr0(std::uint64_t guest) { return guest | x86::cr0::pg | x86::cr0::wp; }
-std::uint64_t shadow_real_cr4(std::uint64_t guest) { return (guest | x86::cr4::pae) & ~x86::cr4::pcide; }
-// NXE for the shadow's NX bits; LME only with LMA (real paging is on even while the
-// guest's is off). SVME stays.
-std::uint64_t shadow_real_efer(std::uint64_t guest) {
-    return ((guest | x86::efer::nxe | x86::efer::svme) & ~x86::efer::lme) | ((guest & x86::efer::lma) ? x86::efer::lme : 0);
-}
+using cpu::shadow_real_cr0;
+using cpu::shadow_real_cr4;
+// SVME stays set under the guest.
+std::uint64_t shadow_real_efer(std::uint64_t guest) { return cpu::shadow_real_efer(guest) | x86::efer::svme; }
 
 status put_shadow(vcpu_arch& a, vmcb& b, const cpu::guest_state& g) {
     if (!(g.cr0 & x86::cr0::pe)) return fail(errc::not_supported, "shadow paging runs protected-mode guests only");

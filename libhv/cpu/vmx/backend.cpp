@@ -119,16 +119,12 @@ status put_shadow_controls(vcpu_arch& a, vmcs_image& img) {
 
 // Real CR0/CR4 of a shadow-paged guest: paging always on through the shadow.
 std::uint64_t shadow_real_cr0(const capabilities& caps, std::uint64_t guest) {
-    return cr0_fixed(caps, false).apply(guest | x86::cr0::pg | x86::cr0::wp);
+    return cr0_fixed(caps, false).apply(cpu::shadow_real_cr0(guest));
 }
 std::uint64_t shadow_real_cr4(const capabilities& caps, std::uint64_t guest) {
-    return cr4_fixed(caps).apply((guest | x86::cr4::pae) & ~x86::cr4::pcide);
+    return cr4_fixed(caps).apply(cpu::shadow_real_cr4(guest));
 }
-// NXE for the shadow's NX bits; LME only with LMA (real paging is on even while the
-// guest's is off, and CR0.PG = 1 needs LME = LMA).
-std::uint64_t shadow_real_efer(std::uint64_t guest) {
-    return ((guest | x86::efer::nxe) & ~x86::efer::lme) | ((guest & x86::efer::lma) ? x86::efer::lme : 0);
-}
+using cpu::shadow_real_efer;
 
 status put_shadow_guest(vcpu_arch& a, vmcs_image& img, const cpu::guest_state& g) {
     const capabilities& caps = a.cpu->caps;
