@@ -10,12 +10,18 @@
 //             x2APIC mode through IA32_APIC_BASE (ID, version, TPR, self IPI by MSR).
 //   dev.poweroff  ACPI S5 through PM1a_CNT (port from the FADT, SLP_TYP from \_S5 in the DSDT)
 //   dev.reset     8042 pulse reset (0xfe to port 0x64)
+//   smp.pcpu      starts its APs with libhv/rt/smp (MADT, INIT-SIPI-SIPI through the emulated
+//                 LAPIC, long-mode trampoline); vCPU 0 and 1 report the physical CPU running them
+//                 (CPUID 0x40000f00), count to 4000 under one spinlock, exchange 16 IPI round trips
 // The guest TSC frequency comes from CPUID 0x40000010 (libhv's timing leaf).
 #include <cstdint>
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/arch/x86/cpu_tables.hpp"
 #include "libhv/rt/console.hpp"
 #include "libhv/rt/runtime.hpp"
+#include "libhv/rt/smp.hpp"
+#include "libhv/core/spinlock.hpp"
+#include "libhv/core/cmdline.hpp"
 
 // Interrupt stubs: the vector to guest_irq(vector), caller-saved registers preserved.
 asm(R"(
@@ -751,4 +757,76 @@ HV_PROGRAM(dev_reset, "dev.reset", "reset the machine through the 8042") {
     while (inb(0x64) & 0x02) {}
     outb(0x64, 0xfe);
     return fail(errc::fault, "still running after the 8042 reset pulse");
+}
+
+// ---- smp.pcpu: two vCPUs, each reporting the physical CPU that runs it ----
+
+namespace smp_check {
+
+struct where {
+    std::uint32_t pcpu = ~0u, apic = 0, vcpu = 0;
+    bool libhv = false;
+};
+where ask_where() {
+    const auto r = x86::cpuid(0x40000f00);
+    return {r.eax, r.ebx, r.ecx, r.edx == 0x00764c48};
+}
+
+constexpr unsigned increments = 2000, pings = 16;
+spinlock counter_lock;
+volatile std::uint64_t counter = 0;
+where seen[2];
+volatile unsigned pongs_sent = 0;
+
+void count_up() {
+    for (unsigned i = 0; i < increments; ++i) {
+        lock_guard g{counter_lock};
+        counter = counter + 1;
+    }
+}
+
+// On the AP (vCPU 1): report, count, then answer each kick from the BSP with one back.
+void ap_work(void*) {
+    seen[1] = ask_where();
+    println("smp.pcpu: vCPU {} (guest CPU {}) on physical CPU {} (APIC ID {})", seen[1].vcpu, rt::smp::this_cpu(),
+            seen[1].pcpu, seen[1].apic);
+    count_up();
+    for (unsigned i = 1; i <= pings; ++i) {
+        while (rt::smp::kicks(1) < i) rt::smp::wait_for_kick();
+        pongs_sent = i;
+        rt::smp::kick(0);
+    }
+}
+
+} // namespace smp_check
+
+HV_PROGRAM(smp_pcpu, "smp.pcpu",
+           "start the other vCPU (INIT/SIPI), both report their physical CPU (CPUID 0x40000f00), count under a lock, exchange IPIs") {
+    using namespace smp_check;
+    auto n = rt::smp::start_aps(ctx.boot);
+    HV_TRY(n);
+    if (*n < 2) return fail(errc::not_supported, "smp.pcpu: the guest has one CPU");
+    HV_TRY(rt::smp::post(1, &ap_work, nullptr));
+    seen[0] = ask_where();
+    println("smp.pcpu: vCPU {} (guest CPU {}) on physical CPU {} (APIC ID {})", seen[0].vcpu, rt::smp::this_cpu(),
+            seen[0].pcpu, seen[0].apic);
+    count_up();
+    const std::uint64_t t0 = x86::rdtsc();
+    for (unsigned i = 1; i <= pings; ++i) {
+        rt::smp::kick(1);
+        while (rt::smp::kicks(0) < i) rt::smp::wait_for_kick();
+    }
+    const std::uint64_t ping_ticks = (x86::rdtsc() - t0) / pings;
+    rt::smp::wait(1);
+    println("smp.pcpu: counter {} (2 x {} increments under a spinlock), {} IPI round trips ({} / {} kicks taken), "
+            "{} guest ticks per round trip",
+            counter, increments, pings, rt::smp::kicks(0), rt::smp::kicks(1), ping_ticks);
+    CHECK_OR_FAIL(seen[0].libhv && seen[1].libhv, "smp.pcpu: CPUID 0x40000f00 is not libhv's");
+    CHECK_OR_FAIL(seen[0].vcpu == 0 && seen[1].vcpu == 1, "smp.pcpu: vCPU indices {} {}", seen[0].vcpu, seen[1].vcpu);
+    CHECK_OR_FAIL(counter == 2 * increments, "smp.pcpu: counter {} (lost increments)", counter);
+    CHECK_OR_FAIL(pongs_sent == pings && rt::smp::kicks(0) >= pings, "smp.pcpu: IPIs lost");
+    if (auto want = cmdline_value(ctx.cmdline, "expect-pcpus"); want == "2")
+        CHECK_OR_FAIL(seen[0].pcpu != seen[1].pcpu, "smp.pcpu: both vCPUs ran on physical CPU {}", seen[0].pcpu);
+    rt::bench_report("smp.ipi-round-trip", pings, ping_ticks, "ticks");
+    return {};
 }

@@ -5,6 +5,10 @@
 //   hvimage --kernel hvm.elf --guest KERNEL --guest-cmdline "run=..." --cmdline "run=hvm.boot ..."
 //   options on libhv's command line:
 //     vcpus=N        1..8 (default 1); APs wait for INIT/SIPI
+//     pcpus=spread|packed|a,b,..   start the host's APs (libhv/rt/smp), enable VMX/SVM on
+//                    each, and place vCPU i on physical CPU i mod N (spread), all on CPU 0
+//                    (packed) or as listed; one scheduler per physical CPU. Without it:
+//                    every vCPU a fiber on the BSP, as before.
 //     use=pvh|mb1|mb2|linux   the loader protocol (default: the loader's preference)
 //     guest-ram=MiB  default 64
 //     initrd=NAME    give the boot module NAME to the guest kernel as its initrd (Linux)
@@ -20,6 +24,8 @@
 #include "libhv/core/cmdline.hpp"
 #include "libhv/rt/console.hpp"
 #include "libhv/rt/runtime.hpp"
+#include "libhv/rt/smp.hpp"
+#include "libhv/cpu/placement.hpp"
 #include "libhv/vm/boot.hpp"
 #include "libhv/vm/debug_ports.hpp"
 #include "libhv/vm/hvm_devices.hpp"
@@ -58,7 +64,8 @@ void* alloc_pages(std::size_t n) { return rt::alloc_zeroed_pages(n); }
 constexpr std::uint64_t guest_tsc_hz = 1000000000;   // what the guests are told (CPUID 0x40000010)
 constexpr std::uint64_t rtc_start = 1767225600;      // 2026-01-01 00:00:00 UTC at guest tick 0
 
-vm::physical_cpu this_cpu;
+vm::physical_cpu pcpus[rt::smp::max_cpus];
+vm::physical_cpu& this_cpu = pcpus[0];
 vm::tsc_clock guest_clock{guest_tsc_hz};
 
 // One guest with its own PC.
@@ -103,14 +110,65 @@ const char* name_of(dev::event_kind k) {
     return "no machine event";
 }
 
+// Physical CPUs with VMX/SVM on (pcpus=): 1 unless the program started the APs.
+unsigned pcpus_enabled = 1;
+
+struct pcpu_run {
+    hvm_vm* x;
+    cpu::scheduler* s;
+    unsigned pcpu;
+};
+void run_on_ap(void* arg) {
+    auto& r = *static_cast<pcpu_run*>(arg);
+    r.x->hvm.run_on_pcpu(*r.s, r.pcpu);
+}
+
+struct enable_job {
+    vm::physical_cpu* pc;
+    status result;
+};
+void enable_on_ap(void* arg) {
+    auto& j = *static_cast<enable_job*>(arg);
+    j.result = vm::enable(*j.pc, alloc_pages);
+}
+
+// Starts the APs and turns VMX/SVM on in each (one VMXON region / host save area per CPU).
+status enable_pcpus(const boot::info& bi) {
+    auto n = rt::smp::start_aps(bi);
+    HV_TRY(n);
+    for (unsigned c = 1; c < *n; ++c) {
+        pcpus[c].index = c;
+        enable_job j{&pcpus[c], {}};
+        HV_TRY(rt::smp::post(c, &enable_on_ap, &j));
+        rt::smp::wait(c);
+        if (!j.result.ok()) return j.result;
+        if (pcpus[c].vendor != this_cpu.vendor) return fail(errc::not_supported, "physical CPUs of different vendors");
+    }
+    pcpus_enabled = *n;
+    println("hvm: VMX/SVM enabled on {} physical CPUs", pcpus_enabled);
+    return {};
+}
+
 // Starts the guest, runs it to its end and judges the end against `expected`.
 status run(hvm_vm& x, const char* what, dev::event_kind expected) {
     vm::guest& g = x.g;
     HV_TRY(x.hvm.start());
     for (unsigned i = 0; i < g.vcpu_count(); ++i) g.vcpu(i).report_failures_to(&console::sink());
-    cpu::scheduler s;
-    HV_TRY(g.schedule_on(s));
-    x.hvm.run(s);
+    if (g.spread()) {
+        cpu::scheduler s[rt::smp::max_cpus];
+        HV_TRY(g.schedule_on(std::span{s, pcpus_enabled}));
+        pcpu_run runs[rt::smp::max_cpus];
+        for (unsigned c = 1; c < pcpus_enabled; ++c) {
+            runs[c] = {&x, &s[c], c};
+            HV_TRY(rt::smp::post(c, &run_on_ap, &runs[c]));
+        }
+        x.hvm.run_on_pcpu(s[0], 0);
+        for (unsigned c = 1; c < pcpus_enabled; ++c) rt::smp::wait(c);
+    } else {
+        cpu::scheduler s;
+        HV_TRY(g.schedule_on(s));
+        x.hvm.run(s);
+    }
     for (unsigned i = 0; i < g.vcpu_count(); ++i) {
         cpu::vcpu& v = g.vcpu(i);
         println("hvm: {} vCPU {}: {} ({}), {} exits", what, i, cpu::name(v.status()), v.why() ? v.why() : "-",
@@ -185,6 +243,13 @@ HV_PROGRAM(hvm_boot, "hvm.boot", "boot the `guest` module in an HVM guest with t
     auto x = new_vm(ctx.pages, vcpus, ram_mib << 20, "guest: ");
     HV_TRY(x);
     vm::guest& g = (*x)->g;
+    if (auto spec = cmdline_value(ctx.cmdline, "pcpus")) {
+        HV_TRY(enable_pcpus(ctx.boot));
+        unsigned placement[vm::guest::max_vcpus];
+        HV_TRY(cpu::place_vcpus(*spec, pcpus_enabled, std::span{placement, vcpus}));
+        HV_TRY(g.place(std::span{pcpus, pcpus_enabled}, std::span<const unsigned>{placement, vcpus}));
+        for (unsigned i = 0; i < vcpus; ++i) println("hvm: vCPU {} on physical CPU {}", i, placement[i]);
+    }
     vm::kernel_spec k{module->bytes, module->cmdline};
     k.use = use;
     k.rsdp = (*x)->hvm.rsdp();

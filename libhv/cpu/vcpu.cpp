@@ -258,6 +258,7 @@ status scheduler::add_task(fiber& f) {
 
 void scheduler::run(idle_fn idle, void* ctx) {
     for (;;) {
+        if (lock_) lock_->lock();
         for (std::size_t i = 0; i < task_count_; ++i)
             if (!tasks_[i]->finished()) tasks_[i]->resume();
         bool alive = false, ran = false;
@@ -269,6 +270,7 @@ void scheduler::run(idle_fn idle, void* ctx) {
             v.resume();
             ran = true;
         }
+        if (lock_) lock_->unlock();
         if (!alive) return;
         if (!ran && (!idle || !idle(ctx))) return;
     }

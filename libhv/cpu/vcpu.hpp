@@ -18,6 +18,7 @@
 #include "libhv/core/fiber.hpp"
 #include "libhv/core/format.hpp"
 #include "libhv/core/result.hpp"
+#include "libhv/core/spinlock.hpp"
 #include "libhv/cpu/exit.hpp"
 #include "libhv/cpu/state.hpp"
 
@@ -282,12 +283,17 @@ public:
     using idle_fn = bool (*)(void* ctx);
     void run(idle_fn idle = nullptr, void* ctx = nullptr);
     std::size_t size() const { return n_; }
+    // A guest whose vCPUs span several physical CPUs (one scheduler each): each round
+    // holds its big lock (the vCPU fibers run under it and release it only in guest
+    // mode); `idle` runs without it.
+    void set_lock(spinlock* l) { lock_ = l; }
 
 private:
     vcpu* v_[max_vcpus] = {};
     std::size_t n_ = 0;
     fiber* tasks_[max_tasks] = {};
     std::size_t task_count_ = 0;
+    spinlock* lock_ = nullptr;
 };
 
 // The default handlers, public so a program can chain to them.

@@ -280,10 +280,14 @@ void attachment::console_byte(void* ctx, std::uint8_t byte) {
     if (byte == '\r') return;
     if (byte != '\n') a.line_[a.line_len_++] = static_cast<char>(byte);
     if (byte == '\n' || a.line_len_ == console_line) {
-        const fmt::sink& out = *a.cfg_.console;
-        out.write(a.cfg_.console_prefix.data(), a.cfg_.console_prefix.size());
-        out.write(a.line_, a.line_len_);
-        out.write("\n", 1);
+        // One write per line: the console keeps it whole among other CPUs' lines.
+        char whole[console_line + 48];
+        std::size_t n = a.cfg_.console_prefix.size() < 46 ? a.cfg_.console_prefix.size() : 46;
+        __builtin_memcpy(whole, a.cfg_.console_prefix.data(), n);
+        __builtin_memcpy(whole + n, a.line_, a.line_len_);
+        n += a.line_len_;
+        whole[n++] = '\n';
+        a.cfg_.console->write(whole, n);
         a.line_len_ = 0;
     }
 }

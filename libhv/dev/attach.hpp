@@ -20,7 +20,8 @@
 //
 // Time is the guest TSC (machine's clock). Handlers find their attachment from the
 // vCPU (a small registry): no vm:: types here, so the host tests drive it through a
-// fake backend. Not thread-safe: all vCPUs of one attachment share one physical CPU.
+// fake backend. Not thread-safe: vCPUs on several physical CPUs call it under their
+// guest's big lock (vm::guest::place).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -104,6 +105,14 @@ public:
     // or waits for the next one; false when nothing can ever wake a vCPU. A failed vCPU
     // stops the others (they would only sleep or tick forever).
     static bool idle(void* ctx);
+    // A failed vCPU stops the others; true when one had failed.
+    bool stop_if_one_failed();
+    // The vCPU whose exit is handled now (its LAPIC answers MMIO). The entry hook sets
+    // it; a guest whose vCPUs run on several physical CPUs sets it again after each exit.
+    void set_current(cpu::vcpu& v) {
+        for (unsigned i = 0; i < count_; ++i)
+            if (slots_[i].v == &v) current_ = i;
+    }
 
     // Exit handlers, public for policies that chain to them.
     static void on_msr_read(cpu::vcpu& v, const cpu::exit_info& e);
@@ -131,7 +140,6 @@ private:
     void start(slot& s);
     void check_events();      // a machine event ends every vCPU
     bool any_wakeable() const;
-    bool stop_if_one_failed();
 
     machine* m_;
     attach_config cfg_;

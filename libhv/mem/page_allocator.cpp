@@ -1,4 +1,5 @@
 #include "libhv/mem/page_allocator.hpp"
+#include "libhv/core/spinlock.hpp"
 #include <bit>
 
 namespace hv::mem {
@@ -43,6 +44,7 @@ void page_allocator::set_range(std::uint64_t first, std::uint64_t end, bool make
 }
 
 void page_allocator::add_free(std::uint64_t base, std::uint64_t length) {
+    hv::lock_guard guard{lock_};
     if (base + length < base) length = ~base;
     std::uint64_t first = (base + page_size - 1) / page_size;
     std::uint64_t end = (base + length) / page_size;
@@ -50,6 +52,7 @@ void page_allocator::add_free(std::uint64_t base, std::uint64_t length) {
 }
 
 void page_allocator::reserve(std::uint64_t base, std::uint64_t length) {
+    hv::lock_guard guard{lock_};
     if (length == 0) return;
     if (base + length < base) length = ~base;
     std::uint64_t first = base / page_size;
@@ -58,6 +61,7 @@ void page_allocator::reserve(std::uint64_t base, std::uint64_t length) {
 }
 
 hv::result<std::uint64_t> page_allocator::alloc(std::size_t count, std::size_t align) {
+    hv::lock_guard guard{lock_};
     if (count == 0 || align == 0 || (align & (align - 1)))
         return hv::fail(hv::errc::invalid_argument, "page allocation needs count > 0 and a power-of-two alignment");
     if (count > free_) return hv::fail(hv::errc::no_memory, "out of physical pages");
@@ -91,6 +95,7 @@ hv::result<std::uint64_t> page_allocator::alloc(std::size_t count, std::size_t a
 }
 
 hv::status page_allocator::free(std::uint64_t paddr, std::size_t count) {
+    hv::lock_guard guard{lock_};
     if (paddr % page_size) return hv::fail(hv::errc::invalid_argument, "freeing a page address that is not 4 KiB aligned");
     std::uint64_t first = paddr / page_size;
     if (first >= frames_ || count > frames_ - first) return hv::fail(hv::errc::out_of_range, "freeing a page the allocator does not cover");

@@ -1,10 +1,12 @@
 // Physical page allocator: one bit per 4 KiB frame (1 = free), fed by the boot memory map.
 // Storage for the bitmap comes from the caller, so the allocator itself never allocates.
+// A spinlock makes it safe to use from several physical CPUs.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include "libhv/core/result.hpp"
+#include "libhv/core/spinlock.hpp"
 
 namespace hv::mem {
 
@@ -37,7 +39,8 @@ private:
     std::uint64_t* bits_ = nullptr;
     std::size_t frames_ = 0;
     std::size_t free_ = 0;
-    std::size_t hint_ = 0;  // word index where the last single-frame search succeeded
+    std::size_t hint_ = 0;
+    hv::spinlock lock_;  // word index where the last single-frame search succeeded
 };
 
 } // namespace hv::mem

@@ -1,5 +1,7 @@
 #include "libhv/rt/console.hpp"
 #include "libhv/arch/x86/cpu.hpp"
+#include "libhv/arch/x86/percpu.hpp"
+#include "libhv/core/spinlock.hpp"
 
 namespace hv::console {
 namespace {
@@ -12,6 +14,11 @@ void put(char c) {
     while (!(x86::inb(com1 + lsr) & thre)) x86::pause();
     x86::outb(com1 + data, std::uint8_t(c));
 }
+
+recursive_spinlock console_lock;
+
+// Unique per physical CPU: the address of its per-CPU block (set before console::init).
+std::uintptr_t cpu_token() { return reinterpret_cast<std::uintptr_t>(x86::this_cpu()); }
 
 const fmt::sink serial_sink{[](void*, const char* s, std::size_t n) { write(s, n); }, nullptr};
 
@@ -27,11 +34,16 @@ void init() {
     x86::outb(com1 + mcr, 0x03);  // DTR, RTS
 }
 
+void lock() { console_lock.lock(cpu_token()); }
+void unlock() { console_lock.unlock(); }
+
 void write(const char* s, std::size_t n) {
+    lock();
     for (std::size_t i = 0; i < n; ++i) {
         if (s[i] == '\n') put('\r');
         put(s[i]);
     }
+    unlock();
 }
 
 void flush() {

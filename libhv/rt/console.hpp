@@ -5,6 +5,11 @@
 namespace hv::console {
 
 void init();
+// Every write, and every print/println as a whole, holds the console lock, so lines
+// from several physical CPUs never interleave. The holder may take it again (a panic
+// while printing).
+void lock();
+void unlock();
 void write(const char* s, std::size_t n);
 void flush();  // until the UART has shifted out its last bit (LSR.TEMT)
 const fmt::sink& sink();
@@ -15,13 +20,17 @@ namespace hv {
 
 template <class... Args>
 void print(std::string_view f, const Args&... args) {
+    console::lock();
     fmt::format(console::sink(), f, args...);
+    console::unlock();
 }
 
 template <class... Args>
 void println(std::string_view f, const Args&... args) {
+    console::lock();
     fmt::format(console::sink(), f, args...);
     console::write("\n", 1);
+    console::unlock();
 }
 
 } // namespace hv

@@ -6,6 +6,7 @@
 #include "libhv/mmu/format_x86.hpp"
 #include "libhv/rt/console.hpp"
 #include "libhv/rt/runtime.hpp"
+#include "libhv/rt/smp.hpp"
 
 extern "C" {
 extern const hv::rt::program __hv_programs_start[], __hv_programs_end[];
@@ -78,6 +79,7 @@ std::uint64_t start_ticks() { return start_tsc; }
 
 extern "C" [[noreturn]] void hv_start(std::uint32_t magic, std::uint32_t info_paddr) {
     start_tsc = x86::rdtsc();
+    smp::init_bsp_percpu();
     console::init();
     for (auto* ctor = __init_array_start; ctor != __init_array_end; ++ctor) (*ctor)();
     x86::init_cpu_tables();

@@ -1,8 +1,10 @@
 #include "libhv/vm/guest.hpp"
 #include <new>
 #include "libhv/arch/x86/cpu.hpp"
+#include "libhv/arch/x86/percpu.hpp"
 #include "libhv/cpu/bitmaps.hpp"
 #include "libhv/cpu/cr_decode.hpp"
+#include "libhv/rt/smp.hpp"
 
 namespace hv::vm {
 
@@ -136,6 +138,7 @@ status guest::init(physical_cpu& pc, const config& cfg, cpu::page_alloc_fn alloc
     for (unsigned i = 0; i < cfg.vcpus; ++i) {
         void* stack = alloc(vcpu_stack_bytes / 4096);
         if (!stack) return fail(errc::no_memory, "vCPU stack");
+        stacks_[i] = stack;
         const std::uint16_t tag = static_cast<std::uint16_t>(cfg.first_tag + i);
         if (pc.vendor == cpu::vendor::vmx) {
             HV_TRY(vmx::create(vmx_[i], pc.vmx, tag));
@@ -191,6 +194,16 @@ void guest::pass_through_msr(std::uint32_t msr, bool read, bool write) {
 
 void guest::on_cpuid(cpu::vcpu& v, const cpu::exit_info& e) {
     guest& g = of(v);
+    if (e.cpuid.leaf == cpuid_where_leaf) {
+        // Answered on the physical CPU running this vCPU now (handlers run on its fiber).
+        const x86::percpu& here = *x86::this_cpu();
+        v.state.regs.rax = here.index;
+        v.state.regs.rbx = here.apic_id;
+        v.state.regs.rcx = v.id();
+        v.state.regs.rdx = cpuid_where_signature;
+        v.skip();
+        return;
+    }
     cpu_view view = g.view_;
     view.vcpu_id = v.id();
     view.guest_cr4 = v.ops().read_cr(v, 4);
@@ -413,6 +426,7 @@ status guest::start() {
         v.on(cpu::exit_reason::xsetbv, &on_xsetbv);
         v.on(cpu::exit_reason::msr_read, &on_msr_read);
         v.on(cpu::exit_reason::msr_write, &on_msr_write);
+        if (spread_) v.on(cpu::exit_reason::external_interrupt, &spread_external_interrupt);
         if (cfg_.mmu == paging::nested) {
             v.on(cpu::exit_reason::npf, &on_npf);
             continue;
@@ -421,6 +435,86 @@ status guest::start() {
         v.on(cpu::exit_reason::cr_access, &on_shadow_cr);
         v.on(cpu::exit_reason::invlpg, &on_shadow_invlpg);
     }
+    return {};
+}
+
+// ---- several physical CPUs ----
+
+status guest::place(std::span<physical_cpu> cpus, std::span<const unsigned> placement) {
+    if (!cpu_) return fail(errc::invalid_argument, "guest::place before init");
+    if (placement.size() < count_) return fail(errc::invalid_argument, "placement: fewer entries than vCPUs");
+    if (cfg_.mmu == paging::shadow) return fail(errc::not_supported, "placement: shadow-paged guests have one vCPU");
+    bool spread = false;
+    for (unsigned i = 0; i < count_; ++i) {
+        if (placement[i] >= cpus.size()) return fail(errc::out_of_range, "placement: no such physical CPU");
+        physical_cpu& pc = cpus[placement[i]];
+        if (pc.vendor != cpu_->vendor) return fail(errc::not_supported, "placement: CPUs of different vendors");
+        pcpu_[i] = placement[i];
+        spread = spread || placement[i] != placement[0];
+        if (pc.vendor == cpu::vendor::vmx) vmx_[i].cpu = &pc.vmx;
+        else svm_[i].cpu = &pc.svm;
+    }
+    spread_ = spread;
+    if (!spread_) return {};
+    // Same backend, but the world switch releases the big lock around guest mode.
+    spread_ops_ = cpu_->vendor == cpu::vendor::vmx ? vmx::ops : svm::ops;
+    base_enter_ = spread_ops_.enter;
+    spread_ops_.enter = &spread_enter;
+    for (unsigned i = 0; i < count_; ++i) {
+        void* arch = cpu_->vendor == cpu::vendor::vmx ? static_cast<void*>(&vmx_[i]) : static_cast<void*>(&svm_[i]);
+        vcpus_[i].init(i, spread_ops_, arch, stacks_[i], vcpu_stack_bytes);  // keeps handlers, owner, code reader
+    }
+    return {};
+}
+
+void guest::spread_enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out) {
+    guest& g = of(v);
+    const unsigned i = v.id();
+    g.in_guest_[i] = true;
+    g.kick_others(g.pcpu_[i]);
+    g.big_lock_.unlock();
+    g.base_enter_(v, d, out);
+    g.big_lock_.lock();
+    g.in_guest_[i] = false;
+    g.kicked_[i] = false;
+    if (g.exit_hook_.fn) g.exit_hook_.fn(v, g.exit_hook_.ctx);
+}
+
+// A kick IPI (or any host interrupt) made the exit: take it now (its handler ends it at
+// the local APIC), else it stays pending and every entry would exit again at once.
+void guest::spread_external_interrupt(cpu::vcpu&, const cpu::exit_info&) { rt::smp::take_pending_interrupts(); }
+
+void guest::kick_others(unsigned pcpu) {
+    for (unsigned j = 0; j < count_; ++j) {
+        if (pcpu_[j] == pcpu) {
+            kicked_[j] = false;
+            continue;
+        }
+        cpu::vcpu& w = vcpus_[j];
+        if (kicked_[j] || w.finished()) continue;
+        const cpu::interrupt_source& src = w.current_interrupt_source();
+        const bool need = in_guest_[j] ? w.status() != cpu::vcpu_status::runnable || !w.events.empty() ||
+                                             (src.pending && src.pending(src.ctx))
+                                       : !w.sleeping();
+        if (!need) continue;
+        kicked_[j] = true;
+        rt::smp::kick(pcpu_[j]);
+    }
+}
+
+bool guest::runnable_on(unsigned pcpu) const {
+    for (unsigned j = 0; j < count_; ++j)
+        if (pcpu_[j] == pcpu && !vcpus_[j].finished() && !vcpus_[j].sleeping()) return true;
+    return false;
+}
+
+status guest::schedule_on(std::span<cpu::scheduler> per_pcpu) {
+    for (unsigned i = 0; i < count_; ++i) {
+        if (pcpu_[i] >= per_pcpu.size()) return fail(errc::out_of_range, "schedule_on: no scheduler for a vCPU's CPU");
+        HV_TRY(per_pcpu[pcpu_[i]].add(vcpus_[i]));
+    }
+    if (spread_)
+        for (auto& s : per_pcpu) s.set_lock(&big_lock_);
     return {};
 }
 

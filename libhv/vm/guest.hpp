@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <span>
 #include "libhv/core/result.hpp"
+#include "libhv/core/spinlock.hpp"
 #include "libhv/cpu/io_emul.hpp"
 #include "libhv/cpu/svm/backend.hpp"
 #include "libhv/cpu/vcpu.hpp"
@@ -49,12 +50,18 @@ using guest_ram = mmu::guest_memory<host_memory>;
 // One per physical CPU: the vendor it has, enabled (VMXON / EFER.SVME).
 struct physical_cpu {
     cpu::vendor vendor = cpu::vendor::vmx;
+    unsigned index = 0;  // rt::smp's CPU number (0 = BSP)
     vmx::cpu_context vmx{};
     svm::cpu_context svm{};
     [[nodiscard]] unsigned maxphyaddr() const { return vendor == cpu::vendor::vmx ? vmx.maxphyaddr : svm.maxphyaddr; }
 };
 // Probes CPUID for VMX, then SVM; an error names why neither is usable.
 [[nodiscard]] status enable(physical_cpu& pc, cpu::page_alloc_fn alloc);
+
+// libhv's own CPUID leaf: where a vCPU runs. EAX = the physical CPU's number (rt::smp,
+// 0 = BSP), EBX = its APIC ID, ECX = the vCPU's index, EDX = "LHv\0" (0x00764c48).
+inline constexpr std::uint32_t cpuid_where_leaf = 0x40000f00;
+inline constexpr std::uint32_t cpuid_where_signature = 0x00764c48;
 
 // nested: EPT/NPT from guest memory. shadow: no EPT/NPT; hardware walks shadow tables
 // built from the guest's own (one vCPU per guest for now: the shadows of different vCPUs
@@ -170,6 +177,30 @@ public:
     // Ends every vCPU of the guest (from any of them: the others stop when next resumed).
     void stop_all(const char* why);
 
+    // ---- several physical CPUs (after init, before start) ----
+    // vCPU i runs only on physical CPU placement[i]: its VMCS/VMCB is used with the
+    // context cpus[placement[i]] (VMXON region / host save area of that CPU) and never
+    // migrates. When the vCPUs span more than one CPU the guest becomes "spread": one big
+    // lock (big_lock()) covers everything the guest's vCPUs do in the hypervisor (exit
+    // handlers, device model, memory map, scheduling decisions); it is released only
+    // while a vCPU is in guest mode. A vCPU on another CPU that a change concerns (an
+    // interrupt, a SIPI, a stop) gets a kick IPI: it leaves guest mode, or its idle CPU
+    // wakes, and its scheduler re-checks.
+    [[nodiscard]] status place(std::span<physical_cpu> cpus, std::span<const unsigned> placement);
+    [[nodiscard]] bool spread() const { return spread_; }
+    [[nodiscard]] unsigned pcpu_of(unsigned vcpu) const { return pcpu_[vcpu]; }
+    [[nodiscard]] spinlock& big_lock() { return big_lock_; }
+    // vCPU i to per_pcpu[pcpu_of(i)].
+    [[nodiscard]] status schedule_on(std::span<cpu::scheduler> per_pcpu);
+    // Under the big lock: kick every vCPU on another CPU than `pcpu` that has something
+    // to do (see above). Also clears the kick marks of `pcpu`'s own vCPUs.
+    void kick_others(unsigned pcpu);
+    // Does a vCPU on `pcpu` have something to run (not finished, not asleep)? Under the lock.
+    [[nodiscard]] bool runnable_on(unsigned pcpu) const;
+    // Called under the big lock after each exit of a spread guest (a device model that
+    // must know which vCPU's exit it handles).
+    void set_exit_hook(const cpu::entry_hook& h) { exit_hook_ = h; }
+
     // ---- for handlers ----
     static guest& of(cpu::vcpu& v) { return v.owner<guest>(); }
     [[nodiscard]] cpu::vendor vendor() const { return cpu_->vendor; }
@@ -206,6 +237,8 @@ private:
     [[nodiscard]] status apply_protection(std::uint64_t gpa, std::uint64_t size, bool protect);
     [[nodiscard]] bool is_write_protected(std::uint64_t gpa) const;
     void flush_all_vcpus();
+    static void spread_enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out);
+    static void spread_external_interrupt(cpu::vcpu& v, const cpu::exit_info& e);
 
     host_memory* host_;
     guest_ram ram_;
@@ -243,6 +276,16 @@ private:
         unsigned count = 0;
     } streak_[max_vcpus];
     shadow_exit_stats shadow_stats_{};
+    // Several physical CPUs.
+    void* stacks_[max_vcpus] = {};
+    unsigned pcpu_[max_vcpus] = {};
+    bool spread_ = false;
+    bool in_guest_[max_vcpus] = {};
+    bool kicked_[max_vcpus] = {};
+    spinlock big_lock_;
+    cpu::backend_ops spread_ops_{};
+    void (*base_enter_)(cpu::vcpu&, const cpu::event_queue::decision*, cpu::exit_info&) = nullptr;
+    cpu::entry_hook exit_hook_{};
 };
 
 } // namespace hv::vm

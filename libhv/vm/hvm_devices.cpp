@@ -1,5 +1,6 @@
 #include "libhv/vm/hvm_devices.hpp"
 #include "libhv/dev/layout.hpp"
+#include "libhv/rt/smp.hpp"
 
 namespace hv::vm {
 
@@ -54,7 +55,37 @@ status hvm_devices::attach() {
 status hvm_devices::start() {
     HV_TRY(g_->start());
     for (unsigned i = 0; i < g_->vcpu_count(); ++i) HV_TRY(wiring_.attach(g_->vcpu(i), i));
+    if (g_->spread()) g_->set_exit_hook({this, &on_exit});
     return {};
+}
+
+void hvm_devices::on_exit(cpu::vcpu& v, void* ctx) { static_cast<hvm_devices*>(ctx)->wiring_.set_current(v); }
+
+bool hvm_devices::idle_on_pcpu(void* ctx) {
+    const pcpu_idle& c = *static_cast<pcpu_idle*>(ctx);
+    guest& g = *c.self->g_;
+    dev::attachment& a = c.self->wiring_;
+    g.big_lock().lock();
+    a.stop_if_one_failed();
+    a.devices().poll();
+    const bool mine = g.runnable_on(c.pcpu);
+    g.kick_others(c.pcpu);
+    const auto next = a.devices().next_deadline();
+    g.big_lock().unlock();
+    // A kick that comes after the check above is pending at the local APIC: the wait
+    // returns at once.
+    if (!mine) rt::smp::wait_for_kick(next ? *next : 0);
+    return true;
+}
+
+void hvm_devices::run_on_pcpu(cpu::scheduler& s, unsigned pcpu) {
+    pcpu_idle c{this, pcpu};
+    s.run(&idle_on_pcpu, &c);
+    // This CPU's vCPUs ended (a debug exit, a failure): the others learn it now.
+    g_->big_lock().lock();
+    g_->kick_others(pcpu);
+    if (pcpu == 0) wiring_.flush_console();
+    g_->big_lock().unlock();
 }
 
 void hvm_devices::run(cpu::scheduler& s) {

@@ -51,6 +51,10 @@ public:
     [[nodiscard]] status start();
     // Runs the guest's vCPUs on `s` (which must hold them) until they end.
     void run(cpu::scheduler& s);
+    // A guest placed on several physical CPUs (guest::place, guest::schedule_on(span)):
+    // each CPU calls this with its own scheduler. Idle waits for the next device deadline
+    // or a kick IPI (rt::smp), whichever comes first, without the big lock.
+    void run_on_pcpu(cpu::scheduler& s, unsigned pcpu);
 
     [[nodiscard]] dev::run_outcome outcome() const { return wiring_.outcome(); }
     [[nodiscard]] dev::attachment& wiring() { return wiring_; }
@@ -58,6 +62,12 @@ public:
 
 private:
     static void spin_until(void* ctx, std::uint64_t deadline);
+    static void on_exit(cpu::vcpu& v, void* ctx);
+    struct pcpu_idle {
+        hvm_devices* self;
+        unsigned pcpu;
+    };
+    static bool idle_on_pcpu(void* ctx);
 
     guest* g_;
     dev::machine* m_;

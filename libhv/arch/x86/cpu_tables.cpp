@@ -32,10 +32,15 @@ struct idt_gate {
 static_assert(sizeof(idt_gate) == 16);
 
 constexpr std::size_t ist_stack_size = 16384;
-alignas(16) std::uint8_t ist_stack[ist_stack_size];
-alignas(16) std::uint8_t kernel_stack_rsp0[ist_stack_size];
-alignas(16) tss64 tss;
-alignas(16) std::uint64_t gdt[5];
+
+// What each physical CPU has of its own; the IDT is shared.
+struct per_cpu_tables {
+    alignas(16) std::uint8_t ist_stack[ist_stack_size];
+    alignas(16) std::uint8_t kernel_stack_rsp0[ist_stack_size];
+    alignas(16) tss64 tss;
+    alignas(16) std::uint64_t gdt[5];
+};
+per_cpu_tables bsp_tables;
 alignas(16) idt_gate idt[256];
 
 constexpr std::uint64_t code64_descriptor = 0x00af9a000000ffffull;
@@ -57,24 +62,21 @@ constexpr const char* vector_names[32] = {
 
 } // namespace
 
-void init_cpu_tables() {
-    auto tss_addr = reinterpret_cast<std::uint64_t>(&tss);
-    tss.rsp[0] = reinterpret_cast<std::uint64_t>(kernel_stack_rsp0 + ist_stack_size);
-    tss.ist[0] = reinterpret_cast<std::uint64_t>(ist_stack + ist_stack_size);
-    tss.iomap_base = sizeof(tss64);
-    gdt[0] = 0;
-    gdt[1] = code64_descriptor;
-    gdt[2] = data_descriptor;
+namespace {
+
+void load_tables(per_cpu_tables& t) {
+    auto tss_addr = reinterpret_cast<std::uint64_t>(&t.tss);
+    t.tss.rsp[0] = reinterpret_cast<std::uint64_t>(t.kernel_stack_rsp0 + ist_stack_size);
+    t.tss.ist[0] = reinterpret_cast<std::uint64_t>(t.ist_stack + ist_stack_size);
+    t.tss.iomap_base = sizeof(tss64);
+    t.gdt[0] = 0;
+    t.gdt[1] = code64_descriptor;
+    t.gdt[2] = data_descriptor;
     // 64-bit available TSS: limit, base[23:0], type 9, P; base[31:24]; base[63:32] in the next slot.
-    gdt[3] = (sizeof(tss64) - 1) | ((tss_addr & 0xffffff) << 16) | (0x89ull << 40) | (((tss_addr >> 24) & 0xff) << 56);
-    gdt[4] = tss_addr >> 32;
+    t.gdt[3] = (sizeof(tss64) - 1) | ((tss_addr & 0xffffff) << 16) | (0x89ull << 40) | (((tss_addr >> 24) & 0xff) << 56);
+    t.gdt[4] = tss_addr >> 32;
 
-    for (std::size_t v = 0; v < 256; ++v) {
-        bool on_ist = v == 2 || v == 8 || v == 18;  // NMI, #DF, #MC: a known-good stack
-        set_gate(v, hv_isr_table[v < 32 ? v : 32], on_ist ? 1 : 0);
-    }
-
-    descriptor_pointer gdtr{sizeof gdt - 1, reinterpret_cast<std::uint64_t>(gdt)};
+    descriptor_pointer gdtr{sizeof t.gdt - 1, reinterpret_cast<std::uint64_t>(t.gdt)};
     descriptor_pointer idtr{sizeof idt - 1, reinterpret_cast<std::uint64_t>(idt)};
     asm volatile("lgdt %0\n"
                  "pushq %1\n"
@@ -93,6 +95,24 @@ void init_cpu_tables() {
                  : "rax", "memory");
 }
 
+} // namespace
+
+void init_cpu_tables() {
+    for (std::size_t v = 0; v < 256; ++v) {
+        bool on_ist = v == 2 || v == 8 || v == 18;  // NMI, #DF, #MC: a known-good stack
+        set_gate(v, hv_isr_table[v < 32 ? v : 32], on_ist ? 1 : 0);
+    }
+    load_tables(bsp_tables);
+}
+
+std::size_t ap_cpu_tables_size() { return sizeof(per_cpu_tables); }
+
+void init_ap_cpu_tables(void* storage) { load_tables(*static_cast<per_cpu_tables*>(storage)); }
+
+void set_interrupt_gate(std::uint8_t vector, void (*handler)()) {
+    set_gate(vector, reinterpret_cast<std::uint64_t>(handler), 0);
+}
+
 descriptor_pointer current_gdt() {
     descriptor_pointer p;
     asm volatile("sgdt %0" : "=m"(p));
@@ -105,7 +125,14 @@ descriptor_pointer current_idt() {
     return p;
 }
 
-std::uint64_t tss_base() { return reinterpret_cast<std::uint64_t>(&tss); }
+std::uint64_t tss_base() {
+    // This CPU's TSS: the base in the descriptor TR selects, in this CPU's GDT.
+    std::uint16_t tr;
+    asm volatile("str %0" : "=r"(tr));
+    const auto* gdt = reinterpret_cast<const std::uint64_t*>(current_gdt().base);
+    const std::uint64_t lo = gdt[tr / 8], hi = gdt[tr / 8 + 1];
+    return ((lo >> 16) & 0xffffff) | (((lo >> 56) & 0xff) << 24) | (hi << 32);
+}
 
 } // namespace hv::x86
 

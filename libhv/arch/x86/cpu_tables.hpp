@@ -21,7 +21,14 @@ static_assert(offsetof(exception_frame, vector) == 15 * 8);
 static_assert(offsetof(exception_frame, rip) == 17 * 8);
 static_assert(sizeof(exception_frame) == 22 * 8);
 
+// The BSP: the shared IDT and the BSP's GDT/TSS (static storage).
 void init_cpu_tables();
+// An AP: its own GDT, TSS and IST stacks in `storage` (ap_cpu_tables_size() bytes,
+// 16-byte aligned, zeroed, kept for good), and the shared IDT.
+std::size_t ap_cpu_tables_size();
+void init_ap_cpu_tables(void* storage);
+// A handler of its own for an interrupt vector (>= 32) on every CPU.
+void set_interrupt_gate(std::uint8_t vector, void (*handler)());
 
 struct [[gnu::packed]] descriptor_pointer {
     std::uint16_t limit;
@@ -31,6 +38,6 @@ struct [[gnu::packed]] descriptor_pointer {
 // Current GDTR/IDTR/TR, e.g. for VMCS host state.
 descriptor_pointer current_gdt();
 descriptor_pointer current_idt();
-std::uint64_t tss_base();
+std::uint64_t tss_base();  // this CPU's
 
 } // namespace hv::x86

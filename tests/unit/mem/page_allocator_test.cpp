@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 #include <random>
 #include <set>
+#include <thread>
 #include <vector>
 #include "libhv/mem/page_allocator.hpp"
 
@@ -111,4 +112,34 @@ TEST_CASE("page allocator: add_free/reserve over random unaligned ranges match a
         }
         REQUIRE(a.free_frames() == expected_free);
     }
+}
+
+TEST_CASE("page_allocator: frames handed out from several threads at once are distinct") {
+    static std::uint64_t bitmap[64];  // 4096 frames
+    hv::mem::page_allocator a;
+    a.init(bitmap);
+    a.add_free(0, 4096 * hv::mem::page_size);
+    constexpr int threads = 4, per_thread = 1000;
+    std::vector<std::uint64_t> got[threads];
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t)
+        ts.emplace_back([&, t] {
+            for (int i = 0; i < per_thread; ++i) {
+                auto f = a.alloc();
+                if (f) got[t].push_back(*f);
+                if (i % 3 == 0 && !got[t].empty()) {
+                    (void)a.free(got[t].back());
+                    got[t].pop_back();
+                }
+            }
+        });
+    for (auto& t : ts) t.join();
+    std::set<std::uint64_t> all;
+    std::size_t held = 0;
+    for (auto& g : got) {
+        held += g.size();
+        all.insert(g.begin(), g.end());
+    }
+    CHECK(all.size() == held);
+    CHECK(a.free_frames() == 4096 - held);
 }
