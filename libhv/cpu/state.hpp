@@ -124,7 +124,9 @@ constexpr guest_state initial_state(guest_mode mode, std::uint64_t rip, std::uin
         for (unsigned i = 0; i < 6; ++i) g.segs[i] = segment{0, ar::data_rw_accessed | ar::s | ar::p, 0xffff, 0};
         g[seg::cs] = segment{cs, ar::code_rx_accessed | ar::s | ar::p, 0xffff, base};
         g.idtr = {0, 0x3ff};
-        g[seg::tr] = segment{0, ar::tss16_busy | ar::p, 0xffff, 0};
+        // A 32-bit busy TSS, as after RESET/INIT: a 16-bit one would make the guest's own
+        // later switch to long mode fault (a CPU refuses IA-32e activation with a TSS16 in TR).
+        g[seg::tr] = segment{0, ar::tss_busy | ar::p, 0xffff, 0};
         break;
     }
     case guest_mode::protected32:

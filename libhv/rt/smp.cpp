@@ -41,6 +41,7 @@ hv_ap_pm32:
     or (hv_ap_params + 4 - hv_ap_trampoline + )" HV_AP_BASE R"(), %eax  /* LME, NXE as the BSP */
     wrmsr
     mov %cr0, %eax
+    and $0x9fffffff, %eax                       /* caches on: CD = NW = 0 (INIT sets both) */
     or $0x80010001, %eax                        /* PG | WP | PE */
     mov %eax, %cr0
     ljmp $0x18, $(hv_ap_lm64 - hv_ap_trampoline + )" HV_AP_BASE R"()
