@@ -256,9 +256,10 @@ status scheduler::add_task(fiber& f) {
     return {};
 }
 
-void scheduler::run(idle_fn idle, void* ctx) {
+template <bool locked>
+void scheduler::rounds(idle_fn idle, void* ctx) {
     for (;;) {
-        if (lock_) lock_->lock();
+        if constexpr (locked) lock_->lock();
         for (std::size_t i = 0; i < task_count_; ++i)
             if (!tasks_[i]->finished()) tasks_[i]->resume();
         bool alive = false, ran = false;
@@ -270,10 +271,16 @@ void scheduler::run(idle_fn idle, void* ctx) {
             v.resume();
             ran = true;
         }
-        if (lock_) lock_->unlock();
+        if constexpr (locked) lock_->unlock();
         if (!alive) return;
         if (!ran && (!idle || !idle(ctx))) return;
     }
+}
+
+// The lock test is outside the loop: a one-CPU guest's rounds cost what they did.
+void scheduler::run(idle_fn idle, void* ctx) {
+    if (lock_) rounds<true>(idle, ctx);
+    else rounds<false>(idle, ctx);
 }
 
 } // namespace hv::cpu

@@ -289,6 +289,9 @@ public:
     void set_lock(spinlock* l) { lock_ = l; }
 
 private:
+    template <bool locked>
+    void rounds(idle_fn idle, void* ctx);
+
     vcpu* v_[max_vcpus] = {};
     std::size_t n_ = 0;
     fiber* tasks_[max_tasks] = {};
