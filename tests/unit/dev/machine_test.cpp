@@ -4,6 +4,8 @@
 #include "fakes.hpp"
 #include "libhv/dev/layout.hpp"
 #include "libhv/dev/machine.hpp"
+#include "libhv/arch/x86/acpi_madt.hpp"
+#include <cstring>
 
 using namespace hv::dev;
 
@@ -231,4 +233,35 @@ TEST_CASE("machine: a PVH guest powers off through the hardware-reduced sleep re
     r.m.io_write(ctl, 1, (5u << 2) | 0x20);
     CHECK(r.m.take_event().kind == event_kind::power_off);
     CHECK(r.m.io_read(0x604, 1) == 0xff);           // no PM1 blocks
+}
+
+// The same MADT parser libhv/rt/smp runs on the firmware's tables reads the tables the
+// emulated PC gives its guests (which a libhv guest then parses to start its APs).
+TEST_CASE("machine: libhv's own MADT parser finds every vCPU in the PC's ACPI tables") {
+    for (unsigned cpus : {1u, 2u, 4u, 8u}) {
+        pc_rig r{machine_config::pc(cpus, 64 * mib)};
+        std::vector<std::uint8_t> mem(16384);
+        auto lay = r.m.build_acpi(std::span<std::uint8_t>(mem), layout::acpi_tables);
+        REQUIRE(lay.ok());
+        struct window {
+            std::vector<std::uint8_t>* bytes;
+            std::uint64_t base;
+        } w{&mem, layout::acpi_tables};
+        hv::boot::memory_reader reader{[](void* ctx, std::uint64_t pa, void* dst, std::size_t n) -> hv::status {
+                                           auto& win = *static_cast<window*>(ctx);
+                                           if (pa < win.base || pa + n > win.base + win.bytes->size())
+                                               return hv::fail(hv::errc::fault, "outside the tables");
+                                           std::memcpy(dst, win.bytes->data() + (pa - win.base), n);
+                                           return {};
+                                       },
+                                       &w};
+        auto found = hv::acpi::find_rsdp(reader, layout::acpi_tables, mem.size());
+        REQUIRE(found);
+        CHECK(*found == lay->rsdp);
+        hv::acpi::cpu_list list;
+        REQUIRE(hv::acpi::read_cpus(reader, *found, list).ok());
+        REQUIRE(list.count == cpus);
+        for (unsigned i = 0; i < cpus; ++i) CHECK(list.apic_ids[i] == i);
+        CHECK(list.lapic_address == layout::lapic);
+    }
 }
