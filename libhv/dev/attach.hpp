@@ -13,7 +13,7 @@
 //   interrupt source ──▶ the local APIC (8259 ExtINT via LINT0), acknowledged only
 //                        when the vCPU injects it
 //   ICR writes ────────▶ INIT parks the target vCPUs (wait-for-SIPI), SIPI starts them
-//                        in real mode at vector << 12 (vCPUs are fibers on one CPU)
+//                        in real mode at vector << 12
 //   scheduler idle ────▶ every vCPU halted: wait for the next device deadline
 //   machine events ────▶ debug exit (0xf4), ACPI S5, reset: every vCPU stops; outcome()
 //   COM1 transmitter ──▶ the host console, one prefixed line at a time
