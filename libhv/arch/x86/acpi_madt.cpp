@@ -17,19 +17,20 @@ std::uint8_t sum(const std::uint8_t* p, std::size_t n) {
     return s;
 }
 
-// A whole table (header checked, checksum over `length`) into `buf`.
-status read_table(const boot::memory_reader& mem, std::uint64_t pa, std::uint8_t* buf, std::size_t cap,
-                  sdt_header& h) {
+// A table's header, its length checked and its checksum summed in small pieces (no
+// buffer: the tables stay where the firmware put them).
+status check_table(const boot::memory_reader& mem, std::uint64_t pa, sdt_header& h) {
     HV_TRY(mem.read(mem.ctx, pa, &h, sizeof h));
-    if (h.length < sizeof h || h.length > cap) return fail(errc::invalid_argument, "ACPI table length out of range");
-    HV_TRY(mem.read(mem.ctx, pa, buf, h.length));
-    if (sum(buf, h.length) != 0) return fail(errc::invalid_argument, "ACPI table checksum wrong");
+    if (h.length < sizeof h || h.length > max_table_bytes) return fail(errc::invalid_argument, "ACPI table length out of range");
+    std::uint8_t s = 0, piece[64];
+    for (std::uint32_t at = 0; at < h.length; at += sizeof piece) {
+        const std::uint32_t n = h.length - at < sizeof piece ? h.length - at : static_cast<std::uint32_t>(sizeof piece);
+        HV_TRY(mem.read(mem.ctx, pa + at, piece, n));
+        s = static_cast<std::uint8_t>(s + sum(piece, n));
+    }
+    if (s != 0) return fail(errc::invalid_argument, "ACPI table checksum wrong");
     return {};
 }
-
-// Read buffers (static: this runs once, on one CPU; on the host a test at a time).
-std::uint8_t root_buf[max_table_bytes];
-std::uint8_t madt_buf[max_table_bytes];
 
 } // namespace
 
@@ -65,34 +66,38 @@ status read_cpus(const boot::memory_reader& mem, std::uint64_t rsdp_pa, cpu_list
         HV_TRY(mem.read(mem.ctx, rsdp_pa, &r, sizeof r));
         use_xsdt = r.xsdt != 0 && r.length >= sizeof r && sum(reinterpret_cast<const std::uint8_t*>(&r), sizeof r) == 0;
     }
+    const std::uint64_t root_pa = use_xsdt ? r.xsdt : r.rsdt;
     sdt_header root{};
-    HV_TRY(read_table(mem, use_xsdt ? r.xsdt : r.rsdt, root_buf, sizeof root_buf, root));
+    HV_TRY(check_table(mem, root_pa, root));
     if (!same(root.signature, use_xsdt ? "XSDT" : "RSDT", 4)) return fail(errc::invalid_argument, "ACPI root table signature wrong");
     const std::size_t entry_size = use_xsdt ? 8 : 4;
     const std::size_t entries = (root.length - sizeof root) / entry_size;
     for (std::size_t i = 0; i < entries; ++i) {
         std::uint64_t pa = 0;
-        __builtin_memcpy(&pa, root_buf + sizeof root + i * entry_size, entry_size);
+        HV_TRY(mem.read(mem.ctx, root_pa + sizeof root + i * entry_size, &pa, entry_size));
         sdt_header h{};
         HV_TRY(mem.read(mem.ctx, pa, &h, sizeof h));
         if (!same(h.signature, "APIC", 4)) continue;
-        HV_TRY(read_table(mem, pa, madt_buf, sizeof madt_buf, h));
+        HV_TRY(check_table(mem, pa, h));
         if (h.length < sizeof h + 8) return fail(errc::invalid_argument, "MADT too short");
         std::uint32_t lapic = 0;
-        __builtin_memcpy(&lapic, madt_buf + sizeof h, 4);
+        HV_TRY(mem.read(mem.ctx, pa + sizeof h, &lapic, 4));
         out.lapic_address = lapic;
         for (std::size_t at = sizeof h + 8; at + 2 <= h.length;) {
-            const std::uint8_t type = madt_buf[at], len = madt_buf[at + 1];
+            std::uint8_t e[16] = {};
+            HV_TRY(mem.read(mem.ctx, pa + at, e, 2));
+            const std::uint8_t type = e[0], len = e[1];
             if (len < 2 || at + len > h.length) return fail(errc::invalid_argument, "MADT entry runs past the table");
+            HV_TRY(mem.read(mem.ctx, pa + at, e, len < sizeof e ? len : sizeof e));
             std::uint32_t id = 0, flags = 0;
             bool cpu = false;
             if (type == madt_entry::local_apic && len >= 8) {
-                id = madt_buf[at + 3];
-                __builtin_memcpy(&flags, madt_buf + at + 4, 4);
+                id = e[3];
+                __builtin_memcpy(&flags, e + 4, 4);
                 cpu = true;
             } else if (type == madt_entry::local_x2apic && len >= 16) {
-                __builtin_memcpy(&id, madt_buf + at + 4, 4);
-                __builtin_memcpy(&flags, madt_buf + at + 8, 4);
+                __builtin_memcpy(&id, e + 4, 4);
+                __builtin_memcpy(&flags, e + 8, 4);
                 cpu = true;
             }
             at += len;
