@@ -61,6 +61,9 @@ struct config {
     bool map_on_demand = false;
     // VPID (VMX) / ASID (SVM) of vCPU 0; vCPU i uses first_tag + i. Distinct per guest.
     std::uint16_t first_tag = 1;
+    // VMX: virtualize CR8 with CR8-load/store exits even where the CPU has a TPR shadow
+    // (tests that path; the default uses the shadow when offered).
+    bool cr8_exits = false;
 };
 
 // What the nested-fault handler did, per guest.

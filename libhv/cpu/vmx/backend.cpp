@@ -15,7 +15,8 @@ namespace hv::vmx {
 requests default_requests() {
     requests r{};
     r[control_set::pin] = {bits(pin::external_interrupt_exiting, pin::nmi_exiting), bits(pin::virtual_nmis)};
-    r[control_set::proc] = {bits(proc::hlt_exiting, proc::io_bitmaps, proc::msr_bitmaps), 0};
+    // CR8: TPR shadow where offered; enable() asks for CR8-load/store exiting otherwise.
+    r[control_set::proc] = {bits(proc::hlt_exiting, proc::io_bitmaps, proc::msr_bitmaps), bits(proc::tpr_shadow)};
     r[control_set::proc2] = {bits(proc2::ept, proc2::unrestricted_guest), bits(proc2::vpid)};
     r[control_set::exit] = {bits(exit_ctl::host_address_space_size, exit_ctl::save_efer, exit_ctl::load_efer), 0};
     r[control_set::entry] = {bits(entry_ctl::load_efer), 0};
@@ -90,8 +91,20 @@ inline bool make_current(vcpu_arch& a) { return a.cpu->current_vmcs == a.vmcs_pa
 
 vcpu_arch& arch(cpu::vcpu& v) { return *static_cast<vcpu_arch*>(v.arch()); }
 
+std::uint8_t read_tpr(const cpu::vcpu& v) {
+    const vcpu_arch& a = *static_cast<const vcpu_arch*>(v.arch());
+    return a.cr8_exiting ? a.tpr : a.virtual_apic[0x80];
+}
+
+void write_tpr(cpu::vcpu& v, std::uint8_t tpr) {
+    vcpu_arch& a = arch(v);
+    a.tpr = tpr;
+    a.virtual_apic[0x80] = tpr;
+}
+
 status prepare(cpu::vcpu& v) {
     vcpu_arch& a = arch(v);
+    const std::uint8_t tpr = read_tpr(v);
     cpu_context& c = *a.cpu;
     vmcs_image& img = a.image;
     img = vmcs_image{};
@@ -102,6 +115,18 @@ status prepare(cpu::vcpu& v) {
     img.set(field::io_bitmap_b, cpu::pa_of(a.io_bitmaps + 4096));
     img.set(field::msr_bitmap, cpu::pa_of(a.msr_bitmap));
     img.set(field::exception_bitmap, 0);
+    constexpr std::uint32_t cr8_exits = bits(proc::cr8_load_exiting, proc::cr8_store_exiting);
+    std::uint32_t procv = c.controls.value(control_set::proc);
+    if (a.cr8_exiting || !(procv & bits(proc::tpr_shadow))) {
+        a.cr8_exiting = true;
+        procv = (procv & ~bits(proc::tpr_shadow)) | cr8_exits;
+    } else {
+        img.set(field::virtual_apic_address, cpu::pa_of(a.virtual_apic));
+        img.set(field::tpr_threshold, 0);
+    }
+    write_tpr(v, tpr);
+    a.tpr_threshold = 0;
+    img.set(field::proc_controls, procv);
     put_host(img, current_host());
     put_guest(img, v.state, c.caps);
 
@@ -115,7 +140,8 @@ status prepare(cpu::vcpu& v) {
     a.cpu->current_vmcs = 0;
     if (!make_current(a)) return failed(a, "VMPTRLD failed");
     a.launched = false;
-    a.proc_in_vmcs = c.controls.value(control_set::proc);
+    a.proc_base = procv;
+    a.proc_in_vmcs = procv;
     a.windows_on = false;
     const char* bad = nullptr;
     img.for_each([&](field f, std::uint64_t val) {
@@ -154,7 +180,15 @@ event_type vmx_type(cpu::event_kind k) {
             t == event_type::privileged_software_exception)
             (void)vmwrite(raw(field::entry_instruction_length), v.current_exit().instruction_length);
     }
-    std::uint32_t procv = a.cpu->controls.value(control_set::proc);
+    // A TPR threshold (TPR shadow only: with CR8 exits every CR8 write exits anyway) must
+    // not exceed the VTPR's class (SDM 26.2.1.1), which holds here: the threshold is an
+    // interrupt class the TPR masks.
+    const std::uint8_t threshold = a.cr8_exiting ? 0 : d.tpr_threshold & 0xf;
+    if (threshold != a.tpr_threshold) {
+        (void)vmwrite(raw(field::tpr_threshold), threshold);
+        a.tpr_threshold = threshold;
+    }
+    std::uint32_t procv = a.proc_base;
     if (d.irq_window) procv |= bits(proc::interrupt_window_exiting);
     if (d.nmi_window && (a.cpu->controls.value(control_set::pin) & bits(pin::virtual_nmis)))
         procv |= bits(proc::nmi_window_exiting);
@@ -162,7 +196,7 @@ event_type vmx_type(cpu::event_kind k) {
         (void)vmwrite(raw(field::proc_controls), procv);
         a.proc_in_vmcs = procv;
     }
-    a.windows_on = d.irq_window || d.nmi_window;
+    a.windows_on = d.irq_window || d.nmi_window || threshold;
 }
 
 [[gnu::noinline]] void entry_refused(cpu::vcpu& v, int r, cpu::exit_info& out) {
@@ -335,7 +369,8 @@ void flush_nested(cpu::vcpu& v) {
 
 } // namespace
 
-const cpu::backend_ops ops{prepare, enter, interrupts_open, instruction_length, read_cr, write_cr, load_state, flush_nested};
+const cpu::backend_ops ops{prepare,  enter,      interrupts_open, instruction_length, read_cr, write_cr,
+                           load_state, flush_nested, read_tpr,      write_tpr};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;
@@ -346,7 +381,10 @@ status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     auto plan = plan_vmxon(id.ecx, m, x86::read_cr0(), x86::read_cr4());
     if (!plan) return plan.err();
     c.caps = decode(m);
-    auto derived = derive_all(c.caps, default_requests());
+    auto req = default_requests();
+    if (!(c.caps.of(control_set::proc).allowed1 & bits(proc::tpr_shadow)))
+        req[control_set::proc].required |= bits(proc::cr8_load_exiting, proc::cr8_store_exiting);
+    auto derived = derive_all(c.caps, req);
     if (!derived) return derived.err();
     c.controls = *derived;
     if (plan->write_feature_control) x86::wrmsr(msr::feature_control, plan->feature_control);
@@ -368,7 +406,9 @@ status create(vcpu_arch& a, cpu_context& c, std::uint16_t vpid) {
     auto* vmcs = static_cast<std::uint32_t*>(c.alloc(1));
     a.io_bitmaps = static_cast<std::uint8_t*>(c.alloc(2));
     a.msr_bitmap = static_cast<std::uint8_t*>(c.alloc(1));
-    if (!vmcs || !a.io_bitmaps || !a.msr_bitmap) return fail(errc::no_memory, "VMCS or bitmaps");
+    a.virtual_apic = static_cast<std::uint8_t*>(c.alloc(1));
+    if (!vmcs || !a.io_bitmaps || !a.msr_bitmap || !a.virtual_apic) return fail(errc::no_memory, "VMCS or bitmaps");
+    __builtin_memset(a.virtual_apic, 0, 4096);
     vmcs[0] = c.caps.basic.revision();
     a.vmcs_pa = cpu::pa_of(vmcs);
     // Intercept every port and MSR: a guest reaches only what a handler allows.
