@@ -9,6 +9,7 @@
 #include <string_view>
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/core/cmdline.hpp"
+#include "libhv/guest/xen.hpp"
 #include "libhv/rt/console.hpp"
 #include "libhv/rt/runtime.hpp"
 #include "libhv/vm/cpu_model.hpp"
@@ -95,6 +96,40 @@ std::uint64_t console_byte_ticks(unsigned bytes) {
     return t1 - t0;
 }
 
+struct xen_probe {
+    bool callback_vector = false;
+    bool pv_timer = false;
+};
+
+void count_event(hv::xen::evtchn_port_t, void* counter) { ++*static_cast<volatile unsigned*>(counter); }
+
+xen_probe probe_xen_events(std::uint32_t xen_base) {
+    namespace gx = hv::guest::xen;
+    namespace xen = hv::xen;
+    static gx::hypercalls hc;
+    static gx::upcall events;
+    static volatile unsigned loop_events = 0, timer_events = 0;
+    xen_probe r;
+    if (!hc.install(xen_base, hv::rt::alloc_zeroed_pages(1)).ok()) return r;
+    if (!events.install(hc, 0xe0, hv::rt::alloc_zeroed_pages(1)).ok()) return r;
+    x86::sti();
+    xen::evtchn_port_t unbound = 0, local = 0;
+    if (hc.alloc_unbound(xen::domid_self, unbound) == 0 && hc.bind_interdomain(xen::domid_self, unbound, local) == 0 &&
+        events.on(unbound, &count_event, const_cast<unsigned*>(&loop_events)).ok() && hc.send(local) == 0)
+        r.callback_vector = loop_events == 1;
+    // A timer 100 µs ahead (vcpu_info's system time) wakes SCHEDOP_block.
+    xen::evtchn_bind_virq virq{xen::virq_timer, 0, 0};
+    xen::vcpu_set_singleshot_timer timer{gx::system_time_ns(events.shared()->vcpu[0].time) + 100'000,
+                                         xen::vcpu_sshottmr_future, 0};
+    if (hc.event_channel_op(xen::evtchnop::bind_virq, &virq) == 0 &&
+        events.on(virq.port, &count_event, const_cast<unsigned*>(&timer_events)).ok() &&
+        hc.call(xen::hc::vcpu_op, xen::vcpuop_set_singleshot_timer, 0, reinterpret_cast<std::uintptr_t>(&timer)) == 0 &&
+        hc.sched_op(xen::schedop_block) == 0)
+        r.pv_timer = timer_events == 1;
+    asm volatile("cli" ::: "memory");
+    return r;
+}
+
 } // namespace
 
 HV_PROGRAM(color, "color", "report this guest's color and check it against expect=POLICY") {
@@ -125,9 +160,15 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
     hv::println("color: devices: com1-scratch={} pit={} pic={} pci-config={}", yes_no(uart), yes_no(pit), yes_no(pic),
                 yes_no(pci));
     hv::println("color: emulated devices: {}", seen.emulated_devices ? "present" : "none");
-    // This guest has no hypercall client yet, so it cannot bind a callback vector or arm
-    // a PV timer: both read as unused.
-    hv::println("color: callback vector: not available; pv timer: not available");
+    // With Xen leaves: an event channel to itself must arrive through a callback vector,
+    // and a one-shot timer (VIRQ_TIMER) must wake SCHEDOP_block.
+    if (seen.xen_leaves) {
+        const xen_probe pv = probe_xen_events(xen_base);
+        seen.callback_vector = pv.callback_vector;
+        seen.pv_timer = pv.pv_timer;
+    }
+    hv::println("color: callback vector: {}; pv timer: {}", seen.callback_vector ? "works" : "not available",
+                seen.pv_timer ? "works" : "not available");
 
     seen.pcid_hidden = !(x86::cpuid(1).ecx >> 17 & 1);
     hv::println("color: pcid: {}", seen.pcid_hidden ? "hidden" : "visible");

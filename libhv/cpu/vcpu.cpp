@@ -272,8 +272,16 @@ status scheduler::add(vcpu& v) {
     return {};
 }
 
+status scheduler::add_task(fiber& f) {
+    if (task_count_ == max_tasks) return fail(errc::no_memory, "scheduler: too many tasks");
+    tasks_[task_count_++] = &f;
+    return {};
+}
+
 void scheduler::run(idle_fn idle, void* ctx) {
     for (;;) {
+        for (std::size_t i = 0; i < task_count_; ++i)
+            if (!tasks_[i]->finished()) tasks_[i]->resume();
         bool alive = false, ran = false;
         for (std::size_t i = 0; i < n_; ++i) {
             vcpu& v = *v_[i];

@@ -97,6 +97,9 @@ struct backend_ops {
     // Invalidate what the TLBs hold for this vCPU's nested (EPT/NPT) translations,
     // before its next entry (INVEPT single-context / the VMCB's ASID flush).
     void (*flush_nested)(vcpu& v);
+    // The part of load_state that says the operating mode and CPL (EFER, CS and SS
+    // access rights), for hot exits such as hypercalls; nullptr: use load_state.
+    void (*load_mode)(vcpu& v) = nullptr;
     // The guest's task priority as the backend virtualizes CR8 (the CPU never sees a
     // guest's TPR: VMX TPR shadow or CR8 exits, SVM V_INTR_MASKING), in local-APIC TPR
     // form: CR8 = bits 7:4. SVM keeps only bits 7:4. A MOV to CR8 sets 7:4, clears 3:0.
@@ -197,10 +200,13 @@ public:
         hook_ = h;
         extras_ = source_.pending || hook_.fn;
     }
+    [[nodiscard]] const entry_hook& current_entry_hook() const { return hook_; }
 
     // Handler table, one entry per exit_reason, filled with the defaults by init().
-    // nullptr restores the default.
+    // nullptr restores the default. handler() is the one installed now, for a policy
+    // that handles part of an exit and chains to what was there before.
     void on(exit_reason r, exit_handler h);
+    [[nodiscard]] exit_handler handler(exit_reason r) const { return handlers_[static_cast<std::size_t>(r)]; }
 
     // Ask the loop to yield to the scheduler after this exit (fairness, benchmarks).
     void request_yield() { yield_ = true; }
@@ -263,13 +269,17 @@ private:
     void* owner_ = nullptr;
 };
 
-// Round-robin over vCPUs on one physical CPU. run() returns when every vCPU has
-// stopped or failed, or when all remaining ones sleep (then `idle` is called; if it
-// returns false, run() returns).
+// Round-robin over vCPUs on one physical CPU, plus tasks: fibers that serve the vCPUs
+// (in-hypervisor backends). Each round resumes every unfinished task once, then every
+// vCPU that is not asleep; a task with nothing to do yields at once. run() returns when
+// every vCPU has stopped or failed (tasks do not keep it going), or when a round ran no
+// vCPU (all asleep: then `idle` is called; if it returns false, run() returns).
 class scheduler {
 public:
     static constexpr std::size_t max_vcpus = 16;
+    static constexpr std::size_t max_tasks = 8;
     [[nodiscard]] status add(vcpu& v);
+    [[nodiscard]] status add_task(fiber& f);
     using idle_fn = bool (*)(void* ctx);
     void run(idle_fn idle = nullptr, void* ctx = nullptr);
     std::size_t size() const { return n_; }
@@ -277,6 +287,8 @@ public:
 private:
     vcpu* v_[max_vcpus] = {};
     std::size_t n_ = 0;
+    fiber* tasks_[max_tasks] = {};
+    std::size_t task_count_ = 0;
 };
 
 // The default handlers, public so a program can chain to them.

@@ -111,11 +111,20 @@ public:
 
     // physical_memory over guest-physical addresses, for the walkers: RAM, or ROM when
     // only reading; nullptr for MMIO and holes.
+    // A small cache of backed pages saves the backing-map walk: walkers ask for the same
+    // few table pages again and again, and a page's backing never changes while its
+    // region exists (release_backing empties the cache).
     void* host_pointer(std::uint64_t gpa, bool for_write) const {
         if (gpa >= gpa_limit_) return nullptr;
-        auto t = backing_.translate(gpa);
-        if (!t || (for_write && !t->attrs.write)) return nullptr;
-        return host_->host_pointer(t->pa, for_write);
+        const std::uint64_t page = gpa & ~page_offset_mask;
+        backing_hit& hit = hits_[(page >> page_shift) % hits_.size()];
+        if (hit.page != page) {
+            auto t = backing_.translate(page);
+            if (!t) return nullptr;  // holes and MMIO are not cached
+            hit = {page, t->pa, t->attrs.write};
+        }
+        if (for_write && !hit.writable) return nullptr;
+        return host_->host_pointer(hit.pa + (gpa & page_offset_mask), for_write);
     }
 
     // The hypervisor's accessors: the whole range is checked before a byte moves.
@@ -208,6 +217,7 @@ private:
 
     // Frees the backing pages of [first, last] and drops them from the backing map.
     void release_backing(std::uint64_t first, std::uint64_t last) {
+        hits_ = {};
         if (!backing_.root()) return;
         backing_.for_each_mapping([&](const mapping& m) {
             if (m.va < first || m.va > last) return;
@@ -245,10 +255,17 @@ private:
         return fail(errc::fault, "guest-physical address not backed");
     }
 
+    struct backing_hit {
+        std::uint64_t page = ~std::uint64_t{0};
+        std::uint64_t pa = 0;
+        bool writable = false;
+    };
+
     M* host_;
     std::uint64_t gpa_limit_;
     region_map regions_;
     backing_table backing_;
+    mutable std::array<backing_hit, 16> hits_{};
 };
 
 // Table memory inside a guest's RAM: lets the one builder write a guest's own page

@@ -246,6 +246,54 @@ status guest::apply_protection(std::uint64_t gpa, std::uint64_t size, bool prote
     return s;
 }
 
+const guest::placed_page* guest::placed_at(std::uint64_t gpa) const {
+    const std::uint64_t page = gpa & ~mmu::page_offset_mask;
+    for (unsigned i = 0; i < placed_count_; ++i)
+        if (placed_[i].gpa == page) return &placed_[i];
+    return nullptr;
+}
+
+status guest::place_page(std::uint64_t gpa, std::uint64_t hpa, bool writable) {
+    if (!cpu_) return fail(errc::invalid_argument, "place_page before init");
+    if (!mmu::page_aligned(gpa) || !mmu::page_aligned(hpa)) return fail(errc::invalid_argument, "place_page: unaligned");
+    auto* slot = const_cast<placed_page*>(placed_at(gpa));
+    if (!slot && placed_count_ == max_placed) return fail(errc::no_memory, "place_page: too many placed pages");
+    HV_TRY(map_nested(gpa, hpa, mmu::page_size, writable));
+    if (!slot) slot = &placed_[placed_count_++];
+    *slot = {gpa, hpa, writable};
+    flush_all_vcpus();
+    return {};
+}
+
+status guest::restore_page(std::uint64_t gpa) {
+    const placed_page* p = placed_at(gpa);
+    if (!p) return fail(errc::not_found, "restore_page: nothing placed there");
+    const std::uint64_t page = p->gpa;
+    status s;
+    const mmu::guest_region* r = ram_.find(page);
+    if (r && r->kind != mmu::region_kind::mmio) {
+        s = map_nested(page, *ram_.backing(page), mmu::page_size, r->kind == mmu::region_kind::ram && !is_write_protected(page));
+    } else if (cpu_->vendor == cpu::vendor::vmx) {
+        auto tx = ept_.begin();
+        s = tx.unmap(page, mmu::page_size);
+    } else {
+        auto tx = npt_.begin();
+        s = tx.unmap(page, mmu::page_size);
+    }
+    HV_TRY(s);
+    placed_[p - placed_] = placed_[--placed_count_];
+    flush_all_vcpus();
+    return {};
+}
+
+void* guest::host_pointer(std::uint64_t gpa, bool for_write) const {
+    if (const placed_page* p = placed_count_ ? placed_at(gpa) : nullptr) {
+        if (for_write && !p->writable) return nullptr;
+        return host_->host_pointer(p->hpa + (gpa & mmu::page_offset_mask), for_write);
+    }
+    return ram_.host_pointer(gpa, for_write);
+}
+
 std::size_t guest::nested_table_pages() const {
     return cpu_->vendor == cpu::vendor::vmx ? ept_.table_pages() : npt_.table_pages();
 }

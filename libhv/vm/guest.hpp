@@ -89,6 +89,7 @@ public:
     static constexpr unsigned max_devices = 16;
     static constexpr std::size_t vcpu_stack_bytes = 32 * 1024;
     static constexpr unsigned max_protected = 8;
+    static constexpr unsigned max_placed = 16;
 
     // `host` backs the guest's RAM and its tables; it must outlive the guest.
     explicit guest(host_memory& host);
@@ -120,6 +121,20 @@ public:
     static void on_cpuid(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_msr_read(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_msr_write(cpu::vcpu& v, const cpu::exit_info& e);
+
+    // A hypervisor-owned (or another guest's) host page `hpa` seen at the 4 KiB guest page
+    // `gpa` in place of what guest memory has there (RAM, ROM or nothing): Xen's
+    // shared_info and grant-table frames, mapped grants. The nested tables change at once
+    // (every vCPU flushed); the page underneath stays allocated and comes back with
+    // restore_page. host_pointer() sees placed pages; linear() and the npf path do not
+    // (nobody emulates MMIO in them). Placing over a placed page replaces it.
+    [[nodiscard]] status place_page(std::uint64_t gpa, std::uint64_t hpa, bool writable);
+    [[nodiscard]] status restore_page(std::uint64_t gpa);
+    // Guest-physical memory as the guest sees it now (mmu::physical_memory): placed
+    // pages first, then RAM (and ROM for reads). For hypercall argument copies.
+    [[nodiscard]] void* host_pointer(std::uint64_t gpa, bool for_write) const;
+    // The host-physical address of a hypervisor object (for place_page).
+    [[nodiscard]] static std::uint64_t host_physical(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
 
     // ---- vCPUs ----
     [[nodiscard]] unsigned vcpu_count() const { return count_; }
@@ -169,6 +184,14 @@ private:
     svm::vcpu_arch svm_[max_vcpus];
     mmio_handler devices_[max_devices]{};
     unsigned device_count_ = 0;
+    struct placed_page {
+        std::uint64_t gpa, hpa;
+        bool writable;
+    };
+    [[nodiscard]] const placed_page* placed_at(std::uint64_t gpa) const;
+
+    placed_page placed_[max_placed]{};
+    unsigned placed_count_ = 0;
     mmu::address_range protected_[max_protected]{};
     unsigned protected_count_ = 0;
     violation_hook violation_{};

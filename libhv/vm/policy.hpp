@@ -83,7 +83,9 @@ struct wired_parts {
     bool pv_timer = false;          //                                        (branch io)
     bool real_mode_boot = false;    // firmware in the guest                  (not planned yet)
 };
-inline constexpr wired_parts wired_in_this_build{};
+// Branch io: vm::xen_pv_host (Xen ABI, backends) with vm::xen_hvm (callback vector, timer).
+inline constexpr wired_parts wired_in_this_build{
+    .xen_abi = true, .pv_devices = true, .callback_vector = true, .pv_timer = true};
 
 // The first part of `p` that `w` lacks, as "<preset> needs <part>: not wired yet", or nullptr.
 [[nodiscard]] constexpr const char* missing_part(const policy& p, const wired_parts& w = wired_in_this_build) {

@@ -4,6 +4,7 @@
 #include "libhv/rt/console.hpp"
 #include "libhv/vm/boot.hpp"
 #include "libhv/vm/debug_ports.hpp"
+#include "libhv/vm/xen_pv.hpp"
 
 namespace hv::vm {
 
@@ -40,6 +41,8 @@ result<std::uint64_t> guest_ram_bytes(std::string_view cmdline) {
 
 physical_cpu this_cpu;
 debug_ports ports;
+xen_pv_host xen_host;
+std::uint64_t read_tsc(void*) { return x86::rdtsc(); }
 char guest_cmdline[boot::info::max_string];
 
 } // namespace
@@ -92,12 +95,23 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     // once wired (missing_part refused them above).
     const std::uint64_t t_ports = x86::rdtsc();
     ports.attach(g, "guest: ");
+    if (p.xen_abi) HV_TRY(xen_host.prepare(g));
     HV_TRY(g.start());
     const std::uint64_t t_started = x86::rdtsc();
+    // The Xen ABI, its PV backends, callback vector and one-shot timer come together.
+    if (p.xen_abi) {
+        xen_config xc;
+        xc.console = &console::sink();
+        xc.console_prefix = "guest-xen: ";
+        xc.clock = {nullptr, &read_tsc, 1000};  // nominal: 1000 ticks per µs
+        HV_TRY(xen_host.attach(g, xc));
+    }
     g.vcpu(0).report_failures_to(&console::sink());
     cpu::scheduler s;
     HV_TRY(g.schedule_on(s));
-    s.run();
+    if (p.xen_abi) HV_TRY(xen_host.add_tasks(s));
+    s.run(p.xen_abi ? &xen_pv_host::idle : nullptr, &xen_host);
+    if (p.xen_abi) xen_host.flush_console();
     hv::println("vm: guest ended: {}; {} exits, {} nested pages mapped on demand, {} emulated accesses",
                 g.vcpu(0).why() ? g.vcpu(0).why() : "-", g.vcpu(0).log.total(), g.stats().mapped_on_demand,
                 g.stats().emulated);
@@ -105,6 +119,10 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     hv::println("vm: start-up ticks: runtime {} enable {} init {} ram {} load {} report {} nested tables {}",
                 t_program - rt::start_ticks(), t_enabled - t_program, t_init - t_enabled, t_ram - t_init,
                 t_loaded - t_ram, t_ports - t_loaded, t_started - t_ports);
+    if (p.xen_abi && xen_host.xen().shut_down()) {
+        hv::println("vm: the guest shut down through Xen, reason {}", xen_host.xen().shutdown_reason());
+        return xen_host.xen().result();
+    }
     if (!ports.exit().ended) return fail(errc::fault, "the guest ended without writing the debug-exit port");
     if (!ports.exit().pass()) return fail(errc::fault, "the guest reported failure through port 0xf4");
     return {};

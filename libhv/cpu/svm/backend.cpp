@@ -215,6 +215,14 @@ void load_state(cpu::vcpu& v) {
     g.idtr = {b.state.idtr.base, b.state.idtr.limit};
 }
 
+void load_mode(cpu::vcpu& v) {
+    const vmcb& b = *arch(v).block;
+    cpu::guest_state& g = v.state;
+    g.efer = b.state.efer & ~x86::efer::svme;
+    g[cpu::seg::cs].access = ar_from_attrib(b.state.cs.attrib);
+    g[cpu::seg::ss].access = ar_from_attrib(b.state.ss.attrib);
+}
+
 void flush_nested(cpu::vcpu& v) { arch(v).block->control.tlb_ctl = tlb_control::flush_asid; }
 
 // V_TPR holds CR8 (TPR bits 7:4); `tpr` keeps the value until prepare() builds the VMCB.
@@ -231,8 +239,9 @@ void write_tpr(cpu::vcpu& v, std::uint8_t tpr) {
 
 } // namespace
 
-const cpu::backend_ops ops{prepare,  enter,      interrupts_open, instruction_length, read_cr, write_cr,
-                           load_state, flush_nested, read_tpr,      write_tpr};
+const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length, read_cr,
+                           write_cr,   load_state,   flush_nested,    load_mode,          read_tpr,
+                           write_tpr};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

@@ -358,6 +358,14 @@ void load_state(cpu::vcpu& v) {
     g.idtr = {read<field::guest_idtr_base>(), static_cast<std::uint32_t>(read<field::guest_idtr_limit>())};
 }
 
+void load_mode(cpu::vcpu& v) {
+    if (!make_current(arch(v))) return;
+    cpu::guest_state& g = v.state;
+    g.efer = read<field::guest_efer>();
+    g[cpu::seg::cs].access = static_cast<std::uint32_t>(read<field::guest_cs_ar>());
+    g[cpu::seg::ss].access = static_cast<std::uint32_t>(read<field::guest_ss_ar>());
+}
+
 void flush_nested(cpu::vcpu& v) {
     vcpu_arch& a = arch(v);
     const std::uint64_t root = a.nested_root ? a.nested_root : a.cpu->ept_root;
@@ -369,8 +377,9 @@ void flush_nested(cpu::vcpu& v) {
 
 } // namespace
 
-const cpu::backend_ops ops{prepare,  enter,      interrupts_open, instruction_length, read_cr, write_cr,
-                           load_state, flush_nested, read_tpr,      write_tpr};
+const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length, read_cr,
+                           write_cr,   load_state,   flush_nested,    load_mode,          read_tpr,
+                           write_tpr};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

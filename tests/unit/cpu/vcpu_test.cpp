@@ -455,3 +455,50 @@ TEST_CASE("vcpu: the default CR handler emulates MOV to CR0/CR4, CLTS and LMSW; 
     default_handler::cr_access(v, cr_exit(3, cr_op::write, 0));  // CR3 writes are not emulated here
     CHECK(v.status() == vcpu_status::failed);
 }
+
+TEST_CASE("scheduler: a task (backend fiber) runs each round and wakes a halted vCPU; handler() chains") {
+    harness h;
+    // The guest halts; the task sees it asleep and raises its interrupt; the guest then
+    // makes a hypercall that a chaining handler passes to the one installed before.
+    vcpu& v = h.add({{exit_reason::hlt, 1}, {exit_reason::hypercall, 3}});
+    v.on(exit_reason::hypercall, stop_on_hypercall);
+    static exit_handler previous;
+    static int chained;
+    previous = v.handler(exit_reason::hypercall);
+    chained = 0;
+    v.on(exit_reason::hypercall, [](vcpu& c, const exit_info& e) {
+        ++chained;
+        previous(c, e);
+    });
+    CHECK((v.handler(exit_reason::hlt) == &default_handler::hlt));
+
+    struct task_ctx {
+        vcpu* v;
+        int rounds = 0;
+        bool raised = false;
+    } t{&v};
+    std::vector<char> stack(64 * 1024);
+    hv::fiber task;
+    task.init(stack.data(), stack.size(), [](hv::fiber& self, void* c) {
+        auto* x = static_cast<task_ctx*>(c);
+        for (;;) {
+            ++x->rounds;
+            if (!x->raised && x->v->sleeping()) {
+                x->v->inject_interrupt(0x41);
+                x->raised = true;
+            }
+            self.yield();
+        }
+    }, &t);
+    REQUIRE(h.sched.add_task(task).ok());
+    int idles = 0;
+    h.sched.run([](void* c) { return ++*static_cast<int*>(c) < 3; }, &idles);
+    CHECK(idles == 0);  // the task woke the guest: never idle
+    CHECK(t.raised);
+    CHECK(t.rounds >= 2);
+    CHECK(chained == 1);
+    CHECK(v.status() == vcpu_status::stopped);
+    REQUIRE(h.trace.size() == 2);
+    CHECK(h.trace[1] == "v0 enter inject=0:65");
+    CHECK_FALSE(task.finished());  // run() returned with the task still alive
+}

@@ -1,0 +1,379 @@
+// A libhv-runtime program that runs as a Xen PVH guest of examples/xen/host.cpp (or of
+// Xen itself, for the parts that need no libhv toolstack convention). Programs:
+//   xen.pv       CPUID leaves, hypercall page, console_io, xen_version, an event channel
+//                to itself delivered through the callback vector, the console ring, a
+//                block device through a granted ring with event notifications (write,
+//                read back, an out-of-range request refused), SCHEDOP_block woken by a
+//                one-shot timer, tick benchmarks, then the same events through the FIFO
+//                ABI; then SCHEDOP_shutdown(poweroff), or (crash) at the first failed check
+//   xen.crash    SCHEDOP_shutdown(crash): the run must fail
+//   xen.hostile  a few thousand hypercalls of every number with random arguments and
+//                pointers (seeded): each must be answered with 0, a positive value or a
+//                Xen errno, and the hypervisor must still answer afterwards
+#include "libhv/arch/x86/cpu.hpp"
+#include "libhv/core/cmdline.hpp"
+#include "libhv/guest/xen.hpp"
+#include "libhv/io/ring.hpp"
+#include "libhv/io/shared_mem.hpp"
+#include "libhv/io/xen_toolstack.hpp"
+#include "libhv/rt/console.hpp"
+#include "libhv/rt/runtime.hpp"
+
+namespace {
+
+namespace gx = hv::guest::xen;
+namespace xen = hv::xen;
+namespace ts = hv::xen::toolstack;
+
+constexpr std::uint8_t callback_vector = 0xe0;
+
+gx::hypercalls hc;
+gx::upcall events;
+gx::grant_table grants;
+xen::domid_t my_domid = xen::domid_self;
+
+// Ends the guest through the hypervisor with `reason`; returns only if it refused.
+hv::status end_with(unsigned reason, const char* why) {
+    if (reason != xen::shutdown_poweroff) hv::println("xen-guest: FAILED: {}", why);
+    const std::int64_t rc = hc.shutdown(reason);
+    return hv::fail(hv::errc::fault, rc == 0 ? "SCHEDOP_shutdown returned" : "SCHEDOP_shutdown refused");
+}
+
+#define CHECK_OR_CRASH(cond, why)                                                          \
+    do {                                                                                   \
+        if (!(cond)) return end_with(xen::shutdown_crash, why);                            \
+    } while (0)
+
+hv::status setup_hypercalls() {
+    auto base = gx::find_cpuid_base();
+    if (!base) return hv::fail(hv::errc::not_supported, "no Xen CPUID leaves");
+    const auto l1 = hv::x86::cpuid(*base + 1);
+    const auto l4 = hv::x86::cpuid(*base + 4);
+    if (l4.eax & xen::hvm_cpuid_domid_present) my_domid = static_cast<xen::domid_t>(l4.ecx);
+    hv::println("xen-guest: cpuid base {:#x} max {:#x} version {}.{} domid {}", *base, hv::x86::cpuid(*base).eax,
+                l1.eax >> 16, l1.eax & 0xffff, my_domid);
+    return hc.install(*base, hv::rt::alloc_zeroed_pages(1));
+}
+
+// Waits (interrupts on, halted) until `flag` is set by an upcall; bounded.
+bool wait_for(volatile bool& flag, unsigned max_halts = 1000) {
+    for (unsigned i = 0; i < max_halts; ++i) {
+        asm volatile("cli" ::: "memory");
+        if (flag) {
+            asm volatile("sti" ::: "memory");
+            return true;
+        }
+        asm volatile("sti; hlt" ::: "memory");  // the STI shadow covers HLT: no lost wake-up
+    }
+    return flag;
+}
+
+struct counter {
+    volatile std::uint64_t n = 0;
+    volatile bool seen = false;
+};
+void count_event(xen::evtchn_port_t, void* ctx) {
+    auto* c = static_cast<counter*>(ctx);
+    c->n = c->n + 1;
+    c->seen = true;
+}
+
+// ---- the console ring (io/console.h): the guest is the producer of out[] ----
+bool console_ring_write(const char* s, std::size_t n) {
+    std::uint64_t pfn = 0, port = 0;
+    if (hc.get_hvm_param(xen::hvm_param_console_pfn, pfn) || hc.get_hvm_param(xen::hvm_param_console_evtchn, port))
+        return false;
+    if (!pfn) return false;
+    auto* intf = reinterpret_cast<xen::xencons_interface*>(pfn << xen::page_shift);
+    std::uint32_t prod = hv::io::load_relaxed(&intf->out_prod);
+    const std::uint32_t cons = hv::io::load_acquire(&intf->out_cons);
+    if (n > sizeof intf->out - (prod - cons)) return false;
+    for (std::size_t i = 0; i < n; ++i) intf->out[prod++ % sizeof intf->out] = s[i];
+    hv::io::store_release(&intf->out_prod, prod);
+    return hc.send(static_cast<xen::evtchn_port_t>(port)) == 0;
+}
+
+// ---- block frontend: one request at a time, waiting for its response ----
+using blkif_sring = hv::io::shared_ring<xen::blkif_request, xen::blkif_response>;
+
+struct blk_frontend {
+    hv::io::front_ring<blkif_sring> ring;
+    xen::evtchn_port_t port = 0;
+    counter irq;
+
+    // Returns the response status, or a positive number for a broken exchange.
+    int transfer(std::uint8_t op, std::uint64_t sector, xen::grant_ref_t ref, std::uint64_t id) {
+        const bool ok = ring.emplace_request([&](xen::blkif_request& r) {
+            r = {};
+            r.operation = op;
+            r.nr_segments = 1;
+            r.id = id;
+            r.sector_number = sector;
+            r.seg[0] = {ref, 0, 7, 0};
+        });
+        if (!ok) return 1;
+        // Ask for an event with the response (rsp_event = the next one), as a frontend
+        // that is about to wait does: each request exercises backend -> guest delivery.
+        if (!ring.final_check_for_responses()) return 3;
+        if (ring.push_requests() && hc.send(port) != 0) return 2;
+        for (unsigned tries = 0; tries < 1000; ++tries) {
+            auto more = ring.final_check_for_responses();
+            if (!more) return 3;
+            if (*more) {
+                xen::blkif_response rsp;
+                (void)ring.unconsumed_responses();
+                if (!ring.take_response(rsp)) return 4;
+                if (rsp.id != id || rsp.operation != op) return 5;
+                return rsp.status;
+            }
+            irq.seen = false;
+            (void)wait_for(irq.seen, 1);
+        }
+        return 6;
+    }
+};
+
+std::uint64_t ticks() { return hv::x86::rdtsc(); }
+
+}  // namespace
+
+HV_PROGRAM(xen_pv, "xen.pv", "the Xen PV interfaces from inside a PVH guest, with tick benchmarks") {
+    HV_TRY(setup_hypercalls());
+
+    // console_io and xen_version.
+    const char hello[] = "hello through console_io\n";
+    CHECK_OR_CRASH(hc.console_write(hello, sizeof hello - 1) == 0, "console_io write");
+    const std::int64_t version = hc.xen_version(xen::xenver_version);
+    char extra[xen::extraversion_len] = {};
+    CHECK_OR_CRASH(hc.xen_version(xen::xenver_extraversion, extra) == 0, "XENVER_extraversion");
+    hv::println("xen-guest: xen_version {}.{}{}", version >> 16, version & 0xffff, static_cast<const char*>(extra));
+    CHECK_OR_CRASH(version > 0, "XENVER_version");
+    // A pointer the guest does not have: -EFAULT, nothing else.
+    CHECK_OR_CRASH(hc.xen_version(xen::xenver_extraversion, reinterpret_cast<void*>(0x7fff0000)) == -xen::err::efault,
+                   "XENVER_extraversion into a hole is not -EFAULT");
+
+    // Event channel to itself, through the callback vector.
+    HV_TRY(events.install(hc, callback_vector, hv::rt::alloc_zeroed_pages(1)));
+    hv::x86::sti();
+    xen::evtchn_port_t unbound = 0, local = 0;
+    CHECK_OR_CRASH(hc.alloc_unbound(xen::domid_self, unbound) == 0, "EVTCHNOP_alloc_unbound (self)");
+    CHECK_OR_CRASH(hc.bind_interdomain(xen::domid_self, unbound, local) == 0, "EVTCHNOP_bind_interdomain (loopback)");
+    static counter loop_events;
+    HV_TRY(events.on(unbound, &count_event, &loop_events));
+    const std::uint64_t upcalls_before = events.upcalls();
+    CHECK_OR_CRASH(hc.send(local) == 0, "EVTCHNOP_send");
+    // IF = 1: the callback was taken as soon as the hypercall returned.
+    CHECK_OR_CRASH(loop_events.n == 1, "loopback event not delivered through the callback vector");
+    hv::println("xen-guest: event channel {} -> {} delivered by vector {:#x} ({} upcalls)", local, unbound,
+                callback_vector, events.upcalls() - upcalls_before);
+
+    // The console ring, served by the backend domain.
+    const char ring_hello[] = "hello through the console ring\n";
+    CHECK_OR_CRASH(console_ring_write(ring_hello, sizeof ring_hello - 1), "console ring");
+
+    // Block device: ring and data pages granted to the backend domain.
+    HV_TRY(grants.install(hc, hv::rt::alloc_zeroed_pages(1)));
+    static blk_frontend blk;
+    auto* sring = static_cast<blkif_sring*>(hv::rt::alloc_zeroed_pages(1));
+    auto* out_page = static_cast<std::uint8_t*>(hv::rt::alloc_zeroed_pages(1));
+    auto* in_page = static_cast<std::uint8_t*>(hv::rt::alloc_zeroed_pages(1));
+    blk.ring.init(sring);
+    CHECK_OR_CRASH(hc.alloc_unbound(ts::backend_domid, blk.port) == 0, "EVTCHNOP_alloc_unbound (backend)");
+    HV_TRY(events.on(blk.port, &count_event, &blk.irq));
+    constexpr xen::grant_ref_t out_ref = ts::first_free_ref + 1, in_ref = ts::first_free_ref + 2;
+    HV_TRY(grants.grant(out_ref, ts::backend_domid, out_page, true));
+    HV_TRY(grants.grant(in_ref, ts::backend_domid, in_page, false));
+    HV_TRY(grants.grant(ts::blk_ring_ref, ts::backend_domid, sring, false));  // last: the backend connects now
+    bool connected = false;
+    for (unsigned i = 0; i < 1000 && !connected; ++i) {
+        xen::evtchn_status st;
+        CHECK_OR_CRASH(hc.port_status(blk.port, st) == 0, "EVTCHNOP_status");
+        connected = st.status == xen::evtchnstat_interdomain;
+        if (!connected) (void)hc.sched_op(xen::schedop_yield);
+    }
+    CHECK_OR_CRASH(connected, "the block backend never bound the port");
+    for (unsigned i = 0; i < 4096; ++i) out_page[i] = static_cast<std::uint8_t>(i * 13 + 5);
+    CHECK_OR_CRASH(blk.transfer(xen::blkif_op_write, 16, out_ref, 1) == xen::blkif_rsp_okay, "block write");
+    CHECK_OR_CRASH(blk.transfer(xen::blkif_op_read, 16, in_ref, 2) == xen::blkif_rsp_okay, "block read");
+    for (unsigned i = 0; i < 4096; ++i) CHECK_OR_CRASH(in_page[i] == out_page[i], "block read back differs");
+    // Sector 8 of the disk as the backend filled it (byte i = i * 7 + 3).
+    CHECK_OR_CRASH(blk.transfer(xen::blkif_op_read, 8, in_ref, 3) == xen::blkif_rsp_okay, "block read (initial data)");
+    for (unsigned i = 0; i < 4096; ++i)
+        CHECK_OR_CRASH(in_page[i] == static_cast<std::uint8_t>((8 * 512 + i) * 7 + 3), "initial disk data differs");
+    // Beyond the disk, and a write through a read-only grant: refused with an error status.
+    CHECK_OR_CRASH(blk.transfer(xen::blkif_op_read, 1u << 30, in_ref, 4) == xen::blkif_rsp_error, "read beyond the disk");
+    CHECK_OR_CRASH(blk.transfer(xen::blkif_op_read, 0, out_ref, 5) == xen::blkif_rsp_error, "read into a read-only grant");
+    hv::println("xen-guest: block device: 4 KiB written and read back, initial data checked, bad requests refused ({} notifications)",
+                blk.irq.n);
+
+    // SCHEDOP_block, woken by a one-shot timer (VIRQ_TIMER) that is already due.
+    xen::evtchn_bind_virq virq{xen::virq_timer, 0, 0};
+    CHECK_OR_CRASH(hc.event_channel_op(xen::evtchnop::bind_virq, &virq) == 0, "EVTCHNOP_bind_virq(timer)");
+    static counter timer_events;
+    HV_TRY(events.on(virq.port, &count_event, &timer_events));
+    // 200 µs ahead in the system time of vcpu_info: it can only fire while the vCPU blocks.
+    const std::uint64_t now = gx::system_time_ns(events.shared()->vcpu[0].time);
+    xen::vcpu_set_singleshot_timer timer{now + 200'000, xen::vcpu_sshottmr_future, 0};
+    CHECK_OR_CRASH(hc.call(xen::hc::vcpu_op, xen::vcpuop_set_singleshot_timer, 0, reinterpret_cast<std::uintptr_t>(&timer)) == 0,
+                   "VCPUOP_set_singleshot_timer");
+    CHECK_OR_CRASH(timer_events.n == 0, "the timer fired early");
+    CHECK_OR_CRASH(hc.sched_op(xen::schedop_block) == 0, "SCHEDOP_block");
+    const std::uint64_t woke = gx::system_time_ns(events.shared()->vcpu[0].time);
+    CHECK_OR_CRASH(timer_events.n == 1, "timer event not delivered");
+    CHECK_OR_CRASH(woke >= now + 200'000, "woken before the deadline");
+    hv::println("xen-guest: SCHEDOP_block woken by VIRQ_TIMER at or after its deadline");
+
+    // ---- benchmarks (ticks; Bochs: one per instruction) ----
+    constexpr unsigned rounds = 200;
+    std::uint64_t t0 = ticks();
+    for (unsigned i = 0; i < rounds; ++i) (void)hc.xen_version(xen::xenver_version);
+    std::uint64_t t1 = ticks();
+    hv::rt::bench_report("xen.hypercall.null", rounds, (t1 - t0) / rounds, "ticks");
+
+    const std::uint64_t loops_before = loop_events.n;
+    t0 = ticks();
+    for (unsigned i = 0; i < rounds; ++i) (void)hc.send(local);
+    t1 = ticks();
+    CHECK_OR_CRASH(loop_events.n == loops_before + rounds, "an event of the benchmark went missing");
+    hv::rt::bench_report("xen.evtchn.send_to_callback", rounds, (t1 - t0) / rounds, "ticks");
+
+    // GNTTABOP_copy: 4 KiB from a frame of ours into a page granted to ourselves.
+    constexpr xen::grant_ref_t self_ref = ts::first_free_ref + 3;
+    auto* copy_dst = hv::rt::alloc_zeroed_pages(1);
+    HV_TRY(grants.grant(self_ref, my_domid, copy_dst, false));
+    xen::gnttab_copy op{};
+    op.source.u.gmfn = reinterpret_cast<std::uintptr_t>(out_page) >> xen::page_shift;
+    op.source.domid = xen::domid_self;
+    op.dest.u.ref = self_ref;
+    op.dest.domid = xen::domid_self;
+    op.len = 4096;
+    op.flags = xen::gntcopy_dest_gref;
+    CHECK_OR_CRASH(hc.grant_table_op(xen::gnttabop::copy, &op, 1) == 0 && op.status == xen::gntst_okay, "GNTTABOP_copy");
+    CHECK_OR_CRASH(__builtin_memcmp(copy_dst, out_page, 4096) == 0, "GNTTABOP_copy moved the wrong bytes");
+    constexpr unsigned copies = 50;
+    t0 = ticks();
+    for (unsigned i = 0; i < copies; ++i) (void)hc.grant_table_op(xen::gnttabop::copy, &op, 1);
+    t1 = ticks();
+    hv::rt::bench_report("xen.gnttab.copy_4k", copies, (t1 - t0) / copies, "ticks");
+
+    // The FIFO ABI from here on: the loopback event and the block device again.
+    asm volatile("cli" ::: "memory");
+    HV_TRY(events.use_fifo(hc, hv::rt::alloc_zeroed_pages(1), hv::rt::alloc_zeroed_pages(1)));
+    asm volatile("sti" ::: "memory");
+    const std::uint64_t fifo_before = loop_events.n, blk_irqs_before = blk.irq.n;
+    CHECK_OR_CRASH(hc.send(local) == 0, "EVTCHNOP_send (FIFO)");
+    CHECK_OR_CRASH(loop_events.n == fifo_before + 1, "loopback event not delivered through a FIFO queue");
+    for (unsigned i = 0; i < 4096; ++i) out_page[i] = static_cast<std::uint8_t>(i * 31 + 1);
+    CHECK_OR_CRASH(blk.transfer(xen::blkif_op_write, 24, out_ref, 6) == xen::blkif_rsp_okay, "block write (FIFO)");
+    CHECK_OR_CRASH(blk.transfer(xen::blkif_op_read, 24, in_ref, 7) == xen::blkif_rsp_okay, "block read (FIFO)");
+    for (unsigned i = 0; i < 4096; ++i) CHECK_OR_CRASH(in_page[i] == out_page[i], "block read back differs (FIFO)");
+    t0 = ticks();
+    for (unsigned i = 0; i < rounds; ++i) (void)hc.send(local);
+    t1 = ticks();
+    CHECK_OR_CRASH(loop_events.n == fifo_before + 1 + rounds, "an event of the FIFO benchmark went missing");
+    hv::rt::bench_report("xen.evtchn.fifo.send_to_callback", rounds, (t1 - t0) / rounds, "ticks");
+    hv::println("xen-guest: FIFO event ABI: loopback event and block device through event queues ({} block notifications)",
+                blk.irq.n - blk_irqs_before);
+
+    hv::println("xen-guest: all checks passed; {} upcalls", events.upcalls());
+    return end_with(xen::shutdown_poweroff, "");
+}
+
+HV_PROGRAM(xen_crash, "xen.crash", "SCHEDOP_shutdown(crash): the hypervisor must report a failed run") {
+    HV_TRY(setup_hypercalls());
+    return end_with(xen::shutdown_crash, "deliberate crash");
+}
+
+namespace {
+
+// xorshift64*: deterministic for a seed.
+struct prng {
+    std::uint64_t s;
+    std::uint64_t next() {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        return s * 0x2545f4914f6cdd1dull;
+    }
+    std::uint64_t below(std::uint64_t n) { return next() % n; }
+};
+
+// Calls that would make the hostile guest hurt only itself (end, sleep forever, move
+// its own memory or event delivery under its feet): their refusal paths are covered by
+// unit-io; here they are left out so the run measures the hypervisor, not the guest.
+bool self_harming(std::uint64_t nr, std::uint64_t cmd) {
+    const auto c = cmd & 0xffffffffu;
+    switch (nr) {
+    case xen::hc::sched_op: return c == xen::schedop_shutdown || c == xen::schedop_block;
+    case xen::hc::hvm_op: return c == xen::hvmop_set_param;
+    case xen::hc::memory_op: return (cmd & xen::xenmem_cmd_mask) == xen::xenmem_add_to_physmap;
+    case xen::hc::vcpu_op: return c == xen::vcpuop_register_vcpu_info;
+    case xen::hc::event_channel_op: return c == xen::evtchnop::init_control || c == xen::evtchnop::expand_array;
+    case xen::hc::console_io: return c == xen::consoleio_write;  // would print random bytes
+    default: return false;
+    }
+}
+
+}  // namespace
+
+HV_PROGRAM(xen_hostile, "xen.hostile", "every hypercall number with random arguments and pointers: all answered") {
+    HV_TRY(setup_hypercalls());
+    std::uint64_t seed = 0x5eed1b5;
+    if (auto v = hv::cmdline_value(ctx.cmdline, "seed")) {
+        if (auto n = hv::parse_u64(*v)) seed = *n;
+    }
+    prng rng{seed};
+    auto* scratch = static_cast<std::uint8_t*>(hv::rt::alloc_zeroed_pages(2));
+    const auto scratch_at = reinterpret_cast<std::uintptr_t>(scratch);
+    auto pointer_or_value = [&]() -> std::uint64_t {
+        switch (rng.below(8)) {
+        case 0: case 1: case 2: return scratch_at + rng.below(2 * 4096);  // mostly valid, may cross the end
+        case 3: return rng.below(64);                                      // small numbers (commands, ports)
+        case 4: return rng.next();                                         // anything (mostly non-canonical)
+        case 5: return 0;
+        case 6: return 0x7fff0000 + rng.below(0x10000);                    // a hole
+        default: return 0xffff800000000000ull + rng.below(1u << 20);       // canonical, unmapped
+        }
+    };
+    constexpr unsigned calls = 3000;
+    unsigned zero = 0, positive = 0, errors = 0, skipped = 0, numbers = 0;
+    std::uint64_t error_kinds = 0;  // bit e: -e seen (e < 64)
+    for (unsigned i = 0; i < calls; ++i) {
+        // Every number 0..63 in turn on even calls; on odd ones a number the hypervisor
+        // implements (deeper paths), and any 64-bit number now and then.
+        static constexpr unsigned implemented[] = {xen::hc::memory_op,      xen::hc::set_timer_op, xen::hc::xen_version,
+                                                   xen::hc::console_io,     xen::hc::grant_table_op, xen::hc::vcpu_op,
+                                                   xen::hc::sched_op,       xen::hc::event_channel_op, xen::hc::hvm_op};
+        std::uint64_t nr = i % 2 ? implemented[rng.below(sizeof implemented / sizeof implemented[0])] : (i / 2) % 64;
+        if (i % 97 == 96) nr = rng.next();
+        std::uint64_t a[5];
+        for (auto& x : a) x = pointer_or_value();
+        if (rng.below(2)) a[0] = rng.below(16);  // a plausible sub-command half the time
+        for (unsigned b = 0; b < 2 * 4096; b += 8) {
+            std::uint64_t w = rng.below(4) == 0 ? rng.below(64) : rng.next();
+            __builtin_memcpy(scratch + b, &w, 8);
+        }
+        if (self_harming(nr, a[0])) {
+            ++skipped;
+            continue;
+        }
+        ++numbers;
+        const std::int64_t rc = hc.call_raw(nr, a[0], a[1], a[2], a[3], a[4]);
+        if (rc == 0) ++zero;
+        else if (rc > 0) ++positive;
+        else if (rc >= -4095) {
+            ++errors;
+            if (-rc < 64) error_kinds |= std::uint64_t{1} << -rc;
+        } else {
+            hv::println("xen-guest: hypercall {:#x}({:#x}, {:#x}, {:#x}) answered {:#x}: not a Xen errno", nr, a[0], a[1],
+                        a[2], static_cast<std::uint64_t>(rc));
+            return end_with(xen::shutdown_crash, "an answer outside the Xen ABI");
+        }
+    }
+    // Still answering after all that.
+    CHECK_OR_CRASH(hc.xen_version(xen::xenver_version) > 0, "the hypervisor stopped answering");
+    hv::println("xen-guest: hostile: {} calls answered ({} zero, {} positive, {} errno; errnos seen {:#x}), {} self-harming skipped, seed {:#x}",
+                numbers, zero, positive, errors, error_kinds, skipped, seed);
+    CHECK_OR_CRASH(zero + positive + errors == numbers, "an answer went missing");
+    return end_with(xen::shutdown_poweroff, "");
+}
