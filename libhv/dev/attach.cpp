@@ -81,8 +81,16 @@ void attachment::pull_tpr(slot& s) {
     s.tpr_model = now;
 }
 
-void attachment::push_tpr(slot& s) {
-    const std::uint8_t model = m_->cpu(s.index).tpr();
+void attachment::sync_tpr(slot& s) {
+    lapic& l = m_->cpu(s.index);
+    const std::uint8_t now = s.v->tpr();
+    if (now != s.tpr_cpu) {
+        l.write_reg(apic_reg::tpr, now);
+        s.tpr_cpu = now;
+        s.tpr_model = now;
+        return;
+    }
+    const std::uint8_t model = l.tpr();
     if (model == s.tpr_model) return;
     s.v->set_tpr(model);
     s.tpr_model = model;
@@ -92,7 +100,9 @@ void attachment::push_tpr(slot& s) {
 bool attachment::source_pending(void* ctx) {
     slot& s = *static_cast<slot*>(ctx);
     if (s.parked) return s.start_pending;
-    s.owner->pull_tpr(s);
+    // Before an entry the hook has just synchronized the TPR; a halted vCPU's may have
+    // changed before its HLT.
+    if (s.v->status() == cpu::vcpu_status::halted) s.owner->pull_tpr(s);
     return s.owner->m_->cpu(s.index).pending_interrupt().has_value();
 }
 
@@ -117,8 +127,7 @@ void attachment::entry(cpu::vcpu& v, void* ctx) {
     if (s.start_pending) a.start(s);
     a.m_->poll();
     if (a.m_->cpu(s.index).take_nmi()) v.inject_nmi();
-    a.pull_tpr(s);
-    a.push_tpr(s);
+    a.sync_tpr(s);
 }
 
 void attachment::park(slot& s) {
@@ -143,6 +152,10 @@ void attachment::start(slot& s) {
     v.state.rip = 0;
     if (auto r = v.ops().prepare(v); !r.ok()) v.fail(r.err().what);
     (void)v.take_dirty();
+    // INIT reset the local APIC's TPR; whatever CR8 the vCPU had before is gone.
+    s.tpr_model = s.owner->m_->cpu(s.index).tpr();
+    v.set_tpr(s.tpr_model);
+    s.tpr_cpu = v.tpr();
 }
 
 void attachment::start_ipis() {

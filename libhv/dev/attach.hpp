@@ -129,9 +129,10 @@ private:
     static std::uint8_t source_tpr_masked(void* ctx);
     // The local APIC owns the TPR; the vCPU's CR8 (TPR shadow / V_TPR) mirrors it. A guest
     // CR8 write changes the mirror without an exit: pull it into the model before the model
-    // is used, push the model's (MMIO, x2APIC MSR, INIT) before each entry.
+    // is used, push the model's (MMIO, x2APIC MSR, INIT) before each entry (sync_tpr:
+    // both; a guest CR8 write and a model change cannot both happen within one exit).
     void pull_tpr(slot& s);
-    void push_tpr(slot& s);
+    void sync_tpr(slot& s);
     static void entry(cpu::vcpu& v, void* ctx);
     static void console_byte(void* ctx, std::uint8_t byte);
     static std::uint32_t port_in(void* ctx, std::uint16_t port, std::uint8_t size);
