@@ -100,6 +100,9 @@ public:
     [[nodiscard]] const guest_region* find(std::uint64_t gpa) const { return regions_.find(gpa); }
     [[nodiscard]] std::span<const guest_region> regions() const { return regions_.all(); }
     [[nodiscard]] std::size_t backing_table_pages() const { return backing_.table_pages(); }
+    // Changes whenever backing pages are released: host pointers from host_pointer()
+    // kept across calls (gva_cache) are good only while it stays the same.
+    [[nodiscard]] std::uint64_t generation() const { return generation_; }
 
     // The host-physical page behind a RAM or ROM address.
     [[nodiscard]] std::optional<std::uint64_t> backing(std::uint64_t gpa) const {
@@ -218,6 +221,7 @@ private:
     // Frees the backing pages of [first, last] and drops them from the backing map.
     void release_backing(std::uint64_t first, std::uint64_t last) {
         hits_ = {};
+        ++generation_;
         if (!backing_.root()) return;
         backing_.for_each_mapping([&](const mapping& m) {
             if (m.va < first || m.va > last) return;
@@ -266,6 +270,7 @@ private:
     region_map regions_;
     backing_table backing_;
     mutable std::array<backing_hit, 16> hits_{};
+    std::uint64_t generation_ = 0;
 };
 
 // Table memory inside a guest's RAM: lets the one builder write a guest's own page

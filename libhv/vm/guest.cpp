@@ -381,7 +381,8 @@ linear_memory<host_memory> guest::linear(cpu::vcpu& v) {
              static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access))},
             features(),
             {devices_, device_count_},
-            strays_};
+            strays_,
+            &translations_[v.id()]};
 }
 
 void guest::emulate(cpu::vcpu& v) {

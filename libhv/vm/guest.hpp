@@ -198,6 +198,7 @@ private:
     cpu::io_ports ports_{};
     cpu_view view_{};
     msr_file msrs_[max_vcpus];
+    mmu::gva_cache translations_[max_vcpus];  // linear(v)'s, per vCPU
     nested_stats stats_{};
     stray_accesses strays_{};
 };
