@@ -402,7 +402,7 @@ void guest::emulate(cpu::vcpu& v) {
     is.cpl = static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access));
     auto mem = linear(v);
     ++stats_.emulated;
-    auto r = insn::execute(is, mem);
+    auto r = insn::execute(is, mem, {}, &decoded_[v.id()]);
     if (!r) {
         v.fail("MMIO access by an instruction the emulator does not run");
         return;

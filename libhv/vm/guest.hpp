@@ -199,6 +199,7 @@ private:
     cpu_view view_{};
     msr_file msrs_[max_vcpus];
     mmu::gva_cache translations_[max_vcpus];  // linear(v)'s, per vCPU
+    insn::decode_memo decoded_[max_vcpus];     // emulate(v)'s last instruction, per vCPU
     nested_stats stats_{};
     stray_accesses strays_{};
 };
