@@ -106,6 +106,10 @@ struct backend_ops {
     // nullptr (fake backends): no TPR.
     std::uint8_t (*read_tpr)(const vcpu& v) = nullptr;
     void (*write_tpr)(vcpu& v, std::uint8_t tpr) = nullptr;
+    // The part of load_state a guest memory access depends on (instruction emulation,
+    // string I/O, hypercall arguments): CR0/CR3/CR4 as the guest sees them, EFER, CS and
+    // SS access rights, the bases of ES, CS, SS, DS, FS, GS. nullptr: use load_state.
+    void (*load_memory_state)(vcpu& v) = nullptr;
 };
 
 // Reads guest-linear memory for the vCPU layer (instruction fetch when an exit gave no

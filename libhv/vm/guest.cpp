@@ -368,7 +368,8 @@ status guest::schedule_on(cpu::scheduler& s) {
 }
 
 mmu::guest_paging guest::paging_of(cpu::vcpu& v) {
-    v.ops().load_state(v);
+    if (v.ops().load_memory_state) v.ops().load_memory_state(v);
+    else v.ops().load_state(v);
     const cpu::guest_state& st = v.state;
     return {st.cr0, st.cr3, st.cr4, st.efer, st.rflags,
             static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access))};

@@ -149,7 +149,8 @@ public:
     // ---- for handlers ----
     static guest& of(cpu::vcpu& v) { return v.owner<guest>(); }
     [[nodiscard]] cpu::vendor vendor() const { return cpu_->vendor; }
-    // The guest's paging registers as vCPU v has them now (loads them from the VMCS/VMCB).
+    // The guest's paging registers as vCPU v has them now (loads them, CS/SS rights and the
+    // segment bases from the VMCS/VMCB: backend_ops::load_memory_state).
     [[nodiscard]] mmu::guest_paging paging_of(cpu::vcpu& v);
     [[nodiscard]] mmu::paging_features features() const { return {cpu_->maxphyaddr(), true}; }
     // v's linear address space (after paging_of / load_state): RAM, devices, open bus.

@@ -223,6 +223,19 @@ void load_mode(cpu::vcpu& v) {
     g[cpu::seg::ss].access = ar_from_attrib(b.state.ss.attrib);
 }
 
+void load_memory_state(cpu::vcpu& v) {
+    const vmcb& b = *arch(v).block;
+    cpu::guest_state& g = v.state;
+    g.cr0 = b.state.cr0;
+    g.cr3 = b.state.cr3;
+    g.cr4 = b.state.cr4;
+    g.efer = b.state.efer & ~x86::efer::svme;
+    g[cpu::seg::cs].access = ar_from_attrib(b.state.cs.attrib);
+    g[cpu::seg::ss].access = ar_from_attrib(b.state.ss.attrib);
+    const segment* const in_order[6] = {&b.state.es, &b.state.cs, &b.state.ss, &b.state.ds, &b.state.fs, &b.state.gs};
+    for (unsigned i = 0; i < 6; ++i) g.segs[i].base = in_order[i]->base;
+}
+
 void flush_nested(cpu::vcpu& v) { arch(v).block->control.tlb_ctl = tlb_control::flush_asid; }
 
 // V_TPR holds CR8 (TPR bits 7:4); `tpr` keeps the value until prepare() builds the VMCB.
@@ -241,7 +254,7 @@ void write_tpr(cpu::vcpu& v, std::uint8_t tpr) {
 
 const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length, read_cr,
                            write_cr,   load_state,   flush_nested,    load_mode,          read_tpr,
-                           write_tpr};
+                           write_tpr,  load_memory_state};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

@@ -366,6 +366,18 @@ void load_mode(cpu::vcpu& v) {
     g[cpu::seg::ss].access = static_cast<std::uint32_t>(read<field::guest_ss_ar>());
 }
 
+void load_memory_state(cpu::vcpu& v) {
+    if (!make_current(arch(v))) return;
+    cpu::guest_state& g = v.state;
+    g.cr0 = read_cr(v, 0);
+    g.cr3 = read<field::guest_cr3>();
+    g.cr4 = read_cr(v, 4);
+    g.efer = read<field::guest_efer>();
+    g[cpu::seg::cs].access = static_cast<std::uint32_t>(read<field::guest_cs_ar>());
+    g[cpu::seg::ss].access = static_cast<std::uint32_t>(read<field::guest_ss_ar>());
+    for (unsigned i = 0; i < 6; ++i) g.segs[i].base = read(static_cast<field>(raw(field::guest_es_base) + 2 * i));
+}
+
 void flush_nested(cpu::vcpu& v) {
     vcpu_arch& a = arch(v);
     const std::uint64_t root = a.nested_root ? a.nested_root : a.cpu->ept_root;
@@ -379,7 +391,7 @@ void flush_nested(cpu::vcpu& v) {
 
 const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length, read_cr,
                            write_cr,   load_state,   flush_nested,    load_mode,          read_tpr,
-                           write_tpr};
+                           write_tpr,  load_memory_state};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;
