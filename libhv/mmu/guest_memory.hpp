@@ -114,19 +114,19 @@ public:
 
     // physical_memory over guest-physical addresses, for the walkers: RAM, or ROM when
     // only reading; nullptr for MMIO and holes.
-    // A small cache of backed pages saves the backing-map walk: walkers ask for the same
-    // few table pages again and again, and a page's backing never changes while its
-    // region exists (release_backing empties the cache).
+    // A small cache of pages saves the backing-map walk: walkers ask for the same few
+    // table pages again and again, an MMIO loop for the same device page, and a page's
+    // backing (or its absence) never changes while the regions stay (adding backed memory
+    // and release_backing empty the cache).
     void* host_pointer(std::uint64_t gpa, bool for_write) const {
         if (gpa >= gpa_limit_) return nullptr;
         const std::uint64_t page = gpa & ~page_offset_mask;
         backing_hit& hit = hits_[(page >> page_shift) % hits_.size()];
         if (hit.page != page) {
             auto t = backing_.translate(page);
-            if (!t) return nullptr;  // holes and MMIO are not cached
-            hit = {page, t->pa, t->attrs.write};
+            hit = t ? backing_hit{page, t->pa, t->attrs.write, true} : backing_hit{page, 0, false, false};
         }
-        if (for_write && !hit.writable) return nullptr;
+        if (!hit.backed || (for_write && !hit.writable)) return nullptr;
         return host_->host_pointer(hit.pa + (gpa & page_offset_mask), for_write);
     }
 
@@ -211,6 +211,7 @@ private:
         }
         if (result.ok()) {
             regions_.insert(r);
+            hits_ = {};  // pages remembered as unbacked are backed now
             return {};
         }
         for (std::uint64_t at = 0; at < run.size; at += page_size) host_->free_page(run.pa + at);
@@ -263,6 +264,7 @@ private:
         std::uint64_t page = ~std::uint64_t{0};
         std::uint64_t pa = 0;
         bool writable = false;
+        bool backed = false;  // false: a hole or MMIO (no backing page)
     };
 
     M* host_;
