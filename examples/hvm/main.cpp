@@ -7,6 +7,9 @@
 //     vcpus=N        1..8 (default 1); APs wait for INIT/SIPI
 //     use=pvh|mb1|mb2|linux   the loader protocol (default: the loader's preference)
 //     guest-ram=MiB  default 64
+//     initrd=NAME    give the boot module NAME to the guest kernel as its initrd (Linux)
+//     end=poweroff   the guest must end the run by ACPI S5 (a Linux `poweroff -f`), not
+//                    by writing the pass value to 0xf4
 //     realmode=1     first run a boot-sector-style blob at 0x7c00 in real mode
 //                    (string I/O to COM1, exit through 0xf4) in a guest of its own
 //     bzimage=NAME   then boot the boot module NAME as a Linux bzImage (1 vCPU), e.g. bzhello.bin
@@ -185,12 +188,29 @@ HV_PROGRAM(hvm_boot, "hvm.boot", "boot the `guest` module in an HVM guest with t
     vm::kernel_spec k{module->bytes, module->cmdline};
     k.use = use;
     k.rsdp = (*x)->hvm.rsdp();
+    loader::module_spec initrd{};
+    if (auto name = cmdline_value(ctx.cmdline, "initrd")) {
+        auto m = vm::find_module(ctx.boot, *name);
+        if (!m) return fail(errc::not_found, "initrd= names no boot module");
+        initrd = {m->bytes, {}};
+        k.modules = {&initrd, 1};
+    }
+    dev::event_kind expected_end = dev::event_kind::debug_exit;
+    if (auto v = cmdline_value(ctx.cmdline, "end")) {
+        if (*v != "poweroff") return fail(errc::invalid_argument, "end= wants poweroff");
+        expected_end = dev::event_kind::power_off;
+    }
+    const std::uint64_t load_start = x86::rdtsc();
     auto loaded = vm::load_kernel(g, k);
     HV_TRY(loaded);
     println("hvm: {} guest, {} vCPUs, {} MiB RAM, loaded as {} (kernel {:#x}-{:#x}), entry {:#x}, RSDP {:#x}",
             g.vendor() == cpu::vendor::vmx ? "VMX" : "SVM", vcpus, ram_mib, loader::to_string(loaded->used),
             loaded->kernel_start, loaded->kernel_end, g.vcpu(0).state.rip, k.rsdp);
-    HV_TRY(run(**x, "guest", dev::event_kind::debug_exit));
+    if (loaded->module_count)
+        println("hvm: initrd at {:#x}, {} bytes", loaded->modules[0].base, loaded->modules[0].size);
+    const std::uint64_t run_start = x86::rdtsc();
+    HV_TRY(run(**x, "guest", expected_end));
+    println("hvm: guest ticks: load {} run {}", run_start - load_start, x86::rdtsc() - run_start);
 
     if (auto name = cmdline_value(ctx.cmdline, "bzimage")) {
         auto bz = vm::find_module(ctx.boot, *name);

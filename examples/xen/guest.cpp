@@ -55,19 +55,6 @@ hv::status setup_hypercalls() {
     return hc.install(*base, hv::rt::alloc_zeroed_pages(1));
 }
 
-// Waits (interrupts on, halted) until `flag` is set by an upcall; bounded.
-bool wait_for(volatile bool& flag, unsigned max_halts = 1000) {
-    for (unsigned i = 0; i < max_halts; ++i) {
-        asm volatile("cli" ::: "memory");
-        if (flag) {
-            asm volatile("sti" ::: "memory");
-            return true;
-        }
-        asm volatile("sti; hlt" ::: "memory");  // the STI shadow covers HLT: no lost wake-up
-    }
-    return flag;
-}
-
 struct counter {
     volatile std::uint64_t n = 0;
     volatile bool seen = false;
@@ -77,61 +64,6 @@ void count_event(xen::evtchn_port_t, void* ctx) {
     c->n = c->n + 1;
     c->seen = true;
 }
-
-// ---- the console ring (io/console.h): the guest is the producer of out[] ----
-bool console_ring_write(const char* s, std::size_t n) {
-    std::uint64_t pfn = 0, port = 0;
-    if (hc.get_hvm_param(xen::hvm_param_console_pfn, pfn) || hc.get_hvm_param(xen::hvm_param_console_evtchn, port))
-        return false;
-    if (!pfn) return false;
-    auto* intf = reinterpret_cast<xen::xencons_interface*>(pfn << xen::page_shift);
-    std::uint32_t prod = hv::io::load_relaxed(&intf->out_prod);
-    const std::uint32_t cons = hv::io::load_acquire(&intf->out_cons);
-    if (n > sizeof intf->out - (prod - cons)) return false;
-    for (std::size_t i = 0; i < n; ++i) intf->out[prod++ % sizeof intf->out] = s[i];
-    hv::io::store_release(&intf->out_prod, prod);
-    return hc.send(static_cast<xen::evtchn_port_t>(port)) == 0;
-}
-
-// ---- block frontend: one request at a time, waiting for its response ----
-using blkif_sring = hv::io::shared_ring<xen::blkif_request, xen::blkif_response>;
-
-struct blk_frontend {
-    hv::io::front_ring<blkif_sring> ring;
-    xen::evtchn_port_t port = 0;
-    counter irq;
-
-    // Returns the response status, or a positive number for a broken exchange.
-    int transfer(std::uint8_t op, std::uint64_t sector, xen::grant_ref_t ref, std::uint64_t id) {
-        const bool ok = ring.emplace_request([&](xen::blkif_request& r) {
-            r = {};
-            r.operation = op;
-            r.nr_segments = 1;
-            r.id = id;
-            r.sector_number = sector;
-            r.seg[0] = {ref, 0, 7, 0};
-        });
-        if (!ok) return 1;
-        // Ask for an event with the response (rsp_event = the next one), as a frontend
-        // that is about to wait does: each request exercises backend -> guest delivery.
-        if (!ring.final_check_for_responses()) return 3;
-        if (ring.push_requests() && hc.send(port) != 0) return 2;
-        for (unsigned tries = 0; tries < 1000; ++tries) {
-            auto more = ring.final_check_for_responses();
-            if (!more) return 3;
-            if (*more) {
-                xen::blkif_response rsp;
-                (void)ring.unconsumed_responses();
-                if (!ring.take_response(rsp)) return 4;
-                if (rsp.id != id || rsp.operation != op) return 5;
-                return rsp.status;
-            }
-            irq.seen = false;
-            (void)wait_for(irq.seen, 1);
-        }
-        return 6;
-    }
-};
 
 std::uint64_t ticks() { return hv::x86::rdtsc(); }
 
@@ -169,42 +101,31 @@ HV_PROGRAM(xen_pv, "xen.pv", "the Xen PV interfaces from inside a PVH guest, wit
 
     // The console ring, served by the backend domain.
     const char ring_hello[] = "hello through the console ring\n";
-    CHECK_OR_CRASH(console_ring_write(ring_hello, sizeof ring_hello - 1), "console ring");
+    CHECK_OR_CRASH(gx::console_ring_write(hc, ring_hello, sizeof ring_hello - 1), "console ring");
 
     // Block device: ring and data pages granted to the backend domain.
     HV_TRY(grants.install(hc, hv::rt::alloc_zeroed_pages(1)));
-    static blk_frontend blk;
-    auto* sring = static_cast<blkif_sring*>(hv::rt::alloc_zeroed_pages(1));
+    static gx::blk_frontend blk;
+    auto* sring = hv::rt::alloc_zeroed_pages(1);
     auto* out_page = static_cast<std::uint8_t*>(hv::rt::alloc_zeroed_pages(1));
     auto* in_page = static_cast<std::uint8_t*>(hv::rt::alloc_zeroed_pages(1));
-    blk.ring.init(sring);
-    CHECK_OR_CRASH(hc.alloc_unbound(ts::backend_domid, blk.port) == 0, "EVTCHNOP_alloc_unbound (backend)");
-    HV_TRY(events.on(blk.port, &count_event, &blk.irq));
     constexpr xen::grant_ref_t out_ref = ts::first_free_ref + 1, in_ref = ts::first_free_ref + 2;
     HV_TRY(grants.grant(out_ref, ts::backend_domid, out_page, true));
     HV_TRY(grants.grant(in_ref, ts::backend_domid, in_page, false));
-    HV_TRY(grants.grant(ts::blk_ring_ref, ts::backend_domid, sring, false));  // last: the backend connects now
-    bool connected = false;
-    for (unsigned i = 0; i < 1000 && !connected; ++i) {
-        xen::evtchn_status st;
-        CHECK_OR_CRASH(hc.port_status(blk.port, st) == 0, "EVTCHNOP_status");
-        connected = st.status == xen::evtchnstat_interdomain;
-        if (!connected) (void)hc.sched_op(xen::schedop_yield);
-    }
-    CHECK_OR_CRASH(connected, "the block backend never bound the port");
+    if (!blk.connect(hc, events, grants, sring).ok()) return end_with(xen::shutdown_crash, "block frontend connect");
     for (unsigned i = 0; i < 4096; ++i) out_page[i] = static_cast<std::uint8_t>(i * 13 + 5);
-    CHECK_OR_CRASH(blk.transfer(xen::blkif_op_write, 16, out_ref, 1) == xen::blkif_rsp_okay, "block write");
-    CHECK_OR_CRASH(blk.transfer(xen::blkif_op_read, 16, in_ref, 2) == xen::blkif_rsp_okay, "block read");
+    CHECK_OR_CRASH(blk.transfer(hc, xen::blkif_op_write, 16, out_ref, 1) == xen::blkif_rsp_okay, "block write");
+    CHECK_OR_CRASH(blk.transfer(hc, xen::blkif_op_read, 16, in_ref, 2) == xen::blkif_rsp_okay, "block read");
     for (unsigned i = 0; i < 4096; ++i) CHECK_OR_CRASH(in_page[i] == out_page[i], "block read back differs");
     // Sector 8 of the disk as the backend filled it (byte i = i * 7 + 3).
-    CHECK_OR_CRASH(blk.transfer(xen::blkif_op_read, 8, in_ref, 3) == xen::blkif_rsp_okay, "block read (initial data)");
+    CHECK_OR_CRASH(blk.transfer(hc, xen::blkif_op_read, 8, in_ref, 3) == xen::blkif_rsp_okay, "block read (initial data)");
     for (unsigned i = 0; i < 4096; ++i)
         CHECK_OR_CRASH(in_page[i] == static_cast<std::uint8_t>((8 * 512 + i) * 7 + 3), "initial disk data differs");
     // Beyond the disk, and a write through a read-only grant: refused with an error status.
-    CHECK_OR_CRASH(blk.transfer(xen::blkif_op_read, 1u << 30, in_ref, 4) == xen::blkif_rsp_error, "read beyond the disk");
-    CHECK_OR_CRASH(blk.transfer(xen::blkif_op_read, 0, out_ref, 5) == xen::blkif_rsp_error, "read into a read-only grant");
+    CHECK_OR_CRASH(blk.transfer(hc, xen::blkif_op_read, 1u << 30, in_ref, 4) == xen::blkif_rsp_error, "read beyond the disk");
+    CHECK_OR_CRASH(blk.transfer(hc, xen::blkif_op_read, 0, out_ref, 5) == xen::blkif_rsp_error, "read into a read-only grant");
     hv::println("xen-guest: block device: 4 KiB written and read back, initial data checked, bad requests refused ({} notifications)",
-                blk.irq.n);
+                blk.notifications());
 
     // SCHEDOP_block, woken by a one-shot timer (VIRQ_TIMER) that is already due.
     xen::evtchn_bind_virq virq{xen::virq_timer, 0, 0};
@@ -260,12 +181,12 @@ HV_PROGRAM(xen_pv, "xen.pv", "the Xen PV interfaces from inside a PVH guest, wit
     asm volatile("cli" ::: "memory");
     HV_TRY(events.use_fifo(hc, hv::rt::alloc_zeroed_pages(1), hv::rt::alloc_zeroed_pages(1)));
     asm volatile("sti" ::: "memory");
-    const std::uint64_t fifo_before = loop_events.n, blk_irqs_before = blk.irq.n;
+    const std::uint64_t fifo_before = loop_events.n, blk_irqs_before = blk.notifications();
     CHECK_OR_CRASH(hc.send(local) == 0, "EVTCHNOP_send (FIFO)");
     CHECK_OR_CRASH(loop_events.n == fifo_before + 1, "loopback event not delivered through a FIFO queue");
     for (unsigned i = 0; i < 4096; ++i) out_page[i] = static_cast<std::uint8_t>(i * 31 + 1);
-    CHECK_OR_CRASH(blk.transfer(xen::blkif_op_write, 24, out_ref, 6) == xen::blkif_rsp_okay, "block write (FIFO)");
-    CHECK_OR_CRASH(blk.transfer(xen::blkif_op_read, 24, in_ref, 7) == xen::blkif_rsp_okay, "block read (FIFO)");
+    CHECK_OR_CRASH(blk.transfer(hc, xen::blkif_op_write, 24, out_ref, 6) == xen::blkif_rsp_okay, "block write (FIFO)");
+    CHECK_OR_CRASH(blk.transfer(hc, xen::blkif_op_read, 24, in_ref, 7) == xen::blkif_rsp_okay, "block read (FIFO)");
     for (unsigned i = 0; i < 4096; ++i) CHECK_OR_CRASH(in_page[i] == out_page[i], "block read back differs (FIFO)");
     t0 = ticks();
     for (unsigned i = 0; i < rounds; ++i) (void)hc.send(local);
@@ -273,7 +194,7 @@ HV_PROGRAM(xen_pv, "xen.pv", "the Xen PV interfaces from inside a PVH guest, wit
     CHECK_OR_CRASH(loop_events.n == fifo_before + 1 + rounds, "an event of the FIFO benchmark went missing");
     hv::rt::bench_report("xen.evtchn.fifo.send_to_callback", rounds, (t1 - t0) / rounds, "ticks");
     hv::println("xen-guest: FIFO event ABI: loopback event and block device through event queues ({} block notifications)",
-                blk.irq.n - blk_irqs_before);
+                blk.notifications() - blk_irqs_before);
 
     hv::println("xen-guest: all checks passed; {} upcalls", events.upcalls());
     return end_with(xen::shutdown_poweroff, "");

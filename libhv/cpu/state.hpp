@@ -88,6 +88,17 @@ struct guest_state {
     constexpr const segment& operator[](seg s) const { return segs[static_cast<unsigned>(s)]; }
 };
 
+// The registers the CPU really runs a shadow-paged guest with (both backends; each adds
+// its own fixed bits): paging always on through the shadow, with CR0.WP so the shadow's
+// read-only entries bind the guest's kernel too; PAE shadows, PCID hidden; NXE for the
+// shadow's NX bits; LME only with LMA (real paging is on even while the guest's is
+// off, and CR0.PG = 1 needs LME = LMA).
+constexpr std::uint64_t shadow_real_cr0(std::uint64_t guest) { return guest | x86::cr0::pg | x86::cr0::wp; }
+constexpr std::uint64_t shadow_real_cr4(std::uint64_t guest) { return (guest | x86::cr4::pae) & ~x86::cr4::pcide; }
+constexpr std::uint64_t shadow_real_efer(std::uint64_t guest) {
+    return ((guest | x86::efer::nxe) & ~x86::efer::lme) | ((guest & x86::efer::lma) ? x86::efer::lme : 0);
+}
+
 enum class guest_mode : std::uint8_t { real, protected32, long64 };
 
 // The state libhv gives a guest starting in `mode` at `rip` (flat segments; for long64

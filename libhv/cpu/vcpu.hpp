@@ -72,6 +72,13 @@ private:
 
 class vcpu;
 
+// Which of a vCPU's TLB entries (its VPID/ASID) to drop before its next entry.
+enum class tlb_flush : std::uint8_t {
+    address,     // the translations of one linear address (a backend may drop more)
+    non_global,  // what a guest MOV to CR3 drops
+    all,         // globals and paging-structure caches too
+};
+
 // What a vendor backend provides. All run on the vCPU's fiber.
 struct backend_ops {
     // Build the VMCS/VMCB from v.state and check it; an error ends the vCPU with its message.
@@ -110,6 +117,16 @@ struct backend_ops {
     // string I/O, hypercall arguments): CR0/CR3/CR4 as the guest sees them, EFER, CS and
     // SS access rights, the bases of ES, CS, SS, DS, FS, GS. nullptr: use load_state.
     void (*load_memory_state)(vcpu& v) = nullptr;
+
+    // ---- shadow paging (vmx/svm vcpu_arch::shadow_paging set before prepare) ----
+    // The CR3 hardware walks becomes `root` (a shadow table) while the guest keeps seeing
+    // `guest_cr3` (read_cr(v, 3), load_state). CR0/CR4 keep the guest's values in view
+    // while the real ones have PG, WP and PAE forced and PCIDE refused.
+    void (*set_paging_root)(vcpu& v, std::uint64_t guest_cr3, std::uint64_t root) = nullptr;
+    void (*flush_tlb)(vcpu& v, tlb_flush what, std::uint64_t linear) = nullptr;
+    // EFER as the guest writes it (WRMSR, already checked by the caller); LMA stays the
+    // CPU's. Under shadow paging the real EFER keeps NXE set.
+    status (*write_efer)(vcpu& v, std::uint64_t value) = nullptr;
 };
 
 // Reads guest-linear memory for the vCPU layer (instruction fetch when an exit gave no
@@ -194,6 +211,7 @@ public:
         source_ = s;
         extras_ = source_.pending || hook_.fn;
     }
+    [[nodiscard]] const interrupt_source& current_interrupt_source() const { return source_; }
     void set_code_reader(const code_reader& r) { code_ = r; }
     const code_reader& code() const { return code_; }
     // What owns this vCPU (a vm::guest), for handlers to find their way back.

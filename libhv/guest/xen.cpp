@@ -3,6 +3,7 @@
 #include "libhv/arch/x86/cpu_tables.hpp"
 #include "libhv/io/shared_mem.hpp"
 #include "libhv/io/xen_gnttab.hpp"
+#include "libhv/io/xen_toolstack.hpp"
 
 // The callback vector's entry: an interrupt gate, no error code. Saves the registers a
 // C++ call may clobber, aligns the stack, calls the dispatcher, returns with IRETQ.
@@ -280,6 +281,86 @@ status grant_table::grant(grant_ref_t ref, domid_t to, const void* page, bool re
 status grant_table::end(grant_ref_t ref) {
     if (!entries_) return fail(errc::invalid_argument, "grant table not installed");
     return hv::xen::gnt::guest::end_access({entries_, grant_entries_per_frame}, ref);
+}
+
+// ---- waiting, console ring, block frontend ----------------------------------------------
+
+bool wait_for(volatile bool& flag, unsigned max_halts) {
+    for (unsigned i = 0; i < max_halts; ++i) {
+        asm volatile("cli" ::: "memory");
+        if (flag) {
+            asm volatile("sti" ::: "memory");
+            return true;
+        }
+        asm volatile("sti; hlt" ::: "memory");  // the STI shadow covers HLT
+    }
+    return flag;
+}
+
+bool console_ring_write(const hypercalls& h, const char* s, std::size_t n) {
+    std::uint64_t pfn = 0, port = 0;
+    if (h.get_hvm_param(hvm_param_console_pfn, pfn) || h.get_hvm_param(hvm_param_console_evtchn, port)) return false;
+    if (!pfn) return false;
+    auto* intf = reinterpret_cast<xencons_interface*>(pfn << page_shift);
+    std::uint32_t prod = io::load_relaxed(&intf->out_prod);
+    const std::uint32_t cons = io::load_acquire(&intf->out_cons);
+    if (n > sizeof intf->out - (prod - cons)) return false;
+    for (std::size_t i = 0; i < n; ++i) intf->out[prod++ % sizeof intf->out] = s[i];
+    io::store_release(&intf->out_prod, prod);
+    return h.send(static_cast<evtchn_port_t>(port)) == 0;
+}
+
+void blk_frontend::on_event(evtchn_port_t, void* self) {
+    auto* f = static_cast<blk_frontend*>(self);
+    f->notifications_ = f->notifications_ + 1;
+    f->notified_ = true;
+}
+
+status blk_frontend::connect(const hypercalls& h, upcall& events, grant_table& grants, void* ring_page) {
+    namespace ts = hv::xen::toolstack;
+    if (!is_page_aligned(ring_page)) return fail(errc::invalid_argument, "block ring not page aligned");
+    ring_.init(static_cast<sring*>(ring_page));
+    if (h.alloc_unbound(ts::backend_domid, port_) != 0) return fail(errc::fault, "EVTCHNOP_alloc_unbound (backend)");
+    HV_TRY(events.on(port_, &on_event, this));
+    HV_TRY(grants.grant(ts::blk_ring_ref, ts::backend_domid, ring_page, false));
+    for (unsigned i = 0; i < 1000; ++i) {
+        evtchn_status st;
+        if (h.port_status(port_, st) != 0) return fail(errc::fault, "EVTCHNOP_status");
+        if (st.status == evtchnstat_interdomain) return {};
+        (void)h.sched_op(schedop_yield);
+    }
+    return fail(errc::would_block, "the block backend never bound the port");
+}
+
+int blk_frontend::transfer(const hypercalls& h, std::uint8_t op, std::uint64_t sector, grant_ref_t ref,
+                           std::uint64_t id) {
+    const bool ok = ring_.emplace_request([&](blkif_request& r) {
+        r = {};
+        r.operation = op;
+        r.nr_segments = 1;
+        r.id = id;
+        r.sector_number = sector;
+        r.seg[0] = {ref, 0, 7, 0};
+    });
+    if (!ok) return 1;
+    // Ask for an event with the response (rsp_event = the next one), as a frontend about
+    // to wait does: each request exercises backend -> guest delivery.
+    if (!ring_.final_check_for_responses()) return 3;
+    if (ring_.push_requests() && h.send(port_) != 0) return 2;
+    for (unsigned tries = 0; tries < 1000; ++tries) {
+        auto more = ring_.final_check_for_responses();
+        if (!more) return 3;
+        if (*more) {
+            blkif_response rsp;
+            (void)ring_.unconsumed_responses();
+            if (!ring_.take_response(rsp)) return 4;
+            if (rsp.id != id || rsp.operation != op) return 5;
+            return rsp.status;
+        }
+        notified_ = false;
+        (void)wait_for(notified_, 1);
+    }
+    return 6;
 }
 
 } // namespace hv::guest::xen

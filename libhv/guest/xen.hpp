@@ -8,6 +8,9 @@
 //                          vector type, shared_info placed with add_to_physmap; on each
 //                          upcall the 2-level pending bits are scanned and each port's
 //                          handler called (interrupts off)
+//   console_ring_write     the PV console ring of HVM_PARAM_CONSOLE_PFN / _EVTCHN
+//   blk_frontend           a block device through a granted ring, libhv's toolstack
+//                          convention (libhv/io/xen_toolstack.hpp), one request at a time
 //
 // Everything structured comes from libhv/io/xen_abi.hpp, the same definitions the
 // hypervisor side uses. Metal only.
@@ -16,6 +19,7 @@
 #include <cstdint>
 #include <optional>
 #include "libhv/core/result.hpp"
+#include "libhv/io/ring.hpp"
 #include "libhv/io/xen_abi.hpp"
 
 namespace hv::guest::xen {
@@ -128,6 +132,40 @@ public:
 
 private:
     grant_entry_v1* entries_ = nullptr;
+};
+
+// Waits with interrupts on (STI; HLT, so no wake-up is lost) until `flag` is set by an
+// upcall, at most `max_halts` halts. Returns the flag.
+bool wait_for(volatile bool& flag, unsigned max_halts = 1000);
+
+// Writes `s` to the PV console ring (io/console.h; the guest produces out[]) and
+// notifies its port. False when there is no ring, it is full, or the notify fails.
+[[nodiscard]] bool console_ring_write(const hypercalls& h, const char* s, std::size_t n);
+
+// A block device frontend: one request in flight at a time, waiting for its response.
+class blk_frontend {
+public:
+    using sring = io::shared_ring<blkif_request, blkif_response>;
+
+    // Offers the backend domain a port and the ring (granted last: the backend connects
+    // when it appears), then waits until the backend has bound the port.
+    [[nodiscard]] status connect(const hypercalls& h, upcall& events, grant_table& grants, void* ring_page);
+    // One single-segment request over the whole granted page `ref`: the response status
+    // (blkif_rsp_*), or a positive number for a broken exchange (1 ring full, 2 notify
+    // failed, 3 ring check failed, 4 no response taken, 5 response of another request,
+    // 6 no response in time).
+    int transfer(const hypercalls& h, std::uint8_t op, std::uint64_t sector, grant_ref_t ref, std::uint64_t id);
+    [[nodiscard]] evtchn_port_t port() const { return port_; }
+    // Response events taken by the upcall.
+    [[nodiscard]] std::uint64_t notifications() const { return notifications_; }
+
+private:
+    static void on_event(evtchn_port_t, void* self);
+
+    io::front_ring<sring> ring_;
+    evtchn_port_t port_ = 0;
+    volatile std::uint64_t notifications_ = 0;
+    volatile bool notified_ = false;
 };
 
 } // namespace hv::guest::xen

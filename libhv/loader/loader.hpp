@@ -72,6 +72,12 @@ struct image_info {
     std::uint64_t linux_kernel_offset = 0;  // protected-mode kernel in the file
     std::uint64_t linux_kernel_size = 0;
     std::uint32_t linux_init_size = 0;
+    // Where the kernel runs (boot protocol: relocatable kernels at the load address
+    // raised to pref_address and aligned to kernel_alignment, the others at
+    // pref_address): init_size bytes from there are the kernel's, not the loader's.
+    bool linux_relocatable = false;
+    std::uint32_t linux_kernel_alignment = 0;
+    std::uint64_t linux_pref_address = 0;
     std::uint32_t linux_initrd_addr_max = 0;
     std::uint32_t linux_cmdline_size = 0;
 

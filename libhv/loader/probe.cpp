@@ -260,6 +260,11 @@ status parse_linux(image_info& out, bytes img) {
     out.linux_kernel_offset = kernel_off;
     out.linux_kernel_size = kernel_size;
     out.linux_init_size = h.version >= 0x020a ? h.init_size : 0;
+    out.linux_relocatable = h.relocatable_kernel != 0;
+    out.linux_kernel_alignment = h.kernel_alignment;
+    out.linux_pref_address = h.version >= 0x020a ? h.pref_address : 0;
+    if (out.linux_relocatable && h.kernel_alignment && (h.kernel_alignment & (h.kernel_alignment - 1)))
+        return fail(errc::bad_format, "Linux kernel_alignment is not a power of two");
     out.linux_initrd_addr_max = h.initrd_addr_max;
     out.linux_cmdline_size = h.cmdline_size;
     return {};

@@ -7,11 +7,18 @@
 // The nested tables (EPT or NPT) built from it map exactly the RAM and ROM pages, each
 // to its own backing page: nothing else of the host is reachable from the guest.
 // MMIO regions and holes stay unmapped, so every access to them exits.
+//
+// RAM added with ram_backing::first_touch gets no pages up front: each page is allocated
+// (zeroed) the first time anything translates it — a nested fault, host_pointer or
+// backing() for the hypervisor's own accesses — so a guest pays only for what it uses.
+// The page then stays: a backing translation, once given, never changes while the
+// region exists. If the allocator runs dry at first touch, the page reads as not backed.
 #pragma once
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include "libhv/core/result.hpp"
 #include "libhv/mmu/format_x86.hpp"
 #include "libhv/mmu/memory.hpp"
@@ -20,12 +27,14 @@
 namespace hv::mmu {
 
 enum class region_kind : std::uint8_t { ram, rom, mmio };
+enum class ram_backing : std::uint8_t { up_front, first_touch };
 
 struct guest_region {
     std::uint64_t base;
     std::uint64_t size;
     region_kind kind;
     std::uint32_t device;  // mmio: the io layer's device id
+    ram_backing backing = ram_backing::up_front;
 
     [[nodiscard]] std::uint64_t last() const { return base + (size - 1); }
     [[nodiscard]] bool contains(std::uint64_t gpa) const { return base <= gpa && gpa <= last(); }
@@ -52,6 +61,7 @@ enum class nested_action : std::uint8_t {
     mmio,       // emulate: device `device`, `offset` into its region
     violation,  // the guest broke the region's protection (a write to ROM)
     unmapped,   // a hole: no region at all
+    unbacked,   // first-touch RAM whose page could not be allocated (out of memory)
 };
 
 struct nested_resolution {
@@ -87,8 +97,17 @@ public:
 
     [[nodiscard]] status init() { return backing_.init(); }
 
-    // RAM and ROM get zeroed backing pages now; all or nothing.
-    [[nodiscard]] status add_ram(std::uint64_t gpa, std::uint64_t size) { return add_backed({gpa, size, region_kind::ram, 0}); }
+    // RAM and ROM get zeroed backing pages now (all or nothing), or RAM at first touch.
+    [[nodiscard]] status add_ram(std::uint64_t gpa, std::uint64_t size, ram_backing b = ram_backing::up_front) {
+        if (b == ram_backing::first_touch) {
+            const guest_region r{gpa, size, region_kind::ram, 0, b};
+            HV_TRY(regions_.check_new(r, gpa_limit_));
+            regions_.insert(r);
+            hits_ = {};  // pages remembered as unbacked are RAM now
+            return {};
+        }
+        return add_backed({gpa, size, region_kind::ram, 0});
+    }
     [[nodiscard]] status add_rom(std::uint64_t gpa, std::uint64_t size) { return add_backed({gpa, size, region_kind::rom, 0}); }
     [[nodiscard]] status add_mmio(std::uint64_t gpa, std::uint64_t size, std::uint32_t device) {
         const guest_region r{gpa, size, region_kind::mmio, device};
@@ -107,7 +126,7 @@ public:
     // The host-physical page behind a RAM or ROM address.
     [[nodiscard]] std::optional<std::uint64_t> backing(std::uint64_t gpa) const {
         if (gpa >= gpa_limit_) return std::nullopt;
-        auto t = backing_.translate(gpa);
+        auto t = translate_backing(gpa);
         if (!t) return std::nullopt;
         return t->pa;
     }
@@ -116,15 +135,29 @@ public:
     // only reading; nullptr for MMIO and holes.
     // A small cache of pages saves the backing-map walk: walkers ask for the same few
     // table pages again and again, an MMIO loop for the same device page, and a page's
-    // backing (or its absence) never changes while the regions stay (adding backed memory
-    // and release_backing empty the cache).
+    // backing (or its absence outside RAM) never changes while the regions stay (adding
+    // RAM or ROM and release_backing empty the cache; first-touch RAM not backed yet is
+    // not remembered).
     void* host_pointer(std::uint64_t gpa, bool for_write) const {
         if (gpa >= gpa_limit_) return nullptr;
         const std::uint64_t page = gpa & ~page_offset_mask;
         backing_hit& hit = hits_[(page >> page_shift) % hits_.size()];
         if (hit.page != page) {
             auto t = backing_.translate(page);
-            hit = t ? backing_hit{page, t->pa, t->attrs.write, true} : backing_hit{page, 0, false, false};
+            if (!t) {
+                const guest_region* r = regions_.find(page);
+                if (!r || r->kind == region_kind::mmio) {
+                    hit = {page, 0, false, false};
+                    return nullptr;
+                }
+                // First-touch RAM: backed now, or not remembered (the allocator may have
+                // a page later).
+                if (r->kind != region_kind::ram || r->backing != ram_backing::first_touch) return nullptr;
+                if (!const_cast<guest_memory*>(this)->back_page(page)) return nullptr;
+                t = backing_.translate(page);
+                if (!t) return nullptr;
+            }
+            hit = {page, t->pa, t->attrs.write, true};
         }
         if (!hit.backed || (for_write && !hit.writable)) return nullptr;
         return host_->host_pointer(hit.pa + (gpa & page_offset_mask), for_write);
@@ -178,10 +211,36 @@ public:
         if (r->kind == region_kind::mmio) return {nested_action::mmio, gpa, 0, 0, {}, r->device, gpa - r->base};
         if (r->kind == region_kind::rom && access == access_kind::write) return {nested_action::violation, gpa};
         const std::uint64_t page = gpa & ~page_offset_mask;
-        return {nested_action::map, page, *backing(page), page_size, nested_attrs(r->kind == region_kind::ram)};
+        const auto hpa = backing(page);
+        if (!hpa) return {nested_action::unbacked, gpa};
+        return {nested_action::map, page, *hpa, page_size, nested_attrs(r->kind == region_kind::ram)};
     }
 
+    // Pages backed so far by first-touch regions.
+    [[nodiscard]] std::uint64_t backed_at_first_touch() const { return first_touch_pages_; }
+
 private:
+    // The backing leaf of gpa's page; a first-touch RAM page not backed yet gets its
+    // zeroed page now. Logically const: the guest sees zeros either way.
+    auto translate_backing(std::uint64_t gpa) const -> decltype(std::declval<const backing_table&>().translate(0)) {
+        if (auto t = backing_.translate(gpa)) return t;
+        const guest_region* r = regions_.find(gpa);
+        if (!r || r->kind != region_kind::ram || r->backing != ram_backing::first_touch) return std::nullopt;
+        if (!const_cast<guest_memory*>(this)->back_page(gpa & ~page_offset_mask)) return std::nullopt;
+        return backing_.translate(gpa);
+    }
+    bool back_page(std::uint64_t page) {
+        auto hpa = host_->alloc_page();
+        if (!hpa) return false;
+        auto tx = backing_.begin();
+        if (!tx.map(page, *hpa, page_size, nested_attrs(true), page_size).ok()) {
+            host_->free_page(*hpa);
+            return false;
+        }
+        ++first_touch_pages_;
+        return true;
+    }
+
     status add_backed(const guest_region& r) {
         HV_TRY(regions_.check_new(r, gpa_limit_));
         status result;
@@ -256,6 +315,7 @@ private:
         const guest_region* r = find(gpa);
         if (!r) return fail(errc::fault, "guest-physical address in a hole");
         if (r->kind == region_kind::mmio) return fail(errc::fault, "guest-physical address is MMIO");
+        if (r->kind == region_kind::ram) return fail(errc::no_memory, "no host page left to back guest RAM");
         if (write) return fail(errc::permission, "write to guest ROM");
         return fail(errc::fault, "guest-physical address not backed");
     }
@@ -273,6 +333,7 @@ private:
     backing_table backing_;
     mutable std::array<backing_hit, 16> hits_{};
     std::uint64_t generation_ = 0;
+    std::uint64_t first_touch_pages_ = 0;
 };
 
 // Table memory inside a guest's RAM: lets the one builder write a guest's own page

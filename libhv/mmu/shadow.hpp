@@ -150,6 +150,7 @@ public:
         }
         regs_ = next;
         ++clock_;
+        switch_clock_ = clock_;
         auto root = get_page(root_key(), pending_flush_);
         if (!root) return root.err();
         root_ = *root;
@@ -221,6 +222,36 @@ public:
         return flush;
     }
 
+    // Stop shadowing the guest table in gpa's frame (a guest rewriting it wholesale):
+    // frees its shadow tables, unlinking them, so the frame is no longer write-protected
+    // once the faulting write is retried (handle_page_fault then maps it writable). It is
+    // shadowed again when a walk needs it. Refused (nullopt) for the current root.
+    // The value: true when the TLB must be flushed.
+    [[nodiscard]] std::optional<bool> unshadow(std::uint64_t gpa) {
+        const std::uint64_t frame = gpa & ~page_offset_mask;
+        std::array<std::uint32_t, 8> found{};
+        std::size_t n = 0;
+        for (std::uint32_t i = buckets_[bucket_of(frame)]; i != none; i = pages_[i].next) {
+            if (pages_[i].key.direct || (pages_[i].key.gpa & ~page_offset_mask) != frame) continue;
+            if (i == root_ || n == found.size()) return std::nullopt;
+            found[n++] = i;
+        }
+        bool flush = false;
+        for (std::size_t k = 0; k < n; ++k) evict(found[k], flush);
+        return flush;
+    }
+
+    // The host-physical address the loaded shadow maps gva to (what hardware would use),
+    // if it maps it: a cheap way to read guest code that just ran (e.g. the instruction
+    // an exit gave no details of).
+    [[nodiscard]] std::optional<std::uint64_t> mapped(std::uint64_t gva) {
+        if (root_ == none) return std::nullopt;
+        if (mode_ != paging_mode::four_level) gva &= 0xffff'ffff;
+        const walk_end e = walk_shadow(pages_[root_].hpa, gva);
+        if (e.stop != walk_stop::leaf) return std::nullopt;
+        return (e.entry & shadow_detail::entry_addr) | (gva & page_offset_mask);
+    }
+
     // Guest INVLPG: the shadow is in sync already; the leaf is dropped so the next
     // access refills it. The caller also invalidates gva in the hardware TLB.
     void invlpg(std::uint64_t gva) {
@@ -249,6 +280,17 @@ public:
         stats_.live_pages = live_;
         return stats_;
     }
+    // Has a shadow of gpa's guest table served a fill since the last set_guest_paging?
+    // (A table written while its address space is not the current one was not.)
+    [[nodiscard]] bool used_since_switch(std::uint64_t gpa) const {
+        const std::uint64_t frame = gpa & ~page_offset_mask;
+        for (std::uint32_t i = buckets_[bucket_of(frame)]; i != none; i = pages_[i].next)
+            if (!pages_[i].key.direct && (pages_[i].key.gpa & ~page_offset_mask) == frame &&
+                pages_[i].stamp >= switch_clock_)
+                return true;
+        return false;
+    }
+
     // Is gpa's frame a guest page table with a shadow (so write-protected)?
     [[nodiscard]] bool tracked(std::uint64_t gpa) const {
         const std::uint64_t frame = gpa & ~page_offset_mask;
@@ -612,6 +654,7 @@ private:
     bool have_context_ = false;
     bool pending_flush_ = false;
     std::uint64_t clock_ = 0;
+    std::uint64_t switch_clock_ = 0;  // clock_ at the last set_guest_paging
     std::array<page, MaxPages> pages_{};
     std::array<std::uint32_t, bucket_count> buckets_{};
     // Frames ever mapped writable since the last drop_all (bloom, never cleared).

@@ -15,11 +15,11 @@ std::optional<boot_module> find_module(const boot::info& info, std::string_view 
     return std::nullopt;
 }
 
-status add_pc_ram(guest& g, std::uint64_t ram_bytes) {
+status add_pc_ram(guest& g, std::uint64_t ram_bytes, mmu::ram_backing backing) {
     if (ram_bytes <= high_ram_start || ram_bytes % mmu::page_size)
         return fail(errc::invalid_argument, "guest RAM must be page-sized and above 1 MiB");
-    HV_TRY(g.memory().add_ram(0, low_ram_end));
-    return g.memory().add_ram(high_ram_start, ram_bytes - high_ram_start);
+    HV_TRY(g.memory().add_ram(0, low_ram_end, backing));
+    return g.memory().add_ram(high_ram_start, ram_bytes - high_ram_start, backing);
 }
 
 cpu::guest_state entry_state(const loader::vcpu_state& s) {

@@ -32,7 +32,9 @@ struct boot_module {
 // window between them stays a hole (open bus) unless a device claims it.
 inline constexpr std::uint64_t low_ram_end = 0xa0000;
 inline constexpr std::uint64_t high_ram_start = 0x100000;
-[[nodiscard]] status add_pc_ram(guest& g, std::uint64_t ram_bytes);
+// first_touch: each page is allocated when first used (mmu::ram_backing).
+[[nodiscard]] status add_pc_ram(guest& g, std::uint64_t ram_bytes,
+                                mmu::ram_backing backing = mmu::ram_backing::up_front);
 
 struct kernel_spec {
     std::span<const std::byte> image;

@@ -23,6 +23,8 @@ cpuid_regs filter_cpuid(std::uint32_t leaf, std::uint32_t subleaf, cpuid_regs r,
     case 0xa: r = {}; break;
     case 7:
         if (subleaf == 0) {
+            r.ebx &= ~(bit(1) | bit(10));
+            r.ecx &= ~bit(22);
             r.edx &= ~(bit(26) | bit(27) | bit(29));
             r.ecx = (v.guest_cr4 & cr4_pke) ? r.ecx | bit(4) : r.ecx & ~bit(4);
         }
@@ -30,7 +32,35 @@ cpuid_regs filter_cpuid(std::uint32_t leaf, std::uint32_t subleaf, cpuid_regs r,
     case 0xb:
     case 0x1f: r.edx = v.vcpu_id; break;
     case hypervisor_leaf: r = libhv_signature; break;
-    case 0x80000001: r.ecx &= ~bit(2); break;
+    case 0xd:
+        if (subleaf == 1) r.eax &= ~bit(3);
+        break;
+    case 0x15:
+        // TSC = crystal (ECX) * EBX / EAX; the crystal is the APIC timer's input clock.
+        // The ratio in lowest terms: Linux multiplies crystal kHz by EBX in 32 bits.
+        if (v.tsc_hz && v.lapic_timer_hz && v.lapic_timer_hz <= 0xffffffffull) {
+            std::uint64_t a = v.tsc_hz, b = v.lapic_timer_hz;
+            while (b) {
+                const std::uint64_t t = a % b;
+                a = b;
+                b = t;
+            }
+            const std::uint64_t num = v.tsc_hz / a, den = v.lapic_timer_hz / a;
+            if (num <= 0xffffffffull)
+                r = {static_cast<std::uint32_t>(den), static_cast<std::uint32_t>(num),
+                     static_cast<std::uint32_t>(v.lapic_timer_hz), 0};
+        }
+        break;
+    case 0x16:
+        if (v.tsc_hz && v.lapic_timer_hz)
+            r = {static_cast<std::uint32_t>(v.tsc_hz / 1000000), static_cast<std::uint32_t>(v.tsc_hz / 1000000),
+                 static_cast<std::uint32_t>(v.lapic_timer_hz / 1000000), 0};
+        break;
+    case 0x8000001f: r = {}; break;  // SME/SEV: a guest that sees them reads SEV_STATUS
+    case 0x80000001:
+        r.ecx &= ~bit(2);
+        r.edx &= ~bit(27);
+        break;
     default:
         if (leaf > hypervisor_leaf && leaf <= hypervisor_leaf + 0xff) r = {};
         break;

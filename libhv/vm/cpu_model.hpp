@@ -11,9 +11,18 @@
 //   1: EBX[31:24] initial APIC ID, EBX[23:16]        the vCPU's id, the guest's vCPU count
 //   6, 0xA (thermal, performance monitoring)        0
 //   7.0: EDX.IBRS/STIBP(26,27) ARCH_CAPABILITIES(29) 0    (MSRs libhv does not model)
+//   7.0: EBX.TSC_ADJUST(1)                          0    (IA32_TSC_ADJUST is not modelled;
+//                                                         Linux reads it unguarded)
+//   7.0: EBX.INVPCID(10), ECX.RDPID(22)             0    (the VMX backend does not set
+//   0xD.1: EAX.XSAVES(3), 0x80000001: EDX.RDTSCP(27)      "enable INVPCID/RDTSCP/XSAVES":
+//                                                         the guest would take #UD)
 //   0xB, 0x1F: EDX x2APIC ID                        the vCPU's id
+//   0x15 (TSC/crystal), 0x16 (MHz)                  the device model's TSC and APIC-timer
+//                                                   rates when cpu_view gives them
 //   0x40000000                                      "libhv libhv " (a Xen ABI overrides it)
 //   0x80000001: ECX.SVM(2)                          0
+//   0x8000001F (SME/SEV)                            0    (Linux's decompressor then reads
+//                                                         MSR SEV_STATUS, which is not modelled)
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -33,6 +42,11 @@ struct cpu_view {
     bool tsc_deadline = false;
     bool shadow_paging = false;
     std::uint64_t guest_cr4 = 0;
+    // The guest's TSC and APIC-timer rates as the device model keeps time (0: the host's
+    // leaves 0x15/0x16 pass through). A kernel that trusts 0x15/0x16 over its own PIT
+    // calibration (Linux on Intel models) must get the rates its devices run at.
+    std::uint64_t tsc_hz = 0;
+    std::uint64_t lapic_timer_hz = 0;
 };
 
 inline constexpr std::uint32_t hypervisor_leaf = 0x40000000;
@@ -58,6 +72,18 @@ private:
     std::uint64_t mtrr_def_type_ = 0;
     std::uint64_t misc_enable_ = 1;  // fast strings
 };
+
+// XSETBV(0, value) as the SDM allows it given the XCR0 bits the CPU supports (CPUID
+// 0xD.0 EDX:EAX): x87 always on, AVX needs SSE, AVX-512's three components all or none
+// and with AVX, MPX's two together. false: #GP(0).
+[[nodiscard]] constexpr bool valid_xcr0(std::uint64_t value, std::uint64_t supported) {
+    constexpr std::uint64_t x87 = 1, sse = 2, avx = 4, mpx = 0x18, avx512 = 0xe0;
+    if (!(value & x87) || (value & ~supported)) return false;
+    if ((value & avx) && !(value & sse)) return false;
+    if ((value & mpx) != 0 && (value & mpx) != mpx) return false;
+    if ((value & avx512) != 0 && ((value & avx512) != avx512 || !(value & avx))) return false;
+    return true;
+}
 
 // A PAT value every entry of which is a valid memory type (0, 1, 4, 5, 6, 7).
 [[nodiscard]] constexpr bool valid_pat(std::uint64_t v) {

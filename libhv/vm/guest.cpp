@@ -2,6 +2,7 @@
 #include <new>
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/cpu/bitmaps.hpp"
+#include "libhv/cpu/cr_decode.hpp"
 
 namespace hv::vm {
 
@@ -60,6 +61,55 @@ status code_fetch(cpu::vcpu& v, std::uint64_t linear, void* dst, std::size_t n, 
     return {};
 }
 
+mmu::guest_paging paging_of_state(const cpu::guest_state& st) {
+    return {st.cr0, st.cr3, st.cr4, st.efer, st.rflags,
+            static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access))};
+}
+
+// Emulated accesses of a shadow-paged guest: every write that lands in a guest page
+// table with a shadow drops the shadow entries it replaced (the shadow write-protects
+// those tables, so no other write reaches them).
+class shadow_write_watch final : public insn::memory {
+public:
+    shadow_write_watch(linear_memory<host_memory>& mem, guest_ram& ram, shadow_pages& shadow,
+                       const mmu::guest_paging& paging, const mmu::paging_features& features)
+        : mem_{&mem}, ram_{&ram}, shadow_{&shadow}, paging_{paging}, features_{features} {}
+
+    std::optional<insn::fault> read(std::uint64_t la, void* dst, unsigned n, insn::access_type a) override {
+        return mem_->read(la, dst, n, a);
+    }
+    std::optional<insn::fault> probe(std::uint64_t la, unsigned n, insn::access_type a) override {
+        return mem_->probe(la, n, a);
+    }
+    std::optional<insn::fault> write(std::uint64_t la, const void* src, unsigned n) override {
+        if (auto f = mem_->write(la, src, n)) return f;
+        mmu::guest_access how{mmu::access_kind::write, false, false};
+        for (unsigned done = 0; done < n;) {
+            std::uint64_t at = la + done;
+            if (paging_.mode() != mmu::paging_mode::four_level) at &= 0xffff'ffff;
+            const unsigned in_page = static_cast<unsigned>(mmu::page_size - (at & mmu::page_offset_mask));
+            const unsigned len = n - done < in_page ? n - done : in_page;
+            const mmu::gva_result t = mmu::translate_gva(*ram_, paging_, features_, at, how);
+            if (t.status == mmu::gva_status::ok && shadow_->tracked(t.gpa)) {
+                ++written;
+                flush = shadow_->guest_table_written(t.gpa, len) || flush;
+            }
+            done += len;
+        }
+        return std::nullopt;
+    }
+
+    unsigned written = 0;
+    bool flush = false;
+
+private:
+    linear_memory<host_memory>* mem_;
+    guest_ram* ram_;
+    shadow_pages* shadow_;
+    mmu::guest_paging paging_;
+    mmu::paging_features features_;
+};
+
 } // namespace
 
 guest::guest(host_memory& host)
@@ -67,7 +117,8 @@ guest::guest(host_memory& host)
 
 status guest::init(physical_cpu& pc, const config& cfg, cpu::page_alloc_fn alloc) {
     if (cfg.vcpus == 0 || cfg.vcpus > max_vcpus) return fail(errc::out_of_range, "vCPU count outside 1..8");
-    if (cfg.mmu == paging::shadow) return fail(errc::not_supported, "shadow paging is not wired to the vCPUs yet");
+    if (cfg.mmu == paging::shadow && cfg.vcpus != 1)
+        return fail(errc::not_supported, "shadow paging: one vCPU per guest for now");
     cpu_ = &pc;
     cfg_ = cfg;
     HV_TRY(ram_.init());
@@ -98,6 +149,14 @@ status guest::init(physical_cpu& pc, const config& cfg, cpu::page_alloc_fn alloc
         }
         vcpus_[i].set_owner(this);
         vcpus_[i].set_code_reader({nullptr, &code_fetch});
+        if (cfg.mmu == paging::shadow) {
+            if (pc.vendor == cpu::vendor::vmx) vmx_[i].shadow_paging = true;
+            else svm_[i].shadow_paging = true;
+            constexpr std::size_t pages = (sizeof(shadow_pages) + 4095) / 4096;
+            void* at = alloc(pages);
+            if (!at) return fail(errc::no_memory, "shadow MMU");
+            shadows_[i] = new (at) shadow_pages{ram_, *host_, features()};
+        }
     }
     count_ = cfg.vcpus;
     view_.vcpu_count = count_;
@@ -110,7 +169,9 @@ status guest::init(physical_cpu& pc, const config& cfg, cpu::page_alloc_fn alloc
     constexpr std::uint32_t switched[] = {0x174, 0x175, 0x176, 0xc0000081, 0xc0000082, 0xc0000083,
                                           0xc0000084, 0xc0000100, 0xc0000101, 0xc0000102};
     for (std::uint32_t m : switched) pass_through_msr(m, true, true);
-    pass_through_msr(0xc0000080, true, pc.vendor == cpu::vendor::vmx);
+    // Shadow paging: EFER stays intercepted (the real one keeps NXE; NXE changes the shadow).
+    const bool shadow = cfg.mmu == paging::shadow;
+    pass_through_msr(0xc0000080, !shadow, pc.vendor == cpu::vendor::vmx && !shadow);
     pass_through_msr(msr_file::tsc, true, false);
     return {};
 }
@@ -143,10 +204,33 @@ void guest::on_cpuid(cpu::vcpu& v, const cpu::exit_info& e) {
     v.skip();
 }
 
+// XSETBV always exits on VMX (and on SVM when intercepted). XCR0 is not switched between
+// guest and host: the hypervisor never uses extended state (-mgeneral-regs-only), so the
+// CPU keeps the value the guest last set (every vCPU of a Linux guest sets the same).
+void guest::on_xsetbv(cpu::vcpu& v, const cpu::exit_info&) {
+    const auto supported = x86::cpuid(0xd, 0);
+    const std::uint64_t value = (v.state.regs.rdx << 32) | static_cast<std::uint32_t>(v.state.regs.rax);
+    const bool osxsave = (v.ops().read_cr(v, 4) & x86::cr4::osxsave) != 0;
+    if (!osxsave) {
+        v.inject_exception(6);
+        return;
+    }
+    if (static_cast<std::uint32_t>(v.state.regs.rcx) != 0 ||
+        !valid_xcr0(value, (std::uint64_t{supported.edx} << 32) | supported.eax)) {
+        v.inject_exception(13, 0);
+        return;
+    }
+    if (!(x86::read_cr4() & x86::cr4::osxsave)) x86::write_cr4(x86::read_cr4() | x86::cr4::osxsave);
+    x86::xsetbv(0, value);
+    v.skip();
+}
+
 void guest::on_msr_read(cpu::vcpu& v, const cpu::exit_info& e) {
     guest& g = of(v);
     std::optional<std::uint64_t> value;
-    if (e.msr.index == 0xc0000080 && g.cpu_->vendor == cpu::vendor::svm)
+    if (e.msr.index == 0xc0000080 && g.cfg_.mmu == paging::shadow)
+        value = v.state.efer;  // the guest's view, kept by the backend
+    else if (e.msr.index == 0xc0000080 && g.cpu_->vendor == cpu::vendor::svm)
         value = g.svm_[v.id()].block->state.efer & ~x86::efer::svme;
     else
         value = g.msrs_[v.id()].read(e.msr.index);
@@ -163,7 +247,19 @@ void guest::on_msr_write(cpu::vcpu& v, const cpu::exit_info& e) {
     guest& g = of(v);
     const std::uint64_t value = (v.state.regs.rdx << 32) | static_cast<std::uint32_t>(v.state.regs.rax);
     bool ok;
-    if (e.msr.index == 0xc0000080 && g.cpu_->vendor == cpu::vendor::svm) {
+    if (e.msr.index == 0xc0000080 && g.cfg_.mmu == paging::shadow) {
+        constexpr std::uint64_t writable = x86::efer::sce | x86::efer::lme | x86::efer::nxe;
+        const std::uint64_t old = v.state.efer;
+        const bool paging = v.ops().read_cr(v, 0) & x86::cr0::pg;
+        ok = !(value & ~(writable | x86::efer::lma)) && !(paging && ((value ^ old) & x86::efer::lme));
+        if (ok) ok = v.ops().write_efer(v, (old & ~writable) | (value & writable)).ok();
+        if (ok && ((v.state.efer ^ old) & x86::efer::nxe)) {
+            if (auto st = g.sync_shadow(v, v.ops().read_cr(v, 3), cpu::tlb_flush::all); !st) {
+                v.fail(st.err().what);
+                return;
+            }
+        }
+    } else if (e.msr.index == 0xc0000080 && g.cpu_->vendor == cpu::vendor::svm) {
         // SCE, LME, NXE, SVME... as the guest writes them; LMA is the CPU's; SVME stays set.
         constexpr std::uint64_t writable = x86::efer::sce | x86::efer::lme | x86::efer::nxe;
         std::uint64_t& efer = g.svm_[v.id()].block->state.efer;
@@ -312,11 +408,19 @@ status guest::start() {
             HV_TRY(apply_protection(protected_[i].first, protected_[i].last - protected_[i].first + 1, true));
     }
     for (unsigned i = 0; i < count_; ++i) {
-        vcpus_[i].on(cpu::exit_reason::npf, &on_npf);
-        vcpus_[i].on(cpu::exit_reason::io, &on_io);
-        vcpus_[i].on(cpu::exit_reason::cpuid, &on_cpuid);
-        vcpus_[i].on(cpu::exit_reason::msr_read, &on_msr_read);
-        vcpus_[i].on(cpu::exit_reason::msr_write, &on_msr_write);
+        cpu::vcpu& v = vcpus_[i];
+        v.on(cpu::exit_reason::io, &on_io);
+        v.on(cpu::exit_reason::cpuid, &on_cpuid);
+        v.on(cpu::exit_reason::xsetbv, &on_xsetbv);
+        v.on(cpu::exit_reason::msr_read, &on_msr_read);
+        v.on(cpu::exit_reason::msr_write, &on_msr_write);
+        if (cfg_.mmu == paging::nested) {
+            v.on(cpu::exit_reason::npf, &on_npf);
+            continue;
+        }
+        v.on(cpu::exit_reason::exception, &on_shadow_pf);
+        v.on(cpu::exit_reason::cr_access, &on_shadow_cr);
+        v.on(cpu::exit_reason::invlpg, &on_shadow_invlpg);
     }
     return {};
 }
@@ -363,23 +467,193 @@ void guest::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
 }
 
 status guest::schedule_on(cpu::scheduler& s) {
-    for (unsigned i = 0; i < count_; ++i) HV_TRY(s.add(vcpus_[i]));
+    for (unsigned i = 0; i < count_; ++i) {
+        if (cfg_.mmu == paging::shadow) {
+            cpu::vcpu& v = vcpus_[i];
+            const cpu::guest_state& st = v.state;
+            auto root = shadows_[i]->set_guest_paging(st.cr0, st.cr3, st.cr4, st.efer);
+            HV_TRY(root);
+            (void)shadows_[i]->take_tlb_flush();  // nothing ran yet
+            v.ops().set_paging_root(v, st.cr3, *root);
+        }
+        HV_TRY(s.add(vcpus_[i]));
+    }
     return {};
+}
+
+// ---- shadow paging ----
+
+void guest::shadow_flush(cpu::vcpu& v, cpu::tlb_flush what, std::uint64_t linear) {
+    if (what == cpu::tlb_flush::all) ++shadow_stats_.flushes;
+    v.ops().flush_tlb(v, what, linear);
+}
+
+status guest::sync_shadow(cpu::vcpu& v, std::uint64_t cr3, cpu::tlb_flush at_least) {
+    const cpu::backend_ops& ops = v.ops();
+    shadow_pages& s = *shadows_[v.id()];
+    auto root = s.set_guest_paging(ops.read_cr(v, 0), cr3, ops.read_cr(v, 4), v.state.efer);
+    HV_TRY(root);
+    ops.set_paging_root(v, cr3, *root);
+    shadow_flush(v, s.take_tlb_flush() ? cpu::tlb_flush::all : at_least);
+    return {};
+}
+
+void guest::on_shadow_pf(cpu::vcpu& v, const cpu::exit_info& e) {
+    if (e.exception.vector != 14) return cpu::default_handler::exception(v, e);
+    guest& g = of(v);
+    shadow_pages& s = *g.shadows_[v.id()];
+    const mmu::guest_paging regs = g.paging_of(v);
+    const std::uint64_t gva = e.exception.fault_address;
+    const mmu::pf_result r = s.handle_page_fault(gva, e.exception.error_code, regs.cpl, regs.rflags);
+    if (r.flush_tlb) g.shadow_flush(v, cpu::tlb_flush::all);
+    switch (r.outcome) {
+    case mmu::pf_outcome::fixed: ++g.shadow_stats_.fills; return;
+    case mmu::pf_outcome::inject: {
+        ++g.shadow_stats_.injected;
+        v.state.cr2 = gva;
+        v.mark_dirty(cpu::vcpu::dirty_cr2);
+        // A #PF while delivering an event (the run loop requeued it): the #PF goes first;
+        // while delivering #PF or a contributory exception it becomes #DF (SDM table 6-5).
+        const cpu::event ev = e.interrupted;
+        if (ev.valid) v.events.requeue({});
+        constexpr std::uint32_t contributory = 1u << 0 | 1u << 10 | 1u << 11 | 1u << 12 | 1u << 13 | 1u << 14;
+        if (ev.valid && ev.kind == cpu::event_kind::hardware_exception && ev.vector < 32 &&
+            (contributory >> ev.vector & 1)) {
+            v.inject_exception(8, 0);
+            return;
+        }
+        v.inject_exception(14, r.error_code);
+        if (ev.valid && ev.kind == cpu::event_kind::external_interrupt) v.inject_interrupt(ev.vector);
+        if (ev.valid && ev.kind == cpu::event_kind::nmi) v.inject_nmi();
+        return;
+    }
+    case mmu::pf_outcome::tracked_table_write: {
+        // A write to a guest table the current address space has not walked since the
+        // last CR3 load (another space's, being built or torn down), or a second write
+        // in a row to one table, stops shadowing that table rather than emulating every
+        // store: the write is retried natively and the table is shadowed again when a
+        // walk next needs it.
+        ++g.shadow_stats_.table_writes;
+        write_streak& w = g.streak_[v.id()];
+        const std::uint64_t frame = r.gpa & ~mmu::page_offset_mask;
+        w.count = w.frame == frame ? w.count + 1 : 1;
+        w.frame = frame;
+        if (w.count < 2 && s.used_since_switch(r.gpa)) break;
+        const auto flush = s.unshadow(r.gpa);
+        if (!flush) break;  // the current root: keep emulating
+        w = {};
+        ++g.shadow_stats_.unshadowed;
+        if (*flush) g.shadow_flush(v, cpu::tlb_flush::all);
+        const mmu::pf_result again = s.handle_page_fault(gva, e.exception.error_code, regs.cpl, regs.rflags);
+        if (again.flush_tlb) g.shadow_flush(v, cpu::tlb_flush::all);
+        if (again.outcome == mmu::pf_outcome::fixed) return;
+        break;  // the page also holds another shadowed table: emulate
+    }
+    case mmu::pf_outcome::emulate_write: ++g.shadow_stats_.wp0_writes; break;
+    case mmu::pf_outcome::mmio:
+        if (e.exception.error_code & mmu::pf_error::fetch) {
+            v.fail("instruction fetch from guest-physical memory that is not RAM");
+            return;
+        }
+        ++g.shadow_stats_.mmio;
+        break;
+    case mmu::pf_outcome::unhandled: v.fail("shadow paging: guest page table outside RAM"); return;
+    }
+    g.emulate(v);
+}
+
+// MOV to/from CR, CLTS, LMSW at RIP, for SVM exits without decode assists.
+bool guest::decode_cr_access(cpu::vcpu& v, cpu::cr_detail& out) {
+    guest& g = *this;
+    const cpu::guest_state& st = v.state;
+    std::uint8_t bytes[insn::max_length];
+    const std::uint64_t rip = st[cpu::seg::cs].base + st.rip;
+    unsigned n = insn::max_length;
+    // The instruction just ran, so the shadow normally maps it: read it from there
+    // (cheaper than the guest walk) unless it may cross a page.
+    const auto hpa = (rip & mmu::page_offset_mask) <= mmu::page_size - n ? g.shadow(v.id()).mapped(rip) : std::nullopt;
+    if (hpa) {
+        __builtin_memcpy(bytes, g.host_->host_pointer(*hpa, false), n);
+    } else {
+        // Fetch what the page holds up to 15 bytes (an instruction may end near a boundary).
+        auto mem = g.linear(v);
+        while (n > 0 && mem.read(rip, bytes, n, insn::access_type::fetch)) --n;
+    }
+    const std::uint32_t cs = st[cpu::seg::cs].access;
+    const insn::mode m = (st.efer & x86::efer::lma) && (cs & cpu::ar::l) ? insn::mode::code64
+                         : (cs & cpu::ar::db)                           ? insn::mode::code32
+                                                                        : insn::mode::code16;
+    auto d = insn::decode({bytes, n}, m);
+    if (!d) return false;
+    return cpu::cr_access_of(*d, out);
+}
+
+
+void guest::on_shadow_cr(cpu::vcpu& v, const cpu::exit_info& e) {
+    guest& g = of(v);
+    const cpu::backend_ops& ops = v.ops();
+    cpu::cr_detail c = e.cr;
+    if (!c.gpr_known && c.op != cpu::cr_op::clts && c.op != cpu::cr_op::lmsw) {
+        (void)g.paging_of(v);
+        if (!g.decode_cr_access(v, c) || c.cr != e.cr.cr) return cpu::default_handler::unhandled(v, e);
+    }
+    if (c.cr != 0 && c.cr != 3 && c.cr != 4) return cpu::default_handler::unhandled(v, e);
+    if (c.op == cpu::cr_op::read) {
+        v.state.regs[c.gpr] = ops.read_cr(v, c.cr);
+        if (c.gpr == 4) v.mark_dirty(cpu::vcpu::dirty_rsp);
+        v.skip();
+        return;
+    }
+    if (c.cr == 3) {
+        const std::uint64_t value = v.state.regs[c.gpr];
+        if (value >> g.features().maxphyaddr) {
+            v.inject_exception(13, 0);
+            return;
+        }
+        ++g.shadow_stats_.cr3_writes;
+        if (auto st = g.sync_shadow(v, value, cpu::tlb_flush::non_global); !st) {
+            v.fail(st.err().what);
+            return;
+        }
+        v.skip();
+        return;
+    }
+    // CR0/CR4 (also CLTS, LMSW): the default handler checks and writes them; a paging bit
+    // that changed changes how the shadow must be built and what the TLB may keep.
+    const std::uint64_t cr0 = ops.read_cr(v, 0), cr4 = ops.read_cr(v, 4), efer = v.state.efer;
+    const std::uint64_t rip = v.state.rip;
+    cpu::exit_info decoded = e;
+    decoded.cr = c;
+    cpu::default_handler::cr_access(v, decoded);
+    if (v.state.rip == rip && v.status() == cpu::vcpu_status::runnable) return;  // #GP injected
+    const std::uint64_t paging0 = x86::cr0::pg | x86::cr0::wp | x86::cr0::pe;
+    const std::uint64_t paging4 = x86::cr4::pse | x86::cr4::pae | x86::cr4::pge | x86::cr4::smep | x86::cr4::smap;
+    if (((ops.read_cr(v, 0) ^ cr0) & paging0) || ((ops.read_cr(v, 4) ^ cr4) & paging4) || v.state.efer != efer) {
+        if (auto st = g.sync_shadow(v, ops.read_cr(v, 3), cpu::tlb_flush::all); !st) v.fail(st.err().what);
+    }
+}
+
+void guest::on_shadow_invlpg(cpu::vcpu& v, const cpu::exit_info& e) {
+    guest& g = of(v);
+    ++g.shadow_stats_.invlpg;
+    if (e.npf.gla_valid) {
+        g.shadows_[v.id()]->invlpg(e.npf.gla);
+        v.ops().flush_tlb(v, cpu::tlb_flush::address, e.npf.gla);
+    } else {
+        v.ops().flush_tlb(v, cpu::tlb_flush::all, 0);  // SVM without decode assists: no address
+    }
+    v.skip();
 }
 
 mmu::guest_paging guest::paging_of(cpu::vcpu& v) {
     if (v.ops().load_memory_state) v.ops().load_memory_state(v);
     else v.ops().load_state(v);
-    const cpu::guest_state& st = v.state;
-    return {st.cr0, st.cr3, st.cr4, st.efer, st.rflags,
-            static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access))};
+    return paging_of_state(v.state);
 }
 
 linear_memory<host_memory> guest::linear(cpu::vcpu& v) {
-    const cpu::guest_state& st = v.state;
     return {ram_,
-            {st.cr0, st.cr3, st.cr4, st.efer, st.rflags,
-             static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access))},
+            paging_of_state(v.state),
             features(),
             {devices_, device_count_},
             strays_,
@@ -403,7 +677,12 @@ void guest::emulate(cpu::vcpu& v) {
     is.cpl = static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access));
     auto mem = linear(v);
     ++stats_.emulated;
-    auto r = insn::execute(is, mem, {}, &decoded_[v.id()]);
+    std::optional<shadow_write_watch> watch;
+    if (cfg_.mmu == paging::shadow)
+        watch.emplace(mem, ram_, *shadows_[v.id()], paging_of_state(st), features());
+    insn::memory& through = watch ? static_cast<insn::memory&>(*watch) : mem;
+    auto r = insn::execute(is, through, {}, &decoded_[v.id()]);
+    if (watch && watch->flush) shadow_flush(v, cpu::tlb_flush::all);
     if (!r) {
         v.fail("MMIO access by an instruction the emulator does not run");
         return;
@@ -434,6 +713,10 @@ void guest::on_npf(cpu::vcpu& v, const cpu::exit_info& e) {
                                     : e.npf.fetch ? mmu::access_kind::execute
                                                   : mmu::access_kind::read;
     const mmu::nested_resolution res = g.ram_.resolve_nested_fault(e.npf.gpa, access);
+    if (res.action == mmu::nested_action::unbacked) {
+        v.fail("nested fault: no host page left to back guest RAM at first touch");
+        return;
+    }
     const bool protected_write = res.action == mmu::nested_action::map && access == mmu::access_kind::write &&
                                  g.is_write_protected(e.npf.gpa);
     if (res.action == mmu::nested_action::map && !protected_write) {

@@ -6,6 +6,9 @@
 //                   vcpu[i] ── vmx/svm vcpu_arch (VPID/ASID first_tag + i, nested root)
 //                   npf handler: RAM not yet mapped → map it; MMIO, hole, ROM write →
 //                   emulate the instruction through linear_memory (devices, open bus)
+//                   or, with config.mmu = shadow, no EPT/NPT: a shadow_mmu per vCPU
+//                   (GVA → host-physical from the guest's own tables) fed by #PF, MOV
+//                   CR0/CR3/CR4 and INVLPG exits (see on_shadow_* in guest.cpp)
 //
 // Policies (devices, PV I/O, shadow paging) add handlers with vcpu(i).on(...) and reach
 // the guest from a handler with guest::of(v). Metal only; the logic it composes
@@ -24,6 +27,7 @@
 #include "libhv/mmu/format_x86.hpp"
 #include "libhv/mmu/guest_memory.hpp"
 #include "libhv/mmu/page_table.hpp"
+#include "libhv/mmu/shadow.hpp"
 #include "libhv/vm/cpu_model.hpp"
 #include "libhv/vm/linear_memory.hpp"
 
@@ -52,6 +56,9 @@ struct physical_cpu {
 // Probes CPUID for VMX, then SVM; an error names why neither is usable.
 [[nodiscard]] status enable(physical_cpu& pc, cpu::page_alloc_fn alloc);
 
+// nested: EPT/NPT from guest memory. shadow: no EPT/NPT; hardware walks shadow tables
+// built from the guest's own (one vCPU per guest for now: the shadows of different vCPUs
+// would have to track each other's table writes).
 enum class paging : std::uint8_t { nested, shadow };
 
 struct config {
@@ -72,6 +79,23 @@ struct nested_stats {
     std::uint64_t emulated = 0;        // MMIO or hole accesses run through the emulator
     std::uint64_t violations = 0;      // writes to ROM or to write-protected RAM
 };
+
+// What the shadow-paging exit handlers did, per guest.
+struct shadow_exit_stats {
+    std::uint64_t fills = 0;            // #PF fixed by filling the shadow
+    std::uint64_t injected = 0;         // #PF reflected to the guest
+    std::uint64_t table_writes = 0;     // writes to write-tracked guest tables (faults)
+    std::uint64_t unshadowed = 0;       // ... after which the table stopped being shadowed
+    std::uint64_t wp0_writes = 0;       // supervisor writes to read-only pages with CR0.WP = 0
+    std::uint64_t mmio = 0;             // accesses to MMIO or holes, emulated
+    std::uint64_t cr3_writes = 0;
+    std::uint64_t invlpg = 0;
+    std::uint64_t flushes = 0;          // full TLB flushes asked of the backend
+};
+
+// Shadow tables kept per vCPU (beyond: clock eviction).
+inline constexpr std::size_t shadow_max_pages = 512;
+using shadow_pages = mmu::shadow_mmu<guest_ram, host_memory, shadow_max_pages>;
 
 class guest;
 
@@ -118,6 +142,7 @@ public:
     void pass_through_msr(std::uint32_t msr, bool read, bool write);
     // The default handlers, public so a policy can chain to them (e.g. a Xen ABI that
     // answers its own CPUID leaves and MSRs first).
+    static void on_xsetbv(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_cpuid(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_msr_read(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_msr_write(cpu::vcpu& v, const cpu::exit_info& e);
@@ -142,6 +167,8 @@ public:
     // Builds the nested tables (unless map_on_demand) and installs the npf handler;
     // then every vCPU's state must be set and the guest scheduled.
     [[nodiscard]] status start();
+    // Shadow paging: the vCPUs' shadow roots are built here from their state (CR0/CR3/
+    // CR4/EFER), so set it first.
     [[nodiscard]] status schedule_on(cpu::scheduler& s);
     // Ends every vCPU of the guest (from any of them: the others stop when next resumed).
     void stop_all(const char* why);
@@ -159,6 +186,10 @@ public:
     // Faults are injected; an instruction the emulator does not run fails the vCPU.
     void emulate(cpu::vcpu& v);
     [[nodiscard]] std::uint64_t nested_root() const { return nested_root_; }
+    [[nodiscard]] paging mmu() const { return cfg_.mmu; }
+    // Shadow paging: vCPU i's shadow MMU and what the handlers did.
+    [[nodiscard]] shadow_pages& shadow(unsigned i) { return *shadows_[i]; }
+    [[nodiscard]] const shadow_exit_stats& shadow_stats() const { return shadow_stats_; }
     [[nodiscard]] const nested_stats& stats() const { return stats_; }
     [[nodiscard]] const stray_accesses& strays() const { return strays_; }
     // Table pages the nested tables use now.
@@ -167,6 +198,14 @@ public:
 private:
     static void on_npf(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_io(cpu::vcpu& v, const cpu::exit_info& e);
+    static void on_shadow_pf(cpu::vcpu& v, const cpu::exit_info& e);
+    static void on_shadow_cr(cpu::vcpu& v, const cpu::exit_info& e);
+    static void on_shadow_invlpg(cpu::vcpu& v, const cpu::exit_info& e);
+    // The guest's paging registers changed (CR0/CR3/CR4): the shadow root for them.
+    [[nodiscard]] status sync_shadow(cpu::vcpu& v, std::uint64_t cr3, cpu::tlb_flush at_least);
+    void shadow_flush(cpu::vcpu& v, cpu::tlb_flush what, std::uint64_t linear = 0);
+    // MOV to/from CR, CLTS, LMSW at RIP, for SVM exits without decode assists.
+    [[nodiscard]] bool decode_cr_access(cpu::vcpu& v, cpu::cr_detail& out);
     [[nodiscard]] status map_nested(std::uint64_t gpa, std::uint64_t hpa, std::uint64_t size, bool writable);
     [[nodiscard]] status apply_protection(std::uint64_t gpa, std::uint64_t size, bool protect);
     [[nodiscard]] bool is_write_protected(std::uint64_t gpa) const;
@@ -203,6 +242,13 @@ private:
     insn::decode_memo decoded_[max_vcpus];     // emulate(v)'s last instruction, per vCPU
     nested_stats stats_{};
     stray_accesses strays_{};
+    shadow_pages* shadows_[max_vcpus] = {};
+    // Consecutive tracked-table writes to one frame (see on_shadow_pf).
+    struct write_streak {
+        std::uint64_t frame = ~std::uint64_t{0};
+        unsigned count = 0;
+    } streak_[max_vcpus];
+    shadow_exit_stats shadow_stats_{};
 };
 
 } // namespace hv::vm

@@ -35,6 +35,8 @@ status hvm_devices::attach() {
     view.apic = true;
     view.x2apic = m_->config().x2apic;
     view.tsc_deadline = m_->config().tsc_deadline;
+    view.tsc_hz = m_->timers().clock().frequency();
+    view.lapic_timer_hz = m_->config().lapic_timer_hz;
     g_->set_ports(wiring_.ports());
     HV_TRY(g_->add_mmio(dev::layout::lapic, 0x1000,
                         {&lapic_window_, &dev::attachment::mmio_read, &dev::attachment::mmio_write}));

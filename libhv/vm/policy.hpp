@@ -83,9 +83,10 @@ struct wired_parts {
     bool pv_timer = false;          //                                        (branch io)
     bool real_mode_boot = false;    // firmware in the guest                  (not planned yet)
 };
-// Branch io: vm::xen_pv_host (Xen ABI, backends) with vm::xen_hvm (callback vector, timer).
-inline constexpr wired_parts wired_in_this_build{
-    .xen_abi = true, .pv_devices = true, .callback_vector = true, .pv_timer = true};
+// Branch devices: vm::hvm_devices; branch io: vm::xen_pv_host (Xen ABI, backends) with
+// vm::xen_hvm (callback vector, timer); branch shadow: config.mmu = paging::shadow.
+inline constexpr wired_parts wired_in_this_build{.shadow_paging = true, .emulated_devices = true, .xen_abi = true,
+                                                 .pv_devices = true, .callback_vector = true, .pv_timer = true};
 
 // The first part of `p` that `w` lacks, as "<preset> needs <part>: not wired yet", or nullptr.
 [[nodiscard]] constexpr const char* missing_part(const policy& p, const wired_parts& w = wired_in_this_build) {
@@ -172,6 +173,9 @@ struct color {
     bool callback_vector = false;
     bool pv_timer = false;
     bool pcid_hidden = false;       // CPUID.1:ECX.PCID clear (shadow paging hides it)
+    // MOV to CR3 costs about as much as CPUID (which always exits): the hypervisor
+    // intercepts it, as shadow paging must and nested paging need not.
+    bool cr3_load_exits = false;
     // none: neither emulated hardware nor PV interfaces; full: emulated PC hardware
     // (with or without PV drivers); para: PV interfaces only.
     [[nodiscard]] constexpr virt_type type() const {
@@ -196,6 +200,7 @@ struct color {
     c.callback_vector = p.interrupts == interrupt_delivery::callback_vector;
     c.pv_timer = p.timer == guest_timer::pv_one_shot;
     c.pcid_hidden = p.mmu == guest_mmu::shadow;
+    c.cr3_load_exits = p.mmu == guest_mmu::shadow;
     return c;
 }
 
@@ -209,6 +214,9 @@ struct color {
         return promised.emulated_devices ? "emulated devices missing" : "unexpected emulated devices";
     if (promised.callback_vector != seen.callback_vector) return "callback vector not as promised";
     if (promised.pv_timer != seen.pv_timer) return "PV timer not as promised";
+    if (promised.cr3_load_exits != seen.cr3_load_exits)
+        return promised.cr3_load_exits ? "MOV to CR3 does not exit: no shadow paging"
+                                       : "MOV to CR3 exits: shadow paging where nested was promised";
     if (promised.pcid_hidden && !seen.pcid_hidden) return "PCID visible under shadow paging";
     return nullptr;
 }

@@ -1,10 +1,13 @@
 #include "libhv/vm/run.hpp"
+#include <new>
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/core/cmdline.hpp"
 #include "libhv/rt/console.hpp"
 #include "libhv/vm/boot.hpp"
 #include "libhv/vm/debug_ports.hpp"
+#include "libhv/vm/hvm_devices.hpp"
 #include "libhv/vm/xen_pv.hpp"
+#include "libhv/vm/xen_unplug.hpp"
 
 namespace hv::vm {
 
@@ -45,6 +48,47 @@ xen_pv_host xen_host;
 std::uint64_t read_tsc(void*) { return x86::rdtsc(); }
 char guest_cmdline[boot::info::max_string];
 
+// The emulated PC of policies with emulated devices. Guest time is the TSC, stated to the
+// guest (CPUID 0x40000010) at this frequency, as examples/hvm does.
+constexpr std::uint64_t guest_tsc_hz = 1000000000;
+tsc_clock guest_clock{guest_tsc_hz};
+struct emulated_pc {
+    dev::machine m;
+    hvm_devices devices;
+    emulated_pc(guest& g, std::uint64_t ram) : m{dev::machine_config::pc(1, ram), guest_clock}, devices{g, m, {&console::sink(), "guest: "}} {}
+};
+alignas(emulated_pc) std::byte pc_storage[sizeof(emulated_pc)];
+
+// PV-on-HVM: Xen's unplug ports in front of the emulated PC.
+xen_unplug_ports unplug;
+
+// PV-on-HVM while every vCPU sleeps: whichever of a device deadline and a PV timer comes
+// first. Both count TSC ticks: the device clock runs at guest_tsc_hz = 1 GHz and the Xen
+// clock at 1000 ticks per µs, so a device tick and a PV-timer ns are the same unit.
+struct both_idle {
+    emulated_pc* pc;
+    xen_pv_host* xen;
+    static bool idle(void* ctx) {
+        auto& b = *static_cast<both_idle*>(ctx);
+        const auto pv = b.xen->xen().next_deadline();
+        const auto device = b.pc->m.next_deadline();
+        if (pv && (!device || *pv <= *device)) return xen_pv_host::idle(b.xen);
+        return dev::attachment::idle(&b.pc->devices.wiring());
+    }
+};
+static_assert(guest_tsc_hz == 1000000000, "both_idle compares device ticks with PV-timer ns");
+
+bool emulates_pc(const policy& p) {
+    return p.devices == device_model::emulated || p.devices == device_model::emulated_and_pv;
+}
+
+// The guest's result: through the device model's debug exit, or through debug_ports.
+status judge(const guest_exit& e) {
+    if (!e.ended) return fail(errc::fault, "the guest ended without writing the debug-exit port");
+    if (!e.pass()) return fail(errc::fault, "the guest reported failure through port 0xf4");
+    return {};
+}
+
 } // namespace
 
 status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
@@ -78,27 +122,48 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     static guest g{host};
     config cfg{};
     cfg.mmu = p.mmu == guest_mmu::shadow ? paging::shadow : paging::nested;
+    // `bare` promises no MMU to its guest: mmu=shadow|nested on libhv's command line picks one.
+    if (const auto m = cmdline_value(ctx.cmdline, "mmu"); m && p.name == "bare") {
+        if (*m != "shadow" && *m != "nested") return fail(errc::invalid_argument, "mmu= wants shadow or nested");
+        cfg.mmu = *m == "shadow" ? paging::shadow : paging::nested;
+    }
     // Nested entries at first touch: a small guest touches ~60 pages, while building the
     // tables for all of its RAM up front cost ~3 M ticks of its start-up (64 MiB).
     cfg.map_on_demand = true;
     HV_TRY(g.init(this_cpu, cfg, alloc_pages));
     const std::uint64_t t_init = x86::rdtsc();
-    HV_TRY(add_pc_ram(g, *ram));
+    // RAM backed at first touch: a small guest uses ~70 of its 16,384 pages, while
+    // backing (zeroing) them all up front cost ~13 M ticks of its start-up (64 MiB).
+    HV_TRY(add_pc_ram(g, *ram, mmu::ram_backing::first_touch));
     const std::uint64_t t_ram = x86::rdtsc();
-    auto loaded = load_kernel(g, {module->bytes, cmdline, {}, *use});
+    emulated_pc* pc = nullptr;
+    kernel_spec kernel{module->bytes, cmdline, {}, *use};
+    if (emulates_pc(p)) {
+        pc = new (pc_storage) emulated_pc{g, *ram};
+        HV_TRY(pc->devices.attach());
+        kernel.rsdp = pc->devices.rsdp();
+        if (p.xen_abi) {
+            unplug = xen_unplug_ports{pc->devices.wiring().ports()};
+            g.set_ports(unplug.ports());
+        }
+    }
+    const std::uint64_t t_devices = x86::rdtsc();
+    auto loaded = load_kernel(g, kernel);
     HV_TRY(loaded);
     const std::uint64_t t_loaded = x86::rdtsc();
-    hv::println("vm: {} guest, {} MiB RAM, loaded as {} (kernel {:#x}-{:#x}), entry {:#x}, policy {}",
-                g.vendor() == cpu::vendor::vmx ? "VMX" : "SVM", *ram >> 20, loader::to_string(loaded->used),
-                loaded->kernel_start, loaded->kernel_end, g.vcpu(0).state.rip, p.name);
-    // Every policy keeps the debug console and exit ports; the device parts attach here
-    // once wired (missing_part refused them above).
-    const std::uint64_t t_ports = x86::rdtsc();
-    ports.attach(g, "guest: ");
+    // What the guest is, printed after it ran: at ~4 K ticks per serial byte (Bochs' UART
+    // at 115200 baud), these lines would be a third of the guest's start-up.
+    const std::uint64_t entry = g.vcpu(0).state.rip;
     if (p.xen_abi) HV_TRY(xen_host.prepare(g));
-    HV_TRY(g.start());
-    const std::uint64_t t_started = x86::rdtsc();
-    // The Xen ABI, its PV backends, callback vector and one-shot timer come together.
+    // The device model owns COM1 and the exit ports when there is one.
+    if (pc) {
+        HV_TRY(pc->devices.start());
+    } else {
+        ports.attach(g, "guest: ");
+        HV_TRY(g.start());
+    }
+    // The Xen ABI, its PV backends, callback vector and one-shot timer come together,
+    // chained to the handlers start() installed.
     if (p.xen_abi) {
         xen_config xc;
         xc.console = &console::sink();
@@ -106,26 +171,59 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         xc.clock = {nullptr, &read_tsc, 1000};  // nominal: 1000 ticks per µs
         HV_TRY(xen_host.attach(g, xc));
     }
+    const std::uint64_t t_started = x86::rdtsc();
     g.vcpu(0).report_failures_to(&console::sink());
     cpu::scheduler s;
     HV_TRY(g.schedule_on(s));
     if (p.xen_abi) HV_TRY(xen_host.add_tasks(s));
-    s.run(p.xen_abi ? &xen_pv_host::idle : nullptr, &xen_host);
-    if (p.xen_abi) xen_host.flush_console();
-    hv::println("vm: guest ended: {}; {} exits, {} nested pages mapped on demand, {} emulated accesses",
-                g.vcpu(0).why() ? g.vcpu(0).why() : "-", g.vcpu(0).log.total(), g.stats().mapped_on_demand,
-                g.stats().emulated);
-    // Printed now: console output before the guest would be counted in its start-up.
-    hv::println("vm: start-up ticks: runtime {} enable {} init {} ram {} load {} report {} nested tables {}",
-                t_program - rt::start_ticks(), t_enabled - t_program, t_init - t_enabled, t_ram - t_init,
-                t_loaded - t_ram, t_ports - t_loaded, t_started - t_ports);
-    if (p.xen_abi && xen_host.xen().shut_down()) {
-        hv::println("vm: the guest shut down through Xen, reason {}", xen_host.xen().shutdown_reason());
-        return xen_host.xen().result();
+    both_idle both{pc, &xen_host};
+    if (pc && p.xen_abi) {
+        s.run(&both_idle::idle, &both);
+        pc->devices.wiring().flush_console();
+    } else if (pc) {
+        pc->devices.run(s);
+    } else {
+        s.run(p.xen_abi ? &xen_pv_host::idle : nullptr, &xen_host);
     }
-    if (!ports.exit().ended) return fail(errc::fault, "the guest ended without writing the debug-exit port");
-    if (!ports.exit().pass()) return fail(errc::fault, "the guest reported failure through port 0xf4");
-    return {};
+    if (p.xen_abi) xen_host.flush_console();
+    hv::println("vm: {} guest, {} MiB RAM, loaded as {} (kernel {:#x}-{:#x}), entry {:#x}, policy {}",
+                g.vendor() == cpu::vendor::vmx ? "VMX" : "SVM", *ram >> 20, loader::to_string(loaded->used),
+                loaded->kernel_start, loaded->kernel_end, entry, p.name);
+    if (pc) hv::println("vm: devices: emulated PC (ACPI RSDP {:#x})", kernel.rsdp);
+    else hv::println("vm: devices: debug console and exit ports only");
+    hv::println("vm: guest ended: {}; {} exits, {} nested pages mapped on demand, {} RAM pages backed at first "
+                "touch, {} emulated accesses",
+                g.vcpu(0).why() ? g.vcpu(0).why() : "-", g.vcpu(0).log.total(), g.stats().mapped_on_demand,
+                g.memory().backed_at_first_touch(), g.stats().emulated);
+    if (cfg.mmu == paging::shadow)
+        hv::println("vm: shadow paging: {} fills, {} #PF injected, {} CR3 writes, {} guest tables unshadowed",
+                    g.shadow_stats().fills, g.shadow_stats().injected, g.shadow_stats().cr3_writes,
+                    g.shadow_stats().unshadowed);
+    // Printed now: console output before the guest would be counted in its start-up.
+    hv::println("vm: start-up ticks: runtime {} enable {} init {} ram {} devices {} load {} start {}",
+                t_program - rt::start_ticks(), t_enabled - t_program, t_init - t_enabled, t_ram - t_init,
+                t_devices - t_ram, t_loaded - t_devices, t_started - t_loaded);
+    if (p.xen_abi) {
+        hv::println("vm: xen: {} hypercalls, {} block requests served", xen_host.xen().hypercalls(),
+                    xen_host.block_requests());
+        if (pc)
+            hv::println("vm: xen: unplug requests {}, mask {:#x} (this PC emulates no IDE disk, NIC or NVMe disk to remove)",
+                        unplug.requests(), unplug.unplugged());
+        // A Xen guest may end itself by SCHEDOP_shutdown instead of the debug exit.
+        if (xen_host.xen().shut_down()) {
+            hv::println("vm: the guest shut down through Xen, reason {}", xen_host.xen().shutdown_reason());
+            return xen_host.xen().result();
+        }
+    }
+    if (!pc) return judge(ports.exit());
+    const dev::run_outcome o = pc->devices.outcome();
+    const dev::attach_stats& st = pc->devices.wiring().stats();
+    hv::println("vm: devices: {} port, {} MMIO, {} MSR, {} CPUID accesses; {} interrupts injected", st.io, st.mmio,
+                st.msr, st.cpuid, st.injected);
+    guest_exit e;
+    e.ended = o.kind == dev::event_kind::debug_exit;
+    e.code = o.debug_value();
+    return judge(e);
 }
 
 } // namespace hv::vm

@@ -5,8 +5,10 @@
 //
 // It refuses a policy whose parts this build has not wired (vm::missing_part), then:
 // enables VMX or SVM, gives the guest PC RAM (guest-ram=MiB on libhv's command line,
-// default 64), loads the `guest` module by the policy's boot protocol, attaches the
-// policy's devices and runs vCPU 0 to its end. The run's result is the guest's (port 0xf4).
+// default 64; for `bare`, mmu=shadow|nested picks the paging), loads the `guest` module by
+// the policy's boot protocol, attaches the policy's devices (debug_ports, or the emulated
+// PC through vm::hvm_devices, which then owns COM1 and the exit ports) and runs vCPU 0 to
+// its end. The run's result is the guest's (the value it wrote to port 0xf4).
 // Metal only.
 #pragma once
 #include "libhv/core/result.hpp"

@@ -10,7 +10,9 @@
 //   callback vector         an interrupt line per vCPU (the vCPU's cpu::interrupt_source,
 //                           set while evtchn_upcall_pending is) injecting the vector at
 //                           every entry open to it, as Xen does for HVM_PARAM_CALLBACK_IRQ
-//                           of vector type; it wakes a halted vCPU
+//                           of vector type; it wakes a halted vCPU. An interrupt source
+//                           installed before attach (an emulated LAPIC, for PV-on-HVM)
+//                           keeps delivering: the callback vector goes first
 //   timers                  a deadline per vCPU, checked before each entry while armed
 //                           (entry hook) and, while every vCPU sleeps, by idle():
 //                           time = ticks / rate, published in each vcpu_info's time
@@ -81,9 +83,8 @@ public:
 
     // Makes `g` a Xen guest: creates its domain in `t` and installs the handlers on every
     // vCPU, after vm::guest::start() (whose CPUID/MSR handlers ours chain to) and before
-    // the guest runs. It owns the vCPUs' interrupt source from then on (an interrupt
-    // controller model cannot share it yet); an entry hook installed before keeps running
-    // (a later one goes through chain_entry_hook). `backend` (optional): the platform of
+    // the guest runs. An interrupt source and an entry hook installed before keep
+    // working (later ones go through chain_entry_hook; a later source is not supported). `backend` (optional): the platform of
     // the backend domain, whose kicks make the calling vCPU yield.
     [[nodiscard]] status attach(G& g, xen::domain_table& t, const xen_config& c,
                                 backend_domain_platform* backend = nullptr) {
@@ -107,7 +108,7 @@ public:
             v.on(cpu::exit_reason::msr_write, &on_msr_write);
             v.on(cpu::exit_reason::hypercall, &on_hypercall);
             line_[i] = {this, i};
-            v.set_interrupt_source({});
+            prev_source_[i] = v.current_interrupt_source();
             prev_hook_[i] = v.current_entry_hook();
             deadline_[i] = 0;
             publish_time(i);
@@ -148,6 +149,15 @@ public:
         for (unsigned i = 0; i < g_->vcpu_count(); ++i)
             if (g_->vcpu(i).status() == cpu::vcpu_status::failed) return fail(errc::fault, g_->vcpu(i).why());
         return fail(errc::would_block, "guest ended without SCHEDOP_shutdown (blocked with nothing to wake it?)");
+    }
+
+    // The earliest armed one-shot timer (ns), or nothing.
+    [[nodiscard]] std::optional<std::uint64_t> next_deadline() const {
+        std::uint64_t earliest = 0;
+        for (unsigned i = 0; i < g_->vcpu_count(); ++i)
+            if (deadline_[i] && (!earliest || deadline_[i] < earliest)) earliest = deadline_[i];
+        if (!earliest) return std::nullopt;
+        return earliest;
     }
 
     // For cpu::scheduler::run while every vCPU sleeps: waits for the earliest timer and
@@ -275,15 +285,17 @@ private:
         auto* l = static_cast<line*>(ctx);
         xen_hvm& x = *l->self;
         if (x.dom_.pending_callback_vector(l->vcpu)) return true;
+        const cpu::interrupt_source& prev = x.prev_source_[l->vcpu];
         if (!io::load_acquire(&x.dom_.vcpu[l->vcpu].info->evtchn_upcall_pending))
-            x.g_->vcpu(l->vcpu).set_interrupt_source({});  // the guest took it: line down
-        return false;
+            x.g_->vcpu(l->vcpu).set_interrupt_source(prev);  // the guest took it: line down
+        return prev.pending && prev.pending(prev.ctx);
     }
     static std::optional<std::uint8_t> line_acknowledge(void* ctx) {
         auto* l = static_cast<line*>(ctx);
         const std::uint8_t v = l->self->dom_.pending_callback_vector(l->vcpu);
-        if (!v) return std::nullopt;
-        return v;
+        if (v) return v;
+        const cpu::interrupt_source& prev = l->self->prev_source_[l->vcpu];
+        return prev.acknowledge ? prev.acknowledge(prev.ctx) : std::nullopt;
     }
 
     static void before_entry(cpu::vcpu& v, void* ctx) {
@@ -314,10 +326,9 @@ private:
     }
 
     bool idle_once() {
-        std::uint64_t earliest = 0;
-        for (unsigned i = 0; i < g_->vcpu_count(); ++i)
-            if (deadline_[i] && (!earliest || deadline_[i] < earliest)) earliest = deadline_[i];
-        if (!earliest) return false;
+        const auto next = next_deadline();
+        if (!next) return false;
+        const std::uint64_t earliest = *next;
         while (now_ns() < earliest) {
             if (!cfg_.clock.ticks) break;  // no clock: time jumps to the deadline
             asm volatile("pause");
@@ -398,6 +409,7 @@ private:
     cpu::exit_handler prev_cpuid_ = nullptr;
     cpu::exit_handler prev_msr_write_ = nullptr;
     line line_[xen::max_vcpus];
+    cpu::interrupt_source prev_source_[xen::max_vcpus];
     cpu::entry_hook prev_hook_[xen::max_vcpus];
     std::uint64_t deadline_[xen::max_vcpus] = {};
     std::uint64_t hypercalls_ = 0;

@@ -114,6 +114,11 @@ inline std::uint8_t inb(std::uint16_t port) {
     asm volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
     return v;
 }
+inline std::uint16_t inw(std::uint16_t port) {
+    std::uint16_t v;
+    asm volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
 inline std::uint32_t inl(std::uint16_t port) {
     std::uint32_t v;
     asm volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
@@ -127,6 +132,9 @@ inline std::uint64_t rdtsc() {
 }
 
 inline void pause() { asm volatile("pause"); }
+inline void xsetbv(std::uint32_t xcr, std::uint64_t v) {
+    asm volatile("xsetbv" ::"c"(xcr), "a"(static_cast<std::uint32_t>(v)), "d"(static_cast<std::uint32_t>(v >> 32)) : "memory");
+}
 inline void cli() { asm volatile("cli" ::: "memory"); }
 inline void sti() { asm volatile("sti" ::: "memory"); }
 

@@ -15,6 +15,35 @@ vcpu_arch& arch(cpu::vcpu& v) { return *static_cast<vcpu_arch*>(v.arch()); }
 constexpr std::uint64_t v_tpr = 0xf, v_irq = 1ull << 8, v_intr_prio = 0xfull << 16, v_ign_tpr = 1ull << 20,
                         v_intr_masking = 1ull << 24;
 
+// Shadow paging without NPT (APM 15.14-15.16): every CR0/CR3/CR4 read and write, #PF and
+// INVLPG intercepted; the real paging registers run the shadow with paging always on.
+constexpr std::uint32_t shadow_cr_intercepts = (1u << 0 | 1u << 3 | 1u << 4) * 0x10001u;
+
+using cpu::shadow_real_cr0;
+using cpu::shadow_real_cr4;
+// SVME stays set under the guest.
+std::uint64_t shadow_real_efer(std::uint64_t guest) { return cpu::shadow_real_efer(guest) | x86::efer::svme; }
+
+status put_shadow(vcpu_arch& a, vmcb& b, const cpu::guest_state& g) {
+    if (!(g.cr0 & x86::cr0::pe)) return fail(errc::not_supported, "shadow paging runs protected-mode guests only");
+    if (g.cr4 & x86::cr4::pcide) return fail(errc::invalid_argument, "shadow paging hides PCID: CR4.PCIDE must be 0");
+    auto& c = b.control;
+    c.np_control = 0;
+    c.n_cr3 = 0;
+    c.cr_intercepts |= shadow_cr_intercepts;
+    c.exception_intercepts |= 1u << 14;
+    c.intercepts3 |= bits(intercept3::invlpg);
+    a.guest_cr0 = g.cr0;
+    a.guest_cr3 = g.cr3;
+    a.guest_cr4 = g.cr4;
+    a.guest_efer = g.efer;
+    b.state.cr0 = shadow_real_cr0(g.cr0);
+    b.state.cr4 = shadow_real_cr4(g.cr4);
+    b.state.cr3 = a.shadow_root;
+    b.state.efer = shadow_real_efer(g.efer);
+    return {};
+}
+
 status prepare(cpu::vcpu& v) {
     vcpu_arch& a = arch(v);
     vmcb& b = *a.block;
@@ -33,13 +62,15 @@ status prepare(cpu::vcpu& v) {
     c.tlb_ctl = tlb_control::flush_all;
     c.iopm_base_pa = cpu::pa_of(a.iopm);
     c.msrpm_base_pa = cpu::pa_of(a.msrpm);
-    c.np_control = 1;
+    c.np_control = a.cpu->caps.nested_paging ? 1 : 0;
     // V_INTR_MASKING: the guest's CR8 is V_TPR (the host's TPR stays the host's) and its
     // RFLAGS.IF masks only virtual interrupts; the host runs with IF = 0, so a physical
     // interrupt waits for the next exit (INTR stays intercepted).
     c.vintr = v_intr_masking | (a.tpr >> 4);
     c.n_cr3 = a.nested_root ? a.nested_root : a.cpu->npt_root;
     put_guest(b, v.state);
+    if (a.shadow_paging) HV_TRY(put_shadow(a, b, v.state));
+    else if (!a.cpu->caps.nested_paging) return fail(errc::not_supported, "this CPU has no NPT: use shadow paging");
     a.events_on = false;
     a.prepared = true;
     vmrun_context cx{};
@@ -145,8 +176,8 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
     v.state.regs.rsp = b.state.rsp;
     v.state.rip = b.state.rip;
     v.state.rflags = b.state.rflags;
-    v.state.cr0 = b.state.cr0;
-    v.state.efer = b.state.efer & ~x86::efer::svme;
+    v.state.cr0 = a.shadow_paging ? a.guest_cr0 : b.state.cr0;
+    v.state.efer = a.shadow_paging ? a.guest_efer : b.state.efer & ~x86::efer::svme;
     v.state.interruptibility = (c.interrupt_shadow & 1) ? 1 : 0;
     if (!cpu::decode_hot(exit_raw(a, v), out)) [[unlikely]] decode_other(a, v, out);
 }
@@ -173,15 +204,49 @@ result<std::uint8_t> instruction_length(cpu::vcpu& v) {
     return svm::instruction_length(bytes, mode);
 }
 
+// A guest CR0/CR4 write under shadow paging: checked against the guest's view.
+status write_shadowed_cr(vcpu_arch& a, cpu::vcpu& v, unsigned cr, std::uint64_t value) {
+    vmcb& b = *a.block;
+    const bool lma = a.guest_efer & x86::efer::lma;
+    if (cr == 4) {
+        if (value & x86::cr4::pcide) return fail(errc::invalid_argument, "CR4.PCIDE: no PCID");
+        if (lma && !(value & x86::cr4::pae)) return fail(errc::invalid_argument, "CR4.PAE cleared in long mode");
+        a.guest_cr4 = v.state.cr4 = value;
+        b.state.cr4 = shadow_real_cr4(value);
+        return {};
+    }
+    if (cr != 0) return fail(errc::not_supported, "only CR0 and CR4 writes are emulated");
+    if (!(value & x86::cr0::pe)) return fail(errc::not_supported, "shadow paging runs protected-mode guests only");
+    if ((value & x86::cr0::nw) && !(value & x86::cr0::cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
+    const bool was_pg = a.guest_cr0 & x86::cr0::pg, pg = value & x86::cr0::pg;
+    if (!was_pg && pg && (a.guest_efer & x86::efer::lme)) {
+        if (!(a.guest_cr4 & x86::cr4::pae)) return fail(errc::invalid_argument, "long mode without PAE");
+        a.guest_efer |= x86::efer::lma;
+    }
+    if (was_pg && !pg) {
+        if (lma) return fail(errc::not_supported, "shadow paging: leaving long mode");
+        a.guest_efer &= ~x86::efer::lma;
+    }
+    b.state.efer = shadow_real_efer(a.guest_efer);
+    a.guest_cr0 = v.state.cr0 = value;
+    v.state.efer = a.guest_efer;
+    b.state.cr0 = shadow_real_cr0(value);
+    return {};
+}
+
 std::uint64_t read_cr(cpu::vcpu& v, unsigned cr) {
-    const vmcb& b = *arch(v).block;
-    return cr == 0 ? b.state.cr0 : cr == 4 ? b.state.cr4 : 0;
+    const vcpu_arch& a = arch(v);
+    const vmcb& b = *a.block;
+    if (a.shadow_paging) return cr == 0 ? a.guest_cr0 : cr == 3 ? a.guest_cr3 : cr == 4 ? a.guest_cr4 : 0;
+    return cr == 0 ? b.state.cr0 : cr == 3 ? b.state.cr3 : cr == 4 ? b.state.cr4 : 0;
 }
 
 // Reached only for CR writes the VMCB intercepts (libhv sets none by default).
 status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
-    vmcb& b = *arch(v).block;
+    vcpu_arch& a = arch(v);
+    vmcb& b = *a.block;
     if (value >> 32) return fail(errc::invalid_argument, "CR bits 63:32 set");
+    if (a.shadow_paging) return write_shadowed_cr(a, v, cr, value);
     if (cr == 4) {
         b.state.cr4 = value;
         v.state.cr4 = value;
@@ -201,10 +266,10 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
 void load_state(cpu::vcpu& v) {
     const vmcb& b = *arch(v).block;
     cpu::guest_state& g = v.state;
-    g.cr0 = b.state.cr0;
-    g.cr3 = b.state.cr3;
-    g.cr4 = b.state.cr4;
-    g.efer = b.state.efer & ~x86::efer::svme;
+    g.cr0 = read_cr(v, 0);
+    g.cr3 = read_cr(v, 3);
+    g.cr4 = read_cr(v, 4);
+    g.efer = arch(v).shadow_paging ? arch(v).guest_efer : b.state.efer & ~x86::efer::svme;
     auto put = [](cpu::segment& to, const segment& from) {
         to = {from.selector, ar_from_attrib(from.attrib), from.limit, from.base};
     };
@@ -218,7 +283,7 @@ void load_state(cpu::vcpu& v) {
 void load_mode(cpu::vcpu& v) {
     const vmcb& b = *arch(v).block;
     cpu::guest_state& g = v.state;
-    g.efer = b.state.efer & ~x86::efer::svme;
+    g.efer = arch(v).shadow_paging ? arch(v).guest_efer : b.state.efer & ~x86::efer::svme;
     g[cpu::seg::cs].access = ar_from_attrib(b.state.cs.attrib);
     g[cpu::seg::ss].access = ar_from_attrib(b.state.ss.attrib);
 }
@@ -226,10 +291,10 @@ void load_mode(cpu::vcpu& v) {
 void load_memory_state(cpu::vcpu& v) {
     const vmcb& b = *arch(v).block;
     cpu::guest_state& g = v.state;
-    g.cr0 = b.state.cr0;
-    g.cr3 = b.state.cr3;
-    g.cr4 = b.state.cr4;
-    g.efer = b.state.efer & ~x86::efer::svme;
+    g.cr0 = read_cr(v, 0);
+    g.cr3 = read_cr(v, 3);
+    g.cr4 = read_cr(v, 4);
+    g.efer = arch(v).shadow_paging ? arch(v).guest_efer : b.state.efer & ~x86::efer::svme;
     g[cpu::seg::cs].access = ar_from_attrib(b.state.cs.attrib);
     g[cpu::seg::ss].access = ar_from_attrib(b.state.ss.attrib);
     const segment* const in_order[6] = {&b.state.es, &b.state.cs, &b.state.ss, &b.state.ds, &b.state.fs, &b.state.gs};
@@ -250,11 +315,41 @@ void write_tpr(cpu::vcpu& v, std::uint8_t tpr) {
     a.block->control.vintr = (a.block->control.vintr & ~v_tpr) | (tpr >> 4);
 }
 
+void set_paging_root(cpu::vcpu& v, std::uint64_t guest_cr3, std::uint64_t root) {
+    vcpu_arch& a = arch(v);
+    a.guest_cr3 = v.state.cr3 = guest_cr3;
+    a.shadow_root = root;
+    a.block->state.cr3 = root;
+}
+
+// TLB_CONTROL acts at the next VMRUN; a stronger request already made stays. Without
+// FlushByASID only "flush everything" exists. One address is flushed as the whole ASID.
+void flush_tlb(cpu::vcpu& v, cpu::tlb_flush what, std::uint64_t) {
+    vcpu_arch& a = arch(v);
+    tlb_control& t = a.block->control.tlb_ctl;
+    if (!a.cpu->caps.flush_by_asid) {
+        t = tlb_control::flush_all;
+        return;
+    }
+    if (t == tlb_control::flush_all || t == tlb_control::flush_asid) return;
+    t = what == cpu::tlb_flush::non_global ? tlb_control::flush_asid_non_global : tlb_control::flush_asid;
+}
+
+status write_efer(cpu::vcpu& v, std::uint64_t value) {
+    vcpu_arch& a = arch(v);
+    std::uint64_t& real = a.block->state.efer;
+    const std::uint64_t efer = (value & ~(x86::efer::lma | x86::efer::svme)) | (real & x86::efer::lma);
+    real = a.shadow_paging ? shadow_real_efer(efer) : efer | x86::efer::svme;
+    if (a.shadow_paging) a.guest_efer = efer;
+    v.state.efer = efer;
+    return {};
+}
+
 } // namespace
 
-const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length, read_cr,
-                           write_cr,   load_state,   flush_nested,    load_mode,          read_tpr,
-                           write_tpr,  load_memory_state};
+const cpu::backend_ops ops{prepare,   enter,      interrupts_open, instruction_length, read_cr,
+                           write_cr,  load_state, flush_nested,    load_mode,          read_tpr,
+                           write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;
@@ -265,7 +360,6 @@ status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     const auto p = probe(in);
     if (!p.usable) return fail(errc::not_supported, p.why_not);
     c.caps = p.caps;
-    if (!c.caps.nested_paging) return fail(errc::not_supported, "SVM without nested paging");
     c.maxphyaddr = x86::cpuid(0x80000008).eax & 0xff;
     x86::wrmsr(msr::efer, x86::rdmsr(msr::efer) | x86::efer::svme);
     void* hsave = alloc(1);
@@ -274,6 +368,7 @@ status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.hsave_pa = cpu::pa_of(hsave);
     c.host_save_pa = cpu::pa_of(host_save);
     x86::wrmsr(msr::vm_hsave_pa, c.hsave_pa);
+    if (!c.caps.nested_paging) return {};  // shadow-paged vCPUs only
     c.npt_root = cpu::identity_nested_map(alloc, cpu::nested_format::npt);
     if (!c.npt_root) return fail(errc::no_memory, "NPT tables");
     return {};

@@ -17,9 +17,13 @@ requests default_requests() {
     r[control_set::pin] = {bits(pin::external_interrupt_exiting, pin::nmi_exiting), bits(pin::virtual_nmis)};
     // CR8: TPR shadow where offered; enable() asks for CR8-load/store exiting otherwise.
     r[control_set::proc] = {bits(proc::hlt_exiting, proc::io_bitmaps, proc::msr_bitmaps), bits(proc::tpr_shadow)};
-    r[control_set::proc2] = {bits(proc2::ept, proc2::unrestricted_guest), bits(proc2::vpid)};
-    r[control_set::exit] = {bits(exit_ctl::host_address_space_size, exit_ctl::save_efer, exit_ctl::load_efer), 0};
-    r[control_set::entry] = {bits(entry_ctl::load_efer), 0};
+    // EPT and unrestricted guest are what nested paging needs; without them only
+    // shadow-paged vCPUs (vcpu_arch::shadow_paging) run.
+    r[control_set::proc2] = {0, bits(proc2::ept, proc2::unrestricted_guest, proc2::vpid)};
+    // Without the EFER controls (bx_generic) the guest runs on the host's EFER (NXE),
+    // LMA/LME following the IA-32e-mode-guest control: enough for shadow-paged guests.
+    r[control_set::exit] = {bits(exit_ctl::host_address_space_size), bits(exit_ctl::save_efer, exit_ctl::load_efer)};
+    r[control_set::entry] = {0, bits(entry_ctl::load_efer)};
     return r;
 }
 
@@ -102,6 +106,61 @@ void write_tpr(cpu::vcpu& v, std::uint8_t tpr) {
     a.virtual_apic[0x80] = tpr;
 }
 
+// Shadow paging without EPT (SDM 29.3 "VMX support for paging without EPT"): MOV to and
+// from CR3 exit (no CR3-target values), INVLPG exits, every #PF exits (error-code
+// mask = match = 0 with bit 14 set), and the guest owns no paging bit of CR0/CR4.
+constexpr std::uint64_t shadow_cr0_owned = x86::cr0::pe | x86::cr0::pg | x86::cr0::wp;
+constexpr std::uint64_t shadow_cr4_owned =
+    x86::cr4::pse | x86::cr4::pae | x86::cr4::pge | x86::cr4::pcide | x86::cr4::smep | x86::cr4::smap;
+
+status put_shadow_controls(vcpu_arch& a, vmcs_image& img) {
+    const capabilities& caps = a.cpu->caps;
+    const std::uint32_t proc =
+        a.proc_base | bits(proc::invlpg_exiting, proc::cr3_load_exiting, proc::cr3_store_exiting);
+    if (!caps.of(control_set::proc).permits(proc)) return failed(a, "CPU refuses INVLPG or CR3 exiting");
+    a.proc_base = proc;
+    img.set(field::proc_controls, proc);
+    if (proc & bits(proc::secondary_controls))
+        img.set(field::proc2_controls,
+                a.cpu->controls.value(control_set::proc2) & ~bits(proc2::ept, proc2::unrestricted_guest));
+    img.set(field::exception_bitmap, 1u << 14);
+    img.set(field::pf_error_code_mask, 0);
+    img.set(field::pf_error_code_match, 0);
+    return {};
+}
+
+// Real CR0/CR4 of a shadow-paged guest: paging always on through the shadow.
+std::uint64_t shadow_real_cr0(const capabilities& caps, std::uint64_t guest) {
+    return cr0_fixed(caps, false).apply(cpu::shadow_real_cr0(guest));
+}
+std::uint64_t shadow_real_cr4(const capabilities& caps, std::uint64_t guest) {
+    return cr4_fixed(caps).apply(cpu::shadow_real_cr4(guest));
+}
+using cpu::shadow_real_efer;
+
+status put_shadow_guest(vcpu_arch& a, vmcs_image& img, const cpu::guest_state& g) {
+    const capabilities& caps = a.cpu->caps;
+    if (!(g.cr0 & x86::cr0::pe))
+        return failed(a, "shadow paging on VMX runs protected-mode guests only (no unrestricted guest)");
+    if (g.cr4 & x86::cr4::pcide) return failed(a, "shadow paging hides PCID: CR4.PCIDE must be 0");
+    const auto f0 = cr0_fixed(caps, false);
+    const auto f4 = cr4_fixed(caps);
+    img.set(field::guest_cr0, shadow_real_cr0(caps, g.cr0));
+    img.set(field::cr0_guest_host_mask, f0.must_be1 | ~f0.may_be1 | shadow_cr0_owned);
+    img.set(field::cr0_read_shadow, g.cr0);
+    img.set(field::guest_cr4, shadow_real_cr4(caps, g.cr4));
+    img.set(field::cr4_guest_host_mask, f4.must_be1 | ~f4.may_be1 | shadow_cr4_owned);
+    img.set(field::cr4_read_shadow, g.cr4);
+    img.set(field::guest_cr3, a.shadow_root);
+    a.guest_cr3 = g.cr3;
+    a.guest_efer = g.efer;
+    if (img.get(field::entry_controls) & bits(entry_ctl::load_efer))
+        img.set(field::guest_efer, shadow_real_efer(g.efer));
+    else if (!(x86::rdmsr(x86::msr::efer) & x86::efer::nxe))
+        return failed(a, "shadow paging without the load-EFER control needs the host's EFER.NXE = 1");
+    return {};
+}
+
 status prepare(cpu::vcpu& v) {
     vcpu_arch& a = arch(v);
     const std::uint8_t tpr = read_tpr(v);
@@ -110,11 +169,7 @@ status prepare(cpu::vcpu& v) {
     img = vmcs_image{};
     put_controls(img, c.controls);
     if (c.controls.value(control_set::proc2) & bits(proc2::vpid)) img.set(field::vpid, a.vpid);
-    img.set(field::ept_pointer, (a.nested_root ? a.nested_root : c.ept_root) | 6 | 3 << 3);
-    img.set(field::io_bitmap_a, cpu::pa_of(a.io_bitmaps));
-    img.set(field::io_bitmap_b, cpu::pa_of(a.io_bitmaps + 4096));
-    img.set(field::msr_bitmap, cpu::pa_of(a.msr_bitmap));
-    img.set(field::exception_bitmap, 0);
+    // CR8 first: the shadow-paging controls add their exits to this base.
     constexpr std::uint32_t cr8_exits = bits(proc::cr8_load_exiting, proc::cr8_store_exiting);
     std::uint32_t procv = c.controls.value(control_set::proc);
     if (a.cr8_exiting || !(procv & bits(proc::tpr_shadow))) {
@@ -126,9 +181,22 @@ status prepare(cpu::vcpu& v) {
     }
     write_tpr(v, tpr);
     a.tpr_threshold = 0;
+    a.proc_base = procv;
     img.set(field::proc_controls, procv);
+    if (a.shadow_paging) {
+        HV_TRY(put_shadow_controls(a, img));
+    } else {
+        if (!(c.controls.value(control_set::proc2) & bits(proc2::ept)))
+            return failed(a, "this CPU has no EPT: run the guest with shadow paging");
+        img.set(field::ept_pointer, (a.nested_root ? a.nested_root : c.ept_root) | 6 | 3 << 3);
+        img.set(field::exception_bitmap, 0);
+    }
+    img.set(field::io_bitmap_a, cpu::pa_of(a.io_bitmaps));
+    img.set(field::io_bitmap_b, cpu::pa_of(a.io_bitmaps + 4096));
+    img.set(field::msr_bitmap, cpu::pa_of(a.msr_bitmap));
     put_host(img, current_host());
     put_guest(img, v.state, c.caps);
+    if (a.shadow_paging) HV_TRY(put_shadow_guest(a, img, v.state));
 
     const entry_context cx{&c.caps, c.maxphyaddr};
     if (auto r = check_entry(img, cx); !r.passed && a.software_checks) {
@@ -140,8 +208,7 @@ status prepare(cpu::vcpu& v) {
     a.cpu->current_vmcs = 0;
     if (!make_current(a)) return failed(a, "VMPTRLD failed");
     a.launched = false;
-    a.proc_base = procv;
-    a.proc_in_vmcs = procv;
+    a.proc_in_vmcs = a.proc_base;
     a.windows_on = false;
     const char* bad = nullptr;
     img.for_each([&](field f, std::uint64_t val) {
@@ -290,6 +357,7 @@ result<std::uint8_t> instruction_length(cpu::vcpu&) {
 
 std::uint64_t read_cr(cpu::vcpu& v, unsigned cr) {
     if (!make_current(arch(v))) return 0;
+    if (cr == 3) return arch(v).shadow_paging ? arch(v).guest_cr3 : read<field::guest_cr3>();
     if (cr == 0)
         return (read<field::guest_cr0>() & ~read<field::cr0_guest_host_mask>()) |
                (read<field::cr0_read_shadow>() & read<field::cr0_guest_host_mask>());
@@ -310,7 +378,8 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
         const auto fixed = cr4_fixed(caps);
         if ((value & ~fixed.may_be1) || (value & x86::cr4::vmxe)) return fail(errc::invalid_argument, "CR4 reserved bit");
         if (ia32e && !(value & x86::cr4::pae)) return fail(errc::invalid_argument, "CR4.PAE cleared in IA-32e mode");
-        (void)write<field::guest_cr4>(fixed.apply(value));
+        if (a.shadow_paging && (value & x86::cr4::pcide)) return fail(errc::invalid_argument, "CR4.PCIDE: no PCID");
+        (void)write<field::guest_cr4>(a.shadow_paging ? shadow_real_cr4(caps, value) : fixed.apply(value));
         (void)write<field::cr4_read_shadow>(value);
         v.state.cr4 = value;
         return {};
@@ -318,21 +387,25 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
     if (cr != 0) return fail(errc::not_supported, "only CR0 and CR4 writes are emulated");
     if ((value & x86::cr0::pg) && !(value & x86::cr0::pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
     if ((value & x86::cr0::nw) && !(value & x86::cr0::cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
-    const bool ug = (a.cpu->controls.value(control_set::proc2) & bits(proc2::unrestricted_guest)) != 0;
+    const bool ug = !a.shadow_paging && (a.cpu->controls.value(control_set::proc2) & bits(proc2::unrestricted_guest));
+    if (a.shadow_paging && !(value & x86::cr0::pe))
+        return fail(errc::not_supported, "shadow paging on VMX: real mode needs unrestricted guest");
     const std::uint64_t old = read_cr(v, 0);
     // Paging switched with EFER.LME set enters or leaves IA-32e mode (SDM 9.8.5).
-    std::uint64_t efer = read<field::guest_efer>();
+    std::uint64_t efer = a.shadow_paging ? a.guest_efer : read<field::guest_efer>();
     if (!(old & x86::cr0::pg) && (value & x86::cr0::pg) && (efer & x86::efer::lme)) {
-        if (!(read<field::guest_cr4>() & x86::cr4::pae)) return fail(errc::invalid_argument, "long mode without PAE");
+        if (!(read_cr(v, 4) & x86::cr4::pae)) return fail(errc::invalid_argument, "long mode without PAE");
         efer |= x86::efer::lma;
         entry |= bits(entry_ctl::ia32e_mode_guest);
     } else if ((old & x86::cr0::pg) && !(value & x86::cr0::pg) && (efer & x86::efer::lma)) {
         efer &= ~x86::efer::lma;
         entry &= ~bits(entry_ctl::ia32e_mode_guest);
     }
-    (void)write<field::guest_efer>(efer);
+    if (entry & bits(entry_ctl::load_efer))
+        (void)write<field::guest_efer>(a.shadow_paging ? shadow_real_efer(efer) : efer);
     (void)write<field::entry_controls>(entry);
-    (void)write<field::guest_cr0>(cr0_fixed(caps, ug).apply(value));
+    (void)write<field::guest_cr0>(a.shadow_paging ? shadow_real_cr0(caps, value) : cr0_fixed(caps, ug).apply(value));
+    if (a.shadow_paging) a.guest_efer = efer;
     (void)write<field::cr0_read_shadow>(value);
     v.state.cr0 = value;
     v.state.efer = efer;
@@ -343,9 +416,9 @@ void load_state(cpu::vcpu& v) {
     if (!make_current(arch(v))) return;
     cpu::guest_state& g = v.state;
     g.cr0 = read_cr(v, 0);
-    g.cr3 = read<field::guest_cr3>();
+    g.cr3 = read_cr(v, 3);
     g.cr4 = read_cr(v, 4);
-    g.efer = read<field::guest_efer>();
+    g.efer = arch(v).shadow_paging ? arch(v).guest_efer : read<field::guest_efer>();
     // VMCS guest-state fields come in SDM order es, cs, ss, ds, fs, gs, ldtr, tr, as cpu::seg.
     for (unsigned i = 0; i < cpu::segment_count; ++i) {
         cpu::segment& s = g.segs[i];
@@ -361,18 +434,20 @@ void load_state(cpu::vcpu& v) {
 void load_mode(cpu::vcpu& v) {
     if (!make_current(arch(v))) return;
     cpu::guest_state& g = v.state;
-    g.efer = read<field::guest_efer>();
+    g.efer = arch(v).shadow_paging ? arch(v).guest_efer : read<field::guest_efer>();
     g[cpu::seg::cs].access = static_cast<std::uint32_t>(read<field::guest_cs_ar>());
     g[cpu::seg::ss].access = static_cast<std::uint32_t>(read<field::guest_ss_ar>());
 }
 
 void load_memory_state(cpu::vcpu& v) {
+    const vcpu_arch& a = arch(v);
     if (!make_current(arch(v))) return;
     cpu::guest_state& g = v.state;
+    // The guest's view: read shadows for CR0/CR4, and under shadow paging its own CR3 and EFER.
     g.cr0 = read_cr(v, 0);
-    g.cr3 = read<field::guest_cr3>();
+    g.cr3 = a.shadow_paging ? a.guest_cr3 : read<field::guest_cr3>();
     g.cr4 = read_cr(v, 4);
-    g.efer = read<field::guest_efer>();
+    g.efer = a.shadow_paging ? a.guest_efer : read<field::guest_efer>();
     g[cpu::seg::cs].access = static_cast<std::uint32_t>(read<field::guest_cs_ar>());
     g[cpu::seg::ss].access = static_cast<std::uint32_t>(read<field::guest_ss_ar>());
     for (unsigned i = 0; i < 6; ++i) g.segs[i].base = read(static_cast<field>(raw(field::guest_es_base) + 2 * i));
@@ -387,11 +462,44 @@ void flush_nested(cpu::vcpu& v) {
     (void)invept(single ? invept_type::single_context : invept_type::all_context, {root | 6 | 3 << 3, 0});
 }
 
+void set_paging_root(cpu::vcpu& v, std::uint64_t guest_cr3, std::uint64_t root) {
+    vcpu_arch& a = arch(v);
+    a.guest_cr3 = guest_cr3;
+    a.shadow_root = root;
+    v.state.cr3 = guest_cr3;
+    if (a.launched && make_current(a)) (void)write<field::guest_cr3>(root);
+}
+
+// Without VPID every entry and exit flushes the guest's (VPID 0) translations already.
+void flush_tlb(cpu::vcpu& v, cpu::tlb_flush what, std::uint64_t linear) {
+    vcpu_arch& a = arch(v);
+    if (!(a.cpu->controls.value(control_set::proc2) & bits(proc2::vpid))) return;
+    const ept_vpid_info caps = a.cpu->caps.ept_vpid;
+    invvpid_type t = caps.invvpid_single() ? invvpid_type::single_context : invvpid_type::all_context;
+    if (what == cpu::tlb_flush::address && caps.invvpid_address()) t = invvpid_type::individual_address;
+    if (what == cpu::tlb_flush::non_global && caps.invvpid_single_keep_globals())
+        t = invvpid_type::single_context_keep_globals;
+    (void)invvpid(t, {a.vpid, t == invvpid_type::individual_address ? linear : 0});
+}
+
+status write_efer(cpu::vcpu& v, std::uint64_t value) {
+    vcpu_arch& a = arch(v);
+    if (!make_current(a)) return fail(errc::fault, "no current VMCS");
+    const bool load = read<field::entry_controls>() & bits(entry_ctl::load_efer);
+    if (!load && !a.shadow_paging) return fail(errc::not_supported, "EFER writes need the load-EFER entry control");
+    const std::uint64_t cur = a.shadow_paging ? a.guest_efer : read<field::guest_efer>();
+    const std::uint64_t efer = (value & ~x86::efer::lma) | (cur & x86::efer::lma);
+    if (load) (void)write<field::guest_efer>(a.shadow_paging ? shadow_real_efer(efer) : efer);
+    if (a.shadow_paging) a.guest_efer = efer;
+    v.state.efer = efer;
+    return {};
+}
+
 } // namespace
 
-const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length, read_cr,
-                           write_cr,   load_state,   flush_nested,    load_mode,          read_tpr,
-                           write_tpr,  load_memory_state};
+const cpu::backend_ops ops{prepare,   enter,      interrupts_open, instruction_length, read_cr,
+                           write_cr,  load_state, flush_nested,    load_mode,          read_tpr,
+                           write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

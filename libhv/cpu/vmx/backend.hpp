@@ -47,6 +47,11 @@ struct vcpu_arch {
     std::uint8_t* io_bitmaps = nullptr;  // 2 pages: A then B
     std::uint8_t* msr_bitmap = nullptr;
     bool software_checks = true;  // false: let the CPU judge the state (to compare the two)
+    // Shadow paging instead of EPT: see backend_ops::set_paging_root. Set before prepare.
+    bool shadow_paging = false;
+    std::uint64_t shadow_root = 0;  // the real CR3
+    std::uint64_t guest_cr3 = 0;    // the CR3 the guest sees
+    std::uint64_t guest_efer = 0;   // the EFER the guest sees (the real one has NXE)
     vmcs_image image;
     char message[192] = {};  // the last failure, when a status points here
 };

@@ -229,7 +229,7 @@ struct guest {
     }
     template <class T>
     T read_obj(std::uint64_t gpa) {
-        T v;
+        T v{};
         REQUIRE(mem.read(gpa, &v, sizeof v).ok());
         return v;
     }
@@ -508,6 +508,9 @@ struct bz_spec {
     std::uint32_t initrd_addr_max = 0x7fffffff;
     std::uint32_t cmdline_size = 2047;
     std::size_t kernel_size = 0x10000;
+    std::uint64_t pref_address = 0;
+    std::uint32_t kernel_alignment = 0x200000;
+    std::uint8_t relocatable = 1;
 };
 
 image build_bzimage(const bz_spec& b) {
@@ -530,10 +533,11 @@ image build_bzimage(const bz_spec& b) {
     put<std::uint32_t>(img, 0x21c, 0);
     put<std::uint32_t>(img, 0x228, 0);
     put<std::uint32_t>(img, 0x22c, b.initrd_addr_max);
-    put<std::uint32_t>(img, 0x230, 0x200000);
-    put<std::uint8_t>(img, 0x234, 1);
+    put<std::uint32_t>(img, 0x230, b.kernel_alignment);
+    put<std::uint8_t>(img, 0x234, b.relocatable);
     put<std::uint16_t>(img, 0x236, b.xloadflags);
     put<std::uint32_t>(img, 0x238, b.cmdline_size);
+    put<std::uint64_t>(img, 0x258, b.pref_address);
     put<std::uint32_t>(img, 0x260, b.init_size);
     return img;
 }
@@ -618,6 +622,43 @@ TEST_CASE("Linux bzImage, 64-bit entry: zero page fields, e820, initrd, and an i
     // ...and nothing beyond it.
     const auto beyond = hv::mmu::translate_gva(g.mem, regs, hv::mmu::paging_features{}, std::uint64_t{4} << 30, acc);
     CHECK(beyond.status == hv::mmu::gva_status::page_fault);
+}
+
+// A Debian kernel: relocatable, pref_address 16 MiB, 2 MiB alignment, init_size ~64 MiB.
+// It decompresses to max(load address, pref_address) aligned up and uses init_size bytes
+// from there, so the initrd must start above that, not above 1 MiB + init_size.
+TEST_CASE("Linux bzImage: the initrd goes above the kernel's run-time footprint") {
+    struct run_case {
+        std::uint64_t pref;
+        std::uint32_t align;
+        std::uint8_t relocatable;
+        std::uint64_t run_at;
+    };
+    for (const run_case rc : {run_case{0x1000000, 0x200000, 1, 0x1000000}, run_case{0, 0x200000, 1, 0x200000},
+                              run_case{0x80000, 0x400000, 1, 0x400000}, run_case{0x1200000, 0x200000, 0, 0x1200000}}) {
+        CAPTURE(rc.pref);
+        CAPTURE(rc.relocatable);
+        guest g;
+        bz_spec b;
+        b.pref_address = rc.pref;
+        b.kernel_alignment = rc.align;
+        b.relocatable = rc.relocatable;
+        b.init_size = 0x800000;
+        const image img = build_bzimage(b);
+        const image rd = random_bytes(0x3000, 13);
+        const std::vector<module_spec> mods{{rd, ""}};
+        boot_config c = g.config();
+        c.modules = mods;
+        auto r = load(g.mem, img, c);
+        REQUIRE_MESSAGE(r.ok(), what(r.err()));
+        CHECK(r->kernel_start == 0x100000);
+        CHECK(r->kernel_end == rc.run_at + b.init_size);
+        const image zp = g.read(r->cpu.rsi, 0x1000);
+        const std::uint64_t rd_at = get<std::uint32_t>(zp, 0x218);
+        CHECK(rd_at >= rc.run_at + b.init_size);
+        CHECK(g.read(rd_at, rd.size()) == rd);
+        CHECK(g.read(0x100000, b.kernel_size) == image(img.begin() + 5 * 512, img.end()));
+    }
 }
 
 TEST_CASE("Linux bzImage, 32-bit entry: asked for, or the only one the kernel offers") {
@@ -813,7 +854,11 @@ TEST_CASE("malformed images and impossible placements are refused with a message
          [](boot_config& c, guest&) { c.cmdline = "a command line of more than 8"; },
          "command line longer than the kernel's cmdline_size"},
         {"Linux init_size", [] { bz_spec b; b.init_size = ram_size; return build_bzimage(b); }, {},
-         "guest RAM too small for the kernel (file size or init_size) at 1 MiB"},
+         "guest RAM too small for the kernel (its file at 1 MiB, init_size at its run-time address)"},
+        {"Linux pref_address", [] { bz_spec b; b.pref_address = ram_size - 0x200000; return build_bzimage(b); }, {},
+         "guest RAM too small for the kernel (its file at 1 MiB, init_size at its run-time address)"},
+        {"Linux kernel_alignment", [] { bz_spec b; b.kernel_alignment = 0x300000; return build_bzimage(b); }, {},
+         "Linux kernel_alignment is not a power of two"},
         {"Linux initrd_addr_max", [] { bz_spec b; b.initrd_addr_max = 0x500000; return build_bzimage(b); },
          [&](boot_config& c, guest&) { c.modules = one_module; }, "initrd would lie above the kernel's initrd_addr_max"},
         {"Linux two modules", [] { return build_bzimage({}); },

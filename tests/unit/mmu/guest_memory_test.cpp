@@ -83,6 +83,14 @@ TEST_CASE("guest-physical accessors check the whole range before copying") {
     CHECK(std::string_view(rom_back) == "firmware");
     CHECK(g.read(0xffff'ffff'ffff'fff0, back.data(), 32).code() == hv::errc::out_of_range);
     CHECK(g.host_pointer(std::uint64_t{1} << 48, false) == nullptr);  // beyond the width, not aliased
+    // Lookups go through a small translation cache: a ROM page seen for reading stays
+    // refused for writing, and pages sharing a cache slot keep their own backing.
+    CHECK(g.host_pointer(0x10'0000, false) != nullptr);
+    CHECK(g.host_pointer(0x10'0000, true) == nullptr);
+    for (std::uint64_t gpa = 0; gpa < 32 * KiB4; gpa += KiB4) {
+        CHECK(g.host_pointer(gpa + 8, true) == host.host_pointer(*g.backing(gpa) + 8, true));
+        CHECK(*g.backing(gpa + 8) == *g.backing(gpa) + 8);
+    }
 }
 
 TEST_CASE("adding guest RAM is all or nothing when the allocator runs dry") {
@@ -450,4 +458,89 @@ TEST_CASE("host_pointer remembers unbacked pages only until backed memory is add
     REQUIRE(p != nullptr);
     CHECK(p == host.host_pointer(*g.backing(0x20'0000) + 0x10, true));
     CHECK(g.host_pointer(0xfee0'0080, false) == nullptr);
+    // First-touch RAM over a remembered hole: backed at the next touch.
+    CHECK(g.host_pointer(0x40'0000, false) == nullptr);
+    REQUIRE(g.add_ram(0x40'0000, KiB4, ram_backing::first_touch).ok());
+    CHECK(g.host_pointer(0x40'0000, true) != nullptr);
+    CHECK(g.backed_at_first_touch() == 1);
+}
+
+TEST_CASE("first-touch RAM: no pages up front; each page backed, zeroed, once, by whoever touches it first") {
+    fake_memory host;
+    guest_memory<fake_memory> g(host);
+    REQUIRE(g.init().ok());
+    const std::size_t tables = host.live_pages();
+    REQUIRE(g.add_ram(0, 64 * MiB, ram_backing::first_touch).ok());
+    REQUIRE(g.add_ram(GiB, 4 * MiB).ok());  // up front, beside it
+    CHECK(host.live_pages() > tables);
+    const std::size_t before = host.live_pages();
+    CHECK(g.backed_at_first_touch() == 0);
+    CHECK(g.regions().size() == 2);
+    // Overlaps are refused as for any region.
+    CHECK(g.add_ram(60 * MiB, 8 * MiB, ram_backing::first_touch).code() == hv::errc::exists);
+
+    // The hypervisor reads a page nobody touched: zeros, and the page is now backed.
+    auto* p = static_cast<const std::uint8_t*>(g.host_pointer(0x12'3456, false));
+    REQUIRE(p != nullptr);
+    CHECK(*p == 0);
+    CHECK(g.backed_at_first_touch() == 1);
+    const std::uint64_t hpa = *g.backing(0x12'3000);
+    CHECK(g.host_pointer(0x12'3456, true) == p);  // the same page again, writable
+    CHECK(g.backed_at_first_touch() == 1);
+
+    // The loader's writes and reads go through the same pages.
+    const char text[] = "first touch";
+    REQUIRE(g.write(0x20'0ffa, text, sizeof text).ok());  // crosses into a second page
+    char back[sizeof text] = {};
+    REQUIRE(g.read(0x20'0ffa, back, sizeof back).ok());
+    CHECK(std::string_view(back) == "first touch");
+    CHECK(g.backed_at_first_touch() == 3);
+
+    // A nested fault on an untouched page maps a fresh page; on a touched one, its page.
+    nested_resolution r = g.resolve_nested_fault(0x12'3010, access_kind::read);
+    CHECK(r.action == nested_action::map);
+    CHECK(r.hpa == hpa);
+    r = g.resolve_nested_fault(0x3ff'f000, access_kind::write);
+    CHECK(r.action == nested_action::map);
+    CHECK(r.attrs.write);
+    CHECK(g.backed_at_first_touch() == 4);
+    CHECK(host.live_pages() >= before + 4);
+    // Outside any region nothing is backed.
+    CHECK(g.host_pointer(64 * MiB, false) == nullptr);
+    CHECK(g.resolve_nested_fault(64 * MiB, access_kind::read).action == nested_action::unmapped);
+
+    // The eager nested build maps only the pages backed so far (the rest fault later).
+    page_table<ept_format, fake_memory> ept(ept_format{}, host);
+    REQUIRE(ept.init().ok());
+    {
+        auto tx = ept.begin();
+        REQUIRE(g.map_nested(tx).ok());
+    }
+    CHECK(ept.translate(0x12'3000).has_value());
+    CHECK_FALSE(ept.translate(0x50'0000).has_value());
+    CHECK(ept.translate(GiB).has_value());
+}
+
+TEST_CASE("first-touch RAM: an allocator that runs dry leaves the page unbacked, and frees are exact") {
+    fake_memory host;
+    std::size_t start;
+    {
+        guest_memory<fake_memory> g(host);
+        REQUIRE(g.init().ok());
+        REQUIRE(g.add_ram(0, 16 * MiB, ram_backing::first_touch).ok());
+        REQUIRE(g.host_pointer(0x1000, true) != nullptr);
+        start = host.live_pages();
+        host.fail_after(0);
+        CHECK(g.host_pointer(0x5000, false) == nullptr);
+        CHECK_FALSE(g.backing(0x5000).has_value());
+        CHECK(g.resolve_nested_fault(0x5000, access_kind::read).action == nested_action::unbacked);
+        char c = 1;
+        CHECK(g.write(0x5000, &c, 1).code() == hv::errc::no_memory);
+        host.fail_after(-1);
+        CHECK(host.live_pages() == start);
+        CHECK(g.host_pointer(0x5000, false) != nullptr);  // a later touch succeeds
+        CHECK(g.backed_at_first_touch() == 2);
+    }
+    CHECK(host.live_pages() == 0);
+    CHECK(host.bad_frees() == 0);
 }

@@ -191,3 +191,62 @@ TEST_CASE("shadow: guest table writes, CR0.WP=0 writes, PCID and split large pag
     REQUIRE(s.guest.read(pd_gpa + 4 * 0x300, &now, 4).ok());
     CHECK((now & x86_pte::dirty) != 0);
 }
+
+TEST_CASE("shadow: unshadow a guest table the guest rewrites; shadowed again when walked") {
+    guest_setup s;
+    shadow_mmu<guest_memory<fake_memory>, fake_memory, 64> mmu(s.guest, s.host);
+    const address_space as = build_space(s, 0x20'0000, 0x1000'0000, 0x40'0000, 4);
+    // A second space (the "kernel") maps as's PT at kva, writable and dirty.
+    const address_space kernel = build_space(s, 0x21'0000, 0x2000'0000, 0x48'0000, 4);
+    const std::uint64_t pt = 0x20'3000, kpt = 0x21'3000, kva = kernel.va + 4 * 0x1000;
+    std::uint64_t e = pt | leaf_ad;
+    REQUIRE(s.guest.write(kpt + 8 * ((kva >> 12) & 511), &e, 8).ok());
+    REQUIRE(mmu.set_guest_paging(cr0::pg | cr0::wp, as.cr3, cr4::pae, long_mode).ok());
+    (void)touch_all(mmu, s, as);
+    REQUIRE(mmu.set_guest_paging(cr0::pg | cr0::wp, kernel.cr3, cr4::pae, long_mode).ok());
+    guest_paging g;
+    g.cr0 = cr0::pg | cr0::wp;
+    g.cr3 = kernel.cr3;
+    g.cr4 = cr4::pae;
+    g.efer = long_mode;
+    guest_access write;
+    write.kind = access_kind::write;
+
+    access_outcome o = run_access(mmu, s.host, g, kva + 16, guest_access{});  // a read: fine
+    CHECK(o.kind == access_outcome::hardware);
+    o = run_access(mmu, s.host, g, kva + 16, write);
+    REQUIRE(o.kind == access_outcome::mmu_report);
+    CHECK(o.pf.outcome == pf_outcome::tracked_table_write);
+    CHECK_FALSE(mmu.used_since_switch(pt));  // as's PT: not walked since the switch to kernel
+    CHECK(mmu.used_since_switch(kpt));
+    CHECK_FALSE(mmu.unshadow(kernel.cr3).has_value());  // the root stays
+    const auto flush = mmu.unshadow(pt);
+    REQUIRE(flush.has_value());
+    CHECK(*flush);  // the PD's shadow entry for the PT went away
+    CHECK_FALSE(mmu.tracked(pt));
+    // The retried write goes to the guest table directly, and so do the next ones.
+    o = run_access(mmu, s.host, g, kva + 16, write);
+    REQUIRE(o.kind == access_outcome::hardware);
+    CHECK(o.hw.hpa == *s.guest.backing(pt) + 16);
+    CHECK(mmu.mapped(kva + 16) == o.hw.hpa);
+    CHECK_FALSE(mmu.mapped(kernel.va + 3 * 0x1000).has_value());  // never touched
+    // The guest unmaps page 2 of as with a plain store; as's next walk re-reads the table.
+    std::uint64_t zero = 0;
+    REQUIRE(s.guest.write(pt + 8 * (((as.va >> 12) + 2) & 511), &zero, 8).ok());
+    REQUIRE(mmu.set_guest_paging(cr0::pg | cr0::wp, as.cr3, cr4::pae, long_mode).ok());
+    g.cr3 = as.cr3;
+    o = run_access(mmu, s.host, g, as.va + 2 * 0x1000, write);
+    REQUIRE(o.kind == access_outcome::mmu_report);
+    CHECK(o.pf.outcome == pf_outcome::inject);
+    CHECK(o.pf.error_code == pf_error::write);
+    o = run_access(mmu, s.host, g, as.va + 8, write);
+    CHECK(o.kind == access_outcome::hardware);
+    CHECK(mmu.tracked(pt));
+    // Shadowed again: the kernel's writes to it trap once more.
+    REQUIRE(mmu.set_guest_paging(cr0::pg | cr0::wp, kernel.cr3, cr4::pae, long_mode).ok());
+    g.cr3 = kernel.cr3;
+    o = run_access(mmu, s.host, g, kva + 24, write);
+    REQUIRE(o.kind == access_outcome::mmu_report);
+    CHECK(o.pf.outcome == pf_outcome::tracked_table_write);
+    CHECK(s.host.bad_frees() == 0);
+}

@@ -80,3 +80,54 @@ TEST_CASE("the MSR file keeps PAT and MTRRdefType, refuses bad values and unknow
     CHECK(m.write(msr_file::apic_base, *m.read(msr_file::apic_base)));
     CHECK_FALSE(m.write(msr_file::apic_base, 0));
 }
+
+// What Debian's Linux 6.1 tripped over on bochs-intel: IA32_TSC_ADJUST read unguarded
+// (#GP), INVPCID executed (#UD without "enable INVPCID").
+TEST_CASE("instructions and MSRs the VMX backend does not enable are hidden") {
+    cpu_view v;
+    const cpuid_regs l7 = filter_cpuid(7, 0, {0, bit(1) | bit(10) | bit(0), bit(22) | bit(1), 0}, v);
+    CHECK(l7.ebx == bit(0));
+    CHECK(l7.ecx == bit(1));
+    CHECK(filter_cpuid(0xd, 1, {bit(3) | bit(1), 0, 0, 0}, v).eax == bit(1));
+    CHECK(filter_cpuid(0xd, 0, {bit(3) | bit(1), 0, 0, 0}, v).eax == (bit(3) | bit(1)));
+    CHECK(filter_cpuid(0x80000001, 0, {0, 0, 0, bit(27) | bit(29)}, v).edx == bit(29));
+}
+
+TEST_CASE("XSETBV: the XCR0 values the SDM allows") {
+    const std::uint64_t skx = 0xff;  // x87 SSE AVX MPX(2) AVX-512(3)
+    CHECK(valid_xcr0(1, skx));
+    CHECK(valid_xcr0(3, skx));
+    CHECK(valid_xcr0(7, skx));
+    CHECK(valid_xcr0(0xe7, skx));
+    CHECK(valid_xcr0(0x1f, skx));
+    CHECK(!valid_xcr0(0, skx));        // x87 off
+    CHECK(!valid_xcr0(2, skx));
+    CHECK(!valid_xcr0(5, skx));        // AVX without SSE
+    CHECK(!valid_xcr0(0x0b, skx));     // one MPX component
+    CHECK(!valid_xcr0(0x67, skx));     // two of three AVX-512 components
+    CHECK(!valid_xcr0(0xe3, skx));     // AVX-512 without AVX
+    CHECK(!valid_xcr0(7, 3));          // AVX not supported
+    CHECK(!valid_xcr0(0x201, 0x3));    // bit 9 (PKRU) not offered here
+}
+
+// Bochs' Skylake-X says 3500 MHz in leaf 0x16 while its devices run on libhv's 1 GHz
+// clock: Linux believed the leaf and its seconds lasted 3.5 device seconds.
+TEST_CASE("leaves 0x15 and 0x16 give the device model's TSC and APIC-timer rates") {
+    cpu_view v;
+    const cpuid_regs host15{2, 292, 24000000, 0}, host16{3500, 3500, 100, 0};
+    CHECK(filter_cpuid(0x15, 0, host15, v) == host15);  // no rates given: the host's
+    CHECK(filter_cpuid(0x16, 0, host16, v) == host16);
+    v.tsc_hz = 2000000000;
+    v.lapic_timer_hz = 1000000000;
+    const cpuid_regs r = filter_cpuid(0x15, 0, host15, v);
+    CHECK(std::uint64_t{r.ecx} * r.ebx / r.eax == v.tsc_hz);
+    CHECK(r.ecx == v.lapic_timer_hz);
+    CHECK(r.eax == 1);  // lowest terms: Linux computes crystal kHz * EBX in 32 bits
+    CHECK(r.ebx == 2);
+    CHECK(std::uint32_t(r.ecx / 1000 * r.ebx) / r.eax == v.tsc_hz / 1000);
+    CHECK(filter_cpuid(0x16, 0, host16, v) == cpuid_regs{2000, 2000, 1000, 0});
+}
+
+TEST_CASE("memory encryption (leaf 0x8000001F) is hidden") {
+    CHECK(filter_cpuid(0x8000001f, 0, {0x1a, 0x16f, 0x1fd, 1}, cpu_view{}) == cpuid_regs{});
+}

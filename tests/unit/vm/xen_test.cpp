@@ -558,3 +558,49 @@ TEST_CASE("xen_hvm: vcpu_info carries the system time scale of the clock (ns = (
         }
     }
 }
+
+TEST_CASE("xen_hvm: an interrupt source installed before attach (an emulated LAPIC) keeps delivering") {
+    fake_guest g{1};
+    struct apic_line {
+        int pending = 0;
+        int acknowledged = 0;
+    };
+    static apic_line apic;
+    apic = {};
+    const cpu::interrupt_source lapic{
+        &apic, [](void* c) { return static_cast<apic_line*>(c)->pending > 0; },
+        [](void* c) -> std::optional<std::uint8_t> {
+            auto* a = static_cast<apic_line*>(c);
+            if (!a->pending) return std::nullopt;
+            --a->pending;
+            ++a->acknowledged;
+            return std::uint8_t{0x30};
+        }};
+    g.vcpu(0).set_interrupt_source(lapic);
+    g.vcpu(0).state.rflags |= x86::rflags::if_;
+    xen::domain_table t;
+    glue x;
+    REQUIRE(x.attach(g, t, {}).ok());
+    CHECK(g.vcpu(0).current_interrupt_source().ctx == &apic);
+    apic.pending = 1;
+    g.script(0, {
+        {exit_reason::cpuid, [](cpu::vcpu&, cpu::exit_info& e) { e.cpuid = {0x40000001, 0}; }},
+        // The Xen line goes up with no callback vector set and no upcall pending: it
+        // answers for the LAPIC and hands the vCPU back to it.
+        {exit_reason::cpuid, [&](cpu::vcpu&, cpu::exit_info& e) {
+             x.raise_callback(0, 0);
+             apic.pending = 1;
+             e.cpuid = {0x40000001, 0};
+         }},
+        {exit_reason::hypercall, [](cpu::vcpu& v, cpu::exit_info&) { v.stop("done"); }},
+    });
+    cpu::scheduler s;
+    REQUIRE(s.add(g.vcpu(0)).ok());
+    s.run();
+    REQUIRE(g.trace.size() == 3);
+    CHECK(g.trace[0] == "inject 48");
+    CHECK(g.trace[1] == "enter");
+    CHECK(g.trace[2] == "inject 48");
+    CHECK(apic.acknowledged == 2);
+    CHECK(g.vcpu(0).current_interrupt_source().ctx == &apic);
+}

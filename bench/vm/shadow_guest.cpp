@@ -1,0 +1,299 @@
+// Image "vm-shadow": a vm::guest with shadow paging (config.mmu = shadow) on whichever of
+// VMX or SVM the CPU has, EPT/NPT off by policy. Programs (run=NAME):
+//   shadow.test   the guest (shadow_guest.S) builds address spaces, switches CR3 between
+//                 them, edits a live entry and INVLPGs it, uses a global page with
+//                 CR4.PGE, writes a read-only page with CR0.WP = 0, and checks
+//                 CPUID.PCID = 0, its own CR3 read back, A/D bits and the exact #PF error
+//                 code and CR2 of not-present, write to read-only (WP = 1), user to
+//                 supervisor and no-execute faults
+//                 ... then a 32-bit guest (legacy paging, a 4 MiB page: a PAE shadow) with
+//                 CR3 switches, A/D, #PF codes and an INVLPG'd edit
+//   shadow.bench  in-guest ticks: fault fill, CR3 switch warm and cold, and address-space
+//                 churn, under shadow paging and (when the CPU has it) nested paging
+//
+// Guest-physical layout (4 MiB of RAM):
+//   0x1000 GDT   0x2000 IDT   0x3000 TSS   0x4000 #PF record, results
+//   0x8000-0xe000 kernel stack, 0xf000 ring-0 stack for faults from ring 3 (TSS.RSP0)
+//   0x10000 code (0x11000: the ring-3 page)   0x20000 ring-3 stack
+//   0x100000 PML4  0x101000 PDPT  0x102000 PD (0-2 MiB: PT 0x103000; 2-4 MiB: one 2 MiB page)
+//   0x200000-0x2fffff data frames (0x280000 'A', 0x281000 'B')   0x300000- table pool
+#include "libhv/arch/x86/cpu.hpp"
+#include "libhv/arch/x86/virt_features.hpp"
+#include "libhv/rt/console.hpp"
+#include "libhv/rt/runtime.hpp"
+#include "libhv/vm/guest.hpp"
+
+extern "C" char hv_sg_start[], hv_sg_end[], hv_sg_pf[];
+extern "C" char hv_sg32_start[], hv_sg32_end[], hv_sg32_pf[];
+
+namespace {
+
+using namespace hv;
+
+void* alloc_pages(std::size_t n) { return rt::alloc_zeroed_pages(n); }
+
+constexpr std::uint64_t code_gpa = 0x10000, pml4_gpa = 0x100000, pd_gpa = 0x102000;
+constexpr std::uint64_t results_gpa = 0x4100, bench_gpa = 0x4200;
+constexpr std::uint64_t pattern_a = 0x4141414141414141, pattern_b = 0x4242424242424242;
+
+// SSE and the masked PICs the vCPU fibers need: the runtime's start-up already did both.
+status enable(vm::physical_cpu& pc) { return vm::enable(pc, alloc_pages); }
+
+bool nested_available(const vm::physical_cpu& pc) {
+    if (pc.vendor == cpu::vendor::svm) return pc.svm.caps.nested_paging;
+    return pc.vmx.controls.value(vmx::control_set::proc2) & vmx::bits(vmx::proc2::ept);
+}
+
+struct run_state {
+    bool done = false;
+    std::uint64_t reported = 0;
+} run;
+
+void on_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
+    v.skip();
+    run.reported = e.hypercall.nr;
+    run.done = true;
+    v.stop("guest finished");
+}
+
+template <class T>
+T* at(vm::guest& g, std::uint64_t gpa) {
+    return static_cast<T*>(g.memory().host_pointer(gpa, true));
+}
+
+// Memory, tables, descriptor tables and the vCPU state of the guest above.
+status build(vm::guest& g, std::uint64_t program) {
+    HV_TRY(g.memory().add_ram(0, 4ull << 20));
+    const std::size_t code_size = static_cast<std::size_t>(hv_sg_end - hv_sg_start);
+    if (code_size > 0x2000) return fail(errc::out_of_range, "guest code larger than 8 KiB");
+    __builtin_memcpy(at<char>(g, code_gpa), hv_sg_start, code_size);
+
+    auto* pml4 = at<std::uint64_t>(g, pml4_gpa);
+    auto* pdpt = at<std::uint64_t>(g, 0x101000);
+    auto* pd = at<std::uint64_t>(g, pd_gpa);
+    auto* pt = at<std::uint64_t>(g, 0x103000);
+    pml4[0] = 0x101000 | 7;
+    pdpt[0] = pd_gpa | 7;
+    pd[0] = 0x103000 | 7;
+    pd[1] = 0x200000 | 0x83;  // 2 MiB page, supervisor: frames and the table pool
+    for (unsigned i = 1; i < 512; ++i) pt[i] = (std::uint64_t{i} << 12) | 3;
+    pt[0x11] |= 4;  // ring-3 code
+    pt[0x20] |= 4;  // ring-3 stack
+    for (unsigned i = 0; i < 512; ++i) {
+        at<std::uint64_t>(g, 0x280000)[i] = pattern_a;
+        at<std::uint64_t>(g, 0x281000)[i] = pattern_b;
+    }
+
+    auto* gdt = at<std::uint64_t>(g, 0x1000);
+    gdt[1] = 0x00af9a000000ffff;  // 0x08 code64, ring 0
+    gdt[2] = 0x00cf92000000ffff;  // 0x10 data, ring 0
+    gdt[3] = 0x00cff2000000ffff;  // 0x18 data, ring 3
+    gdt[4] = 0x00affa000000ffff;  // 0x20 code64, ring 3
+    gdt[5] = 0x0000890000000067 | (0x3000ull << 16);  // 0x28 TSS at 0x3000 (base < 16 MiB)
+    gdt[6] = 0;
+    *at<std::uint64_t>(g, 0x3000 + 4) = 0xf000;  // TSS.RSP0
+
+    const std::uint64_t handler = code_gpa + static_cast<std::uint64_t>(hv_sg_pf - hv_sg_start);
+    auto* idt = at<std::uint64_t>(g, 0x2000);
+    idt[14 * 2] = (handler & 0xffff) | 0x08ull << 16 | 0x8eull << 40 | ((handler >> 16) & 0xffff) << 48;
+    idt[14 * 2 + 1] = handler >> 32;
+
+    HV_TRY(g.start());
+    cpu::vcpu& v = g.vcpu(0);
+    v.set_exit_budget(2'000'000);
+    v.report_failures_to(&console::sink());
+    auto& s = v.state;
+    s = cpu::initial_state(cpu::guest_mode::long64, code_gpa, pml4_gpa);
+    s.efer |= x86::efer::nxe;
+    s.regs.rsp = 0xe000;
+    s.regs.r12 = pd_gpa;
+    s.regs.r13 = program;
+    s.regs.r15 = g.vendor() == cpu::vendor::svm;
+    s.gdtr = {0x1000, 0x37};
+    s.idtr = {0x2000, 0xfff};
+    s[cpu::seg::tr] = cpu::segment{0x28, cpu::ar::tss_busy | cpu::ar::p, 0x67, 0x3000};
+    v.on(cpu::exit_reason::hypercall, on_hypercall);
+    return {};
+}
+
+// The 32-bit guest: legacy paging with a 4 MiB page, on a PAE shadow.
+status build32(vm::guest& g) {
+    HV_TRY(g.memory().add_ram(0, 4ull << 20));
+    const std::size_t code_size = static_cast<std::size_t>(hv_sg32_end - hv_sg32_start);
+    __builtin_memcpy(at<char>(g, code_gpa), hv_sg32_start, code_size);
+    auto* pd = at<std::uint32_t>(g, pml4_gpa);
+    auto* pt = at<std::uint32_t>(g, 0x103000);
+    pd[0] = 0x103000 | 7;
+    pd[0x40400000 >> 22] = 0x83;  // 4 MiB page on guest-physical 0
+    for (unsigned i = 1; i < 1024; ++i) pt[i] = (i << 12) | 3;
+    for (unsigned i = 0; i < 512; ++i) {
+        at<std::uint64_t>(g, 0x280000)[i] = pattern_a;
+        at<std::uint64_t>(g, 0x281000)[i] = pattern_b;
+    }
+    auto* gdt = at<std::uint64_t>(g, 0x1000);
+    gdt[1] = 0x00cf9a000000ffff;  // 0x08 code32
+    gdt[2] = 0x00cf92000000ffff;  // 0x10 data
+    gdt[3] = 0x0000890000000067 | (0x3000ull << 16);  // 0x18 TSS
+    const std::uint64_t handler = code_gpa + static_cast<std::uint64_t>(hv_sg32_pf - hv_sg32_start);
+    auto* idt = at<std::uint64_t>(g, 0x2000);
+    idt[14] = (handler & 0xffff) | 0x08ull << 16 | 0x8eull << 40 | ((handler >> 16) & 0xffff) << 48;
+
+    HV_TRY(g.start());
+    cpu::vcpu& v = g.vcpu(0);
+    v.set_exit_budget(100'000);
+    v.report_failures_to(&console::sink());
+    auto& s = v.state;
+    s = cpu::initial_state(cpu::guest_mode::protected32, code_gpa);
+    s.cr0 |= x86::cr0::pg | x86::cr0::wp;
+    s.cr3 = pml4_gpa;
+    s.cr4 = x86::cr4::pse;
+    s.regs.rsp = 0xe000;
+    s.regs.rdi = g.vendor() == cpu::vendor::svm;
+    s.gdtr = {0x1000, 0x1f};
+    s.idtr = {0x2000, 0x7ff};
+    s[cpu::seg::tr] = cpu::segment{0x18, cpu::ar::tss_busy | cpu::ar::p, 0x67, 0x3000};
+    v.on(cpu::exit_reason::hypercall, on_hypercall);
+    return {};
+}
+
+status run_guest(vm::physical_cpu& pc, vm::guest& g, vm::paging mmu, std::uint64_t program, std::uint16_t tag) {
+    vm::config cfg;
+    cfg.mmu = mmu;
+    cfg.first_tag = tag;
+    HV_TRY(g.init(pc, cfg, alloc_pages));
+    HV_TRY(program == 2 ? build32(g) : build(g, program));
+    cpu::scheduler sched;
+    HV_TRY(g.schedule_on(sched));
+    run = {};
+    sched.run();
+    if (!run.done || g.vcpu(0).status() != cpu::vcpu_status::stopped) return fail(errc::fault, "guest did not finish");
+    return {};
+}
+
+struct expectation {
+    const char* what;
+    std::uint64_t want;
+};
+
+} // namespace
+
+HV_PROGRAM(shadow_test, "shadow.test", "shadow paging: CR3 switches, INVLPG, globals, A/D, exact #PF codes") {
+    static vm::physical_cpu pc;
+    HV_TRY(enable(pc));
+    static vm::zeroed_frames f{ctx.pages};
+    static vm::host_memory h{mmu::page_allocator_ref::to(f)};
+    static vm::guest g{h};
+    HV_TRY(run_guest(pc, g, vm::paging::shadow, 0, 1));
+    const auto* r = at<std::uint64_t>(g, results_gpa);
+    const expectation want[] = {
+        {"CPUID.1:ECX.PCID", 0},
+        {"CR3 read back", pml4_gpa},
+        {"space A reads frame A", pattern_a},
+        {"space B reads frame B", pattern_b},
+        {"space A again (cached shadow)", pattern_a},
+        {"PTE after a read: A, not D", 0x280023},
+        {"PTE after a write: A and D", 0x280063},
+        {"PDE: A set", 0x303027},
+        {"edited PTE + INVLPG: new frame", pattern_b},
+        {"#PF not present: error code", 0x0},
+        {"#PF not present: CR2", 0x40001000},
+        {"#PF write to read-only: error code", 0x3},
+        {"#PF write to read-only: CR2", 0x40002000},
+        {"#PF no-execute fetch: error code", 0x11},
+        {"#PF no-execute fetch: CR2", 0x40003000},
+        {"#PF ring 3 reads supervisor: error code", 0x5},
+        {"#PF ring 3 reads supervisor: CR2", 0x40000000},
+        {"global page after CR3 switches", 0x1111},
+        {"CR4.PGE read back", 0x80},
+        {"#PF count", 4},
+        {"CR3 read back (space A)", 0x300000},
+        {"CR0.WP = 0: supervisor write to a read-only page", 5},
+        {"EFER after WRMSR (LME, LMA, NXE)", 0xd00},
+    };
+    unsigned bad = 0;
+    for (unsigned i = 0; i < sizeof want / sizeof want[0]; ++i) {
+        const bool ok = r[i] == want[i].want;
+        bad += !ok;
+        println("shadow.test: {} {}: {:#x} (want {:#x})", ok ? "ok  " : "FAIL", want[i].what, r[i], want[i].want);
+    }
+    const auto& st = g.shadow_stats();
+    const auto& ms = g.shadow(0).stats();
+    println("shadow.test: {} fills, {} #PF injected, {} table writes, {} WP=0 writes, {} CR3 writes, {} INVLPG, "
+            "{} full flushes; {} shadow pages live, {} allocated",
+            st.fills, st.injected, st.table_writes, st.wp0_writes, st.cr3_writes, st.invlpg, st.flushes, ms.live_pages,
+            ms.allocations);
+    if (st.injected != 4 || st.invlpg < 1 || st.cr3_writes < 5 || st.wp0_writes != 1 || st.table_writes < 1)
+        return fail(errc::fault, "shadow exit counters do not match what the guest did");
+
+    // The same kinds of checks from a 32-bit guest with legacy paging (a PAE shadow).
+    static vm::guest g32{h};
+    HV_TRY(run_guest(pc, g32, vm::paging::shadow, 2, 2));
+    const auto* r32 = at<std::uint32_t>(g32, results_gpa);
+    const expectation want32[] = {
+        {"32-bit: 4 MiB page", 0x41414141},
+        {"32-bit: space B reads frame B", 0x42424242},
+        {"32-bit: PTE after a read: A, not D", 0x281023},
+        {"32-bit: CR3 read back", 0x300000},
+        {"32-bit: boot space again", 0x41414141},
+        {"32-bit: #PF not present: error code", 0},
+        {"32-bit: #PF not present: CR2", 0x40001000},
+        {"32-bit: #PF write to read-only: error code", 3},
+        {"32-bit: #PF write to read-only: CR2", 0x40002000},
+        {"32-bit: edited PTE + INVLPG: new frame", 0x41414141},
+        {"32-bit: #PF count", 2},
+    };
+    for (unsigned i = 0; i < sizeof want32 / sizeof want32[0]; ++i) {
+        const bool ok = r32[i] == want32[i].want;
+        bad += !ok;
+        println("shadow.test: {} {}: {:#x} (want {:#x})", ok ? "ok  " : "FAIL", want32[i].what, r32[i], want32[i].want);
+    }
+    println("shadow.test: 32-bit guest: {} fills, {} #PF injected", g32.shadow_stats().fills,
+            g32.shadow_stats().injected);
+    if (g32.shadow(0).format() != mmu::shadow_format::pae) return fail(errc::fault, "32-bit guest not on a PAE shadow");
+    if (bad) return fail(errc::fault, "guest saw wrong paging behaviour");
+    return {};
+
+}
+
+HV_PROGRAM(shadow_bench, "shadow.bench", "ticks: fault fill, CR3 switch warm/cold, address-space churn; shadow vs nested") {
+    static vm::physical_cpu pc;
+    HV_TRY(enable(pc));
+    static vm::zeroed_frames f{ctx.pages};
+    static vm::host_memory h{mmu::page_allocator_ref::to(f)};
+    static vm::guest shadowed{h}, nested{h};
+    struct one {
+        vm::guest* g;
+        vm::paging mmu;
+        const char* name;
+    } runs[] = {{&shadowed, vm::paging::shadow, "shadow"}, {&nested, vm::paging::nested, "nested"}};
+    std::uint64_t workload[2] = {};
+    for (unsigned i = 0; i < 2; ++i) {
+        if (runs[i].mmu == vm::paging::nested && !nested_available(pc)) {
+            println("shadow.bench: no EPT/NPT on this CPU: nested runs skipped");
+            break;
+        }
+        HV_TRY(run_guest(pc, *runs[i].g, runs[i].mmu, 1, static_cast<std::uint16_t>(1 + i)));
+        const auto* b = at<std::uint64_t>(*runs[i].g, bench_gpa);
+        char name[64];
+        fmt::format_to(name, sizeof name, "vm.{}.fault_fill", runs[i].name);
+        rt::bench_report(name, 256, b[0] / 256, "ticks");
+        fmt::format_to(name, sizeof name, "vm.{}.cr3_switch_warm", runs[i].name);
+        rt::bench_report(name, 1000, b[1] / 1000, "ticks");
+        fmt::format_to(name, sizeof name, "vm.{}.cr3_switch_cold", runs[i].name);
+        rt::bench_report(name, 200, b[2] / 200, "ticks");
+        fmt::format_to(name, sizeof name, "vm.{}.address_space_churn", runs[i].name);
+        rt::bench_report(name, 100, b[3] / 100, "ticks");
+        workload[i] = b[3];
+        if (runs[i].mmu == vm::paging::shadow) {
+            const auto& st = runs[i].g->shadow_stats();
+            const auto& ms = runs[i].g->shadow(0).stats();
+            println("shadow.bench: {} exits: {} fills, {} #PF injected, {} table writes ({} tables unshadowed), {} "
+                    "CR3 writes, {} full flushes; shadow pages: {} allocated, {} evicted",
+                    runs[i].g->vcpu(0).log.total(), st.fills, st.injected, st.table_writes, st.unshadowed,
+                    st.cr3_writes, st.flushes, ms.allocations, ms.evictions);
+        }
+    }
+    if (workload[1]) println("shadow.bench: address-space churn shadow/nested = {}.{}x", workload[0] / workload[1],
+                             (workload[0] * 10 / workload[1]) % 10);
+    return {};
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Boots Debian's Linux kernel as an HVM guest of examples/hvm and checks the run.
+
+  run.py --cache DIR --work DIR --hvimage HVIMAGE --hvm HVM.ELF --guest-cmdline S
+         --cmdline S -- CHECK.PY ARGS... (the argument @ISO@ becomes the image)
+
+DIR (filled by `./dev linux-guest`, which `./dev test` runs) holds vmlinuz and busybox
+extracted from Debian's packages. Without them the test is skipped (exit 77).
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mkinitramfs  # noqa: E402
+
+SKIP = 77
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for opt in ("--cache", "--work", "--hvimage", "--hvm", "--guest-cmdline", "--cmdline"):
+        ap.add_argument(opt, required=True)
+    ap.add_argument("check", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    check = a.check[1:] if a.check[:1] == ["--"] else a.check
+    kernel = os.path.join(a.cache, "vmlinuz")
+    busybox = os.path.join(a.cache, "busybox")
+    missing = [p for p in (kernel, busybox) if not os.path.isfile(p)]
+    if missing:
+        print(f"SKIP: {', '.join(missing)} missing: run `./dev linux-guest` to fetch Debian's kernel and busybox")
+        return SKIP
+    os.makedirs(a.work, exist_ok=True)
+    initrd = os.path.join(a.work, "initramfs.cpio")
+    with open(busybox, "rb") as f:
+        blob = mkinitramfs.build(f.read())
+    with open(initrd, "wb") as f:
+        f.write(blob)
+    iso = os.path.join(a.work, "linux.iso")
+    subprocess.run([a.hvimage, "--kernel", a.hvm, "--guest", kernel, "--guest-cmdline", a.guest_cmdline,
+                    "--module", initrd, "--cmdline", a.cmdline, "-o", iso], check=True)
+    cmd = [sys.executable] + [iso if x == "@ISO@" else x for x in check]
+    return subprocess.run(cmd).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+#include "libhv/vm/xen_unplug.hpp"
+#include <doctest/doctest.h>
+#include <vector>
+
+namespace {
+
+using hv::vm::xen_unplug_ports;
+
+struct recorded {
+    std::vector<std::uint16_t> in_ports, out_ports;
+    static std::uint32_t in(void* c, std::uint16_t port, std::uint8_t) {
+        static_cast<recorded*>(c)->in_ports.push_back(port);
+        return 0x5a;
+    }
+    static void out(void* c, std::uint16_t port, std::uint8_t, std::uint32_t) {
+        static_cast<recorded*>(c)->out_ports.push_back(port);
+    }
+};
+
+} // namespace
+
+TEST_CASE("xen_unplug_ports: magic and version, masks ORed, other ports to the device model") {
+    recorded dm;
+    xen_unplug_ports x{{&dm, &recorded::in, &recorded::out}};
+    const hv::cpu::io_ports p = x.ports();
+    CHECK(p.in(p.ctx, 0x10, 2) == 0x49d2);
+    CHECK(p.in(p.ctx, 0x12, 1) == 1);
+    CHECK(p.in(p.ctx, 0x10, 1) == 0xff);  // only the 16-bit read is the magic
+    CHECK(p.in(p.ctx, 0x11, 4) == 0xffffffffu);
+    CHECK(x.unplugged() == 0);
+    p.out(p.ctx, 0x10, 2, xen_unplug_ports::ide_disks);
+    p.out(p.ctx, 0x10, 2, xen_unplug_ports::nics);
+    p.out(p.ctx, 0x10, 1, 0xff);  // a byte write is no unplug request
+    CHECK(x.unplugged() == (xen_unplug_ports::ide_disks | xen_unplug_ports::nics));
+    CHECK(x.requests() == 2);
+    CHECK(p.in(p.ctx, 0x3f8, 1) == 0x5a);
+    p.out(p.ctx, 0xf4, 1, 0x31);
+    p.out(p.ctx, 0x14, 2, 1);  // just past the platform ports
+    CHECK(dm.in_ports == std::vector<std::uint16_t>{0x3f8});
+    CHECK(dm.out_ports == std::vector<std::uint16_t>{0xf4, 0x14});
+    CHECK(dm.in_ports.size() == 1);
+}
+
+TEST_CASE("xen_unplug_ports: without a device model, other ports are open bus") {
+    xen_unplug_ports x;
+    const hv::cpu::io_ports p = x.ports();
+    CHECK(p.in(p.ctx, 0x60, 1) == 0xff);
+    CHECK(p.in(p.ctx, 0x60, 2) == 0xffff);
+    p.out(p.ctx, 0x60, 1, 0);  // vanishes
+    CHECK(x.requests() == 0);
+}
