@@ -91,6 +91,9 @@ void attachment::entry(cpu::vcpu& v, void* ctx) {
     if (s.start_pending) a.start(s);
     a.m_->poll();
     if (a.m_->cpu(s.index).take_nmi()) v.inject_nmi();
+    // A guest that spins without exits must still leave by the next deadline (on metal the
+    // machine's clock is the host TSC, which the backends' preemption counts).
+    v.set_preemption_deadline(a.m_->next_deadline().value_or(0));
 }
 
 void attachment::park(slot& s) {

@@ -36,6 +36,7 @@ struct vcpu_arch {
     bool launched = false;
     std::uint32_t proc_in_vmcs = 0;  // primary controls as last written (window bits vary)
     bool windows_on = false;         // an interrupt or NMI window was requested at the last entry
+    bool timer_armed = false;        // a preemption deadline was set at the last entry
     std::uint8_t* io_bitmaps = nullptr;  // 2 pages: A then B
     std::uint8_t* msr_bitmap = nullptr;
     bool software_checks = true;
