@@ -168,7 +168,9 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
     if (d || a.events_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
     b.state.rax = v.state.regs.rax;
     b.state.rsp = v.state.regs.rsp;
-    const bool timed = (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
+    // The deadline comes from the entry hook: entries without one (d == nullptr, the hot
+    // path) have nothing to arm.
+    const bool timed = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
     hv_svm_enter(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa);
     if (timed) [[unlikely]] {
         asm volatile("cli" ::: "memory");

@@ -319,7 +319,9 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
     }
     if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
 
-    const bool host_timer = (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
+    // The deadline comes from the entry hook: entries without one (d == nullptr, the hot
+    // path) have nothing to arm.
+    const bool host_timer = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
     const int r = hv_vmx_enter(&v.state.regs, a.launched);
     if (host_timer) [[unlikely]] cpu::host_timer::take_pending();
     if (r != 0) [[unlikely]] return entry_refused(v, r, out);
