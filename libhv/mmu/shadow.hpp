@@ -348,6 +348,9 @@ private:
     void reset_cache() {
         for (auto& b : buckets_) b = none;
         for (auto& w : writable_anywhere_) w = 0;
+        for (auto& b : writable_refs_)
+            for (auto& r : b) r = writable_ref{};
+        writable_refs_overflowed_ = false;
         free_ = none;
         for (std::size_t i = MaxPages; i-- > 0;) {
             pages_[i] = page{};
@@ -441,6 +444,17 @@ private:
     void write_protect(std::uint64_t gpa, bool& flush) {
         const auto hpa = guest_->backing(gpa & ~page_offset_mask);
         if (!hpa) return;
+        if (!writable_refs_overflowed_) {
+            for (writable_ref& r : writable_refs_[writable_bucket(*hpa)]) {
+                if (r.frame != *hpa) continue;
+                if (std::uint64_t* e = live_writable(r)) {
+                    store_entry<std::uint64_t>(e, load_entry<std::uint64_t>(e) & ~x86_pte::writable);
+                    flush = true;
+                }
+                r = writable_ref{};
+            }
+            return;
+        }
         const unsigned h = shadow_detail::filter_hash(*hpa);
         if (!(writable_anywhere_[h / 64] & bit(h % 64))) return;
         const unsigned ph = h % 256;
@@ -455,6 +469,42 @@ private:
                 }
             }
         }
+    }
+
+    // Writable level-1 shadow entries by the host frame they map, so that write-protecting
+    // a frame that becomes a tracked guest table visits only those entries. A reference
+    // may be stale (the entry was since zapped, its page freed or reused): it counts only
+    // while the entry it names still maps that frame writable. When a bucket has no room,
+    // write_protect falls back to scanning every level-1 page (the bloom filters) until
+    // the cache is next dropped.
+    struct writable_ref {
+        std::uint64_t frame = 0;
+        std::uint32_t page = none;
+        std::uint32_t slot = 0;
+    };
+    static constexpr std::size_t writable_buckets = 512, writable_ways = 8;
+
+    static std::size_t writable_bucket(std::uint64_t hpa) {
+        return shadow_detail::hash_frame(hpa >> page_shift) & (writable_buckets - 1);
+    }
+
+    std::uint64_t* live_writable(const writable_ref& r) {
+        if (r.page == none || !pages_[r.page].live || pages_[r.page].key.level != 1) return nullptr;
+        auto* e = static_cast<std::uint64_t*>(host_->host_pointer(pages_[r.page].hpa + r.slot * 8, true));
+        const std::uint64_t v = load_entry<std::uint64_t>(e);
+        const std::uint64_t want = x86_pte::present | x86_pte::writable;
+        return (v & want) == want && (v & shadow_detail::entry_addr) == r.frame ? e : nullptr;
+    }
+
+    void note_writable(std::uint64_t hpa, std::uint32_t page, unsigned slot) {
+        if (writable_refs_overflowed_) return;
+        writable_ref* room = nullptr;
+        for (writable_ref& r : writable_refs_[writable_bucket(hpa)]) {
+            if (r.frame == hpa && r.page == page && r.slot == slot) return;
+            if (!room && (r.page == none || !live_writable(r))) room = &r;
+        }
+        if (room) *room = {hpa, page, slot};
+        else writable_refs_overflowed_ = true;
     }
 
     result<std::uint32_t> get_page(const shadow_key& k, bool& flush) {
@@ -609,6 +659,7 @@ private:
             pages_[cur].writable_filter[(h % 256) / 64] |= bit(h % 64);
         }
         const unsigned index = static_cast<unsigned>((gva >> page_shift) & 511);
+        if (writable) note_writable(*hpa, cur, index);
         update(host_->host_pointer(pages_[cur].hpa + index * 8, true), *hpa | leaf, flush);
         return true;
     }
@@ -659,6 +710,8 @@ private:
     std::array<std::uint32_t, bucket_count> buckets_{};
     // Frames ever mapped writable since the last drop_all (bloom, never cleared).
     std::array<std::uint64_t, 64> writable_anywhere_{};
+    std::array<std::array<writable_ref, writable_ways>, writable_buckets> writable_refs_{};
+    bool writable_refs_overflowed_ = false;
     std::uint32_t free_ = none;
     std::uint32_t root_ = none;
     std::uint32_t hand_ = 0;
