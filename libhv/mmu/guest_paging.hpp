@@ -78,6 +78,14 @@ struct gva_result {
     x86_rights rights{};           // ok: rights over the whole walk
 };
 
+// The entries a successful walk used, by level (1 = PTE), as they are after the walk's
+// A/D updates, and the guest-physical table each lies in (for shadow paging).
+struct guest_walk_path {
+    std::array<std::uint64_t, 5> entry{};
+    std::array<std::uint64_t, 5> table{};
+    unsigned leaf_level = 0;  // 0: no paging
+};
+
 // A guest-virtual copy's fault descriptor.
 struct guest_fault {
     gva_status status = gva_status::ok;
@@ -95,7 +103,7 @@ namespace detail {
 
 template <class F, physical_memory M>
 gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, const guest_paging& regs,
-                      guest_access access) {
+                      guest_access access, guest_walk_path* used = nullptr) {
     using entry_type = typename F::entry_type;
     struct visited {
         std::uint64_t pa;
@@ -133,6 +141,14 @@ gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, 
             void* p = mem.host_pointer(path[i].pa, true);
             if (!p) return {gva_status::unbacked_gpa, path[i].pa};
             set_entry_bits(p, want);
+            path[i].value |= want;
+        }
+    }
+    if (used) {
+        used->leaf_level = end.level;
+        for (unsigned i = 0; i < depth; ++i) {
+            used->entry[path[i].level] = path[i].value;
+            used->table[path[i].level] = path[i].pa & ~page_offset_mask;
         }
     }
     const auto leaf = static_cast<entry_type>(end.entry);
@@ -142,9 +158,10 @@ gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, 
 
 } // namespace detail
 
+// `used`, when given, receives the entries of a successful walk.
 template <physical_memory M>
 gva_result translate_gva(M& guest_physical, const guest_paging& regs, const paging_features& cpu,
-                         std::uint64_t gva, guest_access access) {
+                         std::uint64_t gva, guest_access access, guest_walk_path* used = nullptr) {
     constexpr std::uint64_t low32 = 0xffff'ffff;
     switch (regs.mode()) {
     case paging_mode::off: return {gva_status::ok, gva & low32, page_size, 0, {}};
@@ -152,13 +169,13 @@ gva_result translate_gva(M& guest_physical, const guest_paging& regs, const pagi
         legacy32_format f;
         f.maxphyaddr = cpu.maxphyaddr;
         f.pse = regs.cr4 & cr4::pse;
-        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(31, 12), gva & low32, regs, access);
+        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(31, 12), gva & low32, regs, access, used);
     }
     case paging_mode::pae: {
         pae_format f;
         f.maxphyaddr = cpu.maxphyaddr;
         f.nx = regs.efer & efer::nxe;
-        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(31, 5), gva & low32, regs, access);
+        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(31, 5), gva & low32, regs, access, used);
     }
     case paging_mode::four_level: {
         if (!canonical48(gva)) return {gva_status::non_canonical};
@@ -166,7 +183,8 @@ gva_result translate_gva(M& guest_physical, const guest_paging& regs, const pagi
         f.maxphyaddr = cpu.maxphyaddr;
         f.nx = regs.efer & efer::nxe;
         f.gbpages = cpu.gbpages;
-        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(cpu.maxphyaddr - 1, 12), gva, regs, access);
+        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(cpu.maxphyaddr - 1, 12), gva, regs, access,
+                                  used);
     }
     }
     return {gva_status::non_canonical};

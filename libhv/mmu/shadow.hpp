@@ -175,13 +175,14 @@ public:
 
         std::uint64_t gpa;
         x86_rights rights{};
+        guest_walk_path path;
         if (mode_ == paging_mode::off) {
             gva &= 0xffff'ffff;
             gpa = gva;
             rights.write = true;
         } else {
             if (mode_ != paging_mode::four_level) gva &= 0xffff'ffff;
-            const gva_result r = translate_gva(*guest_, regs, cpu_, gva, access);
+            const gva_result r = translate_gva(*guest_, regs, cpu_, gva, access, &path);
             switch (r.status) {
             case gva_status::page_fault: return {pf_outcome::inject, r.error_code, 0};
             case gva_status::non_canonical: return {pf_outcome::unhandled, 0, gva};
@@ -196,9 +197,27 @@ public:
         if (!region || region->kind == region_kind::mmio || (write && region->kind == region_kind::rom))
             return {pf_outcome::mmio, 0, gpa};
         if (write && !rights.write) return {pf_outcome::emulate_write, 0, gpa};
-        if (write && tracked(gpa)) return {pf_outcome::tracked_table_write, 0, gpa};
+        if (write && tracked(gpa)) {
+            tracked_write_ = {gva, gpa, path, true};
+            return {pf_outcome::tracked_table_write, 0, gpa};
+        }
 
-        if (!fill(gva, gpa, out.flush_tlb)) return {pf_outcome::unhandled, 0, gpa, out.flush_tlb};
+        if (!fill(gva, gpa, path, out.flush_tlb)) return {pf_outcome::unhandled, 0, gpa, out.flush_tlb};
+        ++stats_.fills;
+        return out;
+    }
+
+    // After handle_page_fault reported a tracked_table_write and unshadow() stopped
+    // tracking that frame: maps the write's page from the walk that fault already did
+    // (nothing ran in the guest in between), without walking again. Not `fixed` when the
+    // frame is still tracked (it holds another table): the caller emulates the write.
+    [[nodiscard]] pf_result map_unshadowed_write() {
+        pf_result out;
+        const tracked_write w = tracked_write_;
+        tracked_write_.valid = false;
+        if (!w.valid || tracked(w.gpa)) return {pf_outcome::tracked_table_write, 0, w.gpa};
+        ++clock_;
+        if (!fill(w.gva, w.gpa, w.path, out.flush_tlb)) return {pf_outcome::unhandled, 0, w.gpa, out.flush_tlb};
         ++stats_.fills;
         return out;
     }
@@ -539,38 +558,12 @@ private:
         if ((cur & x86_pte::present) && want != (cur | x86_pte::writable)) flush = true;
     }
 
-    struct guest_path {
-        std::array<std::uint64_t, 5> entry{};  // by guest level
-        std::array<std::uint64_t, 5> table{};  // gpa of the table holding entry[level]
-        unsigned leaf_level = 0;               // 0: no guest paging (identity)
-        bool complete = false;
+    struct tracked_write {
+        std::uint64_t gva = 0;
+        std::uint64_t gpa = 0;
+        guest_walk_path path{};
+        bool valid = false;
     };
-
-    guest_path read_path(std::uint64_t gva) {
-        guest_path path;
-        auto record = [&](unsigned level, std::uint64_t entry_pa, auto e) {
-            path.entry[level] = e;
-            path.table[level] = entry_pa & ~page_offset_mask;
-            return true;
-        };
-        walk_end end{};
-        switch (mode_) {
-        case paging_mode::off: path.complete = true; return path;
-        case paging_mode::legacy32: {
-            legacy32_format f;
-            f.pse = pse_;
-            end = walk(f, *guest_, regs_.cr3 & bits(31, 12), gva, record);
-            break;
-        }
-        case paging_mode::pae: end = walk(pae_format{}, *guest_, regs_.cr3 & bits(31, 5), gva, record); break;
-        case paging_mode::four_level:
-            end = walk(x86_64_format{}, *guest_, regs_.cr3 & bits(cpu_.maxphyaddr - 1, 12), gva, record);
-            break;
-        }
-        path.leaf_level = end.level;
-        path.complete = end.stop == walk_stop::leaf;
-        return path;
-    }
 
     // The guest's W/U/NX of one entry, as shadow bits.
     std::uint64_t mirrored_rights(std::uint64_t e) const {
@@ -580,7 +573,7 @@ private:
     }
 
     // The direct-table attributes of a large guest leaf (or of no paging).
-    std::uint8_t large_attrs(const guest_path& path) const {
+    std::uint8_t large_attrs(const guest_walk_path& path) const {
         if (path.leaf_level == 0) return 1;
         const std::uint64_t e = path.entry[path.leaf_level];
         const unsigned pat = (e & x86_pte::write_through ? 1 : 0) | (e & x86_pte::cache_disable ? 2 : 0) |
@@ -590,16 +583,15 @@ private:
     }
 
     // The guest level a shadow level mirrors (0: none, the entry lies inside a direct region).
-    unsigned guest_level_of(unsigned s, const guest_path& path) const {
+    unsigned guest_level_of(unsigned s, const guest_walk_path& path) const {
         unsigned g = s;
         if (mode_ == paging_mode::off) return 0;
         if (mode_ == paging_mode::legacy32 && s == 3) return 0;
         return g >= path.leaf_level ? g : 0;
     }
 
-    bool fill(std::uint64_t gva, std::uint64_t gpa, bool& flush) {
-        const guest_path path = read_path(gva);
-        if (!path.complete) return true;  // the guest's tables changed under us: retry
+    // `path`: the guest walk that translated gva to gpa (with paging off, none).
+    bool fill(std::uint64_t gva, std::uint64_t gpa, const guest_walk_path& path, bool& flush) {
         const bool pae_shadow = format() == shadow_format::pae;
         std::uint32_t cur = root_;
         for (unsigned s = shadow_levels(); s >= 2; --s) {
@@ -706,6 +698,7 @@ private:
     bool pending_flush_ = false;
     std::uint64_t clock_ = 0;
     std::uint64_t switch_clock_ = 0;  // clock_ at the last set_guest_paging
+    tracked_write tracked_write_{};   // the last tracked_table_write reported
     std::array<page, MaxPages> pages_{};
     std::array<std::uint32_t, bucket_count> buckets_{};
     // Frames ever mapped writable since the last drop_all (bloom, never cleared).

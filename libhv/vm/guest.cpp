@@ -543,7 +543,7 @@ void guest::on_shadow_pf(cpu::vcpu& v, const cpu::exit_info& e) {
         w = {};
         ++g.shadow_stats_.unshadowed;
         if (*flush) g.shadow_flush(v, cpu::tlb_flush::all);
-        const mmu::pf_result again = s.handle_page_fault(gva, e.exception.error_code, regs.cpl, regs.rflags);
+        const mmu::pf_result again = s.map_unshadowed_write();
         if (again.flush_tlb) g.shadow_flush(v, cpu::tlb_flush::all);
         if (again.outcome == mmu::pf_outcome::fixed) return;
         break;  // the page also holds another shadowed table: emulate
