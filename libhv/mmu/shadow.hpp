@@ -246,17 +246,36 @@ public:
     // once the faulting write is retried (handle_page_fault then maps it writable). It is
     // shadowed again when a walk needs it. Refused (nullopt) for the current root.
     // The value: true when the TLB must be flushed.
-    [[nodiscard]] std::optional<bool> unshadow(std::uint64_t gpa) {
+    // With idle_ancestors, the tables above it that no fill used since the last CR3 load
+    // (an address space being torn down while another runs) go too, so that its other
+    // tables' teardown writes do not fault one by one; never the current root.
+    [[nodiscard]] std::optional<bool> unshadow(std::uint64_t gpa, bool idle_ancestors = false) {
         const std::uint64_t frame = gpa & ~page_offset_mask;
-        std::array<std::uint32_t, 8> found{};
+        std::array<std::uint32_t, 16> found{};
         std::size_t n = 0;
         for (std::uint32_t i = buckets_[bucket_of(frame)]; i != none; i = pages_[i].next) {
             if (pages_[i].key.direct || (pages_[i].key.gpa & ~page_offset_mask) != frame) continue;
-            if (i == root_ || n == found.size()) return std::nullopt;
+            if (i == root_ || n == 8) return std::nullopt;
             found[n++] = i;
         }
+        for (std::size_t k = 0, tables = n; idle_ancestors && k < tables; ++k) {
+            for (std::uint32_t p = pages_[found[k]].parent; p != none && n < found.size(); p = pages_[p].parent) {
+                const page& up = pages_[p];
+                if (!up.live || p == root_ || up.key.direct || up.stamp >= switch_clock_) break;
+                bool seen = false;
+                for (std::size_t j = 0; j < n; ++j) seen = seen || found[j] == p;
+                if (seen) break;
+                found[n++] = p;
+            }
+        }
         bool flush = false;
-        for (std::size_t k = 0; k < n; ++k) evict(found[k], flush);
+        std::array<std::uint64_t, 16> frames{};
+        for (std::size_t k = 0; k < n; ++k) {
+            frames[k] = pages_[found[k]].key.gpa & ~page_offset_mask;
+            evict(found[k], flush);
+        }
+        for (std::size_t k = 0; k < n; ++k)
+            if (!tracked(frames[k])) write_unprotect(frames[k]);
         return flush;
     }
 
@@ -330,6 +349,7 @@ private:
         bool referenced = false;            // used since the clock hand last passed
         std::uint16_t parent_slot = 0;
         std::uint32_t parent = none;        // the page holding the one slot linking this page
+        std::uint32_t generation = 0;       // which allocation of this slot (writable_ref)
     };
 
     void link(std::uint32_t child, std::uint32_t parent, unsigned slot) {
@@ -466,11 +486,10 @@ private:
         if (!writable_refs_overflowed_) {
             for (writable_ref& r : writable_refs_[writable_bucket(*hpa)]) {
                 if (r.frame != *hpa) continue;
-                if (std::uint64_t* e = live_writable(r)) {
-                    store_entry<std::uint64_t>(e, load_entry<std::uint64_t>(e) & ~x86_pte::writable);
-                    flush = true;
-                }
-                r = writable_ref{};
+                std::uint64_t* e = live_ref(r);
+                if (!e || !(load_entry<std::uint64_t>(e) & x86_pte::writable)) continue;
+                store_entry<std::uint64_t>(e, (load_entry<std::uint64_t>(e) & ~x86_pte::writable) | protected_mark);
+                flush = true;
             }
             return;
         }
@@ -496,34 +515,61 @@ private:
     // while the entry it names still maps that frame writable. When a bucket has no room,
     // write_protect falls back to scanning every level-1 page (the bloom filters) until
     // the cache is next dropped.
+    //
+    // A writable entry write-protected because its frame became a tracked table keeps its
+    // reference and is marked (protected_mark, a bit the CPU ignores); when the frame
+    // stops being tracked (unshadow), marked entries get W back at once instead of
+    // faulting again. The mark is exact: any rewrite of the entry (a zap, a fill) drops
+    // it, and an entry that survives unchanged still mirrors unchanged guest entries
+    // (writes to the tracked tables above it would have zapped it).
     struct writable_ref {
         std::uint64_t frame = 0;
         std::uint32_t page = none;
+        std::uint32_t generation = 0;
         std::uint32_t slot = 0;
     };
     static constexpr std::size_t writable_buckets = 512, writable_ways = 8;
+    static constexpr std::uint64_t protected_mark = bit(9);
 
     static std::size_t writable_bucket(std::uint64_t hpa) {
         return shadow_detail::hash_frame(hpa >> page_shift) & (writable_buckets - 1);
     }
 
-    std::uint64_t* live_writable(const writable_ref& r) {
-        if (r.page == none || !pages_[r.page].live || pages_[r.page].key.level != 1) return nullptr;
+    // The entry r names, while it still maps r.frame writable or marked.
+    std::uint64_t* live_ref(const writable_ref& r) {
+        if (r.page == none || !pages_[r.page].live || pages_[r.page].generation != r.generation ||
+            pages_[r.page].key.level != 1)
+            return nullptr;
         auto* e = static_cast<std::uint64_t*>(host_->host_pointer(pages_[r.page].hpa + r.slot * 8, true));
         const std::uint64_t v = load_entry<std::uint64_t>(e);
-        const std::uint64_t want = x86_pte::present | x86_pte::writable;
-        return (v & want) == want && (v & shadow_detail::entry_addr) == r.frame ? e : nullptr;
+        const bool kept = (v & x86_pte::present) && (v & (x86_pte::writable | protected_mark));
+        return kept && (v & shadow_detail::entry_addr) == r.frame ? e : nullptr;
     }
 
     void note_writable(std::uint64_t hpa, std::uint32_t page, unsigned slot) {
         if (writable_refs_overflowed_) return;
         writable_ref* room = nullptr;
+        const std::uint32_t gen = pages_[page].generation;
         for (writable_ref& r : writable_refs_[writable_bucket(hpa)]) {
-            if (r.frame == hpa && r.page == page && r.slot == slot) return;
-            if (!room && (r.page == none || !live_writable(r))) room = &r;
+            if (r.frame == hpa && r.page == page && r.slot == slot && r.generation == gen) return;
+            if (!room && !live_ref(r)) room = &r;
         }
-        if (room) *room = {hpa, page, slot};
+        if (room) *room = {hpa, page, gen, slot};
         else writable_refs_overflowed_ = true;
+    }
+
+    // The frame at guest-physical `frame` is no longer a tracked table: the entries that
+    // lost W when it became one get it back.
+    void write_unprotect(std::uint64_t frame) {
+        const auto hpa = guest_->backing(frame);
+        if (!hpa || writable_refs_overflowed_) return;
+        for (writable_ref& r : writable_refs_[writable_bucket(*hpa)]) {
+            if (r.frame != *hpa) continue;
+            std::uint64_t* e = live_ref(r);
+            if (!e) continue;
+            const std::uint64_t v = load_entry<std::uint64_t>(e);
+            if (v & protected_mark) store_entry<std::uint64_t>(e, (v & ~protected_mark) | x86_pte::writable);
+        }
     }
 
     result<std::uint32_t> get_page(const shadow_key& k, bool& flush) {
@@ -542,7 +588,7 @@ private:
         const std::uint32_t idx = free_;
         free_ = pages_[idx].next;
         page& p = pages_[idx];
-        p = page{k, *hpa, clock_, {}, buckets_[bucket_of(k.gpa)], true, false, false, 0, none};
+        p = page{k, *hpa, clock_, {}, buckets_[bucket_of(k.gpa)], true, false, false, 0, none, ++generation_};
         buckets_[bucket_of(k.gpa)] = idx;
         ++live_;
         ++stats_.allocations;
@@ -705,6 +751,7 @@ private:
     std::array<std::uint64_t, 64> writable_anywhere_{};
     std::array<std::array<writable_ref, writable_ways>, writable_buckets> writable_refs_{};
     bool writable_refs_overflowed_ = false;
+    std::uint32_t generation_ = 0;
     std::uint32_t free_ = none;
     std::uint32_t root_ = none;
     std::uint32_t hand_ = 0;

@@ -537,8 +537,9 @@ void guest::on_shadow_pf(cpu::vcpu& v, const cpu::exit_info& e) {
         const std::uint64_t frame = r.gpa & ~mmu::page_offset_mask;
         w.count = w.frame == frame ? w.count + 1 : 1;
         w.frame = frame;
-        if (w.count < 2 && s.used_since_switch(r.gpa)) break;
-        const auto flush = s.unshadow(r.gpa);
+        const bool idle = !s.used_since_switch(r.gpa);
+        if (w.count < 2 && !idle) break;
+        const auto flush = s.unshadow(r.gpa, idle);
         if (!flush) break;  // the current root: keep emulating
         w = {};
         ++g.shadow_stats_.unshadowed;
