@@ -27,6 +27,8 @@
 // guest entries. Shadows are thus never stale, so INVLPG and CR3 writes only need the
 // hardware TLB operation on the shadow (globals behave as the guest expects because
 // leaves copy G under CR4.PGE and the real CR4.PGE is the guest's).
+// Writable leaves are indexed by the host frame they map (writable_ref), so tracking a
+// new table clears W only where it is set; unshadow() gives those entries W back.
 // Mode changes (PG, PAE, LMA, PSE, NXE) drop the whole cache: they change how every
 // guest entry decodes.
 //
