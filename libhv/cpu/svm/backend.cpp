@@ -4,7 +4,8 @@
 #include "libhv/cpu/svm/insn_len.hpp"
 #include "libhv/cpu/svm/setup.hpp"
 
-extern "C" void hv_svm_enter(hv::cpu::gprs* regs, std::uint64_t vmcb_pa, std::uint64_t host_save_pa);
+extern "C" void hv_svm_run(hv::cpu::gprs* regs, std::uint64_t vmcb_pa, std::uint64_t host_save_pa, hv::cpu::vcpu* v);
+extern "C" int hv_svm_exit_handler(hv::cpu::vcpu* v);
 
 namespace hv::svm {
 
@@ -49,8 +50,10 @@ status prepare(cpu::vcpu& v) {
     c.intercepts3 = bits(intercept3::intr, intercept3::nmi, intercept3::smi, intercept3::init, intercept3::cpuid,
                          intercept3::hlt, intercept3::invlpga, intercept3::ioio_prot, intercept3::msr_prot,
                          intercept3::shutdown);
+    // XSETBV too: XCR0 is per vCPU, set by a handler and loaded by run() (as on VMX,
+    // where it always exits).
     c.intercepts4 = bits(intercept4::vmrun, intercept4::vmmcall, intercept4::vmload, intercept4::vmsave,
-                         intercept4::stgi, intercept4::clgi, intercept4::skinit);
+                         intercept4::stgi, intercept4::clgi, intercept4::skinit, intercept4::xsetbv);
     // Bochs 2.7 resets the whole machine on a guest triple fault instead of exiting with
     // SHUTDOWN: intercept #DF, after which a guest cannot recover anyway, and end it there.
     c.exception_intercepts = 1u << 8;
@@ -134,32 +137,63 @@ constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
     cpu::decode(raw, out);
 }
 
-void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out) {
-    vcpu_arch& a = arch(v);
-    vmcb& b = *a.block;
-    auto& c = b.control;
+// The state handlers changed (v.take_dirty()) into the VMCB, and the guest's RAX/RSP.
+[[gnu::always_inline]] inline void write_back(cpu::vcpu& v, vmcb& b) {
     if (const auto dirty = v.take_dirty()) {
         if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
         if (dirty & ~cpu::vcpu::dirty_rip) [[unlikely]] {
             if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
             if (dirty & cpu::vcpu::dirty_interruptibility)
-                c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
+                b.control.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
             if (dirty & cpu::vcpu::dirty_cr2) {
                 b.state.cr2 = v.state.cr2;
                 // Bochs 2.7's VMRUN reads the VMCB's CR2 but keeps the CPU's; hardware loads
                 // the VMCB's over this, so writing both is right on either.
                 x86::write_cr2(v.state.cr2);
             }
+            if (dirty & cpu::vcpu::dirty_xcr0) cpu::load_xcr0(v.state.xcr0);
         }
     }
-    if (d || a.events_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
     b.state.rax = v.state.regs.rax;
     b.state.rsp = v.state.regs.rsp;
-    hv_svm_enter(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa);
+}
+
+void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
+    vcpu_arch& a = arch(v);
+    vmcb& b = *a.block;
+    // CR2 is in the VMCB, but Bochs 2.7's VMRUN keeps the CPU's (another vCPU's, after a
+    // switch): put the guest's there too when it differs. #VMEXIT saves it to the VMCB.
+    // XCR0 is not switched at all (XSETBV is intercepted; see cpu::load_xcr0).
+    const std::uint64_t host_xcr0 = a.cpu->host_xcr0;
+    if (x86::read_cr2() != b.state.cr2) x86::write_cr2(b.state.cr2);
+    if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(v.state.xcr0);
+    write_back(v, b);
+    if (d || a.events_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
+    hv_svm_run(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa, &v);
+    v.state.cr2 = b.state.cr2;
+    if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(host_xcr0);
+}
+
+} // namespace
+
+// Called by switch.S after every #VMEXIT (GIF set again, the host's hidden state back),
+// with the guest's GPRs but RAX/RSP in v.state.regs. 0: enter again now; else
+// hv_svm_run returns to run(). Staying needs the handler to leave nothing for the vCPU
+// loop and no EVENTINJ or window to take down.
+extern "C" int hv_svm_exit_handler(cpu::vcpu* vp) {
+    cpu::vcpu& v = *vp;
+    vcpu_arch& a = arch(v);
+    vmcb& b = *a.block;
+    auto& c = b.control;
+    cpu::exit_info& out = v.log.slot();
     c.tlb_ctl = tlb_control::none;
     // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
     // state: keep ours. (No other exit code has its low 32 bits all ones.)
-    if (static_cast<std::uint32_t>(c.exitcode) == 0xffffffffu) [[unlikely]] return vmrun_refused(v, c.exitcode, out);
+    if (static_cast<std::uint32_t>(c.exitcode) == 0xffffffffu) [[unlikely]] {
+        vmrun_refused(v, c.exitcode, out);
+        (void)v.dispatch(out);
+        return 1;
+    }
     v.state.regs.rax = b.state.rax;
     v.state.regs.rsp = b.state.rsp;
     v.state.rip = b.state.rip;
@@ -168,7 +202,12 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
     v.state.efer = a.shadow_paging ? a.guest_efer : b.state.efer & ~x86::efer::svme;
     v.state.interruptibility = (c.interrupt_shadow & 1) ? 1 : 0;
     if (!cpu::decode_hot(exit_raw(a, v), out)) [[unlikely]] decode_other(a, v, out);
+    if (!v.dispatch(out) || a.events_on) [[unlikely]] return 1;
+    write_back(v, b);
+    return 0;
 }
+
+namespace {
 
 bool interrupts_open(const cpu::vcpu& v) {
     return (v.state.rflags & x86::rflags::if_) && !(v.state.interruptibility & 3);
@@ -310,7 +349,7 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 
 } // namespace
 
-const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length,
+const cpu::backend_ops ops{prepare,    run,        interrupts_open, instruction_length,
                            read_cr,    write_cr,     load_state,      flush_nested,
                            load_mode,  set_paging_root, flush_tlb,    write_efer};
 
@@ -325,6 +364,7 @@ status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.caps = p.caps;
     c.maxphyaddr = x86::cpuid(0x80000008).eax & 0xff;
     x86::wrmsr(msr::efer, x86::rdmsr(msr::efer) | x86::efer::svme);
+    c.host_xcr0 = cpu::current_xcr0();
     void* hsave = alloc(1);
     void* host_save = alloc(1);
     if (!hsave || !host_save) return fail(errc::no_memory, "host save areas");

@@ -17,6 +17,7 @@ struct cpu_context {
     cpu::page_alloc_fn alloc = nullptr;
     std::uint64_t hsave_pa = 0;
     std::uint64_t host_save_pa = 0;  // VMSAVE area for the host's hidden state
+    std::uint64_t host_xcr0 = 1;     // read at enable (see cpu::load_xcr0)
     std::uint64_t npt_root = 0;      // identity NPT shared by the smoke guests
 };
 

@@ -7,8 +7,9 @@
 #include "libhv/cpu/vmx/insn.hpp"
 #include "libhv/cpu/vmx/setup.hpp"
 
-extern "C" int hv_vmx_enter(hv::cpu::gprs* regs, std::uint64_t launched);
+extern "C" int hv_vmx_run(hv::cpu::gprs* regs, std::uint64_t launched, hv::cpu::vcpu* v);
 extern "C" char hv_vmx_exit[];
+extern "C" int hv_vmx_exit_handler(hv::cpu::vcpu* v);
 
 namespace hv::vmx {
 
@@ -274,9 +275,8 @@ event_type vmx_type(cpu::event_kind k) {
     cpu::decode(raw, out);
 }
 
-void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out) {
-    vcpu_arch& a = arch(v);
-    if (!make_current(a)) [[unlikely]] return entry_refused(v, 1, out);
+// The state handlers changed (v.take_dirty()) into the current VMCS.
+[[gnu::always_inline]] inline void write_back(cpu::vcpu& v) {
     if (const auto dirty = v.take_dirty()) {
         if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
         if (dirty & ~cpu::vcpu::dirty_rip) [[unlikely]] {
@@ -284,18 +284,17 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
             if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
             if (dirty & cpu::vcpu::dirty_interruptibility)
                 (void)write<field::guest_interruptibility>(v.state.interruptibility);
-            // The VMCS has no CR2: the guest runs with the CPU's, which libhv never faults on.
+            // The VMCS has no CR2 or XCR0: the guest runs with the CPU's (see run()).
             if (dirty & cpu::vcpu::dirty_cr2) x86::write_cr2(v.state.cr2);
+            if (dirty & cpu::vcpu::dirty_xcr0) cpu::load_xcr0(v.state.xcr0);
         }
     }
-    if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
+}
 
-    const int r = hv_vmx_enter(&v.state.regs, a.launched);
-    if (r != 0) [[unlikely]] return entry_refused(v, r, out);
-    a.launched = true;
-    // The exit: the state every handler may use, then as few exit-information fields as
-    // the reason needs (the hot instruction exits: none beyond the length, I/O its
-    // qualification).
+// The exit into the log's next slot: the state every handler may use, then as few
+// exit-information fields as the reason needs (the hot instruction exits: none beyond
+// the length, I/O its qualification).
+[[gnu::always_inline]] inline void read_exit(cpu::vcpu& v, cpu::exit_info& out) {
     cpu::vmx_exit_raw raw;
     raw.reason = read<field::exit_reason>();
     raw.rip = read<field::guest_rip>();
@@ -312,6 +311,52 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
     });
     if (!hot) [[unlikely]] decode_other(v, out);
 }
+
+void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
+    vcpu_arch& a = arch(v);
+    if (!make_current(a)) [[unlikely]] {
+        entry_refused(v, 1, v.log.slot());
+        (void)v.dispatch(v.log.slot());
+        return;
+    }
+    // VMX switches neither CR2 nor XCR0. The guest's CR2 goes into the CPU here (another
+    // vCPU, or a #PF of the hypervisor's, may have changed it since) and is saved when the
+    // loop returns: inside it only this vCPU's handlers run, and they change CR2 only
+    // through dirty_cr2. state.cr2 is therefore the guest's as of the last return here.
+    const std::uint64_t host_xcr0 = a.cpu->host_xcr0;
+    if (x86::read_cr2() != v.state.cr2) x86::write_cr2(v.state.cr2);
+    if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(v.state.xcr0);
+    write_back(v);
+    if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
+    const std::uint64_t exits = v.log.total();
+    const int r = hv_vmx_run(&v.state.regs, a.launched, &v);
+    if (v.log.total() != exits) a.launched = true;
+    v.state.cr2 = x86::read_cr2();
+    if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(host_xcr0);
+    if (r != 0) [[unlikely]] {
+        entry_refused(v, r, v.log.slot());
+        (void)v.dispatch(v.log.slot());
+    }
+}
+
+} // namespace
+
+// Called by switch.S at every exit, on the host stack of hv_vmx_run, with the guest's
+// GPRs in v.state.regs. 0: re-enter now (VMRESUME); else hv_vmx_run returns to run().
+// Staying needs the handler to leave nothing for the vCPU loop, no window request to
+// take down, and this VMCS still current (a handler may have touched another vCPU's).
+extern "C" int hv_vmx_exit_handler(cpu::vcpu* vp) {
+    cpu::vcpu& v = *vp;
+    cpu::exit_info& slot = v.log.slot();
+    read_exit(v, slot);
+    if (!v.dispatch(slot)) [[unlikely]] return 1;
+    const vcpu_arch& a = arch(v);
+    if (a.windows_on || a.cpu->current_vmcs != a.vmcs_pa) [[unlikely]] return 1;
+    write_back(v);
+    return 0;
+}
+
+namespace {
 
 bool interrupts_open(const cpu::vcpu& v) {
     return (v.state.rflags & x86::rflags::if_) && !(v.state.interruptibility & 3);
@@ -449,7 +494,7 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 
 } // namespace
 
-const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length,
+const cpu::backend_ops ops{prepare,    run,        interrupts_open, instruction_length,
                            read_cr,    write_cr,     load_state,      flush_nested,
                            load_mode,  set_paging_root, flush_tlb,    write_efer};
 
@@ -473,6 +518,7 @@ status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     region[0] = plan->revision;
     c.vmxon_pa = cpu::pa_of(region);
     if (vmxon(c.vmxon_pa) != insn_status::ok) return fail(errc::fault, "VMXON failed");
+    c.host_xcr0 = cpu::current_xcr0();
     c.ept_root = cpu::identity_nested_map(alloc, cpu::nested_format::ept);
     if (!c.ept_root) return fail(errc::no_memory, "EPT tables");
     return {};

@@ -54,7 +54,7 @@ std::uint64_t fake_read_cr(cpu::vcpu& v, unsigned cr) { return cr == 0 ? v.state
 hv::status fake_write_cr(cpu::vcpu&, unsigned, std::uint64_t) { return {}; }
 void fake_load_state(cpu::vcpu& v) { ++arch_of(v).state_loads; }
 void fake_flush(cpu::vcpu&) {}
-constexpr cpu::backend_ops fake_ops{fake_prepare, fake_enter, fake_open, fake_length,
+constexpr cpu::backend_ops fake_ops{fake_prepare, cpu::run_once<fake_enter>, fake_open, fake_length,
                                     fake_read_cr, fake_write_cr, fake_load_state, fake_flush};
 
 // Guest "linear memory": one flat buffer at linear 0x10000.
