@@ -33,7 +33,8 @@ template <class IoFields>
 [[gnu::always_inline]] inline bool decode_hot(const vmx_exit_raw& raw, exit_info& e, IoFields io_fields) {
     using x = vmx::exit_reason;
     const auto basic = vmx::exit_reason_field{raw.reason}.basic();
-    const auto len = static_cast<std::uint8_t>(raw.instruction_length <= 15 ? raw.instruction_length : 0);
+    // Defined (1..15) for every exit handled here (SDM 28.2.5), so taken as it is.
+    const auto len = static_cast<std::uint8_t>(raw.instruction_length);
     auto begin = [&](exit_reason r) { detail::begin_instruction_exit(e, r, vendor::vmx, raw.reason, raw.rip, len); };
     switch (basic) {
     case x::cpuid:

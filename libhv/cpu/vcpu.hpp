@@ -240,6 +240,8 @@ public:
     // Log an exit the backend decoded into log.slot() and run its handler. True: the
     // run loop has nothing to do (still runnable, no event, hook, interrupt source or
     // yield), so the backend writes back take_dirty() and re-enters at once.
+    // The decoder of an exit that can interrupt event delivery (not the hot instruction
+    // exits) calls requeue_interrupted(slot) before.
     [[gnu::always_inline]] bool dispatch(exit_info& slot) {
         exit_ = &slot;
         log.commit(slot);
@@ -247,10 +249,17 @@ public:
             fail("exit budget exhausted");
             return false;
         }
-        if (slot.interrupted.valid) [[unlikely]] events.requeue(slot.interrupted);
         handlers_[static_cast<std::size_t>(slot.reason)](*this, slot);
         return loop_flags_.word == 0 && events.empty();
     }
+    void requeue_interrupted(const exit_info& e) {
+        if (e.interrupted.valid) events.requeue(e.interrupted);
+    }
+    // The backend's loop must return to the vCPU loop at the next exit (e.g. its VMCS
+    // stopped being current, or an injection or window needs taking down); cleared when
+    // the backend enters from the vCPU loop again (end_return_request()).
+    void request_return() { loop_flags_.f.backend = 1; }
+    void end_return_request() { loop_flags_.f.backend = 0; }
 
     // ---- for the scheduler ----
     bool finished() const { return fiber_.finished(); }
@@ -283,7 +292,7 @@ private:
             vcpu_status status;  // runnable == 0
             bool yield;
             bool extras;  // an interrupt source or entry hook is set: no hot-path entry
-            std::uint8_t zero;
+            std::uint8_t backend;  // request_return()
         } f;
         std::uint32_t word;
     } loop_flags_{{vcpu_status::runnable, false, false, 0}};
@@ -307,6 +316,7 @@ template <void (*enter)(vcpu&, const event_queue::decision*, exit_info&)>
 void run_once(vcpu& v, const event_queue::decision* d) {
     exit_info& slot = v.log.slot();
     enter(v, d, slot);
+    v.requeue_interrupted(slot);
     (void)v.dispatch(slot);
 }
 

@@ -105,6 +105,8 @@ constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
         c.intercepts3 &= ~bits(intercept3::vintr);
     }
     a.events_on = d.inject.valid || d.irq_window;
+    // EVENTINJ and the window are taken down by run() after the next exit.
+    if (a.events_on) v.request_return();
 }
 
 // The exit as the decoders take it (after v.state was refreshed from the VMCB).
@@ -137,23 +139,24 @@ constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
     cpu::decode(raw, out);
 }
 
-// The state handlers changed (v.take_dirty()) into the VMCB, and the guest's RAX/RSP.
-[[gnu::always_inline]] inline void write_back(cpu::vcpu& v, vmcb& b) {
-    if (const auto dirty = v.take_dirty()) {
-        if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
-        if (dirty & ~cpu::vcpu::dirty_rip) [[unlikely]] {
-            if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
-            if (dirty & cpu::vcpu::dirty_interruptibility)
-                b.control.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
-            if (dirty & cpu::vcpu::dirty_cr2) {
-                b.state.cr2 = v.state.cr2;
-                // Bochs 2.7's VMRUN reads the VMCB's CR2 but keeps the CPU's; hardware loads
-                // the VMCB's over this, so writing both is right on either.
-                x86::write_cr2(v.state.cr2);
-            }
-            if (dirty & cpu::vcpu::dirty_xcr0) cpu::load_xcr0(v.state.xcr0);
-        }
+// The state handlers changed (v.take_dirty()) into the VMCB (mostly RIP alone), and the
+// guest's RAX/RSP.
+[[gnu::noinline]] void write_back_more(cpu::vcpu& v, vmcb& b, std::uint8_t dirty) {
+    if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
+    if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
+    if (dirty & cpu::vcpu::dirty_interruptibility) b.control.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
+    if (dirty & cpu::vcpu::dirty_cr2) {
+        b.state.cr2 = v.state.cr2;
+        // Bochs 2.7's VMRUN reads the VMCB's CR2 but keeps the CPU's; hardware loads the
+        // VMCB's over this, so writing both is right on either.
+        x86::write_cr2(v.state.cr2);
     }
+    if (dirty & cpu::vcpu::dirty_xcr0) cpu::load_xcr0(v.state.xcr0);
+}
+[[gnu::always_inline]] inline void write_back(cpu::vcpu& v, vmcb& b) {
+    const auto dirty = v.take_dirty();
+    if (dirty == cpu::vcpu::dirty_rip) [[likely]] b.state.rip = v.state.rip;
+    else if (dirty) write_back_more(v, b, dirty);
     b.state.rax = v.state.regs.rax;
     b.state.rsp = v.state.regs.rsp;
 }
@@ -168,6 +171,7 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     if (x86::read_cr2() != b.state.cr2) x86::write_cr2(b.state.cr2);
     if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(v.state.xcr0);
     write_back(v, b);
+    v.end_return_request();
     if (d || a.events_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
     hv_svm_run(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa, &v);
     v.state.cr2 = b.state.cr2;
@@ -179,7 +183,7 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
 // Called by switch.S after every #VMEXIT (GIF set again, the host's hidden state back),
 // with the guest's GPRs but RAX/RSP in v.state.regs. 0: enter again now; else
 // hv_svm_run returns to run(). Staying needs the handler to leave nothing for the vCPU
-// loop and no EVENTINJ or window to take down.
+// loop; EVENTINJ or a window to take down request_return() (apply_events).
 extern "C" int hv_svm_exit_handler(cpu::vcpu* vp) {
     cpu::vcpu& v = *vp;
     vcpu_arch& a = arch(v);
@@ -201,8 +205,11 @@ extern "C" int hv_svm_exit_handler(cpu::vcpu* vp) {
     v.state.cr0 = a.shadow_paging ? a.guest_cr0 : b.state.cr0;
     v.state.efer = a.shadow_paging ? a.guest_efer : b.state.efer & ~x86::efer::svme;
     v.state.interruptibility = (c.interrupt_shadow & 1) ? 1 : 0;
-    if (!cpu::decode_hot(exit_raw(a, v), out)) [[unlikely]] decode_other(a, v, out);
-    if (!v.dispatch(out) || a.events_on) [[unlikely]] return 1;
+    if (!cpu::decode_hot(exit_raw(a, v), out)) [[unlikely]] {
+        decode_other(a, v, out);
+        v.requeue_interrupted(out);
+    }
+    if (!v.dispatch(out)) [[unlikely]] return 1;
     write_back(v, b);
     return 0;
 }

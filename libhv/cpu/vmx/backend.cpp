@@ -87,6 +87,8 @@ host_state current_host() {
 }
 
 [[gnu::noinline]] bool load_current(vcpu_arch& a) {
+    // The vCPU whose loop runs (a handler of it is here) loses its current VMCS.
+    if (a.cpu->in_loop) a.cpu->in_loop->request_return();
     if (vmptrld(a.vmcs_pa) != insn_status::ok) return false;
     a.cpu->current_vmcs = a.vmcs_pa;
     return true;
@@ -231,6 +233,9 @@ event_type vmx_type(cpu::event_kind k) {
         a.proc_in_vmcs = procv;
     }
     a.windows_on = d.irq_window || d.nmi_window;
+    // The event that asked for a window still waits (events not empty) and would end the
+    // loop at the next exit anyway; this says so where the window is set.
+    if (a.windows_on) v.request_return();
 }
 
 [[gnu::noinline]] void entry_refused(cpu::vcpu& v, int r, cpu::exit_info& out) {
@@ -275,20 +280,20 @@ event_type vmx_type(cpu::event_kind k) {
     cpu::decode(raw, out);
 }
 
-// The state handlers changed (v.take_dirty()) into the current VMCS.
+// The state handlers changed (v.take_dirty()) into the current VMCS: mostly RIP alone.
+[[gnu::noinline]] void write_back_more(cpu::vcpu& v, std::uint8_t dirty) {
+    if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
+    if (dirty & cpu::vcpu::dirty_rflags) (void)write<field::guest_rflags>(v.state.rflags);
+    if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
+    if (dirty & cpu::vcpu::dirty_interruptibility) (void)write<field::guest_interruptibility>(v.state.interruptibility);
+    // The VMCS has no CR2 or XCR0: the guest runs with the CPU's (see run()).
+    if (dirty & cpu::vcpu::dirty_cr2) x86::write_cr2(v.state.cr2);
+    if (dirty & cpu::vcpu::dirty_xcr0) cpu::load_xcr0(v.state.xcr0);
+}
 [[gnu::always_inline]] inline void write_back(cpu::vcpu& v) {
-    if (const auto dirty = v.take_dirty()) {
-        if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
-        if (dirty & ~cpu::vcpu::dirty_rip) [[unlikely]] {
-            if (dirty & cpu::vcpu::dirty_rflags) (void)write<field::guest_rflags>(v.state.rflags);
-            if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
-            if (dirty & cpu::vcpu::dirty_interruptibility)
-                (void)write<field::guest_interruptibility>(v.state.interruptibility);
-            // The VMCS has no CR2 or XCR0: the guest runs with the CPU's (see run()).
-            if (dirty & cpu::vcpu::dirty_cr2) x86::write_cr2(v.state.cr2);
-            if (dirty & cpu::vcpu::dirty_xcr0) cpu::load_xcr0(v.state.xcr0);
-        }
-    }
+    const auto dirty = v.take_dirty();
+    if (dirty == cpu::vcpu::dirty_rip) [[likely]] (void)write<field::guest_rip>(v.state.rip);
+    else if (dirty) write_back_more(v, dirty);
 }
 
 // The exit into the log's next slot: the state every handler may use, then as few
@@ -309,7 +314,10 @@ event_type vmx_type(cpu::event_kind k) {
         q = read<field::exit_qualification>();
         info = read<field::exit_instruction_info>();
     });
-    if (!hot) [[unlikely]] decode_other(v, out);
+    if (!hot) [[unlikely]] {
+        decode_other(v, out);
+        v.requeue_interrupted(out);
+    }
 }
 
 void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
@@ -327,9 +335,12 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     if (x86::read_cr2() != v.state.cr2) x86::write_cr2(v.state.cr2);
     if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(v.state.xcr0);
     write_back(v);
+    v.end_return_request();
     if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
     const std::uint64_t exits = v.log.total();
+    a.cpu->in_loop = &v;
     const int r = hv_vmx_run(&v.state.regs, a.launched, &v);
+    a.cpu->in_loop = nullptr;
     if (v.log.total() != exits) a.launched = true;
     v.state.cr2 = x86::read_cr2();
     if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(host_xcr0);
@@ -343,15 +354,13 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
 
 // Called by switch.S at every exit, on the host stack of hv_vmx_run, with the guest's
 // GPRs in v.state.regs. 0: re-enter now (VMRESUME); else hv_vmx_run returns to run().
-// Staying needs the handler to leave nothing for the vCPU loop, no window request to
-// take down, and this VMCS still current (a handler may have touched another vCPU's).
+// Staying needs the handler to leave nothing for the vCPU loop; a window request to take
+// down or another VMCS made current (a handler touching another vCPU) request_return().
 extern "C" int hv_vmx_exit_handler(cpu::vcpu* vp) {
     cpu::vcpu& v = *vp;
     cpu::exit_info& slot = v.log.slot();
     read_exit(v, slot);
     if (!v.dispatch(slot)) [[unlikely]] return 1;
-    const vcpu_arch& a = arch(v);
-    if (a.windows_on || a.cpu->current_vmcs != a.vmcs_pa) [[unlikely]] return 1;
     write_back(v);
     return 0;
 }
