@@ -87,13 +87,15 @@ event_type svm_type(cpu::event_kind k) {
 
 constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
 
+std::uint64_t read_cr(cpu::vcpu& v, unsigned cr);
+
 // Injection and the interrupt window: only when an event waits or the last entry used them.
 [[gnu::noinline]] void apply_events(cpu::vcpu& v, vcpu_arch& a, const cpu::event_queue::decision& d) {
     auto& c = a.block->control;
     c.eventinj = 0;
     if (d.inject.valid) {
         const auto t = svm_type(d.inject.kind);
-        const bool ec = d.inject.has_error_code && (v.state.cr0 & x86::cr0::pe);
+        const bool ec = d.inject.has_error_code && (read_cr(v, 0) & x86::cr0::pe);
         c.eventinj = ec ? event::make(t, d.inject.vector, d.inject.error_code).raw : event::make(t, d.inject.vector).raw;
     }
     // An interrupt window: a virtual interrupt the guest takes as soon as it can, intercepted.
@@ -117,7 +119,7 @@ constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
     raw.exitinfo1 = c.exitinfo1;  // MSR direction, I/O details
     raw.exitinfo2 = c.exitinfo2;  // I/O: the next RIP
     raw.next_rip = c.next_rip;
-    raw.nrips = a.cpu->caps.nrips;
+    raw.nrips = a.nrips;
     raw.decode_assists = a.cpu->caps.decode_assists;
     raw.rip = v.state.rip;
     raw.rax = v.state.regs.rax;
@@ -178,6 +180,29 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(host_xcr0);
 }
 
+// After the decode: log, handler, write-back. 0: enter again now.
+[[gnu::always_inline]] inline int finish_exit(cpu::vcpu& v, vmcb& b, cpu::exit_info& out) {
+    if (!v.dispatch(out)) [[unlikely]] return 1;
+    write_back(v, b);
+    return 0;
+}
+
+// A refused VMRUN or any exit but the hot ones, all of it out of line: the hot path then
+// keeps no value but the vCPU and VMCB live across a call (fewer registers to save).
+[[gnu::noinline]] int other_exit(cpu::vcpu& v, vcpu_arch& a, cpu::exit_info& out) {
+    vmcb& b = *a.block;
+    // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
+    // state: keep ours. (No other exit code has its low 32 bits all ones.)
+    if (static_cast<std::uint32_t>(b.control.exitcode) == 0xffffffffu) {
+        vmrun_refused(v, b.control.exitcode, out);
+        (void)v.dispatch(out);
+        return 1;
+    }
+    decode_other(a, v, out);
+    v.requeue_interrupted(out);
+    return finish_exit(v, b, out);
+}
+
 } // namespace
 
 // Called by switch.S after every #VMEXIT (GIF set again, the host's hidden state back),
@@ -191,27 +216,24 @@ extern "C" int hv_svm_exit_handler(cpu::vcpu* vp) {
     auto& c = b.control;
     cpu::exit_info& out = v.log.slot();
     c.tlb_ctl = tlb_control::none;
-    // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
-    // state: keep ours. (No other exit code has its low 32 bits all ones.)
-    if (static_cast<std::uint32_t>(c.exitcode) == 0xffffffffu) [[unlikely]] {
-        vmrun_refused(v, c.exitcode, out);
-        (void)v.dispatch(out);
-        return 1;
-    }
     v.state.regs.rax = b.state.rax;
     v.state.regs.rsp = b.state.rsp;
     v.state.rip = b.state.rip;
     v.state.rflags = b.state.rflags;
-    v.state.cr0 = a.shadow_paging ? a.guest_cr0 : b.state.cr0;
-    v.state.efer = a.shadow_paging ? a.guest_efer : b.state.efer & ~x86::efer::svme;
-    v.state.interruptibility = (c.interrupt_shadow & 1) ? 1 : 0;
-    if (!cpu::decode_hot(exit_raw(a, v), out)) [[unlikely]] {
-        decode_other(a, v, out);
-        v.requeue_interrupted(out);
-    }
-    if (!v.dispatch(out)) [[unlikely]] return 1;
-    write_back(v, b);
-    return 0;
+    v.state.interruptibility = c.interrupt_shadow & 1;
+    cpu::svm_exit_raw raw;
+    raw.exitcode = c.exitcode;
+    raw.next_rip = c.next_rip;
+    raw.nrips = a.nrips;
+    raw.rip = v.state.rip;
+    raw.rax = v.state.regs.rax;
+    raw.rcx = v.state.regs.rcx;
+    const bool hot = cpu::decode_hot(raw, out, [&c](std::uint64_t& info1, std::uint64_t& info2) {
+        info1 = c.exitinfo1;
+        info2 = c.exitinfo2;
+    });
+    if (!hot) [[unlikely]] return other_exit(v, a, out);
+    return finish_exit(v, b, out);
 }
 
 namespace {
@@ -388,6 +410,7 @@ status create(vcpu_arch& a, cpu_context& c, std::uint32_t asid) {
     if (asid == 0 || asid >= c.caps.asids) return fail(errc::out_of_range, "ASID outside 1..caps.asids-1");
     a.cpu = &c;
     a.asid = asid;
+    a.nrips = c.caps.nrips;
     a.block = static_cast<svm::vmcb*>(c.alloc(1));
     a.iopm = static_cast<std::uint8_t*>(c.alloc(3));
     a.msrpm = static_cast<std::uint8_t*>(c.alloc(2));

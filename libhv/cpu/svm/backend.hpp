@@ -27,6 +27,7 @@ struct vcpu_arch {
     cpu_context* cpu = nullptr;
     svm::vmcb* block = nullptr;
     std::uint32_t asid = 1;
+    bool nrips = false;             // cpu->caps.nrips, at hand for the exit path
     std::uint64_t nested_root = 0;  // NPT PML4 of this vCPU's guest; 0: the CPU's identity map
     std::uint8_t* iopm = nullptr;   // 3 pages
     std::uint8_t* msrpm = nullptr;  // 2 pages
