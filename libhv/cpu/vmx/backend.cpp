@@ -352,7 +352,7 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     a.cpu->in_loop = &v;
     const int r = hv_vmx_run(&v.state.regs, a.launched, &v);
     a.cpu->in_loop = nullptr;
-    if (v.log.total() != exits) a.launched = true;
+    if (!a.launched && v.log.total() != exits) a.launched = true;
     v.state.cr2 = x86::read_cr2();
     if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(host_xcr0);
     if (r != 0) [[unlikely]] {
