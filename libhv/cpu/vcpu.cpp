@@ -213,6 +213,16 @@ void vcpu::run_guest() {
     }
 }
 
+// After a handler, with an entry hook or interrupt source set and nothing else for the
+// run loop: poll them as the run loop does before an entry. Nothing to deliver: the
+// backend re-enters at once. Otherwise the run loop polls again before its entry (the
+// hooks are polls of device state: a second call finds what the first raised).
+bool vcpu::stay_after_polling() {
+    if (loop_flags_.word != only_extras || !events.empty()) return false;
+    if (hook_.fn) hook_.fn(*this, hook_.ctx);
+    return loop_flags_.word == only_extras && events.empty() && !source_pending();
+}
+
 // Entry with an event pending, an interrupt controller or an entry hook. False: the
 // vCPU ended instead (triple fault while delivering #DF).
 bool vcpu::enter_with_events() {

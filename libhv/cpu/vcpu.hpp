@@ -225,6 +225,7 @@ public:
         dirty_rip = 1, dirty_rflags = 2, dirty_rsp = 4, dirty_interruptibility = 8, dirty_cr2 = 16, dirty_xcr0 = 32
     };
     void mark_dirty(std::uint8_t bits) { dirty_ |= bits; }
+    [[nodiscard]] bool dirty(std::uint8_t bits) const { return dirty_ & bits; }
     std::uint8_t take_dirty() {
         const std::uint8_t d = dirty_;
         dirty_ = 0;
@@ -238,8 +239,9 @@ public:
 
     // ---- for backends (ops.run) ----
     // Log an exit the backend decoded into log.slot() and run its handler. True: the
-    // run loop has nothing to do (still runnable, no event, hook, interrupt source or
-    // yield), so the backend writes back take_dirty() and re-enters at once.
+    // run loop has nothing to do (still runnable, no event, no yield; an entry hook and
+    // an interrupt source polled with nothing to deliver), so the backend writes back
+    // take_dirty() and re-enters at once.
     // The decoder of an exit that can interrupt event delivery (not the hot instruction
     // exits) calls requeue_interrupted(slot) before.
     [[gnu::always_inline]] bool dispatch(exit_info& slot) {
@@ -250,7 +252,8 @@ public:
             return false;
         }
         handlers_[static_cast<std::size_t>(slot.reason)](*this, slot);
-        return loop_flags_.word == 0 && events.empty();
+        if (loop_flags_.word == 0 && events.empty()) [[likely]] return true;
+        return stay_after_polling();
     }
     void requeue_interrupted(const exit_info& e) {
         if (e.interrupted.valid) events.requeue(e.interrupted);
@@ -281,6 +284,7 @@ private:
     event_queue::decision decide();
     void skip_slow();
     bool enter_with_events();
+    bool stay_after_polling();
 
     unsigned id_ = 0;
     const backend_ops* ops_ = nullptr;
@@ -288,7 +292,7 @@ private:
     fiber fiber_;
     // What makes the backend's loop return to run_guest(), read as one word by dispatch().
     union loop_flags {
-        struct {
+        struct fields {
             vcpu_status status;  // runnable == 0
             bool yield;
             bool extras;  // an interrupt source or entry hook is set: no hot-path entry
@@ -297,6 +301,8 @@ private:
         std::uint32_t word;
     } loop_flags_{{vcpu_status::runnable, false, false, 0}};
     static_assert(sizeof(loop_flags) == 4 && static_cast<int>(vcpu_status::runnable) == 0);
+    static constexpr std::uint32_t only_extras =
+        __builtin_bit_cast(std::uint32_t, loop_flags::fields{vcpu_status::runnable, false, true, 0});
     const char* why_ = nullptr;
     std::uint8_t dirty_ = 0;
     std::uint64_t budget_left_ = ~0ull;  // exits until the budget fails the guest

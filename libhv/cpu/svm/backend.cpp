@@ -176,7 +176,7 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     v.end_return_request();
     if (d || a.events_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
     hv_svm_run(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa, &v);
-    v.state.cr2 = b.state.cr2;
+    if (!v.dirty(cpu::vcpu::dirty_cr2)) v.state.cr2 = b.state.cr2;  // else a handler's, not yet loaded
     if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(host_xcr0);
 }
 

@@ -348,12 +348,16 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     write_back(v);
     v.end_return_request();
     if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
+    // Handlers in the loop see the VMCS launched (set_paging_root writes it only then);
+    // a VMLAUNCH that failed before any exit takes that back.
+    const bool launched = a.launched;
     const std::uint64_t exits = v.log.total();
+    a.launched = true;
     a.cpu->in_loop = &v;
-    const int r = hv_vmx_run(&v.state.regs, a.launched, &v);
+    const int r = hv_vmx_run(&v.state.regs, launched, &v);
     a.cpu->in_loop = nullptr;
-    if (!a.launched && v.log.total() != exits) a.launched = true;
-    v.state.cr2 = x86::read_cr2();
+    if (r != 0 && !launched && v.log.total() == exits) a.launched = false;
+    if (!v.dirty(cpu::vcpu::dirty_cr2)) v.state.cr2 = x86::read_cr2();  // else a handler's, not yet loaded
     if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(host_xcr0);
     if (r != 0) [[unlikely]] {
         entry_refused(v, r, v.log.slot());
