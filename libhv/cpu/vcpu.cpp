@@ -215,12 +215,15 @@ void vcpu::run_guest() {
 
 // After a handler, with an entry hook or interrupt source set and nothing else for the
 // run loop: poll them as the run loop does before an entry. Nothing to deliver: the
-// backend re-enters at once. Otherwise the run loop polls again before its entry (the
-// hooks are polls of device state: a second call finds what the first raised).
+// backend re-enters at once. Otherwise the run loop, which goes straight to
+// enter_with_events() then, does not run the hook a second time for that entry.
 bool vcpu::stay_after_polling() {
     if (loop_flags_.word != only_extras || !events.empty()) return false;
     if (hook_.fn) hook_.fn(*this, hook_.ctx);
-    return loop_flags_.word == only_extras && events.empty() && !source_pending();
+    if (loop_flags_.word != only_extras) return false;
+    if (events.empty() && !source_pending()) return true;
+    hook_ran_ = hook_.fn != nullptr;
+    return false;
 }
 
 // Entry with an event pending, an interrupt controller or an entry hook. False: the
@@ -230,7 +233,8 @@ bool vcpu::enter_with_events() {
         fail("guest triple fault (exception while delivering #DF)");
         return false;
     }
-    if (hook_.fn) hook_.fn(*this, hook_.ctx);
+    if (hook_.fn && !hook_ran_) hook_.fn(*this, hook_.ctx);
+    hook_ran_ = false;
     const event_queue::decision d = decide();
     ops_->run(*this, &d);
     return true;

@@ -245,6 +245,13 @@ public:
     // The decoder of an exit that can interrupt event delivery (not the hot instruction
     // exits) calls requeue_interrupted(slot) before.
     [[gnu::always_inline]] bool dispatch(exit_info& slot) {
+        if (!handle(slot)) [[unlikely]] return false;
+        if (loop_flags_.word == 0 && events.empty()) [[likely]] return true;
+        return stay_after_polling();
+    }
+    // Only the logging and the handler (false: the exit budget ended the guest), for a
+    // backend that returns to the run loop after every exit (run_once).
+    [[gnu::always_inline]] bool handle(exit_info& slot) {
         exit_ = &slot;
         log.commit(slot);
         if (--budget_left_ == 0) [[unlikely]] {
@@ -252,8 +259,7 @@ public:
             return false;
         }
         handlers_[static_cast<std::size_t>(slot.reason)](*this, slot);
-        if (loop_flags_.word == 0 && events.empty()) [[likely]] return true;
-        return stay_after_polling();
+        return true;
     }
     void requeue_interrupted(const exit_info& e) {
         if (e.interrupted.valid) events.requeue(e.interrupted);
@@ -305,6 +311,7 @@ private:
         __builtin_bit_cast(std::uint32_t, loop_flags::fields{vcpu_status::runnable, false, true, 0});
     const char* why_ = nullptr;
     std::uint8_t dirty_ = 0;
+    bool hook_ran_ = false;  // stay_after_polling ran the entry hook for the coming entry
     std::uint64_t budget_left_ = ~0ull;  // exits until the budget fails the guest
     exit_info* exit_ = &no_exit_;  // the ring slot of the exit being handled
     exit_info no_exit_{};
@@ -323,7 +330,7 @@ void run_once(vcpu& v, const event_queue::decision* d) {
     exit_info& slot = v.log.slot();
     enter(v, d, slot);
     v.requeue_interrupted(slot);
-    (void)v.dispatch(slot);
+    (void)v.handle(slot);
 }
 
 // Round-robin over vCPUs on one physical CPU, plus tasks: fibers that serve the vCPUs
