@@ -204,9 +204,8 @@ void guest::on_cpuid(cpu::vcpu& v, const cpu::exit_info& e) {
     v.skip();
 }
 
-// XSETBV always exits on VMX (and on SVM when intercepted). XCR0 is not switched between
-// guest and host: the hypervisor never uses extended state (-mgeneral-regs-only), so the
-// CPU keeps the value the guest last set (every vCPU of a Linux guest sets the same).
+// XSETBV always exits on VMX and is intercepted on SVM. XCR0 is per vCPU: the value goes
+// to state.xcr0 and the backend loads it before the next entry (cpu::load_xcr0).
 void guest::on_xsetbv(cpu::vcpu& v, const cpu::exit_info&) {
     const auto supported = x86::cpuid(0xd, 0);
     const std::uint64_t value = (v.state.regs.rdx << 32) | static_cast<std::uint32_t>(v.state.regs.rax);
@@ -220,8 +219,8 @@ void guest::on_xsetbv(cpu::vcpu& v, const cpu::exit_info&) {
         v.inject_exception(13, 0);
         return;
     }
-    if (!(x86::read_cr4() & x86::cr4::osxsave)) x86::write_cr4(x86::read_cr4() | x86::cr4::osxsave);
-    x86::xsetbv(0, value);
+    v.state.xcr0 = value;
+    v.mark_dirty(cpu::vcpu::dirty_xcr0);
     v.skip();
 }
 

@@ -62,7 +62,7 @@ int state_loads = 0, mode_loads = 0;
 void fake_load_state(cpu::vcpu&) { ++state_loads; }
 void fake_load_mode(cpu::vcpu&) { ++mode_loads; }
 void fake_flush(cpu::vcpu&) {}
-constexpr cpu::backend_ops fake_ops{fake_prepare,  fake_enter,      fake_open,  fake_length,   fake_read_cr,
+constexpr cpu::backend_ops fake_ops{fake_prepare, cpu::run_once<fake_enter>,      fake_open,  fake_length,   fake_read_cr,
                                     fake_write_cr, fake_load_state, fake_flush, fake_load_mode};
 
 // 64 pages of RAM at gpa 0; paging off (gva == gpa); placed pages over it.
