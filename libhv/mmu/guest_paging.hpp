@@ -175,7 +175,8 @@ gva_result translate_gva(M& guest_physical, const guest_paging& regs, const pagi
 namespace detail {
 
 // Translates every page of [gva, gva+size) first (so a fault leaves no partial copy),
-// then copies, translating again without touching A/D.
+// then copies, translating again without touching A/D. A range within one page is
+// translated once and copied at once (nothing partial can be left).
 template <physical_memory M, class Copy>
 guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, const paging_features& cpu,
                                std::uint64_t gva, std::size_t size, guest_access access, Copy&& copy) {
@@ -191,7 +192,8 @@ guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, cons
             if (r.status != gva_status::ok) return {r.status, la, r.error_code, r.gpa};
             void* p = guest_physical.host_pointer(r.gpa, write);
             if (!p) return {gva_status::unbacked_gpa, la, 0, r.gpa};
-            if (pass == 1) copy(p, done, chunk);
+            if (pass == 1 || chunk == size) copy(p, done, chunk);
+            if (chunk == size) return {};
             done += chunk;
         }
         access.set_accessed_dirty = false;

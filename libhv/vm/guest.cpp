@@ -649,6 +649,18 @@ mmu::guest_paging guest::paging_of(cpu::vcpu& v) {
     return paging_of_state(v.state);
 }
 
+mmu::guest_paging guest::paging_registers(cpu::vcpu& v) {
+    const cpu::backend_ops& ops = v.ops();
+    if (!ops.load_mode) {
+        ops.load_state(v);
+        return paging_of_state(v.state);
+    }
+    ops.load_mode(v);
+    const cpu::guest_state& st = v.state;
+    return {ops.read_cr(v, 0), ops.read_cr(v, 3), ops.read_cr(v, 4), st.efer, st.rflags,
+            static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access))};
+}
+
 linear_memory<host_memory> guest::linear(cpu::vcpu& v) {
     return {ram_,
             paging_of_state(v.state),
