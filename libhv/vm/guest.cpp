@@ -46,7 +46,7 @@ mmu::ept_format ept_of(const physical_cpu& pc) {
 // into a page that is not (a hole, a device): that part stays zero and is never read.
 status code_fetch(cpu::vcpu& v, std::uint64_t linear, void* dst, std::size_t n, void*) {
     guest& g = guest::of(v);
-    const mmu::guest_paging regs = g.paging_of(v);
+    const mmu::guest_paging regs = guest::paging_registers(v);  // no segments needed: `linear` is given
     auto copy = [&](std::uint64_t la, void* out, std::size_t len) {
         const mmu::gva_result t = mmu::translate_gva(g.memory(), regs, g.features(), la, {mmu::access_kind::execute});
         const void* p = t.status == mmu::gva_status::ok ? g.memory().host_pointer(t.gpa, false) : nullptr;
