@@ -102,7 +102,7 @@ gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, 
         unsigned level;
         entry_type value;
     };
-    std::array<visited, F::levels> path{};
+    std::array<visited, F::levels> path;  // [0, depth) written before read: no zeroing per walk
     unsigned depth = 0;
     x86_rights rights;
     const walk_end end = walk(f, mem, root, va, [&](unsigned level, std::uint64_t entry_pa, entry_type e) {
@@ -114,16 +114,15 @@ gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, 
         path[depth++] = {entry_pa, level, e};
         return true;
     });
-    const std::uint32_t access_bits = access_error_code(regs, access);
-    switch (end.stop) {
+    switch (end.stop) {  // the error code is worked out only for a fault
     case walk_stop::unreachable: return {gva_status::unbacked_gpa, end.entry_pa};
-    case walk_stop::not_present: return {gva_status::page_fault, 0, 0, access_bits};
+    case walk_stop::not_present: return {gva_status::page_fault, 0, 0, access_error_code(regs, access)};
     case walk_stop::rejected:
-        return {gva_status::page_fault, 0, 0, access_bits | pf_error::present | pf_error::reserved};
+        return {gva_status::page_fault, 0, 0, access_error_code(regs, access) | pf_error::present | pf_error::reserved};
     case walk_stop::leaf: break;
     }
     if (!access_allowed(regs, access, rights))
-        return {gva_status::page_fault, 0, 0, access_bits | pf_error::present};
+        return {gva_status::page_fault, 0, 0, access_error_code(regs, access) | pf_error::present};
 
     if (access.set_accessed_dirty) {
         for (unsigned i = 0; i < depth; ++i) {
