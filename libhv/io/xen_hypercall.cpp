@@ -481,8 +481,9 @@ std::int64_t dispatch_hypercall(domain& d, std::uint32_t vcpu, guest_access& mem
                                 const hypercall_args& a) {
     if (vcpu >= d.nr_vcpus()) return -err::einval;
     bool compat = a.mode == guest_mode::bits32;
-    std::uint64_t x[5];
-    for (int i = 0; i < 5; ++i) x[i] = compat ? (a.arg[i] & 0xffffffffu) : a.arg[i];
+    std::uint64_t x[5] = {a.arg[0], a.arg[1], a.arg[2], a.arg[3], a.arg[4]};
+    if (compat)
+        for (auto& v : x) v &= 0xffffffffu;
     std::uint64_t nr = compat ? (a.nr & 0xffffffffu) : a.nr;
     if (std::int64_t rc; register_only_hypercall(d, vcpu, nr, x[0], rc)) return rc;
     call c{d, vcpu, mem, compat};
