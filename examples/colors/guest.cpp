@@ -352,8 +352,8 @@ constexpr std::uint8_t lapic_timer_vector = 0xe1;
 } // namespace
 
 extern "C" void color_lapic_isr();
-extern "C" volatile std::uint64_t color_lapic_irqs, color_lapic_stamp;
-volatile std::uint64_t color_lapic_irqs = 0, color_lapic_stamp = 0;
+extern "C" volatile std::uint64_t color_lapic_irqs, color_lapic_stamp, color_lapic_x2apic;
+volatile std::uint64_t color_lapic_irqs = 0, color_lapic_stamp = 0, color_lapic_x2apic = 0;
 asm(R"(
     .text
     .globl color_lapic_isr
@@ -366,11 +366,16 @@ color_lapic_isr:
     or %rdx, %rax
     mov %rax, color_lapic_stamp(%rip)
     incq color_lapic_irqs(%rip)
-    mov $0x80b, %ecx
     xor %eax, %eax
     xor %edx, %edx
+    cmpq $0, color_lapic_x2apic(%rip)
+    je 1f
+    mov $0x80b, %ecx
     wrmsr
-    pop %rdx
+    jmp 2f
+1:  mov $0xfee000b0, %eax
+    movl $0, (%rax)
+2:  pop %rdx
     pop %rcx
     pop %rax
     iretq
@@ -390,30 +395,43 @@ void set_interrupt_gate(std::uint8_t vector, void (*handler)()) {
 
 struct lapic_report {
     std::uint64_t interrupts = 0, ticks = 0;
+    bool x2apic = false;
 };
-// x2APIC on, software-enabled; the timer one-shot at count 1 (divide by 1), 16 times:
-// each time from the TMICT write to the handler's first instruction.
+// The local APIC's registers: x2APIC MSRs when CPUID offers them, else the xAPIC page.
+struct lapic_regs {
+    bool x2apic;
+    void write(std::uint32_t reg, std::uint32_t v) const {
+        if (x2apic) x86::wrmsr(0x800 + reg / 16, v);
+        else *reinterpret_cast<volatile std::uint32_t*>(0xfee00000u + reg) = v;
+    }
+};
+
+// The local APIC software-enabled; its timer one-shot at count 1 (divide by 1), 16
+// times: each time from the TMICT write to the handler's first instruction.
 hv::result<lapic_report> lapic_timer_interrupts() {
-    if (!(x86::cpuid(1).ecx >> 21 & 1)) return hv::fail(hv::errc::not_supported, "lapic: no x2APIC in CPUID");
-    constexpr std::uint32_t apic_base_msr = 0x1b, svr = 0x80f, lvt_timer = 0x832, tmict = 0x838, tdcr = 0x83e;
-    x86::wrmsr(apic_base_msr, x86::rdmsr(apic_base_msr) | 3u << 10);  // EN + EXTD
-    x86::wrmsr(svr, 0x1ff);
-    x86::wrmsr(tdcr, 0xb);
-    x86::wrmsr(lvt_timer, lapic_timer_vector);  // one-shot, unmasked
+    enum : std::uint32_t { svr = 0xf0, lvt_timer = 0x320, tmict = 0x380, tdcr = 0x3e0 };
+    constexpr std::uint32_t apic_base_msr = 0x1b;
+    lapic_report r;
+    r.x2apic = x86::cpuid(1).ecx >> 21 & 1;
+    color_lapic_x2apic = r.x2apic;
+    x86::wrmsr(apic_base_msr, x86::rdmsr(apic_base_msr) | 1u << 11 | (r.x2apic ? 1u << 10 : 0));  // EN (+ EXTD)
+    const lapic_regs apic{r.x2apic};
+    apic.write(svr, 0x1ff);
+    apic.write(tdcr, 0xb);
+    apic.write(lvt_timer, lapic_timer_vector);  // one-shot, unmasked
     set_interrupt_gate(lapic_timer_vector, &color_lapic_isr);
     constexpr unsigned n = 16;
-    lapic_report r;
     for (unsigned i = 0; i < n; ++i) {
         const std::uint64_t before = color_lapic_irqs;
         x86::sti();
         const std::uint64_t t0 = x86::rdtsc();
-        x86::wrmsr(tmict, 1);
-        for (unsigned spin = 0; spin < 1000 && color_lapic_irqs == before; ++spin) x86::pause();
+        apic.write(tmict, 1);
+        while (color_lapic_irqs == before && x86::rdtsc() - t0 < 10'000'000) x86::pause();
         x86::cli();
         if (color_lapic_irqs != before + 1) break;
         r.ticks += color_lapic_stamp - t0;
     }
-    x86::wrmsr(lvt_timer, 1u << 16);  // masked again
+    apic.write(lvt_timer, 1u << 16);  // masked again
     r.interrupts = color_lapic_irqs;
     if (r.interrupts != n) return hv::fail(hv::errc::fault, "lapic: the timer interrupt did not arrive each time");
     r.ticks /= n;
@@ -505,8 +523,8 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
             return hv::fail(hv::errc::fault, "no local APIC timer interrupt");
         }
         lapic_ticks = l->ticks;
-        hv::println("color: lapic: {} one-shot timer interrupts on vector {:#x}{}", l->interrupts, lapic_timer_vector,
-                    seen.callback_vector ? " beside the callback vector" : "");
+        hv::println("color: lapic: {} one-shot timer interrupts on vector {:#x}{}{}", l->interrupts, lapic_timer_vector,
+                    l->x2apic ? "" : " (xAPIC)", seen.callback_vector ? " beside the callback vector" : "");
     }
     hv::println("color: callback vector: {}; pv timer: {}", seen.callback_vector ? "in use" : "not available",
                 seen.pv_timer ? "in use" : "not available");
