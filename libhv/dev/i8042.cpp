@@ -8,20 +8,17 @@ i8042::i8042(event_sink* events) : events_{events} {}
 
 std::uint8_t i8042::status() const {
     std::uint8_t s = st_unlocked;
-    if (count_) {
-        s |= st_obf;
-        if (queue_aux_[head_]) s |= st_aux;
-    }
+    if (count_) s |= st_obf | queue_status_[head_];
     if (ccb_ & ccb_sys) s |= st_sys;
     if (last_was_command_) s |= st_cmd;
     return s;
 }
 
-bool i8042::push(std::uint8_t byte, bool aux) {
+bool i8042::push(std::uint8_t byte, bool aux, bool timeout) {
     if (count_ == queue_.size()) return false;
     std::size_t at = (head_ + count_) % queue_.size();
     queue_[at] = byte;
-    queue_aux_[at] = aux;
+    queue_status_[at] = static_cast<std::uint8_t>((aux ? st_aux : 0) | (timeout ? st_timeout : 0));
     ++count_;
     update_irq();
     return true;
@@ -30,9 +27,11 @@ bool i8042::push(std::uint8_t byte, bool aux) {
 std::uint8_t i8042::read_data() {
     if (count_) {
         last_ = queue_[head_];
-        last_aux_ = queue_aux_[head_];
         head_ = static_cast<std::uint8_t>((head_ + 1) % queue_.size());
         --count_;
+        // The byte is taken: its edge is over; the next byte (if any) makes a new one.
+        kbd_irq_.lower();
+        aux_irq_.lower();
     }
     update_irq();
     return last_;
@@ -40,7 +39,7 @@ std::uint8_t i8042::read_data() {
 
 void i8042::update_irq() {
     bool have = count_ > 0;
-    bool aux = have && queue_aux_[head_];
+    bool aux = have && (queue_status_[head_] & st_aux);
     kbd_irq_.set(have && !aux && (ccb_ & ccb_kbd_int));
     aux_irq_.set(have && aux && (ccb_ & ccb_aux_int));
 }
@@ -113,7 +112,7 @@ void i8042::write_data(std::uint8_t v) {
     case 0xd1: set_output_port(v); break;
     case 0xd2: push(v, false); break;
     case 0xd3: push(v, true); break;        // aux loopback
-    case 0xd4: break;                       // to the (absent) mouse
+    case 0xd4: push(0xfe, true, true); break;  // to the absent mouse: time-out
     default: keyboard_command(v); break;
     }
     update_irq();

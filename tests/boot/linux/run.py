@@ -2,7 +2,7 @@
 """Boots Debian's Linux kernel as an HVM guest of examples/hvm and checks the run.
 
   run.py --cache DIR --work DIR --hvimage HVIMAGE --hvm HVM.ELF --guest-cmdline S
-         --cmdline S -- CHECK.PY ARGS... (the argument @ISO@ becomes the image)
+         --cmdline S [--kernel FILE] -- CHECK.PY ARGS... (the argument @ISO@ becomes the image)
 
 DIR (filled by `./dev linux-guest`, which `./dev test` runs) holds vmlinuz and busybox
 extracted from Debian's packages. Without them the test is skipped (exit 77).
@@ -22,12 +22,14 @@ def main():
     ap = argparse.ArgumentParser()
     for opt in ("--cache", "--work", "--hvimage", "--hvm", "--guest-cmdline", "--cmdline"):
         ap.add_argument(opt, required=True)
+    ap.add_argument("--kernel", help="the guest kernel (default: vmlinuz in --cache)")
     ap.add_argument("check", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     check = a.check[1:] if a.check[:1] == ["--"] else a.check
-    kernel = os.path.join(a.cache, "vmlinuz")
+    kernel = a.kernel or os.path.join(a.cache, "vmlinuz")
     busybox = os.path.join(a.cache, "busybox")
-    missing = [p for p in (kernel, busybox) if not os.path.isfile(p)]
+    # An empty kernel: vmlinux_pvh.py found no bzImage to extract from.
+    missing = [p for p in (kernel, busybox) if not os.path.isfile(p) or os.path.getsize(p) == 0]
     if missing:
         print(f"SKIP: {', '.join(missing)} missing: run `./dev linux-guest` to fetch Debian's kernel and busybox")
         return SKIP

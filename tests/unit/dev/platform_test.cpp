@@ -229,13 +229,26 @@ TEST_CASE("8042: self test, command byte, A20 gate and reset") {
     k.port92().write(0, 1, 0x02);
     CHECK(k.a20());
     CHECK(ev.events.empty());
-    // Keyboard replies raise IRQ1 when the command byte enables it.
+    // Keyboard replies raise IRQ1 when the command byte enables it, one edge per byte
+    // (an edge-triggered IRQ would lose the bytes after the first otherwise).
+    const unsigned edges = irq.rising[1];
     data.write(0, 1, 0xf2);
     CHECK(irq.levels[1]);
     CHECK(data.read(0, 1) == 0xfa);
     CHECK(data.read(0, 1) == 0xab);
     CHECK(data.read(0, 1) == 0x83);
     CHECK_FALSE(irq.levels[1]);
+    CHECK(irq.rising[1] == edges + 3);
+    // No mouse: a byte for the aux device comes back as 0xfe with aux + time-out status.
+    cmd.write(0, 1, 0x60);
+    data.write(0, 1, 0x47 | 0x02);                      // aux interrupt on
+    cmd.write(0, 1, 0xd4);
+    data.write(0, 1, 0xf2);
+    CHECK((cmd.read(0, 1) & 0x61) == 0x61);             // full, aux, time-out
+    CHECK(irq.levels[12]);
+    CHECK(data.read(0, 1) == 0xfe);
+    CHECK_FALSE(irq.levels[12]);
+    CHECK((cmd.read(0, 1) & 0x61) == 0);
     cmd.write(0, 1, 0xfe);                              // pulse reset
     REQUIRE(ev.events.size() == 1);
     CHECK(ev.events[0].kind == event_kind::reset);
