@@ -116,6 +116,7 @@ struct event_flag {
 struct pv_report {
     bool callback_vector = false, pv_timer = false;
     std::uint64_t disk_round_trip_ticks = 0;  // 4 KiB written and read back through the ring
+    std::uint64_t timer_late_ns = 0;          // its deadline to the guest running on after the handler
 };
 
 // Hypercall page, console_io, an event to itself through the callback vector, a one-shot
@@ -166,6 +167,7 @@ hv::result<pv_report> use_pv_interfaces(std::uint32_t xen_base) {
     }
     const std::uint64_t woke = now();
     r.pv_timer = timer.n == 1 && woke >= deadline;
+    r.timer_late_ns = woke - deadline;
     hv::println("color: pv timer: one-shot fired {} ns after its deadline ({} SCHEDOP_block)",
                 static_cast<std::int64_t>(woke - deadline), blocks);
     if (!r.pv_timer) return r;
@@ -489,7 +491,7 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
         hv::println("color: ide: PCI 00:{:02x}.0 {:04x}:{:04x} class 01:01", ide.device, ide.id & 0xffff, ide.id >> 16);
     else
         hv::println("color: ide: none");
-    std::uint64_t disk_ticks = 0;
+    std::uint64_t disk_ticks = 0, pv_timer_late = 0;
     const char* disk_kind = "none";
     // Xen beside emulated devices: unplug them first, as PV-on-HVM drivers do. Then every
     // PV interface the leaves promise must work.
@@ -504,6 +506,7 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
         seen.pv_timer = pv->pv_timer;
         disk_ticks = pv->disk_round_trip_ticks;
         disk_kind = "pv-4k";
+        pv_timer_late = pv->timer_late_ns;
     } else if (ide.found) {
         auto r = ide_round_trip();
         if (!r) {
@@ -559,6 +562,10 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
         if (disk_ticks) {
             hv::fmt::format_to(bench, sizeof bench, "colors.{}.disk-round-trip-{}", name, disk_kind);
             hv::rt::bench_report(bench, 1, disk_ticks, "ticks");
+        }
+        if (seen.pv_timer) {  // Xen system time: nominally one ns per tick
+            hv::fmt::format_to(bench, sizeof bench, "colors.{}.pv-timer-deadline-to-wake", name);
+            hv::rt::bench_report(bench, 1, pv_timer_late, "ticks");
         }
         if (lapic_ticks) {
             hv::fmt::format_to(bench, sizeof bench, "colors.{}.lapic-timer-interrupt", name);
