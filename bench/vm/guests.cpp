@@ -7,9 +7,12 @@
 //               frames of its own and the other guest's memory: it must see only all ones
 //               or device data, never the magic the hypervisor planted. Run twice: RAM
 //               mapped on demand, then all mapped at start(). Also in ticks: one on-demand
-//               nested fault fill, one emulated MMIO write and read.
+//               nested fault fill, one emulated MMIO write and read. The guest also
+//               writes and reads CR8: its own TPR, never the host's (VMX: TPR shadow in
+//               the first run, CR8 exits in the second).
 #include <cstddef>
 #include <cstdint>
+#include "libhv/arch/x86/cpu.hpp"
 #include "libhv/cpu/vcpu.hpp"
 #include "libhv/mmu/guest_memory.hpp"
 #include "libhv/rt/console.hpp"
@@ -149,6 +152,13 @@ hv_vm_guest:
     mov %rax, 0x148(%rbp)
     mov $6, %eax
     call 90f
+    /* 11: CR8: write 11, read it back (the hypervisor checks its own TPR is untouched) */
+    mov $11, %eax
+    mov %rax, %cr8
+    xor %edx, %edx
+    mov %cr8, %rdx
+    mov %rdx, 0x168(%rbp)
+    call 90f
     /* 7: probe physical addresses outside the guest's memory; count the magic */
     mov 0x40(%rbp), %rsi
     mov 0x48(%rbp), %rcx
@@ -229,7 +239,7 @@ struct params {
 struct results {
     std::uint64_t ram_read, hole_read, rom_read, protected_read, demand_ticks;
     std::uint64_t mmio_dword, mmio_movzx, mmio_or_and, mmio_write_ticks, mmio_read_ticks, magic_hits;
-    std::uint64_t pf_cr2, pf_error;
+    std::uint64_t pf_cr2, pf_error, cr8_read;
 };
 
 // A test device: 256 bytes of registers read and written like memory, access counters.
@@ -271,7 +281,9 @@ struct phase_snapshot {
 test_device device;
 
 struct run_state {
-    phase_snapshot phases[11];
+    phase_snapshot phases[12];
+    std::uint64_t host_cr8_in_guest = ~0ull;  // the CPU's CR8 while the guest ran (phase 11)
+    std::uint8_t vcpu_tpr = 0;
     std::uint64_t violation_gpas[8] = {};
     unsigned violations = 0;
     std::uint64_t protected_at_phase3 = 0;
@@ -280,7 +292,7 @@ struct run_state {
 void on_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
     v.skip();
     const unsigned phase = static_cast<unsigned>(e.hypercall.nr & 0xffffffff);
-    if (phase == 0 || phase > 10) {
+    if (phase == 0 || phase > 11) {
         v.fail("unexpected hypercall");
         return;
     }
@@ -293,6 +305,10 @@ void on_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
     if (phase == 9) {
         v.state.rip = v.state.regs.rcx;
         v.mark_dirty(cpu::vcpu::dirty_rip);
+    }
+    if (phase == 11) {
+        run.host_cr8_in_guest = x86::read_cr8();
+        run.vcpu_tpr = v.tpr();
     }
     if (phase == 7) v.stop("guest finished");
 }
@@ -335,6 +351,7 @@ status run_scenario(vm::physical_cpu& pc, guest_parts& parts, bool on_demand, st
     vm::config cfg;
     cfg.map_on_demand = on_demand;
     cfg.first_tag = tag;
+    cfg.cr8_exits = !on_demand;  // VMX: the second guest virtualizes CR8 with exits
     HV_TRY(g.init(pc, cfg, alloc_pages));
 
     auto& mem = g.memory();
@@ -404,7 +421,11 @@ status run_scenario(vm::physical_cpu& pc, guest_parts& parts, bool on_demand, st
     HV_TRY(g.start());
     cpu::scheduler sched;
     HV_TRY(g.schedule_on(sched));
+    constexpr std::uint64_t host_cr8 = 3;  // the hypervisor's own TPR while the guest runs
+    x86::write_cr8(host_cr8);
     sched.run();
+    const std::uint64_t host_cr8_after = x86::read_cr8();
+    x86::write_cr8(0);
     v.report(console::sink());
 
     results r{};
@@ -451,6 +472,17 @@ status run_scenario(vm::physical_cpu& pc, guest_parts& parts, bool on_demand, st
     println("mmu.nested: {}: #PF from the emulated MOVS: CR2 {:#x} error {:#x}", check.scenario, r.pf_cr2, r.pf_error);
     check(ph[10].reached && r.pf_cr2 == unmapped_linear && r.pf_error == 2,
           "emulated access to an unmapped linear page: #PF with CR2 and error code in the guest");
+
+    println("mmu.nested: {}: CR8: guest read {:#x}, vCPU TPR {:#x} ({} CR8 exits); host CR8 {} while the guest ran, {} "
+            "after (set to {})",
+            check.scenario, r.cr8_read, run.vcpu_tpr, v.log.count(cpu::exit_reason::cr_access), run.host_cr8_in_guest,
+            host_cr8_after, host_cr8);
+    // VMX: TPR shadow (no exit) in the first run, a write and a read exit in the second;
+    // SVM: V_TPR, no exit.
+    const std::uint64_t cr8_exits = g.vendor() == cpu::vendor::vmx && !on_demand ? 2 : 0;
+    check(ph[11].reached && r.cr8_read == 11 && run.vcpu_tpr == 0xb0 && run.host_cr8_in_guest == host_cr8 &&
+              host_cr8_after == host_cr8 && v.log.count(cpu::exit_reason::cr_access) == cr8_exits,
+          "CR8: the guest reads its own TPR back, the host's TPR is untouched");
 
     const std::uint64_t demand_faults = ph[4].stats.mapped_on_demand - ph[10].stats.mapped_on_demand;
     println("mmu.nested: {}: on-demand faults {} in phase 4 ({} in all), {} ticks", check.scenario, demand_faults,

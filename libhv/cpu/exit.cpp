@@ -132,7 +132,10 @@ void decode(const vmx_exit_raw& raw, exit_info& e) {
     case r::sipi: e.reason = exit_reason::sipi; break;
     case r::io_smi:
     case r::other_smi: e.reason = exit_reason::smi; break;
-    case r::interrupt_window: e.reason = exit_reason::interrupt_window; break;
+    case r::interrupt_window:
+    // The guest lowered its TPR below an interrupt held back for it: a window, as SVM's
+    // V_IRQ with V_INTR_PRIO reports it.
+    case r::tpr_below_threshold: e.reason = exit_reason::interrupt_window; break;
     case r::nmi_window: e.reason = exit_reason::nmi_window; break;
     case r::task_switch: e.reason = exit_reason::task_switch; break;
     case r::invd: e.reason = exit_reason::invd; break;

@@ -78,6 +78,23 @@ void cr_access(vcpu& v, const exit_info& e) {
     const backend_ops& ops = v.ops();
     std::uint64_t value = 0;
     unsigned cr = c.cr;
+    if (cr == 8) {
+        // CR8 exits (VMX without a TPR shadow): the TPR the backend keeps for the vCPU.
+        if (!c.gpr_known || (c.op != cr_op::write && c.op != cr_op::read)) return unhandled(v, e);
+        if (c.op == cr_op::read) {
+            v.state.regs[c.gpr] = v.tpr() >> 4;
+            if (c.gpr == 4) v.mark_dirty(vcpu::dirty_rsp);
+        } else {
+            const std::uint64_t cr8 = v.state.regs[c.gpr];
+            if (cr8 > 15) {
+                v.inject_exception(13, 0);
+                return;
+            }
+            v.set_tpr(static_cast<std::uint8_t>(cr8 << 4));
+        }
+        v.skip();
+        return;
+    }
     switch (c.op) {
     case cr_op::write:
         if (!c.gpr_known || (cr != 0 && cr != 4)) return unhandled(v, e);
@@ -150,7 +167,11 @@ bool vcpu::wakeable() const {
 
 event_queue::decision vcpu::decide() {
     const bool from_source = source_pending();
-    if (events.empty() && !from_source) return {};
+    if (events.empty() && !from_source) {
+        event_queue::decision d{};
+        if (source_.tpr_masked) d.tpr_threshold = source_.tpr_masked(source_.ctx);
+        return d;
+    }
     const bool open = ops_->interrupts_open(*this);
     auto d = events.next(open, false);
     if (from_source) {
@@ -159,6 +180,7 @@ event_queue::decision vcpu::decide() {
                 d.inject = event{true, event_kind::external_interrupt, *vec, false, 0};
         }
         d.irq_window = d.irq_window || source_pending();
+        if (!d.irq_window && source_.tpr_masked) d.tpr_threshold = source_.tpr_masked(source_.ctx);
     }
     return d;
 }

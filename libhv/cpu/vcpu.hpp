@@ -53,6 +53,10 @@ public:
         event inject;             // valid: inject this now
         bool irq_window = false;  // ask for an exit once interrupts open
         bool nmi_window = false;  // ask for an exit once NMIs unblock
+        // Priority class (1..15) of an interrupt the source holds back only because of the
+        // guest's TPR: ask for an exit when the guest lowers CR8 below it (VMX TPR
+        // threshold, SVM V_IRQ with V_INTR_PRIO). 0: none.
+        std::uint8_t tpr_threshold = 0;
     };
     // Removes the event it returns from the queue.
     decision next(bool interrupts_open, bool nmi_blocked);
@@ -103,16 +107,26 @@ struct backend_ops {
     // The part of load_state that says the operating mode and CPL (EFER, CS and SS
     // access rights), for hot exits such as hypercalls; nullptr: use load_state.
     void (*load_mode)(vcpu& v) = nullptr;
+    // The guest's task priority as the backend virtualizes CR8 (the CPU never sees a
+    // guest's TPR: VMX TPR shadow or CR8 exits, SVM V_INTR_MASKING), in local-APIC TPR
+    // form: CR8 = bits 7:4. SVM keeps only bits 7:4. A MOV to CR8 sets 7:4, clears 3:0.
+    // nullptr (fake backends): no TPR.
+    std::uint8_t (*read_tpr)(const vcpu& v) = nullptr;
+    void (*write_tpr)(vcpu& v, std::uint8_t tpr) = nullptr;
+    // The part of load_state a guest memory access depends on (instruction emulation,
+    // string I/O, hypercall arguments): CR0/CR3/CR4 as the guest sees them, EFER, CS and
+    // SS access rights, the bases of ES, CS, SS, DS, FS, GS. nullptr: use load_state.
+    void (*load_memory_state)(vcpu& v) = nullptr;
 
     // ---- shadow paging (vmx/svm vcpu_arch::shadow_paging set before prepare) ----
     // The CR3 hardware walks becomes `root` (a shadow table) while the guest keeps seeing
     // `guest_cr3` (read_cr(v, 3), load_state). CR0/CR4 keep the guest's values in view
     // while the real ones have PG, WP and PAE forced and PCIDE refused.
-    void (*set_paging_root)(vcpu& v, std::uint64_t guest_cr3, std::uint64_t root);
-    void (*flush_tlb)(vcpu& v, tlb_flush what, std::uint64_t linear);
+    void (*set_paging_root)(vcpu& v, std::uint64_t guest_cr3, std::uint64_t root) = nullptr;
+    void (*flush_tlb)(vcpu& v, tlb_flush what, std::uint64_t linear) = nullptr;
     // EFER as the guest writes it (WRMSR, already checked by the caller); LMA stays the
     // CPU's. Under shadow paging the real EFER keeps NXE set.
-    status (*write_efer)(vcpu& v, std::uint64_t value);
+    status (*write_efer)(vcpu& v, std::uint64_t value) = nullptr;
 };
 
 // Reads guest-linear memory for the vCPU layer (instruction fetch when an exit gave no
@@ -129,6 +143,9 @@ struct interrupt_source {
     void* ctx = nullptr;
     bool (*pending)(void* ctx) = nullptr;
     std::optional<std::uint8_t> (*acknowledge)(void* ctx) = nullptr;
+    // Priority class (1..15) of the highest interrupt held back only by the TPR, 0: none
+    // (optional; see event_queue::decision::tpr_threshold).
+    std::uint8_t (*tpr_masked)(void* ctx) = nullptr;
 };
 
 // Called before every entry (device deadlines, INIT/SIPI/NMI lines of a model).
@@ -176,6 +193,12 @@ public:
     // Usable from any fiber (a device model, another vCPU): wakes a halted vCPU.
     void inject_interrupt(std::uint8_t vector) { events.raise_interrupt(vector); }
     void inject_nmi() { events.raise_nmi(); }
+    // The guest's TPR (backend_ops::read_tpr form); an interrupt controller model that
+    // owns the TPR keeps itself and this coherent (libhv/dev attachment).
+    std::uint8_t tpr() const { return ops_->read_tpr ? ops_->read_tpr(*this) : 0; }
+    void set_tpr(std::uint8_t tpr) {
+        if (ops_->write_tpr) ops_->write_tpr(*this, tpr);
+    }
     // Guest executed HLT: after skip(), sleep until an event can wake it. The guest is
     // re-entered active (with the waking event injected), never in the HLT activity state.
     void halt() { status_ = vcpu_status::halted; }

@@ -52,13 +52,16 @@ status attachment::attach(cpu::vcpu& v, unsigned index) {
     if (!registered) return fail(errc::no_memory, "too many device attachments");
     if (slots_[index].v) return fail(errc::invalid_argument, "vCPU index attached twice");
     slot& s = slots_[index];
-    s = slot{this, &v, index, false, false, 0};
+    s = slot{this, &v, index, false, false, 0, 0, 0};
+    s.tpr_model = m_->cpu(index).tpr();
+    v.set_tpr(s.tpr_model);
+    s.tpr_cpu = v.tpr();
     if (index >= count_) count_ = index + 1;
 
     v.on(cpu::exit_reason::msr_read, &on_msr_read);
     v.on(cpu::exit_reason::msr_write, &on_msr_write);
     v.on(cpu::exit_reason::cpuid, &on_cpuid);
-    v.set_interrupt_source({&s, &source_pending, &source_acknowledge});
+    v.set_interrupt_source({&s, &source_pending, &source_acknowledge, &source_tpr_masked});
     v.set_entry_hook({&s, &entry});
     if (index != 0) {
         // An application processor after RESET: parked until a SIPI, in a valid state.
@@ -70,10 +73,43 @@ status attachment::attach(cpu::vcpu& v, unsigned index) {
 
 // ---- interrupts, INIT/SIPI, time ----
 
+void attachment::pull_tpr(slot& s) {
+    const std::uint8_t now = s.v->tpr();
+    if (now == s.tpr_cpu) return;
+    m_->cpu(s.index).write_reg(apic_reg::tpr, now);
+    s.tpr_cpu = now;
+    s.tpr_model = now;
+}
+
+void attachment::sync_tpr(slot& s) {
+    lapic& l = m_->cpu(s.index);
+    const std::uint8_t now = s.v->tpr();
+    if (now != s.tpr_cpu) {
+        l.write_reg(apic_reg::tpr, now);
+        s.tpr_cpu = now;
+        s.tpr_model = now;
+        return;
+    }
+    const std::uint8_t model = l.tpr();
+    if (model == s.tpr_model) return;
+    s.v->set_tpr(model);
+    s.tpr_model = model;
+    s.tpr_cpu = s.v->tpr();  // SVM keeps bits 7:4 only
+}
+
 bool attachment::source_pending(void* ctx) {
-    const slot& s = *static_cast<slot*>(ctx);
+    slot& s = *static_cast<slot*>(ctx);
     if (s.parked) return s.start_pending;
+    // Before an entry the hook has just synchronized the TPR; a halted vCPU's may have
+    // changed before its HLT.
+    if (s.v->status() == cpu::vcpu_status::halted) s.owner->pull_tpr(s);
     return s.owner->m_->cpu(s.index).pending_interrupt().has_value();
+}
+
+std::uint8_t attachment::source_tpr_masked(void* ctx) {
+    const slot& s = *static_cast<slot*>(ctx);
+    if (s.parked) return 0;
+    return s.owner->m_->cpu(s.index).tpr_masked_class();
 }
 
 std::optional<std::uint8_t> attachment::source_acknowledge(void* ctx) {
@@ -91,6 +127,7 @@ void attachment::entry(cpu::vcpu& v, void* ctx) {
     if (s.start_pending) a.start(s);
     a.m_->poll();
     if (a.m_->cpu(s.index).take_nmi()) v.inject_nmi();
+    a.sync_tpr(s);
 }
 
 void attachment::park(slot& s) {
@@ -115,6 +152,10 @@ void attachment::start(slot& s) {
     v.state.rip = 0;
     if (auto r = v.ops().prepare(v); !r.ok()) v.fail(r.err().what);
     (void)v.take_dirty();
+    // INIT reset the local APIC's TPR; whatever CR8 the vCPU had before is gone.
+    s.tpr_model = s.owner->m_->cpu(s.index).tpr();
+    v.set_tpr(s.tpr_model);
+    s.tpr_cpu = v.tpr();
 }
 
 void attachment::start_ipis() {
@@ -202,6 +243,7 @@ void attachment::on_msr_read(cpu::vcpu& v, const cpu::exit_info& e) {
     attachment* a = of(v, index);
     if (!a) return cpu::default_handler::unhandled(v, e);
     ++a->stats_.msr;
+    a->pull_tpr(a->slots_[index]);
     const std::uint32_t msr = e.msr.index;
     const msr_value r = a->m_->read_msr(index, msr);
     switch (r.outcome) {
@@ -219,6 +261,7 @@ void attachment::on_msr_write(cpu::vcpu& v, const cpu::exit_info& e) {
     attachment* a = of(v, index);
     if (!a) return cpu::default_handler::unhandled(v, e);
     ++a->stats_.msr;
+    a->pull_tpr(a->slots_[index]);
     const std::uint32_t msr = e.msr.index;
     const std::uint64_t value = (v.state.regs.rdx << 32) | (v.state.regs.rax & 0xffffffffu);
     switch (a->m_->write_msr(index, msr, value)) {
@@ -260,6 +303,7 @@ bool attachment::mmio_read(void* ctx, std::uint64_t offset, unsigned size, std::
     const mmio_window& w = *static_cast<mmio_window*>(ctx);
     attachment& a = *w.self;
     ++a.stats_.mmio;
+    a.pull_tpr(a.slots_[a.current_]);
     value = a.m_->mmio_read(a.current_, w.base + offset, size);
     return true;
 }
@@ -268,6 +312,7 @@ bool attachment::mmio_write(void* ctx, std::uint64_t offset, unsigned size, std:
     const mmio_window& w = *static_cast<mmio_window*>(ctx);
     attachment& a = *w.self;
     ++a.stats_.mmio;
+    a.pull_tpr(a.slots_[a.current_]);
     a.m_->mmio_write(a.current_, w.base + offset, size, value);
     a.start_ipis();  // an xAPIC ICR write may have sent INIT/SIPI
     return true;

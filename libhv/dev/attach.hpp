@@ -11,7 +11,9 @@
 //                        0x40000010: guest TSC and APIC-timer frequencies in kHz
 //   entry hook ────────▶ device deadlines (machine::poll), NMI, SIPI start of an AP
 //   interrupt source ──▶ the local APIC (8259 ExtINT via LINT0), acknowledged only
-//                        when the vCPU injects it
+//                        when the vCPU injects it; an interrupt the TPR holds back sets
+//                        the vCPU's TPR threshold
+//   TPR ───────────────▶ the local APIC's; the vCPU's CR8 (cpu backend) mirrors it
 //   ICR writes ────────▶ INIT parks the target vCPUs (wait-for-SIPI), SIPI starts them
 //                        in real mode at vector << 12 (vCPUs are fibers on one CPU)
 //   scheduler idle ────▶ every vCPU halted: wait for the next device deadline
@@ -118,10 +120,19 @@ private:
         bool parked = false;
         bool start_pending = false;
         std::uint8_t start_vector = 0;
+        std::uint8_t tpr_cpu = 0;    // the vCPU's TPR (its CR8) as last synchronized
+        std::uint8_t tpr_model = 0;  // the local APIC's TPR as last given to the vCPU
     };
     static attachment* of(cpu::vcpu& v, unsigned& index);
     static bool source_pending(void* ctx);
     static std::optional<std::uint8_t> source_acknowledge(void* ctx);
+    static std::uint8_t source_tpr_masked(void* ctx);
+    // The local APIC owns the TPR; the vCPU's CR8 (TPR shadow / V_TPR) mirrors it. A guest
+    // CR8 write changes the mirror without an exit: pull it into the model before the model
+    // is used, push the model's (MMIO, x2APIC MSR, INIT) before each entry (sync_tpr:
+    // both; a guest CR8 write and a model change cannot both happen within one exit).
+    void pull_tpr(slot& s);
+    void sync_tpr(slot& s);
     static void entry(cpu::vcpu& v, void* ctx);
     static void console_byte(void* ctx, std::uint8_t byte);
     static std::uint32_t port_in(void* ctx, std::uint16_t port, std::uint8_t size);

@@ -106,6 +106,15 @@ std::optional<std::uint8_t> lapic::pending_interrupt() const {
     return static_cast<std::uint8_t>(v);
 }
 
+std::uint8_t lapic::tpr_masked_class() const {
+    if (tpr_ < 0x10 || mode_ == apic_mode::disabled) return 0;  // nothing held back by the TPR (checked every entry)
+    const int v = highest(irr_);
+    if (v < 0 || (v & 0xf0) > (tpr_ & 0xf0)) return 0;  // none, or deliverable now
+    const int in_service = highest(isr_);
+    if ((in_service >= 0 && (v & 0xf0) <= (in_service & 0xf0)) || extint_ready()) return 0;
+    return static_cast<std::uint8_t>(v >> 4);
+}
+
 std::optional<std::uint8_t> lapic::acknowledge_interrupt() {
     if (mode_ == apic_mode::disabled || extint_ready()) {
         ext_int_source* pic = bus_.ext_int();

@@ -102,6 +102,9 @@ public:
 
     // --- the cpu layer's interface ---
     [[nodiscard]] std::optional<std::uint8_t> pending_interrupt() const;
+    // Priority class (1..15) of the highest requested interrupt that only the TPR holds
+    // back (lowering the TPR below it would deliver it); 0: none.
+    [[nodiscard]] std::uint8_t tpr_masked_class() const;
     std::optional<std::uint8_t> acknowledge_interrupt();
     bool take_nmi();
     bool take_init();
@@ -126,6 +129,7 @@ public:
     [[nodiscard]] std::uint64_t apic_base() const;
     [[nodiscard]] bool software_enabled() const { return svr_ & apic_bits::svr_enable; }
     [[nodiscard]] std::uint8_t ppr() const;
+    [[nodiscard]] std::uint8_t tpr() const { return tpr_; }
     [[nodiscard]] bool irr(std::uint8_t v) const { return test(irr_, v); }
     [[nodiscard]] bool isr(std::uint8_t v) const { return test(isr_, v); }
     [[nodiscard]] bool tmr(std::uint8_t v) const { return test(tmr_, v); }

@@ -103,6 +103,7 @@ public:
             const guest_region r{gpa, size, region_kind::ram, 0, b};
             HV_TRY(regions_.check_new(r, gpa_limit_));
             regions_.insert(r);
+            hits_ = {};  // pages remembered as unbacked are RAM now
             return {};
         }
         return add_backed({gpa, size, region_kind::ram, 0});
@@ -118,6 +119,9 @@ public:
     [[nodiscard]] const guest_region* find(std::uint64_t gpa) const { return regions_.find(gpa); }
     [[nodiscard]] std::span<const guest_region> regions() const { return regions_.all(); }
     [[nodiscard]] std::size_t backing_table_pages() const { return backing_.table_pages(); }
+    // Changes whenever backing pages are released: host pointers from host_pointer()
+    // kept across calls (gva_cache) are good only while it stays the same.
+    [[nodiscard]] std::uint64_t generation() const { return generation_; }
 
     // The host-physical page behind a RAM or ROM address.
     [[nodiscard]] std::optional<std::uint64_t> backing(std::uint64_t gpa) const {
@@ -129,19 +133,33 @@ public:
 
     // physical_memory over guest-physical addresses, for the walkers: RAM, or ROM when
     // only reading; nullptr for MMIO and holes.
-    // A small cache of backed pages saves the backing-map walk: walkers ask for the same
-    // few table pages again and again, and a page's backing never changes while its
-    // region exists (release_backing empties the cache).
+    // A small cache of pages saves the backing-map walk: walkers ask for the same few
+    // table pages again and again, an MMIO loop for the same device page, and a page's
+    // backing (or its absence outside RAM) never changes while the regions stay (adding
+    // RAM or ROM and release_backing empty the cache; first-touch RAM not backed yet is
+    // not remembered).
     void* host_pointer(std::uint64_t gpa, bool for_write) const {
         if (gpa >= gpa_limit_) return nullptr;
         const std::uint64_t page = gpa & ~page_offset_mask;
         backing_hit& hit = hits_[(page >> page_shift) % hits_.size()];
         if (hit.page != page) {
-            auto t = translate_backing(page);
-            if (!t) return nullptr;  // holes and MMIO are not cached
-            hit = {page, t->pa, t->attrs.write};
+            auto t = backing_.translate(page);
+            if (!t) {
+                const guest_region* r = regions_.find(page);
+                if (!r || r->kind == region_kind::mmio) {
+                    hit = {page, 0, false, false};
+                    return nullptr;
+                }
+                // First-touch RAM: backed now, or not remembered (the allocator may have
+                // a page later).
+                if (r->kind != region_kind::ram || r->backing != ram_backing::first_touch) return nullptr;
+                if (!const_cast<guest_memory*>(this)->back_page(page)) return nullptr;
+                t = backing_.translate(page);
+                if (!t) return nullptr;
+            }
+            hit = {page, t->pa, t->attrs.write, true};
         }
-        if (for_write && !hit.writable) return nullptr;
+        if (!hit.backed || (for_write && !hit.writable)) return nullptr;
         return host_->host_pointer(hit.pa + (gpa & page_offset_mask), for_write);
     }
 
@@ -252,6 +270,7 @@ private:
         }
         if (result.ok()) {
             regions_.insert(r);
+            hits_ = {};  // pages remembered as unbacked are backed now
             return {};
         }
         for (std::uint64_t at = 0; at < run.size; at += page_size) host_->free_page(run.pa + at);
@@ -262,6 +281,7 @@ private:
     // Frees the backing pages of [first, last] and drops them from the backing map.
     void release_backing(std::uint64_t first, std::uint64_t last) {
         hits_ = {};
+        ++generation_;
         if (!backing_.root()) return;
         backing_.for_each_mapping([&](const mapping& m) {
             if (m.va < first || m.va > last) return;
@@ -304,6 +324,7 @@ private:
         std::uint64_t page = ~std::uint64_t{0};
         std::uint64_t pa = 0;
         bool writable = false;
+        bool backed = false;  // false: a hole or MMIO (no backing page)
     };
 
     M* host_;
@@ -311,6 +332,7 @@ private:
     region_map regions_;
     backing_table backing_;
     mutable std::array<backing_hit, 16> hits_{};
+    std::uint64_t generation_ = 0;
     std::uint64_t first_touch_pages_ = 0;
 };
 

@@ -91,11 +91,18 @@ struct guest_fault {
 // The W/R, U/S and I/D bits of the error code: what the access was.
 [[nodiscard]] std::uint32_t access_error_code(const guest_paging& regs, guest_access access);
 
+// The table entries a successful walk read, root first (for gva_cache).
+struct walk_path {
+    unsigned depth = 0;
+    std::uint64_t entry_pa[4] = {};
+    std::uint64_t value[4] = {};  // as the walk read them, before its A/D updates
+};
+
 namespace detail {
 
 template <class F, physical_memory M>
 gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, const guest_paging& regs,
-                      guest_access access) {
+                      guest_access access, walk_path* out = nullptr) {
     using entry_type = typename F::entry_type;
     struct visited {
         std::uint64_t pa;
@@ -135,6 +142,13 @@ gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, 
             set_entry_bits(p, want);
         }
     }
+    if (out) {
+        out->depth = depth;
+        for (unsigned i = 0; i < depth && i < 4; ++i) {
+            out->entry_pa[i] = path[i].pa;
+            out->value[i] = path[i].value;
+        }
+    }
     const auto leaf = static_cast<entry_type>(end.entry);
     const std::uint64_t size = level_size<F>(end.level);
     return {gva_status::ok, f.leaf_address(leaf, end.level) | (va & (size - 1)), size, 0, rights};
@@ -144,7 +158,7 @@ gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, 
 
 template <physical_memory M>
 gva_result translate_gva(M& guest_physical, const guest_paging& regs, const paging_features& cpu,
-                         std::uint64_t gva, guest_access access) {
+                         std::uint64_t gva, guest_access access, walk_path* path = nullptr) {
     constexpr std::uint64_t low32 = 0xffff'ffff;
     switch (regs.mode()) {
     case paging_mode::off: return {gva_status::ok, gva & low32, page_size, 0, {}};
@@ -152,13 +166,13 @@ gva_result translate_gva(M& guest_physical, const guest_paging& regs, const pagi
         legacy32_format f;
         f.maxphyaddr = cpu.maxphyaddr;
         f.pse = regs.cr4 & cr4::pse;
-        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(31, 12), gva & low32, regs, access);
+        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(31, 12), gva & low32, regs, access, path);
     }
     case paging_mode::pae: {
         pae_format f;
         f.maxphyaddr = cpu.maxphyaddr;
         f.nx = regs.efer & efer::nxe;
-        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(31, 5), gva & low32, regs, access);
+        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(31, 5), gva & low32, regs, access, path);
     }
     case paging_mode::four_level: {
         if (!canonical48(gva)) return {gva_status::non_canonical};
@@ -166,11 +180,101 @@ gva_result translate_gva(M& guest_physical, const guest_paging& regs, const pagi
         f.maxphyaddr = cpu.maxphyaddr;
         f.nx = regs.efer & efer::nxe;
         f.gbpages = cpu.gbpages;
-        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(cpu.maxphyaddr - 1, 12), gva, regs, access);
+        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(cpu.maxphyaddr - 1, 12), gva, regs, access, path);
     }
     }
     return {gva_status::non_canonical};
 }
+
+// Translations remembered with the guest table entries they came from (PAE and 4-level
+// paging, whose entries are 64-bit). A hit reads those entries again and compares them
+// with what the walk left there: a guest that edits its tables (no exit, INVLPG or not)
+// misses, so a hit answers exactly what a walk would, A/D included (a write whose leaf
+// lacks D, or a rights failure, walks again). Only walks that set A/D and found them
+// already set are remembered: the entries then hold what the walk judged (an entry the
+// walk updated may mean something else at another level of a shared table).
+// `generation` (guest_memory::generation) guards the entries' host pointers.
+class gva_cache {
+public:
+    static constexpr unsigned ways = 4;
+
+    template <physical_memory M>
+    gva_result translate(M& mem, std::uint64_t generation, const guest_paging& regs, const paging_features& cpu,
+                         std::uint64_t gva, guest_access access) {
+        const paging_mode mode = regs.mode();
+        if (mode != paging_mode::four_level && mode != paging_mode::pae) return translate_gva(mem, regs, cpu, gva, access);
+        if (mode == paging_mode::pae) gva &= 0xffff'ffff;
+        const std::uint64_t page = gva & ~page_offset_mask;
+        for (slot& s : slots_) {
+            if (s.linear_page != page || s.cr3 != regs.cr3 || s.cr0 != regs.cr0 || s.cr4 != regs.cr4 ||
+                s.efer != regs.efer || s.generation != generation || s.maxphyaddr != cpu.maxphyaddr ||
+                s.gbpages != cpu.gbpages)
+                continue;
+            bool same = true;
+            for (unsigned i = 0; i < s.depth; ++i) same = same && load_entry<std::uint64_t>(s.at[i]) == s.value[i];
+            if (!same || !access_allowed(regs, access, s.rights)) break;
+            if (access.kind == access_kind::write && access.set_accessed_dirty &&
+                !(s.value[s.depth - 1] & std::uint64_t(x86_pte::dirty)))
+                break;
+            ++hits_;
+            return {gva_status::ok, s.gpa_page | (gva & page_offset_mask), s.page_size, 0, s.rights};
+        }
+        walk_path path;
+        const gva_result r = translate_gva(mem, regs, cpu, gva, access, &path);
+        if (r.status == gva_status::ok && access.set_accessed_dirty && path.depth >= 1 && path.depth <= 4)
+            remember(mem, generation, regs, cpu, page, r, path);
+        return r;
+    }
+    void clear() { *this = gva_cache{}; }
+    [[nodiscard]] std::uint64_t hits() const { return hits_; }
+
+private:
+    struct slot {
+        std::uint64_t linear_page = 1;  // never a page address: empty
+        std::uint64_t cr0 = 0, cr3 = 0, cr4 = 0, efer = 0, generation = 0;
+        unsigned maxphyaddr = 0;
+        bool gbpages = false;
+        std::uint64_t gpa_page = 0, page_size = 0;
+        x86_rights rights{};
+        unsigned depth = 0;
+        const void* at[4] = {};
+        std::uint64_t value[4] = {};
+    };
+
+    template <physical_memory M>
+    void remember(M& mem, std::uint64_t generation, const guest_paging& regs, const paging_features& cpu,
+                  std::uint64_t page, const gva_result& r, const walk_path& path) {
+        slot s;
+        for (unsigned i = 0; i < path.depth; ++i) {
+            s.at[i] = mem.host_pointer(path.entry_pa[i], false);
+            if (!s.at[i]) return;
+            s.value[i] = load_entry<std::uint64_t>(s.at[i]);
+            if (s.value[i] != path.value[i]) return;  // the walk set A/D: remember the next one
+        }
+        s.depth = path.depth;
+        s.linear_page = page;
+        s.cr0 = regs.cr0;
+        s.cr3 = regs.cr3;
+        s.cr4 = regs.cr4;
+        s.efer = regs.efer;
+        s.generation = generation;
+        s.maxphyaddr = cpu.maxphyaddr;
+        s.gbpages = cpu.gbpages;
+        s.gpa_page = r.gpa & ~page_offset_mask;
+        s.page_size = r.page_size;
+        s.rights = r.rights;
+        // Replace the stale slot for this page if there is one, else round robin.
+        unsigned at = next_;
+        for (unsigned i = 0; i < ways; ++i)
+            if (slots_[i].linear_page == page) at = i;
+        if (at == next_) next_ = (next_ + 1) % ways;
+        slots_[at] = s;
+    }
+
+    slot slots_[ways];
+    unsigned next_ = 0;
+    std::uint64_t hits_ = 0;
+};
 
 namespace detail {
 

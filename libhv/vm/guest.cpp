@@ -140,6 +140,7 @@ status guest::init(physical_cpu& pc, const config& cfg, cpu::page_alloc_fn alloc
         if (pc.vendor == cpu::vendor::vmx) {
             HV_TRY(vmx::create(vmx_[i], pc.vmx, tag));
             vmx_[i].nested_root = nested_root_;
+            vmx_[i].cr8_exiting = cfg.cr8_exits;
             vcpus_[i].init(i, vmx::ops, &vmx_[i], stack, vcpu_stack_bytes);
         } else {
             HV_TRY(svm::create(svm_[i], pc.svm, tag));
@@ -645,7 +646,8 @@ void guest::on_shadow_invlpg(cpu::vcpu& v, const cpu::exit_info& e) {
 }
 
 mmu::guest_paging guest::paging_of(cpu::vcpu& v) {
-    v.ops().load_state(v);
+    if (v.ops().load_memory_state) v.ops().load_memory_state(v);
+    else v.ops().load_state(v);
     return paging_of_state(v.state);
 }
 
@@ -654,7 +656,8 @@ linear_memory<host_memory> guest::linear(cpu::vcpu& v) {
             paging_of_state(v.state),
             features(),
             {devices_, device_count_},
-            strays_};
+            strays_,
+            &translations_[v.id()]};
 }
 
 void guest::emulate(cpu::vcpu& v) {
@@ -678,7 +681,7 @@ void guest::emulate(cpu::vcpu& v) {
     if (cfg_.mmu == paging::shadow)
         watch.emplace(mem, ram_, *shadows_[v.id()], paging_of_state(st), features());
     insn::memory& through = watch ? static_cast<insn::memory&>(*watch) : mem;
-    auto r = insn::execute(is, through);
+    auto r = insn::execute(is, through, {}, &decoded_[v.id()]);
     if (watch && watch->flush) shadow_flush(v, cpu::tlb_flush::all);
     if (!r) {
         v.fail("MMIO access by an instruction the emulator does not run");

@@ -68,6 +68,9 @@ struct config {
     bool map_on_demand = false;
     // VPID (VMX) / ASID (SVM) of vCPU 0; vCPU i uses first_tag + i. Distinct per guest.
     std::uint16_t first_tag = 1;
+    // VMX: virtualize CR8 with CR8-load/store exits even where the CPU has a TPR shadow
+    // (tests that path; the default uses the shadow when offered).
+    bool cr8_exits = false;
 };
 
 // What the nested-fault handler did, per guest.
@@ -173,7 +176,8 @@ public:
     // ---- for handlers ----
     static guest& of(cpu::vcpu& v) { return v.owner<guest>(); }
     [[nodiscard]] cpu::vendor vendor() const { return cpu_->vendor; }
-    // The guest's paging registers as vCPU v has them now (loads them from the VMCS/VMCB).
+    // The guest's paging registers as vCPU v has them now (loads them, CS/SS rights and the
+    // segment bases from the VMCS/VMCB: backend_ops::load_memory_state).
     [[nodiscard]] mmu::guest_paging paging_of(cpu::vcpu& v);
     [[nodiscard]] mmu::paging_features features() const { return {cpu_->maxphyaddr(), true}; }
     // v's linear address space (after paging_of / load_state): RAM, devices, open bus.
@@ -234,6 +238,8 @@ private:
     cpu::io_ports ports_{};
     cpu_view view_{};
     msr_file msrs_[max_vcpus];
+    mmu::gva_cache translations_[max_vcpus];  // linear(v)'s, per vCPU
+    insn::decode_memo decoded_[max_vcpus];     // emulate(v)'s last instruction, per vCPU
     nested_stats stats_{};
     stray_accesses strays_{};
     shadow_pages* shadows_[max_vcpus] = {};

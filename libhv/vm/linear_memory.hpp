@@ -35,9 +35,10 @@ struct stray_accesses {
 template <mmu::table_memory M>
 class linear_memory final : public insn::memory {
 public:
+    // `cache` (optional, e.g. one per vCPU) remembers translations across instances.
     linear_memory(mmu::guest_memory<M>& ram, const mmu::guest_paging& paging, const mmu::paging_features& features,
-                  std::span<const mmio_handler> devices, stray_accesses& strays)
-        : ram_{&ram}, paging_{paging}, features_{features}, devices_{devices}, strays_{&strays} {}
+                  std::span<const mmio_handler> devices, stray_accesses& strays, mmu::gva_cache* cache = nullptr)
+        : ram_{&ram}, paging_{paging}, features_{features}, devices_{devices}, strays_{&strays}, cache_{cache} {}
 
     std::optional<insn::fault> read(std::uint64_t la, void* dst, unsigned n, insn::access_type a) override {
         return access(la, n, a, [&](std::uint64_t gpa, unsigned at, unsigned len) {
@@ -131,7 +132,8 @@ private:
             const std::uint64_t at = la + done;
             const unsigned in_page = static_cast<unsigned>(mmu::page_size - (at & mmu::page_offset_mask));
             const unsigned len = n - done < in_page ? n - done : in_page;
-            const mmu::gva_result t = mmu::translate_gva(*ram_, paging_, features_, at, how);
+            const mmu::gva_result t = cache_ ? cache_->translate(*ram_, ram_->generation(), paging_, features_, at, how)
+                                             : mmu::translate_gva(*ram_, paging_, features_, at, how);
             switch (t.status) {
             case mmu::gva_status::ok: break;
             case mmu::gva_status::page_fault: return insn::fault{insn::vector::pf, true, t.error_code, at};
@@ -151,6 +153,7 @@ private:
     mmu::paging_features features_;
     std::span<const mmio_handler> devices_;
     stray_accesses* strays_;
+    mmu::gva_cache* cache_;
     std::uint64_t region_base_ = 0;
 };
 

@@ -103,6 +103,7 @@ HV_X86_CR(0)
 HV_X86_CR(2)
 HV_X86_CR(3)
 HV_X86_CR(4)
+HV_X86_CR(8)  // the local APIC's TPR bits 7:4
 #undef HV_X86_CR
 
 inline void outb(std::uint16_t port, std::uint8_t v) { asm volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }

@@ -292,9 +292,10 @@ hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, co
     return done_step(st, in);
 }
 
-hv::result<fetched> fetch(const guest_state& st, memory& mem) {
+hv::result<fetched> fetch(const guest_state& st, memory& mem, decode_memo* memo) {
     const std::uint64_t la = linear(st, seg::cs, st.rip);
-    std::uint8_t buf[max_length] = {};
+    alignas(8) std::uint8_t buf[16] = {};  // max_length, and zeros for the memo's comparison
+    static_assert(max_length < sizeof buf);
     const unsigned to_page_end = 4096 - static_cast<unsigned>(la & 0xfff);
     const unsigned first = to_page_end < max_length ? to_page_end : max_length;
     fetched out;
@@ -302,7 +303,14 @@ hv::result<fetched> fetch(const guest_state& st, memory& mem) {
         out.f = f;
         return out;
     }
+    std::array<std::uint64_t, 2> words;
+    __builtin_memcpy(words.data(), buf, sizeof words);
+    if (memo && memo->la == la && memo->code == st.code && memo->fetched == first && memo->bytes == words) {
+        out.insn = memo->insn;
+        return out;
+    }
     auto d = decode(std::span<const std::uint8_t>(buf, first), st.code);
+    if (d && memo) *memo = {la, st.code, static_cast<std::uint8_t>(first), words, *d};
     if (!d && is_truncated(d.err()) && first < max_length) {
         std::uint64_t rest = la + first;
         if (st.code != mode::code64) rest &= 0xffffffff;
@@ -317,8 +325,8 @@ hv::result<fetched> fetch(const guest_state& st, memory& mem) {
     return out;
 }
 
-hv::result<step> execute(guest_state& st, memory& mem, const options& opt) {
-    auto f = fetch(st, mem);
+hv::result<step> execute(guest_state& st, memory& mem, const options& opt, decode_memo* memo) {
+    auto f = fetch(st, mem, memo);
     if (!f) {
         if (f.code() == hv::errc::bad_format) return fault_step(fault{vector::ud, false, 0, 0});
         if (f.code() == hv::errc::overflow) return fault_step(gp0);

@@ -114,10 +114,20 @@ struct fetched {
     std::optional<fault> f;  // the fetch faulted: inject this
     instruction insn{};
 };
-hv::result<fetched> fetch(const guest_state& st, memory& mem);
+// The last instruction decoded at one linear address, reused when the same bytes are
+// fetched there again in the same mode (decoding depends on nothing else): a guest's MMIO
+// loop runs one instruction again and again. One per vCPU; optional.
+struct decode_memo {
+    std::uint64_t la = ~std::uint64_t{0};
+    mode code = mode::code64;
+    std::uint8_t fetched = 0;  // bytes read at `la` (the instruction and what follows it in the page)
+    std::array<std::uint64_t, 2> bytes{};
+    instruction insn{};
+};
+hv::result<fetched> fetch(const guest_state& st, memory& mem, decode_memo* memo = nullptr);
 
 // fetch + decode + emulate. Guest-visible failures come back as outcome::fault: fetch
 // faults, #UD for an invalid encoding, #GP(0) for one longer than 15 bytes.
-hv::result<step> execute(guest_state& st, memory& mem, const options& opt = {});
+hv::result<step> execute(guest_state& st, memory& mem, const options& opt = {}, decode_memo* memo = nullptr);
 
 } // namespace hv::insn

@@ -12,6 +12,9 @@ namespace {
 
 vcpu_arch& arch(cpu::vcpu& v) { return *static_cast<vcpu_arch*>(v.arch()); }
 
+constexpr std::uint64_t v_tpr = 0xf, v_irq = 1ull << 8, v_intr_prio = 0xfull << 16, v_ign_tpr = 1ull << 20,
+                        v_intr_masking = 1ull << 24;
+
 // Shadow paging without NPT (APM 15.14-15.16): every CR0/CR3/CR4 read and write, #PF and
 // INVLPG intercepted; the real paging registers run the shadow with paging always on.
 constexpr std::uint32_t shadow_cr_intercepts = (1u << 0 | 1u << 3 | 1u << 4) * 0x10001u;
@@ -44,6 +47,7 @@ status put_shadow(vcpu_arch& a, vmcb& b, const cpu::guest_state& g) {
 status prepare(cpu::vcpu& v) {
     vcpu_arch& a = arch(v);
     vmcb& b = *a.block;
+    if (a.prepared) a.tpr = static_cast<std::uint8_t>((b.control.vintr & v_tpr) << 4);
     __builtin_memset(&b, 0, sizeof b);
     auto& c = b.control;
     c.intercepts3 = bits(intercept3::intr, intercept3::nmi, intercept3::smi, intercept3::init, intercept3::cpuid,
@@ -59,11 +63,16 @@ status prepare(cpu::vcpu& v) {
     c.iopm_base_pa = cpu::pa_of(a.iopm);
     c.msrpm_base_pa = cpu::pa_of(a.msrpm);
     c.np_control = a.cpu->caps.nested_paging ? 1 : 0;
+    // V_INTR_MASKING: the guest's CR8 is V_TPR (the host's TPR stays the host's) and its
+    // RFLAGS.IF masks only virtual interrupts; the host runs with IF = 0, so a physical
+    // interrupt waits for the next exit (INTR stays intercepted).
+    c.vintr = v_intr_masking | (a.tpr >> 4);
     c.n_cr3 = a.nested_root ? a.nested_root : a.cpu->npt_root;
     put_guest(b, v.state);
     if (a.shadow_paging) HV_TRY(put_shadow(a, b, v.state));
     else if (!a.cpu->caps.nested_paging) return fail(errc::not_supported, "this CPU has no NPT: use shadow paging");
     a.events_on = false;
+    a.prepared = true;
     vmrun_context cx{};
     cx.maxphyaddr = a.cpu->maxphyaddr;
     if (auto r = check_vmrun(b, cx); !r.passed && a.software_checks) {
@@ -82,7 +91,6 @@ event_type svm_type(cpu::event_kind k) {
     }
 }
 
-constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
 
 // Injection and the interrupt window: only when an event waits or the last entry used them.
 [[gnu::noinline]] void apply_events(cpu::vcpu& v, vcpu_arch& a, const cpu::event_queue::decision& d) {
@@ -94,14 +102,18 @@ constexpr std::uint64_t v_irq = 1ull << 8, v_ign_tpr = 1ull << 20;
         c.eventinj = ec ? event::make(t, d.inject.vector, d.inject.error_code).raw : event::make(t, d.inject.vector).raw;
     }
     // An interrupt window: a virtual interrupt the guest takes as soon as it can, intercepted.
+    // A TPR threshold: one it takes once its V_TPR drops below the class held back.
+    c.vintr &= ~(v_irq | v_ign_tpr | v_intr_prio);
     if (d.irq_window) {
         c.vintr |= v_irq | v_ign_tpr;
         c.intercepts3 |= bits(intercept3::vintr);
+    } else if (d.tpr_threshold) {
+        c.vintr |= v_irq | (std::uint64_t{d.tpr_threshold & 0xfu} << 16);
+        c.intercepts3 |= bits(intercept3::vintr);
     } else {
-        c.vintr &= ~(v_irq | v_ign_tpr);
         c.intercepts3 &= ~bits(intercept3::vintr);
     }
-    a.events_on = d.inject.valid || d.irq_window;
+    a.events_on = d.inject.valid || d.irq_window || d.tpr_threshold;
 }
 
 // The exit as the decoders take it (after v.state was refreshed from the VMCB).
@@ -276,7 +288,32 @@ void load_mode(cpu::vcpu& v) {
     g[cpu::seg::ss].access = ar_from_attrib(b.state.ss.attrib);
 }
 
+void load_memory_state(cpu::vcpu& v) {
+    const vmcb& b = *arch(v).block;
+    cpu::guest_state& g = v.state;
+    g.cr0 = read_cr(v, 0);
+    g.cr3 = read_cr(v, 3);
+    g.cr4 = read_cr(v, 4);
+    g.efer = arch(v).shadow_paging ? arch(v).guest_efer : b.state.efer & ~x86::efer::svme;
+    g[cpu::seg::cs].access = ar_from_attrib(b.state.cs.attrib);
+    g[cpu::seg::ss].access = ar_from_attrib(b.state.ss.attrib);
+    const segment* const in_order[6] = {&b.state.es, &b.state.cs, &b.state.ss, &b.state.ds, &b.state.fs, &b.state.gs};
+    for (unsigned i = 0; i < 6; ++i) g.segs[i].base = in_order[i]->base;
+}
+
 void flush_nested(cpu::vcpu& v) { arch(v).block->control.tlb_ctl = tlb_control::flush_asid; }
+
+// V_TPR holds CR8 (TPR bits 7:4); `tpr` keeps the value until prepare() builds the VMCB.
+std::uint8_t read_tpr(const cpu::vcpu& v) {
+    const vcpu_arch& a = *static_cast<const vcpu_arch*>(v.arch());
+    return a.prepared ? static_cast<std::uint8_t>((a.block->control.vintr & v_tpr) << 4) : a.tpr;
+}
+
+void write_tpr(cpu::vcpu& v, std::uint8_t tpr) {
+    vcpu_arch& a = arch(v);
+    a.tpr = tpr & 0xf0;
+    a.block->control.vintr = (a.block->control.vintr & ~v_tpr) | (tpr >> 4);
+}
 
 void set_paging_root(cpu::vcpu& v, std::uint64_t guest_cr3, std::uint64_t root) {
     vcpu_arch& a = arch(v);
@@ -310,9 +347,9 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 
 } // namespace
 
-const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length,
-                           read_cr,    write_cr,     load_state,      flush_nested,
-                           load_mode,  set_paging_root, flush_tlb,    write_efer};
+const cpu::backend_ops ops{prepare,   enter,      interrupts_open, instruction_length, read_cr,
+                           write_cr,  load_state, flush_nested,    load_mode,          read_tpr,
+                           write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

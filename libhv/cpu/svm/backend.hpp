@@ -30,7 +30,9 @@ struct vcpu_arch {
     std::uint8_t* iopm = nullptr;   // 3 pages
     std::uint8_t* msrpm = nullptr;  // 2 pages
     bool software_checks = true;    // false: let the CPU judge the state (to compare the two)
-    bool events_on = false;         // EVENTINJ or the interrupt window was set at the last entry
+    bool events_on = false;         // EVENTINJ, the interrupt window or a TPR threshold was set at the last entry
+    bool prepared = false;          // the VMCB holds the guest (its V_TPR is the TPR)
+    std::uint8_t tpr = 0;           // the TPR before prepare()
     // Shadow paging instead of NPT: see backend_ops::set_paging_root. Set before prepare.
     // The VMCB holds the real CR0/CR3/CR4/EFER; the guest sees these (SVM has no read
     // shadows: every CR0/CR3/CR4 access is intercepted).

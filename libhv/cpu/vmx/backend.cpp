@@ -15,7 +15,8 @@ namespace hv::vmx {
 requests default_requests() {
     requests r{};
     r[control_set::pin] = {bits(pin::external_interrupt_exiting, pin::nmi_exiting), bits(pin::virtual_nmis)};
-    r[control_set::proc] = {bits(proc::hlt_exiting, proc::io_bitmaps, proc::msr_bitmaps), 0};
+    // CR8: TPR shadow where offered; enable() asks for CR8-load/store exiting otherwise.
+    r[control_set::proc] = {bits(proc::hlt_exiting, proc::io_bitmaps, proc::msr_bitmaps), bits(proc::tpr_shadow)};
     // EPT and unrestricted guest are what nested paging needs; without them only
     // shadow-paged vCPUs (vcpu_arch::shadow_paging) run.
     r[control_set::proc2] = {0, bits(proc2::ept, proc2::unrestricted_guest, proc2::vpid)};
@@ -94,6 +95,17 @@ inline bool make_current(vcpu_arch& a) { return a.cpu->current_vmcs == a.vmcs_pa
 
 vcpu_arch& arch(cpu::vcpu& v) { return *static_cast<vcpu_arch*>(v.arch()); }
 
+std::uint8_t read_tpr(const cpu::vcpu& v) {
+    const vcpu_arch& a = *static_cast<const vcpu_arch*>(v.arch());
+    return a.cr8_exiting ? a.tpr : a.virtual_apic[0x80];
+}
+
+void write_tpr(cpu::vcpu& v, std::uint8_t tpr) {
+    vcpu_arch& a = arch(v);
+    a.tpr = tpr;
+    a.virtual_apic[0x80] = tpr;
+}
+
 // Shadow paging without EPT (SDM 29.3 "VMX support for paging without EPT"): MOV to and
 // from CR3 exit (no CR3-target values), INVLPG exits, every #PF exits (error-code
 // mask = match = 0 with bit 14 set), and the guest owns no paging bit of CR0/CR4.
@@ -151,12 +163,26 @@ status put_shadow_guest(vcpu_arch& a, vmcs_image& img, const cpu::guest_state& g
 
 status prepare(cpu::vcpu& v) {
     vcpu_arch& a = arch(v);
+    const std::uint8_t tpr = read_tpr(v);
     cpu_context& c = *a.cpu;
     vmcs_image& img = a.image;
     img = vmcs_image{};
     put_controls(img, c.controls);
     if (c.controls.value(control_set::proc2) & bits(proc2::vpid)) img.set(field::vpid, a.vpid);
-    a.proc_base = c.controls.value(control_set::proc);
+    // CR8 first: the shadow-paging controls add their exits to this base.
+    constexpr std::uint32_t cr8_exits = bits(proc::cr8_load_exiting, proc::cr8_store_exiting);
+    std::uint32_t procv = c.controls.value(control_set::proc);
+    if (a.cr8_exiting || !(procv & bits(proc::tpr_shadow))) {
+        a.cr8_exiting = true;
+        procv = (procv & ~bits(proc::tpr_shadow)) | cr8_exits;
+    } else {
+        img.set(field::virtual_apic_address, cpu::pa_of(a.virtual_apic));
+        img.set(field::tpr_threshold, 0);
+    }
+    write_tpr(v, tpr);
+    a.tpr_threshold = 0;
+    a.proc_base = procv;
+    img.set(field::proc_controls, procv);
     if (a.shadow_paging) {
         HV_TRY(put_shadow_controls(a, img));
     } else {
@@ -221,6 +247,14 @@ event_type vmx_type(cpu::event_kind k) {
             t == event_type::privileged_software_exception)
             (void)vmwrite(raw(field::entry_instruction_length), v.current_exit().instruction_length);
     }
+    // A TPR threshold (TPR shadow only: with CR8 exits every CR8 write exits anyway) must
+    // not exceed the VTPR's class (SDM 26.2.1.1), which holds here: the threshold is an
+    // interrupt class the TPR masks.
+    const std::uint8_t threshold = a.cr8_exiting ? 0 : d.tpr_threshold & 0xf;
+    if (threshold != a.tpr_threshold) {
+        (void)vmwrite(raw(field::tpr_threshold), threshold);
+        a.tpr_threshold = threshold;
+    }
     std::uint32_t procv = a.proc_base;
     if (d.irq_window) procv |= bits(proc::interrupt_window_exiting);
     if (d.nmi_window && (a.cpu->controls.value(control_set::pin) & bits(pin::virtual_nmis)))
@@ -229,7 +263,7 @@ event_type vmx_type(cpu::event_kind k) {
         (void)vmwrite(raw(field::proc_controls), procv);
         a.proc_in_vmcs = procv;
     }
-    a.windows_on = d.irq_window || d.nmi_window;
+    a.windows_on = d.irq_window || d.nmi_window || threshold;
 }
 
 [[gnu::noinline]] void entry_refused(cpu::vcpu& v, int r, cpu::exit_info& out) {
@@ -405,6 +439,20 @@ void load_mode(cpu::vcpu& v) {
     g[cpu::seg::ss].access = static_cast<std::uint32_t>(read<field::guest_ss_ar>());
 }
 
+void load_memory_state(cpu::vcpu& v) {
+    const vcpu_arch& a = arch(v);
+    if (!make_current(arch(v))) return;
+    cpu::guest_state& g = v.state;
+    // The guest's view: read shadows for CR0/CR4, and under shadow paging its own CR3 and EFER.
+    g.cr0 = read_cr(v, 0);
+    g.cr3 = a.shadow_paging ? a.guest_cr3 : read<field::guest_cr3>();
+    g.cr4 = read_cr(v, 4);
+    g.efer = a.shadow_paging ? a.guest_efer : read<field::guest_efer>();
+    g[cpu::seg::cs].access = static_cast<std::uint32_t>(read<field::guest_cs_ar>());
+    g[cpu::seg::ss].access = static_cast<std::uint32_t>(read<field::guest_ss_ar>());
+    for (unsigned i = 0; i < 6; ++i) g.segs[i].base = read(static_cast<field>(raw(field::guest_es_base) + 2 * i));
+}
+
 void flush_nested(cpu::vcpu& v) {
     vcpu_arch& a = arch(v);
     const std::uint64_t root = a.nested_root ? a.nested_root : a.cpu->ept_root;
@@ -449,9 +497,9 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 
 } // namespace
 
-const cpu::backend_ops ops{prepare,    enter,        interrupts_open, instruction_length,
-                           read_cr,    write_cr,     load_state,      flush_nested,
-                           load_mode,  set_paging_root, flush_tlb,    write_efer};
+const cpu::backend_ops ops{prepare,   enter,      interrupts_open, instruction_length, read_cr,
+                           write_cr,  load_state, flush_nested,    load_mode,          read_tpr,
+                           write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;
@@ -462,7 +510,10 @@ status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     auto plan = plan_vmxon(id.ecx, m, x86::read_cr0(), x86::read_cr4());
     if (!plan) return plan.err();
     c.caps = decode(m);
-    auto derived = derive_all(c.caps, default_requests());
+    auto req = default_requests();
+    if (!(c.caps.of(control_set::proc).allowed1 & bits(proc::tpr_shadow)))
+        req[control_set::proc].required |= bits(proc::cr8_load_exiting, proc::cr8_store_exiting);
+    auto derived = derive_all(c.caps, req);
     if (!derived) return derived.err();
     c.controls = *derived;
     if (plan->write_feature_control) x86::wrmsr(msr::feature_control, plan->feature_control);
@@ -484,7 +535,9 @@ status create(vcpu_arch& a, cpu_context& c, std::uint16_t vpid) {
     auto* vmcs = static_cast<std::uint32_t*>(c.alloc(1));
     a.io_bitmaps = static_cast<std::uint8_t*>(c.alloc(2));
     a.msr_bitmap = static_cast<std::uint8_t*>(c.alloc(1));
-    if (!vmcs || !a.io_bitmaps || !a.msr_bitmap) return fail(errc::no_memory, "VMCS or bitmaps");
+    a.virtual_apic = static_cast<std::uint8_t*>(c.alloc(1));
+    if (!vmcs || !a.io_bitmaps || !a.msr_bitmap || !a.virtual_apic) return fail(errc::no_memory, "VMCS or bitmaps");
+    __builtin_memset(a.virtual_apic, 0, 4096);
     vmcs[0] = c.caps.basic.revision();
     a.vmcs_pa = cpu::pa_of(vmcs);
     // Intercept every port and MSR: a guest reaches only what a handler allows.

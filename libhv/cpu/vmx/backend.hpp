@@ -35,16 +35,23 @@ struct vcpu_arch {
     std::uint64_t nested_root = 0;  // EPT PML4 of this vCPU's guest; 0: the CPU's identity map
     bool launched = false;
     std::uint32_t proc_in_vmcs = 0;  // primary controls as last written (window bits vary)
+    std::uint32_t proc_base = 0;     // primary controls without the window bits
+    // CR8: a TPR shadow (the virtual-APIC page's VTPR at 0x80) where the CPU offers it,
+    // otherwise CR8-load/store exits and `tpr`. Set cr8_exiting before prepare() to use
+    // the exits although the CPU has a TPR shadow (to test that path).
+    bool cr8_exiting = false;
+    std::uint8_t tpr = 0;
+    std::uint8_t tpr_threshold = 0;      // as last written to the VMCS
+    std::uint8_t* virtual_apic = nullptr;  // one page
     bool windows_on = false;         // an interrupt or NMI window was requested at the last entry
     std::uint8_t* io_bitmaps = nullptr;  // 2 pages: A then B
     std::uint8_t* msr_bitmap = nullptr;
-    bool software_checks = true;
+    bool software_checks = true;  // false: let the CPU judge the state (to compare the two)
     // Shadow paging instead of EPT: see backend_ops::set_paging_root. Set before prepare.
     bool shadow_paging = false;
     std::uint64_t shadow_root = 0;  // the real CR3
     std::uint64_t guest_cr3 = 0;    // the CR3 the guest sees
     std::uint64_t guest_efer = 0;   // the EFER the guest sees (the real one has NXE)
-    std::uint32_t proc_base = 0;    // primary controls without the window bits  // false: let the CPU judge the state (to compare the two)
     vmcs_image image;
     char message[192] = {};  // the last failure, when a status points here
 };

@@ -24,6 +24,7 @@ struct fake_arch {
     std::vector<std::string>* trace;
     int prepares = 0;
     int state_loads = 0;
+    std::uint8_t tpr = 0;  // the vCPU's CR8 as a TPR shadow would hold it
 };
 
 fake_arch& arch_of(cpu::vcpu& v) { return *static_cast<fake_arch*>(v.arch()); }
@@ -38,6 +39,7 @@ void fake_enter(cpu::vcpu& v, const cpu::event_queue::decision* pending, cpu::ex
     (void)v.take_dirty();
     std::string line = "v" + std::to_string(v.id()) + " enter";
     if (d.inject.valid) line += " inject=" + std::to_string(int(d.inject.kind)) + ":" + std::to_string(d.inject.vector);
+    if (d.tpr_threshold) line += " threshold=" + std::to_string(d.tpr_threshold);
     a.trace->push_back(line);
     e = cpu::exit_info{};
     if (d.inject.valid && d.inject.kind == cpu::event_kind::external_interrupt) v.state.rflags &= ~x86::rflags::if_;
@@ -54,8 +56,10 @@ std::uint64_t fake_read_cr(cpu::vcpu& v, unsigned cr) { return cr == 0 ? v.state
 hv::status fake_write_cr(cpu::vcpu&, unsigned, std::uint64_t) { return {}; }
 void fake_load_state(cpu::vcpu& v) { ++arch_of(v).state_loads; }
 void fake_flush(cpu::vcpu&) {}
-constexpr cpu::backend_ops fake_ops{fake_prepare, fake_enter, fake_open, fake_length,
-                                    fake_read_cr, fake_write_cr, fake_load_state, fake_flush};
+std::uint8_t fake_read_tpr(const cpu::vcpu& v) { return static_cast<const fake_arch*>(v.arch())->tpr; }
+void fake_write_tpr(cpu::vcpu& v, std::uint8_t tpr) { arch_of(v).tpr = tpr; }
+constexpr cpu::backend_ops fake_ops{fake_prepare,  fake_enter,    fake_open,       fake_length,   fake_read_cr,
+                                    fake_write_cr, fake_load_state, fake_flush, nullptr,      fake_read_tpr, fake_write_tpr};
 
 // Guest "linear memory": one flat buffer at linear 0x10000.
 struct flat_memory {
@@ -382,6 +386,41 @@ TEST_CASE("attach: LAPIC timer wakes a halted vCPU; interrupts acknowledged only
     CHECK(injected41 == 3);
     CHECK(r2.at->stats().idle_waits == 3);
     CHECK(r2.clk.now() == 2000000 + 3 * 100000);
+}
+
+TEST_CASE("attach: the LAPIC owns the TPR, the vCPU's CR8 mirrors it both ways; a TPR-held interrupt sets the threshold") {
+    rig r(1);
+    std::uint8_t cpu_tpr_after_mmio = 0;
+    std::uint32_t mmio_tpr_after_cr8 = 0, ppr_after_cr8 = 0;
+    bool irr_held = false;
+    r.add({guest([&](cpu::vcpu& v) {
+               v.state.rflags |= x86::rflags::if_;
+               r.lapic_write(0xf0, 0x1ff);  // SVR: enable
+               r.lapic_write(0x80, 0x45);   // TPR by MMIO
+           }),
+           guest([&](cpu::vcpu& v) {
+               cpu_tpr_after_mmio = v.tpr();
+               arch_of(v).tpr = 0x70;  // MOV to CR8 (7): no exit, the mirror changes
+           }),
+           guest([&](cpu::vcpu&) {
+               mmio_tpr_after_cr8 = r.lapic_read(0x80);
+               ppr_after_cr8 = r.lapic_read(0xa0);
+               r.lapic_write(0x300, 0x40000 | 0x55);  // self IPI, vector 0x55: held back by TPR 0x70
+           }),
+           guest([&](cpu::vcpu& v) {
+               irr_held = r.m.cpu(0).irr(0x55);
+               arch_of(v).tpr = 0x20;  // MOV to CR8 (2): the threshold exit follows
+           }),
+           guest([&](cpu::vcpu&) { r.lapic_write(0xb0, 0); }), debug_exit(0)});
+    r.run();
+    CHECK(cpu_tpr_after_mmio == 0x45);
+    CHECK(mmio_tpr_after_cr8 == 0x70);
+    CHECK(ppr_after_cr8 == 0x70);
+    CHECK(irr_held);
+    CHECK(r.m.cpu(0).tpr() == 0x20);
+    REQUIRE(r.trace.size() >= 5);
+    CHECK(r.trace[3] == "v0 enter threshold=5");  // after the IPI: held by the TPR, exit below class 5
+    CHECK(r.trace[4] == "v0 enter inject=0:85");   // CR8 = 2: delivered at the next entry
 }
 
 TEST_CASE("attach: PIT IRQ0 through the 8259 (ExtINT) wakes HLT") {

@@ -562,3 +562,54 @@ TEST_CASE("instructions outside the emulated set are refused without side effect
         CHECK(mem.log.empty());
     }
 }
+
+TEST_CASE("decode memo: the same bytes at the same address reuse the decode; other bytes, address or mode do not") {
+    fake_memory mem;
+    // mov %ecx, 0x80(%r12) ; then the same address rewritten to mov 0x80(%r12), %eax
+    const std::uint8_t store[] = {0x41, 0x89, 0x8c, 0x24, 0x80, 0x00, 0x00, 0x00, 0x90};
+    const std::uint8_t load[] = {0x41, 0x8b, 0x84, 0x24, 0x80, 0x00, 0x00, 0x00, 0x90};
+    auto& code = mem.add(code_at, 32, 0x90);  // the fetch reads 15 bytes
+    std::memcpy(code.bytes.data(), store, sizeof store);
+    mem.add(mem_base, 0x1000);
+    guest_state st;
+    st.rip = code_at;
+    st.gpr[12] = mem_base;
+    st.gpr[1] = 0x11223344;
+    decode_memo memo;
+    auto plain = fetch(st, mem);
+    auto first = fetch(st, mem, &memo);
+    REQUIRE(plain);
+    REQUIRE(first);
+    CHECK(memo.la == code_at);
+    CHECK(first->insn.length == 8);
+    CHECK(first->insn.mnem == plain->insn.mnem);
+    // A hit: the memo's instruction comes back (poison it to see that it is used).
+    memo.insn.operand_size = 2;
+    auto hit = fetch(st, mem, &memo);
+    REQUIRE(hit);
+    CHECK(hit->insn.operand_size == 2);
+    memo.insn.operand_size = 4;
+    // The guest rewrote the instruction: decoded again.
+    std::memcpy(code.bytes.data(), load, sizeof load);
+    auto again = fetch(st, mem, &memo);
+    REQUIRE(again);
+    CHECK(again->insn.operands[0].kind == opkind::reg);
+    CHECK(again->insn.operands[1].kind == opkind::mem);
+    // Another mode: decoded again (no REX in 32-bit code: 0x41 is INC ECX there).
+    st.code = mode::code32;
+    auto other_mode = fetch(st, mem, &memo);
+    REQUIRE(other_mode);
+    CHECK(other_mode->insn.length == 1);
+    CHECK(memo.code == mode::code32);
+    // Through execute: the store runs with the memo, twice, to the same effect.
+    std::memcpy(code.bytes.data(), store, sizeof store);
+    st.code = mode::code64;
+    for (int i = 0; i < 2; ++i) {
+        st.rip = code_at;
+        auto r = execute(st, mem, {}, &memo);
+        REQUIRE(r);
+        CHECK(r->result == outcome::done);
+        CHECK(st.rip == code_at + 8);
+        CHECK(mem.load(mem_base + 0x80, 4) == 0x11223344);
+    }
+}

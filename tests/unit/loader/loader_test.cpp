@@ -229,7 +229,7 @@ struct guest {
     }
     template <class T>
     T read_obj(std::uint64_t gpa) {
-        T v;
+        T v{};
         REQUIRE(mem.read(gpa, &v, sizeof v).ok());
         return v;
     }

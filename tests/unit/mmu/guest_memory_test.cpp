@@ -445,6 +445,26 @@ TEST_CASE("guest page tables in ROM: reads walk them, A/D updates cannot") {
     CHECK(translate_gva(g, regs, {}, 0x2000, {access_kind::read}).gpa == 0x10'1008);
 }
 
+TEST_CASE("host_pointer remembers unbacked pages only until backed memory is added there") {
+    fake_memory host;
+    guest_memory<fake_memory> g(host, std::uint64_t{1} << 40);
+    REQUIRE(g.init().ok());
+    REQUIRE(g.add_mmio(0xfee0'0000, KiB4, 1).ok());
+    CHECK(g.host_pointer(0xfee0'0080, false) == nullptr);  // MMIO, remembered
+    CHECK(g.host_pointer(0x20'0010, false) == nullptr);    // a hole, remembered
+    CHECK(g.host_pointer(0x20'0010, false) == nullptr);
+    REQUIRE(g.add_ram(0x20'0000, 2 * KiB4).ok());
+    void* p = g.host_pointer(0x20'0010, true);
+    REQUIRE(p != nullptr);
+    CHECK(p == host.host_pointer(*g.backing(0x20'0000) + 0x10, true));
+    CHECK(g.host_pointer(0xfee0'0080, false) == nullptr);
+    // First-touch RAM over a remembered hole: backed at the next touch.
+    CHECK(g.host_pointer(0x40'0000, false) == nullptr);
+    REQUIRE(g.add_ram(0x40'0000, KiB4, ram_backing::first_touch).ok());
+    CHECK(g.host_pointer(0x40'0000, true) != nullptr);
+    CHECK(g.backed_at_first_touch() == 1);
+}
+
 TEST_CASE("first-touch RAM: no pages up front; each page backed, zeroed, once, by whoever touches it first") {
     fake_memory host;
     guest_memory<fake_memory> g(host);

@@ -508,3 +508,103 @@ TEST_CASE("accessed on every level of a successful walk, dirty on the leaf of a 
     CHECK(flags(3) == 0x60);
     CHECK(flags(0) == 0x20);  // D only on the leaf
 }
+
+namespace {
+
+// gva_cache against the plain walk on two identical random table sets: the guest edits
+// entries on the paths just walked (A, D, P, R/W, U/S, NX, address bits) between
+// translations; results and every A/D write must be the same.
+void compare_cached(paging_mode mode, std::uint64_t min_hits, std::uint64_t min_edits) {
+    std::uint64_t hits = 0, checked = 0, edits = 0, ok_results = 0;
+    for (std::uint64_t seed = 1; seed <= 12; ++seed) {
+        random_tables plain(seed * 104729, 16), cached(seed * 104729, 16);
+        auto entry = [](random_tables& t) {
+            return [&t](std::uint64_t target) -> std::uint64_t {
+                std::uint64_t e = target | (t.chance(92) ? 1 : 0) | (t.rng() & 0x18);
+                if (t.chance(70)) e |= 0x6;  // R/W, U/S: more walks succeed
+                if (t.chance(30)) e |= t.rng() & 0x160;
+                if (t.chance(15)) {
+                    e |= 0x80;
+                    if (t.chance(60)) e &= ~mask(29, 13);
+                }
+                if (t.chance(10)) e |= bit(63);
+                return e;
+            };
+        };
+        plain.fill<std::uint64_t>(entry(plain));
+        cached.fill<std::uint64_t>(entry(cached));
+        REQUIRE(plain.frames == cached.frames);
+        REQUIRE(plain.snapshot() == cached.snapshot());
+        gva_cache cache;
+        std::uint64_t generation = 0;
+        std::mt19937_64 rng(seed);
+        ref_input in{};
+        std::uint64_t vas[6] = {};
+        for (int i = 0; i < 3000; ++i) {
+            if (i % 200 == 0) {  // a new CPU state and working set
+                in = random_state(rng, mode);
+                in.regs.cr3 = plain.pick_frame() | (mode == paging_mode::pae ? (rng() % 128) * 32 : 0);
+                // Mostly addresses a read can translate (found without touching A/D).
+                for (auto& va : vas) {
+                    for (int tries = 0; tries < 64; ++tries) {
+                        va = rng();
+                        if (mode == paging_mode::four_level) va = (va & mask(47, 0)) | (va & bit(47) ? mask(63, 48) : 0);
+                        if (translate_gva(plain.memory, in.regs, {in.maxphyaddr, in.gbpages}, va,
+                                          {access_kind::read, false, false})
+                                .status == gva_status::ok)
+                            break;
+                    }
+                }
+            }
+            if (i % 500 == 250) ++generation;  // backing released: remembered pointers are void
+            in.access.kind = static_cast<access_kind>(rng() % 3);
+            in.access.set_accessed_dirty = rng() % 10 != 0;
+            const std::uint64_t va = vas[rng() % 6] + (rng() & 0xfff);
+            CAPTURE(seed);
+            CAPTURE(i);
+            walk_path path;
+            const gva_result want = translate_gva(plain.memory, in.regs, {in.maxphyaddr, in.gbpages}, va, in.access, &path);
+            const std::uint64_t hits_before = cache.hits();
+            const gva_result got = cache.translate(cached.memory, generation, in.regs, {in.maxphyaddr, in.gbpages}, va, in.access);
+            hits += cache.hits() - hits_before;
+            ++checked;
+            CAPTURE(va);
+            CAPTURE(int(in.access.kind));
+            CAPTURE(in.access.set_accessed_dirty);
+            CAPTURE(want.error_code);
+            CAPTURE(path.depth);
+            CAPTURE(cache.hits() - hits_before);
+            REQUIRE(int(got.status) == int(want.status));
+            CHECK(got.gpa == want.gpa);
+            CHECK(got.error_code == want.error_code);
+            if (want.status == gva_status::ok) {
+                ++ok_results;
+                CHECK(got.page_size == want.page_size);
+                // The guest edits an entry on that path, in both copies.
+                if (rng() % 4 == 0) {
+                    const std::uint64_t pa = path.entry_pa[rng() % path.depth];
+                    static constexpr std::uint64_t flips[] = {1u << 5, 1u << 6, 1, 2, 4, bit(63), 0x1000, 0x20'0000};
+                    const std::uint64_t flip = flips[rng() % 8];
+                    plain.memory.write<std::uint64_t>(pa, plain.memory.read<std::uint64_t>(pa) ^ flip);
+                    cached.memory.write<std::uint64_t>(pa, cached.memory.read<std::uint64_t>(pa) ^ flip);
+                    ++edits;
+                }
+            }
+            if (i % 100 == 99) REQUIRE(plain.snapshot() == cached.snapshot());
+        }
+        REQUIRE(plain.snapshot() == cached.snapshot());
+    }
+    MESSAGE("checked " << checked << ", ok " << ok_results << ", cache hits " << hits << ", edits " << edits);
+    CHECK(hits > min_hits);
+    CHECK(edits > min_edits);
+}
+
+} // namespace
+
+TEST_CASE("gva_cache answers as the walk does while the guest edits its tables (4-level)") {
+    compare_cached(paging_mode::four_level, 2000, 1000);
+}
+
+TEST_CASE("gva_cache answers as the walk does while the guest edits its tables (PAE)") {
+    compare_cached(paging_mode::pae, 150, 100);  // random PDPTEs mostly have reserved bits
+}
