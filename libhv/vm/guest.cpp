@@ -502,9 +502,11 @@ void guest::on_shadow_pf(cpu::vcpu& v, const cpu::exit_info& e) {
     if (e.exception.vector != 14) return cpu::default_handler::exception(v, e);
     guest& g = of(v);
     shadow_pages& s = *g.shadows_[v.id()];
-    const mmu::guest_paging regs = g.paging_of(v);
+    // The MMU keeps CR0/CR3/CR4/EFER; it needs only the CPL (SS.DPL) and RFLAGS (on every exit).
+    v.ops().load_mode(v);
+    const auto cpl = static_cast<std::uint8_t>(cpu::ar::dpl_of(v.state[cpu::seg::ss].access));
     const std::uint64_t gva = e.exception.fault_address;
-    const mmu::pf_result r = s.handle_page_fault(gva, e.exception.error_code, regs.cpl, regs.rflags);
+    const mmu::pf_result r = s.handle_page_fault(gva, e.exception.error_code, cpl, v.state.rflags);
     if (r.flush_tlb) g.shadow_flush(v, cpu::tlb_flush::all);
     switch (r.outcome) {
     case mmu::pf_outcome::fixed: ++g.shadow_stats_.fills; return;
@@ -538,13 +540,14 @@ void guest::on_shadow_pf(cpu::vcpu& v, const cpu::exit_info& e) {
         const std::uint64_t frame = r.gpa & ~mmu::page_offset_mask;
         w.count = w.frame == frame ? w.count + 1 : 1;
         w.frame = frame;
-        if (w.count < 2 && s.used_since_switch(r.gpa)) break;
-        const auto flush = s.unshadow(r.gpa);
+        const bool idle = !s.used_since_switch(r.gpa);
+        if (w.count < 2 && !idle) break;
+        const auto flush = s.unshadow(r.gpa, idle);
         if (!flush) break;  // the current root: keep emulating
         w = {};
         ++g.shadow_stats_.unshadowed;
         if (*flush) g.shadow_flush(v, cpu::tlb_flush::all);
-        const mmu::pf_result again = s.handle_page_fault(gva, e.exception.error_code, regs.cpl, regs.rflags);
+        const mmu::pf_result again = s.map_unshadowed_write();
         if (again.flush_tlb) g.shadow_flush(v, cpu::tlb_flush::all);
         if (again.outcome == mmu::pf_outcome::fixed) return;
         break;  // the page also holds another shadowed table: emulate
