@@ -49,11 +49,72 @@ struct run_state {
     std::uint64_t reported = 0;
 } run;
 
+// The churn breakdown: exits of each kind between the guest's marks (hypercalls 4 and 5
+// around the timed churn loop) and the ticks their handlers took. The handlers are
+// wrapped only in the breakdown run, so the timed runs carry no instrumentation.
+enum exit_kind : unsigned { k_fill, k_table_unshadow, k_table_emulate, k_wp0, k_injected, k_other_pf, k_cr3, k_cr_other,
+                            k_invlpg, k_kinds };
+const char* const kind_names[k_kinds] = {"fill", "table write, unshadowed", "table write, emulated",
+                                         "CR0.WP=0 write", "#PF injected", "other #PF", "CR3 write", "other CR",
+                                         "INVLPG"};
+struct breakdown {
+    bool counting = false;
+    std::uint64_t exits_at_mark = 0, exits = 0;
+    std::uint64_t count[k_kinds] = {};
+    std::uint64_t ticks[k_kinds] = {};
+    cpu::exit_handler pf = nullptr, cr = nullptr, invlpg = nullptr;
+} bd;
+
 void on_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
     v.skip();
+    if (e.hypercall.nr == 4 || e.hypercall.nr == 5) {
+        bd.counting = e.hypercall.nr == 4;
+        if (bd.counting) bd.exits_at_mark = v.log.total();
+        else bd.exits = v.log.total() - bd.exits_at_mark - 1;
+        return;
+    }
     run.reported = e.hypercall.nr;
     run.done = true;
     v.stop("guest finished");
+}
+
+void timed(cpu::vcpu& v, const cpu::exit_info& e, cpu::exit_handler h, exit_kind (*classify)(const vm::shadow_exit_stats&,
+                                                                                          const vm::shadow_exit_stats&,
+                                                                                          const cpu::exit_info&)) {
+    auto& g = v.owner<vm::guest>();
+    const vm::shadow_exit_stats before = g.shadow_stats();
+    const std::uint64_t t0 = x86::rdtsc();
+    h(v, e);
+    const std::uint64_t t = x86::rdtsc() - t0;
+    if (!bd.counting) return;
+    const exit_kind k = classify(before, g.shadow_stats(), e);
+    ++bd.count[k];
+    bd.ticks[k] += t;
+}
+
+void instrument(cpu::vcpu& v) {
+    bd.pf = v.handler(cpu::exit_reason::exception);
+    bd.cr = v.handler(cpu::exit_reason::cr_access);
+    bd.invlpg = v.handler(cpu::exit_reason::invlpg);
+    v.on(cpu::exit_reason::exception, [](cpu::vcpu& v, const cpu::exit_info& e) {
+        timed(v, e, bd.pf, [](const vm::shadow_exit_stats& a, const vm::shadow_exit_stats& b, const cpu::exit_info&) {
+            if (b.unshadowed != a.unshadowed) return k_table_unshadow;
+            if (b.table_writes != a.table_writes) return k_table_emulate;
+            if (b.fills != a.fills) return k_fill;
+            if (b.wp0_writes != a.wp0_writes) return k_wp0;
+            if (b.injected != a.injected) return k_injected;
+            return k_other_pf;
+        });
+    });
+    v.on(cpu::exit_reason::cr_access, [](cpu::vcpu& v, const cpu::exit_info& e) {
+        timed(v, e, bd.cr, [](const vm::shadow_exit_stats& a, const vm::shadow_exit_stats& b, const cpu::exit_info&) {
+            return b.cr3_writes != a.cr3_writes ? k_cr3 : k_cr_other;
+        });
+    });
+    v.on(cpu::exit_reason::invlpg, [](cpu::vcpu& v, const cpu::exit_info& e) {
+        timed(v, e, bd.invlpg,
+              [](const vm::shadow_exit_stats&, const vm::shadow_exit_stats&, const cpu::exit_info&) { return k_invlpg; });
+    });
 }
 
 template <class T>
@@ -156,12 +217,14 @@ status build32(vm::guest& g) {
     return {};
 }
 
-status run_guest(vm::physical_cpu& pc, vm::guest& g, vm::paging mmu, std::uint64_t program, std::uint16_t tag) {
+status run_guest(vm::physical_cpu& pc, vm::guest& g, vm::paging mmu, std::uint64_t program, std::uint16_t tag,
+                 bool breakdown = false) {
     vm::config cfg;
     cfg.mmu = mmu;
     cfg.first_tag = tag;
     HV_TRY(g.init(pc, cfg, alloc_pages));
     HV_TRY(program == 2 ? build32(g) : build(g, program));
+    if (breakdown) instrument(g.vcpu(0));
     cpu::scheduler sched;
     HV_TRY(g.schedule_on(sched));
     run = {};
@@ -295,5 +358,23 @@ HV_PROGRAM(shadow_bench, "shadow.bench", "ticks: fault fill, CR3 switch warm/col
     }
     if (workload[1]) println("shadow.bench: address-space churn shadow/nested = {}.{}x", workload[0] / workload[1],
                              (workload[0] * 10 / workload[1]) % 10);
+
+    // Where the churn's ticks go: the same guest again with the shadow handlers timed.
+    static vm::guest counted{h};
+    HV_TRY(run_guest(pc, counted, vm::paging::shadow, 1, 3, true));
+    constexpr std::uint64_t iterations = 100;
+    std::uint64_t handled = 0, handler_ticks = 0;
+    for (unsigned k = 0; k < k_kinds; ++k) {
+        if (!bd.count[k]) continue;
+        handled += bd.count[k];
+        handler_ticks += bd.ticks[k];
+        println("shadow.bench: churn breakdown: {}: {}.{} exits per iteration, {} handler ticks each", kind_names[k],
+                bd.count[k] / iterations, bd.count[k] * 10 / iterations % 10, bd.ticks[k] / bd.count[k]);
+    }
+    const std::uint64_t total = workload[0];
+    println("shadow.bench: churn breakdown: {} exits per iteration ({} timed), handlers {} of {} ticks per iteration; "
+            "the rest ({} per exit) is the exit/entry path and the guest's own instructions",
+            bd.exits / iterations, handled / iterations, handler_ticks / iterations, total / iterations,
+            bd.exits ? (total - handler_ticks - 298 * iterations) / bd.exits : 0);
     return {};
 }

@@ -78,6 +78,20 @@ struct gva_result {
     x86_rights rights{};           // ok: rights over the whole walk
 };
 
+// The entries a successful walk used, by level (1 = PTE .. top_level; index 0 unused):
+// where each lies, what the walk read, and what it left there after its A/D updates.
+// Shadow paging fills from `entry`; gva_cache compares `read` with `entry` to tell
+// whether the walk changed anything.
+struct guest_walk_path {
+    std::array<std::uint64_t, 5> entry{};
+    std::array<std::uint64_t, 5> read{};
+    std::array<std::uint64_t, 5> entry_pa{};
+    unsigned top_level = 0;
+    unsigned leaf_level = 0;  // 0: no paging
+    [[nodiscard]] std::uint64_t table(unsigned level) const { return entry_pa[level] & ~page_offset_mask; }
+    [[nodiscard]] unsigned depth() const { return leaf_level == 0 ? 0 : top_level - leaf_level + 1; }
+};
+
 // A guest-virtual copy's fault descriptor.
 struct guest_fault {
     gva_status status = gva_status::ok;
@@ -91,25 +105,18 @@ struct guest_fault {
 // The W/R, U/S and I/D bits of the error code: what the access was.
 [[nodiscard]] std::uint32_t access_error_code(const guest_paging& regs, guest_access access);
 
-// The table entries a successful walk read, root first (for gva_cache).
-struct walk_path {
-    unsigned depth = 0;
-    std::uint64_t entry_pa[4] = {};
-    std::uint64_t value[4] = {};  // as the walk read them, before its A/D updates
-};
-
 namespace detail {
 
 template <class F, physical_memory M>
 gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, const guest_paging& regs,
-                      guest_access access, walk_path* out = nullptr) {
+                      guest_access access, guest_walk_path* used = nullptr) {
     using entry_type = typename F::entry_type;
     struct visited {
         std::uint64_t pa;
         unsigned level;
         entry_type value;
     };
-    std::array<visited, F::levels> path{};
+    std::array<visited, F::levels> path;  // [0, depth) written before read: no zeroing per walk
     unsigned depth = 0;
     x86_rights rights;
     const walk_end end = walk(f, mem, root, va, [&](unsigned level, std::uint64_t entry_pa, entry_type e) {
@@ -121,17 +128,24 @@ gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, 
         path[depth++] = {entry_pa, level, e};
         return true;
     });
-    const std::uint32_t access_bits = access_error_code(regs, access);
-    switch (end.stop) {
+    switch (end.stop) {  // the error code is worked out only for a fault
     case walk_stop::unreachable: return {gva_status::unbacked_gpa, end.entry_pa};
-    case walk_stop::not_present: return {gva_status::page_fault, 0, 0, access_bits};
+    case walk_stop::not_present: return {gva_status::page_fault, 0, 0, access_error_code(regs, access)};
     case walk_stop::rejected:
-        return {gva_status::page_fault, 0, 0, access_bits | pf_error::present | pf_error::reserved};
+        return {gva_status::page_fault, 0, 0, access_error_code(regs, access) | pf_error::present | pf_error::reserved};
     case walk_stop::leaf: break;
     }
     if (!access_allowed(regs, access, rights))
-        return {gva_status::page_fault, 0, 0, access_bits | pf_error::present};
+        return {gva_status::page_fault, 0, 0, access_error_code(regs, access) | pf_error::present};
 
+    if (used) {
+        used->top_level = path[0].level;
+        used->leaf_level = end.level;
+        for (unsigned i = 0; i < depth; ++i) {
+            used->read[path[i].level] = path[i].value;
+            used->entry_pa[path[i].level] = path[i].pa;
+        }
+    }
     if (access.set_accessed_dirty) {
         for (unsigned i = 0; i < depth; ++i) {
             entry_type want = f.accessed_bit(path[i].level);
@@ -140,15 +154,11 @@ gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, 
             void* p = mem.host_pointer(path[i].pa, true);
             if (!p) return {gva_status::unbacked_gpa, path[i].pa};
             set_entry_bits(p, want);
+            path[i].value |= want;
         }
     }
-    if (out) {
-        out->depth = depth;
-        for (unsigned i = 0; i < depth && i < 4; ++i) {
-            out->entry_pa[i] = path[i].pa;
-            out->value[i] = path[i].value;
-        }
-    }
+    if (used)
+        for (unsigned i = 0; i < depth; ++i) used->entry[path[i].level] = path[i].value;
     const auto leaf = static_cast<entry_type>(end.entry);
     const std::uint64_t size = level_size<F>(end.level);
     return {gva_status::ok, f.leaf_address(leaf, end.level) | (va & (size - 1)), size, 0, rights};
@@ -156,9 +166,10 @@ gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, 
 
 } // namespace detail
 
+// `used`, when given, receives the entries of a successful walk.
 template <physical_memory M>
 gva_result translate_gva(M& guest_physical, const guest_paging& regs, const paging_features& cpu,
-                         std::uint64_t gva, guest_access access, walk_path* path = nullptr) {
+                         std::uint64_t gva, guest_access access, guest_walk_path* used = nullptr) {
     constexpr std::uint64_t low32 = 0xffff'ffff;
     switch (regs.mode()) {
     case paging_mode::off: return {gva_status::ok, gva & low32, page_size, 0, {}};
@@ -166,13 +177,13 @@ gva_result translate_gva(M& guest_physical, const guest_paging& regs, const pagi
         legacy32_format f;
         f.maxphyaddr = cpu.maxphyaddr;
         f.pse = regs.cr4 & cr4::pse;
-        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(31, 12), gva & low32, regs, access, path);
+        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(31, 12), gva & low32, regs, access, used);
     }
     case paging_mode::pae: {
         pae_format f;
         f.maxphyaddr = cpu.maxphyaddr;
         f.nx = regs.efer & efer::nxe;
-        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(31, 5), gva & low32, regs, access, path);
+        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(31, 5), gva & low32, regs, access, used);
     }
     case paging_mode::four_level: {
         if (!canonical48(gva)) return {gva_status::non_canonical};
@@ -180,7 +191,8 @@ gva_result translate_gva(M& guest_physical, const guest_paging& regs, const pagi
         f.maxphyaddr = cpu.maxphyaddr;
         f.nx = regs.efer & efer::nxe;
         f.gbpages = cpu.gbpages;
-        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(cpu.maxphyaddr - 1, 12), gva, regs, access, path);
+        return detail::walk_guest(f, guest_physical, regs.cr3 & bits(cpu.maxphyaddr - 1, 12), gva, regs, access,
+                                  used);
     }
     }
     return {gva_status::non_canonical};
@@ -219,9 +231,9 @@ public:
             ++hits_;
             return {gva_status::ok, s.gpa_page | (gva & page_offset_mask), s.page_size, 0, s.rights};
         }
-        walk_path path;
+        guest_walk_path path;
         const gva_result r = translate_gva(mem, regs, cpu, gva, access, &path);
-        if (r.status == gva_status::ok && access.set_accessed_dirty && path.depth >= 1 && path.depth <= 4)
+        if (r.status == gva_status::ok && access.set_accessed_dirty && path.depth() >= 1 && path.depth() <= 4)
             remember(mem, generation, regs, cpu, page, r, path);
         return r;
     }
@@ -243,15 +255,17 @@ private:
 
     template <physical_memory M>
     void remember(M& mem, std::uint64_t generation, const guest_paging& regs, const paging_features& cpu,
-                  std::uint64_t page, const gva_result& r, const walk_path& path) {
+                  std::uint64_t page, const gva_result& r, const guest_walk_path& path) {
         slot s;
-        for (unsigned i = 0; i < path.depth; ++i) {
-            s.at[i] = mem.host_pointer(path.entry_pa[i], false);
+        s.depth = path.depth();
+        for (unsigned i = 0; i < s.depth; ++i) {  // root first
+            const unsigned level = path.top_level - i;
+            if (path.entry[level] != path.read[level]) return;  // the walk set A/D: remember the next one
+            s.at[i] = mem.host_pointer(path.entry_pa[level], false);
             if (!s.at[i]) return;
             s.value[i] = load_entry<std::uint64_t>(s.at[i]);
-            if (s.value[i] != path.value[i]) return;  // the walk set A/D: remember the next one
+            if (s.value[i] != path.read[level]) return;
         }
-        s.depth = path.depth;
         s.linear_page = page;
         s.cr0 = regs.cr0;
         s.cr3 = regs.cr3;
@@ -279,7 +293,8 @@ private:
 namespace detail {
 
 // Translates every page of [gva, gva+size) first (so a fault leaves no partial copy),
-// then copies, translating again without touching A/D.
+// then copies, translating again without touching A/D. A range within one page is
+// translated once and copied at once (nothing partial can be left).
 template <physical_memory M, class Copy>
 guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, const paging_features& cpu,
                                std::uint64_t gva, std::size_t size, guest_access access, Copy&& copy) {
@@ -295,7 +310,8 @@ guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, cons
             if (r.status != gva_status::ok) return {r.status, la, r.error_code, r.gpa};
             void* p = guest_physical.host_pointer(r.gpa, write);
             if (!p) return {gva_status::unbacked_gpa, la, 0, r.gpa};
-            if (pass == 1) copy(p, done, chunk);
+            if (pass == 1 || chunk == size) copy(p, done, chunk);
+            if (chunk == size) return {};
             done += chunk;
         }
         access.set_accessed_dirty = false;

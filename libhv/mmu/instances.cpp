@@ -23,7 +23,7 @@ template class guest_table_pool<host_memory>;
 template class page_table<x86_64_format, guest_table_pool<host_memory>>;
 
 template gva_result translate_gva(guest_memory<host_memory>&, const guest_paging&, const paging_features&,
-                                  std::uint64_t, guest_access, walk_path*);
+                                  std::uint64_t, guest_access, guest_walk_path*);
 template gva_result gva_cache::translate(guest_memory<host_memory>&, std::uint64_t, const guest_paging&,
                                          const paging_features&, std::uint64_t, guest_access);
 template guest_fault copy_from_guest_virtual(guest_memory<host_memory>&, const guest_paging&,

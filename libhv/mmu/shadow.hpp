@@ -27,6 +27,8 @@
 // guest entries. Shadows are thus never stale, so INVLPG and CR3 writes only need the
 // hardware TLB operation on the shadow (globals behave as the guest expects because
 // leaves copy G under CR4.PGE and the real CR4.PGE is the guest's).
+// Writable leaves are indexed by the host frame they map (writable_ref), so tracking a
+// new table clears W only where it is set; unshadow() gives those entries W back.
 // Mode changes (PG, PAE, LMA, PSE, NXE) drop the whole cache: they change how every
 // guest entry decodes.
 //
@@ -175,13 +177,14 @@ public:
 
         std::uint64_t gpa;
         x86_rights rights{};
+        guest_walk_path path;
         if (mode_ == paging_mode::off) {
             gva &= 0xffff'ffff;
             gpa = gva;
             rights.write = true;
         } else {
             if (mode_ != paging_mode::four_level) gva &= 0xffff'ffff;
-            const gva_result r = translate_gva(*guest_, regs, cpu_, gva, access);
+            const gva_result r = translate_gva(*guest_, regs, cpu_, gva, access, &path);
             switch (r.status) {
             case gva_status::page_fault: return {pf_outcome::inject, r.error_code, 0};
             case gva_status::non_canonical: return {pf_outcome::unhandled, 0, gva};
@@ -196,9 +199,27 @@ public:
         if (!region || region->kind == region_kind::mmio || (write && region->kind == region_kind::rom))
             return {pf_outcome::mmio, 0, gpa};
         if (write && !rights.write) return {pf_outcome::emulate_write, 0, gpa};
-        if (write && tracked(gpa)) return {pf_outcome::tracked_table_write, 0, gpa};
+        if (write && tracked(gpa)) {
+            tracked_write_ = {gva, gpa, path, true};
+            return {pf_outcome::tracked_table_write, 0, gpa};
+        }
 
-        if (!fill(gva, gpa, out.flush_tlb)) return {pf_outcome::unhandled, 0, gpa, out.flush_tlb};
+        if (!fill(gva, gpa, path, out.flush_tlb)) return {pf_outcome::unhandled, 0, gpa, out.flush_tlb};
+        ++stats_.fills;
+        return out;
+    }
+
+    // After handle_page_fault reported a tracked_table_write and unshadow() stopped
+    // tracking that frame: maps the write's page from the walk that fault already did
+    // (nothing ran in the guest in between), without walking again. Not `fixed` when the
+    // frame is still tracked (it holds another table): the caller emulates the write.
+    [[nodiscard]] pf_result map_unshadowed_write() {
+        pf_result out;
+        const tracked_write w = tracked_write_;
+        tracked_write_.valid = false;
+        if (!w.valid || tracked(w.gpa)) return {pf_outcome::tracked_table_write, 0, w.gpa};
+        ++clock_;
+        if (!fill(w.gva, w.gpa, w.path, out.flush_tlb)) return {pf_outcome::unhandled, 0, w.gpa, out.flush_tlb};
         ++stats_.fills;
         return out;
     }
@@ -227,17 +248,36 @@ public:
     // once the faulting write is retried (handle_page_fault then maps it writable). It is
     // shadowed again when a walk needs it. Refused (nullopt) for the current root.
     // The value: true when the TLB must be flushed.
-    [[nodiscard]] std::optional<bool> unshadow(std::uint64_t gpa) {
+    // With idle_ancestors, the tables above it that no fill used since the last CR3 load
+    // (an address space being torn down while another runs) go too, so that its other
+    // tables' teardown writes do not fault one by one; never the current root.
+    [[nodiscard]] std::optional<bool> unshadow(std::uint64_t gpa, bool idle_ancestors = false) {
         const std::uint64_t frame = gpa & ~page_offset_mask;
-        std::array<std::uint32_t, 8> found{};
+        std::array<std::uint32_t, 16> found{};
         std::size_t n = 0;
         for (std::uint32_t i = buckets_[bucket_of(frame)]; i != none; i = pages_[i].next) {
             if (pages_[i].key.direct || (pages_[i].key.gpa & ~page_offset_mask) != frame) continue;
-            if (i == root_ || n == found.size()) return std::nullopt;
+            if (i == root_ || n == 8) return std::nullopt;
             found[n++] = i;
         }
+        for (std::size_t k = 0, tables = n; idle_ancestors && k < tables; ++k) {
+            for (std::uint32_t p = pages_[found[k]].parent; p != none && n < found.size(); p = pages_[p].parent) {
+                const page& up = pages_[p];
+                if (!up.live || p == root_ || up.key.direct || up.stamp >= switch_clock_) break;
+                bool seen = false;
+                for (std::size_t j = 0; j < n; ++j) seen = seen || found[j] == p;
+                if (seen) break;
+                found[n++] = p;
+            }
+        }
         bool flush = false;
-        for (std::size_t k = 0; k < n; ++k) evict(found[k], flush);
+        std::array<std::uint64_t, 16> frames{};
+        for (std::size_t k = 0; k < n; ++k) {
+            frames[k] = pages_[found[k]].key.gpa & ~page_offset_mask;
+            evict(found[k], flush);
+        }
+        for (std::size_t k = 0; k < n; ++k)
+            if (!tracked(frames[k])) write_unprotect(frames[k]);
         return flush;
     }
 
@@ -311,6 +351,7 @@ private:
         bool referenced = false;            // used since the clock hand last passed
         std::uint16_t parent_slot = 0;
         std::uint32_t parent = none;        // the page holding the one slot linking this page
+        std::uint32_t generation = 0;       // which allocation of this slot (writable_ref)
     };
 
     void link(std::uint32_t child, std::uint32_t parent, unsigned slot) {
@@ -348,6 +389,9 @@ private:
     void reset_cache() {
         for (auto& b : buckets_) b = none;
         for (auto& w : writable_anywhere_) w = 0;
+        for (auto& b : writable_refs_)
+            for (auto& r : b) r = writable_ref{};
+        writable_refs_overflowed_ = false;
         free_ = none;
         for (std::size_t i = MaxPages; i-- > 0;) {
             pages_[i] = page{};
@@ -441,6 +485,16 @@ private:
     void write_protect(std::uint64_t gpa, bool& flush) {
         const auto hpa = guest_->backing(gpa & ~page_offset_mask);
         if (!hpa) return;
+        if (!writable_refs_overflowed_) {
+            for (writable_ref& r : writable_refs_[writable_bucket(*hpa)]) {
+                if (r.frame != *hpa) continue;
+                std::uint64_t* e = live_ref(r);
+                if (!e || !(load_entry<std::uint64_t>(e) & x86_pte::writable)) continue;
+                store_entry<std::uint64_t>(e, (load_entry<std::uint64_t>(e) & ~x86_pte::writable) | protected_mark);
+                flush = true;
+            }
+            return;
+        }
         const unsigned h = shadow_detail::filter_hash(*hpa);
         if (!(writable_anywhere_[h / 64] & bit(h % 64))) return;
         const unsigned ph = h % 256;
@@ -454,6 +508,69 @@ private:
                     flush = true;
                 }
             }
+        }
+    }
+
+    // Writable level-1 shadow entries by the host frame they map, so that write-protecting
+    // a frame that becomes a tracked guest table visits only those entries. A reference
+    // may be stale (the entry was since zapped, its page freed or reused): it counts only
+    // while the entry it names still maps that frame writable. When a bucket has no room,
+    // write_protect falls back to scanning every level-1 page (the bloom filters) until
+    // the cache is next dropped.
+    //
+    // A writable entry write-protected because its frame became a tracked table keeps its
+    // reference and is marked (protected_mark, a bit the CPU ignores); when the frame
+    // stops being tracked (unshadow), marked entries get W back at once instead of
+    // faulting again. The mark is exact: any rewrite of the entry (a zap, a fill) drops
+    // it, and an entry that survives unchanged still mirrors unchanged guest entries
+    // (writes to the tracked tables above it would have zapped it).
+    struct writable_ref {
+        std::uint64_t frame = 0;
+        std::uint32_t page = none;
+        std::uint32_t generation = 0;
+        std::uint32_t slot = 0;
+    };
+    static constexpr std::size_t writable_buckets = 512, writable_ways = 8;
+    static constexpr std::uint64_t protected_mark = bit(9);
+
+    static std::size_t writable_bucket(std::uint64_t hpa) {
+        return shadow_detail::hash_frame(hpa >> page_shift) & (writable_buckets - 1);
+    }
+
+    // The entry r names, while it still maps r.frame writable or marked.
+    std::uint64_t* live_ref(const writable_ref& r) {
+        if (r.page == none || !pages_[r.page].live || pages_[r.page].generation != r.generation ||
+            pages_[r.page].key.level != 1)
+            return nullptr;
+        auto* e = static_cast<std::uint64_t*>(host_->host_pointer(pages_[r.page].hpa + r.slot * 8, true));
+        const std::uint64_t v = load_entry<std::uint64_t>(e);
+        const bool kept = (v & x86_pte::present) && (v & (x86_pte::writable | protected_mark));
+        return kept && (v & shadow_detail::entry_addr) == r.frame ? e : nullptr;
+    }
+
+    void note_writable(std::uint64_t hpa, std::uint32_t page, unsigned slot) {
+        if (writable_refs_overflowed_) return;
+        writable_ref* room = nullptr;
+        const std::uint32_t gen = pages_[page].generation;
+        for (writable_ref& r : writable_refs_[writable_bucket(hpa)]) {
+            if (r.frame == hpa && r.page == page && r.slot == slot && r.generation == gen) return;
+            if (!room && !live_ref(r)) room = &r;
+        }
+        if (room) *room = {hpa, page, gen, slot};
+        else writable_refs_overflowed_ = true;
+    }
+
+    // The frame at guest-physical `frame` is no longer a tracked table: the entries that
+    // lost W when it became one get it back.
+    void write_unprotect(std::uint64_t frame) {
+        const auto hpa = guest_->backing(frame);
+        if (!hpa || writable_refs_overflowed_) return;
+        for (writable_ref& r : writable_refs_[writable_bucket(*hpa)]) {
+            if (r.frame != *hpa) continue;
+            std::uint64_t* e = live_ref(r);
+            if (!e) continue;
+            const std::uint64_t v = load_entry<std::uint64_t>(e);
+            if (v & protected_mark) store_entry<std::uint64_t>(e, (v & ~protected_mark) | x86_pte::writable);
         }
     }
 
@@ -473,7 +590,7 @@ private:
         const std::uint32_t idx = free_;
         free_ = pages_[idx].next;
         page& p = pages_[idx];
-        p = page{k, *hpa, clock_, {}, buckets_[bucket_of(k.gpa)], true, false, false, 0, none};
+        p = page{k, *hpa, clock_, {}, buckets_[bucket_of(k.gpa)], true, false, false, 0, none, ++generation_};
         buckets_[bucket_of(k.gpa)] = idx;
         ++live_;
         ++stats_.allocations;
@@ -489,38 +606,12 @@ private:
         if ((cur & x86_pte::present) && want != (cur | x86_pte::writable)) flush = true;
     }
 
-    struct guest_path {
-        std::array<std::uint64_t, 5> entry{};  // by guest level
-        std::array<std::uint64_t, 5> table{};  // gpa of the table holding entry[level]
-        unsigned leaf_level = 0;               // 0: no guest paging (identity)
-        bool complete = false;
+    struct tracked_write {
+        std::uint64_t gva = 0;
+        std::uint64_t gpa = 0;
+        guest_walk_path path{};
+        bool valid = false;
     };
-
-    guest_path read_path(std::uint64_t gva) {
-        guest_path path;
-        auto record = [&](unsigned level, std::uint64_t entry_pa, auto e) {
-            path.entry[level] = e;
-            path.table[level] = entry_pa & ~page_offset_mask;
-            return true;
-        };
-        walk_end end{};
-        switch (mode_) {
-        case paging_mode::off: path.complete = true; return path;
-        case paging_mode::legacy32: {
-            legacy32_format f;
-            f.pse = pse_;
-            end = walk(f, *guest_, regs_.cr3 & bits(31, 12), gva, record);
-            break;
-        }
-        case paging_mode::pae: end = walk(pae_format{}, *guest_, regs_.cr3 & bits(31, 5), gva, record); break;
-        case paging_mode::four_level:
-            end = walk(x86_64_format{}, *guest_, regs_.cr3 & bits(cpu_.maxphyaddr - 1, 12), gva, record);
-            break;
-        }
-        path.leaf_level = end.level;
-        path.complete = end.stop == walk_stop::leaf;
-        return path;
-    }
 
     // The guest's W/U/NX of one entry, as shadow bits.
     std::uint64_t mirrored_rights(std::uint64_t e) const {
@@ -530,7 +621,7 @@ private:
     }
 
     // The direct-table attributes of a large guest leaf (or of no paging).
-    std::uint8_t large_attrs(const guest_path& path) const {
+    std::uint8_t large_attrs(const guest_walk_path& path) const {
         if (path.leaf_level == 0) return 1;
         const std::uint64_t e = path.entry[path.leaf_level];
         const unsigned pat = (e & x86_pte::write_through ? 1 : 0) | (e & x86_pte::cache_disable ? 2 : 0) |
@@ -540,16 +631,15 @@ private:
     }
 
     // The guest level a shadow level mirrors (0: none, the entry lies inside a direct region).
-    unsigned guest_level_of(unsigned s, const guest_path& path) const {
+    unsigned guest_level_of(unsigned s, const guest_walk_path& path) const {
         unsigned g = s;
         if (mode_ == paging_mode::off) return 0;
         if (mode_ == paging_mode::legacy32 && s == 3) return 0;
         return g >= path.leaf_level ? g : 0;
     }
 
-    bool fill(std::uint64_t gva, std::uint64_t gpa, bool& flush) {
-        const guest_path path = read_path(gva);
-        if (!path.complete) return true;  // the guest's tables changed under us: retry
+    // `path`: the guest walk that translated gva to gpa (with paging off, none).
+    bool fill(std::uint64_t gva, std::uint64_t gpa, const guest_walk_path& path, bool& flush) {
         const bool pae_shadow = format() == shadow_format::pae;
         std::uint32_t cur = root_;
         for (unsigned s = shadow_levels(); s >= 2; --s) {
@@ -559,7 +649,7 @@ private:
             std::uint64_t rights = shadow_detail::table_rights;
             const unsigned g = guest_level_of(s, path);
             if (mode_ == paging_mode::legacy32 && s == 3) {
-                child = {path.table[2], 2, static_cast<std::uint8_t>(index), 0, 0};
+                child = {path.table(2), 2, static_cast<std::uint8_t>(index), 0, 0};
             } else if (g != 0 && g > path.leaf_level) {
                 const std::uint64_t e = path.entry[g];
                 rights = mirrored_rights(e);
@@ -609,6 +699,7 @@ private:
             pages_[cur].writable_filter[(h % 256) / 64] |= bit(h % 64);
         }
         const unsigned index = static_cast<unsigned>((gva >> page_shift) & 511);
+        if (writable) note_writable(*hpa, cur, index);
         update(host_->host_pointer(pages_[cur].hpa + index * 8, true), *hpa | leaf, flush);
         return true;
     }
@@ -655,10 +746,14 @@ private:
     bool pending_flush_ = false;
     std::uint64_t clock_ = 0;
     std::uint64_t switch_clock_ = 0;  // clock_ at the last set_guest_paging
+    tracked_write tracked_write_{};   // the last tracked_table_write reported
     std::array<page, MaxPages> pages_{};
     std::array<std::uint32_t, bucket_count> buckets_{};
     // Frames ever mapped writable since the last drop_all (bloom, never cleared).
     std::array<std::uint64_t, 64> writable_anywhere_{};
+    std::array<std::array<writable_ref, writable_ways>, writable_buckets> writable_refs_{};
+    bool writable_refs_overflowed_ = false;
+    std::uint32_t generation_ = 0;
     std::uint32_t free_ = none;
     std::uint32_t root_ = none;
     std::uint32_t hand_ = 0;

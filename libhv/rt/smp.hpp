@@ -18,7 +18,7 @@
 
 namespace hv::rt::smp {
 
-inline constexpr std::uint8_t kick_vector = 0xf0;
+inline constexpr std::uint8_t kick_vector = 0xf1;  // 0xf0: cpu::host_timer
 inline constexpr std::uint8_t spurious_vector = 0xff;
 inline constexpr unsigned max_cpus = 16;
 // Where the AP trampoline is copied (the SIPI vector is its page number).

@@ -48,7 +48,7 @@ mmu::ept_format ept_of(const physical_cpu& pc) {
 // into a page that is not (a hole, a device): that part stays zero and is never read.
 status code_fetch(cpu::vcpu& v, std::uint64_t linear, void* dst, std::size_t n, void*) {
     guest& g = guest::of(v);
-    const mmu::guest_paging regs = g.paging_of(v);
+    const mmu::guest_paging regs = guest::paging_registers(v);  // no segments needed: `linear` is given
     auto copy = [&](std::uint64_t la, void* out, std::size_t len) {
         const mmu::gva_result t = mmu::translate_gva(g.memory(), regs, g.features(), la, {mmu::access_kind::execute});
         const void* p = t.status == mmu::gva_status::ok ? g.memory().host_pointer(t.gpa, false) : nullptr;
@@ -217,9 +217,8 @@ void guest::on_cpuid(cpu::vcpu& v, const cpu::exit_info& e) {
     v.skip();
 }
 
-// XSETBV always exits on VMX (and on SVM when intercepted). XCR0 is not switched between
-// guest and host: the hypervisor never uses extended state (-mgeneral-regs-only), so the
-// CPU keeps the value the guest last set (every vCPU of a Linux guest sets the same).
+// XSETBV always exits on VMX and is intercepted on SVM. XCR0 is per vCPU: the value goes
+// to state.xcr0 and the backend loads it before the next entry (cpu::load_xcr0).
 void guest::on_xsetbv(cpu::vcpu& v, const cpu::exit_info&) {
     const auto supported = x86::cpuid(0xd, 0);
     const std::uint64_t value = (v.state.regs.rdx << 32) | static_cast<std::uint32_t>(v.state.regs.rax);
@@ -233,8 +232,8 @@ void guest::on_xsetbv(cpu::vcpu& v, const cpu::exit_info&) {
         v.inject_exception(13, 0);
         return;
     }
-    if (!(x86::read_cr4() & x86::cr4::osxsave)) x86::write_cr4(x86::read_cr4() | x86::cr4::osxsave);
-    x86::xsetbv(0, value);
+    v.state.xcr0 = value;
+    v.mark_dirty(cpu::vcpu::dirty_xcr0);
     v.skip();
 }
 
@@ -457,24 +456,23 @@ status guest::place(std::span<physical_cpu> cpus, std::span<const unsigned> plac
     }
     spread_ = spread;
     if (!spread_) return {};
-    // Same backend, but the world switch releases the big lock around guest mode.
-    spread_ops_ = cpu_->vendor == cpu::vendor::vmx ? vmx::ops : svm::ops;
-    base_enter_ = spread_ops_.enter;
-    spread_ops_.enter = &spread_enter;
-    for (unsigned i = 0; i < count_; ++i) {
-        void* arch = cpu_->vendor == cpu::vendor::vmx ? static_cast<void*>(&vmx_[i]) : static_cast<void*>(&svm_[i]);
-        vcpus_[i].init(i, spread_ops_, arch, stacks_[i], vcpu_stack_bytes);  // keeps handlers, owner, code reader
-    }
+    // The same backend, guarded: the big lock is held from each exit until the next entry.
+    spread_guard_ = {this, &spread_after_exit, &spread_before_entry};
+    for (unsigned i = 0; i < count_; ++i) vcpus_[i].set_exit_guard(&spread_guard_);
     return {};
 }
 
-void guest::spread_enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out) {
-    guest& g = of(v);
+void guest::spread_before_entry(cpu::vcpu& v, void* ctx) {
+    guest& g = *static_cast<guest*>(ctx);
     const unsigned i = v.id();
     g.in_guest_[i] = true;
     g.kick_others(g.pcpu_[i]);
     g.big_lock_.unlock();
-    g.base_enter_(v, d, out);
+}
+
+void guest::spread_after_exit(cpu::vcpu& v, void* ctx) {
+    guest& g = *static_cast<guest*>(ctx);
+    const unsigned i = v.id();
     g.big_lock_.lock();
     g.in_guest_[i] = false;
     g.kicked_[i] = false;
@@ -483,7 +481,12 @@ void guest::spread_enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu:
 
 // A kick IPI (or any host interrupt) made the exit: take it now (its handler ends it at
 // the local APIC), else it stays pending and every entry would exit again at once.
-void guest::spread_external_interrupt(cpu::vcpu&, const cpu::exit_info&) { rt::smp::take_pending_interrupts(); }
+// A kick also means something changed for this CPU (an event, a SIPI, a stop): back to
+// the scheduler, as for any host interrupt.
+void guest::spread_external_interrupt(cpu::vcpu& v, const cpu::exit_info&) {
+    rt::smp::take_pending_interrupts();
+    v.request_return();
+}
 
 void guest::kick_others(unsigned pcpu) {
     for (unsigned j = 0; j < count_; ++j) {
@@ -596,9 +599,11 @@ void guest::on_shadow_pf(cpu::vcpu& v, const cpu::exit_info& e) {
     if (e.exception.vector != 14) return cpu::default_handler::exception(v, e);
     guest& g = of(v);
     shadow_pages& s = *g.shadows_[v.id()];
-    const mmu::guest_paging regs = g.paging_of(v);
+    // The MMU keeps CR0/CR3/CR4/EFER; it needs only the CPL (SS.DPL) and RFLAGS (on every exit).
+    v.ops().load_mode(v);
+    const auto cpl = static_cast<std::uint8_t>(cpu::ar::dpl_of(v.state[cpu::seg::ss].access));
     const std::uint64_t gva = e.exception.fault_address;
-    const mmu::pf_result r = s.handle_page_fault(gva, e.exception.error_code, regs.cpl, regs.rflags);
+    const mmu::pf_result r = s.handle_page_fault(gva, e.exception.error_code, cpl, v.state.rflags);
     if (r.flush_tlb) g.shadow_flush(v, cpu::tlb_flush::all);
     switch (r.outcome) {
     case mmu::pf_outcome::fixed: ++g.shadow_stats_.fills; return;
@@ -632,13 +637,14 @@ void guest::on_shadow_pf(cpu::vcpu& v, const cpu::exit_info& e) {
         const std::uint64_t frame = r.gpa & ~mmu::page_offset_mask;
         w.count = w.frame == frame ? w.count + 1 : 1;
         w.frame = frame;
-        if (w.count < 2 && s.used_since_switch(r.gpa)) break;
-        const auto flush = s.unshadow(r.gpa);
+        const bool idle = !s.used_since_switch(r.gpa);
+        if (w.count < 2 && !idle) break;
+        const auto flush = s.unshadow(r.gpa, idle);
         if (!flush) break;  // the current root: keep emulating
         w = {};
         ++g.shadow_stats_.unshadowed;
         if (*flush) g.shadow_flush(v, cpu::tlb_flush::all);
-        const mmu::pf_result again = s.handle_page_fault(gva, e.exception.error_code, regs.cpl, regs.rflags);
+        const mmu::pf_result again = s.map_unshadowed_write();
         if (again.flush_tlb) g.shadow_flush(v, cpu::tlb_flush::all);
         if (again.outcome == mmu::pf_outcome::fixed) return;
         break;  // the page also holds another shadowed table: emulate
@@ -743,6 +749,18 @@ mmu::guest_paging guest::paging_of(cpu::vcpu& v) {
     if (v.ops().load_memory_state) v.ops().load_memory_state(v);
     else v.ops().load_state(v);
     return paging_of_state(v.state);
+}
+
+mmu::guest_paging guest::paging_registers(cpu::vcpu& v) {
+    const cpu::backend_ops& ops = v.ops();
+    if (!ops.load_mode) {
+        ops.load_state(v);
+        return paging_of_state(v.state);
+    }
+    ops.load_mode(v);
+    const cpu::guest_state& st = v.state;
+    return {ops.read_cr(v, 0), ops.read_cr(v, 3), ops.read_cr(v, 4), st.efer, st.rflags,
+            static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access))};
 }
 
 linear_memory<host_memory> guest::linear(cpu::vcpu& v) {

@@ -186,7 +186,8 @@ public:
     // migrates. When the vCPUs span more than one CPU the guest becomes "spread": one big
     // lock (big_lock()) covers everything the guest's vCPUs do in the hypervisor (exit
     // handlers, device model, memory map, scheduling decisions); it is released only
-    // while a vCPU is in guest mode. A vCPU on another CPU that a change concerns (an
+    // while a vCPU is in guest mode (a cpu::exit_guard on each vCPU: the backend's exit
+    // loop takes it at every exit and releases it just before every entry). A vCPU on another CPU that a change concerns (an
     // interrupt, a SIPI, a stop) gets a kick IPI: it leaves guest mode, or its idle CPU
     // wakes, and its scheduler re-checks.
     [[nodiscard]] status place(std::span<physical_cpu> cpus, std::span<const unsigned> placement);
@@ -210,6 +211,10 @@ public:
     // The guest's paging registers as vCPU v has them now (loads them, CS/SS rights and the
     // segment bases from the VMCS/VMCB: backend_ops::load_memory_state).
     [[nodiscard]] mmu::guest_paging paging_of(cpu::vcpu& v);
+    // The same registers without the rest of the state (segments, descriptor tables):
+    // CR0/CR3/CR4 through ops.read_cr, EFER and CPL through ops.load_mode (hypercall
+    // argument copies; v.state gets EFER and CS/SS access rights, not CRs).
+    [[nodiscard]] static mmu::guest_paging paging_registers(cpu::vcpu& v);
     [[nodiscard]] mmu::paging_features features() const { return {cpu_->maxphyaddr(), true}; }
     // v's linear address space (after paging_of / load_state): RAM, devices, open bus.
     [[nodiscard]] linear_memory<host_memory> linear(cpu::vcpu& v);
@@ -241,7 +246,8 @@ private:
     [[nodiscard]] status apply_protection(std::uint64_t gpa, std::uint64_t size, bool protect);
     [[nodiscard]] bool is_write_protected(std::uint64_t gpa) const;
     void flush_all_vcpus();
-    static void spread_enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out);
+    static void spread_after_exit(cpu::vcpu& v, void* ctx);
+    static void spread_before_entry(cpu::vcpu& v, void* ctx);
     static void spread_external_interrupt(cpu::vcpu& v, const cpu::exit_info& e);
 
     host_memory* host_;
@@ -289,8 +295,7 @@ private:
     bool in_guest_[max_vcpus] = {};
     bool kicked_[max_vcpus] = {};
     spinlock big_lock_;
-    cpu::backend_ops spread_ops_{};
-    void (*base_enter_)(cpu::vcpu&, const cpu::event_queue::decision*, cpu::exit_info&) = nullptr;
+    cpu::exit_guard spread_guard_{};
     cpu::entry_hook exit_hook_{};
 };
 

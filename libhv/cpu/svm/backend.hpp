@@ -17,6 +17,7 @@ struct cpu_context {
     cpu::page_alloc_fn alloc = nullptr;
     std::uint64_t hsave_pa = 0;
     std::uint64_t host_save_pa = 0;  // VMSAVE area for the host's hidden state
+    std::uint64_t host_xcr0 = 1;     // read at enable (see cpu::load_xcr0)
     std::uint64_t npt_root = 0;      // identity NPT shared by the smoke guests
 };
 
@@ -26,6 +27,7 @@ struct vcpu_arch {
     cpu_context* cpu = nullptr;
     svm::vmcb* block = nullptr;
     std::uint32_t asid = 1;
+    bool nrips = false;             // cpu->caps.nrips, at hand for the exit path
     std::uint64_t nested_root = 0;  // NPT PML4 of this vCPU's guest; 0: the CPU's identity map
     std::uint8_t* iopm = nullptr;   // 3 pages
     std::uint8_t* msrpm = nullptr;  // 2 pages
@@ -33,6 +35,7 @@ struct vcpu_arch {
     bool events_on = false;         // EVENTINJ, the interrupt window or a TPR threshold was set at the last entry
     bool prepared = false;          // the VMCB holds the guest (its V_TPR is the TPR)
     std::uint8_t tpr = 0;           // the TPR before prepare()
+    bool timer_armed = false;       // the host timer runs for this vCPU's preemption deadline
     // Shadow paging instead of NPT: see backend_ops::set_paging_root. Set before prepare.
     // The VMCB holds the real CR0/CR3/CR4/EFER; the guest sees these (SVM has no read
     // shadows: every CR0/CR3/CR4 access is intercepted).

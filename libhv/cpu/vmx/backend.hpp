@@ -20,6 +20,10 @@ struct cpu_context {
     std::uint64_t vmxon_pa = 0;
     std::uint64_t current_vmcs = 0;
     std::uint64_t ept_root = 0;  // identity EPT shared by the smoke guests
+    std::uint64_t host_xcr0 = 1;  // read at enable (see cpu::load_xcr0)
+    // Whose backend loop runs now (handlers never switch fibers: request_yield() is
+    // deferred), told by load_current that its VMCS stopped being current.
+    cpu::vcpu* in_loop = nullptr;
 };
 
 // What libhv asks of the CPU's controls.
@@ -44,6 +48,7 @@ struct vcpu_arch {
     std::uint8_t tpr_threshold = 0;      // as last written to the VMCS
     std::uint8_t* virtual_apic = nullptr;  // one page
     bool windows_on = false;         // an interrupt or NMI window was requested at the last entry
+    bool timer_armed = false;        // a preemption deadline was set at the last entry
     std::uint8_t* io_bitmaps = nullptr;  // 2 pages: A then B
     std::uint8_t* msr_bitmap = nullptr;
     bool software_checks = true;  // false: let the CPU judge the state (to compare the two)

@@ -58,7 +58,7 @@ void fake_load_state(cpu::vcpu& v) { ++arch_of(v).state_loads; }
 void fake_flush(cpu::vcpu&) {}
 std::uint8_t fake_read_tpr(const cpu::vcpu& v) { return static_cast<const fake_arch*>(v.arch())->tpr; }
 void fake_write_tpr(cpu::vcpu& v, std::uint8_t tpr) { arch_of(v).tpr = tpr; }
-constexpr cpu::backend_ops fake_ops{fake_prepare,  fake_enter,    fake_open,       fake_length,   fake_read_cr,
+constexpr cpu::backend_ops fake_ops{fake_prepare,  cpu::run_once<fake_enter>,    fake_open,       fake_length,   fake_read_cr,
                                     fake_write_cr, fake_load_state, fake_flush, nullptr,      fake_read_tpr, fake_write_tpr};
 
 // Guest "linear memory": one flat buffer at linear 0x10000.
@@ -324,6 +324,35 @@ TEST_CASE("attach: MSRs (x2APIC, then the next handler, unknown) and CPUID") {
     CHECK(timing.ebx == 1000000);          // APIC timer kHz
     CHECK(sig.eax == 0x40000010);          // the range now includes the timing leaf
     CHECK(sig.ebx == 0x2222);
+}
+
+TEST_CASE("attach: each entry's preemption deadline is the next device deadline, at least 1 us away") {
+    rig r(1);
+    std::vector<std::uint64_t> seen;
+    r.clk.set(50000);
+    r.add({guest([&](cpu::vcpu& v) {
+               seen.push_back(v.preemption_deadline());
+               r.lapic_write(0xf0, 0x1ff);
+               r.lapic_write(0x3e0, 0xb);     // divide by 1
+               r.lapic_write(0x320, 0x10040);  // one-shot, masked: the deadline is still kept
+               r.lapic_write(0x380, 300000);
+           }),
+           guest([&](cpu::vcpu& v) {
+               seen.push_back(v.preemption_deadline());
+               r.lapic_write(0x320, 0x30040);  // periodic, masked
+               r.lapic_write(0x380, 10);        // every 10 ticks: closer than the minimal slice
+           }),
+           guest([&](cpu::vcpu& v) {
+               seen.push_back(v.preemption_deadline());
+               r.lapic_write(0x380, 0);  // stopped
+           }),
+           guest([&](cpu::vcpu& v) { seen.push_back(v.preemption_deadline()); }), debug_exit(0)});
+    r.run();
+    REQUIRE(seen.size() == 4);
+    CHECK(seen[0] == 0);                // no device deadline at reset
+    CHECK(seen[1] == 50000 + 300000);   // the LAPIC timer's
+    CHECK(seen[2] == 50000 + 1000);     // 1 us of the 1 GHz clock, not 10 ticks
+    CHECK(seen[3] == 0);
 }
 
 TEST_CASE("attach: LAPIC timer wakes a halted vCPU; interrupts acknowledged only when injected") {

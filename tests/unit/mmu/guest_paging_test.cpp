@@ -562,7 +562,7 @@ void compare_cached(paging_mode mode, std::uint64_t min_hits, std::uint64_t min_
             const std::uint64_t va = vas[rng() % 6] + (rng() & 0xfff);
             CAPTURE(seed);
             CAPTURE(i);
-            walk_path path;
+            guest_walk_path path;
             const gva_result want = translate_gva(plain.memory, in.regs, {in.maxphyaddr, in.gbpages}, va, in.access, &path);
             const std::uint64_t hits_before = cache.hits();
             const gva_result got = cache.translate(cached.memory, generation, in.regs, {in.maxphyaddr, in.gbpages}, va, in.access);
@@ -572,7 +572,7 @@ void compare_cached(paging_mode mode, std::uint64_t min_hits, std::uint64_t min_
             CAPTURE(int(in.access.kind));
             CAPTURE(in.access.set_accessed_dirty);
             CAPTURE(want.error_code);
-            CAPTURE(path.depth);
+            CAPTURE(path.depth());
             CAPTURE(cache.hits() - hits_before);
             REQUIRE(int(got.status) == int(want.status));
             CHECK(got.gpa == want.gpa);
@@ -582,7 +582,7 @@ void compare_cached(paging_mode mode, std::uint64_t min_hits, std::uint64_t min_
                 CHECK(got.page_size == want.page_size);
                 // The guest edits an entry on that path, in both copies.
                 if (rng() % 4 == 0) {
-                    const std::uint64_t pa = path.entry_pa[rng() % path.depth];
+                    const std::uint64_t pa = path.entry_pa[path.leaf_level + rng() % path.depth()];
                     static constexpr std::uint64_t flips[] = {1u << 5, 1u << 6, 1, 2, 4, bit(63), 0x1000, 0x20'0000};
                     const std::uint64_t flip = flips[rng() % 8];
                     plain.memory.write<std::uint64_t>(pa, plain.memory.read<std::uint64_t>(pa) ^ flip);

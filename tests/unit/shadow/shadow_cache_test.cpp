@@ -250,3 +250,58 @@ TEST_CASE("shadow: unshadow a guest table the guest rewrites; shadowed again whe
     CHECK(o.pf.outcome == pf_outcome::tracked_table_write);
     CHECK(s.host.bad_frees() == 0);
 }
+
+TEST_CASE("shadow: tearing down an idle address space drops its whole shadow chain at the first write") {
+    guest_setup s;
+    shadow_mmu<guest_memory<fake_memory>, fake_memory, 64> mmu(s.guest, s.host);
+    const address_space as = build_space(s, 0x20'0000, 0x1000'0000, 0x40'0000, 4);
+    const address_space kernel = build_space(s, 0x21'0000, 0x2000'0000, 0x48'0000, 4);
+    // The kernel maps as's four tables at kernel.va + 4..7 pages, writable and dirty.
+    const std::uint64_t kpt = 0x21'3000, kva = kernel.va + 4 * 0x1000;
+    for (unsigned i = 0; i < 4; ++i) {
+        std::uint64_t e = (as.cr3 + i * 0x1000) | leaf_ad;
+        REQUIRE(s.guest.write(kpt + 8 * (((kva >> 12) + i) & 511), &e, 8).ok());
+    }
+    guest_paging g;
+    g.cr0 = cr0::pg | cr0::wp;
+    g.cr3 = kernel.cr3;
+    g.cr4 = cr4::pae;
+    g.efer = long_mode;
+    guest_access write;
+    write.kind = access_kind::write;
+    // The kernel writes as's tables while they are plain data (no shadow of as yet).
+    REQUIRE(mmu.set_guest_paging(cr0::pg | cr0::wp, kernel.cr3, cr4::pae, long_mode).ok());
+    for (unsigned i = 0; i < 4; ++i) {
+        const access_outcome w = run_access(mmu, s.host, g, kva + i * 0x1000 + 0x800, write);
+        CHECK(w.kind == access_outcome::hardware);
+    }
+    REQUIRE(mmu.set_guest_paging(cr0::pg | cr0::wp, as.cr3, cr4::pae, long_mode).ok());
+    (void)touch_all(mmu, s, as);  // as's tables become tracked: the kernel's mappings lose W
+    REQUIRE(mmu.set_guest_paging(cr0::pg | cr0::wp, kernel.cr3, cr4::pae, long_mode).ok());
+    for (unsigned i = 0; i < 4; ++i) CHECK(mmu.tracked(as.cr3 + i * 0x1000));
+    // First teardown write: as's PT (kernel page 7).
+    const std::uint64_t pt_va = kva + 3 * 0x1000;
+    access_outcome o = run_access(mmu, s.host, g, pt_va + 16, write);
+    REQUIRE(o.kind == access_outcome::mmu_report);
+    REQUIRE(o.pf.outcome == pf_outcome::tracked_table_write);
+    const auto flush = mmu.unshadow(o.pf.gpa, true);
+    REQUIRE(flush.has_value());
+    for (unsigned i = 0; i < 4; ++i) CHECK_FALSE(mmu.tracked(as.cr3 + i * 0x1000));
+    CHECK(mmu.tracked(kernel.cr3));  // the current space keeps its shadows
+    const pf_result mapped = mmu.map_unshadowed_write();
+    CHECK(mapped.outcome == pf_outcome::fixed);
+    CHECK(mmu.mapped(pt_va + 16) == *s.guest.backing(as.cr3 + 0x3000) + 16);
+    // A second map_unshadowed_write has no fault behind it.
+    CHECK(mmu.map_unshadowed_write().outcome == pf_outcome::tracked_table_write);
+    // The other tables' teardown writes go straight to them: their mappings got W back.
+    for (unsigned i = 0; i < 3; ++i) {
+        o = run_access(mmu, s.host, g, kva + i * 0x1000 + 8, write);
+        CHECK(o.kind == access_outcome::hardware);
+        CHECK(o.faults == 0);
+    }
+    // The kernel's own translations are intact, and as comes back correct when reloaded.
+    (void)touch_all(mmu, s, kernel);
+    REQUIRE(mmu.set_guest_paging(cr0::pg | cr0::wp, as.cr3, cr4::pae, long_mode).ok());
+    CHECK(touch_all(mmu, s, as) > 0);  // rebuilt
+    CHECK(s.host.bad_frees() == 0);
+}
