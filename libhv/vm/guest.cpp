@@ -660,10 +660,11 @@ linear_memory<host_memory> guest::linear(cpu::vcpu& v) {
             features(),
             {devices_, device_count_},
             strays_,
-            &translations_[v.id()]};
+            &translations_[v.id()],
+            &last_device_[v.id()]};
 }
 
-void guest::emulate(cpu::vcpu& v) {
+void guest::emulate(cpu::vcpu& v, const cpu::npf_detail* exit) {
     (void)paging_of(v);
     cpu::guest_state& st = v.state;
     insn::guest_state is;
@@ -679,6 +680,8 @@ void guest::emulate(cpu::vcpu& v) {
     is.cr4 = st.cr4;
     is.cpl = static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access));
     auto mem = linear(v);
+    if (exit && !exit->page_walk && !exit->fetch)
+        mem.set_exit_address(exit->gpa, exit->gla_valid ? std::optional<std::uint64_t>{exit->gla} : std::nullopt);
     ++stats_.emulated;
     std::optional<shadow_write_watch> watch;
     if (cfg_.mmu == paging::shadow)
@@ -740,7 +743,7 @@ void guest::on_npf(cpu::vcpu& v, const cpu::exit_info& e) {
         v.fail("instruction fetch from guest-physical memory that is not RAM");
         return;
     }
-    g.emulate(v);
+    g.emulate(v, &e.npf);
 }
 
 } // namespace hv::vm

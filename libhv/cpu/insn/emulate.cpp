@@ -210,6 +210,7 @@ hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, co
     }
     access_type acc = access_type::read;
     if (mem_index >= 0) {
+        mem.single_operand_instruction();
         const operand& o = in.operands[static_cast<unsigned>(mem_index)];
         la = linear(st, o.m.segment, effective_address(st, in, o.m, bit_string_offset));
         if (auto f = check(st, o.m.segment, la, o.size)) return fault_step(*f);
