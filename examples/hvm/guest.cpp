@@ -34,6 +34,7 @@ hvg_irq_\vec:
     HVG_IRQ 0x41
     HVG_IRQ 0x42
     HVG_IRQ 0x43
+    HVG_IRQ 0x44
     HVG_IRQ 0xff
 hvg_irq_common:
     push %rax
@@ -186,7 +187,7 @@ hvg_forms:
 
 extern "C" char hvg_ap_start[], hvg_ap_end[];
 extern "C" void hvg_irq_0x20(), hvg_irq_0x24(), hvg_irq_0x40(), hvg_irq_0x41(), hvg_irq_0x42(), hvg_irq_0x43(),
-    hvg_irq_0xff();
+    hvg_irq_0x44(), hvg_irq_0xff();
 extern "C" void hvg_forms(volatile std::uint32_t* reg, std::uint64_t* out);
 
 namespace {
@@ -374,6 +375,30 @@ status check_lapic_timer() {
     const std::uint64_t late = irqs[0x41].stamps[0] - deadline;
     println("check lapic-tsc-deadline: fired {} ticks after the deadline", static_cast<std::int64_t>(late));
     CHECK_OR_FAIL(irqs[0x41].stamps[0] >= deadline && late < tsc_hz / 1000 / 20, "lapic timer: deadline missed");
+    return {};
+}
+
+// Preemption: a one-shot LAPIC timer while the guest spins without a single exit (no
+// I/O, MMIO or HLT; RDTSC does not exit) must still interrupt it on time.
+status check_preemption() {
+    set_gate(0x44, &hvg_irq_0x44, eoi_kind::lapic);
+    irqs[0x44].count = 0;
+    lapic(apic_timer_divide) = 0xb;
+    lapic(apic_lvt_timer) = 0x44;  // one-shot
+    const std::uint64_t start = x86::rdtsc();
+    lapic(apic_timer_initial) = static_cast<std::uint32_t>(apic_timer_hz / 1000);  // 1 ms
+    const std::uint64_t limit = 50 * tsc_hz / 1000;
+    asm volatile("sti" ::: "memory");
+    while (!irqs[0x44].count && x86::rdtsc() - start < limit) {}
+    asm volatile("cli" ::: "memory");
+    lapic(apic_lvt_timer) = 0x10000;
+    CHECK_OR_FAIL(irqs[0x44].count == 1, "preemption: the timer did not interrupt a spinning guest within 50 ms");
+    const std::uint64_t due = start + tsc_hz / 1000;
+    const auto late = static_cast<std::int64_t>(irqs[0x44].stamps[0] - due);
+    println("check preemption: a spinning guest took its timer {} ticks after it was due", late);
+    // Due when the count reaches 0; the MMIO write that starts it takes a few thousand ticks.
+    CHECK_OR_FAIL(late > -static_cast<std::int64_t>(tsc_hz / 100000) && late < static_cast<std::int64_t>(tsc_hz / 10000),
+                  "preemption: timer taken {} ticks from its due time (bound: 100 us)", late);
     return {};
 }
 
@@ -712,6 +737,7 @@ HV_PROGRAM(dev_all, "dev.all", "check every emulated device from inside an HVM g
     HV_TRY(check_uart());
     HV_TRY(check_pit());
     HV_TRY(check_lapic_timer());
+    HV_TRY(check_preemption());
     HV_TRY(check_ioapic());
     HV_TRY(check_rtc());
     HV_TRY(check_acpi(ctx));

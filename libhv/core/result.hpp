@@ -70,10 +70,14 @@ public:
     const T& operator*() const { return storage_.value; }
     T* operator->() { return &storage_.value; }
     const T* operator->() const { return &storage_.value; }
-    [[nodiscard]] error err() const { return ok_ ? error{errc::ok, "ok"} : storage_.err; }
-    [[nodiscard]] errc code() const { return ok_ ? errc::ok : storage_.err.code; }
+    // A failure never reads as success once turned into a status (HV_TRY, `return r.err()`).
+    [[nodiscard]] error err() const { return ok_ ? error{errc::ok, "ok"} : failure(); }
+    [[nodiscard]] errc code() const { return ok_ ? errc::ok : failure().code; }
 
 private:
+    error failure() const {
+        return storage_.err.code != errc::ok ? storage_.err : error{errc::fault, "failure without an error code"};
+    }
     union U {
         U() {}
         ~U() {}

@@ -129,6 +129,7 @@ exit_handler default_for(exit_reason r) {
     case exit_reason::interrupt_window:
     case exit_reason::nmi_window: return interrupt_window;
     case exit_reason::external_interrupt:
+    case exit_reason::preemption_timer:
     case exit_reason::nmi: return external_interrupt;
     case exit_reason::triple_fault: return triple_fault;
     case exit_reason::invalid_guest_state:

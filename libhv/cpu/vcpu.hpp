@@ -230,6 +230,14 @@ public:
     void on(exit_reason r, exit_handler h);
     [[nodiscard]] exit_handler handler(exit_reason r) const { return handlers_[static_cast<std::size_t>(r)]; }
 
+    // The host TSC by which the guest must exit even if it spins without exiting (the next
+    // device deadline, set by the entry hook; 0: none). The backend arms a VMX-preemption
+    // timer or a host LAPIC timer to it on each entry; that exit is preemption_timer (VMX)
+    // or external_interrupt (the host timer's interrupt), both handled by doing nothing:
+    // the next entry hook delivers what fell due.
+    void set_preemption_deadline(std::uint64_t host_tsc) { preempt_at_ = host_tsc; }
+    [[nodiscard]] std::uint64_t preemption_deadline() const { return preempt_at_; }
+
     // Ask the loop to yield to the scheduler after this exit (fairness, benchmarks).
     void request_yield() { yield_ = true; }
     // Handlers that change these parts of `state` say so; the backend writes them back
@@ -281,6 +289,7 @@ private:
     bool extras_ = false;  // an interrupt source or entry hook is set: no hot-path entry
     std::uint8_t dirty_ = 0;
     std::uint64_t budget_left_ = ~0ull;  // exits until the budget fails the guest
+    std::uint64_t preempt_at_ = 0;
     exit_info* exit_ = &no_exit_;  // the ring slot of the exit being handled
     exit_info no_exit_{};
     exit_handler handlers_[exit_reason_count] = {};
@@ -317,7 +326,7 @@ private:
 namespace default_handler {
 void hlt(vcpu& v, const exit_info& e);
 void interrupt_window(vcpu& v, const exit_info& e);
-void external_interrupt(vcpu& v, const exit_info& e);
+void external_interrupt(vcpu& v, const exit_info& e);  // also the preemption timer: nothing to do
 void triple_fault(vcpu& v, const exit_info& e);
 void entry_failed(vcpu& v, const exit_info& e);
 void virtualization(vcpu& v, const exit_info& e);  // #UD into the guest

@@ -18,7 +18,8 @@ void set_edx_eax(cpu::vcpu& v, std::uint64_t value) {
 
 } // namespace
 
-attachment::attachment(machine& m, const attach_config& cfg) : m_{&m}, cfg_{cfg} {
+attachment::attachment(machine& m, const attach_config& cfg)
+    : m_{&m}, cfg_{cfg}, min_slice_{m.timers().clock().frequency() / 1000000} {
     for (auto*& r : registry)
         if (!r) {
             r = this;
@@ -128,6 +129,16 @@ void attachment::entry(cpu::vcpu& v, void* ctx) {
     a.m_->poll();
     if (a.m_->cpu(s.index).take_nmi()) v.inject_nmi();
     a.sync_tpr(s);
+    // A guest that spins without exits must still leave by the next deadline (on metal the
+    // machine's clock is the host TSC, which the backends' preemption counts). A deadline
+    // poll() left due (a timer re-armed at or before now) gives the guest a minimal slice,
+    // or it would exit before its first instruction, forever.
+    if (const auto next = a.m_->next_deadline()) {
+        const std::uint64_t earliest = a.m_->timers().now() + a.min_slice_;
+        v.set_preemption_deadline(*next > earliest ? *next : earliest);
+    } else {
+        v.set_preemption_deadline(0);
+    }
 }
 
 void attachment::park(slot& s) {

@@ -151,6 +151,7 @@ private:
     unsigned current_ = 0;    // the vCPU whose exit is being handled
     run_outcome outcome_{};
     attach_stats stats_{};
+    std::uint64_t min_slice_ = 0;  // guest ticks a preempted guest runs at least: 1 us
     char line_[console_line]{};
     std::size_t line_len_ = 0;
 };

@@ -335,11 +335,7 @@ status write_pvh(const memory_target& g, const boot_config& cfg, load_result& ou
 
 // ---- Linux ----
 
-// Out of line on purpose: inlined into load(), the metal build (examples/hvm, Debian's
-// 6.1 bzImage on qemu-svm) returned a result with ok_ false and a zero error, while the
-// same objects run on the host (valgrind-clean) load the kernel. Adding any call inside
-// also hid it, so the cause (an uninitialized read elsewhere?) is still open.
-__attribute__((noinline)) status load_linux(const memory_target& g, bytes img, const boot_config& cfg, const image_info& info, load_result& out) {
+status load_linux(const memory_target& g, bytes img, const boot_config& cfg, const image_info& info, load_result& out) {
     using namespace linux_boot;
     const bool entry64 = info.linux_entry64 && !cfg.linux_entry32;
     if (cfg.cmdline.size() + 1 > info.linux_cmdline_size)

@@ -10,7 +10,7 @@ cpuid_regs filter_cpuid(std::uint32_t leaf, std::uint32_t subleaf, cpuid_regs r,
     constexpr std::uint64_t cr4_osxsave = 1ull << 18, cr4_pke = 1ull << 22;
     switch (leaf) {
     case 1:
-        r.ecx &= ~(bit(5) | bit(6) | bit(21) | bit(24) | bit(27));
+        r.ecx &= ~(bit(3) | bit(5) | bit(6) | bit(21) | bit(24) | bit(27));
         r.ecx |= bit(31);
         if (v.x2apic) r.ecx |= bit(21);
         if (v.tsc_deadline) r.ecx |= bit(24);
@@ -19,6 +19,7 @@ cpuid_regs filter_cpuid(std::uint32_t leaf, std::uint32_t subleaf, cpuid_regs r,
         r.edx = v.apic ? r.edx | bit(9) : r.edx & ~bit(9);
         r.ebx = (r.ebx & 0xffff) | (v.vcpu_count & 0xff) << 16 | (v.vcpu_id & 0xff) << 24;
         break;
+    case 5:
     case 6:
     case 0xa: r = {}; break;
     case 7:
@@ -58,7 +59,7 @@ cpuid_regs filter_cpuid(std::uint32_t leaf, std::uint32_t subleaf, cpuid_regs r,
         break;
     case 0x8000001f: r = {}; break;  // SME/SEV: a guest that sees them reads SEV_STATUS
     case 0x80000001:
-        r.ecx &= ~bit(2);
+        r.ecx &= ~(bit(2) | bit(29));
         r.edx &= ~bit(27);
         break;
     default:

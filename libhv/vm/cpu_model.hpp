@@ -4,6 +4,11 @@
 //
 // CPUID (leaf: register bits)                       guest sees
 //   1: ECX.VMX(5) SMX(6)                            0    (no nested virtualization)
+//   1: ECX.MONITOR(3), leaf 5, 0x80000001: ECX.MONITORX(29)   0    (MONITOR/MWAIT(X) are not
+//                                                         intercepted: a guest waiting in them
+//                                                         with interrupts masked never woke;
+//                                                         Linux's udelay on bochs-amd used
+//                                                         MWAITX and hung after NR_IRQS)
 //   1: ECX.HYPERVISOR(31)                           1
 //   1: ECX.X2APIC(21), EDX.APIC(9), ECX.TSC_DEADLINE(24)   as the device model says
 //   1: ECX.PCID(17)                                 0 under shadow paging

@@ -1,4 +1,5 @@
 #include "libhv/vm/hvm_devices.hpp"
+#include "libhv/cpu/host_timer.hpp"
 #include "libhv/dev/layout.hpp"
 
 namespace hv::vm {
@@ -25,8 +26,18 @@ hvm_devices::hvm_devices(guest& g, dev::machine& m, const hvm_options& o)
       }()},
       lapic_window_{&wiring_, dev::layout::lapic}, ioapic_window_{&wiring_, dev::layout::ioapic} {}
 
+// Every vCPU sleeps: halt the host until the deadline on its LAPIC timer (Bochs and QEMU
+// with -icount skip halted time instead of running a pause loop), or spin without one.
 void hvm_devices::spin_until(void*, std::uint64_t deadline) {
-    while (x86::rdtsc() < deadline) x86::pause();
+    if (!cpu::host_timer::init().ok()) {
+        while (x86::rdtsc() < deadline) x86::pause();
+        return;
+    }
+    while (x86::rdtsc() < deadline) {
+        cpu::host_timer::arm(deadline);
+        asm volatile("sti; hlt; cli" ::: "memory");
+    }
+    cpu::host_timer::arm(0);
 }
 
 status hvm_devices::attach() {

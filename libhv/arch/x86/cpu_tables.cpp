@@ -57,6 +57,10 @@ constexpr const char* vector_names[32] = {
 
 } // namespace
 
+void set_interrupt_gate(std::uint8_t vector, void (*handler)()) {
+    set_gate(vector, reinterpret_cast<std::uint64_t>(handler), 0);
+}
+
 void init_cpu_tables() {
     auto tss_addr = reinterpret_cast<std::uint64_t>(&tss);
     tss.rsp[0] = reinterpret_cast<std::uint64_t>(kernel_stack_rsp0 + ist_stack_size);

@@ -22,6 +22,8 @@ static_assert(offsetof(exception_frame, rip) == 17 * 8);
 static_assert(sizeof(exception_frame) == 22 * 8);
 
 void init_cpu_tables();
+// Points an IDT vector (>= 32) at a handler of the hypervisor's own (an interrupt gate).
+void set_interrupt_gate(std::uint8_t vector, void (*handler)());
 
 struct [[gnu::packed]] descriptor_pointer {
     std::uint16_t limit;

@@ -1,6 +1,7 @@
 #include "libhv/cpu/svm/backend.hpp"
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/cpu/exit_decode.hpp"
+#include "libhv/cpu/host_timer.hpp"
 #include "libhv/cpu/svm/insn_len.hpp"
 #include "libhv/cpu/svm/setup.hpp"
 
@@ -146,6 +147,18 @@ event_type svm_type(cpu::event_kind k) {
     cpu::decode(raw, out);
 }
 
+// Preemption (SVM has no preemption timer): the host LAPIC timer armed to the vCPU's
+// deadline, with the host's interrupts open (GIF still clear) until VMRUN, so that its
+// interrupt exits the guest through the INTR intercept, at once if it is already due;
+// switch.S's STGI then lets the host take it. False: no timer, nothing changed.
+[[gnu::noinline]] bool arm_preemption(vcpu_arch& a, std::uint64_t deadline) {
+    if (!cpu::host_timer::ready() && (!deadline || !cpu::host_timer::init().ok())) return false;
+    asm volatile("clgi; sti" ::: "memory");
+    cpu::host_timer::arm(deadline);
+    a.timer_armed = deadline != 0;
+    return true;
+}
+
 void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out) {
     vcpu_arch& a = arch(v);
     vmcb& b = *a.block;
@@ -167,7 +180,13 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
     if (d || a.events_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
     b.state.rax = v.state.regs.rax;
     b.state.rsp = v.state.regs.rsp;
+    // The deadline comes from the entry hook: entries without one (d == nullptr, the hot
+    // path) have nothing to arm.
+    const bool timed = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
     hv_svm_enter(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa);
+    if (timed) [[unlikely]] {
+        asm volatile("cli" ::: "memory");
+    }
     c.tlb_ctl = tlb_control::none;
     // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
     // state: keep ours. (No other exit code has its low 32 bits all ones.)

@@ -33,6 +33,7 @@ struct vcpu_arch {
     bool events_on = false;         // EVENTINJ, the interrupt window or a TPR threshold was set at the last entry
     bool prepared = false;          // the VMCB holds the guest (its V_TPR is the TPR)
     std::uint8_t tpr = 0;           // the TPR before prepare()
+    bool timer_armed = false;       // the host timer runs for this vCPU's preemption deadline
     // Shadow paging instead of NPT: see backend_ops::set_paging_root. Set before prepare.
     // The VMCB holds the real CR0/CR3/CR4/EFER; the guest sees these (SVM has no read
     // shadows: every CR0/CR3/CR4 access is intercepted).

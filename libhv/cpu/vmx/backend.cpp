@@ -2,6 +2,7 @@
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/arch/x86/cpu_tables.hpp"
 #include "libhv/cpu/exit_decode.hpp"
+#include "libhv/cpu/host_timer.hpp"
 #include "libhv/cpu/vmx/entry_check.hpp"
 #include "libhv/cpu/vmx/exit.hpp"
 #include "libhv/cpu/vmx/insn.hpp"
@@ -14,7 +15,8 @@ namespace hv::vmx {
 
 requests default_requests() {
     requests r{};
-    r[control_set::pin] = {bits(pin::external_interrupt_exiting, pin::nmi_exiting), bits(pin::virtual_nmis)};
+    r[control_set::pin] = {bits(pin::external_interrupt_exiting, pin::nmi_exiting),
+                           bits(pin::virtual_nmis, pin::preemption_timer)};
     // CR8: TPR shadow where offered; enable() asks for CR8-load/store exiting otherwise.
     r[control_set::proc] = {bits(proc::hlt_exiting, proc::io_bitmaps, proc::msr_bitmaps), bits(proc::tpr_shadow)};
     // EPT and unrestricted guest are what nested paging needs; without them only
@@ -161,6 +163,9 @@ status put_shadow_guest(vcpu_arch& a, vmcs_image& img, const cpu::guest_state& g
     return {};
 }
 
+// The VMX-preemption timer's value when no deadline is set: its longest count.
+constexpr std::uint32_t no_preemption = 0xffffffffu;
+
 status prepare(cpu::vcpu& v) {
     vcpu_arch& a = arch(v);
     const std::uint8_t tpr = read_tpr(v);
@@ -191,6 +196,9 @@ status prepare(cpu::vcpu& v) {
         img.set(field::ept_pointer, (a.nested_root ? a.nested_root : c.ept_root) | 6 | 3 << 3);
         img.set(field::exception_bitmap, 0);
     }
+    if (c.controls.value(control_set::pin) & bits(pin::preemption_timer))
+        img.set(field::preemption_timer_value, no_preemption);
+    a.timer_armed = false;
     img.set(field::io_bitmap_a, cpu::pa_of(a.io_bitmaps));
     img.set(field::io_bitmap_b, cpu::pa_of(a.io_bitmaps + 4096));
     img.set(field::msr_bitmap, cpu::pa_of(a.msr_bitmap));
@@ -308,6 +316,27 @@ event_type vmx_type(cpu::event_kind k) {
     cpu::decode(raw, out);
 }
 
+// Preemption: the VMX-preemption timer counts down from each entry at the TSC's rate
+// divided by 2^IA32_VMX_MISC[4:0]; without it, the host LAPIC timer, whose interrupt
+// exits through external-interrupt exiting and is taken after the exit. True: the host
+// timer is in use for this entry.
+[[gnu::noinline]] bool arm_preemption(vcpu_arch& a, std::uint64_t deadline) {
+    a.timer_armed = deadline != 0;
+    if (a.cpu->controls.value(control_set::pin) & bits(pin::preemption_timer)) {
+        std::uint64_t ticks = no_preemption;
+        if (deadline) {
+            const std::uint64_t now = x86::rdtsc();
+            ticks = deadline > now ? (deadline - now) >> a.cpu->caps.misc.preemption_timer_rate() : 0;
+            if (ticks > no_preemption) ticks = no_preemption;
+        }
+        (void)write<field::preemption_timer_value>(static_cast<std::uint32_t>(ticks));
+        return false;
+    }
+    if (!cpu::host_timer::ready() && (!deadline || !cpu::host_timer::init().ok())) return a.timer_armed = false;
+    cpu::host_timer::arm(deadline);
+    return true;
+}
+
 void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out) {
     vcpu_arch& a = arch(v);
     if (!make_current(a)) [[unlikely]] return entry_refused(v, 1, out);
@@ -324,7 +353,11 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
     }
     if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
 
+    // The deadline comes from the entry hook: entries without one (d == nullptr, the hot
+    // path) have nothing to arm.
+    const bool host_timer = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
     const int r = hv_vmx_enter(&v.state.regs, a.launched);
+    if (host_timer) [[unlikely]] cpu::host_timer::take_pending();
     if (r != 0) [[unlikely]] return entry_refused(v, r, out);
     a.launched = true;
     // The exit: the state every handler may use, then as few exit-information fields as

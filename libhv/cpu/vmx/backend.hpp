@@ -44,6 +44,7 @@ struct vcpu_arch {
     std::uint8_t tpr_threshold = 0;      // as last written to the VMCS
     std::uint8_t* virtual_apic = nullptr;  // one page
     bool windows_on = false;         // an interrupt or NMI window was requested at the last entry
+    bool timer_armed = false;        // a preemption deadline was set at the last entry
     std::uint8_t* io_bitmaps = nullptr;  // 2 pages: A then B
     std::uint8_t* msr_bitmap = nullptr;
     bool software_checks = true;  // false: let the CPU judge the state (to compare the two)

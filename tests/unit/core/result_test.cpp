@@ -28,3 +28,23 @@ TEST_CASE("result carries a value or an error, and HV_TRY propagates") {
     CHECK_FALSE(s.ok());
     CHECK(std::string_view(s.err().what) == "odd");
 }
+
+TEST_CASE("a failed result never turns into a successful status") {
+    struct big {
+        int a[64] = {};
+    };
+    auto relay = [](hv::result<big> r) -> hv::status {
+        HV_TRY(r);
+        return {};
+    };
+    hv::result<big> broken = hv::error{hv::errc::ok, "no code"};  // a bug elsewhere
+    CHECK_FALSE(broken.ok());
+    CHECK(broken.code() == hv::errc::fault);
+    CHECK_FALSE(relay(broken).ok());
+    hv::result<big> copied = broken;
+    copied = hv::result<big>{big{}};
+    CHECK(copied.ok());
+    copied = hv::fail(hv::errc::bad_format, "bad");
+    CHECK(relay(copied).code() == hv::errc::bad_format);
+    CHECK(std::string_view(relay(copied).err().what) == "bad");
+}

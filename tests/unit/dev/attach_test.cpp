@@ -326,6 +326,35 @@ TEST_CASE("attach: MSRs (x2APIC, then the next handler, unknown) and CPUID") {
     CHECK(sig.ebx == 0x2222);
 }
 
+TEST_CASE("attach: each entry's preemption deadline is the next device deadline, at least 1 us away") {
+    rig r(1);
+    std::vector<std::uint64_t> seen;
+    r.clk.set(50000);
+    r.add({guest([&](cpu::vcpu& v) {
+               seen.push_back(v.preemption_deadline());
+               r.lapic_write(0xf0, 0x1ff);
+               r.lapic_write(0x3e0, 0xb);     // divide by 1
+               r.lapic_write(0x320, 0x10040);  // one-shot, masked: the deadline is still kept
+               r.lapic_write(0x380, 300000);
+           }),
+           guest([&](cpu::vcpu& v) {
+               seen.push_back(v.preemption_deadline());
+               r.lapic_write(0x320, 0x30040);  // periodic, masked
+               r.lapic_write(0x380, 10);        // every 10 ticks: closer than the minimal slice
+           }),
+           guest([&](cpu::vcpu& v) {
+               seen.push_back(v.preemption_deadline());
+               r.lapic_write(0x380, 0);  // stopped
+           }),
+           guest([&](cpu::vcpu& v) { seen.push_back(v.preemption_deadline()); }), debug_exit(0)});
+    r.run();
+    REQUIRE(seen.size() == 4);
+    CHECK(seen[0] == 0);                // no device deadline at reset
+    CHECK(seen[1] == 50000 + 300000);   // the LAPIC timer's
+    CHECK(seen[2] == 50000 + 1000);     // 1 us of the 1 GHz clock, not 10 ticks
+    CHECK(seen[3] == 0);
+}
+
 TEST_CASE("attach: LAPIC timer wakes a halted vCPU; interrupts acknowledged only when injected") {
     rig r(1);
     std::uint64_t woke_at = 0;

@@ -131,3 +131,10 @@ TEST_CASE("leaves 0x15 and 0x16 give the device model's TSC and APIC-timer rates
 TEST_CASE("memory encryption (leaf 0x8000001F) is hidden") {
     CHECK(filter_cpuid(0x8000001f, 0, {0x1a, 0x16f, 0x1fd, 1}, cpu_view{}) == cpuid_regs{});
 }
+
+TEST_CASE("MONITOR/MWAIT and MONITORX/MWAITX are hidden (not intercepted, a masked wait never wakes)") {
+    cpu_view v{};
+    CHECK((filter_cpuid(1, 0, {0, 0, bit(3) | bit(0), 0}, v).ecx & (bit(3) | bit(0))) == bit(0));
+    CHECK(filter_cpuid(5, 0, {0x40, 0x40, 3, 0x1120}, v) == cpuid_regs{});
+    CHECK((filter_cpuid(0x80000001, 0, {0, 0, bit(29) | bit(0), 0}, v).ecx) == bit(0));
+}
