@@ -100,7 +100,7 @@ void loop_enter(vcpu& v, const event_queue::decision*, exit_info& e) {
     e.rip = v.state.rip;
     e.instruction_length = 2;
 }
-constexpr backend_ops loop_ops{[](vcpu&) { return hv::status{}; }, loop_enter,
+constexpr backend_ops loop_ops{[](vcpu&) { return hv::status{}; }, run_once<loop_enter>,
                                [](const vcpu&) { return true; },
                                [](vcpu&) { return hv::result<std::uint8_t>(std::uint8_t{2}); },
                                [](vcpu&, unsigned) { return std::uint64_t{0}; },

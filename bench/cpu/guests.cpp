@@ -158,9 +158,12 @@ hv_guest_bench_wake:
        in ECX, OUT of a mode tag to port 0x80, hypercall 2. */
     .globl hv_guest_mode64
 hv_guest_mode64:
+    movabs $0x7fffc2c200000064, %rax  /* CR2 survives the exit while other vCPUs set theirs */
+    mov %rax, %cr2
     xor %eax, %eax
     cpuid
     mov %ebx, %ecx
+    mov %cr2, %rdx
     mov $1, %eax
     call guest_hypercall_edi
     mov $64, %al
@@ -179,9 +182,12 @@ guest_hypercall_edi:
     .code32
     .globl hv_guest_mode32
 hv_guest_mode32:
+    mov $0xc2c20032, %eax
+    mov %eax, %cr2
     xor %eax, %eax
     cpuid
     mov %ebx, %ecx
+    mov %cr2, %edx
     mov $1, %eax
     test %edi, %edi
     jnz 1f
@@ -201,9 +207,12 @@ hv_guest_mode32:
     .code16
     .globl hv_guest_mode16
 hv_guest_mode16:
+    mov $0xc2c20016, %eax
+    mov %eax, %cr2
     xor %eax, %eax
     cpuid
     mov %ebx, %ecx
+    mov %cr2, %edx
     mov $1, %eax
     test %edi, %edi
     jnz 1f
@@ -221,7 +230,26 @@ hv_guest_mode16:
 4:  jmp 4b
     .globl hv_guest_cr16
 hv_guest_cr16:
-    mov %cr0, %eax
+    /* With XSAVE: CR4.OSXSAVE, XSETBV(XCR0 = x87|SSE) (exits), a CPUID exit, then XGETBV
+       into ESI (0 without XSAVE). */
+    xor %esi, %esi
+    mov $1, %eax
+    cpuid
+    bt $26, %ecx
+    jnc 3f
+    mov %cr4, %eax
+    or $0x40000, %eax
+    mov %eax, %cr4
+    xor %ecx, %ecx
+    xor %edx, %edx
+    mov $3, %eax
+    xsetbv
+    xor %eax, %eax
+    cpuid
+    xor %ecx, %ecx
+    xgetbv
+    mov %eax, %esi
+3:  mov %cr0, %eax
     mov %eax, %ecx
     or $0x20, %eax
     mov %eax, %cr0
@@ -562,6 +590,7 @@ HV_PROGRAM(cpu_bench, "cpu.bench", "exit round trips (CPUID, hypercall, OUT, IN,
 namespace {
 struct mode_result {
     std::uint64_t vendor_ebx = 0;
+    std::uint64_t cr2 = 0;  // read back after the CPUID exit
     std::uint64_t port80 = 0;
     bool done = false;
 } modes[3];
@@ -570,11 +599,20 @@ mode_result& result_of(const cpu::vcpu& v) { return modes[v.id()]; }
 
 void modes_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
     v.skip();
-    if ((e.hypercall.nr & 0xffffffff) == 1) result_of(v).vendor_ebx = v.state.regs.rcx & 0xffffffff;
+    if ((e.hypercall.nr & 0xffffffff) == 1) {
+        result_of(v).vendor_ebx = v.state.regs.rcx & 0xffffffff;
+        result_of(v).cr2 = v.state.regs.rdx;
+    }
     if ((e.hypercall.nr & 0xffffffff) == 2) {
         result_of(v).done = true;
         v.stop("guest finished");
     }
+}
+// Yield after the CPUID: each guest has set its CR2 before it, so the next vCPU runs
+// while this one's CR2 must be kept.
+void modes_cpuid(cpu::vcpu& v, const cpu::exit_info& e) {
+    cpuid_passthrough(v, e);
+    v.request_yield();
 }
 void modes_io(cpu::vcpu& v, const cpu::exit_info& e) {
     if (e.io.in || e.io.string || e.io.port != 0x80 || e.io.size != 1) {
@@ -592,25 +630,28 @@ HV_PROGRAM(cpu_modes, "cpu.modes", "CPUID, hypercall and OUT from 64-bit, 32-bit
     const cpu::guest_mode mode_of[3] = {cpu::guest_mode::long64, cpu::guest_mode::protected32, cpu::guest_mode::real};
     const char* entry[3] = {hv_guest_mode64, hv_guest_mode32, hv_guest_mode16};
     const std::uint64_t tag[3] = {64, 32, 16};
+    const std::uint64_t cr2_set[3] = {0x7fffc2c200000064, 0xc2c20032, 0xc2c20016};  // as the guests write them
     cpu::scheduler sched;
     for (unsigned i = 0; i < 3; ++i) {
         HV_TRY(make_guest(g[i], i, entry[i], mode_of[i]));
         g[i].v.state.regs.rdi = m.kind == vendor_kind::svm;
-        g[i].v.on(cpu::exit_reason::cpuid, cpuid_passthrough);
+        g[i].v.on(cpu::exit_reason::cpuid, modes_cpuid);
         g[i].v.on(cpu::exit_reason::hypercall, modes_hypercall);
         g[i].v.on(cpu::exit_reason::io, modes_io);
         HV_TRY(sched.add(g[i].v));
     }
     sched.run();
     const auto host_ebx = x86::cpuid(0).ebx;
-    bool ok = true;
+    bool ok = true, cr2_ok = true;
     for (unsigned i = 0; i < 3; ++i) {
         report(g[i].v);
-        println("mode {}: cpuid(0).ebx={:#x} port80={} done={}", tag[i], modes[i].vendor_ebx, modes[i].port80,
-                modes[i].done);
+        println("mode {}: cpuid(0).ebx={:#x} cr2={:#x} (set {:#x}) port80={} done={}", tag[i], modes[i].vendor_ebx,
+                modes[i].cr2, cr2_set[i], modes[i].port80, modes[i].done);
         ok = ok && modes[i].done && modes[i].vendor_ebx == host_ebx && modes[i].port80 == tag[i];
+        cr2_ok = cr2_ok && (i == 0 ? modes[i].cr2 : modes[i].cr2 & 0xffffffff) == cr2_set[i];
     }
     if (!ok) return fail(errc::fault, "a guest mode did not run CPUID, hypercall and OUT correctly");
+    if (!cr2_ok) return fail(errc::fault, "a guest's CR2 changed across its exit while the other vCPUs set theirs");
     return {};
 }
 
@@ -785,13 +826,13 @@ HV_PROGRAM(cpu_entry, "cpu.entry", "entry failures end their guest with a messag
 
 namespace {
 struct cr_result {
-    std::uint64_t before = 0, after = 0;
+    std::uint64_t before = 0, after = 0, xcr0 = 0;
     bool done = false;
 } cr_out;
 void cr_hypercall(cpu::vcpu& v, const cpu::exit_info& e) {
     v.skip();
     if ((e.hypercall.nr & 0xffffffff) == 5) {
-        cr_out = {v.state.regs.rcx & 0xffffffff, v.state.regs.rdx & 0xffffffff, true};
+        cr_out = {v.state.regs.rcx & 0xffffffff, v.state.regs.rdx & 0xffffffff, v.state.regs.rsi & 0xffffffff, true};
         v.stop("guest finished");
     }
 }
@@ -816,11 +857,22 @@ HV_PROGRAM(cpu_cr, "cpu.cr", "a real-mode guest writes CR0.NE and reads its CR0 
     HV_TRY(g.start());
     cpu::scheduler sched;
     HV_TRY(g.schedule_on(sched));
+    const std::uint64_t host_xcr0 = cpu::current_xcr0();
     sched.run();
     report(v);
     println("cr: guest on {} tables built from guest memory (root {:#x}) read CR0={:#x}, after setting NE {:#x}",
             g.vendor() == cpu::vendor::vmx ? "EPT" : "NPT", g.nested_root(), cr_out.before, cr_out.after);
+    const bool xsave = x86::cpuid(1).ecx & (1u << 26);
+    // The XCR0 the CPU holds now, readable also where a VM exit left CR4.OSXSAVE clear
+    // (VMX loads the host CR4 captured before XSETBV was first used).
+    if (xsave) x86::write_cr4(x86::read_cr4() | x86::cr4::osxsave);
+    const std::uint64_t host_after = cpu::current_xcr0();
+    println("cr: XCR0 guest set 0x3, read back {:#x} after a CPUID exit; host {:#x} before, {:#x} after{}", cr_out.xcr0,
+            host_xcr0, host_after, xsave ? "" : " (no XSAVE: not run)");
     if (!cr_out.done) return fail(errc::fault, "guest did not finish");
+    if (xsave && (cr_out.xcr0 != 3 || v.log.count(cpu::exit_reason::xsetbv) != 1))
+        return fail(errc::fault, "the guest's XSETBV was not intercepted and its XCR0 kept across an exit");
+    if (host_after != host_xcr0) return fail(errc::fault, "the host's XCR0 was not restored after the guest");
     // The guest must read back exactly what it wrote. (Its first read is ET, plus CD|NW on
     // Bochs' VMX models, which enter this unrestricted real-mode guest with them set.)
     if (!(cr_out.before & x86::cr0::et) || (cr_out.before & x86::cr0::ne) || cr_out.after != (cr_out.before | x86::cr0::ne))

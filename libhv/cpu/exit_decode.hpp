@@ -33,7 +33,8 @@ template <class IoFields>
 [[gnu::always_inline]] inline bool decode_hot(const vmx_exit_raw& raw, exit_info& e, IoFields io_fields) {
     using x = vmx::exit_reason;
     const auto basic = vmx::exit_reason_field{raw.reason}.basic();
-    const auto len = static_cast<std::uint8_t>(raw.instruction_length <= 15 ? raw.instruction_length : 0);
+    // Defined (1..15) for every exit handled here (SDM 28.2.5), so taken as it is.
+    const auto len = static_cast<std::uint8_t>(raw.instruction_length);
     auto begin = [&](exit_reason r) { detail::begin_instruction_exit(e, r, vendor::vmx, raw.reason, raw.rip, len); };
     switch (basic) {
     case x::cpuid:
@@ -74,15 +75,18 @@ template <class IoFields>
     });
 }
 
-// The SVM counterpart; raw.exitinfo1/2 are used by MSR and I/O exits only.
-[[gnu::always_inline]] inline bool decode_hot(const svm_exit_raw& raw, exit_info& e) {
+// The SVM counterpart. EXITINFO1/2 (MSR and I/O exits only) come from
+// `exit_info12(exitinfo1, exitinfo2)`, so the backend reads them only then.
+template <class ExitInfo12>
+[[gnu::always_inline]] inline bool decode_hot(const svm_exit_raw& raw, exit_info& e, ExitInfo12 exit_info12) {
     using c = svm::exit_code;
     // A next RIP not 1..15 bytes ahead (none without NRIPS, or a wrap) leaves the length unknown.
     auto length_to = [&](std::uint64_t next) {
         const std::uint64_t n = next - raw.rip;
         return static_cast<std::uint8_t>(n - 1 < 15 ? n : 0);
     };
-    std::uint8_t len = raw.nrips ? length_to(raw.next_rip) : 0;
+    // With NRIPS the next RIP of every exit handled here is the instruction's end (APM 15.7.1).
+    std::uint8_t len = raw.nrips ? static_cast<std::uint8_t>(raw.next_rip - raw.rip) : 0;
     auto begin = [&](exit_reason r) { detail::begin_instruction_exit(e, r, vendor::svm, raw.exitcode, raw.rip, len); };
     switch (static_cast<c>(raw.exitcode)) {
     case c::cpuid:
@@ -93,14 +97,19 @@ template <class IoFields>
         begin(exit_reason::hypercall);
         e.hypercall = {raw.rax};
         return true;
-    case c::msr:
-        begin(raw.exitinfo1 ? exit_reason::msr_write : exit_reason::msr_read);
+    case c::msr: {
+        std::uint64_t info1, info2;
+        exit_info12(info1, info2);
+        begin(info1 ? exit_reason::msr_write : exit_reason::msr_read);
         e.msr = {static_cast<std::uint32_t>(raw.rcx)};
         return true;
+    }
     case c::ioio: {
-        const svm::ioio_info io{raw.exitinfo1};
+        std::uint64_t info1, info2;
+        exit_info12(info1, info2);
+        const svm::ioio_info io{info1};
         // EXITINFO2 holds the next RIP for IOIO even without NRIPS.
-        if (const std::uint8_t n = length_to(raw.exitinfo2)) len = n;
+        if (const std::uint8_t n = length_to(info2)) len = n;
         begin(exit_reason::io);
         e.io = {io.port(), io.size(), io.string() ? io.address_size() : std::uint8_t{0}, io.in(), io.string(),
                 io.rep()};
@@ -112,6 +121,13 @@ template <class IoFields>
         return true;
     default: return false;
     }
+}
+
+[[gnu::always_inline]] inline bool decode_hot(const svm_exit_raw& raw, exit_info& e) {
+    return decode_hot(raw, e, [&](std::uint64_t& info1, std::uint64_t& info2) {
+        info1 = raw.exitinfo1;
+        info2 = raw.exitinfo2;
+    });
 }
 
 } // namespace hv::cpu

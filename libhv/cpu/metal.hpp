@@ -2,6 +2,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include "libhv/arch/x86/cpu.hpp"
 
 namespace hv::cpu {
 
@@ -25,6 +26,17 @@ inline std::uint64_t identity_nested_map(page_alloc_fn alloc, nested_format f) {
     pml4[0] = pa_of(pdpt) | table;
     for (std::uint64_t i = 0; i < 4; ++i) pdpt[i] = (i << 30) | leaf;
     return pa_of(pml4);
+}
+
+// XCR0 per vCPU (guest_state::xcr0). Neither VMX nor SVM switches it, and libhv's own
+// code uses no extended state (-mgeneral-regs-only): a backend loads the guest's value
+// before its loop enters and puts the host's back when the loop returns to the vCPU
+// loop (before any other vCPU, task or the scheduler runs), each only when the two
+// differ. Between an exit and that return only the exit's handler runs.
+inline std::uint64_t current_xcr0() { return (x86::read_cr4() & x86::cr4::osxsave) ? x86::xgetbv(0) : 1; }
+[[gnu::noinline]] inline void load_xcr0(std::uint64_t value) {
+    if (!(x86::read_cr4() & x86::cr4::osxsave)) x86::write_cr4(x86::read_cr4() | x86::cr4::osxsave);
+    x86::xsetbv(0, value);
 }
 
 } // namespace hv::cpu

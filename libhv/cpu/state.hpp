@@ -76,6 +76,7 @@ struct guest_state {
     std::uint64_t rip = 0, rflags = 2;
     std::uint64_t cr0 = 0, cr2 = 0, cr3 = 0, cr4 = 0;
     std::uint64_t efer = 0;
+    std::uint64_t xcr0 = 1;  // x87 only, the reset value; set by an XSETBV handler (+ dirty_xcr0)
     std::uint64_t dr7 = 0x400;
     std::uint64_t pat = 0x0007040600070406ull;  // the reset value
     std::uint64_t sysenter_cs = 0, sysenter_esp = 0, sysenter_eip = 0;

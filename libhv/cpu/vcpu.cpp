@@ -58,7 +58,9 @@ void hlt(vcpu& v, const exit_info&) {
     if (v.status() == vcpu_status::runnable) v.halt();
 }
 void interrupt_window(vcpu&, const exit_info&) {}
-void external_interrupt(vcpu&, const exit_info&) {}
+// The host's own interrupt (a host timer or IPI, still pending on VMX) or the preemption
+// timer: the backend's loop returns, so the host takes it and the next entry re-arms.
+void external_interrupt(vcpu& v, const exit_info&) { v.request_return(); }
 void triple_fault(vcpu& v, const exit_info&) { v.fail("guest triple fault"); }
 void entry_failed(vcpu& v, const exit_info& e) {
     switch (e.reason) {
@@ -154,7 +156,7 @@ void vcpu::init(unsigned id, const backend_ops& ops, void* arch, void* stack, st
     id_ = id;
     ops_ = &ops;
     arch_ = arch;
-    status_ = vcpu_status::runnable;
+    loop_flags_.f.status = vcpu_status::runnable;
     why_ = nullptr;
     fiber_.init(stack, stack_size, &vcpu::entry, this);
 }
@@ -186,7 +188,7 @@ event_queue::decision vcpu::decide() {
     return d;
 }
 
-bool vcpu::sleeping() const { return status_ == vcpu_status::halted && !wakeable(); }
+bool vcpu::sleeping() const { return loop_flags_.f.status == vcpu_status::halted && !wakeable(); }
 
 void vcpu::skip_slow() {
     std::uint8_t len = exit_->instruction_length;
@@ -208,7 +210,7 @@ void vcpu::skip_slow() {
 
 void vcpu::run_loop() {
     run_guest();
-    if (status_ == vcpu_status::failed && failure_sink_) report(*failure_sink_);
+    if (loop_flags_.f.status == vcpu_status::failed && failure_sink_) report(*failure_sink_);
 }
 
 void vcpu::run_guest() {
@@ -216,52 +218,65 @@ void vcpu::run_guest() {
         fail(s.err().what);
         return;
     }
-    // The hot path: nothing pending, no hook, no interrupt controller, no yield asked:
-    // enter, log, dispatch. Everything else branches off it.
+    // The hot path: nothing pending, no hook, no interrupt controller: the backend runs
+    // the guest and its exits until one leaves work here. Everything else branches off it.
     for (;;) {
-        if (status_ != vcpu_status::runnable) [[unlikely]] {
-            if (status_ != vcpu_status::halted) break;
+        if (loop_flags_.f.status != vcpu_status::runnable) [[unlikely]] {
+            if (loop_flags_.f.status != vcpu_status::halted) break;
             if (!wakeable()) {
                 fiber_.yield();
                 continue;
             }
-            status_ = vcpu_status::runnable;
+            loop_flags_.f.status = vcpu_status::runnable;
         }
-        // Decode into the ring slot; current_exit() is the previous exit until enter returns
-        // (a re-injected software interrupt needs that exit's instruction length).
-        exit_info& slot = log.slot();
-        if (events.empty() && !extras_) [[likely]] ops_->enter(*this, nullptr, slot);
-        else if (!enter_with_events(slot)) break;
-        exit_ = &slot;
-        log.commit(slot);
-        if (--budget_left_ == 0) [[unlikely]] {
-            fail("exit budget exhausted");
-            break;
-        }
-        if (slot.interrupted.valid) [[unlikely]] events.requeue(slot.interrupted);
-        handlers_[static_cast<std::size_t>(slot.reason)](*this, slot);
-        if (yield_) [[unlikely]] {
-            yield_ = false;
+        if (events.empty() && !loop_flags_.f.extras) [[likely]] ops_->run(*this, nullptr);
+        else if (!enter_with_events()) break;
+        if (loop_flags_.f.yield) [[unlikely]] {
+            loop_flags_.f.yield = false;
             fiber_.yield();
         }
     }
 }
 
+// After a handler, with an entry hook or interrupt source set and nothing else for the
+// run loop: poll them as the run loop does before an entry. Nothing to deliver: the
+// backend re-enters at once. Otherwise the run loop, which goes straight to
+// enter_with_events() then, does not run the hook a second time for that entry.
+bool vcpu::stay_after_polling() {
+    if (loop_flags_.word != only_extras || !events.empty()) return false;
+    if (hook_.fn) hook_.fn(*this, hook_.ctx);
+    if (loop_flags_.word != only_extras) return false;
+    // A preemption deadline is armed (or disarmed, once it went back to 0) by an entry from
+    // the run loop, which has the hook's decision: leave the backend's loop for it.
+    if (preempt_at_ || preempt_was_armed_) {
+        preempt_was_armed_ = preempt_at_ != 0;
+        hook_ran_ = hook_.fn != nullptr;
+        return false;
+    }
+    // An interrupt the guest's TPR holds back needs a TPR threshold set by the run loop
+    // (decide()); one already set made the backend request_return().
+    const bool tpr_held = source_.tpr_masked && source_.tpr_masked(source_.ctx);
+    if (events.empty() && !source_pending() && !tpr_held) return true;
+    hook_ran_ = hook_.fn != nullptr;
+    return false;
+}
+
 // Entry with an event pending, an interrupt controller or an entry hook. False: the
 // vCPU ended instead (triple fault while delivering #DF).
-bool vcpu::enter_with_events(exit_info& slot) {
+bool vcpu::enter_with_events() {
     if (events.triple_fault()) {
         fail("guest triple fault (exception while delivering #DF)");
         return false;
     }
-    if (hook_.fn) hook_.fn(*this, hook_.ctx);
+    if (hook_.fn && !hook_ran_) hook_.fn(*this, hook_.ctx);
+    hook_ran_ = false;
     const event_queue::decision d = decide();
-    ops_->enter(*this, &d, slot);
+    ops_->run(*this, &d);
     return true;
 }
 
 void vcpu::report(const fmt::sink& out) const {
-    fmt::format(out, "vcpu {}: {}", id_, name(status_));
+    fmt::format(out, "vcpu {}: {}", id_, name(loop_flags_.f.status));
     if (why_) fmt::format(out, ": {}", why_);
     fmt::format(out, "\n");
     log.print(out);

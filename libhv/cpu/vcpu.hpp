@@ -1,15 +1,19 @@
 // The vendor-neutral vCPU.
 //
-//   scheduler ──resume──▶ vcpu fiber: run loop ──ops.enter──▶ guest (VMX or SVM backend)
-//        ▲                    │  ◀── exit_info (decoded, logged) ──┘
-//        └──────yield─────────┤  handlers[reason](vcpu, exit)   flat table, one per reason
+//   scheduler ──resume──▶ vcpu fiber: run loop ──ops.run──▶ backend loop ──▶ guest (VMX or SVM)
+//        ▲                    │                  ◀── exit: decode, dispatch() ──┘
+//        │                    │                      = log + handlers[reason](vcpu, exit)
+//        │                    │                      nothing for the run loop: re-enter at once
+//        └──────yield─────────┤◀─ events, an entry hook, yield, halt or stop: back here
 //                             └─ halted and nothing to wake it: yield
 //
 // Every vCPU runs on its own hv::fiber, so one physical CPU runs several vCPUs
 // cooperatively. A vendor backend (vmx/, svm/, or a fake in host tests) supplies
 // `backend_ops`: it owns the VMCS/VMCB behind `arch`, builds it from `state` in
-// prepare() (running the software entry checks), and decodes each exit with
-// cpu::decode(). Handlers are written once against exit_info and the vcpu API;
+// prepare() (running the software entry checks), and runs the guest in its own loop:
+// each exit decoded (cpu::decode_hot / decode) and handed to vcpu::dispatch(), which
+// logs it and calls its handler; while nothing needs the run loop below, the backend
+// re-enters at once. Handlers are written once against exit_info and the vcpu API;
 // they return to resume the guest, after calling skip(), inject_*() or stop().
 #pragma once
 #include <cstddef>
@@ -84,10 +88,14 @@ struct backend_ops {
     // Build the VMCS/VMCB from v.state and check it; an error ends the vCPU with its message.
     status (*prepare)(vcpu& v);
     // Write back the state v.take_dirty() names, inject (if valid), set the window
-    // requests, enter the guest and decode the exit into `out`. GPRs live in
-    // v.state.regs across the call; RIP, RSP, RFLAGS and interruptibility are refreshed.
+    // requests and enter the guest. Each exit is decoded into v.log.slot() and handed
+    // to v.dispatch(slot); while dispatch() returns true the backend writes back what
+    // the handler dirtied and re-enters without returning. A refused entry is
+    // dispatched as an exit (entry_refused) too. GPRs live in v.state.regs throughout;
+    // RIP, RSP, RFLAGS and interruptibility are refreshed at every exit.
     // d == nullptr (the hot path): nothing to inject and no window wanted.
-    void (*enter)(vcpu& v, const event_queue::decision* d, exit_info& out);
+    // A backend that enters once per call can use run_once<its enter>.
+    void (*run)(vcpu& v, const event_queue::decision* d);
     // Can an external interrupt be delivered now (RFLAGS.IF = 1, no STI/MOV SS shadow)?
     bool (*interrupts_open)(const vcpu& v);
     // Length of the instruction at RIP when the exit did not say (SVM without NRIPS).
@@ -176,7 +184,7 @@ public:
     unsigned id() const { return id_; }
     void* arch() const { return arch_; }
     const backend_ops& ops() const { return *ops_; }
-    vcpu_status status() const { return status_; }
+    vcpu_status status() const { return loop_flags_.f.status; }
     const exit_info& current_exit() const { return *exit_; }
 
     // Advance RIP past the exiting instruction (decoding it if the exit did not give its
@@ -201,15 +209,15 @@ public:
     }
     // Guest executed HLT: after skip(), sleep until an event can wake it. The guest is
     // re-entered active (with the waking event injected), never in the HLT activity state.
-    void halt() { status_ = vcpu_status::halted; }
+    void halt() { loop_flags_.f.status = vcpu_status::halted; }
     // End this guest. `why` (static) is kept for report(). stop() is a normal end.
-    void stop(const char* why = "stopped") { status_ = vcpu_status::stopped; why_ = why; }
-    void fail(const char* why) { status_ = vcpu_status::failed; why_ = why; }
+    void stop(const char* why = "stopped") { loop_flags_.f.status = vcpu_status::stopped; why_ = why; }
+    void fail(const char* why) { loop_flags_.f.status = vcpu_status::failed; why_ = why; }
     const char* why() const { return why_; }
 
     void set_interrupt_source(const interrupt_source& s) {
         source_ = s;
-        extras_ = source_.pending || hook_.fn;
+        loop_flags_.f.extras = source_.pending || hook_.fn;
     }
     [[nodiscard]] const interrupt_source& current_interrupt_source() const { return source_; }
     void set_code_reader(const code_reader& r) { code_ = r; }
@@ -220,7 +228,7 @@ public:
     T& owner() const { return *static_cast<T*>(owner_); }
     void set_entry_hook(const entry_hook& h) {
         hook_ = h;
-        extras_ = source_.pending || hook_.fn;
+        loop_flags_.f.extras = source_.pending || hook_.fn;
     }
     [[nodiscard]] const entry_hook& current_entry_hook() const { return hook_; }
 
@@ -239,14 +247,16 @@ public:
     [[nodiscard]] std::uint64_t preemption_deadline() const { return preempt_at_; }
 
     // Ask the loop to yield to the scheduler after this exit (fairness, benchmarks).
-    void request_yield() { yield_ = true; }
+    void request_yield() { loop_flags_.f.yield = true; }
     // Handlers that change these parts of `state` say so; the backend writes them back
     // before the next entry.
     // dirty_cr2: a #PF injected by an emulator (the CPU sets CR2 only for its own #PFs).
+    // dirty_xcr0: an XSETBV handler set state.xcr0 (the backend loads it before entry).
     enum dirty_bits : std::uint8_t {
-        dirty_rip = 1, dirty_rflags = 2, dirty_rsp = 4, dirty_interruptibility = 8, dirty_cr2 = 16
+        dirty_rip = 1, dirty_rflags = 2, dirty_rsp = 4, dirty_interruptibility = 8, dirty_cr2 = 16, dirty_xcr0 = 32
     };
     void mark_dirty(std::uint8_t bits) { dirty_ |= bits; }
+    [[nodiscard]] bool dirty(std::uint8_t bits) const { return dirty_ & bits; }
     std::uint8_t take_dirty() {
         const std::uint8_t d = dirty_;
         dirty_ = 0;
@@ -257,6 +267,39 @@ public:
     void set_exit_budget(std::uint64_t n) {
         budget_left_ = !n ? ~0ull : n > log.total() ? n - log.total() : 1;
     }
+
+    // ---- for backends (ops.run) ----
+    // Log an exit the backend decoded into log.slot() and run its handler. True: the
+    // run loop has nothing to do (still runnable, no event, no yield; an entry hook and
+    // an interrupt source polled with nothing to deliver), so the backend writes back
+    // take_dirty() and re-enters at once.
+    // The decoder of an exit that can interrupt event delivery (not the hot instruction
+    // exits) calls requeue_interrupted(slot) before.
+    [[gnu::always_inline]] bool dispatch(exit_info& slot) {
+        if (!handle(slot)) [[unlikely]] return false;
+        if (loop_flags_.word == 0 && events.empty()) [[likely]] return true;
+        return stay_after_polling();
+    }
+    // Only the logging and the handler (false: the exit budget ended the guest), for a
+    // backend that returns to the run loop after every exit (run_once).
+    [[gnu::always_inline]] bool handle(exit_info& slot) {
+        exit_ = &slot;
+        log.commit(slot);
+        if (--budget_left_ == 0) [[unlikely]] {
+            fail("exit budget exhausted");
+            return false;
+        }
+        handlers_[static_cast<std::size_t>(slot.reason)](*this, slot);
+        return true;
+    }
+    void requeue_interrupted(const exit_info& e) {
+        if (e.interrupted.valid) events.requeue(e.interrupted);
+    }
+    // The backend's loop must return to the vCPU loop at the next exit (e.g. its VMCS
+    // stopped being current, or an injection or window needs taking down); cleared when
+    // the backend enters from the vCPU loop again (end_return_request()).
+    void request_return() { loop_flags_.f.backend = 1; }
+    void end_return_request() { loop_flags_.f.backend = 0; }
 
     // ---- for the scheduler ----
     bool finished() const { return fiber_.finished(); }
@@ -277,19 +320,32 @@ private:
     bool source_pending() const { return source_.pending && source_.pending(source_.ctx); }
     event_queue::decision decide();
     void skip_slow();
-    bool enter_with_events(exit_info& slot);
+    bool enter_with_events();
+    bool stay_after_polling();
 
     unsigned id_ = 0;
     const backend_ops* ops_ = nullptr;
     void* arch_ = nullptr;
     fiber fiber_;
-    vcpu_status status_ = vcpu_status::runnable;
+    // What makes the backend's loop return to run_guest(), read as one word by dispatch().
+    union loop_flags {
+        struct fields {
+            vcpu_status status;  // runnable == 0
+            bool yield;
+            bool extras;  // an interrupt source or entry hook is set: no hot-path entry
+            std::uint8_t backend;  // request_return()
+        } f;
+        std::uint32_t word;
+    } loop_flags_{{vcpu_status::runnable, false, false, 0}};
+    static_assert(sizeof(loop_flags) == 4 && static_cast<int>(vcpu_status::runnable) == 0);
+    static constexpr std::uint32_t only_extras =
+        __builtin_bit_cast(std::uint32_t, loop_flags::fields{vcpu_status::runnable, false, true, 0});
     const char* why_ = nullptr;
-    bool yield_ = false;
-    bool extras_ = false;  // an interrupt source or entry hook is set: no hot-path entry
     std::uint8_t dirty_ = 0;
+    bool hook_ran_ = false;  // stay_after_polling ran the entry hook for the coming entry
     std::uint64_t budget_left_ = ~0ull;  // exits until the budget fails the guest
     std::uint64_t preempt_at_ = 0;
+    bool preempt_was_armed_ = false;  // stay_after_polling() left the loop for a deadline
     exit_info* exit_ = &no_exit_;  // the ring slot of the exit being handled
     exit_info no_exit_{};
     exit_handler handlers_[exit_reason_count] = {};
@@ -299,6 +355,16 @@ private:
     code_reader code_{};
     void* owner_ = nullptr;
 };
+
+// ops.run for a backend that enters once per call (host fakes): enter(v, d, slot)
+// decodes one exit into the slot, which is then dispatched.
+template <void (*enter)(vcpu&, const event_queue::decision*, exit_info&)>
+void run_once(vcpu& v, const event_queue::decision* d) {
+    exit_info& slot = v.log.slot();
+    enter(v, d, slot);
+    v.requeue_interrupted(slot);
+    (void)v.handle(slot);
+}
 
 // Round-robin over vCPUs on one physical CPU, plus tasks: fibers that serve the vCPUs
 // (in-hypervisor backends). Each round resumes every unfinished task once, then every

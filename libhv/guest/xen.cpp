@@ -93,20 +93,6 @@ status hypercalls::install(std::uint32_t base, void* page) {
     return {};
 }
 
-std::int64_t hypercalls::call(unsigned nr, std::uint64_t a1, std::uint64_t a2, std::uint64_t a3, std::uint64_t a4,
-                              std::uint64_t a5) const {
-    if (!page_ || nr >= page_size / 32) return -err::enosys;
-    const void* stub = page_ + nr * 32;
-    register std::uint64_t r10 asm("r10") = a4;
-    register std::uint64_t r8 asm("r8") = a5;
-    std::int64_t rax;
-    asm volatile("call *%[stub]"
-                 : "=a"(rax), "+D"(a1), "+S"(a2), "+d"(a3), "+r"(r10), "+r"(r8)
-                 : [stub] "r"(stub)
-                 : "memory", "rcx", "r9", "r11");
-    return rax;
-}
-
 std::int64_t hypercalls::call_raw(std::uint64_t nr, std::uint64_t a1, std::uint64_t a2, std::uint64_t a3,
                                   std::uint64_t a4, std::uint64_t a5) const {
     register std::uint64_t r10 asm("r10") = a4;

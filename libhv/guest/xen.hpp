@@ -31,12 +31,26 @@ using namespace hv::xen;
 
 class hypercalls {
 public:
+    static constexpr unsigned stub_bytes = 32;  // the page's stub i is at page + i * 32
     // `page`: 4 KiB of RAM, 4 KiB aligned, kept for the page's lifetime.
     [[nodiscard]] status install(std::uint32_t cpuid_base, void* page);
     [[nodiscard]] bool installed() const { return page_ != nullptr; }
 
+    // Inline, as a kernel's hypercall wrappers are: a call costs the stub and the
+    // argument registers, nothing else.
     std::int64_t call(unsigned nr, std::uint64_t a1 = 0, std::uint64_t a2 = 0, std::uint64_t a3 = 0,
-                      std::uint64_t a4 = 0, std::uint64_t a5 = 0) const;
+                      std::uint64_t a4 = 0, std::uint64_t a5 = 0) const {
+        if (!page_ || nr >= page_size / stub_bytes) [[unlikely]] return -err::enosys;
+        const void* stub = page_ + nr * stub_bytes;
+        register std::uint64_t r10 asm("r10") = a4;
+        register std::uint64_t r8 asm("r8") = a5;
+        std::int64_t rax;
+        asm volatile("call *%[stub]"
+                     : "=a"(rax), "+D"(a1), "+S"(a2), "+d"(a3), "+r"(r10), "+r"(r8)
+                     : [stub] "r"(stub)
+                     : "memory", "rcx", "r9", "r11");
+        return rax;
+    }
     // Any 64-bit number, not only the page's 128 stubs: VMCALL or VMMCALL directly.
     std::int64_t call_raw(std::uint64_t nr, std::uint64_t a1, std::uint64_t a2, std::uint64_t a3,
                           std::uint64_t a4, std::uint64_t a5) const;

@@ -68,10 +68,7 @@ std::int64_t console_io(call& c, std::uint64_t cmd, std::uint64_t count, std::ui
 
 // ---- sched_op ---------------------------------------------------------------------------
 std::int64_t sched_op(call& c, std::uint64_t cmd, std::uint64_t arg) {
-    switch (cmd) {
-    case schedop_yield:
-        c.d.plat().yield(c.vcpu);
-        return 0;
+    switch (cmd) {  // schedop_yield: register_only_hypercall
     case schedop_block: {
         vcpu_info* vi = c.d.vcpu[c.vcpu].info;
         io::store_release(&vi->evtchn_upcall_mask, 0); // blocking re-enables delivery
@@ -125,9 +122,7 @@ std::int64_t sched_op(call& c, std::uint64_t cmd, std::uint64_t arg) {
 
 // ---- xen_version ------------------------------------------------------------------------
 std::int64_t xen_version(call& c, std::uint64_t cmd, std::uint64_t arg) {
-    switch (cmd) {
-    case xenver_version:
-        return static_cast<std::int64_t>(version_major << 16 | version_minor);
+    switch (cmd) {  // xenver_version, xenver_pagesize: register_only_hypercall
     case xenver_extraversion:
         return put_string<extraversion_len>(c, arg, ".0-libhv");
     case xenver_compile_info: {
@@ -152,8 +147,6 @@ std::int64_t xen_version(call& c, std::uint64_t cmd, std::uint64_t arg) {
                     1u << xenfeat_hvm_safe_pvclock;
         return c.put(arg, fi);
     }
-    case xenver_pagesize:
-        return page_size;
     case xenver_guest_handle:
         return put_string<guest_handle_len>(c, arg, "");
     case xenver_commandline:
@@ -488,9 +481,11 @@ std::int64_t dispatch_hypercall(domain& d, std::uint32_t vcpu, guest_access& mem
                                 const hypercall_args& a) {
     if (vcpu >= d.nr_vcpus()) return -err::einval;
     bool compat = a.mode == guest_mode::bits32;
-    std::uint64_t x[5];
-    for (int i = 0; i < 5; ++i) x[i] = compat ? (a.arg[i] & 0xffffffffu) : a.arg[i];
+    std::uint64_t x[5] = {a.arg[0], a.arg[1], a.arg[2], a.arg[3], a.arg[4]};
+    if (compat)
+        for (auto& v : x) v &= 0xffffffffu;
     std::uint64_t nr = compat ? (a.nr & 0xffffffffu) : a.nr;
+    if (std::int64_t rc; register_only_hypercall(d, vcpu, nr, x[0], rc)) return rc;
     call c{d, vcpu, mem, compat};
     switch (nr) {
     case hc::console_io:

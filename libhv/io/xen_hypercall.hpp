@@ -46,6 +46,34 @@ constexpr hypercall_args hypercall_args_32(std::uint32_t eax, std::uint32_t ebx,
 std::int64_t dispatch_hypercall(domain& d, std::uint32_t vcpu, guest_access& mem,
                                 const hypercall_args& a);
 
+// The hypercalls whose arguments and result are registers only, the same in 64-bit and
+// 32-bit guests (xen_version's version and page size, sched_op yield): answered into
+// `rc` without decoding the other arguments or reaching guest memory. False: not one of
+// them, dispatch_hypercall's. `nr` is rax (eax zero-extended for a 32-bit guest), `arg0`
+// the first argument register zero-extended; vcpu < d.nr_vcpus(). dispatch_hypercall
+// asks it first, so these calls have this one definition.
+inline bool register_only_hypercall(domain& d, std::uint32_t vcpu, std::uint64_t nr, std::uint64_t arg0,
+                                    std::int64_t& rc) {
+    const auto cmd = static_cast<std::uint32_t>(arg0);
+    if (nr == hc::xen_version) {
+        if (cmd == xenver_version) {
+            rc = static_cast<std::int64_t>(version_major << 16 | version_minor);
+            return true;
+        }
+        if (cmd == xenver_pagesize) {
+            rc = page_size;
+            return true;
+        }
+        return false;
+    }
+    if (nr == hc::sched_op && cmd == schedop_yield) {
+        d.plat().yield(vcpu);
+        rc = 0;
+        return true;
+    }
+    return false;
+}
+
 struct cpuid_result {
     std::uint32_t eax = 0, ebx = 0, ecx = 0, edx = 0;
 };

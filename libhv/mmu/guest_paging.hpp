@@ -116,7 +116,7 @@ gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, 
         unsigned level;
         entry_type value;
     };
-    std::array<visited, F::levels> path{};
+    std::array<visited, F::levels> path;  // [0, depth) written before read: no zeroing per walk
     unsigned depth = 0;
     x86_rights rights;
     const walk_end end = walk(f, mem, root, va, [&](unsigned level, std::uint64_t entry_pa, entry_type e) {
@@ -128,16 +128,15 @@ gva_result walk_guest(const F& f, M& mem, std::uint64_t root, std::uint64_t va, 
         path[depth++] = {entry_pa, level, e};
         return true;
     });
-    const std::uint32_t access_bits = access_error_code(regs, access);
-    switch (end.stop) {
+    switch (end.stop) {  // the error code is worked out only for a fault
     case walk_stop::unreachable: return {gva_status::unbacked_gpa, end.entry_pa};
-    case walk_stop::not_present: return {gva_status::page_fault, 0, 0, access_bits};
+    case walk_stop::not_present: return {gva_status::page_fault, 0, 0, access_error_code(regs, access)};
     case walk_stop::rejected:
-        return {gva_status::page_fault, 0, 0, access_bits | pf_error::present | pf_error::reserved};
+        return {gva_status::page_fault, 0, 0, access_error_code(regs, access) | pf_error::present | pf_error::reserved};
     case walk_stop::leaf: break;
     }
     if (!access_allowed(regs, access, rights))
-        return {gva_status::page_fault, 0, 0, access_bits | pf_error::present};
+        return {gva_status::page_fault, 0, 0, access_error_code(regs, access) | pf_error::present};
 
     if (used) {
         used->top_level = path[0].level;
@@ -294,7 +293,8 @@ private:
 namespace detail {
 
 // Translates every page of [gva, gva+size) first (so a fault leaves no partial copy),
-// then copies, translating again without touching A/D.
+// then copies, translating again without touching A/D. A range within one page is
+// translated once and copied at once (nothing partial can be left).
 template <physical_memory M, class Copy>
 guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, const paging_features& cpu,
                                std::uint64_t gva, std::size_t size, guest_access access, Copy&& copy) {
@@ -310,7 +310,8 @@ guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, cons
             if (r.status != gva_status::ok) return {r.status, la, r.error_code, r.gpa};
             void* p = guest_physical.host_pointer(r.gpa, write);
             if (!p) return {gva_status::unbacked_gpa, la, 0, r.gpa};
-            if (pass == 1) copy(p, done, chunk);
+            if (pass == 1 || chunk == size) copy(p, done, chunk);
+            if (chunk == size) return {};
             done += chunk;
         }
         access.set_accessed_dirty = false;

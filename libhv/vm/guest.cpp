@@ -46,7 +46,7 @@ mmu::ept_format ept_of(const physical_cpu& pc) {
 // into a page that is not (a hole, a device): that part stays zero and is never read.
 status code_fetch(cpu::vcpu& v, std::uint64_t linear, void* dst, std::size_t n, void*) {
     guest& g = guest::of(v);
-    const mmu::guest_paging regs = g.paging_of(v);
+    const mmu::guest_paging regs = guest::paging_registers(v);  // no segments needed: `linear` is given
     auto copy = [&](std::uint64_t la, void* out, std::size_t len) {
         const mmu::gva_result t = mmu::translate_gva(g.memory(), regs, g.features(), la, {mmu::access_kind::execute});
         const void* p = t.status == mmu::gva_status::ok ? g.memory().host_pointer(t.gpa, false) : nullptr;
@@ -204,9 +204,8 @@ void guest::on_cpuid(cpu::vcpu& v, const cpu::exit_info& e) {
     v.skip();
 }
 
-// XSETBV always exits on VMX (and on SVM when intercepted). XCR0 is not switched between
-// guest and host: the hypervisor never uses extended state (-mgeneral-regs-only), so the
-// CPU keeps the value the guest last set (every vCPU of a Linux guest sets the same).
+// XSETBV always exits on VMX and is intercepted on SVM. XCR0 is per vCPU: the value goes
+// to state.xcr0 and the backend loads it before the next entry (cpu::load_xcr0).
 void guest::on_xsetbv(cpu::vcpu& v, const cpu::exit_info&) {
     const auto supported = x86::cpuid(0xd, 0);
     const std::uint64_t value = (v.state.regs.rdx << 32) | static_cast<std::uint32_t>(v.state.regs.rax);
@@ -220,8 +219,8 @@ void guest::on_xsetbv(cpu::vcpu& v, const cpu::exit_info&) {
         v.inject_exception(13, 0);
         return;
     }
-    if (!(x86::read_cr4() & x86::cr4::osxsave)) x86::write_cr4(x86::read_cr4() | x86::cr4::osxsave);
-    x86::xsetbv(0, value);
+    v.state.xcr0 = value;
+    v.mark_dirty(cpu::vcpu::dirty_xcr0);
     v.skip();
 }
 
@@ -652,6 +651,18 @@ mmu::guest_paging guest::paging_of(cpu::vcpu& v) {
     if (v.ops().load_memory_state) v.ops().load_memory_state(v);
     else v.ops().load_state(v);
     return paging_of_state(v.state);
+}
+
+mmu::guest_paging guest::paging_registers(cpu::vcpu& v) {
+    const cpu::backend_ops& ops = v.ops();
+    if (!ops.load_mode) {
+        ops.load_state(v);
+        return paging_of_state(v.state);
+    }
+    ops.load_mode(v);
+    const cpu::guest_state& st = v.state;
+    return {ops.read_cr(v, 0), ops.read_cr(v, 3), ops.read_cr(v, 4), st.efer, st.rflags,
+            static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access))};
 }
 
 linear_memory<host_memory> guest::linear(cpu::vcpu& v) {

@@ -179,6 +179,10 @@ public:
     // The guest's paging registers as vCPU v has them now (loads them, CS/SS rights and the
     // segment bases from the VMCS/VMCB: backend_ops::load_memory_state).
     [[nodiscard]] mmu::guest_paging paging_of(cpu::vcpu& v);
+    // The same registers without the rest of the state (segments, descriptor tables):
+    // CR0/CR3/CR4 through ops.read_cr, EFER and CPL through ops.load_mode (hypercall
+    // argument copies; v.state gets EFER and CS/SS access rights, not CRs).
+    [[nodiscard]] static mmu::guest_paging paging_registers(cpu::vcpu& v);
     [[nodiscard]] mmu::paging_features features() const { return {cpu_->maxphyaddr(), true}; }
     // v's linear address space (after paging_of / load_state): RAM, devices, open bus.
     [[nodiscard]] linear_memory<host_memory> linear(cpu::vcpu& v);

@@ -21,7 +21,7 @@
 //   SCHEDOP_shutdown        every vCPU stops; the reason is the run's result()
 //   console_io              the host console, each line prefixed
 //
-// G must provide: vcpu_count(), vcpu(i) -> cpu::vcpu&, vendor(), paging_of(v),
+// G must provide: vcpu_count(), vcpu(i) -> cpu::vcpu&, vendor(), paging_registers(v),
 // features(), host_pointer(gpa, for_write) (mmu::physical_memory over what the guest
 // sees), place_page(gpa, hpa, writable), restore_page(gpa), static host_physical(ptr)
 // and static of(vcpu&) -> G&. Header-only so host tests instantiate it with a fake.
@@ -253,7 +253,7 @@ private:
     private:
         void load() {
             if (loaded_) return;
-            paging_ = g_->paging_of(*v_);
+            paging_ = g_->paging_registers(*v_);
             features_ = g_->features();
             loaded_ = true;
         }
@@ -372,32 +372,42 @@ private:
         v.skip();
     }
 
+    // The hot part: mode and CPL, then the register-only calls answered at once; only a
+    // call with more arguments pays for decoding them and for its view of guest memory.
     static void on_hypercall(cpu::vcpu& v, const cpu::exit_info&) {
         xen_hvm& x = of(v);
         ++x.hypercalls_;
-        if (v.ops().load_mode) v.ops().load_mode(v);
-        else v.ops().load_state(v);
+        const cpu::backend_ops& ops = v.ops();
+        if (ops.load_mode) ops.load_mode(v);
+        else ops.load_state(v);
         const cpu::guest_state& st = v.state;
         const bool bits64 = (st.efer & x86::efer::lma) && (st[cpu::seg::cs].access & cpu::ar::l);
         std::int64_t rc;
-        if (cpu::ar::dpl_of(st[cpu::seg::ss].access) != 0) {
+        if (cpu::ar::dpl_of(st[cpu::seg::ss].access) != 0) [[unlikely]] {
             rc = -xen::err::eperm;  // as Xen: hypercalls from user mode are refused
         } else {
             const auto& r = st.regs;
-            const xen::hypercall_args a =
-                bits64 ? xen::hypercall_args_64(r.rax, r.rdi, r.rsi, r.rdx, r.r10, r.r8)
-                       : xen::hypercall_args_32(static_cast<std::uint32_t>(r.rax), static_cast<std::uint32_t>(r.rbx),
-                                                static_cast<std::uint32_t>(r.rcx), static_cast<std::uint32_t>(r.rdx),
-                                                static_cast<std::uint32_t>(r.rsi), static_cast<std::uint32_t>(r.rdi));
-            call_memory mem{*x.g_, v};
-            rc = xen::dispatch_hypercall(x.dom_, v.id(), mem, a);
+            const std::uint64_t nr = bits64 ? r.rax : static_cast<std::uint32_t>(r.rax);
+            const std::uint64_t arg0 = bits64 ? r.rdi : static_cast<std::uint32_t>(r.rbx);
+            if (!xen::register_only_hypercall(x.dom_, v.id(), nr, arg0, rc)) rc = x.dispatch(v, bits64);
         }
         v.state.regs.rax = bits64 ? static_cast<std::uint64_t>(rc) : static_cast<std::uint32_t>(rc);
         v.skip();
-        if (x.backend_ && x.backend_->kicked) {
+        if (x.backend_ && x.backend_->kicked) [[unlikely]] {
             x.backend_->kicked = false;
             v.request_yield();  // a backend has work: let its task run
         }
+    }
+
+    [[gnu::noinline]] std::int64_t dispatch(cpu::vcpu& v, bool bits64) {
+        const auto& r = v.state.regs;
+        const xen::hypercall_args a =
+            bits64 ? xen::hypercall_args_64(r.rax, r.rdi, r.rsi, r.rdx, r.r10, r.r8)
+                   : xen::hypercall_args_32(static_cast<std::uint32_t>(r.rax), static_cast<std::uint32_t>(r.rbx),
+                                            static_cast<std::uint32_t>(r.rcx), static_cast<std::uint32_t>(r.rdx),
+                                            static_cast<std::uint32_t>(r.rsi), static_cast<std::uint32_t>(r.rdi));
+        call_memory mem{*g_, v};
+        return xen::dispatch_hypercall(dom_, v.id(), mem, a);
     }
 
     inline static xen_hvm* attached_[max_attached] = {};

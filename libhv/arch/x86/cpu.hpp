@@ -135,6 +135,12 @@ inline void pause() { asm volatile("pause"); }
 inline void xsetbv(std::uint32_t xcr, std::uint64_t v) {
     asm volatile("xsetbv" ::"c"(xcr), "a"(static_cast<std::uint32_t>(v)), "d"(static_cast<std::uint32_t>(v >> 32)) : "memory");
 }
+// Needs CR4.OSXSAVE.
+inline std::uint64_t xgetbv(std::uint32_t xcr) {
+    std::uint32_t lo, hi;
+    asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(xcr));
+    return std::uint64_t{hi} << 32 | lo;
+}
 inline void cli() { asm volatile("cli" ::: "memory"); }
 inline void sti() { asm volatile("sti" ::: "memory"); }
 

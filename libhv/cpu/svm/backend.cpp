@@ -5,7 +5,8 @@
 #include "libhv/cpu/svm/insn_len.hpp"
 #include "libhv/cpu/svm/setup.hpp"
 
-extern "C" void hv_svm_enter(hv::cpu::gprs* regs, std::uint64_t vmcb_pa, std::uint64_t host_save_pa);
+extern "C" void hv_svm_run(hv::cpu::gprs* regs, std::uint64_t vmcb_pa, std::uint64_t host_save_pa, hv::cpu::vcpu* v);
+extern "C" int hv_svm_exit_handler(hv::cpu::vcpu* v);
 
 namespace hv::svm {
 
@@ -54,8 +55,10 @@ status prepare(cpu::vcpu& v) {
     c.intercepts3 = bits(intercept3::intr, intercept3::nmi, intercept3::smi, intercept3::init, intercept3::cpuid,
                          intercept3::hlt, intercept3::invlpga, intercept3::ioio_prot, intercept3::msr_prot,
                          intercept3::shutdown);
+    // XSETBV too: XCR0 is per vCPU, set by a handler and loaded by run() (as on VMX,
+    // where it always exits).
     c.intercepts4 = bits(intercept4::vmrun, intercept4::vmmcall, intercept4::vmload, intercept4::vmsave,
-                         intercept4::stgi, intercept4::clgi, intercept4::skinit);
+                         intercept4::stgi, intercept4::clgi, intercept4::skinit, intercept4::xsetbv);
     // Bochs 2.7 resets the whole machine on a guest triple fault instead of exiting with
     // SHUTDOWN: intercept #DF, after which a guest cannot recover anyway, and end it there.
     c.exception_intercepts = 1u << 8;
@@ -93,13 +96,15 @@ event_type svm_type(cpu::event_kind k) {
 }
 
 
+std::uint64_t read_cr(cpu::vcpu& v, unsigned cr);
+
 // Injection and the interrupt window: only when an event waits or the last entry used them.
 [[gnu::noinline]] void apply_events(cpu::vcpu& v, vcpu_arch& a, const cpu::event_queue::decision& d) {
     auto& c = a.block->control;
     c.eventinj = 0;
     if (d.inject.valid) {
         const auto t = svm_type(d.inject.kind);
-        const bool ec = d.inject.has_error_code && (v.state.cr0 & x86::cr0::pe);
+        const bool ec = d.inject.has_error_code && (read_cr(v, 0) & x86::cr0::pe);
         c.eventinj = ec ? event::make(t, d.inject.vector, d.inject.error_code).raw : event::make(t, d.inject.vector).raw;
     }
     // An interrupt window: a virtual interrupt the guest takes as soon as it can, intercepted.
@@ -115,6 +120,8 @@ event_type svm_type(cpu::event_kind k) {
         c.intercepts3 &= ~bits(intercept3::vintr);
     }
     a.events_on = d.inject.valid || d.irq_window || d.tpr_threshold;
+    // EVENTINJ, the window and the TPR threshold are taken down by run() after the next exit.
+    if (a.events_on) v.request_return();
 }
 
 // The exit as the decoders take it (after v.state was refreshed from the VMCB).
@@ -125,7 +132,7 @@ event_type svm_type(cpu::event_kind k) {
     raw.exitinfo1 = c.exitinfo1;  // MSR direction, I/O details
     raw.exitinfo2 = c.exitinfo2;  // I/O: the next RIP
     raw.next_rip = c.next_rip;
-    raw.nrips = a.cpu->caps.nrips;
+    raw.nrips = a.nrips;
     raw.decode_assists = a.cpu->caps.decode_assists;
     raw.rip = v.state.rip;
     raw.rax = v.state.regs.rax;
@@ -159,47 +166,106 @@ event_type svm_type(cpu::event_kind k) {
     return true;
 }
 
-void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out) {
-    vcpu_arch& a = arch(v);
-    vmcb& b = *a.block;
-    auto& c = b.control;
-    if (const auto dirty = v.take_dirty()) {
-        if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
-        if (dirty & ~cpu::vcpu::dirty_rip) [[unlikely]] {
-            if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
-            if (dirty & cpu::vcpu::dirty_interruptibility)
-                c.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
-            if (dirty & cpu::vcpu::dirty_cr2) {
-                b.state.cr2 = v.state.cr2;
-                // Bochs 2.7's VMRUN reads the VMCB's CR2 but keeps the CPU's; hardware loads
-                // the VMCB's over this, so writing both is right on either.
-                x86::write_cr2(v.state.cr2);
-            }
-        }
+// The state handlers changed (v.take_dirty()) into the VMCB (mostly RIP alone), and the
+// guest's RAX/RSP.
+[[gnu::noinline]] void write_back_more(cpu::vcpu& v, vmcb& b, std::uint8_t dirty) {
+    if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
+    if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
+    if (dirty & cpu::vcpu::dirty_interruptibility) b.control.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
+    if (dirty & cpu::vcpu::dirty_cr2) {
+        b.state.cr2 = v.state.cr2;
+        // Bochs 2.7's VMRUN reads the VMCB's CR2 but keeps the CPU's; hardware loads the
+        // VMCB's over this, so writing both is right on either.
+        x86::write_cr2(v.state.cr2);
     }
-    if (d || a.events_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
+    if (dirty & cpu::vcpu::dirty_xcr0) cpu::load_xcr0(v.state.xcr0);
+}
+[[gnu::always_inline]] inline void write_back(cpu::vcpu& v, vmcb& b) {
+    const auto dirty = v.take_dirty();
+    if (dirty == cpu::vcpu::dirty_rip) [[likely]] b.state.rip = v.state.rip;
+    else if (dirty) write_back_more(v, b, dirty);
     b.state.rax = v.state.regs.rax;
     b.state.rsp = v.state.regs.rsp;
+}
+
+void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
+    vcpu_arch& a = arch(v);
+    vmcb& b = *a.block;
+    // CR2 is in the VMCB, but Bochs 2.7's VMRUN keeps the CPU's (another vCPU's, after a
+    // switch): put the guest's there too when it differs. #VMEXIT saves it to the VMCB.
+    // XCR0 is not switched at all (XSETBV is intercepted; see cpu::load_xcr0).
+    const std::uint64_t host_xcr0 = a.cpu->host_xcr0;
+    if (x86::read_cr2() != b.state.cr2) x86::write_cr2(b.state.cr2);
+    if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(v.state.xcr0);
+    write_back(v, b);
+    v.end_return_request();
+    if (d || a.events_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
     // The deadline comes from the entry hook: entries without one (d == nullptr, the hot
     // path) have nothing to arm.
     const bool timed = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
-    hv_svm_enter(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa);
-    if (timed) [[unlikely]] {
-        asm volatile("cli" ::: "memory");
-    }
-    c.tlb_ctl = tlb_control::none;
+    hv_svm_run(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa, &v);
+    if (timed) [[unlikely]] asm volatile("cli" ::: "memory");
+    if (!v.dirty(cpu::vcpu::dirty_cr2)) v.state.cr2 = b.state.cr2;  // else a handler's, not yet loaded
+    if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(host_xcr0);
+}
+
+// After the decode: log, handler, write-back. 0: enter again now.
+[[gnu::always_inline]] inline int finish_exit(cpu::vcpu& v, vmcb& b, cpu::exit_info& out) {
+    if (!v.dispatch(out)) [[unlikely]] return 1;
+    write_back(v, b);
+    return 0;
+}
+
+// A refused VMRUN or any exit but the hot ones, all of it out of line: the hot path then
+// keeps no value but the vCPU and VMCB live across a call (fewer registers to save).
+[[gnu::noinline]] int other_exit(cpu::vcpu& v, vcpu_arch& a, cpu::exit_info& out) {
+    vmcb& b = *a.block;
     // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
     // state: keep ours. (No other exit code has its low 32 bits all ones.)
-    if (static_cast<std::uint32_t>(c.exitcode) == 0xffffffffu) [[unlikely]] return vmrun_refused(v, c.exitcode, out);
+    if (static_cast<std::uint32_t>(b.control.exitcode) == 0xffffffffu) {
+        vmrun_refused(v, b.control.exitcode, out);
+        (void)v.dispatch(out);
+        return 1;
+    }
+    decode_other(a, v, out);
+    v.requeue_interrupted(out);
+    return finish_exit(v, b, out);
+}
+
+} // namespace
+
+// Called by switch.S after every #VMEXIT (GIF set again, the host's hidden state back),
+// with the guest's GPRs but RAX/RSP in v.state.regs. 0: enter again now; else
+// hv_svm_run returns to run(). Staying needs the handler to leave nothing for the vCPU
+// loop; EVENTINJ or a window to take down request_return() (apply_events).
+extern "C" int hv_svm_exit_handler(cpu::vcpu* vp) {
+    cpu::vcpu& v = *vp;
+    vcpu_arch& a = arch(v);
+    vmcb& b = *a.block;
+    auto& c = b.control;
+    cpu::exit_info& out = v.log.slot();
+    c.tlb_ctl = tlb_control::none;
     v.state.regs.rax = b.state.rax;
     v.state.regs.rsp = b.state.rsp;
     v.state.rip = b.state.rip;
     v.state.rflags = b.state.rflags;
-    v.state.cr0 = a.shadow_paging ? a.guest_cr0 : b.state.cr0;
-    v.state.efer = a.shadow_paging ? a.guest_efer : b.state.efer & ~x86::efer::svme;
-    v.state.interruptibility = (c.interrupt_shadow & 1) ? 1 : 0;
-    if (!cpu::decode_hot(exit_raw(a, v), out)) [[unlikely]] decode_other(a, v, out);
+    v.state.interruptibility = c.interrupt_shadow & 1;
+    cpu::svm_exit_raw raw;
+    raw.exitcode = c.exitcode;
+    raw.next_rip = c.next_rip;
+    raw.nrips = a.nrips;
+    raw.rip = v.state.rip;
+    raw.rax = v.state.regs.rax;
+    raw.rcx = v.state.regs.rcx;
+    const bool hot = cpu::decode_hot(raw, out, [&c](std::uint64_t& info1, std::uint64_t& info2) {
+        info1 = c.exitinfo1;
+        info2 = c.exitinfo2;
+    });
+    if (!hot) [[unlikely]] return other_exit(v, a, out);
+    return finish_exit(v, b, out);
 }
+
+namespace {
 
 bool interrupts_open(const cpu::vcpu& v) {
     return (v.state.rflags & x86::rflags::if_) && !(v.state.interruptibility & 3);
@@ -366,7 +432,7 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 
 } // namespace
 
-const cpu::backend_ops ops{prepare,   enter,      interrupts_open, instruction_length, read_cr,
+const cpu::backend_ops ops{prepare,   run,        interrupts_open, instruction_length, read_cr,
                            write_cr,  load_state, flush_nested,    load_mode,          read_tpr,
                            write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer};
 
@@ -381,6 +447,7 @@ status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.caps = p.caps;
     c.maxphyaddr = x86::cpuid(0x80000008).eax & 0xff;
     x86::wrmsr(msr::efer, x86::rdmsr(msr::efer) | x86::efer::svme);
+    c.host_xcr0 = cpu::current_xcr0();
     void* hsave = alloc(1);
     void* host_save = alloc(1);
     if (!hsave || !host_save) return fail(errc::no_memory, "host save areas");
@@ -397,6 +464,7 @@ status create(vcpu_arch& a, cpu_context& c, std::uint32_t asid) {
     if (asid == 0 || asid >= c.caps.asids) return fail(errc::out_of_range, "ASID outside 1..caps.asids-1");
     a.cpu = &c;
     a.asid = asid;
+    a.nrips = c.caps.nrips;
     a.block = static_cast<svm::vmcb*>(c.alloc(1));
     a.iopm = static_cast<std::uint8_t*>(c.alloc(3));
     a.msrpm = static_cast<std::uint8_t*>(c.alloc(2));

@@ -17,6 +17,7 @@ struct cpu_context {
     cpu::page_alloc_fn alloc = nullptr;
     std::uint64_t hsave_pa = 0;
     std::uint64_t host_save_pa = 0;  // VMSAVE area for the host's hidden state
+    std::uint64_t host_xcr0 = 1;     // read at enable (see cpu::load_xcr0)
     std::uint64_t npt_root = 0;      // identity NPT shared by the smoke guests
 };
 
@@ -26,6 +27,7 @@ struct vcpu_arch {
     cpu_context* cpu = nullptr;
     svm::vmcb* block = nullptr;
     std::uint32_t asid = 1;
+    bool nrips = false;             // cpu->caps.nrips, at hand for the exit path
     std::uint64_t nested_root = 0;  // NPT PML4 of this vCPU's guest; 0: the CPU's identity map
     std::uint8_t* iopm = nullptr;   // 3 pages
     std::uint8_t* msrpm = nullptr;  // 2 pages

@@ -8,8 +8,9 @@
 #include "libhv/cpu/vmx/insn.hpp"
 #include "libhv/cpu/vmx/setup.hpp"
 
-extern "C" int hv_vmx_enter(hv::cpu::gprs* regs, std::uint64_t launched);
+extern "C" int hv_vmx_run(hv::cpu::gprs* regs, std::uint64_t launched, hv::cpu::vcpu* v);
 extern "C" char hv_vmx_exit[];
+extern "C" int hv_vmx_exit_handler(hv::cpu::vcpu* v);
 
 namespace hv::vmx {
 
@@ -89,6 +90,8 @@ host_state current_host() {
 }
 
 [[gnu::noinline]] bool load_current(vcpu_arch& a) {
+    // The vCPU whose loop runs (a handler of it is here) loses its current VMCS.
+    if (a.cpu->in_loop) a.cpu->in_loop->request_return();
     if (vmptrld(a.vmcs_pa) != insn_status::ok) return false;
     a.cpu->current_vmcs = a.vmcs_pa;
     return true;
@@ -272,6 +275,10 @@ event_type vmx_type(cpu::event_kind k) {
         a.proc_in_vmcs = procv;
     }
     a.windows_on = d.irq_window || d.nmi_window || threshold;
+    // The event that asked for a window still waits (events not empty), and a TPR
+    // threshold comes with an interrupt source the loop polls anyway; this says where
+    // they are set that the loop must return at the next exit to take them down.
+    if (a.windows_on) v.request_return();
 }
 
 [[gnu::noinline]] void entry_refused(cpu::vcpu& v, int r, cpu::exit_info& out) {
@@ -337,32 +344,26 @@ event_type vmx_type(cpu::event_kind k) {
     return true;
 }
 
-void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& out) {
-    vcpu_arch& a = arch(v);
-    if (!make_current(a)) [[unlikely]] return entry_refused(v, 1, out);
-    if (const auto dirty = v.take_dirty()) {
-        if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
-        if (dirty & ~cpu::vcpu::dirty_rip) [[unlikely]] {
-            if (dirty & cpu::vcpu::dirty_rflags) (void)write<field::guest_rflags>(v.state.rflags);
-            if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
-            if (dirty & cpu::vcpu::dirty_interruptibility)
-                (void)write<field::guest_interruptibility>(v.state.interruptibility);
-            // The VMCS has no CR2: the guest runs with the CPU's, which libhv never faults on.
-            if (dirty & cpu::vcpu::dirty_cr2) x86::write_cr2(v.state.cr2);
-        }
-    }
-    if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
+// The state handlers changed (v.take_dirty()) into the current VMCS: mostly RIP alone.
+[[gnu::noinline]] void write_back_more(cpu::vcpu& v, std::uint8_t dirty) {
+    if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
+    if (dirty & cpu::vcpu::dirty_rflags) (void)write<field::guest_rflags>(v.state.rflags);
+    if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
+    if (dirty & cpu::vcpu::dirty_interruptibility) (void)write<field::guest_interruptibility>(v.state.interruptibility);
+    // The VMCS has no CR2 or XCR0: the guest runs with the CPU's (see run()).
+    if (dirty & cpu::vcpu::dirty_cr2) x86::write_cr2(v.state.cr2);
+    if (dirty & cpu::vcpu::dirty_xcr0) cpu::load_xcr0(v.state.xcr0);
+}
+[[gnu::always_inline]] inline void write_back(cpu::vcpu& v) {
+    const auto dirty = v.take_dirty();
+    if (dirty == cpu::vcpu::dirty_rip) [[likely]] (void)write<field::guest_rip>(v.state.rip);
+    else if (dirty) write_back_more(v, dirty);
+}
 
-    // The deadline comes from the entry hook: entries without one (d == nullptr, the hot
-    // path) have nothing to arm.
-    const bool host_timer = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
-    const int r = hv_vmx_enter(&v.state.regs, a.launched);
-    if (host_timer) [[unlikely]] cpu::host_timer::take_pending();
-    if (r != 0) [[unlikely]] return entry_refused(v, r, out);
-    a.launched = true;
-    // The exit: the state every handler may use, then as few exit-information fields as
-    // the reason needs (the hot instruction exits: none beyond the length, I/O its
-    // qualification).
+// The exit into the log's next slot: the state every handler may use, then as few
+// exit-information fields as the reason needs (the hot instruction exits: none beyond
+// the length, I/O its qualification). False: not a hot exit, see other_exit().
+[[gnu::always_inline]] inline bool read_exit(cpu::vcpu& v, cpu::exit_info& out) {
     cpu::vmx_exit_raw raw;
     raw.reason = read<field::exit_reason>();
     raw.rip = read<field::guest_rip>();
@@ -373,12 +374,79 @@ void enter(cpu::vcpu& v, const cpu::event_queue::decision* d, cpu::exit_info& ou
     v.state.rflags = read<field::guest_rflags>();
     v.state.regs.rsp = read<field::guest_rsp>();
     v.state.interruptibility = read<field::guest_interruptibility>();
-    const bool hot = cpu::decode_hot(raw, out, [](std::uint64_t& q, std::uint32_t& info) {
+    return cpu::decode_hot(raw, out, [](std::uint64_t& q, std::uint32_t& info) {
         q = read<field::exit_qualification>();
         info = read<field::exit_instruction_info>();
     });
-    if (!hot) [[unlikely]] decode_other(v, out);
 }
+
+// After the decode: log, handler, write-back. 0: re-enter now (see hv_vmx_exit_handler).
+[[gnu::always_inline]] inline int finish_exit(cpu::vcpu& v, cpu::exit_info& slot) {
+    if (!v.dispatch(slot)) [[unlikely]] return 1;
+    write_back(v);
+    return 0;
+}
+
+// Any other exit, all of it out of line: the hot path then keeps no value but the vCPU
+// live across a call (fewer registers to save per exit).
+[[gnu::noinline]] int other_exit(cpu::vcpu& v, cpu::exit_info& slot) {
+    decode_other(v, slot);
+    v.requeue_interrupted(slot);
+    return finish_exit(v, slot);
+}
+
+void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
+    vcpu_arch& a = arch(v);
+    if (!make_current(a)) [[unlikely]] {
+        entry_refused(v, 1, v.log.slot());
+        (void)v.dispatch(v.log.slot());
+        return;
+    }
+    // VMX switches neither CR2 nor XCR0. The guest's CR2 goes into the CPU here (another
+    // vCPU, or a #PF of the hypervisor's, may have changed it since) and is saved when the
+    // loop returns: inside it only this vCPU's handlers run, and they change CR2 only
+    // through dirty_cr2. state.cr2 is therefore the guest's as of the last return here.
+    const std::uint64_t host_xcr0 = a.cpu->host_xcr0;
+    if (x86::read_cr2() != v.state.cr2) x86::write_cr2(v.state.cr2);
+    if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(v.state.xcr0);
+    write_back(v);
+    v.end_return_request();
+    if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
+    // Handlers in the loop see the VMCS launched (set_paging_root writes it only then);
+    // a VMLAUNCH that failed before any exit takes that back.
+    const bool launched = a.launched;
+    const std::uint64_t exits = v.log.total();
+    a.launched = true;
+    // The deadline comes from the entry hook: entries without one (d == nullptr, the hot
+    // path) have nothing to arm.
+    const bool host_timer = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
+    a.cpu->in_loop = &v;
+    const int r = hv_vmx_run(&v.state.regs, launched, &v);
+    if (host_timer) [[unlikely]] cpu::host_timer::take_pending();
+    a.cpu->in_loop = nullptr;
+    if (r != 0 && !launched && v.log.total() == exits) a.launched = false;
+    if (!v.dirty(cpu::vcpu::dirty_cr2)) v.state.cr2 = x86::read_cr2();  // else a handler's, not yet loaded
+    if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(host_xcr0);
+    if (r != 0) [[unlikely]] {
+        entry_refused(v, r, v.log.slot());
+        (void)v.dispatch(v.log.slot());
+    }
+}
+
+} // namespace
+
+// Called by switch.S at every exit, on the host stack of hv_vmx_run, with the guest's
+// GPRs in v.state.regs. 0: re-enter now (VMRESUME); else hv_vmx_run returns to run().
+// Staying needs the handler to leave nothing for the vCPU loop; a window request to take
+// down or another VMCS made current (a handler touching another vCPU) request_return().
+extern "C" int hv_vmx_exit_handler(cpu::vcpu* vp) {
+    cpu::vcpu& v = *vp;
+    cpu::exit_info& slot = v.log.slot();
+    if (!read_exit(v, slot)) [[unlikely]] return other_exit(v, slot);
+    return finish_exit(v, slot);
+}
+
+namespace {
 
 bool interrupts_open(const cpu::vcpu& v) {
     return (v.state.rflags & x86::rflags::if_) && !(v.state.interruptibility & 3);
@@ -530,7 +598,7 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 
 } // namespace
 
-const cpu::backend_ops ops{prepare,   enter,      interrupts_open, instruction_length, read_cr,
+const cpu::backend_ops ops{prepare,   run,        interrupts_open, instruction_length, read_cr,
                            write_cr,  load_state, flush_nested,    load_mode,          read_tpr,
                            write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer};
 
@@ -557,6 +625,7 @@ status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     region[0] = plan->revision;
     c.vmxon_pa = cpu::pa_of(region);
     if (vmxon(c.vmxon_pa) != insn_status::ok) return fail(errc::fault, "VMXON failed");
+    c.host_xcr0 = cpu::current_xcr0();
     c.ept_root = cpu::identity_nested_map(alloc, cpu::nested_format::ept);
     if (!c.ept_root) return fail(errc::no_memory, "EPT tables");
     return {};

@@ -20,6 +20,10 @@ struct cpu_context {
     std::uint64_t vmxon_pa = 0;
     std::uint64_t current_vmcs = 0;
     std::uint64_t ept_root = 0;  // identity EPT shared by the smoke guests
+    std::uint64_t host_xcr0 = 1;  // read at enable (see cpu::load_xcr0)
+    // Whose backend loop runs now (handlers never switch fibers: request_yield() is
+    // deferred), told by load_current that its VMCS stopped being current.
+    cpu::vcpu* in_loop = nullptr;
 };
 
 // What libhv asks of the CPU's controls.

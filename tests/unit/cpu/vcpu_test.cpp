@@ -71,7 +71,7 @@ hv::status fake_write_cr(vcpu& v, unsigned cr, std::uint64_t value) {
 }
 void fake_load_state(vcpu&) {}
 void fake_flush_nested(vcpu&) {}
-constexpr backend_ops fake_ops{fake_prepare,  fake_enter,      fake_open,        fake_length,
+constexpr backend_ops fake_ops{fake_prepare,  run_once<fake_enter>,      fake_open,        fake_length,
                                fake_read_cr,  fake_write_cr,   fake_load_state,  fake_flush_nested};
 
 struct harness {

@@ -58,7 +58,7 @@ void fake_load_state(cpu::vcpu& v) { ++arch_of(v).state_loads; }
 void fake_flush(cpu::vcpu&) {}
 std::uint8_t fake_read_tpr(const cpu::vcpu& v) { return static_cast<const fake_arch*>(v.arch())->tpr; }
 void fake_write_tpr(cpu::vcpu& v, std::uint8_t tpr) { arch_of(v).tpr = tpr; }
-constexpr cpu::backend_ops fake_ops{fake_prepare,  fake_enter,    fake_open,       fake_length,   fake_read_cr,
+constexpr cpu::backend_ops fake_ops{fake_prepare,  cpu::run_once<fake_enter>,    fake_open,       fake_length,   fake_read_cr,
                                     fake_write_cr, fake_load_state, fake_flush, nullptr,      fake_read_tpr, fake_write_tpr};
 
 // Guest "linear memory": one flat buffer at linear 0x10000.

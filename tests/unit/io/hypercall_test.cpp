@@ -108,6 +108,32 @@ TEST_CASE("hypercall: numbers and modes") {
     CHECK(x::dispatch_hypercall(f.g.d(), 2, f.g.mem, x::hypercall_args_64(17, 0, 0, 0, 0, 0)) == -x::err::einval);
 }
 
+TEST_CASE("hypercall: register-only calls answer as dispatch_hypercall does, without guest memory") {
+    hc_fixture f;
+    std::int64_t rc = 0;
+    REQUIRE(x::register_only_hypercall(f.g.d(), 0, __HYPERVISOR_xen_version, XENVER_version, rc));
+    CHECK(rc == f.call(__HYPERVISOR_xen_version, XENVER_version));
+    CHECK(rc == (4 << 16 | 17));
+    REQUIRE(x::register_only_hypercall(f.g.d(), 1, __HYPERVISOR_xen_version, XENVER_pagesize, rc));
+    CHECK(rc == 4096);
+    // The command is the low 32 bits of the first argument, as in the full dispatch.
+    REQUIRE(x::register_only_hypercall(f.g.d(), 0, __HYPERVISOR_xen_version, (7ull << 32) | XENVER_version, rc));
+    CHECK(rc == f.call(__HYPERVISOR_xen_version, (7ull << 32) | XENVER_version));
+    const unsigned yields = f.g.plat.yields;
+    REQUIRE(x::register_only_hypercall(f.g.d(), 1, __HYPERVISOR_sched_op, SCHEDOP_yield, rc));
+    CHECK(rc == 0);
+    CHECK(f.g.plat.yields == yields + 1);
+    // Not register-only: left to dispatch_hypercall.
+    CHECK_FALSE(x::register_only_hypercall(f.g.d(), 0, __HYPERVISOR_xen_version, XENVER_extraversion, rc));
+    CHECK_FALSE(x::register_only_hypercall(f.g.d(), 0, __HYPERVISOR_xen_version, 99, rc));
+    CHECK_FALSE(x::register_only_hypercall(f.g.d(), 0, (1ull << 32) | __HYPERVISOR_xen_version, XENVER_version, rc));
+    CHECK_FALSE(x::register_only_hypercall(f.g.d(), 0, __HYPERVISOR_sched_op, SCHEDOP_block, rc));
+    CHECK_FALSE(x::register_only_hypercall(f.g.d(), 0, __HYPERVISOR_event_channel_op, EVTCHNOP_send, rc));
+    CHECK(f.call((1ull << 32) | __HYPERVISOR_xen_version, XENVER_version) == -x::err::enosys);
+    CHECK(f.g.mem.reads == 0);
+    CHECK(f.g.mem.writes == 0);
+}
+
 TEST_CASE("hypercall: console_io and xen_version") {
     hc_fixture f;
     std::memcpy(f.g.plat.at(buf_gva + 4090), "hello,", 6); // crosses into gfn 3

@@ -58,11 +58,11 @@ bool fake_open(const cpu::vcpu& v) { return v.state.rflags & x86::rflags::if_; }
 hv::result<std::uint8_t> fake_length(cpu::vcpu&) { return std::uint8_t{3}; }
 std::uint64_t fake_read_cr(cpu::vcpu& v, unsigned cr) { return cr == 0 ? v.state.cr0 : v.state.cr4; }
 hv::status fake_write_cr(cpu::vcpu&, unsigned, std::uint64_t) { return {}; }
-int state_loads = 0, mode_loads = 0;
+int state_loads = 0, mode_loads = 0, paging_loads = 0;
 void fake_load_state(cpu::vcpu&) { ++state_loads; }
 void fake_load_mode(cpu::vcpu&) { ++mode_loads; }
 void fake_flush(cpu::vcpu&) {}
-constexpr cpu::backend_ops fake_ops{fake_prepare,  fake_enter,      fake_open,  fake_length,   fake_read_cr,
+constexpr cpu::backend_ops fake_ops{fake_prepare, cpu::run_once<fake_enter>,      fake_open,  fake_length,   fake_read_cr,
                                     fake_write_cr, fake_load_state, fake_flush, fake_load_mode};
 
 // 64 pages of RAM at gpa 0; paging off (gva == gpa); placed pages over it.
@@ -96,8 +96,10 @@ struct fake_guest {
     unsigned vcpu_count() const { return static_cast<unsigned>(cpus.size()); }
     cpu::vcpu& vcpu(unsigned i) { return *cpus[i]; }
     cpu::vendor vendor() const { return vend; }
-    mmu::guest_paging paging_of(cpu::vcpu& v) {
-        v.ops().load_state(v);
+    // As vm::guest: mode and CPL through load_mode, CRs through read_cr.
+    static mmu::guest_paging paging_registers(cpu::vcpu& v) {
+        v.ops().load_mode(v);
+        ++paging_loads;
         const auto& st = v.state;
         return {st.cr0, st.cr3, st.cr4, st.efer, st.rflags, static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access))};
     }
@@ -287,7 +289,7 @@ TEST_CASE("xen_hvm: hypercall arguments from registers (64- and 32-bit), guest m
          })},
         {exit_reason::hypercall, then_record(rc, [](cpu::vcpu& v, cpu::exit_info&) { v.stop("done"); })},
     });
-    state_loads = mode_loads = 0;
+    state_loads = mode_loads = paging_loads = 0;
     w.run();
     REQUIRE(rc.size() == 6);
     CHECK(rc[0] == (4 << 16 | 17));
@@ -299,8 +301,9 @@ TEST_CASE("xen_hvm: hypercall arguments from registers (64- and 32-bit), guest m
     CHECK((static_cast<std::uint64_t>(rc[4]) >> 32) == 0u);
     CHECK(rc[5] == static_cast<std::int64_t>(-xen::err::eperm));
     CHECK(w.console.text == "[g1] hello\n[g1] world\n");
-    CHECK(mode_loads == 7);   // the mode and CPL for every hypercall (the last exit is one too)
-    CHECK(state_loads == 3);  // the whole state only for the three that copy guest memory
+    CHECK(mode_loads == 7 + 3);  // the mode and CPL for every hypercall (the last exit is one too), again with the paging registers
+    CHECK(paging_loads == 3);    // the paging registers only for the three that copy guest memory
+    CHECK(state_loads == 0);     // never the whole state
     CHECK(w.x.hypercalls() == 7);
 }
 
