@@ -204,7 +204,9 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     // path) have nothing to arm.
     const bool timed = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
     hv_svm_run(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa, &v);
-    if (timed) [[unlikely]] asm volatile("cli" ::: "memory");
+    if (timed) [[unlikely]] {
+        asm volatile("cli" ::: "memory");
+    }
     if (!v.dirty(cpu::vcpu::dirty_cr2)) v.state.cr2 = b.state.cr2;  // else a handler's, not yet loaded
     if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(host_xcr0);
 }
