@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string_view>
 #include "libhv/arch/x86/cpu.hpp"
+#include "libhv/arch/x86/cpu_tables.hpp"
 #include "libhv/core/cmdline.hpp"
 #include "libhv/guest/xen.hpp"
 #include "libhv/io/xen_toolstack.hpp"
@@ -114,6 +115,8 @@ struct event_flag {
 
 struct pv_report {
     bool callback_vector = false, pv_timer = false;
+    std::uint64_t disk_round_trip_ticks = 0;  // 4 KiB written and read back through the ring
+    std::uint64_t timer_late_ns = 0;          // its deadline to the guest running on after the handler
 };
 
 // Hypercall page, console_io, an event to itself through the callback vector, a one-shot
@@ -164,6 +167,7 @@ hv::result<pv_report> use_pv_interfaces(std::uint32_t xen_base) {
     }
     const std::uint64_t woke = now();
     r.pv_timer = timer.n == 1 && woke >= deadline;
+    r.timer_late_ns = woke - deadline;
     hv::println("color: pv timer: one-shot fired {} ns after its deadline ({} SCHEDOP_block)",
                 static_cast<std::int64_t>(woke - deadline), blocks);
     if (!r.pv_timer) return r;
@@ -182,15 +186,20 @@ hv::result<pv_report> use_pv_interfaces(std::uint32_t xen_base) {
     HV_TRY(grants.grant(in_ref, ts::backend_domid, in, false));
     HV_TRY(disk.connect(hc, events, grants, hv::rt::alloc_zeroed_pages(1)));
     for (unsigned i = 0; i < 4096; ++i) out[i] = static_cast<std::uint8_t>(i * 29 + 11);
+    const std::uint64_t t0 = x86::rdtsc();
     if (disk.transfer(hc, xen::blkif_op_write, 32, out_ref, 1) != xen::blkif_rsp_okay ||
         disk.transfer(hc, xen::blkif_op_read, 32, in_ref, 2) != xen::blkif_rsp_okay)
         return hv::fail(hv::errc::fault, "block request failed");
+    r.disk_round_trip_ticks = x86::rdtsc() - t0;
     if (__builtin_memcmp(in, out, 4096) != 0) return hv::fail(hv::errc::fault, "block read back differs");
-    hv::println("color: pv disk: 4 KiB written to sector 32 and read back through the block ring ({} response events)",
-                disk.notifications());
+    hv::println("color: pv disk: 4 KiB written to sector 32 and read back through the block ring ({} response events, "
+                "{} ticks)",
+                disk.notifications(), r.disk_round_trip_ticks);
     x86::cli();
     return r;
 }
+
+constexpr std::uint16_t ata_base = 0x1f0, ata_alt_status = 0x3f6;  // the primary IDE channel
 
 // PCI functions 0 of bus 0 whose class is mass storage (1) or network (2).
 unsigned pci_disks_and_nics() {
@@ -219,11 +228,216 @@ hv::status unplug_emulated_devices() {
     const unsigned before = pci_disks_and_nics();
     x86::outw(port, 1 | 2);  // all IDE disks, all NICs
     const unsigned after = pci_disks_and_nics();
+    const std::uint8_t ide_status = x86::inb(ata_base + 7);  // open bus once the IDE ports are gone
     hv::println("xen: platform ports (magic {:#x}, version {}): unplugged emulated IDE disks and NICs; PCI disk/NIC "
-                "functions {} before, {} after",
-                magic, x86::inb(port + 2), before, after);
-    if (after != 0) return hv::fail(hv::errc::fault, "an emulated disk or NIC is still there after the unplug");
+                "functions {} before, {} after; IDE status port reads {:#x}",
+                magic, x86::inb(port + 2), before, after, ide_status);
+    if (after != 0 || ide_status != 0xff)
+        return hv::fail(hv::errc::fault, "an emulated disk or NIC is still there after the unplug");
     return {};
+}
+
+// ---- the emulated IDE disk (legacy ports, PIO) ----
+enum : std::uint8_t { ata_err = 0x01, ata_drq = 0x08, ata_bsy = 0x80 };
+
+// The first PCI function 0 of bus 0 whose class is IDE (01:01).
+struct pci_ide {
+    bool found = false;
+    unsigned device = 0;
+    std::uint32_t id = 0;
+};
+pci_ide find_pci_ide() {
+    pci_ide r;
+    for (std::uint32_t dev = 0; dev < 32 && !r.found; ++dev) {
+        const std::uint32_t address = 0x80000000u | dev << 11;
+        x86::outl(0xcf8, address);
+        const std::uint32_t id = x86::inl(0xcfc);
+        if ((id & 0xffff) == 0xffff) continue;
+        x86::outl(0xcf8, address | 0x08);
+        if (x86::inl(0xcfc) >> 16 == 0x0101) r = {true, dev, id};
+    }
+    x86::outl(0xcf8, 0);
+    return r;
+}
+
+void ata_select(std::uint32_t lba, std::uint8_t count) {
+    x86::outb(ata_base + 6, static_cast<std::uint8_t>(0xe0 | (lba >> 24 & 0x0f)));  // master, LBA
+    x86::outb(ata_base + 2, count);
+    x86::outb(ata_base + 3, static_cast<std::uint8_t>(lba));
+    x86::outb(ata_base + 4, static_cast<std::uint8_t>(lba >> 8));
+    x86::outb(ata_base + 5, static_cast<std::uint8_t>(lba >> 16));
+}
+// Polls the alternate status (which leaves the IRQ alone) until BSY clears.
+std::uint8_t ata_wait() {
+    std::uint8_t st;
+    for (unsigned i = 0; i < 100000; ++i)
+        if (!((st = x86::inb(ata_alt_status)) & ata_bsy)) return st;
+    return st;
+}
+void ata_read_words(std::uint16_t* dst, unsigned words) {
+    asm volatile("rep insw" : "+D"(dst), "+c"(words) : "d"(std::uint16_t{ata_base}) : "memory");
+}
+void ata_write_words(const std::uint16_t* src, unsigned words) {
+    asm volatile("rep outsw" : "+S"(src), "+c"(words) : "d"(std::uint16_t{ata_base}) : "memory");
+}
+// IRQ 14 is the slave 8259's input 6; its IRR latches the rising edge whatever the mask.
+bool irq14_requested() {
+    x86::outb(0xa0, 0x0a);  // OCW3: read IRR
+    return x86::inb(0xa0) >> 6 & 1;
+}
+
+struct ide_report {
+    std::uint64_t sectors = 0, round_trip_ticks = 0;
+    bool irq = false;
+};
+// IDENTIFY, a sector written and read back (the round trip timed), and a read past the
+// end that must fail with IDNF.
+hv::result<ide_report> ide_round_trip() {
+    ide_report r;
+    const bool irq_before = irq14_requested();
+    ata_select(0, 0);
+    x86::outb(ata_base + 7, 0xec);  // IDENTIFY DEVICE
+    if ((ata_wait() & (ata_drq | ata_err)) != ata_drq) return hv::fail(hv::errc::fault, "ide: IDENTIFY has no data");
+    r.irq = !irq_before && irq14_requested();
+    static std::uint16_t id[256];
+    ata_read_words(id, 256);
+    (void)x86::inb(ata_base + 7);  // status: acknowledges the interrupt
+    std::uint8_t sum = 0;
+    for (std::uint16_t w : id) sum = static_cast<std::uint8_t>(sum + (w & 0xff) + (w >> 8));
+    if ((id[255] & 0xff) != 0xa5 || sum != 0) return hv::fail(hv::errc::fault, "ide: IDENTIFY checksum wrong");
+    if (!(id[49] & 1u << 9)) return hv::fail(hv::errc::fault, "ide: the disk does not do LBA");
+    r.sectors = id[60] | std::uint32_t{id[61]} << 16;
+    char model[41] = {};
+    for (unsigned i = 0; i < 20; ++i) {
+        model[2 * i] = static_cast<char>(id[27 + i] >> 8);
+        model[2 * i + 1] = static_cast<char>(id[27 + i] & 0xff);
+    }
+    std::string_view m(model);
+    while (!m.empty() && m.back() == ' ') m.remove_suffix(1);
+    if (r.sectors < 8) return hv::fail(hv::errc::fault, "ide: the disk is too small");
+
+    static std::uint16_t out[256], in[256];
+    for (unsigned i = 0; i < 256; ++i) out[i] = static_cast<std::uint16_t>(i * 0x9e37 + 0x55);
+    constexpr std::uint32_t lba = 7;
+    const std::uint64_t t0 = x86::rdtsc();
+    ata_select(lba, 1);
+    x86::outb(ata_base + 7, 0x30);  // WRITE SECTORS
+    if ((ata_wait() & (ata_drq | ata_err)) != ata_drq) return hv::fail(hv::errc::fault, "ide: WRITE has no data phase");
+    ata_write_words(out, 256);
+    const std::uint8_t wrote = ata_wait();
+    (void)x86::inb(ata_base + 7);
+    ata_select(lba, 1);
+    x86::outb(ata_base + 7, 0x20);  // READ SECTORS
+    const std::uint8_t ready = ata_wait();
+    ata_read_words(in, 256);
+    (void)x86::inb(ata_base + 7);
+    r.round_trip_ticks = x86::rdtsc() - t0;
+    if (wrote & (ata_err | ata_drq)) return hv::fail(hv::errc::fault, "ide: WRITE SECTORS failed");
+    if ((ready & (ata_drq | ata_err)) != ata_drq) return hv::fail(hv::errc::fault, "ide: READ SECTORS failed");
+    if (__builtin_memcmp(in, out, sizeof out) != 0) return hv::fail(hv::errc::fault, "ide: sector read back differs");
+
+    ata_select(static_cast<std::uint32_t>(r.sectors), 1);  // one past the end
+    x86::outb(ata_base + 7, 0x20);
+    const std::uint8_t st = ata_wait();
+    const std::uint8_t error = x86::inb(ata_base + 1);
+    (void)x86::inb(ata_base + 7);
+    if (!(st & ata_err) || !(error & 0x10)) return hv::fail(hv::errc::fault, "ide: a read past the end did not fail with IDNF");
+    hv::println("color: ide disk: \"{}\", {} sectors; sector {} written and read back by PIO ({} ticks), IRQ 14 "
+                "{}; a read past the end fails (IDNF)",
+                m, r.sectors, lba, r.round_trip_ticks, r.irq ? "raised" : "not seen");
+    if (!r.irq) return hv::fail(hv::errc::fault, "ide: IDENTIFY raised no IRQ 14");
+    return r;
+}
+
+// ---- a local APIC timer interrupt (x2APIC MSRs), beside Xen's callback vector ----
+constexpr std::uint8_t lapic_timer_vector = 0xe1;
+} // namespace
+
+extern "C" void color_lapic_isr();
+extern "C" volatile std::uint64_t color_lapic_irqs, color_lapic_stamp, color_lapic_x2apic;
+volatile std::uint64_t color_lapic_irqs = 0, color_lapic_stamp = 0, color_lapic_x2apic = 0;
+asm(R"(
+    .text
+    .globl color_lapic_isr
+color_lapic_isr:
+    push %rax
+    push %rcx
+    push %rdx
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, color_lapic_stamp(%rip)
+    incq color_lapic_irqs(%rip)
+    xor %eax, %eax
+    xor %edx, %edx
+    cmpq $0, color_lapic_x2apic(%rip)
+    je 1f
+    mov $0x80b, %ecx
+    wrmsr
+    jmp 2f
+1:  mov $0xfee000b0, %eax
+    movl $0, (%rax)
+2:  pop %rdx
+    pop %rcx
+    pop %rax
+    iretq
+)");
+
+namespace {
+
+void set_interrupt_gate(std::uint8_t vector, void (*handler)()) {
+    const auto idt = x86::current_idt();
+    auto* gate = reinterpret_cast<volatile std::uint64_t*>(idt.base + 16u * vector);
+    const auto h = reinterpret_cast<std::uintptr_t>(handler);
+    std::uint16_t cs;
+    asm volatile("mov %%cs, %0" : "=r"(cs));
+    gate[0] = (h & 0xffff) | (std::uint64_t{cs} << 16) | (std::uint64_t{0x8e} << 40) | ((h >> 16 & 0xffff) << 48);
+    gate[1] = h >> 32;
+}
+
+struct lapic_report {
+    std::uint64_t interrupts = 0, ticks = 0;
+    bool x2apic = false;
+};
+// The local APIC's registers: x2APIC MSRs when CPUID offers them, else the xAPIC page.
+struct lapic_regs {
+    bool x2apic;
+    void write(std::uint32_t reg, std::uint32_t v) const {
+        if (x2apic) x86::wrmsr(0x800 + reg / 16, v);
+        else *reinterpret_cast<volatile std::uint32_t*>(0xfee00000u + reg) = v;
+    }
+};
+
+// The local APIC software-enabled; its timer one-shot at count 1 (divide by 1), 16
+// times: each time from the TMICT write to the handler's first instruction.
+hv::result<lapic_report> lapic_timer_interrupts() {
+    enum : std::uint32_t { svr = 0xf0, lvt_timer = 0x320, tmict = 0x380, tdcr = 0x3e0 };
+    constexpr std::uint32_t apic_base_msr = 0x1b;
+    lapic_report r;
+    r.x2apic = x86::cpuid(1).ecx >> 21 & 1;
+    color_lapic_x2apic = r.x2apic;
+    x86::wrmsr(apic_base_msr, x86::rdmsr(apic_base_msr) | 1u << 11 | (r.x2apic ? 1u << 10 : 0));  // EN (+ EXTD)
+    const lapic_regs apic{r.x2apic};
+    apic.write(svr, 0x1ff);
+    apic.write(tdcr, 0xb);
+    apic.write(lvt_timer, lapic_timer_vector);  // one-shot, unmasked
+    set_interrupt_gate(lapic_timer_vector, &color_lapic_isr);
+    constexpr unsigned n = 16;
+    for (unsigned i = 0; i < n; ++i) {
+        const std::uint64_t before = color_lapic_irqs;
+        x86::sti();
+        const std::uint64_t t0 = x86::rdtsc();
+        apic.write(tmict, 1);
+        while (color_lapic_irqs == before && x86::rdtsc() - t0 < 10'000'000) x86::pause();
+        x86::cli();
+        if (color_lapic_irqs != before + 1) break;
+        r.ticks += color_lapic_stamp - t0;
+    }
+    apic.write(lvt_timer, 1u << 16);  // masked again
+    r.interrupts = color_lapic_irqs;
+    if (r.interrupts != n) return hv::fail(hv::errc::fault, "lapic: the timer interrupt did not arrive each time");
+    r.ticks /= n;
+    return r;
 }
 
 hv::vm::entry_kind entry_of(hv::boot::loader l) {
@@ -272,6 +486,13 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
     hv::println("color: devices: com1-scratch={} pit={} pic={} pci-config={}", yes_no(uart), yes_no(pit), yes_no(pic),
                 yes_no(pci));
     hv::println("color: emulated devices: {}", seen.emulated_devices ? "present" : "none");
+    const pci_ide ide = pci ? find_pci_ide() : pci_ide{};
+    if (ide.found)
+        hv::println("color: ide: PCI 00:{:02x}.0 {:04x}:{:04x} class 01:01", ide.device, ide.id & 0xffff, ide.id >> 16);
+    else
+        hv::println("color: ide: none");
+    std::uint64_t disk_ticks = 0, pv_timer_late = 0;
+    const char* disk_kind = "none";
     // Xen beside emulated devices: unplug them first, as PV-on-HVM drivers do. Then every
     // PV interface the leaves promise must work.
     if (seen.xen_leaves && seen.emulated_devices) HV_TRY(unplug_emulated_devices());
@@ -283,6 +504,30 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
         }
         seen.callback_vector = pv->callback_vector;
         seen.pv_timer = pv->pv_timer;
+        disk_ticks = pv->disk_round_trip_ticks;
+        disk_kind = "pv-4k";
+        pv_timer_late = pv->timer_late_ns;
+    } else if (ide.found) {
+        auto r = ide_round_trip();
+        if (!r) {
+            hv::println("color: ide: {}", r.err().what);
+            return hv::fail(hv::errc::fault, "the emulated IDE disk does not work");
+        }
+        disk_ticks = r->round_trip_ticks;
+        disk_kind = "ide-512";
+    }
+    // A local APIC interrupt wherever the emulated PC is (beside the callback vector
+    // under pvhvm): both interrupt paths in one run.
+    std::uint64_t lapic_ticks = 0;
+    if (seen.emulated_devices) {
+        auto l = lapic_timer_interrupts();
+        if (!l) {
+            hv::println("color: lapic: {}", l.err().what);
+            return hv::fail(hv::errc::fault, "no local APIC timer interrupt");
+        }
+        lapic_ticks = l->ticks;
+        hv::println("color: lapic: {} one-shot timer interrupts on vector {:#x}{}{}", l->interrupts, lapic_timer_vector,
+                    l->x2apic ? "" : " (xAPIC)", seen.callback_vector ? " beside the callback vector" : "");
     }
     hv::println("color: callback vector: {}; pv timer: {}", seen.callback_vector ? "in use" : "not available",
                 seen.pv_timer ? "in use" : "not available");
@@ -314,6 +559,18 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
         hv::rt::bench_report(bench, 1, main_ticks - hv::rt::start_ticks(), "ticks");
         hv::fmt::format_to(bench, sizeof bench, "colors.{}.console-byte-exit", name);
         hv::rt::bench_report(bench, bytes, console / bytes, "ticks");
+        if (disk_ticks) {
+            hv::fmt::format_to(bench, sizeof bench, "colors.{}.disk-round-trip-{}", name, disk_kind);
+            hv::rt::bench_report(bench, 1, disk_ticks, "ticks");
+        }
+        if (seen.pv_timer) {  // Xen system time: nominally one ns per tick
+            hv::fmt::format_to(bench, sizeof bench, "colors.{}.pv-timer-deadline-to-wake", name);
+            hv::rt::bench_report(bench, 1, pv_timer_late, "ticks");
+        }
+        if (lapic_ticks) {
+            hv::fmt::format_to(bench, sizeof bench, "colors.{}.lapic-timer-interrupt", name);
+            hv::rt::bench_report(bench, 16, lapic_ticks, "ticks");
+        }
     }
     if (!expect) {
         hv::println("color: no expect= given: report only");

@@ -4,6 +4,6 @@
 #include "libhv/rt/runtime.hpp"
 #include "libhv/vm/run.hpp"
 
-HV_PROGRAM(colors, "colors", "boot the `guest` module under this image's policy (" HV_POLICY ")") {
+HV_PROGRAM_QUIET(colors, "colors", "boot the `guest` module under this image's policy (" HV_POLICY ")") {
     return hv::vm::run_guest(hv::vm::preset<HV_POLICY>(), ctx, {.tell_color = true});
 }

@@ -70,7 +70,7 @@ struct hvm_vm {
     vm::hvm_devices hvm;
     hvm_vm(mem::page_allocator& pages, const dev::machine_config& mc, const char* prefix)
         : frames{pages}, host{mmu::page_allocator_ref::to(frames)}, g{host}, m{mc, guest_clock},
-          hvm{g, m, {&console::sink(), prefix}} {}
+          hvm{g, m, {.console = &console::sink(), .console_prefix = prefix, .ide_disk = {}}} {}
 };
 constexpr unsigned max_vms = 6;
 alignas(hvm_vm) std::byte vm_storage[max_vms][sizeof(hvm_vm)];

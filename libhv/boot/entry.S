@@ -68,11 +68,18 @@ hv_entry32:
     movl %eax, %esi
     movl %ebx, %ebp
 
-    /* Zero .bss (page tables and stacks live there). */
+    /* Zero .bss (page tables and stacks live there): by dwords, then the odd bytes.
+       Emulators count each REP iteration as an instruction, so a byte-wide fill of
+       ~200 KiB cost a guest ~0.2 M ticks of its start-up. */
     movl $__hv_load_end, %edi
     movl $__hv_image_end, %ecx
     subl %edi, %ecx
+    movl %ecx, %edx
+    shrl $2, %ecx
     xorl %eax, %eax
+    rep stosl
+    movl %edx, %ecx
+    andl $3, %ecx
     rep stosb
 
     movl $(hv_boot_stack + 16384), %esp

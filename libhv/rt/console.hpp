@@ -1,4 +1,7 @@
-// The hypervisor's own console: COM1, a 16550 at 0x3f8.
+// The hypervisor's own console: COM1, a 16550 at 0x3f8, its FIFO on. write() waits for
+// THRE once per 16 bytes, so up to 16 bytes may still be in the FIFO when it returns:
+// flush() before anything that resets the machine without the runtime's finish/panic
+// (which flush).
 #pragma once
 #include "libhv/core/format.hpp"
 

@@ -1,5 +1,6 @@
 // Programs that end a run in each way hvrun must recognise; the runner's tests use them.
 #include "libhv/arch/x86/cpu.hpp"
+#include "libhv/rt/console.hpp"
 #include "libhv/rt/runtime.hpp"
 
 HV_PROGRAM(selftest_fail, "selftest.fail", "reports a failure (code 3)") {
@@ -18,6 +19,7 @@ HV_PROGRAM(selftest_page_fault, "selftest.page-fault", "touches unmapped memory:
 
 HV_PROGRAM(selftest_triple_fault, "selftest.triple-fault", "loads an empty IDT and traps: a triple fault") {
     struct [[gnu::packed]] { std::uint16_t limit; std::uint64_t base; } empty{0, 0};
+    hv::console::flush();  // the reset drops what the UART's FIFO still holds ("run: ..." included)
     asm volatile("lidt %0; int3" ::"m"(empty) : "memory");
     return hv::fail(hv::errc::fault, "selftest: survived a triple fault");
 }

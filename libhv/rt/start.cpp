@@ -85,21 +85,24 @@ extern "C" [[noreturn]] void hv_start(std::uint32_t magic, std::uint32_t info_pa
     x86::enable_sse();
     program_pat();
 
-    println("libhv 0.1.0: booting");
     auto parsed = boot::parse(magic, info_paddr, {&read_identity, nullptr}, boot_info);
     if (!parsed) panic("boot information (magic {:#x} at {:#x}): {}", magic, info_paddr, parsed.err().what);
     init_memory(boot_info);
-    println("boot: loader={} name=\"{}\" cmdline=\"{}\" modules={} memory-regions={} free={} KiB",
-            boot::to_string(boot_info.source), boot_info.loader_name, boot_info.cmdline, boot_info.module_count,
-            boot_info.region_count, pages.free_frames() * 4);
 
     const program* p = select_program(boot_info.cmdline);
+    const bool loud = !p || !p->quiet_start || cmdline_value(boot_info.cmdline, "verbose");
+    if (loud) {
+        println("libhv 0.1.0: booting");
+        println("boot: loader={} name=\"{}\" cmdline=\"{}\" modules={} memory-regions={} free={} KiB",
+                boot::to_string(boot_info.source), boot_info.loader_name, boot_info.cmdline, boot_info.module_count,
+                boot_info.region_count, pages.free_frames() * 4);
+    }
     if (!p) {
         println("programs in this image:");
         for (const auto& q : programs()) println("  {}  {}", q.name, q.summary);
         finish(hv::fail(hv::errc::not_found, "run= names no program in this image"));
     }
-    println("run: {}", p->name);
+    if (loud) println("run: {}", p->name);
     context ctx{boot_info, pages, boot_info.cmdline};
     finish(p->main(ctx));
 }

@@ -24,7 +24,8 @@ hvm_devices::hvm_devices(guest& g, dev::machine& m, const hvm_options& o)
           c.wait = {nullptr, &spin_until};
           return c;
       }()},
-      lapic_window_{&wiring_, dev::layout::lapic}, ioapic_window_{&wiring_, dev::layout::ioapic} {}
+      lapic_window_{&wiring_, dev::layout::lapic}, ioapic_window_{&wiring_, dev::layout::ioapic}, isa_irqs_{&m},
+      ide_{o.ide_disk} {}
 
 // Every vCPU sleeps: halt the host until the deadline on its LAPIC timer (Bochs and QEMU
 // with -icount skip halted time instead of running a pause loop), or spin without one.
@@ -59,7 +60,24 @@ status hvm_devices::attach() {
     HV_TRY(tables);
     HV_TRY(g_->memory().load(acpi_rom, acpi_buffer, tables->size));
     rsdp_ = tables->rsdp;
+    if (ide_.sectors() != 0) {
+        namespace ata = dev::ata;
+        ide_.connect_irq(&isa_irqs_, ata::irq);
+        HV_TRY(m_->pci().attach(ide_pci_device, 0, ide_));
+        HV_TRY(m_->ports().map(ata::command_block, 8, ide_.command_block(), dev::size1 | dev::size2 | dev::size4));
+        HV_TRY(m_->ports().map(ata::control_block, 1, ide_.control_block(), dev::size1));
+        ide_plugged_ = true;
+    }
     return {};
+}
+
+void hvm_devices::unplug_ide() {
+    if (!ide_plugged_) return;
+    m_->pci().detach(ide_pci_device, 0);
+    m_->ports().unmap(ide_.command_block());
+    m_->ports().unmap(ide_.control_block());
+    m_->set_isa_irq(dev::ata::irq, false);
+    ide_plugged_ = false;
 }
 
 status hvm_devices::start() {

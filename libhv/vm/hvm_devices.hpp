@@ -16,6 +16,7 @@
 #include <string_view>
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/dev/attach.hpp"
+#include "libhv/dev/ide.hpp"
 #include "libhv/dev/machine.hpp"
 #include "libhv/vm/guest.hpp"
 
@@ -34,6 +35,9 @@ private:
 struct hvm_options {
     const fmt::sink* console = nullptr;        // guest COM1 lines (nullptr: dropped)
     std::string_view console_prefix = "guest: ";
+    // The IDE disk's image (empty: no IDE controller). The controller is PCI 00:01.0 with
+    // the primary channel's legacy ports and IRQ 14.
+    std::span<std::uint8_t> ide_disk;
 };
 
 class hvm_devices {
@@ -55,8 +59,22 @@ public:
     [[nodiscard]] dev::run_outcome outcome() const { return wiring_.outcome(); }
     [[nodiscard]] dev::attachment& wiring() { return wiring_; }
     [[nodiscard]] dev::machine& machine() { return *m_; }
+    // The IDE controller, if the options gave it a disk; unplug_ide() removes it from
+    // the PCI bus and the port bus (Xen's unplug of the emulated IDE disks).
+    [[nodiscard]] const dev::ide_controller* ide() const { return ide_plugged_ ? &ide_ : nullptr; }
+    [[nodiscard]] const dev::ide_stats& ide_stats() const { return ide_.stats(); }
+    void unplug_ide();
+
+    static constexpr unsigned ide_pci_device = 1;
 
 private:
+    // ISA IRQs of devices outside dev::machine (the IDE controller) into its router.
+    struct isa_irqs final : dev::irq_sink {
+        dev::machine* m;
+        explicit isa_irqs(dev::machine* machine) : m{machine} {}
+        void set_irq(unsigned line, bool level) override { m->set_isa_irq(line, level); }
+    };
+
     static void spin_until(void* ctx, std::uint64_t deadline);
 
     guest* g_;
@@ -64,6 +82,9 @@ private:
     dev::attachment wiring_;
     dev::attachment::mmio_window lapic_window_, ioapic_window_;
     std::uint64_t rsdp_ = 0;
+    isa_irqs isa_irqs_;
+    dev::ide_controller ide_;
+    bool ide_plugged_ = false;
 };
 
 } // namespace hv::vm

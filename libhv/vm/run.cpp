@@ -52,15 +52,21 @@ char guest_cmdline[boot::info::max_string];
 // guest (CPUID 0x40000010) at this frequency, as examples/hvm does.
 constexpr std::uint64_t guest_tsc_hz = 1000000000;
 tsc_clock guest_clock{guest_tsc_hz};
+// Its IDE disk: a memory image of 64 KiB (128 sectors), zeroed.
+constexpr std::size_t ide_disk_pages = 16;
 struct emulated_pc {
     dev::machine m;
     hvm_devices devices;
-    emulated_pc(guest& g, std::uint64_t ram) : m{dev::machine_config::pc(1, ram), guest_clock}, devices{g, m, {&console::sink(), "guest: "}} {}
+    emulated_pc(guest& g, std::uint64_t ram, std::span<std::uint8_t> disk)
+        : m{dev::machine_config::pc(1, ram), guest_clock}, devices{g, m, {&console::sink(), "guest: ", disk}} {}
 };
 alignas(emulated_pc) std::byte pc_storage[sizeof(emulated_pc)];
 
 // PV-on-HVM: Xen's unplug ports in front of the emulated PC.
 xen_unplug_ports unplug;
+void unplug_devices(void* pc, std::uint16_t mask) {
+    if (mask & xen_unplug_ports::ide_disks) static_cast<hvm_devices*>(pc)->unplug_ide();
+}
 
 // PV-on-HVM while every vCPU sleeps: whichever of a device deadline and a PV timer comes
 // first. Both count TSC ticks: the device clock runs at guest_tsc_hz = 1 GHz and the Xen
@@ -139,11 +145,13 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     emulated_pc* pc = nullptr;
     kernel_spec kernel{module->bytes, cmdline, {}, *use};
     if (emulates_pc(p)) {
-        pc = new (pc_storage) emulated_pc{g, *ram};
+        auto* disk = static_cast<std::uint8_t*>(alloc_pages(ide_disk_pages));
+        pc = new (pc_storage) emulated_pc{g, *ram, {disk, ide_disk_pages * 4096}};
         HV_TRY(pc->devices.attach());
         kernel.rsdp = pc->devices.rsdp();
         if (p.xen_abi) {
             unplug = xen_unplug_ports{pc->devices.wiring().ports()};
+            unplug.on_unplug(&unplug_devices, &pc->devices);
             g.set_ports(unplug.ports());
         }
     }
@@ -189,7 +197,8 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     hv::println("vm: {} guest, {} MiB RAM, loaded as {} (kernel {:#x}-{:#x}), entry {:#x}, policy {}",
                 g.vendor() == cpu::vendor::vmx ? "VMX" : "SVM", *ram >> 20, loader::to_string(loaded->used),
                 loaded->kernel_start, loaded->kernel_end, entry, p.name);
-    if (pc) hv::println("vm: devices: emulated PC (ACPI RSDP {:#x})", kernel.rsdp);
+    if (pc) hv::println("vm: devices: emulated PC (ACPI RSDP {:#x}, IDE disk of {} KiB{})", kernel.rsdp,
+                        ide_disk_pages * 4, pc->devices.ide() ? "" : ", unplugged");
     else hv::println("vm: devices: debug console and exit ports only");
     hv::println("vm: guest ended: {}; {} exits, {} nested pages mapped on demand, {} RAM pages backed at first "
                 "touch, {} emulated accesses",
@@ -207,7 +216,7 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         hv::println("vm: xen: {} hypercalls, {} block requests served", xen_host.xen().hypercalls(),
                     xen_host.block_requests());
         if (pc)
-            hv::println("vm: xen: unplug requests {}, mask {:#x} (this PC emulates no IDE disk, NIC or NVMe disk to remove)",
+            hv::println("vm: xen: unplug requests {}, mask {:#x} (this PC has an IDE disk and no NIC or NVMe disk)",
                         unplug.requests(), unplug.unplugged());
         // A Xen guest may end itself by SCHEDOP_shutdown instead of the debug exit.
         if (xen_host.xen().shut_down()) {
@@ -220,6 +229,9 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     const dev::attach_stats& st = pc->devices.wiring().stats();
     hv::println("vm: devices: {} port, {} MMIO, {} MSR, {} CPUID accesses; {} interrupts injected", st.io, st.mmio,
                 st.msr, st.cpuid, st.injected);
+    const dev::ide_stats& ide = pc->devices.ide_stats();
+    hv::println("vm: ide: {} commands, {} sectors read, {} written, {} aborted, {} out of range", ide.commands,
+                ide.sectors_read, ide.sectors_written, ide.aborted, ide.out_of_range);
     guest_exit e;
     e.ended = o.kind == dev::event_kind::debug_exit;
     e.code = o.debug_value();

@@ -2,7 +2,8 @@
 // the emulated devices: a 16-bit read of 0x10 gives the magic 0x49d2, an 8-bit read of
 // 0x12 the protocol version; a 16-bit write to 0x10 unplugs the emulated devices its mask
 // names (1 all IDE disks, 2 all NICs, 4 auxiliary IDE disks, 8 NVMe disks). Every other
-// port goes to `next` (the device model). Portable; vm::run_guest puts it in front of the
+// port goes to `next` (the device model); the owner of the devices hears each mask
+// through on_unplug and removes them. Portable; vm::run_guest puts it in front of the
 // emulated PC for pvhvm.
 #pragma once
 #include <cstdint>
@@ -16,7 +17,13 @@ public:
     static constexpr std::uint8_t version = 1;
     enum : std::uint16_t { ide_disks = 1, nics = 2, aux_ide_disks = 4, nvme_disks = 8 };
 
+    using unplug_fn = void (*)(void* ctx, std::uint16_t mask);
+
     explicit xen_unplug_ports(const cpu::io_ports& next = {}) : next_{next} {}
+    void on_unplug(unplug_fn fn, void* ctx) {
+        unplug_ = fn;
+        unplug_ctx_ = ctx;
+    }
     [[nodiscard]] cpu::io_ports ports() { return {this, &in, &out}; }
     // The devices unplugged so far (OR of every mask written) and how many writes asked.
     [[nodiscard]] std::uint16_t unplugged() const { return unplugged_; }
@@ -40,11 +47,14 @@ private:
         if (port == base && size == 2) {
             self.unplugged_ = static_cast<std::uint16_t>(self.unplugged_ | value);
             ++self.requests_;
+            if (self.unplug_) self.unplug_(self.unplug_ctx_, static_cast<std::uint16_t>(value));
         }
     }
     static std::uint32_t all_ones(std::uint8_t size) { return size >= 4 ? 0xffffffffu : (1u << (8 * size)) - 1; }
 
     cpu::io_ports next_;
+    unplug_fn unplug_ = nullptr;
+    void* unplug_ctx_ = nullptr;
     std::uint16_t unplugged_ = 0;
     unsigned requests_ = 0;
 };

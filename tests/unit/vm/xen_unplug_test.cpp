@@ -49,3 +49,17 @@ TEST_CASE("xen_unplug_ports: without a device model, other ports are open bus") 
     p.out(p.ctx, 0x60, 1, 0);  // vanishes
     CHECK(x.requests() == 0);
 }
+
+TEST_CASE("xen_unplug_ports: each unplug request reaches the owner of the devices with its mask") {
+    recorded dm;
+    xen_unplug_ports x{{&dm, &recorded::in, &recorded::out}};
+    std::vector<std::uint16_t> masks;
+    x.on_unplug([](void* c, std::uint16_t mask) { static_cast<std::vector<std::uint16_t>*>(c)->push_back(mask); },
+                &masks);
+    const hv::cpu::io_ports p = x.ports();
+    p.out(p.ctx, 0x10, 2, xen_unplug_ports::ide_disks | xen_unplug_ports::nics);
+    p.out(p.ctx, 0x10, 1, xen_unplug_ports::ide_disks);  // not a request
+    p.out(p.ctx, 0x10, 2, xen_unplug_ports::nvme_disks);
+    CHECK(masks == std::vector<std::uint16_t>{3, 8});
+    CHECK(dm.out_ports.empty());
+}
