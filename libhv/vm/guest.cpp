@@ -769,11 +769,12 @@ linear_memory<host_memory> guest::linear(cpu::vcpu& v) {
             features(),
             {devices_, device_count_},
             strays_,
-            &translations_[v.id()]};
+            &translations_[v.id()],
+            &last_device_[v.id()]};
 }
 
-void guest::emulate(cpu::vcpu& v) {
-    (void)paging_of(v);
+void guest::emulate(cpu::vcpu& v, const cpu::npf_detail* exit) {
+    const mmu::guest_paging paging = paging_of(v);
     cpu::guest_state& st = v.state;
     insn::guest_state is;
     for (unsigned r = 0; r < 16; ++r) is.gpr[r] = st.regs[r];
@@ -787,11 +788,14 @@ void guest::emulate(cpu::vcpu& v) {
     is.cr0 = st.cr0;
     is.cr4 = st.cr4;
     is.cpl = static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access));
-    auto mem = linear(v);
+    linear_memory<host_memory> mem{ram_, paging, features(), {devices_, device_count_}, strays_,
+                                   &translations_[v.id()], &last_device_[v.id()]};
+    if (exit && !exit->page_walk && !exit->fetch)
+        mem.set_exit_address(exit->gpa, exit->gla_valid ? std::optional<std::uint64_t>{exit->gla} : std::nullopt);
     ++stats_.emulated;
     std::optional<shadow_write_watch> watch;
     if (cfg_.mmu == paging::shadow)
-        watch.emplace(mem, ram_, *shadows_[v.id()], paging_of_state(st), features());
+        watch.emplace(mem, ram_, *shadows_[v.id()], paging, features());
     insn::memory& through = watch ? static_cast<insn::memory&>(*watch) : mem;
     auto r = insn::execute(is, through, {}, &decoded_[v.id()]);
     if (watch && watch->flush) shadow_flush(v, cpu::tlb_flush::all);
@@ -821,6 +825,13 @@ void guest::emulate(cpu::vcpu& v) {
 
 void guest::on_npf(cpu::vcpu& v, const cpu::exit_info& e) {
     guest& g = of(v);
+    // In the device region this vCPU reached last (linear_memory remembers it): nothing to
+    // resolve, a data access to MMIO is emulated.
+    if (const mmu::guest_region* r = g.last_device_[v.id()];
+        r && r->contains(e.npf.gpa) && r->kind == mmu::region_kind::mmio && !e.npf.fetch) {
+        g.emulate(v, &e.npf);
+        return;
+    }
     const mmu::access_kind access = e.npf.write   ? mmu::access_kind::write
                                     : e.npf.fetch ? mmu::access_kind::execute
                                                   : mmu::access_kind::read;
@@ -849,7 +860,7 @@ void guest::on_npf(cpu::vcpu& v, const cpu::exit_info& e) {
         v.fail("instruction fetch from guest-physical memory that is not RAM");
         return;
     }
-    g.emulate(v);
+    g.emulate(v, &e.npf);
 }
 
 } // namespace hv::vm

@@ -220,7 +220,9 @@ public:
     [[nodiscard]] linear_memory<host_memory> linear(cpu::vcpu& v);
     // Fetch, decode and run the instruction at v's RIP against linear(v), then resume.
     // Faults are injected; an instruction the emulator does not run fails the vCPU.
-    void emulate(cpu::vcpu& v);
+    // From the nested-fault handler, `exit` (a data access's final translation) saves the
+    // operand's page walk (linear_memory::set_exit_address).
+    void emulate(cpu::vcpu& v, const cpu::npf_detail* exit = nullptr);
     [[nodiscard]] std::uint64_t nested_root() const { return nested_root_; }
     [[nodiscard]] paging mmu() const { return cfg_.mmu; }
     // Shadow paging: vCPU i's shadow MMU and what the handlers did.
@@ -279,6 +281,7 @@ private:
     msr_file msrs_[max_vcpus];
     mmu::gva_cache translations_[max_vcpus];  // linear(v)'s, per vCPU
     insn::decode_memo decoded_[max_vcpus];     // emulate(v)'s last instruction, per vCPU
+    const mmu::guest_region* last_device_[max_vcpus] = {};  // linear(v)'s last MMIO region
     nested_stats stats_{};
     stray_accesses strays_{};
     shadow_pages* shadows_[max_vcpus] = {};

@@ -35,10 +35,13 @@ struct stray_accesses {
 template <mmu::table_memory M>
 class linear_memory final : public insn::memory {
 public:
-    // `cache` (optional, e.g. one per vCPU) remembers translations across instances.
+    // `cache` (optional, e.g. one per vCPU) remembers translations across instances;
+    // `last_device` (optional, likewise) the MMIO region of the last device access.
     linear_memory(mmu::guest_memory<M>& ram, const mmu::guest_paging& paging, const mmu::paging_features& features,
-                  std::span<const mmio_handler> devices, stray_accesses& strays, mmu::gva_cache* cache = nullptr)
-        : ram_{&ram}, paging_{paging}, features_{features}, devices_{devices}, strays_{&strays}, cache_{cache} {}
+                  std::span<const mmio_handler> devices, stray_accesses& strays, mmu::gva_cache* cache = nullptr,
+                  const mmu::guest_region** last_device = nullptr)
+        : ram_{&ram}, paging_{paging}, features_{features}, devices_{devices}, strays_{&strays}, cache_{cache},
+          last_device_{last_device} {}
 
     std::optional<insn::fault> read(std::uint64_t la, void* dst, unsigned n, insn::access_type a) override {
         return access(la, n, a, [&](std::uint64_t gpa, unsigned at, unsigned len) {
@@ -53,6 +56,21 @@ public:
     std::optional<insn::fault> probe(std::uint64_t la, unsigned n, insn::access_type a) override {
         return access(la, n, a, [](std::uint64_t, unsigned, unsigned) {});
     }
+
+    // The guest-physical address an EPT violation / nested page fault reported for a data
+    // access of the instruction at RIP (its final translation, not a guest table walk),
+    // and on VMX its linear address. Hardware formed it through the guest's paging with
+    // the access's permissions (an RMW instruction is checked for write at its read), so
+    // once emulate() says the instruction has one memory operand
+    // (single_operand_instruction), the part of an operand access at the same page
+    // offset (and in the same linear page, when known) is at that address: no walk.
+    // Instruction fetches and string instructions always walk.
+    void set_exit_address(std::uint64_t gpa, std::optional<std::uint64_t> gla) {
+        exit_gpa_ = gpa;
+        exit_gla_ = gla;
+        has_exit_address_ = true;
+    }
+    void single_operand_instruction() override { use_exit_address_ = has_exit_address_; }
 
     // One guest-physical access of `len` bytes within one page: RAM or ROM in one copy; a
     // device or the open bus in pieces of 1, 2, 4 or 8 bytes (the largest that fit, in
@@ -98,8 +116,15 @@ private:
     }
 
     const mmio_handler* device_at(std::uint64_t gpa) {
-        const mmu::guest_region* r = ram_->find(gpa);
-        if (!r || r->kind != mmu::region_kind::mmio || r->device >= devices_.size()) return nullptr;
+        // The remembered region is an entry of guest_memory's region table: it may have
+        // moved since (regions added), so it counts only if it holds gpa as MMIO now.
+        const mmu::guest_region* r = last_device_ ? *last_device_ : nullptr;
+        if (!r || gpa < r->base || gpa > r->last() || r->kind != mmu::region_kind::mmio) {
+            r = ram_->find(gpa);
+            if (!r || r->kind != mmu::region_kind::mmio) return nullptr;
+            if (last_device_) *last_device_ = r;
+        }
+        if (r->device >= devices_.size()) return nullptr;
         region_base_ = r->base;
         return &devices_[r->device];
     }
@@ -132,6 +157,14 @@ private:
             const std::uint64_t at = la + done;
             const unsigned in_page = static_cast<unsigned>(mmu::page_size - (at & mmu::page_offset_mask));
             const unsigned len = n - done < in_page ? n - done : in_page;
+            if (use_exit_address_ && how.kind != mmu::access_kind::execute &&
+                ((at ^ exit_gpa_) & mmu::page_offset_mask) == 0 &&
+                (!exit_gla_ || ((at ^ *exit_gla_) & ~mmu::page_offset_mask) == 0)) {
+                if (count == 2) return insn::fault{insn::vector::gp, true, 0, at};
+                pieces[count++] = {exit_gpa_, done, len};
+                done += len;
+                continue;
+            }
             const mmu::gva_result t = cache_ ? cache_->translate(*ram_, ram_->generation(), paging_, features_, at, how)
                                              : mmu::translate_gva(*ram_, paging_, features_, at, how);
             switch (t.status) {
@@ -154,7 +187,11 @@ private:
     std::span<const mmio_handler> devices_;
     stray_accesses* strays_;
     mmu::gva_cache* cache_;
+    const mmu::guest_region** last_device_;
     std::uint64_t region_base_ = 0;
+    std::uint64_t exit_gpa_ = 0;
+    std::optional<std::uint64_t> exit_gla_;
+    bool has_exit_address_ = false, use_exit_address_ = false;
 };
 
 } // namespace hv::vm

@@ -193,6 +193,23 @@ hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, co
     const operand& s = in.operands[1];
     const unsigned size = d.size;
 
+    // Plain MOV between a register (or an immediate) and memory, the common MMIO access:
+    // one read or one write, then the register; no copy of the state is needed.
+    if (m == mnemonic::mov && in.operand_count == 2 && (d.kind == opkind::mem) != (s.kind == opkind::mem)) {
+        const operand& o = d.kind == opkind::mem ? d : s;
+        const std::uint64_t la = linear(st, o.m.segment, effective_address(st, in, o.m, 0));
+        if (auto f = check(st, o.m.segment, la, o.size)) return fault_step(*f);
+        mem.single_operand_instruction();
+        if (d.kind == opkind::mem) {
+            if (auto f = write_le(mem, la, size, s.kind == opkind::reg ? get(st, s.r, size) : s.imm)) return fault_step(*f);
+        } else {
+            std::uint64_t v = 0;
+            if (auto f = read_le(mem, la, size, access_type::read, v)) return fault_step(*f);
+            put(st, d.r, size, v);
+        }
+        return done_step(st, in);
+    }
+
     // The one memory operand: its address (BT with a register bit offset addresses a bit
     // string: the offset's upper bits select the operand-sized unit), checks and read.
     const int mem_index = d.kind == opkind::mem ? 0 : (in.operand_count > 1 && s.kind == opkind::mem) ? 1 : -1;
@@ -210,6 +227,7 @@ hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, co
     }
     access_type acc = access_type::read;
     if (mem_index >= 0) {
+        mem.single_operand_instruction();
         const operand& o = in.operands[static_cast<unsigned>(mem_index)];
         la = linear(st, o.m.segment, effective_address(st, in, o.m, bit_string_offset));
         if (auto f = check(st, o.m.segment, la, o.size)) return fault_step(*f);
@@ -292,23 +310,24 @@ hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, co
     return done_step(st, in);
 }
 
-hv::result<fetched> fetch(const guest_state& st, memory& mem, decode_memo* memo) {
+namespace {
+// fetch() without copies: the instruction is the memo's on a hit, else out.insn; a
+// fetch fault is in out.f (and the result null).
+hv::result<const instruction*> fetch_into(const guest_state& st, memory& mem, decode_memo* memo, fetched& out) {
     const std::uint64_t la = linear(st, seg::cs, st.rip);
     alignas(8) std::uint8_t buf[16] = {};  // max_length, and zeros for the memo's comparison
     static_assert(max_length < sizeof buf);
     const unsigned to_page_end = 4096 - static_cast<unsigned>(la & 0xfff);
     const unsigned first = to_page_end < max_length ? to_page_end : max_length;
-    fetched out;
     if (auto f = mem.read(la, buf, first, access_type::fetch)) {
         out.f = f;
-        return out;
+        return nullptr;
     }
     std::array<std::uint64_t, 2> words;
     __builtin_memcpy(words.data(), buf, sizeof words);
-    if (memo && memo->la == la && memo->code == st.code && memo->fetched == first && memo->bytes == words) {
-        out.insn = memo->insn;
-        return out;
-    }
+    if (memo && memo->la == la && memo->code == st.code && memo->fetched == first && memo->bytes[0] == words[0] &&
+        memo->bytes[1] == words[1])
+        return &memo->insn;
     auto d = decode(std::span<const std::uint8_t>(buf, first), st.code);
     if (d && memo) *memo = {la, st.code, static_cast<std::uint8_t>(first), words, *d};
     if (!d && is_truncated(d.err()) && first < max_length) {
@@ -316,24 +335,34 @@ hv::result<fetched> fetch(const guest_state& st, memory& mem, decode_memo* memo)
         if (st.code != mode::code64) rest &= 0xffffffff;
         if (auto f = mem.read(rest, buf + first, max_length - first, access_type::fetch)) {
             out.f = f;
-            return out;
+            return nullptr;
         }
         d = decode(std::span<const std::uint8_t>(buf, max_length), st.code);
     }
     if (!d) return d.err();
     out.insn = *d;
+    return &out.insn;
+}
+} // namespace
+
+hv::result<fetched> fetch(const guest_state& st, memory& mem, decode_memo* memo) {
+    fetched out;
+    auto r = fetch_into(st, mem, memo, out);
+    if (!r) return r.err();
+    if (*r && *r != &out.insn) out.insn = **r;
     return out;
 }
 
 hv::result<step> execute(guest_state& st, memory& mem, const options& opt, decode_memo* memo) {
-    auto f = fetch(st, mem, memo);
+    fetched out;
+    auto f = fetch_into(st, mem, memo, out);
     if (!f) {
         if (f.code() == hv::errc::bad_format) return fault_step(fault{vector::ud, false, 0, 0});
         if (f.code() == hv::errc::overflow) return fault_step(gp0);
         return f.err();
     }
-    if (f->f) return fault_step(*f->f);
-    return emulate(f->insn, st, mem, opt);
+    if (!*f) return fault_step(*out.f);
+    return emulate(**f, st, mem, opt);
 }
 
 } // namespace hv::insn

@@ -69,6 +69,11 @@ public:
     // Translate and check [la, la+n) for `a` without touching it (no device side effects).
     // Used where an instruction must not read a device before knowing its write can succeed.
     virtual std::optional<fault> probe(std::uint64_t la, unsigned n, access_type a) = 0;
+    // Called by emulate() before the data accesses of an instruction that has one memory
+    // operand (not a string instruction): every data access that follows, until the next
+    // instruction, is to that operand. A memory that knows the operand's translation from
+    // elsewhere (an exit's guest-physical address) may use it then.
+    virtual void single_operand_instruction() {}
 
 protected:
     ~memory() = default;

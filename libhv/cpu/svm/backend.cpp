@@ -393,12 +393,10 @@ void load_mode(cpu::vcpu& v) {
 void load_memory_state(cpu::vcpu& v) {
     const vmcb& b = *arch(v).block;
     cpu::guest_state& g = v.state;
+    load_mode(v);
     g.cr0 = read_cr(v, 0);
     g.cr3 = read_cr(v, 3);
     g.cr4 = read_cr(v, 4);
-    g.efer = arch(v).shadow_paging ? arch(v).guest_efer : b.state.efer & ~x86::efer::svme;
-    g[cpu::seg::cs].access = ar_from_attrib(b.state.cs.attrib);
-    g[cpu::seg::ss].access = ar_from_attrib(b.state.ss.attrib);
     const segment* const in_order[6] = {&b.state.es, &b.state.cs, &b.state.ss, &b.state.ds, &b.state.fs, &b.state.gs};
     for (unsigned i = 0; i < 6; ++i) g.segs[i].base = in_order[i]->base;
 }

@@ -282,3 +282,57 @@ TEST_CASE("#PF with the CPU's error code and address; nothing touched when any p
     REQUIRE(f);
     CHECK(*f == hv::insn::fault{hv::insn::vector::gp, true, 0, 0x0000'8000'0000'0000ull});
 }
+
+TEST_CASE("the exit's guest-physical address serves a one-operand instruction's access at its page offset, nothing else") {
+    guest<x86_64_format> g(x86_64_format{}, paging_mode::four_level);
+    // The guest's tables map 0x40'0000 to device 0; the exit names device 1 (a stand-in for
+    // a translation hardware made and the walk would not see: which target is used shows
+    // whether the walk ran).
+    g.map(0x40'0000, dev0_gpa, KiB4);
+    using a = recording_device::access;
+    const std::uint32_t v4 = 0x11223344;
+    SUBCASE("used after single_operand_instruction, for reads and writes at the same offset") {
+        auto mem = g.linear();
+        mem.set_exit_address(dev1_gpa + 0x30, std::nullopt);
+        mem.single_operand_instruction();
+        CHECK_FALSE(mem.write(0x40'0030, &v4, 4));
+        std::uint32_t r = 0;
+        CHECK_FALSE(mem.read(0x40'0030, &r, 4, access_type::rmw));
+        CHECK(g.dev[1].log == std::vector<a>{{true, 0x30, 4, v4}, {false, 0x30, 4, v4}});
+        // Another offset walks.
+        CHECK_FALSE(mem.write(0x40'0034, &v4, 4));
+        CHECK(g.dev[0].log == std::vector<a>{{true, 0x34, 4, v4}});
+    }
+    SUBCASE("not before the emulator says so (fetch, string instructions), never for a fetch") {
+        auto mem = g.linear();
+        mem.set_exit_address(dev1_gpa + 0x30, std::nullopt);
+        CHECK_FALSE(mem.write(0x40'0030, &v4, 4));
+        mem.single_operand_instruction();
+        std::uint8_t b = 0;
+        CHECK_FALSE(mem.read(0x40'0030, &b, 1, access_type::fetch));
+        CHECK(g.dev[1].log.empty());
+        CHECK(g.dev[0].log == std::vector<a>{{true, 0x30, 4, v4}, {false, 0x30, 1, 0x44}});
+    }
+    SUBCASE("with a linear address (VMX), only in that linear page") {
+        g.map(0x41'0000, dev0_gpa, KiB4);
+        auto mem = g.linear();
+        mem.set_exit_address(dev1_gpa + 0x30, 0x40'0030);
+        mem.single_operand_instruction();
+        CHECK_FALSE(mem.write(0x41'0030, &v4, 4));
+        CHECK_FALSE(mem.write(0x40'0030, &v4, 4));
+        CHECK(g.dev[0].log == std::vector<a>{{true, 0x30, 4, v4}});
+        CHECK(g.dev[1].log == std::vector<a>{{true, 0x30, 4, v4}});
+    }
+    SUBCASE("a page-crossing operand: only the part at the exit's offset") {
+        g.map(0x3f'f000, 2 * MiB, KiB4);  // RAM before the device page
+        auto mem = g.linear();
+        mem.set_exit_address(dev1_gpa, std::nullopt);  // the fault was on the second page
+        mem.single_operand_instruction();
+        CHECK_FALSE(mem.write(0x3f'fffe, &v4, 4));
+        std::uint16_t low = 0;
+        REQUIRE(g.ram.read(2 * MiB + 0xffe, &low, 2).ok());
+        CHECK(low == 0x3344);
+        CHECK(g.dev[1].log == std::vector<a>{{true, 0, 2, 0x1122}});
+        CHECK(g.dev[0].log.empty());
+    }
+}
