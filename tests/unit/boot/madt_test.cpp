@@ -16,9 +16,9 @@ std::uint8_t checksum_of(const std::vector<std::uint8_t>& b, std::size_t n) {
 
 // An ACPI table: header (signature, length, checksum) then `body`.
 std::vector<std::uint8_t> table(const char* sig, const std::vector<std::uint8_t>& body) {
-    std::vector<std::uint8_t> t(36);
+    std::vector<std::uint8_t> t(36 + body.size());
     std::memcpy(t.data(), sig, 4);
-    t.insert(t.end(), body.begin(), body.end());
+    for (std::size_t i = 0; i < body.size(); ++i) t[36 + i] = body[i];
     const auto len = static_cast<std::uint32_t>(t.size());
     std::memcpy(t.data() + 4, &len, 4);
     t[8] = 1;
