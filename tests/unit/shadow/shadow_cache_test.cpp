@@ -35,13 +35,19 @@ address_space build_space(guest_setup& s, std::uint64_t tables_gpa, std::uint64_
     return {pml4, va, data, pages};
 }
 
-template <class Mmu>
-int touch_all(Mmu& mmu, guest_setup& s, const address_space& as) {
+// The guest's registers for 4-level paging with CR0.WP at `cr3`, as the MMU is told them.
+guest_paging long_mode_regs(std::uint64_t cr3) {
     guest_paging g;
     g.cr0 = cr0::pg | cr0::wp;
-    g.cr3 = as.cr3;
+    g.cr3 = cr3;
     g.cr4 = cr4::pae;
     g.efer = long_mode;
+    return g;
+}
+
+template <class Mmu>
+int touch_all(Mmu& mmu, guest_setup& s, const address_space& as) {
+    guest_paging g = long_mode_regs(as.cr3);
     g.cpl = 3;
     int faults = 0;
     for (unsigned i = 0; i < as.pages; ++i) {
@@ -128,13 +134,8 @@ TEST_CASE("shadow: guest table writes, CR0.WP=0 writes, PCID and split large pag
 
     CHECK(mmu.set_guest_paging(cr0::pg, as.cr3, cr4::pae | bit(17), long_mode).code() == hv::errc::not_supported);
     REQUIRE(mmu.set_guest_paging(cr0::pg | cr0::wp, as.cr3, cr4::pae, long_mode).ok());
-    guest_paging g;
-    g.cr0 = cr0::pg | cr0::wp;
-    g.cr3 = as.cr3;
-    g.cr4 = cr4::pae;
-    g.efer = long_mode;
-    guest_access write;
-    write.kind = access_kind::write;
+    guest_paging g = long_mode_regs(as.cr3);
+    const guest_access write{access_kind::write};
 
     access_outcome o = run_access(mmu, s.host, g, pt_va + 16, write);
     REQUIRE(o.kind == access_outcome::mmu_report);
@@ -204,13 +205,8 @@ TEST_CASE("shadow: unshadow a guest table the guest rewrites; shadowed again whe
     REQUIRE(mmu.set_guest_paging(cr0::pg | cr0::wp, as.cr3, cr4::pae, long_mode).ok());
     (void)touch_all(mmu, s, as);
     REQUIRE(mmu.set_guest_paging(cr0::pg | cr0::wp, kernel.cr3, cr4::pae, long_mode).ok());
-    guest_paging g;
-    g.cr0 = cr0::pg | cr0::wp;
-    g.cr3 = kernel.cr3;
-    g.cr4 = cr4::pae;
-    g.efer = long_mode;
-    guest_access write;
-    write.kind = access_kind::write;
+    guest_paging g = long_mode_regs(kernel.cr3);
+    const guest_access write{access_kind::write};
 
     access_outcome o = run_access(mmu, s.host, g, kva + 16, guest_access{});  // a read: fine
     CHECK(o.kind == access_outcome::hardware);
@@ -262,13 +258,8 @@ TEST_CASE("shadow: tearing down an idle address space drops its whole shadow cha
         std::uint64_t e = (as.cr3 + i * 0x1000) | leaf_ad;
         REQUIRE(s.guest.write(kpt + 8 * (((kva >> 12) + i) & 511), &e, 8).ok());
     }
-    guest_paging g;
-    g.cr0 = cr0::pg | cr0::wp;
-    g.cr3 = kernel.cr3;
-    g.cr4 = cr4::pae;
-    g.efer = long_mode;
-    guest_access write;
-    write.kind = access_kind::write;
+    guest_paging g = long_mode_regs(kernel.cr3);
+    const guest_access write{access_kind::write};
     // The kernel writes as's tables while they are plain data (no shadow of as yet).
     REQUIRE(mmu.set_guest_paging(cr0::pg | cr0::wp, kernel.cr3, cr4::pae, long_mode).ok());
     for (unsigned i = 0; i < 4; ++i) {
