@@ -246,10 +246,10 @@ bool vcpu::stay_after_polling() {
     if (loop_flags_.word != only_extras || !events.empty()) return false;
     if (hook_.fn) hook_.fn(*this, hook_.ctx);
     if (loop_flags_.word != only_extras) return false;
-    // A preemption deadline is armed (or disarmed, once it went back to 0) by an entry from
-    // the run loop, which has the hook's decision: leave the backend's loop for it.
-    if (preempt_at_ || preempt_was_armed_) {
-        preempt_was_armed_ = preempt_at_ != 0;
+    // A preemption deadline is armed by an entry from the run loop, which has the hook's
+    // decision: leave the backend's loop for it. (A timer still armed after the deadline
+    // went back to 0 ends in a preemption exit, which leaves the loop too and is disarmed.)
+    if (preempt_at_) {
         hook_ran_ = hook_.fn != nullptr;
         return false;
     }
