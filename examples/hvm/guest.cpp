@@ -12,7 +12,10 @@
 //   dev.reset     8042 pulse reset (0xfe to port 0x64)
 //   smp.pcpu      starts its APs with libhv/rt/smp (MADT, INIT-SIPI-SIPI through the emulated
 //                 LAPIC, long-mode trampoline); vCPU 0 and 1 report the physical CPU running them
-//                 (CPUID 0x40000f00), count to 4000 under one spinlock, exchange 16 IPI round trips
+//                 (CPUID 0x40000f00), count to 4000 under one spinlock, exchange 16 IPI round trips;
+//                 first, with preemption=1: a spinning guest's LAPIC one-shot on vCPU 0, then on
+//                 vCPU 1; with shootdown=1 (host test-port=1): vCPU 0 write-protects a page vCPU 1
+//                 writes in a loop, every later write must fault; lifting it stops the faults
 // The guest TSC frequency comes from CPUID 0x40000010 (libhv's timing leaf).
 #include <cstdint>
 #include "libhv/arch/x86/cpu.hpp"
@@ -386,7 +389,7 @@ status check_lapic_timer() {
 
 // Preemption: a one-shot LAPIC timer while the guest spins without a single exit (no
 // I/O, MMIO or HLT; RDTSC does not exit) must still interrupt it on time.
-status check_preemption() {
+status check_preemption(const char* where = "") {
     set_gate(0x44, &hvg_irq_0x44, eoi_kind::lapic);
     irqs[0x44].count = 0;
     lapic(apic_timer_divide) = 0xb;
@@ -398,10 +401,10 @@ status check_preemption() {
     while (!irqs[0x44].count && x86::rdtsc() - start < limit) {}
     asm volatile("cli" ::: "memory");
     lapic(apic_lvt_timer) = 0x10000;
-    CHECK_OR_FAIL(irqs[0x44].count == 1, "preemption: the timer did not interrupt a spinning guest within 50 ms");
+    CHECK_OR_FAIL(irqs[0x44].count == 1, "preemption{}: the timer did not interrupt a spinning guest within 50 ms", where);
     const std::uint64_t due = start + tsc_hz / 1000;
     const auto late = static_cast<std::int64_t>(irqs[0x44].stamps[0] - due);
-    println("check preemption: a spinning guest took its timer {} ticks after it was due", late);
+    println("check preemption{}: a spinning guest took its timer {} ticks after it was due", where, late);
     // Due when the count reaches 0; the MMIO write that starts it takes a few thousand ticks.
     CHECK_OR_FAIL(late > -static_cast<std::int64_t>(tsc_hz / 100000) && late < static_cast<std::int64_t>(tsc_hz / 10000),
                   "preemption: timer taken {} ticks from its due time (bound: 100 us)", late);
@@ -812,16 +815,82 @@ void count_up() {
 }
 
 // On the AP (vCPU 1): report, count, then answer each kick from the BSP with one back.
-void ap_work(void*) {
+void ap_work(void* kicks_before) {
+    // Kicks already taken (earlier posts): the pings count from there.
+    const auto base = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(kicks_before));
     seen[1] = ask_where();
     println("smp.pcpu: vCPU {} (guest CPU {}) on physical CPU {} (APIC ID {})", seen[1].vcpu, rt::smp::this_cpu(),
             seen[1].pcpu, seen[1].apic);
     count_up();
     for (unsigned i = 1; i <= pings; ++i) {
-        while (rt::smp::kicks(1) < i) rt::smp::wait_for_kick();
+        while (rt::smp::kicks(1) < base + i) rt::smp::wait_for_kick();
         pongs_sent = i;
         rt::smp::kick(0);
     }
+}
+
+// Preemption on the AP: vCPU 1 spins without exits while its LAPIC one-shot falls due.
+// vCPU 0 ran the same check first, so the AP is not the first CPU to use a host timer.
+status ap_result;
+void ap_preemption(void*) { ap_result = check_preemption(" on vCPU 1"); }
+
+// Nested-table shootdown: vCPU 1 writes one page in a loop without exits (its TLB holds
+// the writable translation) while vCPU 0 asks the hypervisor (test port) to write-protect
+// that page, then to lift the protection.
+constexpr std::uint16_t protect_port = 0x5a0;  // examples/hvm's test-port=1
+constexpr std::uint32_t protect_bit = 1u << 31;
+alignas(4096) volatile std::uint64_t watched[512];
+volatile bool writer_stop = false, writer_running = false;
+void ap_writer(void*) {
+    std::uint64_t n = watched[0];
+    writer_running = true;
+    while (!writer_stop) watched[0] = ++n;
+    writer_running = false;
+}
+
+// Until watched[0] reaches `target` (false after `limit` ticks); then stops the writer.
+bool writes_until(std::uint64_t target, std::uint64_t limit) {
+    const std::uint64_t start = x86::rdtsc();
+    bool reached;
+    while (!(reached = watched[0] >= target) && x86::rdtsc() - start < limit) x86::pause();
+    writer_stop = true;
+    rt::smp::wait(1);
+    writer_stop = false;
+    return reached;
+}
+
+status check_shootdown() {
+    const auto gfn = static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(&watched[0]) >> 12);
+    const std::uint64_t limit = 50 * tsc_hz / 1000;
+    HV_TRY(rt::smp::post(1, &ap_writer, nullptr));
+    while (!writer_running) x86::pause();
+    const std::uint64_t warm = watched[0] + 1000;
+    while (watched[0] < warm) x86::pause();
+    // Returns once the protection holds on every CPU. Every write of vCPU 1 with a value
+    // above `seen` comes after faults_before was read, so each must have faulted since.
+    asm volatile("" ::: "memory");
+    x86::outl(protect_port, gfn | protect_bit);
+    const std::uint32_t faults_before = x86::inl(protect_port);
+    const std::uint64_t seen = watched[0];
+    constexpr std::uint64_t protected_writes = 8;
+    const bool reached = writes_until(seen + protected_writes, limit);
+    const std::uint64_t last = watched[0];
+    const std::uint32_t faults = x86::inl(protect_port) - faults_before;
+    println("smp.pcpu: shootdown: vCPU 1 wrote the page {} times after vCPU 0's write protection returned, {} nested "
+            "faults taken (at least {} due)",
+            last - seen, faults, last - seen);
+    CHECK_OR_FAIL(reached, "shootdown: vCPU 1 made fewer than {} writes in 50 ms", protected_writes);
+    CHECK_OR_FAIL(faults >= last - seen, "shootdown: vCPU 1 wrote a write-protected page without a nested fault");
+    // Lifting it is lazy: vCPU 1 flushes at its next entry and then writes without faults.
+    x86::outl(protect_port, gfn);
+    const std::uint32_t faults_lifted = x86::inl(protect_port);
+    const std::uint64_t from = watched[0];
+    HV_TRY(rt::smp::post(1, &ap_writer, nullptr));
+    const bool ran = writes_until(from + 1000, limit);
+    const std::uint32_t after = x86::inl(protect_port) - faults_lifted;
+    println("smp.pcpu: shootdown: after lifting it, {} writes with {} faults", watched[0] - from, after);
+    CHECK_OR_FAIL(ran && after == 0, "shootdown: writes still fault after the protection was lifted");
+    return {};
 }
 
 } // namespace smp_check
@@ -832,7 +901,16 @@ HV_PROGRAM(smp_pcpu, "smp.pcpu",
     auto n = rt::smp::start_aps(ctx.boot);
     HV_TRY(n);
     if (*n < 2) return fail(errc::not_supported, "smp.pcpu: the guest has one CPU");
-    HV_TRY(rt::smp::post(1, &ap_work, nullptr));
+    if (cmdline_value(ctx.cmdline, "preemption") == "1") {
+        HV_TRY(check_timing_leaf());
+        HV_TRY(check_preemption());
+        HV_TRY(rt::smp::post(1, &ap_preemption, nullptr));
+        rt::smp::wait(1);
+        HV_TRY(ap_result);
+    }
+    if (cmdline_value(ctx.cmdline, "shootdown") == "1") HV_TRY(check_shootdown());
+    const std::uint64_t kicks_before[2] = {rt::smp::kicks(0), rt::smp::kicks(1)};  // the AP is idle
+    HV_TRY(rt::smp::post(1, &ap_work, reinterpret_cast<void*>(static_cast<std::uintptr_t>(kicks_before[1]))));
     seen[0] = ask_where();
     println("smp.pcpu: vCPU {} (guest CPU {}) on physical CPU {} (APIC ID {})", seen[0].vcpu, rt::smp::this_cpu(),
             seen[0].pcpu, seen[0].apic);
@@ -840,17 +918,17 @@ HV_PROGRAM(smp_pcpu, "smp.pcpu",
     const std::uint64_t t0 = x86::rdtsc();
     for (unsigned i = 1; i <= pings; ++i) {
         rt::smp::kick(1);
-        while (rt::smp::kicks(0) < i) rt::smp::wait_for_kick();
+        while (rt::smp::kicks(0) < kicks_before[0] + i) rt::smp::wait_for_kick();
     }
     const std::uint64_t ping_ticks = (x86::rdtsc() - t0) / pings;
     rt::smp::wait(1);
     println("smp.pcpu: counter {} (2 x {} increments under a spinlock), {} IPI round trips ({} / {} kicks taken), "
             "{} guest ticks per round trip",
-            counter, increments, pings, rt::smp::kicks(0), rt::smp::kicks(1), ping_ticks);
+            counter, increments, pings, rt::smp::kicks(0) - kicks_before[0], rt::smp::kicks(1) - kicks_before[1], ping_ticks);
     CHECK_OR_FAIL(seen[0].libhv && seen[1].libhv, "smp.pcpu: CPUID 0x40000f00 is not libhv's");
     CHECK_OR_FAIL(seen[0].vcpu == 0 && seen[1].vcpu == 1, "smp.pcpu: vCPU indices {} {}", seen[0].vcpu, seen[1].vcpu);
     CHECK_OR_FAIL(counter == 2 * increments, "smp.pcpu: counter {} (lost increments)", counter);
-    CHECK_OR_FAIL(pongs_sent == pings && rt::smp::kicks(0) >= pings, "smp.pcpu: IPIs lost");
+    CHECK_OR_FAIL(pongs_sent == pings && rt::smp::kicks(0) - kicks_before[0] >= pings, "smp.pcpu: IPIs lost");
     if (auto want = cmdline_value(ctx.cmdline, "expect-pcpus"); want == "2")
         CHECK_OR_FAIL(seen[0].pcpu != seen[1].pcpu, "smp.pcpu: both vCPUs ran on physical CPU {}", seen[0].pcpu);
     rt::bench_report("smp.ipi-round-trip", pings, ping_ticks, "ticks");

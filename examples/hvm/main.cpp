@@ -17,6 +17,10 @@
 //     realmode=1     first run a boot-sector-style blob at 0x7c00 in real mode
 //                    (string I/O to COM1, exit through 0xf4) in a guest of its own
 //     bzimage=NAME   then boot the boot module NAME as a Linux bzImage (1 vCPU), e.g. bzhello.bin
+//     test-port=1    port 0x5a0 of the main guest, for tests of nested-table changes: a
+//                    32-bit write of a page number write-protects that page (bit 31 set) or
+//                    lifts the protection (clear); a read gives the write faults the page
+//                    took while protected (hvm-guest's smp.pcpu shootdown=1)
 //     endings=1      then boot the kernel twice more, 1 vCPU each: run=dev.poweroff must
 //                    end in ACPI S5, run=dev.reset in a reset (8042 pulse)
 #include <new>
@@ -110,6 +114,29 @@ const char* name_of(dev::event_kind k) {
     return "no machine event";
 }
 
+// test-port=1 (see the top). Runs under the guest's big lock like any exit handler.
+struct protect_port final : dev::io_device {
+    static constexpr std::uint16_t port = 0x5a0;
+    static constexpr std::uint32_t protect_bit = 1u << 31;
+    vm::guest* g = nullptr;
+    std::uint64_t watched = ~std::uint64_t{0};
+    std::uint32_t faults = 0;
+
+    std::uint64_t read(std::uint64_t, unsigned) override { return faults; }
+    void write(std::uint64_t, unsigned, std::uint64_t value) override {
+        const std::uint64_t gpa = (value & ~std::uint64_t{protect_bit}) << 12;
+        if (auto s = g->write_protect(gpa, 4096, value & protect_bit); !s)
+            println("hvm: test port: write_protect({:#x}) failed: {}", gpa, s.err().what);
+        watched = gpa;
+    }
+    static bool on_violation(vm::guest&, cpu::vcpu&, std::uint64_t gpa, void* ctx) {
+        auto& p = *static_cast<protect_port*>(ctx);
+        if ((gpa & ~std::uint64_t{0xfff}) == p.watched) ++p.faults;
+        return false;  // the default: the write is emulated
+    }
+};
+protect_port test_port;
+
 // Physical CPUs with VMX/SVM on (pcpus=): 1 unless the program started the APs.
 unsigned pcpus_enabled = 1;
 
@@ -174,6 +201,9 @@ status run(hvm_vm& x, const char* what, dev::event_kind expected) {
         println("hvm: {} vCPU {}: {} ({}), {} exits", what, i, cpu::name(v.status()), v.why() ? v.why() : "-",
                 v.log.total());
     }
+    if (g.spread())
+        println("hvm: {} nested tables: {} write faults, {} flushes at entry after another CPU's change, {} shootdown kicks",
+                what, g.stats().violations, g.stats().remote_flushes, g.stats().shootdown_kicks);
     const dev::attach_stats& st = x.hvm.wiring().stats();
     println("hvm: {} devices: {} port, {} MMIO, {} MSR, {} CPUID accesses; {} interrupts injected; {} INIT, {} SIPI; "
             "{} idle waits",
@@ -249,6 +279,11 @@ HV_PROGRAM(hvm_boot, "hvm.boot", "boot the `guest` module in an HVM guest with t
         HV_TRY(cpu::place_vcpus(*spec, pcpus_enabled, std::span{placement, vcpus}));
         HV_TRY(g.place(std::span{pcpus, pcpus_enabled}, std::span<const unsigned>{placement, vcpus}));
         for (unsigned i = 0; i < vcpus; ++i) println("hvm: vCPU {} on physical CPU {}", i, placement[i]);
+    }
+    if (cmdline_value(ctx.cmdline, "test-port") == "1") {
+        test_port.g = &g;
+        HV_TRY((*x)->m.ports().map(protect_port::port, 4, test_port, dev::size4));
+        g.set_violation_hook({&test_port, &protect_port::on_violation});
     }
     vm::kernel_spec k{module->bytes, module->cmdline};
     k.use = use;

@@ -311,8 +311,30 @@ bool guest::is_write_protected(std::uint64_t gpa) const {
     return false;
 }
 
-void guest::flush_all_vcpus() {
-    for (unsigned i = 0; i < count_; ++i) vcpus_[i].ops().flush_nested(vcpus_[i]);
+void guest::nested_changed(nested_change c) {
+    if (!spread_) {
+        for (unsigned i = 0; i < count_; ++i) vcpus_[i].ops().flush_nested(vcpus_[i]);
+        return;
+    }
+    // Under the big lock. This CPU's vCPUs flush now; the others at their next entry
+    // (spread_before_entry), on their own CPU.
+    const std::uint64_t generation = ++nested_generation_;
+    const unsigned here = x86::this_cpu_index();
+    for (unsigned i = 0; i < count_; ++i) {
+        if (pcpu_[i] != here) continue;
+        vcpus_[i].ops().flush_nested(vcpus_[i]);
+        flushed_generation_[i] = generation;
+    }
+    if (c == nested_change::added) return;
+    // A vCPU in guest mode elsewhere may hold the old translation until it exits: kick it
+    // out (its exit clears guest_mode_ before waiting for this lock) and wait.
+    for (unsigned j = 0; j < count_; ++j) {
+        if (pcpu_[j] == here || !__atomic_load_n(&guest_mode_[j], __ATOMIC_ACQUIRE)) continue;
+        rt::smp::kick(pcpu_[j]);
+        ++stats_.shootdown_kicks;
+    }
+    for (unsigned j = 0; j < count_; ++j)
+        while (pcpu_[j] != here && __atomic_load_n(&guest_mode_[j], __ATOMIC_ACQUIRE)) x86::pause();
 }
 
 status guest::write_protect(std::uint64_t gpa, std::uint64_t size, bool protect) {
@@ -350,7 +372,7 @@ status guest::apply_protection(std::uint64_t gpa, std::uint64_t size, bool prote
             s = tx.protect(at, mmu::page_size, a);
         }
     }
-    flush_all_vcpus();
+    nested_changed(protect ? nested_change::revoked : nested_change::added);
     return s;
 }
 
@@ -369,7 +391,7 @@ status guest::place_page(std::uint64_t gpa, std::uint64_t hpa, bool writable) {
     HV_TRY(map_nested(gpa, hpa, mmu::page_size, writable));
     if (!slot) slot = &placed_[placed_count_++];
     *slot = {gpa, hpa, writable};
-    flush_all_vcpus();
+    nested_changed(nested_change::revoked);
     return {};
 }
 
@@ -390,7 +412,7 @@ status guest::restore_page(std::uint64_t gpa) {
     }
     HV_TRY(s);
     placed_[p - placed_] = placed_[--placed_count_];
-    flush_all_vcpus();
+    nested_changed(nested_change::revoked);
     return {};
 }
 
@@ -465,7 +487,13 @@ status guest::place(std::span<physical_cpu> cpus, std::span<const unsigned> plac
 void guest::spread_before_entry(cpu::vcpu& v, void* ctx) {
     guest& g = *static_cast<guest*>(ctx);
     const unsigned i = v.id();
+    if (g.flushed_generation_[i] != g.nested_generation_) [[unlikely]] {
+        v.ops().flush_nested(v);  // on this vCPU's own CPU, which is the one that counts
+        g.flushed_generation_[i] = g.nested_generation_;
+        ++g.stats_.remote_flushes;
+    }
     g.in_guest_[i] = true;
+    __atomic_store_n(&g.guest_mode_[i], true, __ATOMIC_RELAXED);  // published by the unlock
     g.kick_others(g.pcpu_[i]);
     g.big_lock_.unlock();
 }
@@ -473,6 +501,7 @@ void guest::spread_before_entry(cpu::vcpu& v, void* ctx) {
 void guest::spread_after_exit(cpu::vcpu& v, void* ctx) {
     guest& g = *static_cast<guest*>(ctx);
     const unsigned i = v.id();
+    __atomic_store_n(&g.guest_mode_[i], false, __ATOMIC_RELEASE);
     g.big_lock_.lock();
     g.in_guest_[i] = false;
     g.kicked_[i] = false;

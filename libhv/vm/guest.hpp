@@ -85,6 +85,11 @@ struct nested_stats {
     std::uint64_t mapped_on_demand = 0;
     std::uint64_t emulated = 0;        // MMIO or hole accesses run through the emulator
     std::uint64_t violations = 0;      // writes to ROM or to write-protected RAM
+    // Spread guests (see guest::place): nested flushes a vCPU ran on its own CPU at entry
+    // for a change made on another CPU, and kick IPIs sent to take a vCPU out of guest
+    // mode before a revoked translation could be used again.
+    std::uint64_t remote_flushes = 0;
+    std::uint64_t shootdown_kicks = 0;
 };
 
 // What the shadow-paging exit handlers did, per guest.
@@ -190,6 +195,15 @@ public:
     // loop takes it at every exit and releases it just before every entry). A vCPU on another CPU that a change concerns (an
     // interrupt, a SIPI, a stop) gets a kick IPI: it leaves guest mode, or its idle CPU
     // wakes, and its scheduler re-checks.
+    // Nested-table changes (map on demand, write_protect, place_page, restore_page) are
+    // made under the big lock by whichever CPU handles the exit; every vCPU flushes its
+    // nested TLB entries on its own CPU before its next entry (a per-guest generation;
+    // INVEPT and ASID flushes act on the executing CPU only). A change that takes a
+    // translation or a permission away also kicks each vCPU in guest mode on another CPU
+    // and waits until it has left guest mode, so nothing uses the old entry once the
+    // change returns; one that only adds (a mapping, write permission) is left to the next
+    // entry (the stale entry can only cause one more nested fault, which finds the page
+    // mapped and re-enters).
     [[nodiscard]] status place(std::span<physical_cpu> cpus, std::span<const unsigned> placement);
     [[nodiscard]] bool spread() const { return spread_; }
     [[nodiscard]] unsigned pcpu_of(unsigned vcpu) const { return pcpu_[vcpu]; }
@@ -247,7 +261,9 @@ private:
     [[nodiscard]] status map_nested(std::uint64_t gpa, std::uint64_t hpa, std::uint64_t size, bool writable);
     [[nodiscard]] status apply_protection(std::uint64_t gpa, std::uint64_t size, bool protect);
     [[nodiscard]] bool is_write_protected(std::uint64_t gpa) const;
-    void flush_all_vcpus();
+    enum class nested_change : std::uint8_t { added, revoked };
+    // After a change to the nested tables (see place()).
+    void nested_changed(nested_change c);
     static void spread_after_exit(cpu::vcpu& v, void* ctx);
     static void spread_before_entry(cpu::vcpu& v, void* ctx);
     static void spread_external_interrupt(cpu::vcpu& v, const cpu::exit_info& e);
@@ -297,6 +313,12 @@ private:
     bool spread_ = false;
     bool in_guest_[max_vcpus] = {};
     bool kicked_[max_vcpus] = {};
+    // Nested-table generation (under the big lock) and the one each vCPU last flushed.
+    std::uint64_t nested_generation_ = 0;
+    std::uint64_t flushed_generation_[max_vcpus] = {};
+    // In guest mode or about to be (atomic: set under the lock before the entry, cleared
+    // at the exit before the lock is taken, so a CPU holding the lock can wait for it).
+    bool guest_mode_[max_vcpus] = {};
     spinlock big_lock_;
     cpu::exit_guard spread_guard_{};
     cpu::entry_hook exit_hook_{};

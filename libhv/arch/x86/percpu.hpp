@@ -11,6 +11,9 @@ struct percpu {
     percpu* self = nullptr;  // %gs:0, so a load through GS gives the block's address
     unsigned index = 0;      // 0 = BSP, then the APs in MADT order
     std::uint32_t apic_id = 0;
+    // libhv/cpu/host_timer on this CPU: its local APIC timer set up, or why it cannot be.
+    bool host_timer_on = false;
+    const char* host_timer_failure = nullptr;
 };
 static_assert(__builtin_offsetof(percpu, self) == 0);
 

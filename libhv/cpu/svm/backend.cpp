@@ -156,6 +156,13 @@ std::uint64_t read_cr(cpu::vcpu& v, unsigned cr);
     cpu::decode(raw, out);
 }
 
+// A guarded vCPU (a guest spread over several CPUs) must leave guest mode when another
+// CPU kicks it (a kick IPI: an interrupt for it, a nested-table shootdown). With
+// V_INTR_MASKING the host's IF at VMRUN masks physical interrupts in the guest, so enter
+// with IF = 1 under GIF = 0: a kick sent after the guard released the lock waits at GIF
+// and exits the guest at once; the host takes it at switch.S's STGI.
+inline void open_for_kicks() { asm volatile("clgi; sti" ::: "memory"); }
+
 // Preemption (SVM has no preemption timer): the host LAPIC timer armed to the vCPU's
 // deadline, with the host's interrupts open (GIF still clear) until VMRUN, so that its
 // interrupt exits the guest through the INTR intercept, at once if it is already due;
@@ -206,11 +213,14 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     // path) have nothing to arm.
     // Every return of hv_svm_run comes through hv_svm_exit_handler (a refused VMRUN too),
     // which takes the guard's exit side.
-    if (v.guarded()) [[unlikely]] v.guard_before_entry();
+    if (v.guarded()) [[unlikely]] {
+        v.guard_before_entry();
+        open_for_kicks();
+    }
     const bool timed = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
     hv_svm_run(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa, &v,
                v.guarded() ? &hv_svm_guarded_exit_handler : &hv_svm_exit_handler);
-    if (timed) [[unlikely]] {
+    if (timed || v.guarded()) [[unlikely]] {
         asm volatile("cli" ::: "memory");
     }
     if (!v.dirty(cpu::vcpu::dirty_cr2)) v.state.cr2 = b.state.cr2;  // else a handler's, not yet loaded
@@ -275,10 +285,16 @@ extern "C" int hv_svm_exit_handler(cpu::vcpu* vp) {
 
 // switch.S calls this one instead for a guarded vCPU (run() picks it): the handler
 // between the exit guard's two calls, the second only when entering again from here.
+// The host took what interrupted the guest at switch.S's STGI (interrupts were open,
+// see open_for_kicks); the handlers run with them shut again.
 extern "C" int hv_svm_guarded_exit_handler(cpu::vcpu* v) {
+    asm volatile("cli" ::: "memory");
     v->guard_after_exit();
     const int r = hv_svm_exit_handler(v);
-    if (r == 0) v->guard_before_entry();
+    if (r == 0) {
+        v->guard_before_entry();
+        open_for_kicks();
+    }
     return r;
 }
 
