@@ -17,6 +17,8 @@
 //     realmode=1     first run a boot-sector-style blob at 0x7c00 in real mode
 //                    (string I/O to COM1, exit through 0xf4) in a guest of its own
 //     bzimage=NAME   then boot the boot module NAME as a Linux bzImage (1 vCPU), e.g. bzhello.bin
+//     host-timer=1   VMX: preempt the guest through the host LAPIC timer even where the CPU
+//                    has the VMX-preemption timer (SVM always does)
 //     test-port=1    port 0x5a0 of the main guest, for tests of nested-table changes: a
 //                    32-bit write of a page number write-protects that page (bit 31 set) or
 //                    lifts the protection (clear); a read gives the write faults the page
@@ -88,7 +90,8 @@ alignas(hvm_vm) std::byte vm_storage[max_vms][sizeof(hvm_vm)];
 unsigned vms_used = 0;
 std::uint16_t next_tag = 1;  // VPIDs/ASIDs: distinct per guest, few (QEMU offers 16 ASIDs)
 
-result<hvm_vm*> new_vm(mem::page_allocator& pages, unsigned vcpus, std::uint64_t ram, const char* prefix) {
+result<hvm_vm*> new_vm(mem::page_allocator& pages, unsigned vcpus, std::uint64_t ram, const char* prefix,
+                       bool host_timer_preemption = false) {
     if (vms_used == max_vms) return fail(errc::no_memory, "too many guests");
     dev::machine_config mc = dev::machine_config::pc(vcpus, ram);
     mc.rtc_unix_time = rtc_start;
@@ -96,6 +99,7 @@ result<hvm_vm*> new_vm(mem::page_allocator& pages, unsigned vcpus, std::uint64_t
     vm::config cfg;
     cfg.vcpus = vcpus;
     cfg.first_tag = next_tag;
+    cfg.host_timer_preemption = host_timer_preemption;
     next_tag = static_cast<std::uint16_t>(next_tag + vcpus);
     ++vms_used;
     HV_TRY(x->g.init(this_cpu, cfg, alloc_pages));
@@ -270,7 +274,7 @@ HV_PROGRAM(hvm_boot, "hvm.boot", "boot the `guest` module in an HVM guest with t
     }
     if (cmdline_value(ctx.cmdline, "realmode") == "1") HV_TRY(run_realmode(ctx.pages));
 
-    auto x = new_vm(ctx.pages, vcpus, ram_mib << 20, "guest: ");
+    auto x = new_vm(ctx.pages, vcpus, ram_mib << 20, "guest: ", cmdline_value(ctx.cmdline, "host-timer") == "1");
     HV_TRY(x);
     vm::guest& g = (*x)->g;
     if (auto spec = cmdline_value(ctx.cmdline, "pcpus")) {

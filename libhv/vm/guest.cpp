@@ -144,6 +144,7 @@ status guest::init(physical_cpu& pc, const config& cfg, cpu::page_alloc_fn alloc
             HV_TRY(vmx::create(vmx_[i], pc.vmx, tag));
             vmx_[i].nested_root = nested_root_;
             vmx_[i].cr8_exiting = cfg.cr8_exits;
+            vmx_[i].host_timer_preemption = cfg.host_timer_preemption;
             vcpus_[i].init(i, vmx::ops, &vmx_[i], stack, vcpu_stack_bytes);
         } else {
             HV_TRY(svm::create(svm_[i], pc.svm, tag));

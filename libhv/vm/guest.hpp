@@ -78,6 +78,9 @@ struct config {
     // VMX: virtualize CR8 with CR8-load/store exits even where the CPU has a TPR shadow
     // (tests that path; the default uses the shadow when offered).
     bool cr8_exits = false;
+    // VMX: preempt through the host LAPIC timer even where the CPU has the
+    // VMX-preemption timer (tests that path; SVM always uses the host timer).
+    bool host_timer_preemption = false;
 };
 
 // What the nested-fault handler did, per guest.

@@ -178,6 +178,9 @@ status prepare(cpu::vcpu& v) {
     vmcs_image& img = a.image;
     img = vmcs_image{};
     put_controls(img, c.controls);
+    const std::uint32_t pinv = c.controls.value(control_set::pin);
+    if (!(pinv & bits(pin::preemption_timer))) a.host_timer_preemption = true;
+    else if (a.host_timer_preemption) img.set(field::pin_controls, pinv & ~bits(pin::preemption_timer));
     if (c.controls.value(control_set::proc2) & bits(proc2::vpid)) img.set(field::vpid, a.vpid);
     // CR8 first: the shadow-paging controls add their exits to this base.
     constexpr std::uint32_t cr8_exits = bits(proc::cr8_load_exiting, proc::cr8_store_exiting);
@@ -201,8 +204,7 @@ status prepare(cpu::vcpu& v) {
         img.set(field::ept_pointer, (a.nested_root ? a.nested_root : c.ept_root) | 6 | 3 << 3);
         img.set(field::exception_bitmap, 0);
     }
-    if (c.controls.value(control_set::pin) & bits(pin::preemption_timer))
-        img.set(field::preemption_timer_value, no_preemption);
+    if (!a.host_timer_preemption) img.set(field::preemption_timer_value, no_preemption);
     a.timer_armed = false;
     img.set(field::io_bitmap_a, cpu::pa_of(a.io_bitmaps));
     img.set(field::io_bitmap_b, cpu::pa_of(a.io_bitmaps + 4096));
@@ -331,7 +333,7 @@ event_type vmx_type(cpu::event_kind k) {
 // timer is in use for this entry.
 [[gnu::noinline]] bool arm_preemption(vcpu_arch& a, std::uint64_t deadline) {
     a.timer_armed = deadline != 0;
-    if (a.cpu->controls.value(control_set::pin) & bits(pin::preemption_timer)) {
+    if (!a.host_timer_preemption) {
         std::uint64_t ticks = no_preemption;
         if (deadline) {
             const std::uint64_t now = x86::rdtsc();

@@ -49,6 +49,10 @@ struct vcpu_arch {
     std::uint8_t* virtual_apic = nullptr;  // one page
     bool windows_on = false;         // an interrupt or NMI window was requested at the last entry
     bool timer_armed = false;        // a preemption deadline was set at the last entry
+    // Preemption through the host LAPIC timer (cpu::host_timer) instead of the
+    // VMX-preemption timer: forced where the CPU lacks the control; set it before
+    // prepare() to take that path although the CPU has the timer (to test it).
+    bool host_timer_preemption = false;
     std::uint8_t* io_bitmaps = nullptr;  // 2 pages: A then B
     std::uint8_t* msr_bitmap = nullptr;
     bool software_checks = true;  // false: let the CPU judge the state (to compare the two)
