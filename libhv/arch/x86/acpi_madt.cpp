@@ -19,7 +19,7 @@ std::uint8_t sum(const std::uint8_t* p, std::size_t n) {
 
 // A table's header, its length checked and its checksum summed in small pieces (no
 // buffer: the tables stay where the firmware put them).
-status check_table(const boot::memory_reader& mem, std::uint64_t pa, sdt_header& h) {
+status check_table(const boot::memory_reader& mem, std::uint64_t pa, header& h) {
     HV_TRY(mem.read(mem.ctx, pa, &h, sizeof h));
     if (h.length < sizeof h || h.length > max_table_bytes) return fail(errc::invalid_argument, "ACPI table length out of range");
     std::uint8_t s = 0, piece[64];
@@ -64,10 +64,10 @@ status read_cpus(const boot::memory_reader& mem, std::uint64_t rsdp_pa, cpu_list
     bool use_xsdt = false;
     if (r.revision >= 2) {
         HV_TRY(mem.read(mem.ctx, rsdp_pa, &r, sizeof r));
-        use_xsdt = r.xsdt != 0 && r.length >= sizeof r && sum(reinterpret_cast<const std::uint8_t*>(&r), sizeof r) == 0;
+        use_xsdt = r.xsdt_address != 0 && r.length >= sizeof r && sum(reinterpret_cast<const std::uint8_t*>(&r), sizeof r) == 0;
     }
-    const std::uint64_t root_pa = use_xsdt ? r.xsdt : r.rsdt;
-    sdt_header root{};
+    const std::uint64_t root_pa = use_xsdt ? r.xsdt_address : r.rsdt_address;
+    header root{};
     HV_TRY(check_table(mem, root_pa, root));
     if (!same(root.signature, use_xsdt ? "XSDT" : "RSDT", 4)) return fail(errc::invalid_argument, "ACPI root table signature wrong");
     const std::size_t entry_size = use_xsdt ? 8 : 4;
@@ -75,29 +75,34 @@ status read_cpus(const boot::memory_reader& mem, std::uint64_t rsdp_pa, cpu_list
     for (std::size_t i = 0; i < entries; ++i) {
         std::uint64_t pa = 0;
         HV_TRY(mem.read(mem.ctx, root_pa + sizeof root + i * entry_size, &pa, entry_size));
-        sdt_header h{};
+        header h{};
         HV_TRY(mem.read(mem.ctx, pa, &h, sizeof h));
         if (!same(h.signature, "APIC", 4)) continue;
         HV_TRY(check_table(mem, pa, h));
-        if (h.length < sizeof h + 8) return fail(errc::invalid_argument, "MADT too short");
-        std::uint32_t lapic = 0;
-        HV_TRY(mem.read(mem.ctx, pa + sizeof h, &lapic, 4));
-        out.lapic_address = lapic;
-        for (std::size_t at = sizeof h + 8; at + 2 <= h.length;) {
+        if (h.length < sizeof(madt)) return fail(errc::invalid_argument, "MADT too short");
+        madt m{};
+        HV_TRY(mem.read(mem.ctx, pa, &m, sizeof m));
+        out.lapic_address = m.lapic_address;
+        for (std::size_t at = sizeof m; at + 2 <= h.length;) {
             std::uint8_t e[16] = {};
             HV_TRY(mem.read(mem.ctx, pa + at, e, 2));
-            const std::uint8_t type = e[0], len = e[1];
+            const auto type = static_cast<madt_type>(e[0]);
+            const std::uint8_t len = e[1];
             if (len < 2 || at + len > h.length) return fail(errc::invalid_argument, "MADT entry runs past the table");
             HV_TRY(mem.read(mem.ctx, pa + at, e, len < sizeof e ? len : sizeof e));
             std::uint32_t id = 0, flags = 0;
             bool cpu = false;
-            if (type == madt_entry::local_apic && len >= 8) {
-                id = e[3];
-                __builtin_memcpy(&flags, e + 4, 4);
+            if (type == madt_type::lapic && len >= sizeof(madt_lapic)) {
+                madt_lapic l;
+                __builtin_memcpy(&l, e, sizeof l);
+                id = l.apic_id;
+                flags = l.flags;
                 cpu = true;
-            } else if (type == madt_entry::local_x2apic && len >= 16) {
-                __builtin_memcpy(&id, e + 4, 4);
-                __builtin_memcpy(&flags, e + 8, 4);
+            } else if (type == madt_type::x2apic && len >= sizeof(madt_x2apic)) {
+                madt_x2apic x;
+                __builtin_memcpy(&x, e, sizeof x);
+                id = x.x2apic_id;
+                flags = x.flags;
                 cpu = true;
             }
             at += len;
@@ -105,7 +110,7 @@ status read_cpus(const boot::memory_reader& mem, std::uint64_t rsdp_pa, cpu_list
             bool dup = false;
             for (std::size_t k = 0; k < out.count; ++k) dup = dup || out.apic_ids[k] == id;
             if (dup) continue;  // a CPU listed both as local APIC and local x2APIC
-            if (!(flags & madt_enabled) || out.count == cpu_list::max_cpus) {
+            if (!(flags & madt_cpu_flags::enabled) || out.count == cpu_list::max_cpus) {
                 ++out.skipped;
                 continue;
             }
