@@ -317,25 +317,10 @@ void guest::nested_changed(nested_change c) {
         for (unsigned i = 0; i < count_; ++i) vcpus_[i].ops().flush_nested(vcpus_[i]);
         return;
     }
-    // Under the big lock. This CPU's vCPUs flush now; the others at their next entry
-    // (spread_before_entry), on their own CPU.
-    const std::uint64_t generation = ++nested_generation_;
-    const unsigned here = x86::this_cpu_index();
-    for (unsigned i = 0; i < count_; ++i) {
-        if (pcpu_[i] != here) continue;
-        vcpus_[i].ops().flush_nested(vcpus_[i]);
-        flushed_generation_[i] = generation;
-    }
-    if (c == nested_change::added) return;
-    // A vCPU in guest mode elsewhere may hold the old translation until it exits: kick it
-    // out (its exit clears guest_mode_ before waiting for this lock) and wait.
-    for (unsigned j = 0; j < count_; ++j) {
-        if (pcpu_[j] == here || !__atomic_load_n(&guest_mode_[j], __ATOMIC_ACQUIRE)) continue;
-        rt::smp::kick(pcpu_[j]);
-        ++stats_.shootdown_kicks;
-    }
-    for (unsigned j = 0; j < count_; ++j)
-        while (pcpu_[j] != here && __atomic_load_n(&guest_mode_[j], __ATOMIC_ACQUIRE)) x86::pause();
+    // Under the big lock.
+    stats_.shootdown_kicks += shootdown_.changed(
+        x86::this_cpu_index(), c == nested_change::revoked, [&](unsigned i) { vcpus_[i].ops().flush_nested(vcpus_[i]); },
+        [](unsigned cpu) { rt::smp::kick(cpu); }, [] { x86::pause(); });
 }
 
 status guest::write_protect(std::uint64_t gpa, std::uint64_t size, bool protect) {
@@ -473,11 +458,13 @@ status guest::place(std::span<physical_cpu> cpus, std::span<const unsigned> plac
         physical_cpu& pc = cpus[placement[i]];
         if (pc.vendor != cpu_->vendor) return fail(errc::not_supported, "placement: CPUs of different vendors");
         pcpu_[i] = placement[i];
+        shootdown_.set_cpu(i, placement[i]);
         spread = spread || placement[i] != placement[0];
         if (pc.vendor == cpu::vendor::vmx) vmx_[i].cpu = &pc.vmx;
         else svm_[i].cpu = &pc.svm;
     }
     spread_ = spread;
+    shootdown_.set_vcpus(count_);
     if (!spread_) return {};
     // The same backend, guarded: the big lock is held from each exit until the next entry.
     spread_guard_ = {this, &spread_after_exit, &spread_before_entry};
@@ -488,13 +475,11 @@ status guest::place(std::span<physical_cpu> cpus, std::span<const unsigned> plac
 void guest::spread_before_entry(cpu::vcpu& v, void* ctx) {
     guest& g = *static_cast<guest*>(ctx);
     const unsigned i = v.id();
-    if (g.flushed_generation_[i] != g.nested_generation_) [[unlikely]] {
+    if (g.shootdown_.entering(i)) [[unlikely]] {
         v.ops().flush_nested(v);  // on this vCPU's own CPU, which is the one that counts
-        g.flushed_generation_[i] = g.nested_generation_;
         ++g.stats_.remote_flushes;
     }
     g.in_guest_[i] = true;
-    __atomic_store_n(&g.guest_mode_[i], true, __ATOMIC_RELAXED);  // published by the unlock
     g.kick_others(g.pcpu_[i]);
     g.big_lock_.unlock();
 }
@@ -502,7 +487,7 @@ void guest::spread_before_entry(cpu::vcpu& v, void* ctx) {
 void guest::spread_after_exit(cpu::vcpu& v, void* ctx) {
     guest& g = *static_cast<guest*>(ctx);
     const unsigned i = v.id();
-    __atomic_store_n(&g.guest_mode_[i], false, __ATOMIC_RELEASE);
+    g.shootdown_.exited(i);
     g.big_lock_.lock();
     g.in_guest_[i] = false;
     g.kicked_[i] = false;

@@ -31,6 +31,7 @@
 #include "libhv/mmu/shadow.hpp"
 #include "libhv/vm/cpu_model.hpp"
 #include "libhv/vm/linear_memory.hpp"
+#include "libhv/vm/nested_shootdown.hpp"
 
 namespace hv::vm {
 
@@ -206,7 +207,7 @@ public:
     // and waits until it has left guest mode, so nothing uses the old entry once the
     // change returns; one that only adds (a mapping, write permission) is left to the next
     // entry (the stale entry can only cause one more nested fault, which finds the page
-    // mapped and re-enters).
+    // mapped and re-enters). See nested_shootdown.hpp.
     [[nodiscard]] status place(std::span<physical_cpu> cpus, std::span<const unsigned> placement);
     [[nodiscard]] bool spread() const { return spread_; }
     [[nodiscard]] unsigned pcpu_of(unsigned vcpu) const { return pcpu_[vcpu]; }
@@ -316,15 +317,11 @@ private:
     bool spread_ = false;
     bool in_guest_[max_vcpus] = {};
     bool kicked_[max_vcpus] = {};
-    // Nested-table generation (under the big lock) and the one each vCPU last flushed.
-    std::uint64_t nested_generation_ = 0;
-    std::uint64_t flushed_generation_[max_vcpus] = {};
-    // In guest mode or about to be (atomic: set under the lock before the entry, cleared
-    // at the exit before the lock is taken, so a CPU holding the lock can wait for it).
-    bool guest_mode_[max_vcpus] = {};
+    nested_shootdown shootdown_;
     spinlock big_lock_;
     cpu::exit_guard spread_guard_{};
     cpu::entry_hook exit_hook_{};
 };
+static_assert(nested_shootdown::max_vcpus >= guest::max_vcpus);
 
 } // namespace hv::vm
