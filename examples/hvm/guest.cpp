@@ -14,7 +14,8 @@
 //                 LAPIC, long-mode trampoline); vCPU 0 and 1 report the physical CPU running them
 //                 (CPUID 0x40000f00), count to 4000 under one spinlock, exchange 16 IPI round trips;
 //                 then, with preemption=1: a spinning guest's LAPIC one-shot on vCPU 0, then on
-//                 vCPU 1; with shootdown=1 (host test-port=1): vCPU 0 write-protects a page vCPU 1
+//                 vCPU 1; with shootdown=1 (host test-port=1): an IPI to vCPU 1 while it spins
+//                 with interrupts on, then vCPU 0 write-protects a page vCPU 1
 //                 writes in a loop, every later write must fault; lifting it stops the faults
 // The guest TSC frequency comes from CPUID 0x40000010 (libhv's timing leaf).
 #include <cstdint>
@@ -861,7 +862,7 @@ bool writes_until(std::uint64_t target, std::uint64_t limit) {
 
 status check_shootdown() {
     const auto gfn = static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(&watched[0]) >> 12);
-    const std::uint64_t limit = 50 * tsc_hz / 1000;
+    const std::uint64_t limit = tsc_hz;  // 1 s (see ap_spinner)
     HV_TRY(rt::smp::post(1, &ap_writer, nullptr));
     while (!writer_running) x86::pause();
     const std::uint64_t warm = watched[0] + 1000;
@@ -879,7 +880,7 @@ status check_shootdown() {
     println("smp.pcpu: shootdown: vCPU 1 wrote the page {} times after vCPU 0's write protection returned, {} nested "
             "faults taken (at least {} due)",
             last - seen, faults, last - seen);
-    CHECK_OR_FAIL(reached, "shootdown: vCPU 1 made fewer than {} writes in 50 ms", protected_writes);
+    CHECK_OR_FAIL(reached, "shootdown: vCPU 1 made fewer than {} writes in 1 s", protected_writes);
     CHECK_OR_FAIL(faults >= last - seen, "shootdown: vCPU 1 wrote a write-protected page without a nested fault");
     // Lifting it is lazy: vCPU 1 flushes at its next entry and then writes without faults.
     x86::outl(protect_port, gfn);
@@ -890,6 +891,35 @@ status check_shootdown() {
     const std::uint32_t after = x86::inl(protect_port) - faults_lifted;
     println("smp.pcpu: shootdown: after lifting it, {} writes with {} faults", watched[0] - from, after);
     CHECK_OR_FAIL(ran && after == 0, "shootdown: writes still fault after the protection was lifted");
+    return {};
+}
+
+// An IPI to a vCPU that spins with interrupts on and never exits: its CPU must take it
+// out of guest mode (the host's kick IPI) to inject it.
+volatile bool spinner_ready = false;
+volatile std::uint64_t spinner_saw = 0;  // TSC when the IPI was taken, 0: never
+void ap_spinner(void*) {
+    const std::uint64_t before = rt::smp::kicks(1);
+    // 1 s: QEMU's round-robin TCG may run one CPU for ~100 ms of guest time before the other.
+    const std::uint64_t start = x86::rdtsc(), limit = tsc_hz;
+    x86::sti();
+    spinner_ready = true;
+    while (rt::smp::kicks(1) == before && x86::rdtsc() - start < limit) {}
+    x86::cli();
+    spinner_saw = rt::smp::kicks(1) != before ? x86::rdtsc() : 0;
+}
+
+status check_spinning_ipi() {
+    HV_TRY(rt::smp::post(1, &ap_spinner, nullptr));
+    while (!spinner_ready) x86::pause();
+    const std::uint64_t settle = x86::rdtsc() + 100000;  // well inside its loop by then
+    while (x86::rdtsc() < settle) x86::pause();
+    const std::uint64_t sent = x86::rdtsc();
+    rt::smp::kick(1);
+    rt::smp::wait(1);
+    CHECK_OR_FAIL(spinner_saw != 0, "smp.pcpu: vCPU 1, spinning with interrupts on, never took the IPI");
+    println("smp.pcpu: an IPI to vCPU 1 spinning without exits (interrupts on) taken {} ticks after it was sent",
+            spinner_saw - sent);
     return {};
 }
 
@@ -932,7 +962,10 @@ HV_PROGRAM(smp_pcpu, "smp.pcpu",
         rt::smp::wait(1);
         HV_TRY(ap_result);
     }
-    if (cmdline_value(ctx.cmdline, "shootdown") == "1") HV_TRY(check_shootdown());
+    if (cmdline_value(ctx.cmdline, "shootdown") == "1") {
+        HV_TRY(check_spinning_ipi());
+        HV_TRY(check_shootdown());
+    }
 
     return {};
 }
