@@ -249,6 +249,22 @@ void attachment::port_out(void* ctx, std::uint16_t port, std::uint8_t size, std:
     a.check_events();
 }
 
+std::size_t attachment::port_in_block(void* ctx, std::uint16_t port, std::uint8_t size, void* dst, std::size_t count) {
+    auto& a = *static_cast<attachment*>(ctx);
+    const std::size_t n = a.m_->io_read_block(port, size, dst, count);
+    a.stats_.io += n;
+    return n;
+}
+
+std::size_t attachment::port_out_block(void* ctx, std::uint16_t port, std::uint8_t size, const void* src,
+                                       std::size_t count) {
+    auto& a = *static_cast<attachment*>(ctx);
+    const std::size_t n = a.m_->io_write_block(port, size, src, count);
+    a.stats_.io += n;
+    if (n) a.check_events();
+    return n;
+}
+
 void attachment::on_msr_read(cpu::vcpu& v, const cpu::exit_info& e) {
     unsigned index = 0;
     attachment* a = of(v, index);

@@ -49,6 +49,21 @@ io_device* bus::find(std::uint64_t addr) const {
     return m ? m->dev : nullptr;
 }
 
+const bus::mapping* bus::whole(std::uint64_t addr, unsigned size) const {
+    const mapping* m = lookup(addr);
+    return m && addr + (size - 1) <= m->last && addr + (size - 1) >= addr && (m->sizes & size) ? m : nullptr;
+}
+
+std::size_t bus::read_block(std::uint64_t addr, unsigned size, void* dst, std::size_t count) {
+    const mapping* m = valid_size(size) ? whole(addr, size) : nullptr;
+    return m ? m->dev->read_block(addr - m->base, size, dst, count) : 0;
+}
+
+std::size_t bus::write_block(std::uint64_t addr, unsigned size, const void* src, std::size_t count) {
+    const mapping* m = valid_size(size) ? whole(addr, size) : nullptr;
+    return m ? m->dev->write_block(addr - m->base, size, src, count) : 0;
+}
+
 std::uint64_t bus::read(std::uint64_t addr, unsigned size) {
     if (!valid_size(size)) {
         ++stats_.bad_size;

@@ -541,17 +541,22 @@ void guest::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
     std::optional<linear_memory<host_memory>> mem;
     if (e.io.string) {
         (void)g.paging_of(v);
-        // 64-bit code: DS and ES bases count as 0 (the CPU ignores them).
+        // Outside 64-bit code DS and ES limits apply: the whole segment state.
         const bool code64 = (v.state.efer & x86::efer::lma) && (v.state[cpu::seg::cs].access & cpu::ar::l);
-        if (!code64) segs = {v.state[cpu::seg::ds].base, v.state[cpu::seg::es].base};
+        if (!code64) v.ops().load_state(v);
+        segs = cpu::segments_of(v.state);
         mem.emplace(g.linear(v));
+        using lm = linear_memory<host_memory>;
         memory = {&*mem,
                   [](void* m, std::uint64_t la, void* dst, std::size_t n) {
-                      return !static_cast<linear_memory<host_memory>*>(m)->read(la, dst, static_cast<unsigned>(n),
-                                                                               insn::access_type::read);
+                      return !static_cast<lm*>(m)->read(la, dst, static_cast<unsigned>(n), insn::access_type::read);
                   },
                   [](void* m, std::uint64_t la, const void* src, std::size_t n) {
-                      return !static_cast<linear_memory<host_memory>*>(m)->write(la, src, static_cast<unsigned>(n));
+                      return !static_cast<lm*>(m)->write(la, src, static_cast<unsigned>(n));
+                  },
+                  [](void* m, std::uint64_t la, bool write) {
+                      return static_cast<lm*>(m)->host_at(la, write ? insn::access_type::write
+                                                                    : insn::access_type::read);
                   }};
     }
     auto r = cpu::emulate_io(v.state, e.io, ports, memory, segs, 4096);

@@ -57,6 +57,19 @@ public:
         return access(la, n, a, [](std::uint64_t, unsigned, unsigned) {});
     }
 
+    // The host address of `la` when its 4 KiB page is guest RAM an access of kind `a`
+    // may touch (translated as read()/write() would, A/D set); the page's host bytes are
+    // contiguous. nullptr: a fault, a device, a hole or ROM for a write (read()/write()
+    // then do what the guest's access does). For string I/O: one walk per page.
+    void* host_at(std::uint64_t la, insn::access_type a) {
+        mmu::guest_access how;
+        how.kind = a == insn::access_type::write ? mmu::access_kind::write : mmu::access_kind::read;
+        const mmu::gva_result t = cache_ ? cache_->translate(*ram_, ram_->generation(), paging_, features_, la, how)
+                                         : mmu::translate_gva(*ram_, paging_, features_, la, how);
+        if (t.status != mmu::gva_status::ok) return nullptr;
+        return ram_->host_pointer(t.gpa, a == insn::access_type::write);
+    }
+
     // The guest-physical address an EPT violation / nested page fault reported for a data
     // access of the instruction at RIP (its final translation, not a guest table walk),
     // and on VMX its linear address. Hardware formed it through the guest's paging with
