@@ -91,6 +91,7 @@ private:
     std::uint64_t limit_;
     std::array<mapping, capacity> map_{};   // sorted by base, non-overlapping
     std::size_t count_ = 0;
+    mutable const mapping* last_hit_ = nullptr;  // lookup()'s last answer
     bus_stats stats_{};
 };
 

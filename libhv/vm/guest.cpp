@@ -531,40 +531,44 @@ void guest::stop_all(const char* why) {
 namespace {
 std::uint32_t open_bus_in(void*, std::uint16_t, std::uint8_t size) { return size == 4 ? ~0u : (1u << (8 * size)) - 1; }
 void open_bus_out(void*, std::uint16_t, std::uint8_t, std::uint32_t) {}
+constexpr cpu::io_ports open_bus{nullptr, &open_bus_in, &open_bus_out};
 } // namespace
 
 void guest::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
     guest& g = of(v);
-    const cpu::io_ports ports = g.ports_.in ? g.ports_ : cpu::io_ports{nullptr, &open_bus_in, &open_bus_out};
-    cpu::io_segments segs{};
-    cpu::guest_memory memory{};
-    std::optional<linear_memory<host_memory>> mem;
-    if (e.io.string) {
-        (void)g.paging_of(v);
-        // Outside 64-bit code DS and ES limits apply: the whole segment state.
-        const bool code64 = (v.state.efer & x86::efer::lma) && (v.state[cpu::seg::cs].access & cpu::ar::l);
-        if (!code64) v.ops().load_state(v);
-        segs = cpu::segments_of(v.state);
-        mem.emplace(g.linear(v));
-        using lm = linear_memory<host_memory>;
-        memory = {&*mem,
-                  [](void* m, std::uint64_t la, void* dst, std::size_t n) {
-                      return !static_cast<lm*>(m)->read(la, dst, static_cast<unsigned>(n), insn::access_type::read);
-                  },
-                  [](void* m, std::uint64_t la, const void* src, std::size_t n) {
-                      return !static_cast<lm*>(m)->write(la, src, static_cast<unsigned>(n));
-                  },
-                  [](void* m, std::uint64_t la, bool write) {
-                      return static_cast<lm*>(m)->host_at(la, write ? insn::access_type::write
-                                                                    : insn::access_type::read);
-                  }};
+    const cpu::io_ports& ports = g.ports_.in ? g.ports_ : open_bus;
+    if (!e.io.string) [[likely]] {  // IN/OUT: RAX, no guest memory
+        if (cpu::emulate_io(v.state, e.io, ports, {}).ok()) v.skip();
+        else v.inject_exception(13, 0);
+        return;
     }
+    (void)g.paging_of(v);
+    // Outside 64-bit code DS and ES limits apply: the whole segment state.
+    const bool code64 = (v.state.efer & x86::efer::lma) && (v.state[cpu::seg::cs].access & cpu::ar::l);
+    if (!code64) v.ops().load_state(v);
+    const cpu::io_segments segs = cpu::segments_of(v.state);
+    linear_memory<host_memory> mem = g.linear(v);
+    using lm = linear_memory<host_memory>;
+    const cpu::guest_memory memory{
+        &mem,
+        [](void* m, std::uint64_t la, void* dst, std::size_t n) {
+            return !static_cast<lm*>(m)->read(la, dst, static_cast<unsigned>(n), insn::access_type::read);
+        },
+        [](void* m, std::uint64_t la, const void* src, std::size_t n) {
+            return !static_cast<lm*>(m)->write(la, src, static_cast<unsigned>(n));
+        },
+        [](void* m, std::uint64_t la, bool write) {
+            return static_cast<lm*>(m)->host_at(la, write ? insn::access_type::write : insn::access_type::read);
+        }};
+    // At most 4096 elements per exit: with bursts (an IDE sector's 256 words in one call)
+    // that is a few thousand ticks, element by element (a UART, MMIO) a few hundred
+    // thousand; the rest resumes at the same RIP, after any interrupt due.
     auto r = cpu::emulate_io(v.state, e.io, ports, memory, segs, 4096);
     if (!r) {
         v.inject_exception(13, 0);  // a string access the guest's paging refuses
         return;
     }
-    if (e.io.string) v.mark_dirty(cpu::vcpu::dirty_rflags);
+    v.mark_dirty(cpu::vcpu::dirty_rflags);
     if (r->remaining == 0) v.skip();
 }
 
