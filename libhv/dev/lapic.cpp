@@ -134,12 +134,6 @@ std::optional<std::uint8_t> lapic::acknowledge_interrupt() {
     return vec;
 }
 
-bool lapic::take_nmi() {
-    bool n = nmi_;
-    nmi_ = false;
-    return n;
-}
-
 bool lapic::take_init() {
     bool i = init_;
     init_ = false;
