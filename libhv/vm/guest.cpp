@@ -560,10 +560,11 @@ void guest::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
         [](void* m, std::uint64_t la, bool write) {
             return static_cast<lm*>(m)->host_at(la, write ? insn::access_type::write : insn::access_type::read);
         }};
-    // At most 4096 elements per exit: with bursts (an IDE sector's 256 words in one call)
-    // that is a few thousand ticks, element by element (a UART, MMIO) a few hundred
-    // thousand; the rest resumes at the same RIP, after any interrupt due.
-    auto r = cpu::emulate_io(v.state, e.io, ports, memory, segs, 4096);
+    // At most 1024 elements per exit, so interrupts wait at most ~0.2 M ticks (a port
+    // without bursts: ~160 per element; through a device page ~600): an IDE sector (256
+    // words, one burst) still takes one exit, a longer string one more exit (~850 ticks)
+    // per 1024 elements. The rest resumes at the same RIP, after any interrupt due.
+    auto r = cpu::emulate_io(v.state, e.io, ports, memory, segs, 1024);
     if (!r) {
         v.inject_exception(13, 0);  // a string access the guest's paging refuses
         return;
