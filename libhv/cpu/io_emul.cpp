@@ -77,11 +77,11 @@ result<io_outcome> emulate_io(guest_state& s, const io_detail& io, const io_port
     };
 
     std::uint64_t done = 0;
-    bool faulted = false;
+    const char* fault = nullptr;
     while (done < todo) {
         const std::uint64_t offset = index & amask;
         if (offset < first || offset > last || last - offset < size - 1) {
-            faulted = true;  // beyond the segment
+            fault = "string I/O beyond the segment's limit";
             break;
         }
         const std::uint64_t linear = (base + offset) & linear_mask;
@@ -96,18 +96,17 @@ result<io_outcome> emulate_io(guest_state& s, const io_detail& io, const io_port
         }
         auto* host = n && mem.page ? static_cast<unsigned char*>(mem.page(mem.ctx, linear, io.in)) : nullptr;
         if (host) {
-            auto block = down ? nullptr : io.in ? ports.in_block : nullptr;
-            auto out_block = down ? nullptr : io.in ? nullptr : ports.out_block;
+            // A burst's elements are in address order: upward strings only.
+            bool bursts = !down && (io.in ? ports.in_block != nullptr : ports.out_block != nullptr);
             for (std::uint64_t i = 0; i < n;) {
-                if (block || out_block) {
-                    std::size_t k = block ? block(ports.ctx, io.port, io.size, host + i * size, n - i)
-                                          : out_block(ports.ctx, io.port, io.size, host + i * size, n - i);
-                    k = min(k, n - i);
+                if (bursts) {
+                    unsigned char* at = host + i * size;
+                    const std::uint64_t k = min(io.in ? ports.in_block(ports.ctx, io.port, io.size, at, n - i)
+                                                      : ports.out_block(ports.ctx, io.port, io.size, at, n - i),
+                                                n - i);
                     i += k;
+                    bursts = k != 0;  // none taken: element by element for the rest of the page
                     if (k) continue;
-                    block = nullptr;  // the port takes no burst now: element by element
-                    out_block = nullptr;
-                    if (i == n) break;
                 }
                 element(down ? host - i * size : host + i * size);
                 ++i;
@@ -117,18 +116,19 @@ result<io_outcome> emulate_io(guest_state& s, const io_detail& io, const io_port
             std::uint32_t v = 0;
             if (io.in) {
                 v = ports.in(ports.ctx, io.port, io.size) & vmask;
-                if (!mem.write(mem.ctx, linear, &v, io.size)) faulted = true;
+                if (!mem.write(mem.ctx, linear, &v, io.size)) fault = "INS: guest memory not writable";
+            } else if (mem.read(mem.ctx, linear, &v, io.size)) {
+                ports.out(ports.ctx, io.port, io.size, v & vmask);
             } else {
-                if (!mem.read(mem.ctx, linear, &v, io.size)) faulted = true;
-                else ports.out(ports.ctx, io.port, io.size, v & vmask);
+                fault = "OUTS: guest memory not readable";
             }
-            if (faulted) break;
+            if (fault) break;
         }
         set_reg(index, down ? offset - n * size : offset + n * size, asz);
         done += n;
     }
     if (io.rep) set_reg(s.regs.rcx, (s.regs.rcx & amask) - done, asz);
-    if (faulted) return fail(errc::fault, io.in ? "INS: guest memory not writable" : "OUTS: guest memory not readable");
+    if (fault) return fail(errc::fault, fault);
     return io_outcome{count - done};
 }
 
