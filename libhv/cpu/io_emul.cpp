@@ -35,20 +35,10 @@ io_segments segments_of(const guest_state& s) {
     return r;
 }
 
-result<io_outcome> emulate_io(guest_state& s, const io_detail& io, const io_ports& ports, const guest_memory& mem,
-                              const io_segments& segs, std::uint64_t max_reps) {
+result<io_outcome> emulate_string_io(guest_state& s, const io_detail& io, const io_ports& ports,
+                                     const guest_memory& mem, const io_segments& segs, std::uint64_t max_reps) {
     if (io.size != 1 && io.size != 2 && io.size != 4) return fail(errc::invalid_argument, "I/O size not 1, 2 or 4");
     const std::uint32_t vmask = static_cast<std::uint32_t>(mask_of(io.size * 8u));
-    if (!io.string) {
-        if (io.in) {
-            const std::uint32_t v = ports.in(ports.ctx, io.port, io.size) & vmask;
-            // IN EAX zero-extends into RAX; IN AL/AX keep the rest.
-            set_reg(s.regs.rax, v, io.size * 8u);
-        } else {
-            ports.out(ports.ctx, io.port, io.size, static_cast<std::uint32_t>(s.regs.rax) & vmask);
-        }
-        return io_outcome{};
-    }
 
     const bool code64 = (s.efer & x86::efer::lma) && (s[seg::cs].access & ar::l);
     const unsigned asz = io.address_size ? io.address_size : (code64 ? 64 : 32);

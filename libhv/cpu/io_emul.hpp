@@ -64,8 +64,25 @@ struct io_segments {
 struct io_outcome {
     std::uint64_t remaining = 0;  // repetitions left: 0 = done, skip the instruction
 };
-[[nodiscard]] result<io_outcome> emulate_io(guest_state& s, const io_detail& io, const io_ports& ports,
-                                            const guest_memory& mem, const io_segments& segs = {},
-                                            std::uint64_t max_reps = ~0ull);
+[[nodiscard]] result<io_outcome> emulate_string_io(guest_state& s, const io_detail& io, const io_ports& ports,
+                                                   const guest_memory& mem, const io_segments& segs,
+                                                   std::uint64_t max_reps);
+
+// IN/OUT inline (every port exit), INS/OUTS out of line.
+[[nodiscard]] inline result<io_outcome> emulate_io(guest_state& s, const io_detail& io, const io_ports& ports,
+                                                   const guest_memory& mem, const io_segments& segs = {},
+                                                   std::uint64_t max_reps = ~0ull) {
+    if (io.string) return emulate_string_io(s, io, ports, mem, segs, max_reps);
+    if (io.size != 1 && io.size != 2 && io.size != 4) return fail(errc::invalid_argument, "I/O size not 1, 2 or 4");
+    const std::uint32_t vmask = io.size == 4 ? ~0u : (1u << (io.size * 8u)) - 1;
+    if (!io.in) {
+        ports.out(ports.ctx, io.port, io.size, static_cast<std::uint32_t>(s.regs.rax) & vmask);
+        return io_outcome{};
+    }
+    const std::uint32_t v = ports.in(ports.ctx, io.port, io.size) & vmask;
+    // IN EAX zero-extends into RAX; IN AL/AX keep the rest.
+    s.regs.rax = io.size == 4 ? v : (s.regs.rax & ~std::uint64_t{vmask}) | v;
+    return io_outcome{};
+}
 
 } // namespace hv::cpu
