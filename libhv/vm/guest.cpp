@@ -532,16 +532,9 @@ namespace {
 std::uint32_t open_bus_in(void*, std::uint16_t, std::uint8_t size) { return size == 4 ? ~0u : (1u << (8 * size)) - 1; }
 void open_bus_out(void*, std::uint16_t, std::uint8_t, std::uint32_t) {}
 constexpr cpu::io_ports open_bus{nullptr, &open_bus_in, &open_bus_out};
-} // namespace
 
-void guest::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
-    guest& g = of(v);
-    const cpu::io_ports& ports = g.ports_.in ? g.ports_ : open_bus;
-    if (!e.io.string) [[likely]] {  // IN/OUT: RAX, no guest memory
-        if (cpu::emulate_io(v.state, e.io, ports, {}).ok()) v.skip();
-        else v.inject_exception(13, 0);
-        return;
-    }
+// INS/OUTS, out of line: its frame stays off the IN/OUT path.
+[[gnu::noinline]] void string_io(cpu::vcpu& v, const cpu::exit_info& e, guest& g, const cpu::io_ports& ports) {
     (void)g.paging_of(v);
     // Outside 64-bit code DS and ES limits apply: the whole segment state.
     const bool code64 = (v.state.efer & x86::efer::lma) && (v.state[cpu::seg::cs].access & cpu::ar::l);
@@ -562,7 +555,7 @@ void guest::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
         }};
     // At most 1024 elements per exit, so interrupts wait at most ~0.2 M ticks (a port
     // without bursts: ~160 per element; through a device page ~600): an IDE sector (256
-    // words, one burst) still takes one exit, a longer string one more exit (~850 ticks)
+    // words, one burst) still takes one exit, a longer string one more exit (~800 ticks)
     // per 1024 elements. The rest resumes at the same RIP, after any interrupt due.
     auto r = cpu::emulate_io(v.state, e.io, ports, memory, segs, 1024);
     if (!r) {
@@ -571,6 +564,16 @@ void guest::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
     }
     v.mark_dirty(cpu::vcpu::dirty_rflags);
     if (r->remaining == 0) v.skip();
+}
+} // namespace
+
+void guest::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
+    guest& g = of(v);
+    const cpu::io_ports& ports = g.ports_.in ? g.ports_ : open_bus;
+    if (e.io.string) return string_io(v, e, g, ports);
+    // IN/OUT: RAX, no guest memory.
+    if (cpu::emulate_io(v.state, e.io, ports, {}).ok()) v.skip();
+    else v.inject_exception(13, 0);
 }
 
 status guest::schedule_on(cpu::scheduler& s) {
