@@ -83,6 +83,7 @@ public:
     std::optional<insn::fault> probe(std::uint64_t la, unsigned n, insn::access_type a) override {
         return mem_->probe(la, n, a);
     }
+    const std::uint8_t* fetch_pointer(std::uint64_t la, unsigned n) override { return mem_->fetch_pointer(la, n); }
     std::optional<insn::fault> write(std::uint64_t la, const void* src, unsigned n) override {
         if (auto f = mem_->write(la, src, n)) return f;
         mmu::guest_access how{mmu::access_kind::write, false, false};

@@ -56,6 +56,14 @@ public:
     std::optional<insn::fault> probe(std::uint64_t la, unsigned n, insn::access_type a) override {
         return access(la, n, a, [](std::uint64_t, unsigned, unsigned) {});
     }
+    const std::uint8_t* fetch_pointer(std::uint64_t la, unsigned n) override {
+        if ((la & mmu::page_offset_mask) + n > mmu::page_size) return nullptr;
+        const mmu::guest_access how{mmu::access_kind::execute};
+        const mmu::gva_result t = cache_ ? cache_->translate(*ram_, ram_->generation(), paging_, features_, la, how)
+                                         : mmu::translate_gva(*ram_, paging_, features_, la, how);
+        if (t.status != mmu::gva_status::ok) return nullptr;
+        return static_cast<const std::uint8_t*>(ram_->host_pointer(t.gpa, false));
+    }
 
     // The guest-physical address an EPT violation / nested page fault reported for a data
     // access of the instruction at RIP (its final translation, not a guest table walk),
@@ -76,6 +84,12 @@ public:
     // device or the open bus in pieces of 1, 2, 4 or 8 bytes (the largest that fit, in
     // address order), so an operand keeps its size and a device never sees 3, 5, 6 or 7.
     void read_physical(std::uint64_t gpa, void* dst, unsigned len) {
+        if (const mmio_handler* d = remembered_device(gpa); d && one_piece(len)) {
+            std::uint64_t value = ~std::uint64_t{0};
+            if (!d->read || !d->read(d->ctx, gpa - region_base_, len, value)) note(strays_->device_errors, gpa);
+            __builtin_memcpy(dst, &value, len);
+            return;
+        }
         if (void* p = ram_->host_pointer(gpa, false)) {
             __builtin_memcpy(dst, p, len);
             return;
@@ -92,6 +106,12 @@ public:
         });
     }
     void write_physical(std::uint64_t gpa, const void* src, unsigned len) {
+        if (const mmio_handler* d = remembered_device(gpa); d && one_piece(len)) {
+            std::uint64_t value = 0;
+            __builtin_memcpy(&value, src, len);
+            if (!d->write || !d->write(d->ctx, gpa - region_base_, len, value)) note(strays_->device_errors, gpa);
+            return;
+        }
         if (void* p = ram_->host_pointer(gpa, true)) {
             __builtin_memcpy(p, src, len);
             return;
@@ -113,6 +133,19 @@ private:
     void note(std::uint64_t& counter, std::uint64_t gpa) {
         ++counter;
         strays_->last_gpa = gpa;
+    }
+
+    // An access of 1, 2, 4 or 8 bytes within a page goes to a device as it is.
+    static bool one_piece(unsigned len) { return len <= 8 && (len & (len - 1)) == 0; }
+
+    // The device of the MMIO region this vCPU reached last, if it holds gpa (MMIO is never
+    // RAM: no backing lookup is needed first).
+    const mmio_handler* remembered_device(std::uint64_t gpa) {
+        const mmu::guest_region* r = last_device_ ? *last_device_ : nullptr;
+        if (!r || gpa < r->base || gpa > r->last() || r->kind != mmu::region_kind::mmio || r->device >= devices_.size())
+            return nullptr;
+        region_base_ = r->base;
+        return &devices_[r->device];
     }
 
     const mmio_handler* device_at(std::uint64_t gpa) {

@@ -67,17 +67,14 @@ std::optional<fault> check(const guest_state& s, seg sg, std::uint64_t la, unsig
 }
 
 std::optional<fault> read_le(memory& mem, std::uint64_t la, unsigned n, access_type a, std::uint64_t& v) {
-    std::uint8_t b[8] = {};
-    if (auto f = mem.read(la, b, n, a)) return f;
-    v = 0;
-    for (unsigned i = 0; i < n; ++i) v |= std::uint64_t{b[i]} << (8 * i);
+    std::uint64_t w = 0;  // x86: little-endian in place
+    if (auto f = mem.read(la, &w, n, a)) return f;
+    v = w;
     return std::nullopt;
 }
 
 std::optional<fault> write_le(memory& mem, std::uint64_t la, unsigned n, std::uint64_t v) {
-    std::uint8_t b[8];
-    for (unsigned i = 0; i < n; ++i) b[i] = static_cast<std::uint8_t>(v >> (8 * i));
-    return mem.write(la, b, n);
+    return mem.write(la, &v, n);  // x86: little-endian in place
 }
 
 bool is_alu(mnemonic m) {
@@ -311,10 +308,38 @@ hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, co
 }
 
 namespace {
+// The instruction bytes at `p` (`n` of them, all in one page at page offset `offset`)
+// as two little-endian words, zeros past `n`.
+std::array<std::uint64_t, 2> instruction_words(const std::uint8_t* p, unsigned n, unsigned offset) {
+    std::array<std::uint64_t, 2> w{};
+    if (offset <= 4096 - sizeof w) {
+        __builtin_memcpy(w.data(), p, sizeof w);  // whole words: still within the page
+        const unsigned bits = 8 * n;
+        if (bits < 64) {
+            w[0] &= (std::uint64_t{1} << bits) - 1;
+            w[1] = 0;
+        } else if (bits < 128) {
+            w[1] &= (std::uint64_t{1} << (bits - 64)) - 1;
+        }
+        return w;
+    }
+    __builtin_memcpy(w.data(), p, n);
+    return w;
+}
+
+bool memo_matches(const decode_memo& m, const std::uint8_t* p, std::uint64_t la) {
+    return instruction_words(p, m.insn.length, static_cast<unsigned>(la & 0xfff)) == m.bytes;
+}
+
 // fetch() without copies: the instruction is the memo's on a hit, else out.insn; a
 // fetch fault is in out.f (and the result null).
 hv::result<const instruction*> fetch_into(const guest_state& st, memory& mem, decode_memo* memo, fetched& out) {
     const std::uint64_t la = linear(st, seg::cs, st.rip);
+    const bool memo_here = memo && memo->la == la && memo->code == st.code;
+    if (memo_here) {  // the bytes in place, no copy
+        if (const std::uint8_t* p = mem.fetch_pointer(la, memo->insn.length); p && memo_matches(*memo, p, la))
+            return &memo->insn;
+    }
     alignas(8) std::uint8_t buf[16] = {};  // max_length, and zeros for the memo's comparison
     static_assert(max_length < sizeof buf);
     const unsigned to_page_end = 4096 - static_cast<unsigned>(la & 0xfff);
@@ -323,13 +348,12 @@ hv::result<const instruction*> fetch_into(const guest_state& st, memory& mem, de
         out.f = f;
         return nullptr;
     }
-    std::array<std::uint64_t, 2> words;
-    __builtin_memcpy(words.data(), buf, sizeof words);
-    if (memo && memo->la == la && memo->code == st.code && memo->fetched == first && memo->bytes[0] == words[0] &&
-        memo->bytes[1] == words[1])
-        return &memo->insn;
+    if (memo_here && memo->insn.length <= first && memo_matches(*memo, buf, 0)) return &memo->insn;
     auto d = decode(std::span<const std::uint8_t>(buf, first), st.code);
-    if (d && memo) *memo = {la, st.code, static_cast<std::uint8_t>(first), words, *d};
+    if (d && memo) {
+        *memo = {la, st.code, {}, *d};
+        memo->bytes = instruction_words(buf, d->length, 0);
+    }
     if (!d && is_truncated(d.err()) && first < max_length) {
         std::uint64_t rest = la + first;
         if (st.code != mode::code64) rest &= 0xffffffff;

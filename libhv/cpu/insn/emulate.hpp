@@ -74,6 +74,15 @@ public:
     // instruction, is to that operand. A memory that knows the operand's translation from
     // elsewhere (an exit's guest-physical address) may use it then.
     virtual void single_operand_instruction() {}
+    // The host bytes of the instruction fetch [la, la+n) (within one page), translated and
+    // checked as read(la, .., n, access_type::fetch) would (with its side effects on the
+    // guest's tables), when they are RAM or ROM: fetch() compares a remembered decode with
+    // them in place. nullptr: not available, or the fetch faults; fetch() then uses read().
+    virtual const std::uint8_t* fetch_pointer(std::uint64_t la, unsigned n) {
+        (void)la;
+        (void)n;
+        return nullptr;
+    }
 
 protected:
     ~memory() = default;
@@ -119,14 +128,14 @@ struct fetched {
     std::optional<fault> f;  // the fetch faulted: inject this
     instruction insn{};
 };
-// The last instruction decoded at one linear address, reused when the same bytes are
-// fetched there again in the same mode (decoding depends on nothing else): a guest's MMIO
-// loop runs one instruction again and again. One per vCPU; optional.
+// The last instruction decoded at one linear address, reused when its bytes are found
+// there again in the same mode (a decode depends on nothing else, and on no byte past
+// the instruction's length): a guest's MMIO loop runs one instruction again and again.
+// Only an instruction within one page is remembered. One per vCPU; optional.
 struct decode_memo {
     std::uint64_t la = ~std::uint64_t{0};
     mode code = mode::code64;
-    std::uint8_t fetched = 0;  // bytes read at `la` (the instruction and what follows it in the page)
-    std::array<std::uint64_t, 2> bytes{};
+    std::array<std::uint64_t, 2> bytes{};  // the instruction's insn.length bytes, zeros after
     instruction insn{};
 };
 hv::result<fetched> fetch(const guest_state& st, memory& mem, decode_memo* memo = nullptr);
