@@ -44,11 +44,19 @@ public:
           last_device_{last_device} {}
 
     std::optional<insn::fault> read(std::uint64_t la, void* dst, unsigned n, insn::access_type a) override {
+        if (a != insn::access_type::fetch && at_exit_address(la, n)) {
+            read_physical(exit_gpa_, dst, n);
+            return std::nullopt;
+        }
         return access(la, n, a, [&](std::uint64_t gpa, unsigned at, unsigned len) {
             return read_physical(gpa, static_cast<char*>(dst) + at, len);
         });
     }
     std::optional<insn::fault> write(std::uint64_t la, const void* src, unsigned n) override {
+        if (at_exit_address(la, n)) {
+            write_physical(exit_gpa_, src, n);
+            return std::nullopt;
+        }
         return access(la, n, insn::access_type::write, [&](std::uint64_t gpa, unsigned at, unsigned len) {
             write_physical(gpa, static_cast<const char*>(src) + at, len);
         });
@@ -133,6 +141,14 @@ private:
     void note(std::uint64_t& counter, std::uint64_t gpa) {
         ++counter;
         strays_->last_gpa = gpa;
+    }
+
+    // The whole data access [la, la+n) is the operand part the exit reported (see
+    // set_exit_address): no walk.
+    [[nodiscard]] bool at_exit_address(std::uint64_t la, unsigned n) const {
+        return use_exit_address_ && ((la ^ exit_gpa_) & mmu::page_offset_mask) == 0 &&
+               (la & mmu::page_offset_mask) + n <= mmu::page_size &&
+               (!exit_gla_ || ((la ^ *exit_gla_) & ~mmu::page_offset_mask) == 0);
     }
 
     // An access of 1, 2, 4 or 8 bytes within a page goes to a device as it is.

@@ -331,15 +331,19 @@ bool memo_matches(const decode_memo& m, const std::uint8_t* p, std::uint64_t la)
     return instruction_words(p, m.insn.length, static_cast<unsigned>(la & 0xfff)) == m.bytes;
 }
 
+// The memo's instruction when its bytes are at CS:RIP, checked in place (no copy).
+const instruction* memo_in_place(const guest_state& st, memory& mem, const decode_memo& memo) {
+    const std::uint64_t la = linear(st, seg::cs, st.rip);
+    if (memo.la != la || memo.code != st.code) return nullptr;
+    const std::uint8_t* p = mem.fetch_pointer(la, memo.insn.length);
+    return p && memo_matches(memo, p, la) ? &memo.insn : nullptr;
+}
+
 // fetch() without copies: the instruction is the memo's on a hit, else out.insn; a
 // fetch fault is in out.f (and the result null).
 hv::result<const instruction*> fetch_into(const guest_state& st, memory& mem, decode_memo* memo, fetched& out) {
     const std::uint64_t la = linear(st, seg::cs, st.rip);
     const bool memo_here = memo && memo->la == la && memo->code == st.code;
-    if (memo_here) {  // the bytes in place, no copy
-        if (const std::uint8_t* p = mem.fetch_pointer(la, memo->insn.length); p && memo_matches(*memo, p, la))
-            return &memo->insn;
-    }
     alignas(8) std::uint8_t buf[16] = {};  // max_length, and zeros for the memo's comparison
     static_assert(max_length < sizeof buf);
     const unsigned to_page_end = 4096 - static_cast<unsigned>(la & 0xfff);
@@ -371,6 +375,12 @@ hv::result<const instruction*> fetch_into(const guest_state& st, memory& mem, de
 
 hv::result<fetched> fetch(const guest_state& st, memory& mem, decode_memo* memo) {
     fetched out;
+    if (memo) {
+        if (const instruction* in = memo_in_place(st, mem, *memo)) {
+            out.insn = *in;
+            return out;
+        }
+    }
     auto r = fetch_into(st, mem, memo, out);
     if (!r) return r.err();
     if (*r && *r != &out.insn) out.insn = **r;
@@ -378,6 +388,9 @@ hv::result<fetched> fetch(const guest_state& st, memory& mem, decode_memo* memo)
 }
 
 hv::result<step> execute(guest_state& st, memory& mem, const options& opt, decode_memo* memo) {
+    if (memo) {
+        if (const instruction* in = memo_in_place(st, mem, *memo)) return emulate(*in, st, mem, opt);
+    }
     fetched out;
     auto f = fetch_into(st, mem, memo, out);
     if (!f) {
