@@ -777,10 +777,9 @@ linear_memory<host_memory> guest::linear(cpu::vcpu& v) {
 void guest::emulate(cpu::vcpu& v, const cpu::npf_detail* exit) {
     const mmu::guest_paging paging = paging_of(v);
     cpu::guest_state& st = v.state;
-    insn::guest_state is;
-    for (unsigned r = 0; r < 16; ++r) is.gpr[r] = st.regs[r];
-    is.rip = st.rip;
-    is.rflags = st.rflags;
+    // The emulator works on the vCPU's registers in place (cpu::gprs: the 16 in encoding order).
+    static_assert(sizeof(cpu::gprs) == 16 * sizeof(std::uint64_t) && offsetof(cpu::gprs, r15) == 15 * 8);
+    insn::guest_state is{.gpr = insn::gpr_file{&st.regs.rax}, .rip = st.rip, .rflags = st.rflags};
     for (unsigned s = 0; s < 6; ++s) is.seg_base[s] = st.segs[s].base;
     const std::uint32_t cs = st[cpu::seg::cs].access;
     is.code = (st.efer & x86::efer::lma) && (cs & cpu::ar::l) ? insn::mode::code64
@@ -814,7 +813,6 @@ void guest::emulate(cpu::vcpu& v, const cpu::npf_detail* exit) {
         return;
     case insn::outcome::partial:
     case insn::outcome::done:
-        for (unsigned i = 0; i < 16; ++i) st.regs[i] = is.gpr[i];
         st.rip = is.rip;
         st.rflags = is.rflags;
         st.interruptibility &= ~3u;  // the instruction retired: no STI/MOV SS shadow

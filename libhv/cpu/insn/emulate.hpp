@@ -88,9 +88,42 @@ protected:
     ~memory() = default;
 };
 
+// The 16 general-purpose registers (rax rcx rdx rbx rsp rbp rsi rdi r8..r15): its own,
+// or the cpu layer's in place (gpr_file{p}: the vCPU's saved registers, so nothing is
+// copied in or back). A copy is a snapshot in its own storage; assignment writes the
+// values wherever the target's registers are.
+class gpr_file {
+public:
+    gpr_file() = default;
+    explicit gpr_file(std::uint64_t* in_place) : at_{in_place} {}
+    gpr_file(const gpr_file& o) : own_{o.values()} {}
+    gpr_file& operator=(const gpr_file& o) {
+        if (this != &o) __builtin_memmove(at_, o.at_, sizeof own_);
+        return *this;
+    }
+    ~gpr_file() = default;
+
+    std::uint64_t& operator[](unsigned i) { return at_[i]; }
+    std::uint64_t operator[](unsigned i) const { return at_[i]; }
+    std::uint64_t* begin() { return at_; }
+    std::uint64_t* end() { return at_ + 16; }
+    const std::uint64_t* begin() const { return at_; }
+    const std::uint64_t* end() const { return at_ + 16; }
+    [[nodiscard]] std::array<std::uint64_t, 16> values() const {
+        std::array<std::uint64_t, 16> v;
+        __builtin_memcpy(v.data(), at_, sizeof v);
+        return v;
+    }
+    friend bool operator==(const gpr_file& a, const gpr_file& b) { return a.values() == b.values(); }
+
+private:
+    std::array<std::uint64_t, 16> own_{};
+    std::uint64_t* at_ = own_.data();
+};
+
 // The guest state the emulator reads and changes.
 struct guest_state {
-    std::array<std::uint64_t, 16> gpr{};  // rax rcx rdx rbx rsp rbp rsi rdi r8..r15
+    gpr_file gpr;
     std::uint64_t rip = 0;
     std::uint64_t rflags = 2;
     std::array<std::uint64_t, 6> seg_base{};  // by insn::seg; in 64-bit mode only FS/GS count
