@@ -94,8 +94,8 @@ protected:
 // values wherever the target's registers are.
 class gpr_file {
 public:
-    gpr_file() = default;
-    explicit gpr_file(std::uint64_t* in_place) : at_{in_place} {}
+    gpr_file() : own_{} {}
+    explicit gpr_file(std::uint64_t* in_place) : at_{in_place} {}  // own_ unused: not zeroed
     gpr_file(const gpr_file& o) : own_{o.values()} {}
     gpr_file& operator=(const gpr_file& o) {
         if (this != &o) __builtin_memmove(at_, o.at_, sizeof own_);
@@ -117,7 +117,7 @@ public:
     friend bool operator==(const gpr_file& a, const gpr_file& b) { return a.values() == b.values(); }
 
 private:
-    std::array<std::uint64_t, 16> own_{};
+    std::array<std::uint64_t, 16> own_;
     std::uint64_t* at_ = own_.data();
 };
 
