@@ -249,28 +249,29 @@ public:
         if (mode != paging_mode::four_level && mode != paging_mode::pae) return translate_gva(mem, regs, cpu, gva, access);
         if (mode == paging_mode::pae) gva &= 0xffff'ffff;
         const std::uint64_t page = gva & ~page_offset_mask;
-        // The slot of the last hit first: an MMIO loop translates one code page again and again.
-        for (unsigned n = 0, i = last_; n < ways; ++n, i = (i + 1) % ways) {
-            const slot& s = slots_[i];
-            if (s.linear_page != page || s.cr3 != regs.cr3 || s.cr0 != regs.cr0 || s.cr4 != regs.cr4 ||
-                s.efer != regs.efer || s.generation != generation || s.maxphyaddr != cpu.maxphyaddr ||
-                s.gbpages != cpu.gbpages)
-                continue;
-            std::uint64_t changed = 0;
-            for (unsigned l = 0; l < s.depth; ++l) changed |= load_entry<std::uint64_t>(s.at[l]) ^ s.value[l];
-            if (changed || !access_allowed(regs, access, s.rights)) break;
-            if (access.kind == access_kind::write && access.set_accessed_dirty &&
-                !(s.value[s.depth - 1] & std::uint64_t(x86_pte::dirty)))
-                break;
-            ++hits_;
-            last_ = i;
-            return {gva_status::ok, s.gpa_page | (gva & page_offset_mask), s.page_size, 0, s.rights};
-        }
+        if (const slot* s = hit(generation, regs, cpu, page, access))
+            return {gva_status::ok, s->gpa_page | (gva & page_offset_mask), s->page_size, 0, s->rights};
         guest_walk_path path;
         const gva_result r = translate_gva(mem, regs, cpu, gva, access, &path);
         if (r.status == gva_status::ok && access.set_accessed_dirty && path.depth() >= 1 && path.depth() <= 4)
             remember(mem, generation, regs, cpu, page, r, path);
         return r;
+    }
+    // For a read or fetch (not a write) that translate() would answer from a remembered
+    // translation: the host address of `gva` (the page's guest_memory::host_pointer, kept
+    // with the translation and good for the same generation). nullptr: not remembered, or
+    // not RAM/ROM; translate() then gives the answer.
+    template <physical_memory M>
+    const void* host_address(M& mem, std::uint64_t generation, const guest_paging& regs, const paging_features& cpu,
+                             std::uint64_t gva, guest_access access) {
+        const paging_mode mode = regs.mode();
+        if ((mode != paging_mode::four_level && mode != paging_mode::pae) || access.kind == access_kind::write)
+            return nullptr;
+        if (mode == paging_mode::pae) gva &= 0xffff'ffff;
+        slot* s = hit(generation, regs, cpu, gva & ~page_offset_mask, access);
+        if (!s) return nullptr;
+        if (!s->host_page) s->host_page = mem.host_pointer(s->gpa_page, false);
+        return s->host_page ? static_cast<const char*>(s->host_page) + (gva & page_offset_mask) : nullptr;
     }
     void clear() { *this = gva_cache{}; }
     [[nodiscard]] std::uint64_t hits() const { return hits_; }
@@ -282,11 +283,36 @@ private:
         unsigned maxphyaddr = 0;
         bool gbpages = false;
         std::uint64_t gpa_page = 0, page_size = 0;
+        const void* host_page = nullptr;  // host_address(): gpa_page's host page once asked for
         x86_rights rights{};
         unsigned depth = 0;
         const void* at[4] = {};
         std::uint64_t value[4] = {};
     };
+
+    // The remembered translation of `page` for `access`, when its table entries still hold
+    // what the walk left there. The slot of the last hit first: an MMIO loop translates
+    // one code page again and again.
+    slot* hit(std::uint64_t generation, const guest_paging& regs, const paging_features& cpu, std::uint64_t page,
+              guest_access access) {
+        for (unsigned n = 0, i = last_; n < ways; ++n, i = (i + 1) % ways) {
+            slot& s = slots_[i];
+            if (s.linear_page != page || s.cr3 != regs.cr3 || s.cr0 != regs.cr0 || s.cr4 != regs.cr4 ||
+                s.efer != regs.efer || s.generation != generation || s.maxphyaddr != cpu.maxphyaddr ||
+                s.gbpages != cpu.gbpages)
+                continue;
+            std::uint64_t changed = 0;
+            for (unsigned l = 0; l < s.depth; ++l) changed |= load_entry<std::uint64_t>(s.at[l]) ^ s.value[l];
+            if (changed || !access_allowed(regs, access, s.rights)) return nullptr;
+            if (access.kind == access_kind::write && access.set_accessed_dirty &&
+                !(s.value[s.depth - 1] & std::uint64_t(x86_pte::dirty)))
+                return nullptr;
+            ++hits_;
+            last_ = i;
+            return &s;
+        }
+        return nullptr;
+    }
 
     template <physical_memory M>
     void remember(M& mem, std::uint64_t generation, const guest_paging& regs, const paging_features& cpu,

@@ -67,6 +67,10 @@ public:
     const std::uint8_t* fetch_pointer(std::uint64_t la, unsigned n) override {
         if ((la & mmu::page_offset_mask) + n > mmu::page_size) return nullptr;
         const mmu::guest_access how{mmu::access_kind::execute};
+        if (cache_) {
+            if (const void* p = cache_->host_address(*ram_, ram_->generation(), paging_, features_, la, how))
+                return static_cast<const std::uint8_t*>(p);
+        }
         const mmu::gva_result t = cache_ ? cache_->translate(*ram_, ram_->generation(), paging_, features_, la, how)
                                          : mmu::translate_gva(*ram_, paging_, features_, la, how);
         if (t.status != mmu::gva_status::ok) return nullptr;
