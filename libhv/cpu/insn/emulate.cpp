@@ -178,9 +178,34 @@ hv::result<step> string_op(const instruction& in, guest_state& st, memory& mem, 
     }
 }
 
-} // namespace
+bool is_plain_mov(const instruction& in) {
+    return in.mnem == mnemonic::mov && in.enc == encoding::legacy && in.operand_count == 2 &&
+           (in.operands[0].kind == opkind::mem) != (in.operands[1].kind == opkind::mem);
+}
 
-hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, const options& opt) {
+// Plain MOV between a register (or an immediate) and memory, the common MMIO access: one
+// read or one write, then the register; no copy of the state is needed.
+step plain_mov(const instruction& in, guest_state& st, memory& mem) {
+    const operand& d = in.operands[0];
+    const operand& s = in.operands[1];
+    const unsigned size = d.size;
+    const operand& o = d.kind == opkind::mem ? d : s;
+    const std::uint64_t la = linear(st, o.m.segment, effective_address(st, in, o.m, 0));
+    if (auto f = check(st, o.m.segment, la, o.size)) return fault_step(*f);
+    mem.single_operand_instruction();
+    if (d.kind == opkind::mem) {
+        if (auto f = write_le(mem, la, size, s.kind == opkind::reg ? get(st, s.r, size) : s.imm)) return fault_step(*f);
+    } else {
+        std::uint64_t v = 0;
+        if (auto f = read_le(mem, la, size, access_type::read, v)) return fault_step(*f);
+        put(st, d.r, size, v);
+    }
+    return done_step(st, in);
+}
+
+// Everything but a plain MOV.
+[[gnu::noinline]] hv::result<step> emulate_other(const instruction& in, guest_state& st, memory& mem,
+                                                 const options& opt) {
     if (in.mnem == mnemonic::other || in.enc != encoding::legacy) return unsupported;
     if (in.mnem == mnemonic::movs || in.mnem == mnemonic::stos || in.mnem == mnemonic::lods)
         return string_op(in, st, mem, opt);
@@ -189,23 +214,6 @@ hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, co
     const operand& d = in.operands[0];
     const operand& s = in.operands[1];
     const unsigned size = d.size;
-
-    // Plain MOV between a register (or an immediate) and memory, the common MMIO access:
-    // one read or one write, then the register; no copy of the state is needed.
-    if (m == mnemonic::mov && in.operand_count == 2 && (d.kind == opkind::mem) != (s.kind == opkind::mem)) {
-        const operand& o = d.kind == opkind::mem ? d : s;
-        const std::uint64_t la = linear(st, o.m.segment, effective_address(st, in, o.m, 0));
-        if (auto f = check(st, o.m.segment, la, o.size)) return fault_step(*f);
-        mem.single_operand_instruction();
-        if (d.kind == opkind::mem) {
-            if (auto f = write_le(mem, la, size, s.kind == opkind::reg ? get(st, s.r, size) : s.imm)) return fault_step(*f);
-        } else {
-            std::uint64_t v = 0;
-            if (auto f = read_le(mem, la, size, access_type::read, v)) return fault_step(*f);
-            put(st, d.r, size, v);
-        }
-        return done_step(st, in);
-    }
 
     // The one memory operand: its address (BT with a register bit offset addresses a bit
     // string: the offset's upper bits select the operand-sized unit), checks and read.
@@ -305,6 +313,13 @@ hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, co
     }
     st = next;
     return done_step(st, in);
+}
+
+} // namespace
+
+hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, const options& opt) {
+    if (is_plain_mov(in)) return plain_mov(in, st, mem);
+    return emulate_other(in, st, mem, opt);
 }
 
 namespace {
