@@ -286,7 +286,7 @@ private:
         const void* host_page = nullptr;  // host_address(): gpa_page's host page once asked for
         x86_rights rights{};
         unsigned depth = 0;
-        const void* at[4] = {};
+        const void* at[4] = {&no_entry, &no_entry, &no_entry, &no_entry};  // levels past `depth`: no_entry
         std::uint64_t value[4] = {};
     };
 
@@ -301,8 +301,8 @@ private:
                 s.efer != regs.efer || s.generation != generation || s.maxphyaddr != cpu.maxphyaddr ||
                 s.gbpages != cpu.gbpages)
                 continue;
-            std::uint64_t changed = 0;
-            for (unsigned l = 0; l < s.depth; ++l) changed |= load_entry<std::uint64_t>(s.at[l]) ^ s.value[l];
+            std::uint64_t changed = 0;  // unused levels compare a zero entry with 0
+            for (unsigned l = 0; l < 4; ++l) changed |= load_entry<std::uint64_t>(s.at[l]) ^ s.value[l];
             if (changed || !access_allowed(regs, access, s.rights)) return nullptr;
             if (access.kind == access_kind::write && access.set_accessed_dirty &&
                 !(s.value[s.depth - 1] & std::uint64_t(x86_pte::dirty)))
@@ -347,6 +347,7 @@ private:
         last_ = at;
     }
 
+    static constexpr std::uint64_t no_entry = 0;
     slot slots_[ways];
     unsigned next_ = 0;
     unsigned last_ = 0;  // the slot of the last hit or fill

@@ -33,7 +33,7 @@ std::uint64_t next_rip(const guest_state& s, const instruction& in) {
 }
 
 // Effective address wrapped to the address size; `extra` is BT's bit-string offset.
-std::uint64_t effective_address(const guest_state& s, const instruction& in, const mem_ref& m, std::uint64_t extra = 0) {
+[[gnu::always_inline]] inline std::uint64_t effective_address(const guest_state& s, const instruction& in, const mem_ref& m, std::uint64_t extra = 0) {
     std::uint64_t ea = static_cast<std::uint64_t>(m.disp) + extra;
     if (m.base == reg::rip) ea += next_rip(s, in);
     else if (m.base != reg::none) ea += s.gpr[static_cast<unsigned>(m.base)];
@@ -41,13 +41,13 @@ std::uint64_t effective_address(const guest_state& s, const instruction& in, con
     return ea & mask(in.address_size);
 }
 
-std::uint64_t linear(const guest_state& s, seg sg, std::uint64_t ea) {
+[[gnu::always_inline]] inline std::uint64_t linear(const guest_state& s, seg sg, std::uint64_t ea) {
     const std::uint64_t base = s.seg_base[static_cast<unsigned>(sg)];
     if (s.code == mode::code64) return (sg == seg::fs || sg == seg::gs) ? ea + base : ea;
     return (base + ea) & 0xffffffff;
 }
 
-bool canonical(const guest_state& s, std::uint64_t la) {
+[[gnu::always_inline]] inline bool canonical(const guest_state& s, std::uint64_t la) {
     const unsigned bits = (s.cr4 & (1u << 12)) ? 57 : 48;
     const unsigned shift = 64 - bits;
     return static_cast<std::uint64_t>(static_cast<std::int64_t>(la << shift) >> shift) == la;
@@ -55,7 +55,7 @@ bool canonical(const guest_state& s, std::uint64_t la) {
 
 // Checks that precede the memory access itself: canonical form (#GP, or #SS for
 // stack references) and alignment (#AC). Segment limits are not checked.
-std::optional<fault> check(const guest_state& s, seg sg, std::uint64_t la, unsigned n) {
+[[gnu::always_inline]] inline std::optional<fault> check(const guest_state& s, seg sg, std::uint64_t la, unsigned n) {
     if (s.code == mode::code64 && (!canonical(s, la) || !canonical(s, la + n - 1))) {
         fault f = gp0;
         if (sg == seg::ss) f.vector = vector::ss;
