@@ -325,7 +325,7 @@ hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, co
 namespace {
 // The instruction bytes at `p` (`n` of them, all in one page at page offset `offset`)
 // as two little-endian words, zeros past `n`.
-std::array<std::uint64_t, 2> instruction_words(const std::uint8_t* p, unsigned n, unsigned offset) {
+[[gnu::always_inline]] inline std::array<std::uint64_t, 2> instruction_words(const std::uint8_t* p, unsigned n, unsigned offset) {
     std::array<std::uint64_t, 2> w{};
     if (offset <= 4096 - sizeof w) {
         __builtin_memcpy(w.data(), p, sizeof w);  // whole words: still within the page
@@ -342,12 +342,12 @@ std::array<std::uint64_t, 2> instruction_words(const std::uint8_t* p, unsigned n
     return w;
 }
 
-bool memo_matches(const decode_memo& m, const std::uint8_t* p, std::uint64_t la) {
+[[gnu::always_inline]] inline bool memo_matches(const decode_memo& m, const std::uint8_t* p, std::uint64_t la) {
     return instruction_words(p, m.insn.length, static_cast<unsigned>(la & 0xfff)) == m.bytes;
 }
 
 // The memo's instruction when its bytes are at CS:RIP, checked in place (no copy).
-const instruction* memo_in_place(const guest_state& st, memory& mem, const decode_memo& memo) {
+[[gnu::always_inline]] inline const instruction* memo_in_place(const guest_state& st, memory& mem, const decode_memo& memo) {
     const std::uint64_t la = linear(st, seg::cs, st.rip);
     if (memo.la != la || memo.code != st.code) return nullptr;
     const std::uint8_t* p = mem.fetch_pointer(la, memo.insn.length);
