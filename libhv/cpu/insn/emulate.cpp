@@ -10,13 +10,13 @@ constexpr hv::error unsupported = hv::fail(hv::errc::not_supported, "insn: instr
 
 constexpr fault gp0{vector::gp, true, 0, 0};
 
-std::uint64_t get(const guest_state& s, reg r, unsigned size) {
+[[gnu::always_inline]] inline std::uint64_t get(const guest_state& s, reg r, unsigned size) {
     if (is_high_byte(r)) return (s.gpr[static_cast<unsigned>(r) - static_cast<unsigned>(reg::ah)] >> 8) & 0xff;
     return s.gpr[static_cast<unsigned>(r)] & mask(size);
 }
 
 // 32-bit writes zero the upper half; 8- and 16-bit writes keep the rest of the register.
-void put(guest_state& s, reg r, unsigned size, std::uint64_t v) {
+[[gnu::always_inline]] inline void put(guest_state& s, reg r, unsigned size, std::uint64_t v) {
     if (is_high_byte(r)) {
         auto& g = s.gpr[static_cast<unsigned>(r) - static_cast<unsigned>(reg::ah)];
         g = (g & ~std::uint64_t{0xff00}) | ((v & 0xff) << 8);
@@ -66,14 +66,14 @@ std::uint64_t next_rip(const guest_state& s, const instruction& in) {
     return std::nullopt;
 }
 
-std::optional<fault> read_le(memory& mem, std::uint64_t la, unsigned n, access_type a, std::uint64_t& v) {
+[[gnu::always_inline]] inline std::optional<fault> read_le(memory& mem, std::uint64_t la, unsigned n, access_type a, std::uint64_t& v) {
     std::uint64_t w = 0;  // x86: little-endian in place
     if (auto f = mem.read(la, &w, n, a)) return f;
     v = w;
     return std::nullopt;
 }
 
-std::optional<fault> write_le(memory& mem, std::uint64_t la, unsigned n, std::uint64_t v) {
+[[gnu::always_inline]] inline std::optional<fault> write_le(memory& mem, std::uint64_t la, unsigned n, std::uint64_t v) {
     return mem.write(la, &v, n);  // x86: little-endian in place
 }
 
@@ -101,7 +101,7 @@ access_type dst_access(mnemonic m) {
     }
 }
 
-step done_step(guest_state& s, const instruction& in) {
+[[gnu::always_inline]] inline step done_step(guest_state& s, const instruction& in) {
     s.rip = next_rip(s, in);
     s.rflags &= ~rflags::rf;
     return step{};
