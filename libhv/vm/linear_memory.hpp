@@ -107,6 +107,26 @@ public:
             }
             return;
         }
+        read_physical_other(gpa, dst, len);
+    }
+    void write_physical(std::uint64_t gpa, const void* src, unsigned len) {
+        if (const mmio_handler* d = remembered_device(gpa); d && one_piece(len)) {
+            std::uint64_t value = 0;
+            switch (len) {  // fixed sizes: moves, not a memcpy call
+            case 1: __builtin_memcpy(&value, src, 1); break;
+            case 2: __builtin_memcpy(&value, src, 2); break;
+            case 4: __builtin_memcpy(&value, src, 4); break;
+            default: __builtin_memcpy(&value, src, 8); break;
+            }
+            if (!d->write || !d->write(d->ctx, gpa - region_base_, len, value)) note(strays_->device_errors, gpa);
+            return;
+        }
+        write_physical_other(gpa, src, len);
+    }
+
+private:
+    // Anything but a 1/2/4/8-byte access in the remembered device region.
+    [[gnu::noinline]] void read_physical_other(std::uint64_t gpa, void* dst, unsigned len) {
         if (void* p = ram_->host_pointer(gpa, false)) {
             __builtin_memcpy(dst, p, len);
             return;
@@ -122,18 +142,7 @@ public:
             __builtin_memcpy(static_cast<char*>(dst) + at, &value, n);
         });
     }
-    void write_physical(std::uint64_t gpa, const void* src, unsigned len) {
-        if (const mmio_handler* d = remembered_device(gpa); d && one_piece(len)) {
-            std::uint64_t value = 0;
-            switch (len) {  // fixed sizes: moves, not a memcpy call
-            case 1: __builtin_memcpy(&value, src, 1); break;
-            case 2: __builtin_memcpy(&value, src, 2); break;
-            case 4: __builtin_memcpy(&value, src, 4); break;
-            default: __builtin_memcpy(&value, src, 8); break;
-            }
-            if (!d->write || !d->write(d->ctx, gpa - region_base_, len, value)) note(strays_->device_errors, gpa);
-            return;
-        }
+    [[gnu::noinline]] void write_physical_other(std::uint64_t gpa, const void* src, unsigned len) {
         if (void* p = ram_->host_pointer(gpa, true)) {
             __builtin_memcpy(p, src, len);
             return;
@@ -151,7 +160,6 @@ public:
         });
     }
 
-private:
     void note(std::uint64_t& counter, std::uint64_t gpa) {
         ++counter;
         strays_->last_gpa = gpa;
