@@ -402,10 +402,11 @@ hv::result<fetched> fetch(const guest_state& st, memory& mem, decode_memo* memo)
     return out;
 }
 
-hv::result<step> execute(guest_state& st, memory& mem, const options& opt, decode_memo* memo) {
-    if (memo) {
-        if (const instruction* in = memo_in_place(st, mem, *memo)) return emulate(*in, st, mem, opt);
-    }
+namespace {
+// execute() without the memo in place: fetch through `mem`, decode (or the memo on the
+// copied bytes), emulate.
+[[gnu::noinline]] hv::result<step> fetch_and_execute(guest_state& st, memory& mem, const options& opt,
+                                                     decode_memo* memo) {
     fetched out;
     auto f = fetch_into(st, mem, memo, out);
     if (!f) {
@@ -415,6 +416,14 @@ hv::result<step> execute(guest_state& st, memory& mem, const options& opt, decod
     }
     if (!*f) return fault_step(*out.f);
     return emulate(**f, st, mem, opt);
+}
+} // namespace
+
+hv::result<step> execute(guest_state& st, memory& mem, const options& opt, decode_memo* memo) {
+    if (memo) {
+        if (const instruction* in = memo_in_place(st, mem, *memo)) return emulate(*in, st, mem, opt);
+    }
+    return fetch_and_execute(st, mem, opt, memo);
 }
 
 } // namespace hv::insn
