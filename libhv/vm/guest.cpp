@@ -83,6 +83,7 @@ public:
     std::optional<insn::fault> probe(std::uint64_t la, unsigned n, insn::access_type a) override {
         return mem_->probe(la, n, a);
     }
+    const std::uint8_t* fetch_pointer(std::uint64_t la, unsigned n) override { return mem_->fetch_pointer(la, n); }
     std::optional<insn::fault> write(std::uint64_t la, const void* src, unsigned n) override {
         if (auto f = mem_->write(la, src, n)) return f;
         mmu::guest_access how{mmu::access_kind::write, false, false};
@@ -786,18 +787,30 @@ linear_memory<host_memory> guest::linear(cpu::vcpu& v) {
             &last_device_[v.id()]};
 }
 
+// Under shadow paging every emulated write is watched for the guest's page tables.
+hv::result<insn::step> guest::execute_watched(cpu::vcpu& v, insn::guest_state& is, linear_memory<host_memory>& mem,
+                                              const mmu::guest_paging& paging) {
+    shadow_write_watch watch{mem, ram_, *shadows_[v.id()], paging, features()};
+    auto r = insn::execute(is, watch, {}, &decoded_[v.id()]);
+    if (watch.flush) shadow_flush(v, cpu::tlb_flush::all);
+    return r;
+}
+
 void guest::emulate(cpu::vcpu& v, const cpu::npf_detail* exit) {
     const mmu::guest_paging paging = paging_of(v);
     cpu::guest_state& st = v.state;
-    insn::guest_state is;
-    for (unsigned r = 0; r < 16; ++r) is.gpr[r] = st.regs[r];
-    is.rip = st.rip;
-    is.rflags = st.rflags;
-    for (unsigned s = 0; s < 6; ++s) is.seg_base[s] = st.segs[s].base;
+    // The emulator works on the vCPU's registers in place (cpu::gprs: the 16 in encoding order).
+    static_assert(sizeof(cpu::gprs) == 16 * sizeof(std::uint64_t) && offsetof(cpu::gprs, r15) == 15 * 8);
+    insn::guest_state is{.gpr = insn::gpr_file{&st.regs.rax}, .rip = st.rip, .rflags = st.rflags};
     const std::uint32_t cs = st[cpu::seg::cs].access;
     is.code = (st.efer & x86::efer::lma) && (cs & cpu::ar::l) ? insn::mode::code64
               : (cs & cpu::ar::db) && (st.cr0 & x86::cr0::pe) ? insn::mode::code32
                                                               : insn::mode::code16;
+    if (is.code == insn::mode::code64) {  // only FS and GS have a base in 64-bit mode
+        for (cpu::seg s : {cpu::seg::fs, cpu::seg::gs}) is.seg_base[static_cast<unsigned>(s)] = st[s].base;
+    } else {
+        for (unsigned s = 0; s < 6; ++s) is.seg_base[s] = st.segs[s].base;
+    }
     is.cr0 = st.cr0;
     is.cr4 = st.cr4;
     is.cpl = static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access));
@@ -806,12 +819,7 @@ void guest::emulate(cpu::vcpu& v, const cpu::npf_detail* exit) {
     if (exit && !exit->page_walk && !exit->fetch)
         mem.set_exit_address(exit->gpa, exit->gla_valid ? std::optional<std::uint64_t>{exit->gla} : std::nullopt);
     ++stats_.emulated;
-    std::optional<shadow_write_watch> watch;
-    if (cfg_.mmu == paging::shadow)
-        watch.emplace(mem, ram_, *shadows_[v.id()], paging, features());
-    insn::memory& through = watch ? static_cast<insn::memory&>(*watch) : mem;
-    auto r = insn::execute(is, through, {}, &decoded_[v.id()]);
-    if (watch && watch->flush) shadow_flush(v, cpu::tlb_flush::all);
+    auto r = cfg_.mmu == paging::shadow ? execute_watched(v, is, mem, paging) : insn::execute(is, mem, {}, &decoded_[v.id()]);
     if (!r) {
         v.fail("MMIO access by an instruction the emulator does not run");
         return;
@@ -826,7 +834,6 @@ void guest::emulate(cpu::vcpu& v, const cpu::npf_detail* exit) {
         return;
     case insn::outcome::partial:
     case insn::outcome::done:
-        for (unsigned i = 0; i < 16; ++i) st.regs[i] = is.gpr[i];
         st.rip = is.rip;
         st.rflags = is.rflags;
         st.interruptibility &= ~3u;  // the instruction retired: no STI/MOV SS shadow

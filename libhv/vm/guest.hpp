@@ -248,6 +248,8 @@ private:
     [[nodiscard]] status apply_protection(std::uint64_t gpa, std::uint64_t size, bool protect);
     [[nodiscard]] bool is_write_protected(std::uint64_t gpa) const;
     void flush_all_vcpus();
+    hv::result<insn::step> execute_watched(cpu::vcpu& v, insn::guest_state& is, linear_memory<host_memory>& mem,
+                                           const mmu::guest_paging& paging);
     static void spread_after_exit(cpu::vcpu& v, void* ctx);
     static void spread_before_entry(cpu::vcpu& v, void* ctx);
     static void spread_external_interrupt(cpu::vcpu& v, const cpu::exit_info& e);
