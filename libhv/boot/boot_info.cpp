@@ -1,4 +1,5 @@
 #include "libhv/boot/boot_info.hpp"
+#include "libhv/arch/x86/acpi_madt.hpp"
 
 namespace hv::boot {
 namespace {
@@ -239,19 +240,6 @@ hv::status add_ram_around_legacy_window(info& out, std::uint64_t base, std::uint
     return {};
 }
 
-// The ACPI RSDP on a 16-byte boundary of the BIOS read-only area, checksum over 20 bytes.
-std::uint64_t find_rsdp(const memory_reader& mem) {
-    for (std::uint64_t at = 0xe0000; at < 0x100000; at += 16) {
-        std::uint8_t r[20];
-        if (!mem.read(mem.ctx, at, r, 8).ok() || __builtin_memcmp(r, "RSD PTR ", 8) != 0) continue;
-        if (!mem.read(mem.ctx, at, r, sizeof r).ok()) continue;
-        std::uint8_t sum = 0;
-        for (std::uint8_t b : r) sum = static_cast<std::uint8_t>(sum + b);
-        if (sum == 0) return at;
-    }
-    return 0;
-}
-
 } // namespace
 
 hv::status parse_real_mode(std::uint64_t handoff_paddr, const memory_reader& mem, const port_io& ports, info& out) {
@@ -303,7 +291,8 @@ hv::status parse_real_mode(std::uint64_t handoff_paddr, const memory_reader& mem
         __builtin_memcpy(&type, e + 16, 4);
         HV_TRY(add_ram_around_legacy_window(out, base, length, type));
     }
-    out.rsdp = find_rsdp(mem);
+    // Where a BIOS leaves it (the EBDA, then 0xe0000-0xfffff): libhv's PC has it at 0xe0000.
+    if (auto rsdp = acpi::find_rsdp_bios(mem)) out.rsdp = *rsdp;
     return {};
 }
 
