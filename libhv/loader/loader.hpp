@@ -55,12 +55,12 @@ inline constexpr std::uint8_t real_mode_boot_drive = 0x80;
 
 // Why `image` cannot be started in real mode, or nullptr. hvimage asks the same.
 [[nodiscard]] constexpr const char* real_mode_image_problem(std::span<const std::byte> image) {
+    if (image.size() >= 4 && image[0] == std::byte{0x7f} && image[1] == std::byte{'E'} &&
+        image[2] == std::byte{'L'} && image[3] == std::byte{'F'})
+        return "an ELF file: a real-mode start takes a flat image (boot-sector style, 0x55 0xAA at bytes 510-511)";
     if (image.size() < real_mode_sector) return "shorter than one 512-byte boot sector";
     if (image.size() > real_mode_max_image)
         return "larger than the 608 KiB (0x98000 bytes) between 0x7c00 and the EBDA at 0x9fc00";
-    if (image[0] == std::byte{0x7f} && image[1] == std::byte{'E'} && image[2] == std::byte{'L'} &&
-        image[3] == std::byte{'F'})
-        return "an ELF file: a real-mode start takes a flat image (boot-sector style, 0x55 0xAA at bytes 510-511)";
     if (image[510] != std::byte{0x55} || image[511] != std::byte{0xaa})
         return "no boot signature 0x55 0xAA at bytes 510-511: not a flat real-mode image";
     return nullptr;
