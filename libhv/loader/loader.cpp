@@ -40,6 +40,7 @@ status write(const memory_target& g, std::uint64_t gpa, const void* src, std::si
 }
 
 status write_zeros(const memory_target& g, std::uint64_t gpa, std::uint64_t n) {
+    if (g.zero && n) return g.zero(g.ctx, gpa, static_cast<std::size_t>(n));
     // A page at a time: each write checks and translates its whole range first.
     static constexpr std::byte zeros[4096]{};
     while (n) {

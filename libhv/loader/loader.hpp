@@ -208,13 +208,21 @@ struct memory_target {
     status (*write)(void* ctx, std::uint64_t gpa, const void* src, std::size_t n);
     status (*read)(void* ctx, std::uint64_t gpa, void* dst, std::size_t n);
     void* ctx;
+    // Optional: makes [gpa, +n) read as zeros, e.g. without backing first-touch RAM that
+    // reads as zeros anyway (a kernel's .bss). nullptr: zeros are written.
+    status (*zero)(void* ctx, std::uint64_t gpa, std::size_t n) = nullptr;
 };
 
 template <guest_target G>
 memory_target make_target(G& g) {
-    return {[](void* c, std::uint64_t gpa, const void* src, std::size_t n) { return static_cast<G*>(c)->write(gpa, src, n); },
-            [](void* c, std::uint64_t gpa, void* dst, std::size_t n) { return static_cast<G*>(c)->read(gpa, dst, n); },
-            &g};
+    memory_target t{[](void* c, std::uint64_t gpa, const void* src, std::size_t n) { return static_cast<G*>(c)->write(gpa, src, n); },
+                    [](void* c, std::uint64_t gpa, void* dst, std::size_t n) { return static_cast<G*>(c)->read(gpa, dst, n); },
+                    &g};
+    if constexpr (requires(G& m, std::uint64_t gpa, std::size_t n) {
+                      { m.zero(gpa, n) } -> std::same_as<status>;
+                  })
+        t.zero = [](void* c, std::uint64_t gpa, std::size_t n) { return static_cast<G*>(c)->zero(gpa, n); };
+    return t;
 }
 
 [[nodiscard]] result<load_result> load(const memory_target& guest, std::span<const std::byte> image,
