@@ -21,8 +21,9 @@
 // Real mode (loader::protocol::real_mode: a flat image at 0x7c00, no BIOS; fw_cfg has
 // the command line and memory map) is `hvm`'s start, as hvmloader's guests start. Not
 // `hvm-shadow`'s: real mode under shadow paging needs VMX's unrestricted guest, which
-// needs EPT on (so no shadow), or vm86 emulation, which libhv does not have; SVM could,
-// but a policy is one choice for both vendors. `pvhvm` keeps multiboot too.
+// needs EPT on (so no shadow), or vm86 emulation, which libhv does not have; SVM runs
+// real mode natively (not tried under the shadow MMU), but a policy is one choice for
+// both vendors. `pvhvm` keeps multiboot too.
 #pragma once
 #include <cstddef>
 #include <cstdint>
