@@ -207,6 +207,12 @@ public:
 
     // ---- for handlers ----
     static guest& of(cpu::vcpu& v) { return v.owner<guest>(); }
+    // The hypercall ABI attached to this guest (vm::xen_hvm), for its exit handlers to
+    // reach from a vCPU in two loads. nullptr: none.
+    void set_hypercall_owner(void* owner) { hypercall_owner_ = owner; }
+    // The hypercall convention of the vCPU's current mode (both backends read it cheaply).
+    static cpu::call_mode call_mode(cpu::vcpu& v) { return v.ops().read_call_mode(v); }
+    [[nodiscard]] void* hypercall_owner() const { return hypercall_owner_; }
     [[nodiscard]] cpu::vendor vendor() const { return cpu_->vendor; }
     // The guest's paging registers as vCPU v has them now (loads them, CS/SS rights and the
     // segment bases from the VMCS/VMCB: backend_ops::load_memory_state).
@@ -297,6 +303,7 @@ private:
     bool spread_ = false;
     bool in_guest_[max_vcpus] = {};
     bool kicked_[max_vcpus] = {};
+    void* hypercall_owner_ = nullptr;
     spinlock big_lock_;
     cpu::exit_guard spread_guard_{};
     cpu::entry_hook exit_hook_{};

@@ -23,8 +23,11 @@
 //
 // G must provide: vcpu_count(), vcpu(i) -> cpu::vcpu&, vendor(), paging_registers(v),
 // features(), host_pointer(gpa, for_write) (mmu::physical_memory over what the guest
-// sees), place_page(gpa, hpa, writable), restore_page(gpa), static host_physical(ptr)
-// and static of(vcpu&) -> G&. Header-only so host tests instantiate it with a fake.
+// sees), place_page(gpa, hpa, writable), restore_page(gpa), static host_physical(ptr),
+// static of(vcpu&) -> G&, set_hypercall_owner(void*) / hypercall_owner() (where a
+// handler finds the xen_hvm of its vCPU's guest) and static call_mode(v) ->
+// cpu::call_mode (64/32-bit, CPL 0 or not). Header-only so host tests instantiate
+// it with a fake.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -75,8 +78,6 @@ public:
 template <class G>
 class xen_hvm final : public xen::platform {
 public:
-    static constexpr unsigned max_attached = 8;
-
     xen_hvm() = default;
     xen_hvm(const xen_hvm&) = delete;
     xen_hvm& operator=(const xen_hvm&) = delete;
@@ -90,15 +91,12 @@ public:
                                 backend_domain_platform* backend = nullptr) {
         if (g.vcpu_count() == 0 || g.vcpu_count() > xen::max_vcpus)
             return fail(errc::out_of_range, "xen: vCPU count outside what a domain holds");
-        unsigned slot = max_attached;
-        for (unsigned i = 0; i < max_attached; ++i)
-            if (!attached_[i] && slot == max_attached) slot = i;
-        if (slot == max_attached) return fail(errc::no_memory, "xen: too many attached guests");
+        if (g.hypercall_owner()) return fail(errc::busy, "xen: the guest has a hypercall ABI attached already");
         HV_TRY(dom_.init(c.domid, g.vcpu_count(), *this, t));
         g_ = &g;
         cfg_ = c;
         backend_ = backend;
-        attached_[slot] = this;
+        g.set_hypercall_owner(this);
         cpu::vcpu& v0 = g.vcpu(0);
         prev_cpuid_ = v0.handler(cpu::exit_reason::cpuid);
         prev_msr_write_ = v0.handler(cpu::exit_reason::msr_write);
@@ -124,9 +122,9 @@ public:
     }
 
     ~xen_hvm() {
-        for (auto*& a : attached_)
-            if (a == this) a = nullptr;
-        if (g_) dom_.table().remove(dom_);
+        if (!g_) return;
+        if (g_->hypercall_owner() == this) g_->set_hypercall_owner(nullptr);
+        dom_.table().remove(dom_);
     }
 
     [[nodiscard]] xen::domain& domain() { return dom_; }
@@ -269,12 +267,8 @@ private:
         unsigned vcpu = 0;
     };
 
-    static xen_hvm& of(cpu::vcpu& v) {
-        G* g = &G::of(v);
-        for (auto* a : attached_)
-            if (a && a->g_ == g) return *a;
-        __builtin_trap();  // a handler of ours on a guest we never attached: a wiring bug
-    }
+    // Our handlers are installed only by attach(), which set the owner.
+    static xen_hvm& of(cpu::vcpu& v) { return *static_cast<xen_hvm*>(G::of(v).hypercall_owner()); }
 
     status place(std::uint64_t gfn, void* page, bool writable) {
         if (gfn >= (std::uint64_t{1} << (64 - xen::page_shift))) return fail(errc::out_of_range, "xen: gfn too large");
@@ -372,29 +366,38 @@ private:
         v.skip();
     }
 
-    // The hot part: mode and CPL, then the register-only calls answered at once; only a
-    // call with more arguments pays for decoding them and for its view of guest memory.
+    // The hot part: a 64-bit kernel's register-only call (xen_version, sched_op yield) is
+    // answered here from the mode read alone; anything else (user mode, 32-bit, calls
+    // with more arguments or guest memory) goes out of line.
     static void on_hypercall(cpu::vcpu& v, const cpu::exit_info&) {
+        const cpu::call_mode m = G::call_mode(v);
         xen_hvm& x = of(v);
         ++x.hypercalls_;
-        const cpu::backend_ops& ops = v.ops();
-        if (ops.load_mode) ops.load_mode(v);
-        else ops.load_state(v);
-        const cpu::guest_state& st = v.state;
-        const bool bits64 = (st.efer & x86::efer::lma) && (st[cpu::seg::cs].access & cpu::ar::l);
         std::int64_t rc;
-        if (cpu::ar::dpl_of(st[cpu::seg::ss].access) != 0) [[unlikely]] {
+        if (m == cpu::call_mode::kernel64 &&
+            xen::register_only_hypercall(x.dom_, v.id(), v.state.regs.rax, v.state.regs.rdi, rc)) [[likely]] {
+            v.state.regs.rax = static_cast<std::uint64_t>(rc);  // never kicks a backend
+            v.skip();
+            return;
+        }
+        x.other_hypercall(v, m);
+    }
+
+    [[gnu::noinline]] void other_hypercall(cpu::vcpu& v, cpu::call_mode m) {
+        const bool bits64 = cpu::bits64(m);
+        std::int64_t rc;
+        if (cpu::user(m)) [[unlikely]] {
             rc = -xen::err::eperm;  // as Xen: hypercalls from user mode are refused
         } else {
-            const auto& r = st.regs;
+            const auto& r = v.state.regs;
             const std::uint64_t nr = bits64 ? r.rax : static_cast<std::uint32_t>(r.rax);
             const std::uint64_t arg0 = bits64 ? r.rdi : static_cast<std::uint32_t>(r.rbx);
-            if (!xen::register_only_hypercall(x.dom_, v.id(), nr, arg0, rc)) rc = x.dispatch(v, bits64);
+            if (!xen::register_only_hypercall(dom_, v.id(), nr, arg0, rc)) rc = dispatch(v, bits64);
         }
         v.state.regs.rax = bits64 ? static_cast<std::uint64_t>(rc) : static_cast<std::uint32_t>(rc);
         v.skip();
-        if (x.backend_ && x.backend_->kicked) [[unlikely]] {
-            x.backend_->kicked = false;
+        if (backend_ && backend_->kicked) [[unlikely]] {
+            backend_->kicked = false;
             v.request_yield();  // a backend has work: let its task run
         }
     }
@@ -409,8 +412,6 @@ private:
         call_memory mem{*g_, v};
         return xen::dispatch_hypercall(dom_, v.id(), mem, a);
     }
-
-    inline static xen_hvm* attached_[max_attached] = {};
 
     xen::domain dom_;
     G* g_ = nullptr;

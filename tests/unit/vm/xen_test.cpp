@@ -122,6 +122,15 @@ struct fake_guest {
     }
     static std::uint64_t host_physical(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
     static fake_guest& of(cpu::vcpu& v) { return v.owner<fake_guest>(); }
+    void set_hypercall_owner(void* p) { owner = p; }
+    // As a backend without read_call_mode: from load_mode.
+    static cpu::call_mode call_mode(cpu::vcpu& v) {
+        v.ops().load_mode(v);
+        const auto& st = v.state;
+        return cpu::call_mode_of(st.efer & x86::efer::lma, st[cpu::seg::cs].access, cpu::ar::dpl_of(st[cpu::seg::ss].access));
+    }
+    void* hypercall_owner() const { return owner; }
+    void* owner = nullptr;
 
     template <class T = unsigned char>
     T* at(std::uint64_t gpa) { return reinterpret_cast<T*>(host_pointer(gpa, false)); }
