@@ -369,6 +369,7 @@ status guest::place_page(std::uint64_t gpa, std::uint64_t hpa, bool writable) {
     HV_TRY(map_nested(gpa, hpa, mmu::page_size, writable));
     if (!slot) slot = &placed_[placed_count_++];
     *slot = {gpa, hpa, writable};
+    ++placements_;
     flush_all_vcpus();
     return {};
 }
@@ -390,6 +391,7 @@ status guest::restore_page(std::uint64_t gpa) {
     }
     HV_TRY(s);
     placed_[p - placed_] = placed_[--placed_count_];
+    ++placements_;
     flush_all_vcpus();
     return {};
 }

@@ -165,6 +165,9 @@ public:
     // Guest-physical memory as the guest sees it now (mmu::physical_memory): placed
     // pages first, then RAM (and ROM for reads). For hypercall argument copies.
     [[nodiscard]] void* host_pointer(std::uint64_t gpa, bool for_write) const;
+    // Changes whenever a pointer host_pointer() gave may have changed (RAM backing
+    // released, a page placed or restored): what a gva_cache over it is keyed by.
+    [[nodiscard]] std::uint64_t host_pointer_generation() const { return ram_.generation() + placements_; }
     // The host-physical address of a hypervisor object (for place_page).
     [[nodiscard]] static std::uint64_t host_physical(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
 
@@ -304,6 +307,7 @@ private:
     bool in_guest_[max_vcpus] = {};
     bool kicked_[max_vcpus] = {};
     void* hypercall_owner_ = nullptr;
+    std::uint64_t placements_ = 0;  // place_page and restore_page calls (host_pointer_generation)
     spinlock big_lock_;
     cpu::exit_guard spread_guard_{};
     cpu::entry_hook exit_hook_{};

@@ -6,7 +6,8 @@
 //   VMCALL / VMMCALL        dispatch_hypercall: args rdi rsi rdx r10 r8 (64-bit) or
 //                           ebx ecx edx esi edi (32-bit), result in rax. CPL > 0: -EPERM
 //   hypercall memory        mmu::copy_{from,to}_guest_virtual over the guest's paging as
-//                           the vCPU has it and over its physmap (placed pages included)
+//                           the vCPU has it (walks remembered per vCPU in a gva_cache)
+//                           and over its physmap (placed pages included)
 //   callback vector         an interrupt line per vCPU (the vCPU's cpu::interrupt_source,
 //                           set while evtchn_upcall_pending is) injecting the vector at
 //                           every entry open to it, as Xen does for HVM_PARAM_CALLBACK_IRQ
@@ -23,7 +24,8 @@
 //
 // G must provide: vcpu_count(), vcpu(i) -> cpu::vcpu&, vendor(), paging_registers(v),
 // features(), host_pointer(gpa, for_write) (mmu::physical_memory over what the guest
-// sees), place_page(gpa, hpa, writable), restore_page(gpa), static host_physical(ptr),
+// sees) and host_pointer_generation() (changes whenever a pointer it gave may have),
+// place_page(gpa, hpa, writable), restore_page(gpa), static host_physical(ptr),
 // static of(vcpu&) -> G&, set_hypercall_owner(void*) / hypercall_owner() (where a
 // handler finds the xen_hvm of its vCPU's guest) and static call_mode(v) ->
 // cpu::call_mode (64/32-bit, CPL 0 or not). Header-only so host tests instantiate
@@ -230,20 +232,22 @@ public:
 private:
     // One hypercall's view of guest memory: the vCPU's paging, loaded at the first copy
     // (a hypercall without pointers never pays for it).
+    // Translations go through the vCPU's own cache of guest walks (mmu::gva_cache: a hit
+    // re-reads the table entries it came from), keyed by G's host_pointer_generation().
     class call_memory final : public xen::guest_access {
     public:
-        call_memory(G& g, cpu::vcpu& v) : g_{&g}, v_{&v} {}
+        call_memory(G& g, cpu::vcpu& v, mmu::gva_cache& cache) : g_{&g}, v_{&v}, cache_{&cache} {}
         status copy_from_guest(void* dst, std::uint64_t gva, std::size_t n) override {
             if (n == 0) return {};
             load();
-            if (!mmu::copy_from_guest_virtual(*g_, paging_, features_, dst, gva, n).ok())
+            if (!mmu::copy_from_guest_virtual(*g_, *cache_, g_->host_pointer_generation(), paging_, features_, dst, gva, n).ok())
                 return fail(errc::fault, "hypercall argument not readable");
             return {};
         }
         status copy_to_guest(std::uint64_t gva, const void* src, std::size_t n) override {
             if (n == 0) return {};
             load();
-            if (!mmu::copy_to_guest_virtual(*g_, paging_, features_, gva, src, n).ok())
+            if (!mmu::copy_to_guest_virtual(*g_, *cache_, g_->host_pointer_generation(), paging_, features_, gva, src, n).ok())
                 return fail(errc::fault, "hypercall argument not writable");
             return {};
         }
@@ -257,6 +261,7 @@ private:
         }
         G* g_;
         cpu::vcpu* v_;
+        mmu::gva_cache* cache_;
         bool loaded_ = false;
         mmu::guest_paging paging_{};
         mmu::paging_features features_{};
@@ -409,7 +414,7 @@ private:
                    : xen::hypercall_args_32(static_cast<std::uint32_t>(r.rax), static_cast<std::uint32_t>(r.rbx),
                                             static_cast<std::uint32_t>(r.rcx), static_cast<std::uint32_t>(r.rdx),
                                             static_cast<std::uint32_t>(r.rsi), static_cast<std::uint32_t>(r.rdi));
-        call_memory mem{*g_, v};
+        call_memory mem{*g_, v, walks_[v.id()]};
         return xen::dispatch_hypercall(dom_, v.id(), mem, a);
     }
 
@@ -423,6 +428,7 @@ private:
     cpu::interrupt_source prev_source_[xen::max_vcpus];
     cpu::entry_hook prev_hook_[xen::max_vcpus];
     std::uint64_t deadline_[xen::max_vcpus] = {};
+    mmu::gva_cache walks_[xen::max_vcpus];  // hypercall argument translations, per vCPU
     std::uint64_t hypercalls_ = 0;
     bool shut_down_ = false;
     unsigned reason_ = 0;

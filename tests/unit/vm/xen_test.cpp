@@ -114,10 +114,14 @@ struct fake_guest {
     hv::status place_page(std::uint64_t gpa, std::uint64_t hpa, bool w) {
         if (gpa >= ram.size() * 4096) return hv::fail(hv::errc::invalid_argument, "fake: outside RAM");
         placed[gpa] = {hpa, w};
+        ++placements;
         return {};
     }
+    std::uint64_t host_pointer_generation() const { return placements; }
+    std::uint64_t placements = 0;
     hv::status restore_page(std::uint64_t gpa) {
         ++restores;
+        ++placements;
         return placed.erase(gpa) ? hv::status{} : hv::status{hv::fail(hv::errc::not_found, "fake: nothing placed")};
     }
     static std::uint64_t host_physical(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
