@@ -23,6 +23,12 @@ constexpr bool user(call_mode m) { return static_cast<unsigned>(m) & 2u; }
 // CS.DPL is the CPL: a non-conforming code segment (S = 1, type 1x0x).
 constexpr bool cs_dpl_is_cpl(std::uint32_t cs_access) { return (cs_access & (ar::s | 0xcu)) == (ar::s | 0x8u); }
 
+// The usual case, decided from CS alone (then EFER.LMA says 64 or 32): a DPL 0,
+// non-conforming, 64-bit code segment, in which the CPL is 0.
+constexpr bool kernel64_code_segment(std::uint32_t cs_access) {
+    return (cs_access & (ar::s | 0xcu | ar::dpl(3) | ar::l)) == (ar::s | 0x8u | ar::l);
+}
+
 // `lma`: EFER.LMA; `cpl`: SS.DPL or the VMCB's CPL.
 constexpr call_mode call_mode_of(bool lma, std::uint32_t cs_access, unsigned cpl) {
     return static_cast<call_mode>((lma && (cs_access & ar::l) ? 0u : 1u) | (cpl ? 2u : 0u));

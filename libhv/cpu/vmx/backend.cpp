@@ -566,9 +566,7 @@ cpu::call_mode read_call_mode(cpu::vcpu& v) {
     const vcpu_arch& a = arch(v);
     if (!make_current(arch(v))) [[unlikely]] return cpu::call_mode::user32;  // nothing to read: refuse
     const auto cs = static_cast<std::uint32_t>(read<field::guest_cs_ar>());
-    // 64-bit (L), non-conforming code, DPL 0: one test; anything else reads SS.
-    constexpr std::uint32_t mask = cpu::ar::s | 0xcu | cpu::ar::dpl(3) | cpu::ar::l;
-    if ((cs & mask) != (cpu::ar::s | 0x8u | cpu::ar::l)) [[unlikely]] return call_mode_from_ss(a, cs);
+    if (!cpu::kernel64_code_segment(cs)) [[unlikely]] return call_mode_from_ss(a, cs);
     const std::uint64_t efer = a.shadow_paging ? a.guest_efer : read<field::guest_efer>();
     return efer & x86::efer::lma ? cpu::call_mode::kernel64 : cpu::call_mode::kernel32;
 }
