@@ -67,6 +67,94 @@ void count_event(xen::evtchn_port_t, void* ctx) {
 
 std::uint64_t ticks() { return hv::x86::rdtsc(); }
 
+// Hypercalls from code segments other than the usual 64-bit one, at CPL 0 (interrupts
+// off): through the stub at `stub` (below 4 GiB) after a far return to `selector`.
+//   compat_call      a 32-bit (compatibility mode) segment: 32-bit ABI, the first
+//                    argument in EBX; RDI holds XENVER_pagesize, what a 64-bit reading
+//                    of the registers would take
+//   conforming_call  a conforming 64-bit segment of DPL 0: 64-bit ABI, argument in RDI
+extern "C" std::uint64_t xen_guest_compat_call(const void* stub, std::uint64_t selector, std::uint64_t arg0);
+extern "C" std::uint64_t xen_guest_conforming_call(const void* stub, std::uint64_t selector, std::uint64_t arg0);
+asm(R"(
+    .text
+    .globl xen_guest_compat_call
+xen_guest_compat_call:
+    push %rbx
+    push %rbp
+    mov %cs, %ebp
+    mov %rdx, %rbx
+    mov %rdi, %rcx
+    mov $7, %edi
+    lea 1f(%rip), %rax
+    push %rsi
+    push %rax
+    lretq
+    .code32
+1:  call *%ecx
+    push %ebp
+    push $2f
+    lret
+    .code64
+2:  pop %rbp
+    pop %rbx
+    ret
+
+    .globl xen_guest_conforming_call
+xen_guest_conforming_call:
+    push %rbp
+    mov %cs, %ebp
+    mov %rdi, %r11
+    mov %rdx, %rdi
+    lea 1f(%rip), %rax
+    push %rsi
+    push %rax
+    lretq
+1:  call *%r11
+    lea 2f(%rip), %rcx
+    push %rbp
+    push %rcx
+    lretq
+2:  pop %rbp
+    ret
+)");
+
+struct [[gnu::packed]] gdt_pointer {
+    std::uint16_t limit;
+    std::uint64_t base;
+};
+
+// xen_version(XENVER_version) (`want`, as a 64-bit call answered it) from a
+// compatibility-mode and from a conforming code segment (a GDT copy with both appended,
+// loaded for the calls). The hypervisor must pick the 32-bit ABI for the first and the
+// 64-bit one for the second.
+hv::status odd_code_segments(std::uint64_t want) {
+    constexpr std::uint64_t code32 = 0x00cf9a000000ffffull;      // DPL 0, D = 1, L = 0
+    constexpr std::uint64_t conforming64 = 0x00af9e000000ffffull;  // DPL 0, type 0xe, L = 1
+    alignas(16) static std::uint64_t gdt[32];
+    gdt_pointer old{};
+    asm volatile("sgdt %0" : "=m"(old));
+    const unsigned n = (old.limit + 1u) / 8u;
+    if (n + 2 > 32) return hv::fail(hv::errc::no_memory, "GDT too large to extend");
+    __builtin_memcpy(gdt, reinterpret_cast<const void*>(old.base), n * 8);
+    gdt[n] = code32;
+    gdt[n + 1] = conforming64;
+    const gdt_pointer extended{static_cast<std::uint16_t>((n + 2) * 8 - 1), reinterpret_cast<std::uintptr_t>(gdt)};
+    const void* stub = hc.stub(xen::hc::xen_version);
+    std::uint64_t rflags;
+    asm volatile("pushfq; popq %0" : "=r"(rflags));
+    asm volatile("cli; lgdt %0" ::"m"(extended) : "memory");
+    const std::uint64_t compat = xen_guest_compat_call(stub, n * 8, xen::xenver_version);
+    const std::uint64_t conforming = xen_guest_conforming_call(stub, (n + 1) * 8, xen::xenver_version);
+    const std::uint64_t conforming_page = xen_guest_conforming_call(stub, (n + 1) * 8, xen::xenver_pagesize);
+    asm volatile("lgdt %0" ::"m"(old) : "memory");
+    if (rflags & 0x200) hv::x86::sti();
+    CHECK_OR_CRASH(static_cast<std::uint32_t>(compat) == want, "hypercall from compatibility mode: not the 32-bit ABI");
+    CHECK_OR_CRASH(conforming == want && conforming_page == xen::page_size,
+                   "hypercall from a conforming code segment (CPL 0) not answered");
+    hv::println("xen-guest: hypercalls from a 32-bit code segment (EBX argument) and a conforming one answered");
+    return {};
+}
+
 }  // namespace
 
 HV_PROGRAM(xen_pv, "xen.pv", "the Xen PV interfaces from inside a PVH guest, with tick benchmarks") {
@@ -83,6 +171,7 @@ HV_PROGRAM(xen_pv, "xen.pv", "the Xen PV interfaces from inside a PVH guest, wit
     // A pointer the guest does not have: -EFAULT, nothing else.
     CHECK_OR_CRASH(hc.xen_version(xen::xenver_extraversion, reinterpret_cast<void*>(0x7fff0000)) == -xen::err::efault,
                    "XENVER_extraversion into a hole is not -EFAULT");
+    HV_TRY(odd_code_segments(static_cast<std::uint64_t>(version)));
 
     // Event channel to itself, through the callback vector.
     HV_TRY(events.install(hc, callback_vector, hv::rt::alloc_zeroed_pages(1)));

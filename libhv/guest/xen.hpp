@@ -45,6 +45,10 @@ public:
         if (!page_ || nr >= page_size / stub_bytes) [[unlikely]] return -err::enosys;
         return enter(page_ + nr * stub_bytes, static_cast<std::uint64_t>(args)...);
     }
+    // The page's stub for hypercall `nr` (nullptr before install or past the page).
+    [[nodiscard]] const void* stub(unsigned nr) const {
+        return page_ && nr < page_size / stub_bytes ? page_ + nr * stub_bytes : nullptr;
+    }
     // Any 64-bit number, not only the page's 128 stubs: VMCALL or VMMCALL directly.
     std::int64_t call_raw(std::uint64_t nr, std::uint64_t a1, std::uint64_t a2, std::uint64_t a3,
                           std::uint64_t a4, std::uint64_t a5) const;
