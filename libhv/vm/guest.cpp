@@ -49,8 +49,10 @@ mmu::ept_format ept_of(const physical_cpu& pc) {
 status code_fetch(cpu::vcpu& v, std::uint64_t linear, void* dst, std::size_t n, void*) {
     guest& g = guest::of(v);
     const mmu::guest_paging regs = guest::paging_registers(v);  // no segments needed: `linear` is given
+    mmu::gva_cache& walks = g.walks(v);
     auto copy = [&](std::uint64_t la, void* out, std::size_t len) {
-        const mmu::gva_result t = mmu::translate_gva(g.memory(), regs, g.features(), la, {mmu::access_kind::execute});
+        const mmu::gva_result t =
+            walks.translate(g.memory(), g.memory().generation(), regs, g.features(), la, {mmu::access_kind::execute});
         const void* p = t.status == mmu::gva_status::ok ? g.memory().host_pointer(t.gpa, false) : nullptr;
         if (p) __builtin_memcpy(out, p, len);
         return p != nullptr;

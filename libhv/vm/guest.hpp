@@ -165,6 +165,9 @@ public:
     // Guest-physical memory as the guest sees it now (mmu::physical_memory): placed
     // pages first, then RAM (and ROM for reads). For hypercall argument copies.
     [[nodiscard]] void* host_pointer(std::uint64_t gpa, bool for_write) const;
+    // The vCPU's remembered walks over memory() (mmu::gva_cache keyed by
+    // memory().generation()), shared by linear(v) and instruction fetches.
+    [[nodiscard]] mmu::gva_cache& walks(const cpu::vcpu& v) { return translations_[v.id()]; }
     // Changes whenever a pointer host_pointer() gave may have changed (RAM backing
     // released, a page placed or restored): what a gva_cache over it is keyed by.
     [[nodiscard]] std::uint64_t host_pointer_generation() const { return ram_.generation() + placements_; }
