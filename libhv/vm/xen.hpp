@@ -230,24 +230,57 @@ public:
     }
 
 private:
+    // The last guest page a vCPU's hypercall copies reached, remembered with the
+    // host_pointer_generation() it is good for (arguments usually sit in one page: the
+    // caller's stack or a static buffer).
+    struct remembered_page {
+        std::uint64_t generation = 0;
+        std::uint64_t page = 1;  // never a page address: empty
+        bool writable = false;   // found for a write
+        unsigned char* host = nullptr;
+    };
+    // G's physmap (host_pointer, placed pages included) through that memo.
+    class call_physmap {
+    public:
+        call_physmap(G& g, remembered_page& last) : g_{&g}, last_{&last}, generation_{g.host_pointer_generation()} {}
+        [[nodiscard]] std::uint64_t generation() const { return generation_; }
+        void* host_pointer(std::uint64_t gpa, bool for_write) {
+            const std::uint64_t page = gpa & ~mmu::page_offset_mask, offset = gpa & mmu::page_offset_mask;
+            remembered_page& l = *last_;
+            if (l.page == page && l.generation == generation_ && (l.writable || !for_write)) return l.host + offset;
+            void* p = g_->host_pointer(gpa, for_write);
+            if (p) l = {generation_, page, for_write, static_cast<unsigned char*>(p) - offset};
+            return p;
+        }
+
+    private:
+        G* g_;
+        remembered_page* last_;
+        std::uint64_t generation_;
+    };
+
     // One hypercall's view of guest memory: the vCPU's paging, loaded at the first copy
-    // (a hypercall without pointers never pays for it).
-    // Translations go through the vCPU's own cache of guest walks (mmu::gva_cache: a hit
-    // re-reads the table entries it came from), keyed by G's host_pointer_generation().
+    // (a hypercall without pointers never pays for it). Translations go through the
+    // vCPU's own cache of guest walks (mmu::gva_cache: a hit re-reads the table entries
+    // it came from), keyed by G's host_pointer_generation(), and the pages through
+    // call_physmap.
     class call_memory final : public xen::guest_access {
     public:
-        call_memory(G& g, cpu::vcpu& v, mmu::gva_cache& cache) : g_{&g}, v_{&v}, cache_{&cache} {}
+        call_memory(G& g, cpu::vcpu& v, mmu::gva_cache& cache, remembered_page& last)
+            : g_{&g}, v_{&v}, cache_{&cache}, last_{&last} {}
         status copy_from_guest(void* dst, std::uint64_t gva, std::size_t n) override {
             if (n == 0) return {};
             load();
-            if (!mmu::copy_from_guest_virtual(*g_, *cache_, g_->host_pointer_generation(), paging_, features_, dst, gva, n).ok())
+            call_physmap m{*g_, *last_};
+            if (!mmu::copy_from_guest_virtual(m, *cache_, m.generation(), paging_, features_, dst, gva, n).ok())
                 return fail(errc::fault, "hypercall argument not readable");
             return {};
         }
         status copy_to_guest(std::uint64_t gva, const void* src, std::size_t n) override {
             if (n == 0) return {};
             load();
-            if (!mmu::copy_to_guest_virtual(*g_, *cache_, g_->host_pointer_generation(), paging_, features_, gva, src, n).ok())
+            call_physmap m{*g_, *last_};
+            if (!mmu::copy_to_guest_virtual(m, *cache_, m.generation(), paging_, features_, gva, src, n).ok())
                 return fail(errc::fault, "hypercall argument not writable");
             return {};
         }
@@ -262,6 +295,7 @@ private:
         G* g_;
         cpu::vcpu* v_;
         mmu::gva_cache* cache_;
+        remembered_page* last_;
         bool loaded_ = false;
         mmu::guest_paging paging_{};
         mmu::paging_features features_{};
@@ -414,7 +448,7 @@ private:
                    : xen::hypercall_args_32(static_cast<std::uint32_t>(r.rax), static_cast<std::uint32_t>(r.rbx),
                                             static_cast<std::uint32_t>(r.rcx), static_cast<std::uint32_t>(r.rdx),
                                             static_cast<std::uint32_t>(r.rsi), static_cast<std::uint32_t>(r.rdi));
-        call_memory mem{*g_, v, walks_[v.id()]};
+        call_memory mem{*g_, v, walks_[v.id()], last_page_[v.id()]};
         return xen::dispatch_hypercall(dom_, v.id(), mem, a);
     }
 
@@ -429,6 +463,7 @@ private:
     cpu::entry_hook prev_hook_[xen::max_vcpus];
     std::uint64_t deadline_[xen::max_vcpus] = {};
     mmu::gva_cache walks_[xen::max_vcpus];  // hypercall argument translations, per vCPU
+    remembered_page last_page_[xen::max_vcpus];
     std::uint64_t hypercalls_ = 0;
     bool shut_down_ = false;
     unsigned reason_ = 0;
