@@ -757,6 +757,10 @@ mmu::guest_paging guest::paging_of(cpu::vcpu& v) {
 
 mmu::guest_paging guest::paging_registers(cpu::vcpu& v) {
     const cpu::backend_ops& ops = v.ops();
+    if (ops.load_paging_state) {
+        ops.load_paging_state(v);
+        return paging_of_state(v.state);
+    }
     if (!ops.load_mode) {
         ops.load_state(v);
         return paging_of_state(v.state);

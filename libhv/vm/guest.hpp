@@ -216,16 +216,16 @@ public:
     // The hypercall ABI attached to this guest (vm::xen_hvm), for its exit handlers to
     // reach from a vCPU in two loads. nullptr: none.
     void set_hypercall_owner(void* owner) { hypercall_owner_ = owner; }
+    [[nodiscard]] void* hypercall_owner() const { return hypercall_owner_; }
     // The hypercall convention of the vCPU's current mode (both backends read it cheaply).
     static cpu::call_mode call_mode(cpu::vcpu& v) { return v.ops().read_call_mode(v); }
-    [[nodiscard]] void* hypercall_owner() const { return hypercall_owner_; }
     [[nodiscard]] cpu::vendor vendor() const { return cpu_->vendor; }
     // The guest's paging registers as vCPU v has them now (loads them, CS/SS rights and the
     // segment bases from the VMCS/VMCB: backend_ops::load_memory_state).
     [[nodiscard]] mmu::guest_paging paging_of(cpu::vcpu& v);
-    // The same registers without the rest of the state (segments, descriptor tables):
-    // CR0/CR3/CR4 through ops.read_cr, EFER and CPL through ops.load_mode (hypercall
-    // argument copies; v.state gets EFER and CS/SS access rights, not CRs).
+    // The same registers without the rest of the state (segments, descriptor tables), in
+    // one backend call (ops.load_paging_state: CR0/CR3/CR4 as the guest sees them, EFER,
+    // SS access rights into v.state) for hypercall argument copies and instruction fetches.
     [[nodiscard]] static mmu::guest_paging paging_registers(cpu::vcpu& v);
     [[nodiscard]] mmu::paging_features features() const { return {cpu_->maxphyaddr(), true}; }
     // v's linear address space (after paging_of / load_state): RAM, devices, open bus.

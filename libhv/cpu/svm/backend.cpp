@@ -407,6 +407,14 @@ cpu::call_mode read_call_mode(cpu::vcpu& v) {
     return efer & x86::efer::lma ? cpu::call_mode::kernel64 : cpu::call_mode::kernel32;
 }
 
+void load_paging_state(cpu::vcpu& v) {
+    cpu::guest_state& g = v.state;
+    load_mode(v);
+    g.cr0 = read_cr(v, 0);
+    g.cr3 = read_cr(v, 3);
+    g.cr4 = read_cr(v, 4);
+}
+
 void load_memory_state(cpu::vcpu& v) {
     const vmcb& b = *arch(v).block;
     cpu::guest_state& g = v.state;
@@ -467,7 +475,7 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 const cpu::backend_ops ops{prepare,   run,        interrupts_open, instruction_length, read_cr,
                            write_cr,  load_state, flush_nested,    load_mode,          read_tpr,
                            write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer,
-                           read_call_mode};
+                           read_call_mode, load_paging_state};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;
