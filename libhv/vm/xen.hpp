@@ -131,7 +131,12 @@ public:
 
     [[nodiscard]] xen::domain& domain() { return dom_; }
     [[nodiscard]] G& guest() { return *g_; }
-    [[nodiscard]] std::uint64_t hypercalls() const { return hypercalls_; }
+    // Hypercall exits of the guest's vCPUs (their exit logs count them).
+    [[nodiscard]] std::uint64_t hypercalls() const {
+        std::uint64_t n = 0;
+        for (unsigned i = 0; i < g_->vcpu_count(); ++i) n += g_->vcpu(i).log.count(cpu::exit_reason::hypercall);
+        return n;
+    }
     [[nodiscard]] bool shut_down() const { return shut_down_; }
     [[nodiscard]] unsigned shutdown_reason() const { return reason_; }
 
@@ -410,19 +415,21 @@ private:
     // with more arguments or guest memory) goes out of line.
     static void on_hypercall(cpu::vcpu& v, const cpu::exit_info&) {
         const cpu::call_mode m = G::call_mode(v);
-        xen_hvm& x = of(v);
-        ++x.hypercalls_;
         std::int64_t rc;
         if (m == cpu::call_mode::kernel64 &&
-            xen::register_only_hypercall(x.dom_, v.id(), v.state.regs.rax, v.state.regs.rdi, rc)) [[likely]] {
+            xen::register_only_hypercall(of(v).dom_, v.id(), v.state.regs.rax, v.state.regs.rdi, rc)) [[likely]] {
             v.state.regs.rax = static_cast<std::uint64_t>(rc);  // never kicks a backend
             v.skip();
             return;
         }
-        x.other_hypercall(v, m);
+        other_hypercall(v, m);
     }
 
-    [[gnu::noinline]] void other_hypercall(cpu::vcpu& v, cpu::call_mode m) {
+    [[gnu::noinline]] static void other_hypercall(cpu::vcpu& v, cpu::call_mode m) {
+        xen_hvm& x = of(v);
+        x.answer_hypercall(v, m);
+    }
+    void answer_hypercall(cpu::vcpu& v, cpu::call_mode m) {
         const bool bits64 = cpu::bits64(m);
         std::int64_t rc;
         if (cpu::user(m)) [[unlikely]] {
@@ -464,7 +471,6 @@ private:
     std::uint64_t deadline_[xen::max_vcpus] = {};
     mmu::gva_cache walks_[xen::max_vcpus];  // hypercall argument translations, per vCPU
     remembered_page last_page_[xen::max_vcpus];
-    std::uint64_t hypercalls_ = 0;
     bool shut_down_ = false;
     unsigned reason_ = 0;
     bool at_line_start_ = true;
