@@ -358,10 +358,11 @@ namespace detail {
 
 // Translates every page of [gva, gva+size) first (so a fault leaves no partial copy),
 // then copies, translating again without touching A/D. A range within one page is
-// translated once and copied at once (nothing partial can be left).
-template <physical_memory M, class Copy>
-guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, const paging_features& cpu,
-                               std::uint64_t gva, std::size_t size, guest_access access, Copy&& copy) {
+// translated once and copied at once (nothing partial can be left). `translate(la,
+// access)` is translate_gva over the same memory and registers (or a gva_cache's).
+template <physical_memory M, class Translate, class Copy>
+guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, std::uint64_t gva, std::size_t size,
+                               guest_access access, Translate&& translate, Copy&& copy) {
     const bool wraps_at_4g = regs.mode() != paging_mode::four_level;
     const bool write = access.kind == access_kind::write;
     for (int pass = 0; pass < 2; ++pass) {
@@ -370,7 +371,7 @@ guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, cons
             if (wraps_at_4g) la &= 0xffff'ffff;
             const std::size_t in_page = page_size - (la & page_offset_mask);
             const std::size_t chunk = size - done < in_page ? size - done : in_page;
-            const gva_result r = translate_gva(guest_physical, regs, cpu, la, access);
+            const gva_result r = translate(la, access);
             if (r.status != gva_status::ok) return {r.status, la, r.error_code, r.gpa};
             void* p = guest_physical.host_pointer(r.gpa, write);
             if (!p) return {gva_status::unbacked_gpa, la, 0, r.gpa};
@@ -381,6 +382,24 @@ guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, cons
         access.set_accessed_dirty = false;
     }
     return {};
+}
+
+template <physical_memory M, class Copy>
+guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, const paging_features& cpu,
+                               std::uint64_t gva, std::size_t size, guest_access access, Copy&& copy) {
+    return guest_virtual_copy(
+        guest_physical, regs, gva, size, access,
+        [&](std::uint64_t la, guest_access a) { return translate_gva(guest_physical, regs, cpu, la, a); }, copy);
+}
+
+template <physical_memory M, class Copy>
+guest_fault guest_virtual_copy(M& guest_physical, gva_cache& cache, std::uint64_t generation, const guest_paging& regs,
+                               const paging_features& cpu, std::uint64_t gva, std::size_t size, guest_access access,
+                               Copy&& copy) {
+    return guest_virtual_copy(
+        guest_physical, regs, gva, size, access,
+        [&](std::uint64_t la, guest_access a) { return cache.translate(guest_physical, generation, regs, cpu, la, a); },
+        copy);
 }
 
 } // namespace detail
@@ -400,6 +419,29 @@ guest_fault copy_to_guest_virtual(M& guest_physical, const guest_paging& regs, c
                                   std::uint64_t gva, const void* src, std::size_t size, guest_access access = {}) {
     access.kind = access_kind::write;
     return detail::guest_virtual_copy(guest_physical, regs, cpu, gva, size, access,
+                                      [&](void* p, std::size_t at, std::size_t n) {
+                                          __builtin_memcpy(p, static_cast<const char*>(src) + at, n);
+                                      });
+}
+
+// The same through a gva_cache (hits revalidate their table entries; see gva_cache).
+// `generation` must change whenever a host pointer guest_physical gave may have.
+template <physical_memory M>
+guest_fault copy_from_guest_virtual(M& guest_physical, gva_cache& cache, std::uint64_t generation,
+                                    const guest_paging& regs, const paging_features& cpu, void* dst, std::uint64_t gva,
+                                    std::size_t size, guest_access access = {}) {
+    return detail::guest_virtual_copy(guest_physical, cache, generation, regs, cpu, gva, size, access,
+                                      [&](void* p, std::size_t at, std::size_t n) {
+                                          __builtin_memcpy(static_cast<char*>(dst) + at, p, n);
+                                      });
+}
+
+template <physical_memory M>
+guest_fault copy_to_guest_virtual(M& guest_physical, gva_cache& cache, std::uint64_t generation,
+                                  const guest_paging& regs, const paging_features& cpu, std::uint64_t gva,
+                                  const void* src, std::size_t size, guest_access access = {}) {
+    access.kind = access_kind::write;
+    return detail::guest_virtual_copy(guest_physical, cache, generation, regs, cpu, gva, size, access,
                                       [&](void* p, std::size_t at, std::size_t n) {
                                           __builtin_memcpy(p, static_cast<const char*>(src) + at, n);
                                       });

@@ -49,8 +49,10 @@ mmu::ept_format ept_of(const physical_cpu& pc) {
 status code_fetch(cpu::vcpu& v, std::uint64_t linear, void* dst, std::size_t n, void*) {
     guest& g = guest::of(v);
     const mmu::guest_paging regs = guest::paging_registers(v);  // no segments needed: `linear` is given
+    mmu::gva_cache& walks = g.walks(v);
     auto copy = [&](std::uint64_t la, void* out, std::size_t len) {
-        const mmu::gva_result t = mmu::translate_gva(g.memory(), regs, g.features(), la, {mmu::access_kind::execute});
+        const mmu::gva_result t =
+            walks.translate(g.memory(), g.memory().generation(), regs, g.features(), la, {mmu::access_kind::execute});
         const void* p = t.status == mmu::gva_status::ok ? g.memory().host_pointer(t.gpa, false) : nullptr;
         if (p) __builtin_memcpy(out, p, len);
         return p != nullptr;
@@ -370,6 +372,7 @@ status guest::place_page(std::uint64_t gpa, std::uint64_t hpa, bool writable) {
     HV_TRY(map_nested(gpa, hpa, mmu::page_size, writable));
     if (!slot) slot = &placed_[placed_count_++];
     *slot = {gpa, hpa, writable};
+    ++placements_;
     flush_all_vcpus();
     return {};
 }
@@ -391,6 +394,7 @@ status guest::restore_page(std::uint64_t gpa) {
     }
     HV_TRY(s);
     placed_[p - placed_] = placed_[--placed_count_];
+    ++placements_;
     flush_all_vcpus();
     return {};
 }
@@ -767,6 +771,10 @@ mmu::guest_paging guest::paging_of(cpu::vcpu& v) {
 
 mmu::guest_paging guest::paging_registers(cpu::vcpu& v) {
     const cpu::backend_ops& ops = v.ops();
+    if (ops.load_paging_state) {
+        ops.load_paging_state(v);
+        return paging_of_state(v.state);
+    }
     if (!ops.load_mode) {
         ops.load_state(v);
         return paging_of_state(v.state);
