@@ -261,6 +261,11 @@ bool vcpu::stay_after_polling() {
     return false;
 }
 
+bool vcpu::budget_exhausted() {
+    fail("exit budget exhausted");
+    return false;
+}
+
 // Entry with an event pending, an interrupt controller or an entry hook. False: the
 // vCPU ended instead (triple fault while delivering #DF).
 bool vcpu::enter_with_events() {

@@ -273,6 +273,7 @@ public:
     };
     void mark_dirty(std::uint8_t bits) { dirty_ |= bits; }
     [[nodiscard]] bool dirty(std::uint8_t bits) const { return dirty_ & bits; }
+    [[nodiscard]] std::uint8_t dirty_bits() const { return dirty_; }
     std::uint8_t take_dirty() {
         const std::uint8_t d = dirty_;
         dirty_ = 0;
@@ -291,21 +292,22 @@ public:
     // take_dirty() and re-enters at once.
     // The decoder of an exit that can interrupt event delivery (not the hot instruction
     // exits) calls requeue_interrupted(slot) before.
-    [[gnu::always_inline]] bool dispatch(exit_info& slot) {
-        if (!handle(slot)) [[unlikely]] return false;
+    [[gnu::always_inline]] bool dispatch(exit_info& slot) { return dispatch(slot, slot.reason); }
+    // The same with slot.reason at hand (a hot path's compile-time constant: the counter
+    // and the handler are then found at fixed offsets).
+    [[gnu::always_inline]] bool dispatch(exit_info& slot, exit_reason reason) {
+        if (!handle(slot, reason)) [[unlikely]] return false;
         if (loop_flags_.word == 0 && events.empty()) [[likely]] return true;
         return stay_after_polling();
     }
     // Only the logging and the handler (false: the exit budget ended the guest), for a
     // backend that returns to the run loop after every exit (run_once).
-    [[gnu::always_inline]] bool handle(exit_info& slot) {
+    [[gnu::always_inline]] bool handle(exit_info& slot) { return handle(slot, slot.reason); }
+    [[gnu::always_inline]] bool handle(exit_info& slot, exit_reason reason) {
         exit_ = &slot;
-        log.commit(slot);
-        if (--budget_left_ == 0) [[unlikely]] {
-            fail("exit budget exhausted");
-            return false;
-        }
-        handlers_[static_cast<std::size_t>(slot.reason)](*this, slot);
+        log.commit(reason);
+        if (--budget_left_ == 0) [[unlikely]] return budget_exhausted();
+        handlers_[static_cast<std::size_t>(reason)](*this, slot);
         return true;
     }
     void requeue_interrupted(const exit_info& e) {
@@ -342,6 +344,7 @@ private:
     void skip_slow();
     bool enter_with_events();
     bool stay_after_polling();
+    bool budget_exhausted();
 
     unsigned id_ = 0;
     const backend_ops* ops_ = nullptr;

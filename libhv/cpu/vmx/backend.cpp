@@ -346,9 +346,8 @@ event_type vmx_type(cpu::event_kind k) {
     return true;
 }
 
-// The state handlers changed (v.take_dirty()) into the current VMCS: mostly RIP alone.
+// The state handlers changed (v.take_dirty()) into the current VMCS, besides RIP.
 [[gnu::noinline]] void write_back_more(cpu::vcpu& v, std::uint8_t dirty) {
-    if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
     if (dirty & cpu::vcpu::dirty_rflags) (void)write<field::guest_rflags>(v.state.rflags);
     if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
     if (dirty & cpu::vcpu::dirty_interruptibility) (void)write<field::guest_interruptibility>(v.state.interruptibility);
@@ -356,16 +355,19 @@ event_type vmx_type(cpu::event_kind k) {
     if (dirty & cpu::vcpu::dirty_cr2) x86::write_cr2(v.state.cr2);
     if (dirty & cpu::vcpu::dirty_xcr0) cpu::load_xcr0(v.state.xcr0);
 }
+// RIP always (state.rip is the exit's or a handler's), the rest as marked. dirty_rip
+// itself needs nothing (RIP is always written), so it may stay set: the hot path then
+// tests the other bits only.
 [[gnu::always_inline]] inline void write_back(cpu::vcpu& v) {
-    const auto dirty = v.take_dirty();
-    if (dirty == cpu::vcpu::dirty_rip) [[likely]] (void)write<field::guest_rip>(v.state.rip);
-    else if (dirty) write_back_more(v, dirty);
+    (void)write<field::guest_rip>(v.state.rip);
+    if (v.dirty_bits() & ~cpu::vcpu::dirty_rip) [[unlikely]] write_back_more(v, v.take_dirty());
 }
 
 // The exit into the log's next slot: the state every handler may use, then as few
 // exit-information fields as the reason needs (the hot instruction exits: none beyond
-// the length, I/O its qualification). False: not a hot exit, see other_exit().
-[[gnu::always_inline]] inline bool read_exit(cpu::vcpu& v, cpu::exit_info& out) {
+// the length, I/O its qualification); then `hot(reason)` or, for any other exit, `other()`.
+template <class Hot, class Other>
+[[gnu::always_inline]] inline int read_exit(cpu::vcpu& v, cpu::exit_info& out, Hot hot, Other other) {
     cpu::vmx_exit_raw raw;
     raw.reason = read<field::exit_reason>();
     raw.rip = read<field::guest_rip>();
@@ -376,17 +378,13 @@ event_type vmx_type(cpu::event_kind k) {
     v.state.rflags = read<field::guest_rflags>();
     v.state.regs.rsp = read<field::guest_rsp>();
     v.state.interruptibility = read<field::guest_interruptibility>();
-    return cpu::decode_hot(raw, out, [](std::uint64_t& q, std::uint32_t& info) {
-        q = read<field::exit_qualification>();
-        info = read<field::exit_instruction_info>();
-    });
-}
-
-// After the decode: log, handler, write-back. 0: re-enter now (see hv_vmx_exit_handler).
-[[gnu::always_inline]] inline int finish_exit(cpu::vcpu& v, cpu::exit_info& slot) {
-    if (!v.dispatch(slot)) [[unlikely]] return 1;
-    write_back(v);
-    return 0;
+    return cpu::decode_hot(
+        raw, out,
+        [](std::uint64_t& q, std::uint32_t& info) {
+            q = read<field::exit_qualification>();
+            info = read<field::exit_instruction_info>();
+        },
+        hot, other);
 }
 
 // Any other exit, all of it out of line: the hot path then keeps no value but the vCPU
@@ -394,7 +392,9 @@ event_type vmx_type(cpu::event_kind k) {
 [[gnu::noinline]] int other_exit(cpu::vcpu& v, cpu::exit_info& slot) {
     decode_other(v, slot);
     v.requeue_interrupted(slot);
-    return finish_exit(v, slot);
+    if (!v.dispatch(slot)) return 1;
+    write_back(v);
+    return 0;
 }
 
 void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
@@ -447,8 +447,15 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
 extern "C" int hv_vmx_exit_handler(cpu::vcpu* vp) {
     cpu::vcpu& v = *vp;
     cpu::exit_info& slot = v.log.slot();
-    if (!read_exit(v, slot)) [[unlikely]] return other_exit(v, slot);
-    return finish_exit(v, slot);
+    return read_exit(
+        v, slot,
+        // A hot exit: counted and dispatched with its reason as a constant.
+        [&](auto reason) [[gnu::always_inline]] {
+            if (!v.dispatch(slot, reason.value)) [[unlikely]] return 1;
+            write_back(v);
+            return 0;
+        },
+        [&] { return other_exit(v, slot); });
 }
 
 // switch.S calls this one instead for a guarded vCPU (run() picks it): the handler
