@@ -7,7 +7,7 @@
 
 using hv_svm_exit_fn = int (*)(hv::cpu::vcpu* v, hv::svm::vmcb* block);
 extern "C" void hv_svm_run(hv::cpu::gprs* regs, std::uint64_t vmcb_pa, std::uint64_t host_save_pa, hv::cpu::vcpu* v,
-                           hv_svm_exit_fn exit_handler, hv::svm::vmcb* block);
+                           hv_svm_exit_fn exit_handler);
 
 namespace hv::svm {
 
@@ -219,7 +219,7 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     // which takes the guard's exit side.
     if (v.guarded()) [[unlikely]] v.guard_before_entry();
     const bool timed = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
-    hv_svm_run(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa, &v, exit_handler_for(v, a), &b);
+    hv_svm_run(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa, &v, exit_handler_for(v, a));
     if (timed) [[unlikely]] {
         asm volatile("cli" ::: "memory");
     }
@@ -250,8 +250,9 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
 // hv_svm_run returns to run(). Staying needs the handler to leave nothing for the vCPU
 // loop; EVENTINJ or a window to take down request_return() (apply_events).
 // One per NRIPS setting (run() picks), so the length needs no test of it.
+// No alignment padding: a NOP placed after the handler call would run at every exit.
 template <bool nrips>
-int exit_handler(cpu::vcpu* vp, vmcb* bp) {
+[[gnu::optimize("align-jumps=1", "align-labels=1", "align-loops=1")]] int exit_handler(cpu::vcpu* vp, vmcb* bp) {
     cpu::vcpu& v = *vp;
     vmcb& b = *bp;
     auto& c = b.control;
