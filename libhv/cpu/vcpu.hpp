@@ -93,7 +93,10 @@ struct backend_ops {
     // to v.dispatch(slot); while dispatch() returns true the backend writes back what
     // the handler dirtied and re-enters without returning. A refused entry is
     // dispatched as an exit (entry_refused) too. GPRs live in v.state.regs throughout;
-    // RIP, RSP, RFLAGS and interruptibility are refreshed at every exit.
+    // RIP and interruptibility are refreshed at every exit, RSP and RFLAGS at every exit
+    // but the hot ones (CPUID, hypercall, RDMSR/WRMSR, I/O but string I/O, HLT), whose
+    // handlers ask for them with v.load_flags() (load_state and load_memory_state
+    // include it), and when the loop returns.
     // d == nullptr (the hot path): nothing to inject and no window wanted.
     // A backend that enters once per call can use run_once<its enter>.
     void (*run)(vcpu& v, const event_queue::decision* d);
@@ -136,6 +139,9 @@ struct backend_ops {
     // EFER as the guest writes it (WRMSR, already checked by the caller); LMA stays the
     // CPU's. Under shadow paging the real EFER keeps NXE set.
     status (*write_efer)(vcpu& v, std::uint64_t value) = nullptr;
+    // RSP and RFLAGS of this exit into v.state (see run), but not those a handler marked
+    // dirty (its values stay). nullptr: v.state always has them.
+    void (*load_flags)(vcpu& v) = nullptr;
 };
 
 // Reads guest-linear memory for the vCPU layer (instruction fetch when an exit gave no
@@ -272,6 +278,11 @@ public:
         dirty_rip = 1, dirty_rflags = 2, dirty_rsp = 4, dirty_interruptibility = 8, dirty_cr2 = 16, dirty_xcr0 = 32
     };
     void mark_dirty(std::uint8_t bits) { dirty_ |= bits; }
+    // state.rflags and state.regs.rsp as of this exit: a handler of a hot exit (see
+    // backend_ops::run) that reads them calls this first.
+    void load_flags() {
+        if (ops_->load_flags) ops_->load_flags(*this);
+    }
     [[nodiscard]] bool dirty(std::uint8_t bits) const { return dirty_ & bits; }
     [[nodiscard]] std::uint8_t dirty_bits() const { return dirty_; }
     std::uint8_t take_dirty() {

@@ -186,6 +186,12 @@ std::uint64_t read_cr(cpu::vcpu& v, unsigned cr);
 [[gnu::always_inline]] inline void write_back_marked(cpu::vcpu& v, vmcb& b) {
     if (v.dirty_bits() & ~cpu::vcpu::dirty_rip) [[unlikely]] write_back_more(v, b, v.take_dirty());
 }
+[[gnu::noinline]] void load_flags(cpu::vcpu& v) {
+    const vmcb& b = *arch(v).block;
+    if (!v.dirty(cpu::vcpu::dirty_rflags)) v.state.rflags = b.state.rflags;
+    if (!v.dirty(cpu::vcpu::dirty_rsp)) v.state.regs.rsp = b.state.rsp;
+}
+
 // The same from the exit path, which no longer has the VMCB at hand after the handler.
 [[gnu::noinline]] void write_back_marked_more(cpu::vcpu& v) { write_back_more(v, *arch(v).block, v.take_dirty()); }
 [[gnu::always_inline]] inline void write_back(cpu::vcpu& v, vmcb& b) {
@@ -223,6 +229,7 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     if (timed) [[unlikely]] {
         asm volatile("cli" ::: "memory");
     }
+    load_flags(v);  // the last exit may have been a hot one
     if (!v.dirty(cpu::vcpu::dirty_cr2)) v.state.cr2 = b.state.cr2;  // else a handler's, not yet loaded
     if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(host_xcr0);
 }
@@ -231,6 +238,7 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
 // keeps no value but the vCPU live across a call (fewer registers to save).
 [[gnu::noinline]] int other_exit(cpu::vcpu& v, vcpu_arch& a, cpu::exit_info& out) {
     vmcb& b = *a.block;
+    load_flags(v);
     // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
     // state: keep ours. (No other exit code has its low 32 bits all ones.)
     if (static_cast<std::uint32_t>(b.control.exitcode) == 0xffffffffu) {
@@ -258,11 +266,10 @@ template <bool nrips>
     auto& c = b.control;
     cpu::exit_info& out = cpu::hot_slot(v.log);
     c.tlb_ctl = tlb_control::none;
-    // What every handler may use; RSP is written back only when marked (dirty_rsp).
+    // What every handler may use; RSP and RFLAGS only on request (load_flags), or for
+    // string I/O and the other exits.
     v.state.regs.rax = b.state.rax;
-    v.state.regs.rsp = b.state.rsp;
     v.state.rip = b.state.rip;
-    v.state.rflags = b.state.rflags;
     v.state.interruptibility = c.interrupt_shadow & 1;
     cpu::svm_exit_raw raw;
     raw.exitcode = c.exitcode;
@@ -280,6 +287,8 @@ template <bool nrips>
         // A hot exit: counted and dispatched with its reason as a constant.
         // switch.S copies RIP and RAX into the VMCB when this returns 0.
         [&v, &out](auto reason) [[gnu::always_inline]] {
+            if constexpr (decltype(reason)::value == cpu::exit_reason::io)
+                if (out.io.string) load_flags(v);  // the direction flag, for every string I/O handler
             if (!v.dispatch(out, reason.value)) [[unlikely]] return 1;
             if (v.dirty_bits() & ~cpu::vcpu::dirty_rip) [[unlikely]] write_back_marked_more(v);
             return 0;
@@ -390,6 +399,7 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
 void load_state(cpu::vcpu& v) {
     const vmcb& b = *arch(v).block;
     cpu::guest_state& g = v.state;
+    load_flags(v);
     g.cr0 = read_cr(v, 0);
     g.cr3 = read_cr(v, 3);
     g.cr4 = read_cr(v, 4);
@@ -415,6 +425,7 @@ void load_mode(cpu::vcpu& v) {
 void load_memory_state(cpu::vcpu& v) {
     const vmcb& b = *arch(v).block;
     cpu::guest_state& g = v.state;
+    load_flags(v);
     load_mode(v);
     g.cr0 = read_cr(v, 0);
     g.cr3 = read_cr(v, 3);
@@ -471,7 +482,8 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 
 const cpu::backend_ops ops{prepare,   run,        interrupts_open, instruction_length, read_cr,
                            write_cr,  load_state, flush_nested,    load_mode,          read_tpr,
-                           write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer};
+                           write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer,
+                           load_flags};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

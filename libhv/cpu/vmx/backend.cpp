@@ -283,6 +283,8 @@ event_type vmx_type(cpu::event_kind k) {
     if (a.windows_on) v.request_return();
 }
 
+void load_flags(cpu::vcpu& v);
+
 [[gnu::noinline]] void entry_refused(cpu::vcpu& v, int r, cpu::exit_info& out) {
     out = cpu::exit_info{};
     out.from = cpu::vendor::vmx;
@@ -375,8 +377,7 @@ template <class Hot, class Other>
     raw.rax = v.state.regs.rax;
     raw.rcx = v.state.regs.rcx;
     v.state.rip = raw.rip;
-    v.state.rflags = read<field::guest_rflags>();
-    v.state.regs.rsp = read<field::guest_rsp>();
+    // RSP and RFLAGS only on request (load_flags), or for string I/O and the other exits.
     v.state.interruptibility = read<field::guest_interruptibility>();
     return cpu::decode_hot(
         raw, out,
@@ -387,9 +388,16 @@ template <class Hot, class Other>
         hot, other);
 }
 
+// RSP and RFLAGS of the current VMCS's exit, but not those a handler marked dirty.
+[[gnu::noinline]] void load_flags_current(cpu::vcpu& v) {
+    if (!v.dirty(cpu::vcpu::dirty_rflags)) v.state.rflags = read<field::guest_rflags>();
+    if (!v.dirty(cpu::vcpu::dirty_rsp)) v.state.regs.rsp = read<field::guest_rsp>();
+}
+
 // Any other exit, all of it out of line: the hot path then keeps no value but the vCPU
 // live across a call (fewer registers to save per exit).
 [[gnu::noinline]] int other_exit(cpu::vcpu& v, cpu::exit_info& slot) {
+    load_flags_current(v);
     decode_other(v, slot);
     v.requeue_interrupted(slot);
     if (!v.dispatch(slot)) return 1;
@@ -429,6 +437,7 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     if (r != 0 && v.guarded()) [[unlikely]] v.guard_after_exit();
     if (host_timer) [[unlikely]] cpu::host_timer::take_pending();
     a.cpu->in_loop = nullptr;
+    load_flags(v);  // the last exit may have been a hot one (a handler may have made another VMCS current)
     if (r != 0 && !launched && v.log.total() == exits) a.launched = false;
     if (!v.dirty(cpu::vcpu::dirty_cr2)) v.state.cr2 = x86::read_cr2();  // else a handler's, not yet loaded
     if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(host_xcr0);
@@ -452,6 +461,8 @@ extern "C" [[gnu::optimize("align-jumps=1", "align-labels=1", "align-loops=1")]]
         v, slot,
         // A hot exit: counted and dispatched with its reason as a constant.
         [&](auto reason) [[gnu::always_inline]] {
+            if constexpr (decltype(reason)::value == cpu::exit_reason::io)
+                if (slot.io.string) load_flags_current(v);  // the direction flag, for every string I/O handler
             if (!v.dispatch(slot, reason.value)) [[unlikely]] return 1;
             write_back(v);
             return 0;
@@ -535,9 +546,14 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
     return {};
 }
 
+void load_flags(cpu::vcpu& v) {
+    if (make_current(arch(v))) load_flags_current(v);
+}
+
 void load_state(cpu::vcpu& v) {
     if (!make_current(arch(v))) return;
     cpu::guest_state& g = v.state;
+    load_flags_current(v);
     g.cr0 = read_cr(v, 0);
     g.cr3 = read_cr(v, 3);
     g.cr4 = read_cr(v, 4);
@@ -566,6 +582,7 @@ void load_memory_state(cpu::vcpu& v) {
     const vcpu_arch& a = arch(v);
     if (!make_current(arch(v))) return;
     cpu::guest_state& g = v.state;
+    load_flags_current(v);
     // The guest's view: read shadows for CR0/CR4, and under shadow paging its own CR3 and EFER.
     g.cr0 = read_cr(v, 0);
     g.cr3 = a.shadow_paging ? a.guest_cr3 : read<field::guest_cr3>();
@@ -622,7 +639,8 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 
 const cpu::backend_ops ops{prepare,   run,        interrupts_open, instruction_length, read_cr,
                            write_cr,  load_state, flush_nested,    load_mode,          read_tpr,
-                           write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer};
+                           write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer,
+                           load_flags};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;
