@@ -34,25 +34,35 @@ namespace hv::cpu {
 // decision asks the backend for a window exit meanwhile.
 class event_queue {
 public:
+    event_queue() = default;
+    event_queue(const event_queue&) = delete;  // any_ may point into the owning vCPU
+    event_queue& operator=(const event_queue&) = delete;
+
     void raise_interrupt(std::uint8_t vector) {
         irr_[vector / 64] |= 1ull << (vector % 64);
-        any_ = true;
+        *any_ = true;
     }
-    void raise_nmi() { nmi_ = any_ = true; }
+    void raise_nmi() { nmi_ = *any_ = true; }
     // A second exception while one waits makes #DF (SDM table 6-5, contributory and
     // page-fault classes simplified to "any"); a third is a triple fault.
     void raise_exception(std::uint8_t vector, std::optional<std::uint32_t> error_code = std::nullopt);
     // Re-deliver an event an exit interrupted (exit_info::interrupted).
     void requeue(const event& e) {
         reinject_ = e;
-        any_ = true;
+        *any_ = true;
     }
 
     bool interrupt_pending() const { return irr_[0] | irr_[1] | irr_[2] | irr_[3]; }
     bool nmi_pending() const { return nmi_; }
     bool triple_fault() const { return triple_; }
     // One flag for the exit path: set by every raise, recomputed when next() takes an event.
-    bool empty() const { return !any_; }
+    bool empty() const { return !*any_; }
+    // Keep that flag at `flag` from now on (a vCPU's, tested with its other loop flags in
+    // one compare by the exit path).
+    void keep_flag_at(bool* flag) {
+        *flag = *any_;
+        any_ = flag;
+    }
 
     struct decision {
         event inject;             // valid: inject this now
@@ -70,7 +80,8 @@ private:
     std::uint64_t irr_[4] = {};
     bool nmi_ = false;
     bool triple_ = false;
-    bool any_ = false;
+    bool own_any_ = false;
+    bool* any_ = &own_any_;
     event exception_{};
     event reinject_{};
 };
@@ -212,8 +223,7 @@ public:
     void skip() {
         const std::uint8_t len = exit_->instruction_length;
         if (!len || (state.interruptibility & 3u)) [[unlikely]] return skip_slow();
-        state.rip += len;
-        dirty_ |= dirty_rip;
+        state.rip += len;  // no dirty mark: backends write RIP back before every entry
     }
     void inject_exception(std::uint8_t vector, std::optional<std::uint32_t> error_code = std::nullopt) {
         events.raise_exception(vector, error_code);
@@ -271,7 +281,8 @@ public:
     // Ask the loop to yield to the scheduler after this exit (fairness, benchmarks).
     void request_yield() { loop_flags_.f.yield = true; }
     // Handlers that change these parts of `state` say so; the backend writes them back
-    // before the next entry.
+    // before the next entry. RIP (and on SVM RAX) is written back before every entry
+    // whether marked or not: dirty_rip is accepted and needs nothing.
     // dirty_cr2: a #PF injected by an emulator (the CPU sets CR2 only for its own #PFs).
     // dirty_xcr0: an XSETBV handler set state.xcr0 (the backend loads it before entry).
     enum dirty_bits : std::uint8_t {
@@ -308,7 +319,7 @@ public:
     // and the handler are then found at fixed offsets).
     [[gnu::always_inline]] bool dispatch(exit_info& slot, exit_reason reason) {
         if (!handle(slot, reason)) [[unlikely]] return false;
-        if (loop_flags_.word == 0 && events.empty()) [[likely]] return true;
+        if (loop_flags_.word == 0) [[likely]] return true;  // events included
         return stay_after_polling();
     }
     // Only the logging and the handler (false: the exit budget ended the guest), for a
@@ -368,12 +379,14 @@ private:
             bool yield;
             bool extras;  // an interrupt source or entry hook is set: no hot-path entry
             std::uint8_t backend;  // request_return()
+            bool events;           // !events.empty() (event_queue::keep_flag_at)
+            std::uint8_t unused[3];
         } f;
-        std::uint32_t word;
-    } loop_flags_{{vcpu_status::runnable, false, false, 0}};
-    static_assert(sizeof(loop_flags) == 4 && static_cast<int>(vcpu_status::runnable) == 0);
-    static constexpr std::uint32_t only_extras =
-        __builtin_bit_cast(std::uint32_t, loop_flags::fields{vcpu_status::runnable, false, true, 0});
+        std::uint64_t word;
+    } loop_flags_{{vcpu_status::runnable, false, false, 0, false, {}}};
+    static_assert(sizeof(loop_flags) == 8 && static_cast<int>(vcpu_status::runnable) == 0);
+    static constexpr std::uint64_t only_extras =
+        __builtin_bit_cast(std::uint64_t, loop_flags::fields{vcpu_status::runnable, false, true, 0, false, {}});
     const char* why_ = nullptr;
     std::uint8_t dirty_ = 0;
     bool hook_ran_ = false;  // stay_after_polling ran the entry hook for the coming entry
