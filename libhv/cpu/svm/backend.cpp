@@ -186,12 +186,6 @@ std::uint64_t read_cr(cpu::vcpu& v, unsigned cr);
 [[gnu::always_inline]] inline void write_back_marked(cpu::vcpu& v, vmcb& b) {
     if (v.dirty_bits() & ~cpu::vcpu::dirty_rip) [[unlikely]] write_back_more(v, b, v.take_dirty());
 }
-[[gnu::noinline]] void load_flags(cpu::vcpu& v) {
-    const vmcb& b = *arch(v).block;
-    if (!v.dirty(cpu::vcpu::dirty_rflags)) v.state.rflags = b.state.rflags;
-    if (!v.dirty(cpu::vcpu::dirty_rsp)) v.state.regs.rsp = b.state.rsp;
-}
-
 // The same from the exit path, which no longer has the VMCB at hand after the handler.
 [[gnu::noinline]] void write_back_marked_more(cpu::vcpu& v) { write_back_more(v, *arch(v).block, v.take_dirty()); }
 [[gnu::always_inline]] inline void write_back(cpu::vcpu& v, vmcb& b) {
@@ -201,6 +195,13 @@ std::uint64_t read_cr(cpu::vcpu& v, unsigned cr);
 }
 
 hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a);
+
+// RSP and RFLAGS of this exit (ops.load_flags), but not those a handler marked dirty.
+[[gnu::noinline]] void load_flags(cpu::vcpu& v) {
+    const vmcb& b = *arch(v).block;
+    if (!v.dirty(cpu::vcpu::dirty_rflags)) v.state.rflags = b.state.rflags;
+    if (!v.dirty(cpu::vcpu::dirty_rsp)) v.state.regs.rsp = b.state.rsp;
+}
 
 // switch.S copies RAX and RIP from the vCPU's registers into the VMCB at these offsets.
 static_assert(offsetof(vmcb, state) + offsetof(state_save_area, rax) == 0x5f8);
@@ -254,7 +255,7 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
 }
 
 // Called by switch.S after every #VMEXIT (GIF set again, the host's hidden state back),
-// with the guest's GPRs but RAX/RSP in v.state.regs. 0: enter again now; else
+// with the guest's GPRs but RAX and RSP in v.state.regs. 0: enter again now; else
 // hv_svm_run returns to run(). Staying needs the handler to leave nothing for the vCPU
 // loop; EVENTINJ or a window to take down request_return() (apply_events).
 // One per NRIPS setting (run() picks), so the length needs no test of it.
@@ -310,10 +311,6 @@ hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a) {
     if (v.guarded()) return a.nrips ? &guarded_exit_handler<true> : &guarded_exit_handler<false>;
     return a.nrips ? &exit_handler<true> : &exit_handler<false>;
 }
-
-} // namespace
-
-namespace {
 
 bool interrupts_open(const cpu::vcpu& v) {
     return (v.state.rflags & x86::rflags::if_) && !(v.state.interruptibility & 3);

@@ -454,7 +454,8 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
 // Staying needs the handler to leave nothing for the vCPU loop; a window request to take
 // down or another VMCS made current (a handler touching another vCPU) request_return().
 // No alignment padding: a NOP placed after the handler call would run at every exit.
-extern "C" [[gnu::optimize("align-jumps=1", "align-labels=1", "align-loops=1")]] int hv_vmx_exit_handler(cpu::vcpu* vp) {
+extern "C" [[gnu::optimize("align-jumps=1", "align-labels=1", "align-loops=1")]] int
+hv_vmx_exit_handler(cpu::vcpu* vp) {
     cpu::vcpu& v = *vp;
     cpu::exit_info& slot = cpu::hot_slot(v.log);
     return read_exit(
