@@ -441,7 +441,13 @@ hv::result<lapic_report> lapic_timer_interrupts() {
 }
 
 hv::vm::entry_kind entry_of(hv::boot::loader l) {
-    return l == hv::boot::loader::pvh ? hv::vm::entry_kind::pvh : hv::vm::entry_kind::multiboot;
+    switch (l) {
+    case hv::boot::loader::pvh: return hv::vm::entry_kind::pvh;
+    case hv::boot::loader::real_mode: return hv::vm::entry_kind::real_mode;
+    case hv::boot::loader::multiboot1:
+    case hv::boot::loader::multiboot2: break;
+    }
+    return hv::vm::entry_kind::multiboot;
 }
 
 // COM1 data-register writes, each a port-I/O exit under any libhv policy.
@@ -477,9 +483,15 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
         hv::println("color: xen leaves: none");
     }
 
+    // Real mode: libhv's stub at 0x7c00 saw CR0.PE clear (boot::parse_real_mode refuses
+    // a hand-off without), then switched to protected and long mode itself.
     seen.entry = entry_of(ctx.boot.source);
-    hv::println("color: entry: {} (loader {}), real mode: no", hv::vm::to_string(seen.entry),
-                hv::boot::to_string(ctx.boot.source));
+    const bool real_mode = seen.entry == hv::vm::entry_kind::real_mode;
+    hv::println("color: entry: {} (loader {}), real mode: {}", hv::vm::to_string(seen.entry),
+                hv::boot::to_string(ctx.boot.source), yes_no(real_mode));
+    if (real_mode)
+        hv::println("color: real mode: started at 0000:7c00 with DL {:#x}, {} ticks to protected and long mode",
+                    ctx.boot.boot_drive, hv::rt::start_ticks() - ctx.boot.first_instruction_tsc);
 
     const bool uart = uart_answers(), pit = pit_answers(), pic = pic_answers(), pci = pci_config_answers();
     seen.emulated_devices = uart || pit || pic || pci;
@@ -555,6 +567,10 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
         const std::uint64_t console = console_byte_ticks(bytes);
         hv::fmt::format_to(bench, sizeof bench, "colors.{}.hv-start-to-guest-start", name);
         hv::rt::bench_report(bench, 1, hv::rt::start_ticks() - *t, "ticks");
+        if (real_mode && ctx.boot.first_instruction_tsc >= *t) {  // the stub's 0x7c00, before its hv_start
+            hv::fmt::format_to(bench, sizeof bench, "colors.{}.hv-start-to-first-instruction", name);
+            hv::rt::bench_report(bench, 1, ctx.boot.first_instruction_tsc - *t, "ticks");
+        }
         hv::fmt::format_to(bench, sizeof bench, "colors.{}.guest-start-to-main", name);
         hv::rt::bench_report(bench, 1, main_ticks - hv::rt::start_ticks(), "ticks");
         hv::fmt::format_to(bench, sizeof bench, "colors.{}.console-byte-exit", name);

@@ -14,8 +14,9 @@
 //     initrd=NAME    give the boot module NAME to the guest kernel as its initrd (Linux)
 //     end=poweroff   the guest must end the run by ACPI S5 (a Linux `poweroff -f`), not
 //                    by writing the pass value to 0xf4
-//     realmode=1     first run a boot-sector-style blob at 0x7c00 in real mode
-//                    (string I/O to COM1, exit through 0xf4) in a guest of its own
+//     realmode=1     first run a boot sector in real mode, loaded by libhv/loader's real-mode
+//                    protocol (0x7c00, DL = 0x80; string I/O to COM1, exit through 0xf4) in a
+//                    guest of its own
 //     bzimage=NAME   then boot the boot module NAME as a Linux bzImage (1 vCPU), e.g. bzhello.bin
 //     endings=1      then boot the kernel twice more, 1 vCPU each: run=dev.poweroff must
 //                    end in ACPI S5, run=dev.reset in a reset (8042 pulse)
@@ -30,25 +31,32 @@
 #include "libhv/vm/debug_ports.hpp"
 #include "libhv/vm/hvm_devices.hpp"
 
-// The real-mode blob: CS = DS = 0, IP = 0x7c00. REP OUTSB of its message, then 0x31 to 0xf4.
+// The real-mode boot sector: CS = DS = 0, IP = 0x7c00, DL = the boot drive. REP OUTSB of
+// its message, then 0x31 (pass) to 0xf4, or 0x33 (fail) when DL is not 0x80.
 asm(R"(
     .section .rodata
     .code16
     .globl hvm_realmode_blob, hvm_realmode_blob_end
 hvm_realmode_blob:
     cld
+    mov $0x33, %bl
+    cmp $0x80, %dl
+    jne 2f
     mov $0x3f8, %dx
     mov $(hvm_realmode_msg - hvm_realmode_blob + 0x7c00), %si
     mov $(hvm_realmode_msg_end - hvm_realmode_msg), %cx
     rep outsb
-    mov $0xf4, %dx
-    mov $0x31, %al
+    mov $0x31, %bl
+2:  mov $0xf4, %dx
+    mov %bl, %al
     out %al, %dx
 1:  hlt
     jmp 1b
 hvm_realmode_msg:
     .ascii "real mode: hello from 0x7c00 through REP OUTSB\n"
 hvm_realmode_msg_end:
+    .fill 510 - (. - hvm_realmode_blob), 1, 0
+    .byte 0x55, 0xaa
 hvm_realmode_blob_end:
     .code64
     .text
@@ -191,8 +199,9 @@ status run_realmode(mem::page_allocator& pages) {
     auto x = new_vm(pages, 1, 2 << 20, "guest(real): ");
     HV_TRY(x);
     const std::size_t size = static_cast<std::size_t>(hvm_realmode_blob_end - hvm_realmode_blob);
-    HV_TRY((*x)->g.memory().write(0x7c00, hvm_realmode_blob, size));
-    (*x)->g.vcpu(0).state = cpu::initial_state(cpu::guest_mode::real, 0x7c00);
+    vm::kernel_spec k{{reinterpret_cast<const std::byte*>(hvm_realmode_blob), size}, {}};
+    k.use = loader::protocol::real_mode;
+    HV_TRY(vm::load_kernel((*x)->g, k));
     return run(**x, "real-mode guest", dev::event_kind::debug_exit);
 }
 

@@ -5,7 +5,8 @@
 //                block device through a granted ring with event notifications (write,
 //                read back, an out-of-range request refused), SCHEDOP_block woken by a
 //                one-shot timer, tick benchmarks, then the same events through the FIFO
-//                ABI; then SCHEDOP_shutdown(poweroff), or (crash) at the first failed check
+//                ABI, hypercalls from a compatibility-mode, a conforming and a ring-3 code
+//                segment; then SCHEDOP_shutdown(poweroff), or (crash) at the first failed check
 //   xen.crash    SCHEDOP_shutdown(crash): the run must fail
 //   xen.hostile  a few thousand hypercalls of every number with random arguments and
 //                pointers (seeded): each must be answered with 0, a positive value or a
@@ -67,6 +68,252 @@ void count_event(xen::evtchn_port_t, void* ctx) {
 
 std::uint64_t ticks() { return hv::x86::rdtsc(); }
 
+// Hypercalls from code segments other than the usual 64-bit one, at CPL 0 (interrupts
+// off): through the stub at `stub` (below 4 GiB) after a far return to `selector`.
+//   compat_call      a 32-bit (compatibility mode) segment: 32-bit ABI, the first
+//                    argument in EBX; RDI holds XENVER_pagesize, what a 64-bit reading
+//                    of the registers would take
+//   conforming_call  a conforming 64-bit segment of DPL 0: 64-bit ABI, argument in RDI
+extern "C" std::uint64_t xen_guest_compat_call(const void* stub, std::uint64_t selector, std::uint64_t arg0);
+extern "C" std::uint64_t xen_guest_conforming_call(const void* stub, std::uint64_t selector, std::uint64_t arg0);
+asm(R"(
+    .text
+    .globl xen_guest_compat_call
+xen_guest_compat_call:
+    push %rbx
+    push %rbp
+    mov %cs, %ebp
+    mov %rdx, %rbx
+    mov %rdi, %rcx
+    mov $7, %edi
+    lea 1f(%rip), %rax
+    push %rsi
+    push %rax
+    lretq
+    .code32
+1:  call *%ecx
+    push %ebp
+    push $2f
+    lret
+    .code64
+2:  pop %rbp
+    pop %rbx
+    ret
+
+    .globl xen_guest_conforming_call
+xen_guest_conforming_call:
+    push %rbp
+    mov %cs, %ebp
+    mov %rdi, %r11
+    mov %rdx, %rdi
+    lea 1f(%rip), %rax
+    push %rsi
+    push %rax
+    lretq
+1:  call *%r11
+    lea 2f(%rip), %rcx
+    push %rbp
+    push %rcx
+    lretq
+2:  pop %rbp
+    ret
+)");
+
+// Ring 3 and back without a TSS (interrupts off): IRETQ to `user_code`/`user_data`,
+// xen_version(XENVER_version) through the stub, a far return to `conforming` (a DPL 0
+// conforming segment, RPL 3: the CPL stays 3 while CS.DPL says 0), the call again, then
+// SYSCALL back to CPL 0 (LSTAR = xen_guest_user_back, STAR's kernel CS = the caller's),
+// SS, DS, ES and CS restored. Returns the first result; the second goes to *second.
+extern "C" std::uint64_t xen_guest_user_calls(const void* stub, std::uint64_t user_code, std::uint64_t user_data,
+                                              std::uint64_t conforming, std::uint64_t* second);
+extern "C" void xen_guest_user_back();
+asm(R"(
+    .text
+    .globl xen_guest_user_calls
+xen_guest_user_calls:
+    push %rbx
+    push %rbp
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, xen_user_saved_rsp(%rip)
+    mov %cs, %eax
+    mov %rax, xen_user_saved_cs(%rip)
+    mov %ss, %eax
+    mov %rax, xen_user_saved_ss(%rip)
+    mov %ds, %eax
+    mov %rax, xen_user_saved_ds(%rip)
+    mov %es, %eax
+    mov %rax, xen_user_saved_es(%rip)
+    mov %rdi, %r14
+    mov %rcx, %r15
+    mov %r8, %rbx
+    mov %rsp, %rax
+    push %rdx
+    push %rax
+    pushfq
+    andq $~0x200, (%rsp)
+    push %rsi
+    lea 1f(%rip), %rax
+    push %rax
+    iretq
+1:  xor %edi, %edi
+    call *%r14
+    mov %rax, %r12
+    push %r15
+    lea 2f(%rip), %rax
+    push %rax
+    lretq
+2:  xor %edi, %edi
+    call *%r14
+    mov %rax, %r13
+    syscall
+    ud2
+    .globl xen_guest_user_back
+xen_guest_user_back:
+    mov xen_user_saved_ss(%rip), %rax
+    mov %eax, %ss
+    mov xen_user_saved_ds(%rip), %rax
+    mov %eax, %ds
+    mov xen_user_saved_es(%rip), %rax
+    mov %eax, %es
+    mov xen_user_saved_rsp(%rip), %rsp
+    push xen_user_saved_cs(%rip)
+    lea 3f(%rip), %rax
+    push %rax
+    lretq
+3:  mov %r13, (%rbx)
+    mov %r12, %rax
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbp
+    pop %rbx
+    ret
+    .data
+    .balign 8
+xen_user_saved_rsp: .quad 0
+xen_user_saved_cs: .quad 0
+xen_user_saved_ss: .quad 0
+xen_user_saved_ds: .quad 0
+xen_user_saved_es: .quad 0
+    .text
+)");
+
+// Sets U/S on every present entry of the tables under CR3 (identity-mapped), so ring 3
+// can run the same code on the same stack.
+void make_everything_user() {
+    std::uint64_t cr3;
+    asm volatile("mov %%cr3, %0" : "=r"(cr3));
+    auto table = [](std::uint64_t e) { return reinterpret_cast<std::uint64_t*>(e & 0x000f'ffff'ffff'f000ull); };
+    std::uint64_t* pml4 = table(cr3);
+    for (unsigned i = 0; i < 512; ++i) {
+        if (!(pml4[i] & 1)) continue;
+        pml4[i] |= 4;
+        std::uint64_t* pdpt = table(pml4[i]);
+        for (unsigned j = 0; j < 512; ++j) {
+            if (!(pdpt[j] & 1)) continue;
+            pdpt[j] |= 4;
+            if (pdpt[j] & 0x80) continue;
+            std::uint64_t* pd = table(pdpt[j]);
+            for (unsigned k = 0; k < 512; ++k) {
+                if (!(pd[k] & 1)) continue;
+                pd[k] |= 4;
+                if (pd[k] & 0x80) continue;
+                std::uint64_t* pt = table(pd[k]);
+                for (unsigned l = 0; l < 512; ++l)
+                    if (pt[l] & 1) pt[l] |= 4;
+            }
+        }
+    }
+    asm volatile("mov %0, %%cr3" ::"r"(cr3) : "memory");
+}
+
+struct [[gnu::packed]] gdt_pointer {
+    std::uint16_t limit;
+    std::uint64_t base;
+};
+
+// xen_version(XENVER_version) (`want`, as a 64-bit call answered it) from a
+// compatibility-mode and from a conforming code segment (a GDT copy with both appended,
+// loaded for the calls). The hypervisor must pick the 32-bit ABI for the first and the
+// 64-bit one for the second.
+hv::status odd_code_segments(std::uint64_t want) {
+    constexpr std::uint64_t code32 = 0x00cf9a000000ffffull;      // DPL 0, D = 1, L = 0
+    constexpr std::uint64_t conforming64 = 0x00af9e000000ffffull;  // DPL 0, type 0xe, L = 1
+    alignas(16) static std::uint64_t gdt[32];
+    gdt_pointer old{};
+    asm volatile("sgdt %0" : "=m"(old));
+    const unsigned n = (old.limit + 1u) / 8u;
+    if (n + 2 > 32) return hv::fail(hv::errc::no_memory, "GDT too large to extend");
+    __builtin_memcpy(gdt, reinterpret_cast<const void*>(old.base), n * 8);
+    gdt[n] = code32;
+    gdt[n + 1] = conforming64;
+    const gdt_pointer extended{static_cast<std::uint16_t>((n + 2) * 8 - 1), reinterpret_cast<std::uintptr_t>(gdt)};
+    const void* stub = hc.stub(xen::hc::xen_version);
+    std::uint64_t rflags;
+    asm volatile("pushfq; popq %0" : "=r"(rflags));
+    asm volatile("cli; lgdt %0" ::"m"(extended) : "memory");
+    const std::uint64_t compat = xen_guest_compat_call(stub, n * 8, xen::xenver_version);
+    const std::uint64_t conforming = xen_guest_conforming_call(stub, (n + 1) * 8, xen::xenver_version);
+    const std::uint64_t conforming_page = xen_guest_conforming_call(stub, (n + 1) * 8, xen::xenver_pagesize);
+    asm volatile("lgdt %0" ::"m"(old) : "memory");
+    if (rflags & 0x200) hv::x86::sti();
+    CHECK_OR_CRASH(static_cast<std::uint32_t>(compat) == want, "hypercall from compatibility mode: not the 32-bit ABI");
+    CHECK_OR_CRASH(conforming == want && conforming_page == xen::page_size,
+                   "hypercall from a conforming code segment (CPL 0) not answered");
+    hv::println("xen-guest: hypercalls from a 32-bit code segment (EBX argument) and a conforming one answered");
+    return {};
+}
+
+// xen_version from CPL 3, in a user code segment and in a conforming DPL 0 one: both
+// -EPERM (Xen refuses hypercalls from user mode). The tables stay user-accessible
+// afterwards: run last.
+hv::status user_mode_calls() {
+    constexpr std::uint64_t user_code = 0x00affa000000ffffull;     // DPL 3, L = 1
+    constexpr std::uint64_t user_data = 0x00cff2000000ffffull;     // DPL 3
+    constexpr std::uint64_t conforming64 = 0x00af9e000000ffffull;  // DPL 0, conforming, L = 1
+    alignas(16) static std::uint64_t gdt[32];
+    gdt_pointer old{};
+    asm volatile("sgdt %0" : "=m"(old));
+    const unsigned n = (old.limit + 1u) / 8u;
+    if (n + 3 > 32) return hv::fail(hv::errc::no_memory, "GDT too large to extend");
+    __builtin_memcpy(gdt, reinterpret_cast<const void*>(old.base), n * 8);
+    gdt[n] = user_code;
+    gdt[n + 1] = user_data;
+    gdt[n + 2] = conforming64;
+    const gdt_pointer extended{static_cast<std::uint16_t>((n + 3) * 8 - 1), reinterpret_cast<std::uintptr_t>(gdt)};
+    std::uint16_t cs;
+    asm volatile("mov %%cs, %0" : "=r"(cs));
+    std::uint64_t rflags;
+    asm volatile("pushfq; popq %0" : "=r"(rflags));
+    asm volatile("cli" ::: "memory");
+    make_everything_user();
+    namespace msr = hv::x86::msr;
+    const std::uint64_t efer = hv::x86::rdmsr(0xc0000080), fs = hv::x86::rdmsr(msr::fs_base),
+                        gs = hv::x86::rdmsr(msr::gs_base);
+    hv::x86::wrmsr(0xc0000080, efer | 1);  // SCE
+    hv::x86::wrmsr(0xc0000081, std::uint64_t{cs} << 32);
+    hv::x86::wrmsr(0xc0000082, reinterpret_cast<std::uintptr_t>(&xen_guest_user_back));
+    hv::x86::wrmsr(0xc0000084, 0x700);  // IF, TF, DF cleared at SYSCALL
+    asm volatile("lgdt %0" ::"m"(extended) : "memory");
+    std::uint64_t in_conforming = 0;
+    const std::uint64_t in_user = xen_guest_user_calls(hc.stub(xen::hc::xen_version), n * 8 | 3, (n + 1) * 8 | 3,
+                                                       (n + 2) * 8 | 3, &in_conforming);
+    asm volatile("lgdt %0" ::"m"(old) : "memory");
+    hv::x86::wrmsr(0xc0000080, efer);
+    hv::x86::wrmsr(msr::fs_base, fs);
+    hv::x86::wrmsr(msr::gs_base, gs);
+    if (rflags & 0x200) hv::x86::sti();
+    CHECK_OR_CRASH(static_cast<std::int64_t>(in_user) == -xen::err::eperm, "hypercall from ring 3 not refused");
+    CHECK_OR_CRASH(static_cast<std::int64_t>(in_conforming) == -xen::err::eperm,
+                   "hypercall from ring 3 in a conforming DPL 0 segment not refused");
+    hv::println("xen-guest: hypercalls from ring 3 (a user segment, a conforming DPL 0 one) refused with -EPERM");
+    return {};
+}
+
 }  // namespace
 
 HV_PROGRAM(xen_pv, "xen.pv", "the Xen PV interfaces from inside a PVH guest, with tick benchmarks") {
@@ -83,6 +330,7 @@ HV_PROGRAM(xen_pv, "xen.pv", "the Xen PV interfaces from inside a PVH guest, wit
     // A pointer the guest does not have: -EFAULT, nothing else.
     CHECK_OR_CRASH(hc.xen_version(xen::xenver_extraversion, reinterpret_cast<void*>(0x7fff0000)) == -xen::err::efault,
                    "XENVER_extraversion into a hole is not -EFAULT");
+    HV_TRY(odd_code_segments(static_cast<std::uint64_t>(version)));
 
     // Event channel to itself, through the callback vector.
     HV_TRY(events.install(hc, callback_vector, hv::rt::alloc_zeroed_pages(1)));
@@ -196,6 +444,7 @@ HV_PROGRAM(xen_pv, "xen.pv", "the Xen PV interfaces from inside a PVH guest, wit
     hv::println("xen-guest: FIFO event ABI: loopback event and block device through event queues ({} block notifications)",
                 blk.notifications() - blk_irqs_before);
 
+    HV_TRY(user_mode_calls());
     hv::println("xen-guest: all checks passed; {} upcalls", events.upcalls());
     return end_with(xen::shutdown_poweroff, "");
 }

@@ -1,5 +1,7 @@
 // What the loader told us, in one shape whichever loader it was:
-// multiboot2 (GRUB), multiboot1 (QEMU -kernel) or a Xen PVH start_info (QEMU -kernel).
+// multiboot2 (GRUB), multiboot1 (QEMU -kernel), a Xen PVH start_info (QEMU -kernel), or
+// libhv's real-mode stub (a flat image started at 0000:7C00 without a BIOS; the
+// command line and memory map are read from fw_cfg, the RSDP found by its signature).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -8,12 +10,13 @@
 
 namespace hv::boot {
 
-enum class loader : std::uint8_t { multiboot1, multiboot2, pvh };
+enum class loader : std::uint8_t { multiboot1, multiboot2, pvh, real_mode };
 constexpr const char* to_string(loader l) {
     switch (l) {
     case loader::multiboot1: return "multiboot1";
     case loader::multiboot2: return "multiboot2";
     case loader::pvh: return "pvh";
+    case loader::real_mode: return "real-mode";
     }
     return "?";
 }
@@ -21,6 +24,21 @@ constexpr const char* to_string(loader l) {
 constexpr std::uint32_t multiboot1_magic = 0x2badb002;  // in %eax from a multiboot1 loader
 constexpr std::uint32_t multiboot2_magic = 0x36d76289;  // in %eax from a multiboot2 loader
 constexpr std::uint32_t pvh_magic = 0x336ec578;         // hvm_start_info.magic
+constexpr std::uint32_t real_mode_magic = 0x4d525648;   // "HVRM": libhv's real-mode stub, %ebx = its hand-off
+
+// The real-mode stub's hand-off block (libhv/boot/realmode_stub.S, at stub offset 472):
+// toolchain/realmode_image.py fills the payload fields, the stub the rest as it runs.
+struct real_mode_handoff {
+    std::uint32_t magic;          // real_mode_magic
+    std::uint32_t payload_paddr;  // where the stub copied the image's loaded bytes
+    std::uint32_t payload_bytes;
+    std::uint32_t entry;          // the image's 32-bit entry (hv_entry32)
+    std::uint64_t first_tsc;      // TSC at the stub's first instruction (0x7c00)
+    std::uint32_t entry_cr0;      // the machine status word there (CR0.PE = bit 0)
+    std::uint32_t entry_edx;      // EDX there: DL = the boot drive
+};
+static_assert(sizeof(real_mode_handoff) == 32 && __builtin_offsetof(real_mode_handoff, first_tsc) == 16);
+inline constexpr std::uint32_t real_mode_handoff_offset = 472;
 
 // E820 numbering, which multiboot and PVH share.
 enum class region_type : std::uint32_t { available = 1, reserved = 2, acpi_reclaimable = 3, acpi_nvs = 4, bad = 5 };
@@ -47,6 +65,9 @@ struct info {
     std::string_view loader_name;
     std::uint64_t rsdp = 0;  // physical address of an ACPI RSDP, 0 if none
     std::uint64_t info_start = 0, info_end = 0;  // where the loader's own structures lie
+    // Real mode only: the TSC at the image's first instruction, and DL there.
+    std::uint64_t first_instruction_tsc = 0;
+    std::uint8_t boot_drive = 0;
     region regions[max_regions]{};
     std::size_t region_count = 0;
     module modules[max_modules]{};
@@ -63,10 +84,21 @@ struct memory_reader {
     void* ctx;
 };
 
-[[nodiscard]] hv::status parse(std::uint32_t magic, std::uint64_t info_paddr, const memory_reader& mem, info& out);
+// Port I/O for what only devices tell (fw_cfg): the port bus on metal, a model in tests.
+struct port_io {
+    void (*out16)(void* ctx, std::uint16_t port, std::uint16_t value);
+    std::uint8_t (*in8)(void* ctx, std::uint16_t port);
+    void* ctx;
+};
+
+// `ports` is needed for real_mode_magic only.
+[[nodiscard]] hv::status parse(std::uint32_t magic, std::uint64_t info_paddr, const memory_reader& mem, info& out,
+                               const port_io* ports = nullptr);
 [[nodiscard]] hv::status parse_multiboot2(std::uint64_t info_paddr, const memory_reader& mem, info& out);
 [[nodiscard]] hv::status parse_multiboot1(std::uint64_t info_paddr, const memory_reader& mem, info& out);
 [[nodiscard]] hv::status parse_pvh(std::uint64_t info_paddr, const memory_reader& mem, info& out);
+[[nodiscard]] hv::status parse_real_mode(std::uint64_t handoff_paddr, const memory_reader& mem, const port_io& ports,
+                                         info& out);
 
 // ---- The loaders' layouts (read by us, written by the loader) ----
 namespace mb2 {

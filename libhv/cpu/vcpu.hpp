@@ -23,6 +23,7 @@
 #include "libhv/core/format.hpp"
 #include "libhv/core/result.hpp"
 #include "libhv/core/spinlock.hpp"
+#include "libhv/cpu/call_mode.hpp"
 #include "libhv/cpu/exit.hpp"
 #include "libhv/cpu/state.hpp"
 
@@ -136,6 +137,13 @@ struct backend_ops {
     // EFER as the guest writes it (WRMSR, already checked by the caller); LMA stays the
     // CPU's. Under shadow paging the real EFER keeps NXE set.
     status (*write_efer)(vcpu& v, std::uint64_t value) = nullptr;
+    // The hypercall convention (64-bit or not, CPL 0 or not) from the fewest reads the
+    // backend can do (call_mode.hpp). nullptr: from load_mode (or load_state).
+    call_mode (*read_call_mode)(vcpu& v) = nullptr;
+    // What a guest page walk depends on besides RFLAGS, into v.state in one call: CR0,
+    // CR3, CR4 as the guest sees them (read_cr), EFER, SS access rights (the CPL).
+    // nullptr: load_mode and read_cr.
+    void (*load_paging_state)(vcpu& v) = nullptr;
 };
 
 // Reads guest-linear memory for the vCPU layer (instruction fetch when an exit gave no

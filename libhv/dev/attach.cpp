@@ -126,15 +126,17 @@ void attachment::entry(cpu::vcpu& v, void* ctx) {
     attachment& a = *s.owner;
     a.current_ = s.index;
     if (s.start_pending) a.start(s);
-    a.m_->poll();
+    timer_queue& timers = a.m_->timers();
+    const std::uint64_t now = timers.now();
+    timers.run_expired(now);
     if (a.m_->cpu(s.index).take_nmi()) v.inject_nmi();
     a.sync_tpr(s);
     // A guest that spins without exits must still leave by the next deadline (on metal the
     // machine's clock is the host TSC, which the backends' preemption counts). A deadline
-    // poll() left due (a timer re-armed at or before now) gives the guest a minimal slice,
-    // or it would exit before its first instruction, forever.
-    if (const auto next = a.m_->next_deadline()) {
-        const std::uint64_t earliest = a.m_->timers().now() + a.min_slice_;
+    // the timers left due (a timer re-armed at or before now) gives the guest a minimal
+    // slice, or it would exit before its first instruction, forever.
+    if (const auto next = timers.next_deadline()) {
+        const std::uint64_t earliest = now + a.min_slice_;
         v.set_preemption_deadline(*next > earliest ? *next : earliest);
     } else {
         v.set_preemption_deadline(0);
@@ -222,7 +224,6 @@ bool attachment::idle(void* ctx) {
 }
 
 void attachment::check_events() {
-    if (!m_->has_event()) return;
     const event ev = m_->take_event();
     outcome_ = {ev.kind, ev.value};
     const char* why = outcome_.kind == event_kind::debug_exit  ? "guest wrote the debug-exit port"
@@ -246,7 +247,23 @@ void attachment::port_out(void* ctx, std::uint16_t port, std::uint8_t size, std:
     auto& a = *static_cast<attachment*>(ctx);
     ++a.stats_.io;
     a.m_->io_write(port, size, value);
-    a.check_events();
+    if (a.m_->has_event()) a.check_events();
+}
+
+std::size_t attachment::port_in_block(void* ctx, std::uint16_t port, std::uint8_t size, void* dst, std::size_t count) {
+    auto& a = *static_cast<attachment*>(ctx);
+    const std::size_t n = a.m_->io_read_block(port, size, dst, count);
+    a.stats_.io += n;
+    return n;
+}
+
+std::size_t attachment::port_out_block(void* ctx, std::uint16_t port, std::uint8_t size, const void* src,
+                                       std::size_t count) {
+    auto& a = *static_cast<attachment*>(ctx);
+    const std::size_t n = a.m_->io_write_block(port, size, src, count);
+    a.stats_.io += n;
+    if (a.m_->has_event()) a.check_events();
+    return n;
 }
 
 void attachment::on_msr_read(cpu::vcpu& v, const cpu::exit_info& e) {

@@ -79,7 +79,7 @@ public:
 
     // The port bus for an I/O exit handler; a write that ends the machine (debug exit,
     // S5, reset) stops every vCPU.
-    [[nodiscard]] cpu::io_ports ports() { return {this, &port_in, &port_out}; }
+    [[nodiscard]] cpu::io_ports ports() { return {this, &port_in, &port_out, &port_in_block, &port_out_block}; }
 
     // vCPU `index` of the machine runs on `v`: installs the MSR/CPUID handlers, interrupt
     // source and entry hook. Index 0 runs from the state it has; the others start parked
@@ -146,6 +146,9 @@ private:
     static void console_byte(void* ctx, std::uint8_t byte);
     static std::uint32_t port_in(void* ctx, std::uint16_t port, std::uint8_t size);
     static void port_out(void* ctx, std::uint16_t port, std::uint8_t size, std::uint32_t value);
+    static std::size_t port_in_block(void* ctx, std::uint16_t port, std::uint8_t size, void* dst, std::size_t count);
+    static std::size_t port_out_block(void* ctx, std::uint16_t port, std::uint8_t size, const void* src,
+                                      std::size_t count);
     void start_ipis();        // INIT/SIPI the local APICs received → park / start vCPUs
     void park(slot& s);
     void start(slot& s);

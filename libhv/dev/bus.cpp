@@ -19,6 +19,7 @@ status bus::map(std::uint64_t base, std::uint64_t length, io_device& dev, std::u
     for (std::size_t i = count_; i > pos; --i) map_[i] = map_[i - 1];
     map_[pos] = mapping{base, last, &dev, sizes};
     ++count_;
+    last_hit_ = nullptr;  // the mappings moved
     return {};
 }
 
@@ -29,10 +30,14 @@ std::size_t bus::unmap(io_device& dev) {
         map_[out++] = map_[i];
     }
     count_ = out;
+    last_hit_ = nullptr;
     return removed;
 }
 
 const bus::mapping* bus::lookup(std::uint64_t addr) const {
+    // A device's registers are mostly accessed in runs (a string of bytes to a UART, a
+    // disk's data port): the last mapping found first.
+    if (last_hit_ && addr - last_hit_->base <= last_hit_->last - last_hit_->base) return last_hit_;
     // Last mapping whose base <= addr.
     std::size_t lo = 0, hi = count_;
     while (lo < hi) {
@@ -41,12 +46,29 @@ const bus::mapping* bus::lookup(std::uint64_t addr) const {
     }
     if (lo == 0) return nullptr;
     const mapping& m = map_[lo - 1];
-    return addr <= m.last ? &m : nullptr;
+    if (addr > m.last) return nullptr;
+    last_hit_ = &m;
+    return &m;
 }
 
 io_device* bus::find(std::uint64_t addr) const {
     const mapping* m = lookup(addr);
     return m ? m->dev : nullptr;
+}
+
+const bus::mapping* bus::whole(std::uint64_t addr, unsigned size) const {
+    const mapping* m = lookup(addr);
+    return m && addr + (size - 1) <= m->last && addr + (size - 1) >= addr && (m->sizes & size) ? m : nullptr;
+}
+
+std::size_t bus::read_block(std::uint64_t addr, unsigned size, void* dst, std::size_t count) {
+    const mapping* m = valid_size(size) ? whole(addr, size) : nullptr;
+    return m ? m->dev->read_block(addr - m->base, size, dst, count) : 0;
+}
+
+std::size_t bus::write_block(std::uint64_t addr, unsigned size, const void* src, std::size_t count) {
+    const mapping* m = valid_size(size) ? whole(addr, size) : nullptr;
+    return m ? m->dev->write_block(addr - m->base, size, src, count) : 0;
 }
 
 std::uint64_t bus::read(std::uint64_t addr, unsigned size) {

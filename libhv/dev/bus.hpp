@@ -15,6 +15,12 @@ class io_device {
 public:
     virtual std::uint64_t read(std::uint64_t offset, unsigned size) = 0;
     virtual void write(std::uint64_t offset, unsigned size, std::uint64_t value) = 0;
+    // Optional bursts (REP INS/OUTS): `count` accesses of `size` bytes at `offset`, the
+    // values packed little-endian in `buf`, exactly as that many read()/write() calls.
+    // They return how many they took (0..count), e.g. up to the end of a device buffer;
+    // the caller does the rest with read()/write() or another burst. Default: none.
+    virtual std::size_t read_block(std::uint64_t, unsigned, void*, std::size_t) { return 0; }
+    virtual std::size_t write_block(std::uint64_t, unsigned, const void*, std::size_t) { return 0; }
 
 protected:
     ~io_device() = default;
@@ -60,6 +66,10 @@ public:
 
     std::uint64_t read(std::uint64_t addr, unsigned size);
     void write(std::uint64_t addr, unsigned size, std::uint64_t value);
+    // Bursts of `count` accesses to one address (io_device::read_block): to the device
+    // when one access would go to it as is; 0 (none taken) otherwise.
+    std::size_t read_block(std::uint64_t addr, unsigned size, void* dst, std::size_t count);
+    std::size_t write_block(std::uint64_t addr, unsigned size, const void* src, std::size_t count);
 
     [[nodiscard]] const bus_stats& stats() const { return stats_; }
     [[nodiscard]] std::size_t mappings() const { return count_; }
@@ -72,6 +82,7 @@ private:
         std::uint8_t sizes;
     };
     const mapping* lookup(std::uint64_t addr) const;
+    const mapping* whole(std::uint64_t addr, unsigned size) const;  // takes the access as is
     bool valid_size(unsigned size) const;
     std::uint64_t read_bytes(std::uint64_t addr, unsigned size);
     void write_bytes(std::uint64_t addr, unsigned size, std::uint64_t value);
@@ -80,6 +91,7 @@ private:
     std::uint64_t limit_;
     std::array<mapping, capacity> map_{};   // sorted by base, non-overlapping
     std::size_t count_ = 0;
+    mutable const mapping* last_hit_ = nullptr;  // lookup()'s last answer
     bus_stats stats_{};
 };
 

@@ -43,6 +43,12 @@ std::uint8_t fw_cfg::item_byte(std::uint16_t key, std::uint32_t off) const {
     case fw_cfg_key::ram_size: return from(ram_size_, sizeof(ram_size_));
     case fw_cfg_key::nb_cpus: return from(nb_cpus_, sizeof(nb_cpus_));
     case fw_cfg_key::max_cpus: return from(max_cpus_, sizeof(max_cpus_));
+    case fw_cfg_key::cmdline_size: {
+        const auto n = static_cast<std::uint32_t>(cmdline_.empty() ? 0 : cmdline_.size() + 1);
+        return off < 4 ? static_cast<std::uint8_t>(n >> (8 * off)) : 0;
+    }
+    case fw_cfg_key::cmdline_data:
+        return off < cmdline_.size() ? static_cast<std::uint8_t>(cmdline_[off]) : 0;  // then the NUL
     case fw_cfg_key::file_dir: {
         // u32 count (big-endian), then one fw_cfg_file per file.
         if (off < 4) return static_cast<std::uint8_t>(file_count_ >> (8 * (3 - off)));

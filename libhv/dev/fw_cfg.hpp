@@ -13,7 +13,8 @@ namespace hv::dev {
 
 enum class fw_cfg_key : std::uint16_t {
     signature = 0x0000, id = 0x0001, uuid = 0x0002, ram_size = 0x0003, nographic = 0x0004,
-    nb_cpus = 0x0005, max_cpus = 0x000f, file_dir = 0x0019, file_first = 0x0020,
+    nb_cpus = 0x0005, max_cpus = 0x000f, cmdline_size = 0x0014, cmdline_data = 0x0015, file_dir = 0x0019,
+    file_first = 0x0020,
 };
 
 #pragma pack(push, 1)
@@ -35,6 +36,9 @@ public:
     fw_cfg();
     void set_ram_size(std::uint64_t bytes);
     void set_cpus(std::uint16_t present, std::uint16_t max);
+    // The kernel command line, as QEMU's -append: cmdline_size = its length + 1 (0 when
+    // none), cmdline_data = its bytes and a NUL. Caller-owned, like a file's bytes.
+    void set_cmdline(std::string_view cmdline) { cmdline_ = cmdline; }
     // Adds a file; returns its selector key.
     result<std::uint16_t> add_file(std::string_view name, std::span<const std::uint8_t> data);
 
@@ -55,6 +59,7 @@ private:
     std::uint8_t ram_size_[8]{};
     std::uint8_t nb_cpus_[2]{};
     std::uint8_t max_cpus_[2]{};
+    std::string_view cmdline_{};
     std::uint16_t selector_ = 0;
     std::uint32_t offset_ = 0;
 };

@@ -236,6 +236,26 @@ void ide_controller::data_write(unsigned bytes, std::uint64_t value) {
     if (pos_ == buffer_.size()) sector_done();
 }
 
+// Whole accesses of the data phase up to the buffer's end, as data_read/data_write one by
+// one (an access that would run past the end is left to them).
+std::size_t ide_controller::data_read_block(unsigned bytes, void* dst, std::size_t count) {
+    if (phase_ != phase::data_in || !master_selected()) return 0;
+    const std::size_t n = (buffer_.size() - pos_) / bytes < count ? (buffer_.size() - pos_) / bytes : count;
+    __builtin_memcpy(dst, buffer_.data() + pos_, n * bytes);
+    pos_ += n * bytes;
+    if (pos_ == buffer_.size()) sector_done();
+    return n;
+}
+
+std::size_t ide_controller::data_write_block(unsigned bytes, const void* src, std::size_t count) {
+    if (phase_ != phase::data_out || !master_selected()) return 0;
+    const std::size_t n = (buffer_.size() - pos_) / bytes < count ? (buffer_.size() - pos_) / bytes : count;
+    __builtin_memcpy(buffer_.data() + pos_, src, n * bytes);
+    pos_ += n * bytes;
+    if (pos_ == buffer_.size()) sector_done();
+    return n;
+}
+
 // The buffer is full (write) or drained (read): on to the next sector or the end.
 void ide_controller::sector_done() {
     if (phase_ == phase::data_out) {

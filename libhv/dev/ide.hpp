@@ -74,6 +74,12 @@ private:
         explicit command_window(ide_controller* self) : c{self} {}
         std::uint64_t read(std::uint64_t offset, unsigned size) override { return c->read_command(offset, size); }
         void write(std::uint64_t offset, unsigned size, std::uint64_t v) override { c->write_command(offset, size, v); }
+        std::size_t read_block(std::uint64_t offset, unsigned size, void* dst, std::size_t count) override {
+            return offset == ata::data ? c->data_read_block(size, dst, count) : 0;
+        }
+        std::size_t write_block(std::uint64_t offset, unsigned size, const void* src, std::size_t count) override {
+            return offset == ata::data ? c->data_write_block(size, src, count) : 0;
+        }
     };
     struct control_window final : io_device {
         ide_controller* c;
@@ -94,6 +100,8 @@ private:
     void load_sector();
     void data_read(unsigned bytes, std::uint64_t& value);
     void data_write(unsigned bytes, std::uint64_t value);
+    std::size_t data_read_block(unsigned bytes, void* dst, std::size_t count);
+    std::size_t data_write_block(unsigned bytes, const void* src, std::size_t count);
     void sector_done();
     void complete(std::uint8_t error = 0);
     void interrupt();

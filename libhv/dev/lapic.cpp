@@ -29,8 +29,12 @@ lapic::lapic(const lapic_config& cfg, apic_bus& bus, timer_queue& timers)
 lapic::~lapic() { bus_.detach(*this); }
 
 int lapic::highest(const bitmap& b) {
-    for (int i = 7; i >= 0; --i)
-        if (b[i]) return i * 32 + 31 - __builtin_clz(b[i]);
+    // Checked before every entry: 64 bits at a time (words 2i and 2i+1, little-endian).
+    for (int i = 3; i >= 0; --i) {
+        std::uint64_t w;
+        __builtin_memcpy(&w, &b[2 * i], sizeof w);
+        if (w) return i * 64 + 63 - __builtin_clzll(w);
+    }
     return -1;
 }
 
@@ -128,12 +132,6 @@ std::optional<std::uint8_t> lapic::acknowledge_interrupt() {
     clear(irr_, vec);
     set(isr_, vec);
     return vec;
-}
-
-bool lapic::take_nmi() {
-    bool n = nmi_;
-    nmi_ = false;
-    return n;
 }
 
 bool lapic::take_init() {

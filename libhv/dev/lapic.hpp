@@ -106,7 +106,11 @@ public:
     // back (lowering the TPR below it would deliver it); 0: none.
     [[nodiscard]] std::uint8_t tpr_masked_class() const;
     std::optional<std::uint8_t> acknowledge_interrupt();
-    bool take_nmi();
+    bool take_nmi() {  // before every entry
+        const bool n = nmi_;
+        nmi_ = false;
+        return n;
+    }
     bool take_init();
     std::optional<std::uint8_t> take_sipi();
     [[nodiscard]] bool has_event() const;   // anything that ends a HLT

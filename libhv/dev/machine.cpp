@@ -168,11 +168,6 @@ void machine::raise_nmi() {
     apic_bus_.set_lint1_all(false);
 }
 
-std::uint32_t machine::io_read(std::uint16_t port, unsigned size) {
-    return static_cast<std::uint32_t>(ports_.read(port, size));
-}
-
-void machine::io_write(std::uint16_t port, unsigned size, std::uint32_t value) { ports_.write(port, size, value); }
 
 bool machine::mmio_claims(unsigned vcpu, std::uint64_t gpa) const {
     if (vcpu < cfg_.vcpus && cpus_[vcpu]->mmio_claims(gpa)) return true;

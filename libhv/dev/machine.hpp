@@ -72,8 +72,15 @@ public:
     machine& operator=(const machine&) = delete;
 
     // ---- exits ----
-    std::uint32_t io_read(std::uint16_t port, unsigned size);
-    void io_write(std::uint16_t port, unsigned size, std::uint32_t value);
+    std::uint32_t io_read(std::uint16_t port, unsigned size) { return static_cast<std::uint32_t>(ports_.read(port, size)); }
+    void io_write(std::uint16_t port, unsigned size, std::uint32_t value) { ports_.write(port, size, value); }
+    // REP INS/OUTS bursts (io_device::read_block): how many accesses the port took.
+    std::size_t io_read_block(std::uint16_t port, unsigned size, void* dst, std::size_t count) {
+        return ports_.read_block(port, size, dst, count);
+    }
+    std::size_t io_write_block(std::uint16_t port, unsigned size, const void* src, std::size_t count) {
+        return ports_.write_block(port, size, src, count);
+    }
     // MMIO the hypervisor emulates (local APIC page of this vCPU, IOAPIC); other
     // addresses read all-ones and drop writes.
     std::uint64_t mmio_read(unsigned vcpu, std::uint64_t gpa, unsigned size);

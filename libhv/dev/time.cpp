@@ -38,12 +38,7 @@ void timer_queue::disarm(timer& t) {
     t.next_ = nullptr;
 }
 
-std::optional<std::uint64_t> timer_queue::next_deadline() const {
-    if (!head_) return std::nullopt;
-    return head_->deadline_;
-}
-
-std::uint32_t timer_queue::run_expired(std::uint64_t now) {
+std::uint32_t timer_queue::run_due(std::uint64_t now) {
     constexpr std::uint32_t max_callbacks = 4096;
     std::uint32_t ran = 0;
     while (head_ && head_->deadline_ <= now && ran < max_callbacks) {

@@ -79,14 +79,19 @@ public:
     // Arming an armed timer moves it.
     void arm(timer& t, std::uint64_t deadline);
     void disarm(timer& t);
-    [[nodiscard]] std::optional<std::uint64_t> next_deadline() const;
+    [[nodiscard]] std::optional<std::uint64_t> next_deadline() const {
+        if (!head_) return std::nullopt;
+        return head_->deadline_;
+    }
     // Fires, in deadline order, every timer whose deadline is <= now; a callback may
     // re-arm its own or other timers (a re-armed deadline <= now fires in this call
     // too, up to a bound that keeps a zero-period timer from looping forever).
-    // Returns how many callbacks ran.
-    std::uint32_t run_expired(std::uint64_t now);
+    // Returns how many callbacks ran. (Inline: checked before every entry.)
+    std::uint32_t run_expired(std::uint64_t now) { return head_ && head_->deadline_ <= now ? run_due(now) : 0; }
 
 private:
+    std::uint32_t run_due(std::uint64_t now);
+
     const dev::clock* clock_;
     timer* head_ = nullptr;
 };

@@ -37,19 +37,17 @@ public:
     [[nodiscard]] bool installed() const { return page_ != nullptr; }
 
     // Inline, as a kernel's hypercall wrappers are: a call costs the stub and the
-    // argument registers, nothing else.
-    std::int64_t call(unsigned nr, std::uint64_t a1 = 0, std::uint64_t a2 = 0, std::uint64_t a3 = 0,
-                      std::uint64_t a4 = 0, std::uint64_t a5 = 0) const {
+    // registers of the arguments it has. Xen may change every argument register (its
+    // debug builds do), so all five are outputs; only the used ones are set.
+    template <class... A>
+    std::int64_t call(unsigned nr, A... args) const {
+        static_assert(sizeof...(A) <= 5, "Xen hypercalls take at most 5 arguments");
         if (!page_ || nr >= page_size / stub_bytes) [[unlikely]] return -err::enosys;
-        const void* stub = page_ + nr * stub_bytes;
-        register std::uint64_t r10 asm("r10") = a4;
-        register std::uint64_t r8 asm("r8") = a5;
-        std::int64_t rax;
-        asm volatile("call *%[stub]"
-                     : "=a"(rax), "+D"(a1), "+S"(a2), "+d"(a3), "+r"(r10), "+r"(r8)
-                     : [stub] "r"(stub)
-                     : "memory", "rcx", "r9", "r11");
-        return rax;
+        return enter(page_ + nr * stub_bytes, static_cast<std::uint64_t>(args)...);
+    }
+    // The page's stub for hypercall `nr` (nullptr before install or past the page).
+    [[nodiscard]] const void* stub(unsigned nr) const {
+        return page_ && nr < page_size / stub_bytes ? page_ + nr * stub_bytes : nullptr;
     }
     // Any 64-bit number, not only the page's 128 stubs: VMCALL or VMMCALL directly.
     std::int64_t call_raw(std::uint64_t nr, std::uint64_t a1, std::uint64_t a2, std::uint64_t a3,
@@ -90,6 +88,40 @@ public:
     std::int64_t port_status(evtchn_port_t port, evtchn_status& out) const;
 
 private:
+    static std::int64_t enter(const void* stub, std::uint64_t a1 = 0) {
+        std::uint64_t rsi, rdx;
+        register std::uint64_t r10 asm("r10");
+        register std::uint64_t r8 asm("r8");
+        std::int64_t rax;
+        asm volatile("call *%[stub]"
+                     : "=a"(rax), "+D"(a1), "=S"(rsi), "=d"(rdx), "=r"(r10), "=r"(r8)
+                     : [stub] "r"(stub)
+                     : "memory", "rcx", "r9", "r11");
+        return rax;
+    }
+    static std::int64_t enter(const void* stub, std::uint64_t a1, std::uint64_t a2) {
+        std::uint64_t rdx;
+        register std::uint64_t r10 asm("r10");
+        register std::uint64_t r8 asm("r8");
+        std::int64_t rax;
+        asm volatile("call *%[stub]"
+                     : "=a"(rax), "+D"(a1), "+S"(a2), "=d"(rdx), "=r"(r10), "=r"(r8)
+                     : [stub] "r"(stub)
+                     : "memory", "rcx", "r9", "r11");
+        return rax;
+    }
+    static std::int64_t enter(const void* stub, std::uint64_t a1, std::uint64_t a2, std::uint64_t a3,
+                              std::uint64_t a4 = 0, std::uint64_t a5 = 0) {
+        register std::uint64_t r10 asm("r10") = a4;
+        register std::uint64_t r8 asm("r8") = a5;
+        std::int64_t rax;
+        asm volatile("call *%[stub]"
+                     : "=a"(rax), "+D"(a1), "+S"(a2), "+d"(a3), "+r"(r10), "+r"(r8)
+                     : [stub] "r"(stub)
+                     : "memory", "rcx", "r9", "r11");
+        return rax;
+    }
+
     unsigned char* page_ = nullptr;
     bool amd_ = false;
 };

@@ -31,6 +31,13 @@ inline constexpr std::uint64_t boot_info_size = 0x10000;
 inline constexpr std::uint64_t cmdline = 0x20000;
 inline constexpr std::uint64_t cmdline_max = 0x10000;  // including the NUL
 inline constexpr std::uint64_t low_end = 0x30000;
+// A real-mode start (protocol::real_mode): a flat image at the boot-sector address,
+// entered at 0000:7C00 with SP just below it. It may run up to the extended BIOS data
+// area, which a PC keeps in the last KiB below 640 KiB; the real-mode protocol writes
+// nothing else (its command line and memory map are in fw_cfg), so the image may
+// overlap the boot area above, which it does not use.
+inline constexpr std::uint64_t real_mode_image = 0x7c00;
+inline constexpr std::uint64_t real_mode_image_end = 0x9fc00;  // the EBDA
 // A bzImage's protected-mode kernel: the protocol's default code32_start, loadable
 // by every protected-mode kernel whether relocatable or not.
 inline constexpr std::uint64_t linux_kernel = 0x100000;

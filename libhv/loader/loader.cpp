@@ -40,6 +40,7 @@ status write(const memory_target& g, std::uint64_t gpa, const void* src, std::si
 }
 
 status write_zeros(const memory_target& g, std::uint64_t gpa, std::uint64_t n) {
+    if (g.zero && n) return g.zero(g.ctx, gpa, static_cast<std::size_t>(n));
     // A page at a time: each write checks and translates its whole range first.
     static constexpr std::byte zeros[4096]{};
     while (n) {
@@ -409,6 +410,28 @@ status load_linux(const memory_target& g, bytes img, const boot_config& cfg, con
     return {};
 }
 
+// ---- Real mode: the flat image at 0x7c00, nothing else written ----
+
+status load_real_mode(const memory_target& g, bytes img, const boot_config& cfg, load_result& out) {
+    if (const char* why = real_mode_image_problem(img)) return fail(errc::bad_format, why);
+    if (!cfg.modules.empty()) return fail(errc::invalid_argument, "a real-mode start takes no modules");
+    // The image and its stack below it: from the IVT up to the image's end.
+    if (!in_ram(cfg, 0, layout::real_mode_image + img.size()))
+        return fail(errc::out_of_range, "guest RAM does not cover 0x0 to the real-mode image's end");
+    HV_TRY(write(g, layout::real_mode_image, img.data(), img.size()));
+    out.kernel_start = layout::real_mode_image;
+    out.kernel_end = layout::real_mode_image + img.size();
+    vcpu_state& s = out.cpu;
+    s.mode = cpu_mode::real16;
+    s.rip = layout::real_mode_image;  // CS = 0, IP = 0x7c00
+    s.rsp = layout::real_mode_image;
+    s.rdx = real_mode_boot_drive;
+    s.cs = {0, 0, 0xffff, 0x9b};      // present, execute/read, accessed
+    s.ds = {0, 0, 0xffff, 0x93};      // present, read/write, accessed
+    s.cr0 = x86::cr0::et;
+    return {};
+}
+
 protocol choose(const image_info& info, const boot_config& cfg) {
     if (cfg.use != protocol::none) return info.supports(cfg.use) ? cfg.use : protocol::none;
     for (protocol p : {protocol::pvh, protocol::multiboot2, protocol::multiboot1, protocol::linux_bzimage})
@@ -419,6 +442,15 @@ protocol choose(const image_info& info, const boot_config& cfg) {
 } // namespace
 
 result<load_result> load(const memory_target& g, bytes img, const boot_config& cfg) {
+    if (cfg.use == protocol::real_mode) {
+        // A flat image has no header to probe; its command line and memory map are the
+        // device model's (fw_cfg), not the loader's.
+        if (cfg.memory_map.empty()) return fail(errc::invalid_argument, "guest memory map is empty");
+        load_result out;
+        out.used = protocol::real_mode;
+        HV_TRY(load_real_mode(g, img, cfg, out));
+        return out;
+    }
     auto probed = probe(img);
     if (!probed) return probed.err();
     const image_info& info = *probed;
@@ -427,6 +459,7 @@ result<load_result> load(const memory_target& g, bytes img, const boot_config& c
     out.used = choose(info, cfg);
     switch (out.used) {
     case protocol::none: return fail(errc::not_supported, "image does not support the requested boot protocol");
+    case protocol::real_mode: return fail(errc::not_supported, "real mode is loaded only when asked for");
     case protocol::linux_bzimage: HV_TRY(load_linux(g, img, cfg, info, out)); return out;
     case protocol::multiboot1: {
         const bool aout = info.mb1_aout;

@@ -1,6 +1,7 @@
 // Guest kernel loaders: multiboot1 and multiboot2 (ELF or a.out-kludge images), Xen PVH
-// ELF (XEN_ELFNOTE_PHYS32_ENTRY, hvm_start_info version 1) and Linux bzImage (boot
-// protocol 2.06+, 32-bit entry; 2.12+ with XLF_KERNEL_64 for the 64-bit entry).
+// ELF (XEN_ELFNOTE_PHYS32_ENTRY, hvm_start_info version 1), Linux bzImage (boot
+// protocol 2.06+, 32-bit entry; 2.12+ with XLF_KERNEL_64 for the 64-bit entry) and a
+// firmware-less real-mode start (protocol::real_mode, below).
 //
 //   probe(image)                 what the image supports; names what is malformed
 //   load(guest, image, config)   copies it into guest RAM, writes the boot structures
@@ -17,10 +18,11 @@
 #include <string_view>
 #include "libhv/boot/boot_info.hpp"
 #include "libhv/core/result.hpp"
+#include "libhv/loader/layout.hpp"
 
 namespace hv::loader {
 
-enum class protocol : std::uint8_t { none, multiboot1, multiboot2, pvh, linux_bzimage };
+enum class protocol : std::uint8_t { none, multiboot1, multiboot2, pvh, linux_bzimage, real_mode };
 constexpr const char* to_string(protocol p) {
     switch (p) {
     case protocol::none: return "none";
@@ -28,8 +30,40 @@ constexpr const char* to_string(protocol p) {
     case protocol::multiboot2: return "multiboot2";
     case protocol::pvh: return "pvh";
     case protocol::linux_bzimage: return "linux";
+    case protocol::real_mode: return "real-mode";
     }
     return "?";
+}
+
+// ---- The real-mode start (libhv's, there is no BIOS) ----
+// The image is flat, boot-sector style: at least one 512-byte sector ending in the
+// signature 0x55 0xAA (bytes 510-511), at most the 608 KiB from 0x7c00 to the EBDA at
+// 0x9fc00; it is copied to 0x7c00 and nothing else is written. The vCPU starts in real
+// mode at CS:IP = 0000:7C00, DS = ES = SS = 0, SP = 0x7c00, DL = 0x80 (the boot drive,
+// the first hard disk), interrupts off, CR0.PE clear. Without BIOS services the IVT and
+// BDA are zero: the guest finds what a BIOS would tell it in the emulated PC:
+//   fw_cfg (selector port 0x510, 16-bit; data port 0x511), as QEMU lays it out:
+//     0x0003 RAM size (u64), 0x0014 command-line size incl. its NUL (u32),
+//     0x0015 command line, file "etc/e820" (20-byte {u64 base, u64 length, u32 type})
+//   CMOS 0x30/0x31 KiB above 1 MiB (to 64 MiB), 0x34/0x35 64 KiB units above 16 MiB
+//   the ACPI RSDP on a 16-byte boundary in 0xe0000-0xfffff ("RSD PTR ")
+// The window [640 KiB, 1 MiB) is never RAM (a PC's VGA and ROM area).
+inline constexpr std::size_t real_mode_sector = 512;
+inline constexpr std::size_t real_mode_max_image = layout::real_mode_image_end - layout::real_mode_image;
+static_assert(real_mode_max_image == 0x98000);
+inline constexpr std::uint8_t real_mode_boot_drive = 0x80;
+
+// Why `image` cannot be started in real mode, or nullptr. hvimage asks the same.
+[[nodiscard]] constexpr const char* real_mode_image_problem(std::span<const std::byte> image) {
+    if (image.size() >= 4 && image[0] == std::byte{0x7f} && image[1] == std::byte{'E'} &&
+        image[2] == std::byte{'L'} && image[3] == std::byte{'F'})
+        return "an ELF file: a real-mode start takes a flat image (boot-sector style, 0x55 0xAA at bytes 510-511)";
+    if (image.size() < real_mode_sector) return "shorter than one 512-byte boot sector";
+    if (image.size() > real_mode_max_image)
+        return "larger than the 608 KiB (0x98000 bytes) between 0x7c00 and the EBDA at 0x9fc00";
+    if (image[510] != std::byte{0x55} || image[511] != std::byte{0xaa})
+        return "no boot signature 0x55 0xAA at bytes 510-511: not a flat real-mode image";
+    return nullptr;
 }
 
 // A piece of the image to copy: file bytes [file_offset, +file_size) to paddr, then
@@ -87,6 +121,7 @@ struct image_info {
         case protocol::multiboot2: return multiboot2;
         case protocol::pvh: return pvh;
         case protocol::linux_bzimage: return linux_bzimage;
+        case protocol::real_mode:  // any flat bytes: real_mode_image_problem decides
         case protocol::none: return false;
         }
         return false;
@@ -117,11 +152,12 @@ struct boot_config {
     std::span<const module_spec> modules;  // Linux: at most one, the initrd
     std::uint64_t rsdp = 0;                // guest-physical RSDP (dev/acpi_tables), 0 if none
     protocol use = protocol::none;         // none: the first the image supports of
-                                           // pvh, multiboot2, multiboot1, linux
+                                           // pvh, multiboot2, multiboot1, linux;
+                                           // real_mode only when asked for
     bool linux_entry32 = false;            // take the 32-bit entry even if 64 is offered
 };
 
-enum class cpu_mode : std::uint8_t { protected32, long64 };
+enum class cpu_mode : std::uint8_t { real16, protected32, long64 };
 
 // A segment register as the cpu layer loads it, hidden part included. access_rights is
 // in the VMCS layout (type 3:0, S 4, DPL 6:5, P 7, AVL 12, L 13, D/B 14, G 15); SVM's
@@ -135,7 +171,8 @@ struct segment_state {
 
 // The state the first vCPU starts in. The protocols define no stack (rsp 0), interrupts
 // are off, TR/LDTR are the cpu layer's (any usable busy TSS; LDTR unusable); the GDT
-// behind gdt_base holds the code/data descriptors below.
+// behind gdt_base holds the code/data descriptors below. real16: segments are real-mode
+// ones (base = selector * 16, limit 0xffff), no GDT.
 struct vcpu_state {
     cpu_mode mode;
     std::uint64_t rip = 0, rsp = 0, rflags = 0x2;
@@ -171,13 +208,21 @@ struct memory_target {
     status (*write)(void* ctx, std::uint64_t gpa, const void* src, std::size_t n);
     status (*read)(void* ctx, std::uint64_t gpa, void* dst, std::size_t n);
     void* ctx;
+    // Optional: makes [gpa, +n) read as zeros, e.g. without backing first-touch RAM that
+    // reads as zeros anyway (a kernel's .bss). nullptr: zeros are written.
+    status (*zero)(void* ctx, std::uint64_t gpa, std::size_t n) = nullptr;
 };
 
 template <guest_target G>
 memory_target make_target(G& g) {
-    return {[](void* c, std::uint64_t gpa, const void* src, std::size_t n) { return static_cast<G*>(c)->write(gpa, src, n); },
-            [](void* c, std::uint64_t gpa, void* dst, std::size_t n) { return static_cast<G*>(c)->read(gpa, dst, n); },
-            &g};
+    memory_target t{[](void* c, std::uint64_t gpa, const void* src, std::size_t n) { return static_cast<G*>(c)->write(gpa, src, n); },
+                    [](void* c, std::uint64_t gpa, void* dst, std::size_t n) { return static_cast<G*>(c)->read(gpa, dst, n); },
+                    &g};
+    if constexpr (requires(G& m, std::uint64_t gpa, std::size_t n) {
+                      { m.zero(gpa, n) } -> std::same_as<status>;
+                  })
+        t.zero = [](void* c, std::uint64_t gpa, std::size_t n) { return static_cast<G*>(c)->zero(gpa, n); };
+    return t;
 }
 
 [[nodiscard]] result<load_result> load(const memory_target& guest, std::span<const std::byte> image,

@@ -175,6 +175,29 @@ public:
             __builtin_memcpy(p, static_cast<const char*>(src) + at, n);
         });
     }
+    // RAM only, as write() of zeros, except that first-touch RAM not backed yet stays
+    // unbacked: it reads as zeros when first touched (a loaded kernel's .bss costs no
+    // page, and no second zeroing, until the guest uses it).
+    [[nodiscard]] status zero(std::uint64_t gpa, std::size_t size) {
+        if (size == 0) return {};
+        if (gpa + (size - 1) < gpa) return fail(errc::out_of_range, "guest-physical range wraps");
+        for (int pass = 0; pass < 2; ++pass) {
+            for (std::size_t done = 0; done < size;) {
+                const std::uint64_t at = gpa + done;
+                const std::size_t in_page = page_size - (at & page_offset_mask);
+                const std::size_t chunk = size - done < in_page ? size - done : in_page;
+                done += chunk;
+                if (!backing_.translate(at & ~page_offset_mask)) {
+                    const guest_region* r = regions_.find(at);
+                    if (r && r->kind == region_kind::ram && r->backing == ram_backing::first_touch) continue;
+                }
+                void* p = host_pointer(at, true);
+                if (!p) return describe_failure(at, true);
+                if (pass == 1) __builtin_memset(p, 0, chunk);
+            }
+        }
+        return {};
+    }
     // RAM or ROM: loading firmware and ROM images.
     [[nodiscard]] status load(std::uint64_t gpa, const void* src, std::size_t size) {
         return copy_pages(gpa, size, true, true, [&](void* p, std::size_t at, std::size_t n) {

@@ -45,7 +45,11 @@ struct guest_paging {
     std::uint64_t rflags = 0;
     std::uint8_t cpl = 0;
 
-    [[nodiscard]] paging_mode mode() const;
+    [[nodiscard]] paging_mode mode() const {
+        if (!(cr0 & cr0::pg)) return paging_mode::off;
+        if (!(cr4 & cr4::pae)) return paging_mode::legacy32;
+        return efer & efer::lma ? paging_mode::four_level : paging_mode::pae;
+    }
 };
 
 // CPUID facts of the guest's virtual CPU.
@@ -101,7 +105,35 @@ struct guest_fault {
     [[nodiscard]] bool ok() const { return status == gva_status::ok; }
 };
 
-[[nodiscard]] bool access_allowed(const guest_paging& regs, guest_access access, const x86_rights& rights);
+namespace detail {
+inline bool user_mode(const guest_paging& regs, guest_access access) {
+    return regs.cpl == 3 && !access.implicit_supervisor;
+}
+
+// SMAP: supervisor data accesses to user pages need an explicit access with EFLAGS.AC.
+inline bool smap_forbids(const guest_paging& regs, guest_access access) {
+    return (regs.cr4 & cr4::smap) && (access.implicit_supervisor || !(regs.rflags & rflags::ac));
+}
+} // namespace detail
+
+[[nodiscard]] inline bool access_allowed(const guest_paging& regs, guest_access access, const x86_rights& rights) {
+    const bool user_page = rights.user;
+    if (detail::user_mode(regs, access)) {
+        if (!user_page) return false;
+        if (access.kind == access_kind::write) return rights.write;
+        if (access.kind == access_kind::execute) return !rights.no_execute;
+        return true;
+    }
+    switch (access.kind) {
+    case access_kind::execute: return !rights.no_execute && !(user_page && (regs.cr4 & cr4::smep));
+    case access_kind::read: return !(user_page && detail::smap_forbids(regs, access));
+    case access_kind::write:
+        if (user_page && detail::smap_forbids(regs, access)) return false;
+        return rights.write || !(regs.cr0 & cr0::wp);
+    }
+    return false;
+}
+
 // The W/R, U/S and I/D bits of the error code: what the access was.
 [[nodiscard]] std::uint32_t access_error_code(const guest_paging& regs, guest_access access);
 
@@ -217,25 +249,29 @@ public:
         if (mode != paging_mode::four_level && mode != paging_mode::pae) return translate_gva(mem, regs, cpu, gva, access);
         if (mode == paging_mode::pae) gva &= 0xffff'ffff;
         const std::uint64_t page = gva & ~page_offset_mask;
-        for (slot& s : slots_) {
-            if (s.linear_page != page || s.cr3 != regs.cr3 || s.cr0 != regs.cr0 || s.cr4 != regs.cr4 ||
-                s.efer != regs.efer || s.generation != generation || s.maxphyaddr != cpu.maxphyaddr ||
-                s.gbpages != cpu.gbpages)
-                continue;
-            bool same = true;
-            for (unsigned i = 0; i < s.depth; ++i) same = same && load_entry<std::uint64_t>(s.at[i]) == s.value[i];
-            if (!same || !access_allowed(regs, access, s.rights)) break;
-            if (access.kind == access_kind::write && access.set_accessed_dirty &&
-                !(s.value[s.depth - 1] & std::uint64_t(x86_pte::dirty)))
-                break;
-            ++hits_;
-            return {gva_status::ok, s.gpa_page | (gva & page_offset_mask), s.page_size, 0, s.rights};
-        }
+        if (const slot* s = hit(generation, regs, cpu, page, access))
+            return {gva_status::ok, s->gpa_page | (gva & page_offset_mask), s->page_size, 0, s->rights};
         guest_walk_path path;
         const gva_result r = translate_gva(mem, regs, cpu, gva, access, &path);
         if (r.status == gva_status::ok && access.set_accessed_dirty && path.depth() >= 1 && path.depth() <= 4)
             remember(mem, generation, regs, cpu, page, r, path);
         return r;
+    }
+    // For a read or fetch (not a write) that translate() would answer from a remembered
+    // translation: the host address of `gva` (the page's guest_memory::host_pointer, kept
+    // with the translation and good for the same generation). nullptr: not remembered, or
+    // not RAM/ROM; translate() then gives the answer.
+    template <physical_memory M>
+    const void* host_address(M& mem, std::uint64_t generation, const guest_paging& regs, const paging_features& cpu,
+                             std::uint64_t gva, guest_access access) {
+        const paging_mode mode = regs.mode();
+        if ((mode != paging_mode::four_level && mode != paging_mode::pae) || access.kind == access_kind::write)
+            return nullptr;
+        if (mode == paging_mode::pae) gva &= 0xffff'ffff;
+        slot* s = hit(generation, regs, cpu, gva & ~page_offset_mask, access);
+        if (!s) return nullptr;
+        if (!s->host_page) s->host_page = mem.host_pointer(s->gpa_page, false);
+        return s->host_page ? static_cast<const char*>(s->host_page) + (gva & page_offset_mask) : nullptr;
     }
     void clear() { *this = gva_cache{}; }
     [[nodiscard]] std::uint64_t hits() const { return hits_; }
@@ -247,11 +283,36 @@ private:
         unsigned maxphyaddr = 0;
         bool gbpages = false;
         std::uint64_t gpa_page = 0, page_size = 0;
+        const void* host_page = nullptr;  // host_address(): gpa_page's host page once asked for
         x86_rights rights{};
         unsigned depth = 0;
-        const void* at[4] = {};
+        const void* at[4] = {&no_entry, &no_entry, &no_entry, &no_entry};  // levels past `depth`: no_entry
         std::uint64_t value[4] = {};
     };
+
+    // The remembered translation of `page` for `access`, when its table entries still hold
+    // what the walk left there. The slot of the last hit first: an MMIO loop translates
+    // one code page again and again.
+    slot* hit(std::uint64_t generation, const guest_paging& regs, const paging_features& cpu, std::uint64_t page,
+              guest_access access) {
+        for (unsigned n = 0, i = last_; n < ways; ++n, i = (i + 1) % ways) {
+            slot& s = slots_[i];
+            if (s.linear_page != page || s.cr3 != regs.cr3 || s.cr0 != regs.cr0 || s.cr4 != regs.cr4 ||
+                s.efer != regs.efer || s.generation != generation || s.maxphyaddr != cpu.maxphyaddr ||
+                s.gbpages != cpu.gbpages)
+                continue;
+            std::uint64_t changed = 0;  // unused levels compare a zero entry with 0
+            for (unsigned l = 0; l < 4; ++l) changed |= load_entry<std::uint64_t>(s.at[l]) ^ s.value[l];
+            if (changed || !access_allowed(regs, access, s.rights)) return nullptr;
+            if (access.kind == access_kind::write && access.set_accessed_dirty &&
+                !(s.value[s.depth - 1] & std::uint64_t(x86_pte::dirty)))
+                return nullptr;
+            ++hits_;
+            last_ = i;
+            return &s;
+        }
+        return nullptr;
+    }
 
     template <physical_memory M>
     void remember(M& mem, std::uint64_t generation, const guest_paging& regs, const paging_features& cpu,
@@ -283,10 +344,13 @@ private:
             if (slots_[i].linear_page == page) at = i;
         if (at == next_) next_ = (next_ + 1) % ways;
         slots_[at] = s;
+        last_ = at;
     }
 
+    static constexpr std::uint64_t no_entry = 0;
     slot slots_[ways];
     unsigned next_ = 0;
+    unsigned last_ = 0;  // the slot of the last hit or fill
     std::uint64_t hits_ = 0;
 };
 
@@ -294,10 +358,11 @@ namespace detail {
 
 // Translates every page of [gva, gva+size) first (so a fault leaves no partial copy),
 // then copies, translating again without touching A/D. A range within one page is
-// translated once and copied at once (nothing partial can be left).
-template <physical_memory M, class Copy>
-guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, const paging_features& cpu,
-                               std::uint64_t gva, std::size_t size, guest_access access, Copy&& copy) {
+// translated once and copied at once (nothing partial can be left). `translate(la,
+// access)` is translate_gva over the same memory and registers (or a gva_cache's).
+template <physical_memory M, class Translate, class Copy>
+guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, std::uint64_t gva, std::size_t size,
+                               guest_access access, Translate&& translate, Copy&& copy) {
     const bool wraps_at_4g = regs.mode() != paging_mode::four_level;
     const bool write = access.kind == access_kind::write;
     for (int pass = 0; pass < 2; ++pass) {
@@ -306,7 +371,7 @@ guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, cons
             if (wraps_at_4g) la &= 0xffff'ffff;
             const std::size_t in_page = page_size - (la & page_offset_mask);
             const std::size_t chunk = size - done < in_page ? size - done : in_page;
-            const gva_result r = translate_gva(guest_physical, regs, cpu, la, access);
+            const gva_result r = translate(la, access);
             if (r.status != gva_status::ok) return {r.status, la, r.error_code, r.gpa};
             void* p = guest_physical.host_pointer(r.gpa, write);
             if (!p) return {gva_status::unbacked_gpa, la, 0, r.gpa};
@@ -317,6 +382,24 @@ guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, cons
         access.set_accessed_dirty = false;
     }
     return {};
+}
+
+template <physical_memory M, class Copy>
+guest_fault guest_virtual_copy(M& guest_physical, const guest_paging& regs, const paging_features& cpu,
+                               std::uint64_t gva, std::size_t size, guest_access access, Copy&& copy) {
+    return guest_virtual_copy(
+        guest_physical, regs, gva, size, access,
+        [&](std::uint64_t la, guest_access a) { return translate_gva(guest_physical, regs, cpu, la, a); }, copy);
+}
+
+template <physical_memory M, class Copy>
+guest_fault guest_virtual_copy(M& guest_physical, gva_cache& cache, std::uint64_t generation, const guest_paging& regs,
+                               const paging_features& cpu, std::uint64_t gva, std::size_t size, guest_access access,
+                               Copy&& copy) {
+    return guest_virtual_copy(
+        guest_physical, regs, gva, size, access,
+        [&](std::uint64_t la, guest_access a) { return cache.translate(guest_physical, generation, regs, cpu, la, a); },
+        copy);
 }
 
 } // namespace detail
@@ -336,6 +419,29 @@ guest_fault copy_to_guest_virtual(M& guest_physical, const guest_paging& regs, c
                                   std::uint64_t gva, const void* src, std::size_t size, guest_access access = {}) {
     access.kind = access_kind::write;
     return detail::guest_virtual_copy(guest_physical, regs, cpu, gva, size, access,
+                                      [&](void* p, std::size_t at, std::size_t n) {
+                                          __builtin_memcpy(p, static_cast<const char*>(src) + at, n);
+                                      });
+}
+
+// The same through a gva_cache (hits revalidate their table entries; see gva_cache).
+// `generation` must change whenever a host pointer guest_physical gave may have.
+template <physical_memory M>
+guest_fault copy_from_guest_virtual(M& guest_physical, gva_cache& cache, std::uint64_t generation,
+                                    const guest_paging& regs, const paging_features& cpu, void* dst, std::uint64_t gva,
+                                    std::size_t size, guest_access access = {}) {
+    return detail::guest_virtual_copy(guest_physical, cache, generation, regs, cpu, gva, size, access,
+                                      [&](void* p, std::size_t at, std::size_t n) {
+                                          __builtin_memcpy(static_cast<char*>(dst) + at, p, n);
+                                      });
+}
+
+template <physical_memory M>
+guest_fault copy_to_guest_virtual(M& guest_physical, gva_cache& cache, std::uint64_t generation,
+                                  const guest_paging& regs, const paging_features& cpu, std::uint64_t gva,
+                                  const void* src, std::size_t size, guest_access access = {}) {
+    access.kind = access_kind::write;
+    return detail::guest_virtual_copy(guest_physical, cache, generation, regs, cpu, gva, size, access,
                                       [&](void* p, std::size_t at, std::size_t n) {
                                           __builtin_memcpy(p, static_cast<const char*>(src) + at, n);
                                       });

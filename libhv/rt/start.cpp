@@ -31,6 +31,9 @@ hv::status read_identity(void*, std::uint64_t paddr, void* dst, std::size_t n) {
     return {};
 }
 
+void port_out16(void*, std::uint16_t port, std::uint16_t v) { x86::outw(port, v); }
+std::uint8_t port_in8(void*, std::uint16_t port) { return x86::inb(port); }
+
 void init_memory(const boot::info& bi) {
     pages.init(page_bitmap);
     for (std::size_t i = 0; i < bi.region_count; ++i)
@@ -87,7 +90,8 @@ extern "C" [[noreturn]] void hv_start(std::uint32_t magic, std::uint32_t info_pa
     x86::enable_sse();
     program_pat();
 
-    auto parsed = boot::parse(magic, info_paddr, {&read_identity, nullptr}, boot_info);
+    const boot::port_io ports{&port_out16, &port_in8, nullptr};
+    auto parsed = boot::parse(magic, info_paddr, {&read_identity, nullptr}, boot_info, &ports);
     if (!parsed) panic("boot information (magic {:#x} at {:#x}): {}", magic, info_paddr, parsed.err().what);
     init_memory(boot_info);
 

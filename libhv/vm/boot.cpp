@@ -23,6 +23,14 @@ status add_pc_ram(guest& g, std::uint64_t ram_bytes, mmu::ram_backing backing) {
 }
 
 cpu::guest_state entry_state(const loader::vcpu_state& s) {
+    if (s.mode == loader::cpu_mode::real16) {
+        // Real-mode segments (base = selector * 16) are the cpu layer's own.
+        cpu::guest_state g = cpu::initial_state(cpu::guest_mode::real, s.cs.base + s.rip);
+        g.regs.rdx = s.rdx;
+        g.regs.rsp = s.rsp;
+        g.rflags = s.rflags | x86::rflags::fixed1;
+        return g;
+    }
     const bool long64 = s.mode == loader::cpu_mode::long64;
     cpu::guest_state g = cpu::initial_state(long64 ? cpu::guest_mode::long64 : cpu::guest_mode::protected32, s.rip, s.cr3);
     g.regs.rax = s.rax;

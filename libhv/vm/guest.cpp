@@ -49,8 +49,10 @@ mmu::ept_format ept_of(const physical_cpu& pc) {
 status code_fetch(cpu::vcpu& v, std::uint64_t linear, void* dst, std::size_t n, void*) {
     guest& g = guest::of(v);
     const mmu::guest_paging regs = guest::paging_registers(v);  // no segments needed: `linear` is given
+    mmu::gva_cache& walks = g.walks(v);
     auto copy = [&](std::uint64_t la, void* out, std::size_t len) {
-        const mmu::gva_result t = mmu::translate_gva(g.memory(), regs, g.features(), la, {mmu::access_kind::execute});
+        const mmu::gva_result t =
+            walks.translate(g.memory(), g.memory().generation(), regs, g.features(), la, {mmu::access_kind::execute});
         const void* p = t.status == mmu::gva_status::ok ? g.memory().host_pointer(t.gpa, false) : nullptr;
         if (p) __builtin_memcpy(out, p, len);
         return p != nullptr;
@@ -83,6 +85,7 @@ public:
     std::optional<insn::fault> probe(std::uint64_t la, unsigned n, insn::access_type a) override {
         return mem_->probe(la, n, a);
     }
+    const std::uint8_t* fetch_pointer(std::uint64_t la, unsigned n) override { return mem_->fetch_pointer(la, n); }
     std::optional<insn::fault> write(std::uint64_t la, const void* src, unsigned n) override {
         if (auto f = mem_->write(la, src, n)) return f;
         mmu::guest_access how{mmu::access_kind::write, false, false};
@@ -369,6 +372,7 @@ status guest::place_page(std::uint64_t gpa, std::uint64_t hpa, bool writable) {
     HV_TRY(map_nested(gpa, hpa, mmu::page_size, writable));
     if (!slot) slot = &placed_[placed_count_++];
     *slot = {gpa, hpa, writable};
+    ++placements_;
     flush_all_vcpus();
     return {};
 }
@@ -390,6 +394,7 @@ status guest::restore_page(std::uint64_t gpa) {
     }
     HV_TRY(s);
     placed_[p - placed_] = placed_[--placed_count_];
+    ++placements_;
     flush_all_vcpus();
     return {};
 }
@@ -531,36 +536,49 @@ void guest::stop_all(const char* why) {
 namespace {
 std::uint32_t open_bus_in(void*, std::uint16_t, std::uint8_t size) { return size == 4 ? ~0u : (1u << (8 * size)) - 1; }
 void open_bus_out(void*, std::uint16_t, std::uint8_t, std::uint32_t) {}
-} // namespace
+constexpr cpu::io_ports open_bus{nullptr, &open_bus_in, &open_bus_out};
 
-void guest::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
-    guest& g = of(v);
-    const cpu::io_ports ports = g.ports_.in ? g.ports_ : cpu::io_ports{nullptr, &open_bus_in, &open_bus_out};
-    cpu::io_segments segs{};
-    cpu::guest_memory memory{};
-    std::optional<linear_memory<host_memory>> mem;
-    if (e.io.string) {
-        (void)g.paging_of(v);
-        // 64-bit code: DS and ES bases count as 0 (the CPU ignores them).
-        const bool code64 = (v.state.efer & x86::efer::lma) && (v.state[cpu::seg::cs].access & cpu::ar::l);
-        if (!code64) segs = {v.state[cpu::seg::ds].base, v.state[cpu::seg::es].base};
-        mem.emplace(g.linear(v));
-        memory = {&*mem,
-                  [](void* m, std::uint64_t la, void* dst, std::size_t n) {
-                      return !static_cast<linear_memory<host_memory>*>(m)->read(la, dst, static_cast<unsigned>(n),
-                                                                               insn::access_type::read);
-                  },
-                  [](void* m, std::uint64_t la, const void* src, std::size_t n) {
-                      return !static_cast<linear_memory<host_memory>*>(m)->write(la, src, static_cast<unsigned>(n));
-                  }};
-    }
-    auto r = cpu::emulate_io(v.state, e.io, ports, memory, segs, 4096);
+// INS/OUTS, out of line: its frame stays off the IN/OUT path.
+[[gnu::noinline]] void string_io(cpu::vcpu& v, const cpu::exit_info& e, guest& g, const cpu::io_ports& ports) {
+    (void)g.paging_of(v);
+    // Outside 64-bit code DS and ES limits apply: the whole segment state.
+    const bool code64 = (v.state.efer & x86::efer::lma) && (v.state[cpu::seg::cs].access & cpu::ar::l);
+    if (!code64) v.ops().load_state(v);
+    const cpu::io_segments segs = cpu::segments_of(v.state);
+    linear_memory<host_memory> mem = g.linear(v);
+    using lm = linear_memory<host_memory>;
+    const cpu::guest_memory memory{
+        &mem,
+        [](void* m, std::uint64_t la, void* dst, std::size_t n) {
+            return !static_cast<lm*>(m)->read(la, dst, static_cast<unsigned>(n), insn::access_type::read);
+        },
+        [](void* m, std::uint64_t la, const void* src, std::size_t n) {
+            return !static_cast<lm*>(m)->write(la, src, static_cast<unsigned>(n));
+        },
+        [](void* m, std::uint64_t la, bool write) {
+            return static_cast<lm*>(m)->host_at(la, write ? insn::access_type::write : insn::access_type::read);
+        }};
+    // At most 1024 elements per exit, so interrupts wait at most ~0.2 M ticks (a port
+    // without bursts: ~160 per element; through a device page ~600): an IDE sector (256
+    // words, one burst) still takes one exit, a longer string one more exit (~800 ticks)
+    // per 1024 elements. The rest resumes at the same RIP, after any interrupt due.
+    auto r = cpu::emulate_io(v.state, e.io, ports, memory, segs, 1024);
     if (!r) {
         v.inject_exception(13, 0);  // a string access the guest's paging refuses
         return;
     }
-    if (e.io.string) v.mark_dirty(cpu::vcpu::dirty_rflags);
+    v.mark_dirty(cpu::vcpu::dirty_rflags);
     if (r->remaining == 0) v.skip();
+}
+} // namespace
+
+void guest::on_io(cpu::vcpu& v, const cpu::exit_info& e) {
+    guest& g = of(v);
+    const cpu::io_ports& ports = g.ports_.in ? g.ports_ : open_bus;
+    if (e.io.string) return string_io(v, e, g, ports);
+    // IN/OUT: RAX, no guest memory.
+    if (cpu::emulate_io(v.state, e.io, ports, {}).ok()) v.skip();
+    else v.inject_exception(13, 0);
 }
 
 status guest::schedule_on(cpu::scheduler& s) {
@@ -753,6 +771,10 @@ mmu::guest_paging guest::paging_of(cpu::vcpu& v) {
 
 mmu::guest_paging guest::paging_registers(cpu::vcpu& v) {
     const cpu::backend_ops& ops = v.ops();
+    if (ops.load_paging_state) {
+        ops.load_paging_state(v);
+        return paging_of_state(v.state);
+    }
     if (!ops.load_mode) {
         ops.load_state(v);
         return paging_of_state(v.state);
@@ -773,18 +795,30 @@ linear_memory<host_memory> guest::linear(cpu::vcpu& v) {
             &last_device_[v.id()]};
 }
 
+// Under shadow paging every emulated write is watched for the guest's page tables.
+hv::result<insn::step> guest::execute_watched(cpu::vcpu& v, insn::guest_state& is, linear_memory<host_memory>& mem,
+                                              const mmu::guest_paging& paging) {
+    shadow_write_watch watch{mem, ram_, *shadows_[v.id()], paging, features()};
+    auto r = insn::execute(is, watch, {}, &decoded_[v.id()]);
+    if (watch.flush) shadow_flush(v, cpu::tlb_flush::all);
+    return r;
+}
+
 void guest::emulate(cpu::vcpu& v, const cpu::npf_detail* exit) {
     const mmu::guest_paging paging = paging_of(v);
     cpu::guest_state& st = v.state;
-    insn::guest_state is;
-    for (unsigned r = 0; r < 16; ++r) is.gpr[r] = st.regs[r];
-    is.rip = st.rip;
-    is.rflags = st.rflags;
-    for (unsigned s = 0; s < 6; ++s) is.seg_base[s] = st.segs[s].base;
+    // The emulator works on the vCPU's registers in place (cpu::gprs: the 16 in encoding order).
+    static_assert(sizeof(cpu::gprs) == 16 * sizeof(std::uint64_t) && offsetof(cpu::gprs, r15) == 15 * 8);
+    insn::guest_state is{.gpr = insn::gpr_file{&st.regs.rax}, .rip = st.rip, .rflags = st.rflags};
     const std::uint32_t cs = st[cpu::seg::cs].access;
     is.code = (st.efer & x86::efer::lma) && (cs & cpu::ar::l) ? insn::mode::code64
               : (cs & cpu::ar::db) && (st.cr0 & x86::cr0::pe) ? insn::mode::code32
                                                               : insn::mode::code16;
+    if (is.code == insn::mode::code64) {  // only FS and GS have a base in 64-bit mode
+        for (cpu::seg s : {cpu::seg::fs, cpu::seg::gs}) is.seg_base[static_cast<unsigned>(s)] = st[s].base;
+    } else {
+        for (unsigned s = 0; s < 6; ++s) is.seg_base[s] = st.segs[s].base;
+    }
     is.cr0 = st.cr0;
     is.cr4 = st.cr4;
     is.cpl = static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access));
@@ -793,12 +827,7 @@ void guest::emulate(cpu::vcpu& v, const cpu::npf_detail* exit) {
     if (exit && !exit->page_walk && !exit->fetch)
         mem.set_exit_address(exit->gpa, exit->gla_valid ? std::optional<std::uint64_t>{exit->gla} : std::nullopt);
     ++stats_.emulated;
-    std::optional<shadow_write_watch> watch;
-    if (cfg_.mmu == paging::shadow)
-        watch.emplace(mem, ram_, *shadows_[v.id()], paging, features());
-    insn::memory& through = watch ? static_cast<insn::memory&>(*watch) : mem;
-    auto r = insn::execute(is, through, {}, &decoded_[v.id()]);
-    if (watch && watch->flush) shadow_flush(v, cpu::tlb_flush::all);
+    auto r = cfg_.mmu == paging::shadow ? execute_watched(v, is, mem, paging) : insn::execute(is, mem, {}, &decoded_[v.id()]);
     if (!r) {
         v.fail("MMIO access by an instruction the emulator does not run");
         return;
@@ -813,7 +842,6 @@ void guest::emulate(cpu::vcpu& v, const cpu::npf_detail* exit) {
         return;
     case insn::outcome::partial:
     case insn::outcome::done:
-        for (unsigned i = 0; i < 16; ++i) st.regs[i] = is.gpr[i];
         st.rip = is.rip;
         st.rflags = is.rflags;
         st.interruptibility &= ~3u;  // the instruction retired: no STI/MOV SS shadow

@@ -165,6 +165,12 @@ public:
     // Guest-physical memory as the guest sees it now (mmu::physical_memory): placed
     // pages first, then RAM (and ROM for reads). For hypercall argument copies.
     [[nodiscard]] void* host_pointer(std::uint64_t gpa, bool for_write) const;
+    // The vCPU's remembered walks over memory() (mmu::gva_cache keyed by
+    // memory().generation()), shared by linear(v) and instruction fetches.
+    [[nodiscard]] mmu::gva_cache& walks(const cpu::vcpu& v) { return translations_[v.id()]; }
+    // Changes whenever a pointer host_pointer() gave may have changed (RAM backing
+    // released, a page placed or restored): what a gva_cache over it is keyed by.
+    [[nodiscard]] std::uint64_t host_pointer_generation() const { return ram_.generation() + placements_; }
     // The host-physical address of a hypervisor object (for place_page).
     [[nodiscard]] static std::uint64_t host_physical(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
 
@@ -207,13 +213,19 @@ public:
 
     // ---- for handlers ----
     static guest& of(cpu::vcpu& v) { return v.owner<guest>(); }
+    // The hypercall ABI attached to this guest (vm::xen_hvm), for its exit handlers to
+    // reach from a vCPU in two loads. nullptr: none.
+    void set_hypercall_owner(void* owner) { hypercall_owner_ = owner; }
+    [[nodiscard]] void* hypercall_owner() const { return hypercall_owner_; }
+    // The hypercall convention of the vCPU's current mode (both backends read it cheaply).
+    static cpu::call_mode call_mode(cpu::vcpu& v) { return v.ops().read_call_mode(v); }
     [[nodiscard]] cpu::vendor vendor() const { return cpu_->vendor; }
     // The guest's paging registers as vCPU v has them now (loads them, CS/SS rights and the
     // segment bases from the VMCS/VMCB: backend_ops::load_memory_state).
     [[nodiscard]] mmu::guest_paging paging_of(cpu::vcpu& v);
-    // The same registers without the rest of the state (segments, descriptor tables):
-    // CR0/CR3/CR4 through ops.read_cr, EFER and CPL through ops.load_mode (hypercall
-    // argument copies; v.state gets EFER and CS/SS access rights, not CRs).
+    // The same registers without the rest of the state (segments, descriptor tables), in
+    // one backend call (ops.load_paging_state: CR0/CR3/CR4 as the guest sees them, EFER,
+    // SS access rights into v.state) for hypercall argument copies and instruction fetches.
     [[nodiscard]] static mmu::guest_paging paging_registers(cpu::vcpu& v);
     [[nodiscard]] mmu::paging_features features() const { return {cpu_->maxphyaddr(), true}; }
     // v's linear address space (after paging_of / load_state): RAM, devices, open bus.
@@ -248,6 +260,8 @@ private:
     [[nodiscard]] status apply_protection(std::uint64_t gpa, std::uint64_t size, bool protect);
     [[nodiscard]] bool is_write_protected(std::uint64_t gpa) const;
     void flush_all_vcpus();
+    hv::result<insn::step> execute_watched(cpu::vcpu& v, insn::guest_state& is, linear_memory<host_memory>& mem,
+                                           const mmu::guest_paging& paging);
     static void spread_after_exit(cpu::vcpu& v, void* ctx);
     static void spread_before_entry(cpu::vcpu& v, void* ctx);
     static void spread_external_interrupt(cpu::vcpu& v, const cpu::exit_info& e);
@@ -297,6 +311,8 @@ private:
     bool spread_ = false;
     bool in_guest_[max_vcpus] = {};
     bool kicked_[max_vcpus] = {};
+    void* hypercall_owner_ = nullptr;
+    std::uint64_t placements_ = 0;  // place_page and restore_page calls (host_pointer_generation)
     spinlock big_lock_;
     cpu::exit_guard spread_guard_{};
     cpu::entry_hook exit_hook_{};

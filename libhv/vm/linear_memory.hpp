@@ -44,17 +44,50 @@ public:
           last_device_{last_device} {}
 
     std::optional<insn::fault> read(std::uint64_t la, void* dst, unsigned n, insn::access_type a) override {
+        if (a != insn::access_type::fetch && at_exit_address(la, n)) {
+            read_physical(exit_gpa_, dst, n);
+            return std::nullopt;
+        }
         return access(la, n, a, [&](std::uint64_t gpa, unsigned at, unsigned len) {
             return read_physical(gpa, static_cast<char*>(dst) + at, len);
         });
     }
     std::optional<insn::fault> write(std::uint64_t la, const void* src, unsigned n) override {
+        if (at_exit_address(la, n)) {
+            write_physical(exit_gpa_, src, n);
+            return std::nullopt;
+        }
         return access(la, n, insn::access_type::write, [&](std::uint64_t gpa, unsigned at, unsigned len) {
             write_physical(gpa, static_cast<const char*>(src) + at, len);
         });
     }
     std::optional<insn::fault> probe(std::uint64_t la, unsigned n, insn::access_type a) override {
         return access(la, n, a, [](std::uint64_t, unsigned, unsigned) {});
+    }
+    const std::uint8_t* fetch_pointer(std::uint64_t la, unsigned n) override {
+        if ((la & mmu::page_offset_mask) + n > mmu::page_size) return nullptr;
+        const mmu::guest_access how{mmu::access_kind::execute};
+        if (cache_) {
+            if (const void* p = cache_->host_address(*ram_, ram_->generation(), paging_, features_, la, how))
+                return static_cast<const std::uint8_t*>(p);
+        }
+        const mmu::gva_result t = cache_ ? cache_->translate(*ram_, ram_->generation(), paging_, features_, la, how)
+                                         : mmu::translate_gva(*ram_, paging_, features_, la, how);
+        if (t.status != mmu::gva_status::ok) return nullptr;
+        return static_cast<const std::uint8_t*>(ram_->host_pointer(t.gpa, false));
+    }
+
+    // The host address of `la` when its 4 KiB page is guest RAM an access of kind `a`
+    // may touch (translated as read()/write() would, A/D set); the page's host bytes are
+    // contiguous. nullptr: a fault, a device, a hole or ROM for a write (read()/write()
+    // then do what the guest's access does). For string I/O: one walk per page.
+    void* host_at(std::uint64_t la, insn::access_type a) {
+        mmu::guest_access how;
+        how.kind = a == insn::access_type::write ? mmu::access_kind::write : mmu::access_kind::read;
+        const mmu::gva_result t = cache_ ? cache_->translate(*ram_, ram_->generation(), paging_, features_, la, how)
+                                         : mmu::translate_gva(*ram_, paging_, features_, la, how);
+        if (t.status != mmu::gva_status::ok) return nullptr;
+        return ram_->host_pointer(t.gpa, a == insn::access_type::write);
     }
 
     // The guest-physical address an EPT violation / nested page fault reported for a data
@@ -76,6 +109,37 @@ public:
     // device or the open bus in pieces of 1, 2, 4 or 8 bytes (the largest that fit, in
     // address order), so an operand keeps its size and a device never sees 3, 5, 6 or 7.
     void read_physical(std::uint64_t gpa, void* dst, unsigned len) {
+        if (const mmio_handler* d = remembered_device(gpa); d && one_piece(len)) {
+            std::uint64_t value = ~std::uint64_t{0};
+            if (!d->read || !d->read(d->ctx, gpa - region_base_, len, value)) note(strays_->device_errors, gpa);
+            switch (len) {  // fixed sizes: moves, not a memcpy call
+            case 1: __builtin_memcpy(dst, &value, 1); break;
+            case 2: __builtin_memcpy(dst, &value, 2); break;
+            case 4: __builtin_memcpy(dst, &value, 4); break;
+            default: __builtin_memcpy(dst, &value, 8); break;
+            }
+            return;
+        }
+        read_physical_other(gpa, dst, len);
+    }
+    void write_physical(std::uint64_t gpa, const void* src, unsigned len) {
+        if (const mmio_handler* d = remembered_device(gpa); d && one_piece(len)) {
+            std::uint64_t value = 0;
+            switch (len) {  // fixed sizes: moves, not a memcpy call
+            case 1: __builtin_memcpy(&value, src, 1); break;
+            case 2: __builtin_memcpy(&value, src, 2); break;
+            case 4: __builtin_memcpy(&value, src, 4); break;
+            default: __builtin_memcpy(&value, src, 8); break;
+            }
+            if (!d->write || !d->write(d->ctx, gpa - region_base_, len, value)) note(strays_->device_errors, gpa);
+            return;
+        }
+        write_physical_other(gpa, src, len);
+    }
+
+private:
+    // Anything but a 1/2/4/8-byte access in the remembered device region.
+    [[gnu::noinline]] void read_physical_other(std::uint64_t gpa, void* dst, unsigned len) {
         if (void* p = ram_->host_pointer(gpa, false)) {
             __builtin_memcpy(dst, p, len);
             return;
@@ -91,7 +155,7 @@ public:
             __builtin_memcpy(static_cast<char*>(dst) + at, &value, n);
         });
     }
-    void write_physical(std::uint64_t gpa, const void* src, unsigned len) {
+    [[gnu::noinline]] void write_physical_other(std::uint64_t gpa, const void* src, unsigned len) {
         if (void* p = ram_->host_pointer(gpa, true)) {
             __builtin_memcpy(p, src, len);
             return;
@@ -109,10 +173,30 @@ public:
         });
     }
 
-private:
     void note(std::uint64_t& counter, std::uint64_t gpa) {
         ++counter;
         strays_->last_gpa = gpa;
+    }
+
+    // The whole data access [la, la+n) is the operand part the exit reported (see
+    // set_exit_address): no walk.
+    [[nodiscard]] bool at_exit_address(std::uint64_t la, unsigned n) const {
+        return use_exit_address_ && ((la ^ exit_gpa_) & mmu::page_offset_mask) == 0 &&
+               (la & mmu::page_offset_mask) + n <= mmu::page_size &&
+               (!exit_gla_ || ((la ^ *exit_gla_) & ~mmu::page_offset_mask) == 0);
+    }
+
+    // An access of 1, 2, 4 or 8 bytes within a page goes to a device as it is.
+    static bool one_piece(unsigned len) { return len <= 8 && (len & (len - 1)) == 0; }
+
+    // The device of the MMIO region this vCPU reached last, if it holds gpa (MMIO is never
+    // RAM: no backing lookup is needed first).
+    const mmio_handler* remembered_device(std::uint64_t gpa) {
+        const mmu::guest_region* r = last_device_ ? *last_device_ : nullptr;
+        if (!r || gpa < r->base || gpa > r->last() || r->kind != mmu::region_kind::mmio || r->device >= devices_.size())
+            return nullptr;
+        region_base_ = r->base;
+        return &devices_[r->device];
     }
 
     const mmio_handler* device_at(std::uint64_t gpa) {

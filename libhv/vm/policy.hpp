@@ -4,7 +4,7 @@
 //
 //   part        choices                                   Xen's colors
 //   mmu         nested | shadow                           hvm      hvm-shadow  pvhvm     pvh
-//   boot        real mode, multiboot, PVH, Linux          multiboot multiboot  multiboot pvh
+//   boot        real mode, multiboot, PVH, Linux          real mode multiboot  multiboot pvh
 //   devices     none | emulated PC | Xen PV backends      emulated emulated    both      pv
 //   interrupts  none | emulated PIC/APIC | callback vec.  emulated emulated    callback  callback
 //   timer       none | emulated PIT/LAPIC | PV one-shot   emulated emulated    pv        pv
@@ -17,6 +17,13 @@
 //
 // A part this build has not wired into vm::guest yet is refused, by name, before the
 // guest runs (missing_part); nothing is emulated by a stand-in.
+//
+// Real mode (loader::protocol::real_mode: a flat image at 0x7c00, no BIOS; fw_cfg has
+// the command line and memory map) is `hvm`'s start, as hvmloader's guests start. Not
+// `hvm-shadow`'s: real mode under shadow paging needs VMX's unrestricted guest, which
+// needs EPT on (so no shadow), or vm86 emulation, which libhv does not have; SVM runs
+// real mode natively (not tried under the shadow MMU), but a policy is one choice for
+// both vendors. `pvhvm` keeps multiboot too.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -44,7 +51,7 @@ struct policy {
 
 namespace presets {
 inline constexpr policy bare{"bare"};
-inline constexpr policy hvm{"hvm", guest_mmu::nested, boot_protocol::multiboot, device_model::emulated,
+inline constexpr policy hvm{"hvm", guest_mmu::nested, boot_protocol::real_mode, device_model::emulated,
                             interrupt_delivery::emulated, guest_timer::emulated, false};
 inline constexpr policy hvm_shadow{"hvm-shadow", guest_mmu::shadow, boot_protocol::multiboot, device_model::emulated,
                                    interrupt_delivery::emulated, guest_timer::emulated, false};
@@ -68,7 +75,9 @@ inline constexpr policy all[] = {bare, hvm, hvm_shadow, pvhvm, pvh};
     if (p.timer == guest_timer::emulated && !emulated_devices)
         return "an emulated timer needs the emulated PIT/LAPIC (devices = emulated)";
     if (p.boot == boot_protocol::real_mode && !emulated_devices)
-        return "a real-mode start needs firmware and the PC devices it drives";
+        return "a real-mode start needs the emulated PC (fw_cfg carries its command line and memory map)";
+    if (p.boot == boot_protocol::real_mode && p.mmu == guest_mmu::shadow)
+        return "real mode under shadow paging needs VMX unrestricted guest, which needs EPT (no vm86 emulation)";
     return nullptr;
 }
 
@@ -81,12 +90,13 @@ struct wired_parts {
     bool pv_devices = false;        // console/block backends                 (branch io)
     bool callback_vector = false;   //                                        (branch io)
     bool pv_timer = false;          //                                        (branch io)
-    bool real_mode_boot = false;    // firmware in the guest                  (not planned yet)
+    bool real_mode_boot = false;    // flat image at 0x7c00, fw_cfg            (branch colors)
 };
 // Branch devices: vm::hvm_devices; branch io: vm::xen_pv_host (Xen ABI, backends) with
 // vm::xen_hvm (callback vector, timer); branch shadow: config.mmu = paging::shadow.
 inline constexpr wired_parts wired_in_this_build{.shadow_paging = true, .emulated_devices = true, .xen_abi = true,
-                                                 .pv_devices = true, .callback_vector = true, .pv_timer = true};
+                                                 .pv_devices = true, .callback_vector = true, .pv_timer = true,
+                                                 .real_mode_boot = true};
 
 // The first part of `p` that `w` lacks, as "<preset> needs <part>: not wired yet", or nullptr.
 [[nodiscard]] constexpr const char* missing_part(const policy& p, const wired_parts& w = wired_in_this_build) {
@@ -101,7 +111,7 @@ inline constexpr wired_parts wired_in_this_build{.shadow_paging = true, .emulate
         return "needs the event-channel callback vector: not wired yet";
     if (p.timer == guest_timer::pv_one_shot && !w.pv_timer) return "needs the Xen PV one-shot timer: not wired yet";
     if (p.boot == boot_protocol::real_mode && !w.real_mode_boot)
-        return "needs firmware for a real-mode start: not built yet";
+        return "needs the real-mode start (flat image at 0x7c00): not wired yet";
     return nullptr;
 }
 
@@ -153,8 +163,8 @@ constexpr const char* to_string(virt_type t) {
     }
     return "?";
 }
-// What the guest's vCPU entered: libhv's runtime reports pvh or multiboot(1/2); a
-// real-mode start (firmware) would be `real_mode`.
+// What the guest's vCPU entered: libhv's runtime reports pvh, multiboot(1/2) or, from
+// its real-mode stub (a flat image made by toolchain/realmode_image.py), real mode.
 enum class entry_kind : std::uint8_t { real_mode, multiboot, pvh, linux_bzimage };
 constexpr const char* to_string(entry_kind e) {
     switch (e) {

@@ -27,9 +27,13 @@ result<loader::protocol> protocol_for(boot_protocol b, std::span<const std::byte
         if (info->multiboot1) return loader::protocol::multiboot1;
         return fail(errc::not_supported, "the policy boots by multiboot; the guest has no multiboot header");
     }
-    case boot_protocol::real_mode: break;
+    case boot_protocol::real_mode: {
+        if (const char* why = loader::real_mode_image_problem(image))
+            return fail(errc::bad_format, why);  // checked here too: the loader runs after the devices are built
+        return loader::protocol::real_mode;
     }
-    return fail(errc::not_supported, "a real-mode start needs firmware: not built yet");
+    }
+    return fail(errc::invalid_argument, "unknown boot protocol");
 }
 
 result<std::uint64_t> guest_ram_bytes(std::string_view cmdline) {
@@ -149,6 +153,9 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         pc = new (pc_storage) emulated_pc{g, *ram, {disk, ide_disk_pages * 4096}};
         HV_TRY(pc->devices.attach());
         kernel.rsdp = pc->devices.rsdp();
+        // A real-mode guest has no loader's boot info: it reads its command line (and
+        // memory map, "etc/e820") from fw_cfg, as under QEMU's -kernel ... -append.
+        if (p.boot == boot_protocol::real_mode) pc->m.firmware_config().set_cmdline(cmdline);
         if (p.xen_abi) {
             unplug = xen_unplug_ports{pc->devices.wiring().ports()};
             unplug.on_unplug(&unplug_devices, &pc->devices);
@@ -197,6 +204,9 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     hv::println("vm: {} guest, {} MiB RAM, loaded as {} (kernel {:#x}-{:#x}), entry {:#x}, policy {}",
                 g.vendor() == cpu::vendor::vmx ? "VMX" : "SVM", *ram >> 20, loader::to_string(loaded->used),
                 loaded->kernel_start, loaded->kernel_end, entry, p.name);
+    if (loaded->used == loader::protocol::real_mode)
+        hv::println("vm: real-mode image of {} bytes at {:#x}, CS:IP 0000:{:04x}, DL {:#x}; command line in fw_cfg",
+                    loaded->kernel_end - loaded->kernel_start, loaded->kernel_start, entry, loader::real_mode_boot_drive);
     if (pc) hv::println("vm: devices: emulated PC (ACPI RSDP {:#x}, IDE disk of {} KiB{})", kernel.rsdp,
                         ide_disk_pages * 4, pc->devices.ide() ? "" : ", unplugged");
     else hv::println("vm: devices: debug console and exit ports only");

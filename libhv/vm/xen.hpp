@@ -6,7 +6,8 @@
 //   VMCALL / VMMCALL        dispatch_hypercall: args rdi rsi rdx r10 r8 (64-bit) or
 //                           ebx ecx edx esi edi (32-bit), result in rax. CPL > 0: -EPERM
 //   hypercall memory        mmu::copy_{from,to}_guest_virtual over the guest's paging as
-//                           the vCPU has it and over its physmap (placed pages included)
+//                           the vCPU has it (walks remembered per vCPU in a gva_cache)
+//                           and over its physmap (placed pages included)
 //   callback vector         an interrupt line per vCPU (the vCPU's cpu::interrupt_source,
 //                           set while evtchn_upcall_pending is) injecting the vector at
 //                           every entry open to it, as Xen does for HVM_PARAM_CALLBACK_IRQ
@@ -23,8 +24,12 @@
 //
 // G must provide: vcpu_count(), vcpu(i) -> cpu::vcpu&, vendor(), paging_registers(v),
 // features(), host_pointer(gpa, for_write) (mmu::physical_memory over what the guest
-// sees), place_page(gpa, hpa, writable), restore_page(gpa), static host_physical(ptr)
-// and static of(vcpu&) -> G&. Header-only so host tests instantiate it with a fake.
+// sees) and host_pointer_generation() (changes whenever a pointer it gave may have),
+// place_page(gpa, hpa, writable), restore_page(gpa), static host_physical(ptr),
+// static of(vcpu&) -> G&, set_hypercall_owner(void*) / hypercall_owner() (where a
+// handler finds the xen_hvm of its vCPU's guest) and static call_mode(v) ->
+// cpu::call_mode (64/32-bit, CPL 0 or not). Header-only so host tests instantiate
+// it with a fake.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -75,8 +80,6 @@ public:
 template <class G>
 class xen_hvm final : public xen::platform {
 public:
-    static constexpr unsigned max_attached = 8;
-
     xen_hvm() = default;
     xen_hvm(const xen_hvm&) = delete;
     xen_hvm& operator=(const xen_hvm&) = delete;
@@ -90,15 +93,12 @@ public:
                                 backend_domain_platform* backend = nullptr) {
         if (g.vcpu_count() == 0 || g.vcpu_count() > xen::max_vcpus)
             return fail(errc::out_of_range, "xen: vCPU count outside what a domain holds");
-        unsigned slot = max_attached;
-        for (unsigned i = 0; i < max_attached; ++i)
-            if (!attached_[i] && slot == max_attached) slot = i;
-        if (slot == max_attached) return fail(errc::no_memory, "xen: too many attached guests");
+        if (g.hypercall_owner()) return fail(errc::busy, "xen: the guest has a hypercall ABI attached already");
         HV_TRY(dom_.init(c.domid, g.vcpu_count(), *this, t));
         g_ = &g;
         cfg_ = c;
         backend_ = backend;
-        attached_[slot] = this;
+        g.set_hypercall_owner(this);
         cpu::vcpu& v0 = g.vcpu(0);
         prev_cpuid_ = v0.handler(cpu::exit_reason::cpuid);
         prev_msr_write_ = v0.handler(cpu::exit_reason::msr_write);
@@ -124,14 +124,19 @@ public:
     }
 
     ~xen_hvm() {
-        for (auto*& a : attached_)
-            if (a == this) a = nullptr;
-        if (g_) dom_.table().remove(dom_);
+        if (!g_) return;
+        if (g_->hypercall_owner() == this) g_->set_hypercall_owner(nullptr);
+        dom_.table().remove(dom_);
     }
 
     [[nodiscard]] xen::domain& domain() { return dom_; }
     [[nodiscard]] G& guest() { return *g_; }
-    [[nodiscard]] std::uint64_t hypercalls() const { return hypercalls_; }
+    // Hypercall exits of the guest's vCPUs (their exit logs count them).
+    [[nodiscard]] std::uint64_t hypercalls() const {
+        std::uint64_t n = 0;
+        for (unsigned i = 0; i < g_->vcpu_count(); ++i) n += g_->vcpu(i).log.count(cpu::exit_reason::hypercall);
+        return n;
+    }
     [[nodiscard]] bool shut_down() const { return shut_down_; }
     [[nodiscard]] unsigned shutdown_reason() const { return reason_; }
 
@@ -230,22 +235,57 @@ public:
     }
 
 private:
+    // The last guest page a vCPU's hypercall copies reached, remembered with the
+    // host_pointer_generation() it is good for (arguments usually sit in one page: the
+    // caller's stack or a static buffer).
+    struct remembered_page {
+        std::uint64_t generation = 0;
+        std::uint64_t page = 1;  // never a page address: empty
+        bool writable = false;   // found for a write
+        unsigned char* host = nullptr;
+    };
+    // G's physmap (host_pointer, placed pages included) through that memo.
+    class call_physmap {
+    public:
+        call_physmap(G& g, remembered_page& last) : g_{&g}, last_{&last}, generation_{g.host_pointer_generation()} {}
+        [[nodiscard]] std::uint64_t generation() const { return generation_; }
+        void* host_pointer(std::uint64_t gpa, bool for_write) {
+            const std::uint64_t page = gpa & ~mmu::page_offset_mask, offset = gpa & mmu::page_offset_mask;
+            remembered_page& l = *last_;
+            if (l.page == page && l.generation == generation_ && (l.writable || !for_write)) return l.host + offset;
+            void* p = g_->host_pointer(gpa, for_write);
+            if (p) l = {generation_, page, for_write, static_cast<unsigned char*>(p) - offset};
+            return p;
+        }
+
+    private:
+        G* g_;
+        remembered_page* last_;
+        std::uint64_t generation_;
+    };
+
     // One hypercall's view of guest memory: the vCPU's paging, loaded at the first copy
-    // (a hypercall without pointers never pays for it).
+    // (a hypercall without pointers never pays for it). Translations go through the
+    // vCPU's own cache of guest walks (mmu::gva_cache: a hit re-reads the table entries
+    // it came from), keyed by G's host_pointer_generation(), and the pages through
+    // call_physmap.
     class call_memory final : public xen::guest_access {
     public:
-        call_memory(G& g, cpu::vcpu& v) : g_{&g}, v_{&v} {}
+        call_memory(G& g, cpu::vcpu& v, mmu::gva_cache& cache, remembered_page& last)
+            : g_{&g}, v_{&v}, cache_{&cache}, last_{&last} {}
         status copy_from_guest(void* dst, std::uint64_t gva, std::size_t n) override {
             if (n == 0) return {};
             load();
-            if (!mmu::copy_from_guest_virtual(*g_, paging_, features_, dst, gva, n).ok())
+            call_physmap m{*g_, *last_};
+            if (!mmu::copy_from_guest_virtual(m, *cache_, m.generation(), paging_, features_, dst, gva, n).ok())
                 return fail(errc::fault, "hypercall argument not readable");
             return {};
         }
         status copy_to_guest(std::uint64_t gva, const void* src, std::size_t n) override {
             if (n == 0) return {};
             load();
-            if (!mmu::copy_to_guest_virtual(*g_, paging_, features_, gva, src, n).ok())
+            call_physmap m{*g_, *last_};
+            if (!mmu::copy_to_guest_virtual(m, *cache_, m.generation(), paging_, features_, gva, src, n).ok())
                 return fail(errc::fault, "hypercall argument not writable");
             return {};
         }
@@ -259,6 +299,8 @@ private:
         }
         G* g_;
         cpu::vcpu* v_;
+        mmu::gva_cache* cache_;
+        remembered_page* last_;
         bool loaded_ = false;
         mmu::guest_paging paging_{};
         mmu::paging_features features_{};
@@ -269,12 +311,8 @@ private:
         unsigned vcpu = 0;
     };
 
-    static xen_hvm& of(cpu::vcpu& v) {
-        G* g = &G::of(v);
-        for (auto* a : attached_)
-            if (a && a->g_ == g) return *a;
-        __builtin_trap();  // a handler of ours on a guest we never attached: a wiring bug
-    }
+    // Our handlers are installed only by attach(), which set the owner.
+    static xen_hvm& of(cpu::vcpu& v) { return *static_cast<xen_hvm*>(G::of(v).hypercall_owner()); }
 
     status place(std::uint64_t gfn, void* page, bool writable) {
         if (gfn >= (std::uint64_t{1} << (64 - xen::page_shift))) return fail(errc::out_of_range, "xen: gfn too large");
@@ -372,29 +410,40 @@ private:
         v.skip();
     }
 
-    // The hot part: mode and CPL, then the register-only calls answered at once; only a
-    // call with more arguments pays for decoding them and for its view of guest memory.
+    // The hot part: a 64-bit kernel's register-only call (xen_version, sched_op yield) is
+    // answered here from the mode read alone; anything else (user mode, 32-bit, calls
+    // with more arguments or guest memory) goes out of line.
     static void on_hypercall(cpu::vcpu& v, const cpu::exit_info&) {
-        xen_hvm& x = of(v);
-        ++x.hypercalls_;
-        const cpu::backend_ops& ops = v.ops();
-        if (ops.load_mode) ops.load_mode(v);
-        else ops.load_state(v);
-        const cpu::guest_state& st = v.state;
-        const bool bits64 = (st.efer & x86::efer::lma) && (st[cpu::seg::cs].access & cpu::ar::l);
+        const cpu::call_mode m = G::call_mode(v);
         std::int64_t rc;
-        if (cpu::ar::dpl_of(st[cpu::seg::ss].access) != 0) [[unlikely]] {
+        if (m == cpu::call_mode::kernel64 &&
+            xen::register_only_hypercall(of(v).dom_, v.id(), v.state.regs.rax, v.state.regs.rdi, rc)) [[likely]] {
+            v.state.regs.rax = static_cast<std::uint64_t>(rc);  // never kicks a backend
+            v.skip();
+            return;
+        }
+        other_hypercall(v, m);
+    }
+
+    [[gnu::noinline]] static void other_hypercall(cpu::vcpu& v, cpu::call_mode m) {
+        xen_hvm& x = of(v);
+        x.answer_hypercall(v, m);
+    }
+    void answer_hypercall(cpu::vcpu& v, cpu::call_mode m) {
+        const bool bits64 = cpu::bits64(m);
+        std::int64_t rc;
+        if (cpu::user(m)) [[unlikely]] {
             rc = -xen::err::eperm;  // as Xen: hypercalls from user mode are refused
         } else {
-            const auto& r = st.regs;
+            const auto& r = v.state.regs;
             const std::uint64_t nr = bits64 ? r.rax : static_cast<std::uint32_t>(r.rax);
             const std::uint64_t arg0 = bits64 ? r.rdi : static_cast<std::uint32_t>(r.rbx);
-            if (!xen::register_only_hypercall(x.dom_, v.id(), nr, arg0, rc)) rc = x.dispatch(v, bits64);
+            if (!xen::register_only_hypercall(dom_, v.id(), nr, arg0, rc)) rc = dispatch(v, bits64);
         }
         v.state.regs.rax = bits64 ? static_cast<std::uint64_t>(rc) : static_cast<std::uint32_t>(rc);
         v.skip();
-        if (x.backend_ && x.backend_->kicked) [[unlikely]] {
-            x.backend_->kicked = false;
+        if (backend_ && backend_->kicked) [[unlikely]] {
+            backend_->kicked = false;
             v.request_yield();  // a backend has work: let its task run
         }
     }
@@ -406,11 +455,9 @@ private:
                    : xen::hypercall_args_32(static_cast<std::uint32_t>(r.rax), static_cast<std::uint32_t>(r.rbx),
                                             static_cast<std::uint32_t>(r.rcx), static_cast<std::uint32_t>(r.rdx),
                                             static_cast<std::uint32_t>(r.rsi), static_cast<std::uint32_t>(r.rdi));
-        call_memory mem{*g_, v};
+        call_memory mem{*g_, v, walks_[v.id()], last_page_[v.id()]};
         return xen::dispatch_hypercall(dom_, v.id(), mem, a);
     }
-
-    inline static xen_hvm* attached_[max_attached] = {};
 
     xen::domain dom_;
     G* g_ = nullptr;
@@ -422,7 +469,8 @@ private:
     cpu::interrupt_source prev_source_[xen::max_vcpus];
     cpu::entry_hook prev_hook_[xen::max_vcpus];
     std::uint64_t deadline_[xen::max_vcpus] = {};
-    std::uint64_t hypercalls_ = 0;
+    mmu::gva_cache walks_[xen::max_vcpus];  // hypercall argument translations, per vCPU
+    remembered_page last_page_[xen::max_vcpus];
     bool shut_down_ = false;
     unsigned reason_ = 0;
     bool at_line_start_ = true;

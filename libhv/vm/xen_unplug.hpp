@@ -6,6 +6,7 @@
 // through on_unplug and removes them. Portable; vm::run_guest puts it in front of the
 // emulated PC for pvhvm.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include "libhv/cpu/io_emul.hpp"
 
@@ -24,7 +25,7 @@ public:
         unplug_ = fn;
         unplug_ctx_ = ctx;
     }
-    [[nodiscard]] cpu::io_ports ports() { return {this, &in, &out}; }
+    [[nodiscard]] cpu::io_ports ports() { return {this, &in, &out, &in_block, &out_block}; }
     // The devices unplugged so far (OR of every mask written) and how many writes asked.
     [[nodiscard]] std::uint16_t unplugged() const { return unplugged_; }
     [[nodiscard]] unsigned requests() const { return requests_; }
@@ -49,6 +50,16 @@ private:
             ++self.requests_;
             if (self.unplug_) self.unplug_(self.unplug_ctx_, static_cast<std::uint16_t>(value));
         }
+    }
+    // Bursts go on to `next`; its own ports take none.
+    static std::size_t in_block(void* ctx, std::uint16_t port, std::uint8_t size, void* dst, std::size_t count) {
+        auto& self = *static_cast<xen_unplug_ports*>(ctx);
+        return !ours(port) && self.next_.in_block ? self.next_.in_block(self.next_.ctx, port, size, dst, count) : 0;
+    }
+    static std::size_t out_block(void* ctx, std::uint16_t port, std::uint8_t size, const void* src,
+                                 std::size_t count) {
+        auto& self = *static_cast<xen_unplug_ports*>(ctx);
+        return !ours(port) && self.next_.out_block ? self.next_.out_block(self.next_.ctx, port, size, src, count) : 0;
     }
     static std::uint32_t all_ones(std::uint8_t size) { return size >= 4 ? 0xffffffffu : (1u << (8 * size)) - 1; }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 namespace fs = std::filesystem;
+using hv::image::check_guest;
 using hv::image::choose_images;
 using hv::image::image_flags;
 
@@ -50,6 +51,49 @@ TEST_CASE("--policy picks the preset's image and the color guest from the first 
     REQUIRE(c.ok());
     CHECK(c->kernel == t.second / "colors" / "colors-pvh.elf");
     CHECK(c->guest == t.first / "colors" / "color-guest.elf");
+}
+
+TEST_CASE("a policy that starts its guest in real mode packs the flat color guest") {
+    examples_tree t;
+    examples_tree::touch(t.first / "colors" / "colors-hvm.elf");
+    examples_tree::touch(t.first / "colors" / "color-guest.elf");
+    const fs::path dirs[] = {t.first};
+    auto c = choose_images({.policy = "hvm"}, dirs, "/d");
+    REQUIRE_FALSE(c.ok());  // no color-guest.img yet
+    CHECK(std::string(c.status().message()).find("color-guest.img") != std::string::npos);
+    examples_tree::touch(t.first / "colors" / "color-guest.img");
+    c = choose_images({.policy = "hvm"}, dirs, "/d");
+    REQUIRE(c.ok());
+    CHECK(c->guest == t.first / "colors" / "color-guest.img");
+}
+
+TEST_CASE("check_guest: a real-mode policy's guest must be a flat boot image, named why not") {
+    examples_tree t;
+    auto write = [&](const char* name, std::string bytes) {
+        const fs::path p = t.first / name;
+        std::ofstream(p, std::ios::binary) << bytes;
+        return p;
+    };
+    std::string sector(512, '\0');
+    sector[510] = '\x55';
+    sector[511] = '\xaa';
+    CHECK(check_guest("hvm", write("ok.img", sector + std::string(4096, 'x'))).ok());
+    auto message = [](const absl::Status& s) { return std::string(s.message()); };
+    const absl::Status elf = check_guest("hvm", write("g.elf", "\x7f" "ELF" + sector));
+    CHECK(elf.code() == absl::StatusCode::kInvalidArgument);
+    CHECK(message(elf).find("policy hvm starts its guest in real mode at 0x7c00") != std::string::npos);
+    CHECK(message(elf).find("an ELF file") != std::string::npos);
+    CHECK(message(elf).find("realmode_image.py") != std::string::npos);
+    CHECK(message(check_guest("hvm", write("short.img", "\xeb\xfe"))).find("shorter than one 512-byte") != std::string::npos);
+    CHECK(message(check_guest("hvm", write("big.img", sector + std::string(0x98000, 'x')))).find("608 KiB") !=
+          std::string::npos);
+    std::string unsigned_sector = sector;
+    unsigned_sector[511] = 0;
+    CHECK(message(check_guest("hvm", write("nosig.img", unsigned_sector))).find("0x55 0xAA") != std::string::npos);
+    CHECK(check_guest("hvm", t.first / "missing.img").code() == absl::StatusCode::kNotFound);
+    // Other policies load whatever the guest's headers say, checked at boot.
+    CHECK(check_guest("hvm-shadow", write("g2.elf", "\x7f" "ELF")).ok());
+    CHECK(check_guest("", write("g3.elf", "\x7f" "ELF")).ok());
 }
 
 TEST_CASE("--kernel and --guest override the policy's images") {

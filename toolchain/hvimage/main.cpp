@@ -32,7 +32,8 @@ ABSL_FLAG(std::string, kernel, "",
           "image, or " HV_DEFAULT_KERNEL ")");
 ABSL_FLAG(std::string, policy, "",
           "guest-mode policy (bare, hvm, hvm-shadow, pvhvm, pvh): the kernel is its colors-POLICY.elf "
-          "and, without --guest, the guest is the color test guest");
+          "and, without --guest, the guest is the color test guest (as a flat real-mode image for hvm, "
+          "which starts its guest in real mode at 0x7c00 and refuses a --guest that is not one)");
 ABSL_FLAG(std::string, guest, "", "guest kernel, loaded as the module named 'guest'");
 // Only here for --help: hv::host::command_line collects every --module itself.
 ABSL_FLAG(std::string, module, "",
@@ -138,6 +139,7 @@ absl::StatusOr<request> read_request(hv::host::command_line& cli) {
     if (images->guest) {
         req.guest = images->guest;
         if (absl::Status s = check_readable("guest", *req.guest); !s.ok()) return s;
+        if (absl::Status s = hv::image::check_guest(absl::GetFlag(FLAGS_policy), *req.guest); !s.ok()) return s;
         req.entry.guest_cmdline = absl::GetFlag(FLAGS_guest_cmdline);
     } else if (!absl::GetFlag(FLAGS_guest_cmdline).empty()) {
         return absl::InvalidArgumentError("--guest-cmdline given without --guest");

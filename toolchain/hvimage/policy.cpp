@@ -1,9 +1,13 @@
 #include "toolchain/hvimage/policy.hpp"
 
+#include <fstream>
+#include <iterator>
 #include <system_error>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "libhv/loader/loader.hpp"
 #include "libhv/vm/policy.hpp"
 
 namespace hv::image {
@@ -62,7 +66,8 @@ absl::StatusOr<image_choice> choose_images(const image_flags& flags, std::span<c
         c.kernel = *found;
     }
     if (!c.guest) {
-        const fs::path guest = fs::path("colors") / "color-guest.elf";
+        const bool real_mode = hv::vm::find_preset(flags.policy)->boot == hv::vm::boot_protocol::real_mode;
+        const fs::path guest = fs::path("colors") / (real_mode ? "color-guest.img" : "color-guest.elf");
         std::optional<fs::path> found = first_existing(examples_dirs, guest);
         if (!found) {
             return absl::NotFoundError(absl::StrCat("policy ", flags.policy, ": no color test guest at ",
@@ -71,6 +76,24 @@ absl::StatusOr<image_choice> choose_images(const image_flags& flags, std::span<c
         c.guest = *found;
     }
     return c;
+}
+
+absl::Status check_guest(const std::string& policy, const fs::path& guest) {
+    const auto p = hv::vm::find_preset(policy);
+    if (!p || p->boot != hv::vm::boot_protocol::real_mode) return absl::OkStatus();
+    std::ifstream in(guest, std::ios::binary);
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot read guest ", guest.string()));
+    // One byte past the largest image is enough to tell it is too large.
+    std::vector<char> bytes(hv::loader::real_mode_max_image + 1);
+    in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    bytes.resize(static_cast<std::size_t>(in.gcount()));
+    const auto image = std::as_bytes(std::span<const char>(bytes));
+    if (const char* why = hv::loader::real_mode_image_problem(image)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "policy ", policy, " starts its guest in real mode at 0x7c00; ", guest.string(), " cannot be: ", why,
+            " (toolchain/realmode_image.py makes one of a libhv ELF)"));
+    }
+    return absl::OkStatus();
 }
 
 }  // namespace hv::image

@@ -3,8 +3,12 @@
 //
 //   kernel   --kernel if given, else colors-NAME.elf from the first examples directory
 //            that has it (next to this hvimage's build, then the configured build)
-//   guest    --guest if given, else color-guest.elf from the same directory
+//   guest    --guest if given, else the color test guest from the same directory:
+//            color-guest.img (flat, real mode) for a policy that starts its guest in
+//            real mode (hvm), color-guest.elf for the others
 // Without --policy: --kernel or the default kernel, and --guest if given.
+// check_guest: a real-mode policy's guest must be a flat real-mode image
+// (loader::real_mode_image_problem names why not).
 #pragma once
 
 #include <filesystem>
@@ -32,5 +36,9 @@ struct image_choice {
 [[nodiscard]] absl::StatusOr<image_choice> choose_images(const image_flags& flags,
                                                          std::span<const std::filesystem::path> examples_dirs,
                                                          const std::filesystem::path& default_kernel);
+
+// Whether `guest` can be started the way `policy` starts its guest (only real mode has
+// something to check before boot: hvimage cannot judge a multiboot/PVH guest's fit).
+[[nodiscard]] absl::Status check_guest(const std::string& policy, const std::filesystem::path& guest);
 
 }  // namespace hv::image

@@ -10,13 +10,13 @@ constexpr hv::error unsupported = hv::fail(hv::errc::not_supported, "insn: instr
 
 constexpr fault gp0{vector::gp, true, 0, 0};
 
-std::uint64_t get(const guest_state& s, reg r, unsigned size) {
+[[gnu::always_inline]] inline std::uint64_t get(const guest_state& s, reg r, unsigned size) {
     if (is_high_byte(r)) return (s.gpr[static_cast<unsigned>(r) - static_cast<unsigned>(reg::ah)] >> 8) & 0xff;
     return s.gpr[static_cast<unsigned>(r)] & mask(size);
 }
 
 // 32-bit writes zero the upper half; 8- and 16-bit writes keep the rest of the register.
-void put(guest_state& s, reg r, unsigned size, std::uint64_t v) {
+[[gnu::always_inline]] inline void put(guest_state& s, reg r, unsigned size, std::uint64_t v) {
     if (is_high_byte(r)) {
         auto& g = s.gpr[static_cast<unsigned>(r) - static_cast<unsigned>(reg::ah)];
         g = (g & ~std::uint64_t{0xff00}) | ((v & 0xff) << 8);
@@ -33,7 +33,7 @@ std::uint64_t next_rip(const guest_state& s, const instruction& in) {
 }
 
 // Effective address wrapped to the address size; `extra` is BT's bit-string offset.
-std::uint64_t effective_address(const guest_state& s, const instruction& in, const mem_ref& m, std::uint64_t extra = 0) {
+[[gnu::always_inline]] inline std::uint64_t effective_address(const guest_state& s, const instruction& in, const mem_ref& m, std::uint64_t extra = 0) {
     std::uint64_t ea = static_cast<std::uint64_t>(m.disp) + extra;
     if (m.base == reg::rip) ea += next_rip(s, in);
     else if (m.base != reg::none) ea += s.gpr[static_cast<unsigned>(m.base)];
@@ -41,13 +41,13 @@ std::uint64_t effective_address(const guest_state& s, const instruction& in, con
     return ea & mask(in.address_size);
 }
 
-std::uint64_t linear(const guest_state& s, seg sg, std::uint64_t ea) {
+[[gnu::always_inline]] inline std::uint64_t linear(const guest_state& s, seg sg, std::uint64_t ea) {
     const std::uint64_t base = s.seg_base[static_cast<unsigned>(sg)];
     if (s.code == mode::code64) return (sg == seg::fs || sg == seg::gs) ? ea + base : ea;
     return (base + ea) & 0xffffffff;
 }
 
-bool canonical(const guest_state& s, std::uint64_t la) {
+[[gnu::always_inline]] inline bool canonical(const guest_state& s, std::uint64_t la) {
     const unsigned bits = (s.cr4 & (1u << 12)) ? 57 : 48;
     const unsigned shift = 64 - bits;
     return static_cast<std::uint64_t>(static_cast<std::int64_t>(la << shift) >> shift) == la;
@@ -55,7 +55,7 @@ bool canonical(const guest_state& s, std::uint64_t la) {
 
 // Checks that precede the memory access itself: canonical form (#GP, or #SS for
 // stack references) and alignment (#AC). Segment limits are not checked.
-std::optional<fault> check(const guest_state& s, seg sg, std::uint64_t la, unsigned n) {
+[[gnu::always_inline]] inline std::optional<fault> check(const guest_state& s, seg sg, std::uint64_t la, unsigned n) {
     if (s.code == mode::code64 && (!canonical(s, la) || !canonical(s, la + n - 1))) {
         fault f = gp0;
         if (sg == seg::ss) f.vector = vector::ss;
@@ -66,18 +66,15 @@ std::optional<fault> check(const guest_state& s, seg sg, std::uint64_t la, unsig
     return std::nullopt;
 }
 
-std::optional<fault> read_le(memory& mem, std::uint64_t la, unsigned n, access_type a, std::uint64_t& v) {
-    std::uint8_t b[8] = {};
-    if (auto f = mem.read(la, b, n, a)) return f;
-    v = 0;
-    for (unsigned i = 0; i < n; ++i) v |= std::uint64_t{b[i]} << (8 * i);
+[[gnu::always_inline]] inline std::optional<fault> read_le(memory& mem, std::uint64_t la, unsigned n, access_type a, std::uint64_t& v) {
+    std::uint64_t w = 0;  // x86: little-endian in place
+    if (auto f = mem.read(la, &w, n, a)) return f;
+    v = w;
     return std::nullopt;
 }
 
-std::optional<fault> write_le(memory& mem, std::uint64_t la, unsigned n, std::uint64_t v) {
-    std::uint8_t b[8];
-    for (unsigned i = 0; i < n; ++i) b[i] = static_cast<std::uint8_t>(v >> (8 * i));
-    return mem.write(la, b, n);
+[[gnu::always_inline]] inline std::optional<fault> write_le(memory& mem, std::uint64_t la, unsigned n, std::uint64_t v) {
+    return mem.write(la, &v, n);  // x86: little-endian in place
 }
 
 bool is_alu(mnemonic m) {
@@ -104,7 +101,7 @@ access_type dst_access(mnemonic m) {
     }
 }
 
-step done_step(guest_state& s, const instruction& in) {
+[[gnu::always_inline]] inline step done_step(guest_state& s, const instruction& in) {
     s.rip = next_rip(s, in);
     s.rflags &= ~rflags::rf;
     return step{};
@@ -181,9 +178,34 @@ hv::result<step> string_op(const instruction& in, guest_state& st, memory& mem, 
     }
 }
 
-} // namespace
+bool is_plain_mov(const instruction& in) {
+    return in.mnem == mnemonic::mov && in.enc == encoding::legacy && in.operand_count == 2 &&
+           (in.operands[0].kind == opkind::mem) != (in.operands[1].kind == opkind::mem);
+}
 
-hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, const options& opt) {
+// Plain MOV between a register (or an immediate) and memory, the common MMIO access: one
+// read or one write, then the register; no copy of the state is needed.
+step plain_mov(const instruction& in, guest_state& st, memory& mem) {
+    const operand& d = in.operands[0];
+    const operand& s = in.operands[1];
+    const unsigned size = d.size;
+    const operand& o = d.kind == opkind::mem ? d : s;
+    const std::uint64_t la = linear(st, o.m.segment, effective_address(st, in, o.m, 0));
+    if (auto f = check(st, o.m.segment, la, o.size)) return fault_step(*f);
+    mem.single_operand_instruction();
+    if (d.kind == opkind::mem) {
+        if (auto f = write_le(mem, la, size, s.kind == opkind::reg ? get(st, s.r, size) : s.imm)) return fault_step(*f);
+    } else {
+        std::uint64_t v = 0;
+        if (auto f = read_le(mem, la, size, access_type::read, v)) return fault_step(*f);
+        put(st, d.r, size, v);
+    }
+    return done_step(st, in);
+}
+
+// Everything but a plain MOV.
+[[gnu::noinline]] hv::result<step> emulate_other(const instruction& in, guest_state& st, memory& mem,
+                                                 const options& opt) {
     if (in.mnem == mnemonic::other || in.enc != encoding::legacy) return unsupported;
     if (in.mnem == mnemonic::movs || in.mnem == mnemonic::stos || in.mnem == mnemonic::lods)
         return string_op(in, st, mem, opt);
@@ -192,23 +214,6 @@ hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, co
     const operand& d = in.operands[0];
     const operand& s = in.operands[1];
     const unsigned size = d.size;
-
-    // Plain MOV between a register (or an immediate) and memory, the common MMIO access:
-    // one read or one write, then the register; no copy of the state is needed.
-    if (m == mnemonic::mov && in.operand_count == 2 && (d.kind == opkind::mem) != (s.kind == opkind::mem)) {
-        const operand& o = d.kind == opkind::mem ? d : s;
-        const std::uint64_t la = linear(st, o.m.segment, effective_address(st, in, o.m, 0));
-        if (auto f = check(st, o.m.segment, la, o.size)) return fault_step(*f);
-        mem.single_operand_instruction();
-        if (d.kind == opkind::mem) {
-            if (auto f = write_le(mem, la, size, s.kind == opkind::reg ? get(st, s.r, size) : s.imm)) return fault_step(*f);
-        } else {
-            std::uint64_t v = 0;
-            if (auto f = read_le(mem, la, size, access_type::read, v)) return fault_step(*f);
-            put(st, d.r, size, v);
-        }
-        return done_step(st, in);
-    }
 
     // The one memory operand: its address (BT with a register bit offset addresses a bit
     // string: the offset's upper bits select the operand-sized unit), checks and read.
@@ -310,11 +315,50 @@ hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, co
     return done_step(st, in);
 }
 
+} // namespace
+
+hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, const options& opt) {
+    if (is_plain_mov(in)) return plain_mov(in, st, mem);
+    return emulate_other(in, st, mem, opt);
+}
+
 namespace {
+// The instruction bytes at `p` (`n` of them, all in one page at page offset `offset`)
+// as two little-endian words, zeros past `n`.
+[[gnu::always_inline]] inline std::array<std::uint64_t, 2> instruction_words(const std::uint8_t* p, unsigned n, unsigned offset) {
+    std::array<std::uint64_t, 2> w{};
+    if (offset <= 4096 - sizeof w) {
+        __builtin_memcpy(w.data(), p, sizeof w);  // whole words: still within the page
+        const unsigned bits = 8 * n;
+        if (bits < 64) {
+            w[0] &= (std::uint64_t{1} << bits) - 1;
+            w[1] = 0;
+        } else if (bits < 128) {
+            w[1] &= (std::uint64_t{1} << (bits - 64)) - 1;
+        }
+        return w;
+    }
+    __builtin_memcpy(w.data(), p, n);
+    return w;
+}
+
+[[gnu::always_inline]] inline bool memo_matches(const decode_memo& m, const std::uint8_t* p, std::uint64_t la) {
+    return instruction_words(p, m.insn.length, static_cast<unsigned>(la & 0xfff)) == m.bytes;
+}
+
+// The memo's instruction when its bytes are at CS:RIP, checked in place (no copy).
+[[gnu::always_inline]] inline const instruction* memo_in_place(const guest_state& st, memory& mem, const decode_memo& memo) {
+    const std::uint64_t la = linear(st, seg::cs, st.rip);
+    if (memo.la != la || memo.code != st.code) return nullptr;
+    const std::uint8_t* p = mem.fetch_pointer(la, memo.insn.length);
+    return p && memo_matches(memo, p, la) ? &memo.insn : nullptr;
+}
+
 // fetch() without copies: the instruction is the memo's on a hit, else out.insn; a
 // fetch fault is in out.f (and the result null).
 hv::result<const instruction*> fetch_into(const guest_state& st, memory& mem, decode_memo* memo, fetched& out) {
     const std::uint64_t la = linear(st, seg::cs, st.rip);
+    const bool memo_here = memo && memo->la == la && memo->code == st.code;
     alignas(8) std::uint8_t buf[16] = {};  // max_length, and zeros for the memo's comparison
     static_assert(max_length < sizeof buf);
     const unsigned to_page_end = 4096 - static_cast<unsigned>(la & 0xfff);
@@ -323,13 +367,12 @@ hv::result<const instruction*> fetch_into(const guest_state& st, memory& mem, de
         out.f = f;
         return nullptr;
     }
-    std::array<std::uint64_t, 2> words;
-    __builtin_memcpy(words.data(), buf, sizeof words);
-    if (memo && memo->la == la && memo->code == st.code && memo->fetched == first && memo->bytes[0] == words[0] &&
-        memo->bytes[1] == words[1])
-        return &memo->insn;
+    if (memo_here && memo->insn.length <= first && memo_matches(*memo, buf, 0)) return &memo->insn;
     auto d = decode(std::span<const std::uint8_t>(buf, first), st.code);
-    if (d && memo) *memo = {la, st.code, static_cast<std::uint8_t>(first), words, *d};
+    if (d && memo) {
+        *memo = {la, st.code, {}, *d};
+        memo->bytes = instruction_words(buf, d->length, 0);
+    }
     if (!d && is_truncated(d.err()) && first < max_length) {
         std::uint64_t rest = la + first;
         if (st.code != mode::code64) rest &= 0xffffffff;
@@ -347,13 +390,23 @@ hv::result<const instruction*> fetch_into(const guest_state& st, memory& mem, de
 
 hv::result<fetched> fetch(const guest_state& st, memory& mem, decode_memo* memo) {
     fetched out;
+    if (memo) {
+        if (const instruction* in = memo_in_place(st, mem, *memo)) {
+            out.insn = *in;
+            return out;
+        }
+    }
     auto r = fetch_into(st, mem, memo, out);
     if (!r) return r.err();
     if (*r && *r != &out.insn) out.insn = **r;
     return out;
 }
 
-hv::result<step> execute(guest_state& st, memory& mem, const options& opt, decode_memo* memo) {
+namespace {
+// execute() without the memo in place: fetch through `mem`, decode (or the memo on the
+// copied bytes), emulate.
+[[gnu::noinline]] hv::result<step> fetch_and_execute(guest_state& st, memory& mem, const options& opt,
+                                                     decode_memo* memo) {
     fetched out;
     auto f = fetch_into(st, mem, memo, out);
     if (!f) {
@@ -363,6 +416,14 @@ hv::result<step> execute(guest_state& st, memory& mem, const options& opt, decod
     }
     if (!*f) return fault_step(*out.f);
     return emulate(**f, st, mem, opt);
+}
+} // namespace
+
+hv::result<step> execute(guest_state& st, memory& mem, const options& opt, decode_memo* memo) {
+    if (memo) {
+        if (const instruction* in = memo_in_place(st, mem, *memo)) return emulate(*in, st, mem, opt);
+    }
+    return fetch_and_execute(st, mem, opt, memo);
 }
 
 } // namespace hv::insn

@@ -74,14 +74,56 @@ public:
     // instruction, is to that operand. A memory that knows the operand's translation from
     // elsewhere (an exit's guest-physical address) may use it then.
     virtual void single_operand_instruction() {}
+    // The host bytes of the instruction fetch [la, la+n) (within one page), translated and
+    // checked as read(la, .., n, access_type::fetch) would (with its side effects on the
+    // guest's tables), when they are RAM or ROM: fetch() compares a remembered decode with
+    // them in place. nullptr: not available, or the fetch faults; fetch() then uses read().
+    virtual const std::uint8_t* fetch_pointer(std::uint64_t la, unsigned n) {
+        (void)la;
+        (void)n;
+        return nullptr;
+    }
 
 protected:
     ~memory() = default;
 };
 
+// The 16 general-purpose registers (rax rcx rdx rbx rsp rbp rsi rdi r8..r15): its own,
+// or the cpu layer's in place (gpr_file{p}: the vCPU's saved registers, so nothing is
+// copied in or back). A copy is a snapshot in its own storage; assignment writes the
+// values wherever the target's registers are.
+class gpr_file {
+public:
+    gpr_file() : own_{} {}
+    explicit gpr_file(std::uint64_t* in_place) : at_{in_place} {}  // own_ unused: not zeroed
+    gpr_file(const gpr_file& o) : own_{o.values()} {}
+    gpr_file& operator=(const gpr_file& o) {
+        if (this != &o) __builtin_memmove(at_, o.at_, sizeof own_);
+        return *this;
+    }
+    ~gpr_file() = default;
+
+    std::uint64_t& operator[](unsigned i) { return at_[i]; }
+    std::uint64_t operator[](unsigned i) const { return at_[i]; }
+    std::uint64_t* begin() { return at_; }
+    std::uint64_t* end() { return at_ + 16; }
+    const std::uint64_t* begin() const { return at_; }
+    const std::uint64_t* end() const { return at_ + 16; }
+    [[nodiscard]] std::array<std::uint64_t, 16> values() const {
+        std::array<std::uint64_t, 16> v;
+        __builtin_memcpy(v.data(), at_, sizeof v);
+        return v;
+    }
+    friend bool operator==(const gpr_file& a, const gpr_file& b) { return a.values() == b.values(); }
+
+private:
+    std::array<std::uint64_t, 16> own_;
+    std::uint64_t* at_ = own_.data();
+};
+
 // The guest state the emulator reads and changes.
 struct guest_state {
-    std::array<std::uint64_t, 16> gpr{};  // rax rcx rdx rbx rsp rbp rsi rdi r8..r15
+    gpr_file gpr;
     std::uint64_t rip = 0;
     std::uint64_t rflags = 2;
     std::array<std::uint64_t, 6> seg_base{};  // by insn::seg; in 64-bit mode only FS/GS count
@@ -119,14 +161,14 @@ struct fetched {
     std::optional<fault> f;  // the fetch faulted: inject this
     instruction insn{};
 };
-// The last instruction decoded at one linear address, reused when the same bytes are
-// fetched there again in the same mode (decoding depends on nothing else): a guest's MMIO
-// loop runs one instruction again and again. One per vCPU; optional.
+// The last instruction decoded at one linear address, reused when its bytes are found
+// there again in the same mode (a decode depends on nothing else, and on no byte past
+// the instruction's length): a guest's MMIO loop runs one instruction again and again.
+// Only an instruction within one page is remembered. One per vCPU; optional.
 struct decode_memo {
     std::uint64_t la = ~std::uint64_t{0};
     mode code = mode::code64;
-    std::uint8_t fetched = 0;  // bytes read at `la` (the instruction and what follows it in the page)
-    std::array<std::uint64_t, 2> bytes{};
+    std::array<std::uint64_t, 2> bytes{};  // the instruction's insn.length bytes, zeros after
     instruction insn{};
 };
 hv::result<fetched> fetch(const guest_state& st, memory& mem, decode_memo* memo = nullptr);

@@ -390,6 +390,31 @@ void load_mode(cpu::vcpu& v) {
     g[cpu::seg::ss].access = ar_from_attrib(b.state.ss.attrib);
 }
 
+// The VMCB's CPL byte (APM: what the processor uses, not SS.DPL) and CS attributes;
+// a 64-bit kernel, the usual case, tests them in place.
+[[gnu::noinline]] cpu::call_mode any_call_mode(const vcpu_arch& a) {
+    const vmcb& b = *a.block;
+    const std::uint64_t efer = a.shadow_paging ? a.guest_efer : b.state.efer;
+    return cpu::call_mode_of(efer & x86::efer::lma, ar_from_attrib(b.state.cs.attrib), b.state.cpl);
+}
+
+cpu::call_mode read_call_mode(cpu::vcpu& v) {
+    const vcpu_arch& a = arch(v);
+    const vmcb& b = *a.block;
+    static_assert(ar_from_attrib(1u << 9) == cpu::ar::l);
+    if (b.state.cpl != 0 || !(b.state.cs.attrib & (1u << 9))) [[unlikely]] return any_call_mode(a);
+    const std::uint64_t efer = a.shadow_paging ? a.guest_efer : b.state.efer;
+    return efer & x86::efer::lma ? cpu::call_mode::kernel64 : cpu::call_mode::kernel32;
+}
+
+void load_paging_state(cpu::vcpu& v) {
+    cpu::guest_state& g = v.state;
+    load_mode(v);
+    g.cr0 = read_cr(v, 0);
+    g.cr3 = read_cr(v, 3);
+    g.cr4 = read_cr(v, 4);
+}
+
 void load_memory_state(cpu::vcpu& v) {
     const vmcb& b = *arch(v).block;
     cpu::guest_state& g = v.state;
@@ -449,7 +474,8 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 
 const cpu::backend_ops ops{prepare,   run,        interrupts_open, instruction_length, read_cr,
                            write_cr,  load_state, flush_nested,    load_mode,          read_tpr,
-                           write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer};
+                           write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer,
+                           read_call_mode, load_paging_state};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

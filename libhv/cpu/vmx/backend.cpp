@@ -554,6 +554,37 @@ void load_mode(cpu::vcpu& v) {
     g[cpu::seg::ss].access = static_cast<std::uint32_t>(read<field::guest_ss_ar>());
 }
 
+// A 64-bit kernel (CPL 0, 64-bit non-conforming code segment), the usual case, costs
+// the CS and EFER reads; any other CS reads SS too (call_mode.hpp).
+[[gnu::noinline]] cpu::call_mode call_mode_from_ss(const vcpu_arch& a, std::uint32_t cs) {
+    const auto ss = static_cast<std::uint32_t>(read<field::guest_ss_ar>());
+    const std::uint64_t efer = a.shadow_paging ? a.guest_efer : read<field::guest_efer>();
+    return cpu::call_mode_of(efer & x86::efer::lma, cs, cpu::ar::dpl_of(ss));
+}
+
+cpu::call_mode read_call_mode(cpu::vcpu& v) {
+    const vcpu_arch& a = arch(v);
+    if (!make_current(arch(v))) [[unlikely]] return cpu::call_mode::user32;  // nothing to read: refuse
+    const auto cs = static_cast<std::uint32_t>(read<field::guest_cs_ar>());
+    if (!cpu::kernel64_code_segment(cs)) [[unlikely]] return call_mode_from_ss(a, cs);
+    const std::uint64_t efer = a.shadow_paging ? a.guest_efer : read<field::guest_efer>();
+    return efer & x86::efer::lma ? cpu::call_mode::kernel64 : cpu::call_mode::kernel32;
+}
+
+// read_cr's values with each guest/host mask read once, and one make_current.
+void load_paging_state(cpu::vcpu& v) {
+    const vcpu_arch& a = arch(v);
+    if (!make_current(arch(v))) return;
+    cpu::guest_state& g = v.state;
+    const auto mask0 = read<field::cr0_guest_host_mask>();
+    g.cr0 = (read<field::guest_cr0>() & ~mask0) | (read<field::cr0_read_shadow>() & mask0);
+    const auto mask4 = read<field::cr4_guest_host_mask>();
+    g.cr4 = (read<field::guest_cr4>() & ~mask4) | (read<field::cr4_read_shadow>() & mask4);
+    g.cr3 = a.shadow_paging ? a.guest_cr3 : read<field::guest_cr3>();
+    g.efer = a.shadow_paging ? a.guest_efer : read<field::guest_efer>();
+    g[cpu::seg::ss].access = static_cast<std::uint32_t>(read<field::guest_ss_ar>());
+}
+
 void load_memory_state(cpu::vcpu& v) {
     const vcpu_arch& a = arch(v);
     if (!make_current(arch(v))) return;
@@ -614,7 +645,8 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 
 const cpu::backend_ops ops{prepare,   run,        interrupts_open, instruction_length, read_cr,
                            write_cr,  load_state, flush_nested,    load_mode,          read_tpr,
-                           write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer};
+                           write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer,
+                           read_call_mode, load_paging_state};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

@@ -2,6 +2,8 @@
 #include <string>
 #include <vector>
 #include "fake_phys.hpp"
+#include "libhv/dev/machine.hpp"
+#include "tests/unit/dev/fakes.hpp"
 
 using namespace hv::boot;
 
@@ -260,4 +262,100 @@ TEST_CASE("PVH start_info version 1") {
         mem.put(info_at + 0x120, pvh::modlist_entry{~0ull - 4, 0x10, 0, 0});
         CHECK(parse(pvh_magic, info_at, mem.reader(), bi).code() == hv::errc::bad_format);
     }
+}
+
+// ---- Real mode: libhv's stub hands off; fw_cfg of the emulated PC has the rest ----
+
+namespace {
+
+struct pc_ports {
+    hvtest::fake_clock clk{1'000'000'000};
+    hv::dev::machine m;
+    unsigned accesses = 0;
+    explicit pc_ports(std::uint64_t ram) : m{hv::dev::machine_config::pc(1, ram), clk} {}
+    port_io io() {
+        return {[](void* c, std::uint16_t port, std::uint16_t v) {
+                    auto* self = static_cast<pc_ports*>(c);
+                    ++self->accesses;
+                    self->m.io_write(port, 2, v);
+                },
+                [](void* c, std::uint16_t port) {
+                    auto* self = static_cast<pc_ports*>(c);
+                    ++self->accesses;
+                    return static_cast<std::uint8_t>(self->m.io_read(port, 1));
+                },
+                this};
+    }
+};
+
+constexpr std::uint64_t handoff_at = 0x7c00 + real_mode_handoff_offset;
+
+fake_phys low_memory_with_handoff(std::uint32_t cr0 = 0x10) {
+    fake_phys mem(0, 0x100000);
+    real_mode_handoff h{real_mode_magic, 0x100000, 0xa04c, 0x10005d, 123456789, cr0, 0x80};
+    mem.put(handoff_at, h);
+    return mem;
+}
+
+} // namespace
+
+TEST_CASE("real mode: command line and memory map from the PC's fw_cfg, the RSDP by its signature") {
+    pc_ports pc(64 << 20);
+    const std::string line = "expect=hvm hv-start-tsc=4242";
+    pc.m.firmware_config().set_cmdline(line);
+    fake_phys mem = low_memory_with_handoff();
+    // An RSDP (checksummed) at 0xe0010, after a signature with a bad checksum at 0xe0000.
+    std::uint8_t rsdp[20] = {'R', 'S', 'D', ' ', 'P', 'T', 'R', ' '};
+    rsdp[8] = 1;  // a checksum byte that does not sum to 0
+    mem.put(0xe0000, rsdp);
+    rsdp[8] = 0;
+    std::uint8_t sum = 0;
+    for (std::uint8_t b : rsdp) sum = static_cast<std::uint8_t>(sum + b);
+    rsdp[8] = static_cast<std::uint8_t>(-sum);
+    mem.put(0xe0010, rsdp);
+    const port_io io = pc.io();
+    info bi;
+    const hv::status s = parse(real_mode_magic, handoff_at, mem.reader(), bi, &io);
+    REQUIRE_MESSAGE(s.ok(), s.err().what);
+    CHECK(bi.source == loader::real_mode);
+    CHECK(std::string(to_string(bi.source)) == "real-mode");
+    CHECK(bi.cmdline == line);
+    CHECK(bi.first_instruction_tsc == 123456789);
+    CHECK(bi.boot_drive == 0x80);
+    CHECK(bi.rsdp == 0xe0010);
+    CHECK(bi.module_count == 0);
+    // fw_cfg's etc/e820 says [0, 64 MiB); the 640 KiB-1 MiB window is never RAM.
+    REQUIRE(bi.region_count == 2);
+    CHECK(bi.regions[0].base == 0);
+    CHECK(bi.regions[0].length == 0xa0000);
+    CHECK(bi.regions[0].type == region_type::available);
+    CHECK(bi.regions[1].base == 0x100000);
+    CHECK(bi.regions[1].length == (64 << 20) - 0x100000);
+    CHECK(bi.info_start == handoff_at);
+    CHECK(bi.info_end == handoff_at + sizeof(real_mode_handoff));
+    CAPTURE(pc.accesses);  // one port access per byte: the cost of no DMA interface
+    CHECK(pc.accesses < 200);
+}
+
+TEST_CASE("real mode: a hand-off that is not one, or a PC without fw_cfg, is refused by name") {
+    pc_ports pc(64 << 20);
+    const port_io io = pc.io();
+    info bi;
+    fake_phys pe_set = low_memory_with_handoff(0x11);
+    CHECK(std::string(parse(real_mode_magic, handoff_at, pe_set.reader(), bi, &io).err().what) ==
+          "the real-mode stub ran with CR0.PE set: not a real-mode start");
+    fake_phys no_magic(0, 0x100000);
+    CHECK(parse(real_mode_magic, handoff_at, no_magic.reader(), bi, &io).code() == hv::errc::bad_format);
+    fake_phys ok = low_memory_with_handoff();
+    CHECK(parse(real_mode_magic, handoff_at, ok.reader(), bi).code() == hv::errc::invalid_argument);  // no port I/O
+    // Open bus where fw_cfg would be.
+    const port_io open_bus{[](void*, std::uint16_t, std::uint16_t) {}, [](void*, std::uint16_t) -> std::uint8_t { return 0xff; },
+                           nullptr};
+    const hv::status s = parse(real_mode_magic, handoff_at, ok.reader(), bi, &open_bus);
+    CHECK(s.code() == hv::errc::not_found);
+    CHECK(std::string(s.err().what).find("no fw_cfg at ports 0x510/0x511") != std::string::npos);
+    // No command line set: an empty one.
+    const hv::status t = parse(real_mode_magic, handoff_at, ok.reader(), bi, &io);
+    REQUIRE_MESSAGE(t.ok(), t.err().what);
+    CHECK(bi.cmdline.empty());
 }

@@ -9,6 +9,7 @@
 #include <vector>
 #include "fakes.hpp"
 #include "libhv/dev/attach.hpp"
+#include "libhv/dev/ide.hpp"
 #include "libhv/dev/layout.hpp"
 
 using namespace hv;
@@ -76,6 +77,12 @@ struct flat_memory {
         if (la < base || la + n > base + m->bytes.size()) return false;
         std::memcpy(&m->bytes[la - base], src, n);
         return true;
+    }
+    // One flat "page" of RAM: string I/O takes it whole (bursts where the port has them).
+    static void* page(void* c, std::uint64_t la, bool) {
+        auto* m = static_cast<flat_memory*>(c);
+        return la >= base && la < base + m->bytes.size() && (la & 0xfff) == ((la - base) & 0xfff) ? &m->bytes[la - base]
+                                                                                                 : nullptr;
     }
 };
 
@@ -155,7 +162,7 @@ struct rig {
     // What the vm layer's I/O handler does, over the flat memory.
     static void on_io(cpu::vcpu& v, const cpu::exit_info& e) {
         rig& r = *current_rig;
-        const cpu::guest_memory m{&r.mem, &flat_memory::read, &flat_memory::write};
+        const cpu::guest_memory m{&r.mem, &flat_memory::read, &flat_memory::write, &flat_memory::page};
         auto res = cpu::emulate_io(v.state, e.io, r.at->ports(), m,
                                    {v.state[cpu::seg::ds].base, v.state[cpu::seg::es].base}, 4096);
         if (!res) return v.inject_exception(13, 0);
@@ -564,4 +571,34 @@ TEST_CASE("attach: a failed vCPU ends its halted siblings even with a periodic t
     CHECK(r.cpus[0]->status() == cpu::vcpu_status::failed);
     CHECK(r.cpus[1]->status() == cpu::vcpu_status::stopped);
     CHECK(std::string(r.cpus[1]->why()) == "another vCPU of the guest failed");
+}
+
+TEST_CASE("attach: REP INSW/OUTSW to an IDE disk go to its data port as bursts") {
+    rig r(1);
+    std::vector<std::uint8_t> image(8 * 512);
+    for (std::size_t i = 0; i < image.size(); ++i) image[i] = static_cast<std::uint8_t>(i * 5 + 1);
+    dev::ide_controller ide{std::span<std::uint8_t>(image)};
+    REQUIRE(r.m.ports().map(dev::ata::command_block, 8, ide.command_block(), dev::size1 | dev::size2 | dev::size4).ok());
+    auto string_io = [](bool in, std::uint64_t index, std::uint64_t count) {
+        return [=](cpu::vcpu& v, cpu::exit_info& e) {
+            (in ? v.state.regs.rdi : v.state.regs.rsi) = index;
+            v.state.regs.rcx = count;
+            v.state[cpu::seg::ds].base = v.state[cpu::seg::es].base = 0x10000;
+            e.reason = cpu::exit_reason::io;
+            e.io = {dev::ata::command_block, 2, 32, in, true, true};
+        };
+    };
+    for (unsigned i = 0; i < 512; ++i) r.mem.bytes[i] = static_cast<std::uint8_t>(0xa0 ^ i);
+    std::uint64_t rcx_after_write = 1;
+    r.add({out(0x1f6, 0xe0), out(0x1f2, 1), out(0x1f3, 3), out(0x1f4, 0), out(0x1f5, 0), out(0x1f7, 0x30),
+           string_io(false, 0, 256), guest([&](cpu::vcpu& v) { rcx_after_write = v.state.regs.rcx; }),
+           out(0x1f6, 0xe0), out(0x1f2, 1), out(0x1f3, 3), out(0x1f7, 0x20), string_io(true, 0x800, 256),
+           debug_exit(0)});
+    r.run();
+    CHECK(rcx_after_write == 0);
+    CHECK(std::equal(r.mem.bytes.begin(), r.mem.bytes.begin() + 512, image.begin() + 3 * 512));
+    CHECK(std::equal(r.mem.bytes.begin() + 0x800, r.mem.bytes.begin() + 0xa00, image.begin() + 3 * 512));
+    CHECK(ide.stats().sectors_written == 1);
+    CHECK(ide.stats().sectors_read == 1);
+    CHECK(r.at->stats().io == 6 + 256 + 4 + 256 + 1);
 }

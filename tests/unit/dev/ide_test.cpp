@@ -191,3 +191,39 @@ TEST_CASE("ide: nIEN masks the IRQ; SRST resets the device") {
     CHECK(r.rd(ata::lba_low) == 1);
     CHECK(r.read_sector_data()[0] == 0xff);  // the read was cancelled
 }
+
+TEST_CASE("ide: data-port bursts (REP INS/OUTS) stop at each sector's end, as single accesses") {
+    ide_rig r;
+    io_device& data = r.c.command_block();
+    CHECK(data.read_block(ata::data, 2, nullptr, 0) == 0);  // no data phase: none taken
+    r.select_lba(3, 2);
+    r.wr(ata::status_command, ata::write_sectors);
+    std::vector<std::uint8_t> out(1024);
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::uint8_t>(i * 13 + 1);
+    CHECK(data.write_block(ata::status_command, 1, out.data(), 1) == 0);  // bursts are the data port's only
+    CHECK(data.write_block(ata::data, 2, out.data(), 100) == 100);
+    CHECK(data.write_block(ata::data, 2, out.data() + 200, 400) == 156);  // the first sector's end
+    CHECK(r.line());
+    CHECK(r.c.stats().sectors_written == 1);
+    CHECK(data.write_block(ata::data, 4, out.data() + 512, 1000) == 128);
+    CHECK(r.c.stats().sectors_written == 2);
+    CHECK(r.alt() == (ata::drdy | ata::dsc));
+    CHECK(data.write_block(ata::data, 2, out.data(), 1) == 0);  // the command is over
+    CHECK(std::equal(out.begin(), out.end(), r.image.begin() + 3 * 512));
+
+    r.select_lba(3, 2);
+    r.wr(ata::status_command, ata::read_sectors);
+    CHECK(r.rd(ata::status_command) == (ata::drdy | ata::dsc | ata::drq));
+    std::vector<std::uint8_t> in(1024);
+    CHECK(data.read_block(ata::data, 2, in.data(), 1) == 1);
+    (void)data.read(ata::data, 2);  // a single access between bursts
+    in[2] = r.image[3 * 512 + 2];
+    in[3] = r.image[3 * 512 + 3];
+    CHECK(data.read_block(ata::data, 2, in.data() + 4, 1000) == 254);
+    CHECK(r.line());  // the second sector's data phase
+    CHECK(r.c.stats().sectors_read == 2);
+    CHECK(data.read_block(ata::data, 4, in.data() + 512, 1000) == 128);
+    CHECK(r.rd(ata::status_command) == (ata::drdy | ata::dsc));
+    CHECK(std::equal(in.begin(), in.end(), r.image.begin() + 3 * 512));
+    CHECK(data.read_block(ata::data, 2, in.data(), 1) == 0);
+}

@@ -172,6 +172,15 @@ TEST_CASE("fw_cfg: signature, ID, CPU count, RAM size") {
     CHECK(read_le(f, 0x7777, 4) == 0);                                 // unknown key
 }
 
+TEST_CASE("fw_cfg: the command line as QEMU's -append (size with the NUL, then the bytes)") {
+    fw_cfg f;
+    CHECK(read_le(f, 0x0014, 4) == 0);  // none set
+    const std::string line = "expect=hvm hv-start-tsc=42";
+    f.set_cmdline(line);
+    CHECK(read_le(f, 0x0014, 4) == line.size() + 1);
+    CHECK(read_bytes(f, 0x0015, line.size() + 2) == line + std::string("\0\0", 2));
+}
+
 TEST_CASE("fw_cfg: the file directory lists files that read back") {
     fw_cfg f;
     const std::string hello = "hello, firmware";

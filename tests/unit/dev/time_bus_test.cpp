@@ -145,3 +145,32 @@ TEST_CASE("mmio bus takes 8-byte accesses and full 64-bit addresses") {
     CHECK(bus.map(0xfffffffffffff000ull, 0x1000, d).ok());
     CHECK(bus.map(0xfffffffffffff000ull, 0x2000, d).code() == hv::errc::out_of_range);
 }
+
+TEST_CASE("port bus: the remembered mapping follows maps and unmaps; bursts reach whole accesses only") {
+    port_bus bus;
+    recorder_device a, b, c;
+    REQUIRE(bus.map(0x60, 1, a, size1).ok());
+    REQUIRE(bus.map(0x64, 1, b, size1).ok());
+    CHECK(bus.read(0x64, 1) == 0x00);  // b at offset 0
+    CHECK(b.reads.size() == 1);
+    // A mapping inserted before the remembered one moves it in the table.
+    REQUIRE(bus.map(0x40, 4, c, size1).ok());
+    bus.write(0x64, 1, 1);
+    CHECK(b.writes.size() == 1);
+    bus.write(0x41, 1, 2);
+    CHECK(c.writes.back().offset == 1);
+    CHECK(bus.unmap(b) == 1);
+    bus.write(0x64, 1, 3);  // gone: unclaimed
+    CHECK(b.writes.size() == 1);
+    CHECK(bus.stats().unclaimed_writes == 1);
+    bus.write(0x60, 1, 4);
+    CHECK(a.writes.size() == 1);
+    CHECK(bus.read(0x65, 1) == 0xff);  // next to a remembered mapping: not it
+    CHECK(a.reads.empty());
+    // A device without bursts takes none; straddling or refused sizes never reach one.
+    std::uint8_t buf[8] = {};
+    CHECK(bus.read_block(0x40, 1, buf, 8) == 0);
+    CHECK(bus.write_block(0x43, 2, buf, 4) == 0);
+    CHECK(bus.read_block(0x1234, 1, buf, 8) == 0);
+    CHECK(c.reads.empty());
+}

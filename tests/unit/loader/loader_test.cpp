@@ -914,3 +914,93 @@ TEST_CASE("multiboot2 raw image: address and entry tags replace ELF headers; bss
     CHECK(bi.rsdp == 0);
     check_regions(bi, g.map);
 }
+
+// ---- Real mode: a flat boot-sector-style image at 0x7c00 ----
+
+// A PC's low RAM: the whole 640 KiB, as vm::add_pc_ram gives it.
+const std::vector<memory_range> pc_map{{0, 0xa0000, hv::boot::region_type::available},
+                                       {MiB, ram_size - MiB, hv::boot::region_type::available}};
+
+image boot_image(std::size_t size, unsigned seed) {
+    image img = random_bytes(size, seed);
+    img[510] = std::byte{0x55};
+    img[511] = std::byte{0xaa};
+    return img;
+}
+
+TEST_CASE("real mode: the flat image at 0x7c00, CS:IP 0000:7C00, DL 0x80, and nothing else written") {
+    for (std::size_t size : {std::size_t{512}, std::size_t{0x1234}, real_mode_max_image}) {
+        CAPTURE(size);
+        guest g;
+        const image img = boot_image(size, 31);
+        boot_config c = g.config();
+        c.memory_map = pc_map;
+        c.use = protocol::real_mode;
+        auto r = load(g.mem, img, c);
+        REQUIRE_MESSAGE(r.ok(), what(r.err()));
+        CHECK(r->used == protocol::real_mode);
+        CHECK(g.read(0x7c00, size) == img);
+        // The loader's other areas keep their junk: no GDT, boot info or command line.
+        CHECK(g.read(0x7c00 - 0x100, 0x100) == image(0x100, std::byte{0xa5}));
+        CHECK(g.read(0x7c00 + size, 0x400 - (0x7c00 + size) % 0x400) ==
+              image(0x400 - (0x7c00 + size) % 0x400, std::byte{0xa5}));
+        CHECK(g.read(layout::gdt, 32) == image(32, std::byte{0xa5}));
+        CHECK(g.read(layout::zero_page, 16) == image(16, std::byte{0xa5}));
+        CHECK(r->kernel_start == 0x7c00);
+        CHECK(r->kernel_end == 0x7c00 + size);
+        CHECK(r->cpu.mode == cpu_mode::real16);
+        CHECK(r->cpu.cs.selector == 0);
+        CHECK(r->cpu.cs.base == 0);
+        CHECK(r->cpu.rip == 0x7c00);
+        CHECK(r->cpu.rsp == 0x7c00);
+        CHECK((r->cpu.rdx & 0xff) == 0x80);
+        CHECK((r->cpu.rflags & 0x200) == 0);  // interrupts off
+        CHECK((r->cpu.cr0 & 1) == 0);         // CR0.PE clear
+    }
+}
+
+TEST_CASE("real mode: bad images and placements are refused, naming the problem") {
+    guest g;
+    boot_config c = g.config();
+    c.memory_map = pc_map;
+    c.use = protocol::real_mode;
+    auto refused = [&](const image& img, const boot_config& cfg) -> std::string {
+        auto r = load(g.mem, img, cfg);
+        if (r.ok()) return "loaded";
+        return std::string(what(r.err()));
+    };
+    CHECK(refused(random_bytes(100, 2), c) == "shorter than one 512-byte boot sector");
+    CHECK(refused(boot_image(real_mode_max_image + 1, 3), c) ==
+          "larger than the 608 KiB (0x98000 bytes) between 0x7c00 and the EBDA at 0x9fc00");
+    image no_signature = boot_image(1024, 4);
+    no_signature[511] = std::byte{0};
+    CHECK(refused(no_signature, c) == "no boot signature 0x55 0xAA at bytes 510-511: not a flat real-mode image");
+    // An ELF kernel (even one ending its first sector in 0x55 0xAA) is no flat image.
+    image elf = build_elf(kernel(true));
+    elf.resize(std::max<std::size_t>(elf.size(), 512));
+    elf[510] = std::byte{0x55};
+    elf[511] = std::byte{0xaa};
+    CHECK(refused(elf, c).find("an ELF file: a real-mode start takes a flat image") == 0);
+    // The error comes before any byte is written.
+    CHECK(g.read(0x7c00, 16) == image(16, std::byte{0xa5}));
+    // RAM must run from 0 to the image's end.
+    std::vector<memory_range> high_only{{MiB, ram_size - MiB, hv::boot::region_type::available}};
+    boot_config h = c;
+    h.memory_map = high_only;
+    CHECK(refused(boot_image(512, 5), h) == "guest RAM does not cover 0x0 to the real-mode image's end");
+    std::vector<memory_range> short_low{{0, 0x8000, hv::boot::region_type::available}};
+    h.memory_map = short_low;
+    CHECK(refused(boot_image(512, 6), h) == "loaded");
+    CHECK(refused(boot_image(0x1000, 7), h) == "guest RAM does not cover 0x0 to the real-mode image's end");
+    // No modules: there is nowhere to tell the image about them.
+    const module_spec m{std::as_bytes(std::span<const std::uint8_t>()), "x"};
+    boot_config with_module = c;
+    with_module.modules = {&m, 1};
+    CHECK(refused(boot_image(512, 8), with_module) == "a real-mode start takes no modules");
+    // Real mode is only used when asked for: a flat image alone is no kernel to probe.
+    boot_config any = g.config();
+    CHECK(refused(boot_image(512, 9), any) != "loaded");
+    // hvimage's check is the loader's.
+    CHECK(real_mode_image_problem(boot_image(512, 10)) == nullptr);
+    CHECK(std::string(real_mode_image_problem(elf)).find("ELF") != std::string::npos);
+}

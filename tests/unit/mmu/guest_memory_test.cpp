@@ -464,6 +464,40 @@ TEST_CASE("host_pointer remembers unbacked pages only until backed memory is add
     CHECK(g.backed_at_first_touch() == 1);
 }
 
+TEST_CASE("zero(): backed pages are zeroed, first-touch pages not backed yet stay unbacked, holes and ROM refused") {
+    fake_memory host;
+    guest_memory<fake_memory> g(host);
+    REQUIRE(g.init().ok());
+    REQUIRE(g.add_ram(0, 4 * MiB, ram_backing::first_touch).ok());
+    REQUIRE(g.add_ram(8 * MiB, 2 * KiB4).ok());  // up front
+    REQUIRE(g.add_rom(16 * MiB, KiB4).ok());
+    const std::vector<std::uint8_t> junk(3 * KiB4, 0xa5);
+    REQUIRE(g.write(0x1000, junk.data(), KiB4).ok());        // backs page 0x1000 only
+    REQUIRE(g.write(8 * MiB, junk.data(), 2 * KiB4).ok());
+    CHECK(g.backed_at_first_touch() == 1);
+    // [0x800, 0x3800): page 0 and 2 untouched, page 1 backed with junk.
+    REQUIRE(g.zero(0x800, 0x3000).ok());
+    CHECK(g.backed_at_first_touch() == 1);  // (backing() would back them: it is the guest's view)
+    std::vector<std::uint8_t> back(0x3000, 0xff);
+    REQUIRE(g.read(0x800, back.data(), back.size()).ok());  // reading backs them, as zeros
+    CHECK(std::all_of(back.begin(), back.end(), [](std::uint8_t b) { return b == 0; }));
+    // Up-front RAM: zeroed in place, a byte before and after kept.
+    REQUIRE(g.zero(8 * MiB + 1, 2 * KiB4 - 2).ok());
+    std::vector<std::uint8_t> ram(2 * KiB4);
+    REQUIRE(g.read(8 * MiB, ram.data(), ram.size()).ok());
+    CHECK(ram.front() == 0xa5);
+    CHECK(ram.back() == 0xa5);
+    CHECK(std::count(ram.begin(), ram.end(), 0) == static_cast<long>(ram.size() - 2));
+    // The whole range is checked before a byte is zeroed.
+    REQUIRE(g.write(0x1000, junk.data(), 4).ok());
+    CHECK(g.zero(0x1000, 4 * MiB).code() == hv::errc::fault);  // runs into the hole at 4 MiB
+    std::uint8_t kept = 0;
+    REQUIRE(g.read(0x1000, &kept, 1).ok());
+    CHECK(kept == 0xa5);
+    CHECK(g.zero(16 * MiB, 8).code() == hv::errc::permission);  // ROM
+    CHECK(g.zero(0, 0).ok());
+}
+
 TEST_CASE("first-touch RAM: no pages up front; each page backed, zeroed, once, by whoever touches it first") {
     fake_memory host;
     guest_memory<fake_memory> g(host);

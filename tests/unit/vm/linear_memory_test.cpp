@@ -334,3 +334,112 @@ TEST_CASE("the exit's guest-physical address serves a one-operand instruction's 
         CHECK(g.dev[0].log.empty());
     }
 }
+
+// insn::execute with a decode memo and a gva_cache, the way vm::guest runs an MMIO exit:
+// a memo hit compares the remembered bytes at the code's host page in place, so every
+// change the guest can make without an exit must still be seen.
+TEST_CASE("a remembered decode is used only while the code bytes and their translation stay the same") {
+    guest<x86_64_format> g(x86_64_format{}, paging_mode::four_level);
+    constexpr std::uint64_t code_va = 0x60'0000, code_gpa = 3 * MiB, other_gpa = 4 * MiB, copy_gpa = 5 * MiB;
+    g.map(code_va, code_gpa, 2 * KiB4);
+    g.map(0x40'0000, dev0_gpa, KiB4);
+    const std::uint32_t device_value = 0x11223344;
+    std::memcpy(g.dev[0].regs + 0x20, &device_value, 4);
+    const std::uint8_t mov_eax[] = {0x8b, 0x03}, mov_ecx[] = {0x8b, 0x0b}, mov_edx[] = {0x8b, 0x13};
+    REQUIRE(g.ram.write(code_gpa + 0x10, mov_eax, 2).ok());
+    REQUIRE(g.ram.write(other_gpa + 0x10, mov_edx, 2).ok());
+
+    gva_cache cache;
+    hv::insn::decode_memo memo;
+    std::uint64_t regs[16] = {};  // the vCPU's registers, worked on in place
+    auto run = [&](std::uint64_t rip) {
+        for (auto& r : regs) r = 0;
+        regs[3] = 0x40'0020;  // rbx
+        hv::insn::guest_state st{.gpr = hv::insn::gpr_file{regs}, .rip = rip};
+        linear_memory<fake_memory> mem{g.ram, g.regs, {}, g.handlers, g.strays, &cache};
+        auto r = hv::insn::execute(st, mem, {}, &memo);
+        REQUIRE(r);
+        return std::pair{*r, st.rip};
+    };
+    auto leaf_path = [&] {
+        guest_walk_path path;
+        REQUIRE(translate_gva(g.ram, g.regs, {}, code_va, {access_kind::execute}, &path).status == gva_status::ok);
+        return path;
+    };
+    auto entry_at = [&](std::uint64_t gpa) {
+        std::uint64_t e = 0;
+        REQUIRE(g.ram.read(gpa, &e, 8).ok());
+        return e;
+    };
+    auto set_entry = [&](std::uint64_t gpa, std::uint64_t e) { REQUIRE(g.ram.write(gpa, &e, 8).ok()); };
+
+    auto [first, rip] = run(code_va + 0x10);
+    CHECK(first.result == hv::insn::outcome::done);
+    CHECK(rip == code_va + 0x12);
+    CHECK(regs[0] == device_value);
+    run(code_va + 0x10);  // the first walk set the accessed bits: the cache remembers the second
+    const std::uint64_t hits = cache.hits();
+    run(code_va + 0x10);  // the memo, its bytes compared in place through the cached translation
+    CHECK(regs[0] == device_value);
+    CHECK(cache.hits() == hits + 2);  // the code page, then the operand's (no exit address here)
+
+    SUBCASE("the guest rewrites the instruction (self-modifying code)") {
+        REQUIRE(g.ram.write(code_gpa + 0x10, mov_ecx, 2).ok());
+        run(code_va + 0x10);
+        CHECK(regs[0] == 0);
+        CHECK(regs[1] == device_value);
+    }
+    SUBCASE("the guest points the leaf entry elsewhere, without an exit or INVLPG") {
+        const guest_walk_path p = leaf_path();
+        set_entry(p.entry_pa[1], (entry_at(p.entry_pa[1]) & ~bits(51, 12)) | other_gpa);
+        run(code_va + 0x10);
+        CHECK(regs[2] == device_value);
+        CHECK(regs[0] == 0);
+    }
+    SUBCASE("the guest switches an upper-level entry to a copied table: the leaf entry itself is unchanged") {
+        const guest_walk_path p = leaf_path();
+        std::uint8_t table[KiB4];
+        REQUIRE(g.ram.read(p.table(1), table, KiB4).ok());
+        REQUIRE(g.ram.write(copy_gpa, table, KiB4).ok());
+        set_entry(copy_gpa + (p.entry_pa[1] & 0xfff), (p.entry[1] & ~bits(51, 12)) | other_gpa);
+        set_entry(p.entry_pa[2], (entry_at(p.entry_pa[2]) & ~bits(51, 12)) | copy_gpa);
+        run(code_va + 0x10);
+        CHECK(regs[2] == device_value);
+    }
+    SUBCASE("the guest makes the code page no-execute: #PF for the fetch") {
+        const guest_walk_path p = leaf_path();
+        set_entry(p.entry_pa[1], entry_at(p.entry_pa[1]) | x86_pte::no_execute);
+        auto [r, at] = run(code_va + 0x10);
+        CHECK(r.result == hv::insn::outcome::fault);
+        CHECK(r.f.vector == hv::insn::vector::pf);
+        CHECK(r.f.error_code == (pf_error::present | pf_error::fetch));
+        CHECK(at == code_va + 0x10);
+        CHECK(regs[0] == 0);
+    }
+    SUBCASE("the guest switches CR3 to tables that map the code elsewhere") {
+        guest_table_pool<fake_memory> pool2{g.ram, 12 * MiB, 2 * MiB};
+        page_table<x86_64_format, guest_table_pool<fake_memory>> pt2{x86_64_format{}, pool2};
+        REQUIRE(pt2.init().ok());
+        page_attrs a;
+        a.write = true;
+        a.execute = true;
+        auto tx = pt2.begin();
+        REQUIRE(tx.map(code_va, other_gpa, KiB4, a).ok());
+        REQUIRE(tx.map(0x40'0000, dev0_gpa, KiB4, a).ok());
+        g.regs.cr3 = pt2.root();
+        run(code_va + 0x10);
+        CHECK(regs[2] == device_value);
+    }
+    SUBCASE("an instruction across a page boundary is fetched from both pages every time") {
+        REQUIRE(g.ram.write(code_gpa + 0xfff, &mov_eax[0], 1).ok());
+        REQUIRE(g.ram.write(code_gpa + 0x1000, &mov_eax[1], 1).ok());
+        run(code_va + 0xfff);
+        CHECK(regs[0] == device_value);
+        REQUIRE(g.ram.write(code_gpa + 0x1000, &mov_ecx[1], 1).ok());
+        auto [r, at] = run(code_va + 0xfff);
+        CHECK(r.result == hv::insn::outcome::done);
+        CHECK(at == code_va + 0x1001);
+        CHECK(regs[1] == device_value);
+        CHECK(regs[0] == 0);
+    }
+}

@@ -8,6 +8,7 @@ using namespace hv::vm;
 
 // Selecting by name at compile time gives the table's entries.
 static_assert(preset<"pvh">().boot == boot_protocol::pvh);
+static_assert(preset<"hvm">().boot == boot_protocol::real_mode);
 static_assert(preset<"hvm-shadow">().mmu == guest_mmu::shadow);
 static_assert(preset<"bare">().devices == device_model::debug_only);
 static_assert(compose({"mine", guest_mmu::nested, boot_protocol::linux_bzimage}).boot == boot_protocol::linux_bzimage);
@@ -34,7 +35,13 @@ TEST_CASE("inconsistent compositions are named") {
     CHECK(std::string_view(inconsistency(p)).find("PIT") != std::string_view::npos);
     p = {"x"};
     p.boot = boot_protocol::real_mode;
-    CHECK(inconsistency(p) != nullptr);
+    CHECK(std::string_view(inconsistency(p)).find("fw_cfg") != std::string_view::npos);
+    // hvm with shadow paging and a real-mode start: VMX cannot run it (no vm86 emulation).
+    p = presets::hvm;
+    p.mmu = guest_mmu::shadow;
+    CHECK(std::string_view(inconsistency(p)).find("unrestricted guest") != std::string_view::npos);
+    p.boot = boot_protocol::multiboot;
+    CHECK(inconsistency(p) == nullptr);
 }
 
 TEST_CASE("missing parts: each preset names the first part it lacks, none once all are wired") {
@@ -47,6 +54,8 @@ TEST_CASE("missing parts: each preset names the first part it lacks, none once a
 
     wired_parts devices_only{};
     devices_only.emulated_devices = true;
+    CHECK(std::string_view(missing_part(presets::hvm, devices_only)).find("real-mode start") != std::string_view::npos);
+    devices_only.real_mode_boot = true;
     CHECK(missing_part(presets::hvm, devices_only) == nullptr);
     CHECK(std::string_view(missing_part(presets::hvm_shadow, devices_only)).find("shadow") != std::string_view::npos);
     CHECK(std::string_view(missing_part(presets::pvhvm, devices_only)).find("Xen ABI") != std::string_view::npos);
@@ -63,7 +72,8 @@ TEST_CASE("promised colors: the guest-visible differences between presets") {
     CHECK(promised_color(presets::pvhvm).type() == virt_type::full);
     CHECK(promised_color(presets::pvh).type() == virt_type::para);
     CHECK(promised_color(presets::bare).type() == virt_type::none);
-    CHECK(promised_color(presets::hvm).entry == entry_kind::multiboot);
+    CHECK(promised_color(presets::hvm).entry == entry_kind::real_mode);
+    CHECK(promised_color(presets::hvm_shadow).entry == entry_kind::multiboot);
     CHECK(promised_color(presets::pvh).entry == entry_kind::pvh);
     CHECK(promised_color(presets::bare).entry == entry_kind::pvh);
     CHECK(promised_color(presets::hvm_shadow).pcid_hidden);

@@ -114,14 +114,27 @@ struct fake_guest {
     hv::status place_page(std::uint64_t gpa, std::uint64_t hpa, bool w) {
         if (gpa >= ram.size() * 4096) return hv::fail(hv::errc::invalid_argument, "fake: outside RAM");
         placed[gpa] = {hpa, w};
+        ++placements;
         return {};
     }
+    std::uint64_t host_pointer_generation() const { return placements; }
+    std::uint64_t placements = 0;
     hv::status restore_page(std::uint64_t gpa) {
         ++restores;
+        ++placements;
         return placed.erase(gpa) ? hv::status{} : hv::status{hv::fail(hv::errc::not_found, "fake: nothing placed")};
     }
     static std::uint64_t host_physical(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
     static fake_guest& of(cpu::vcpu& v) { return v.owner<fake_guest>(); }
+    void set_hypercall_owner(void* p) { owner = p; }
+    // As a backend without read_call_mode: from load_mode.
+    static cpu::call_mode call_mode(cpu::vcpu& v) {
+        v.ops().load_mode(v);
+        const auto& st = v.state;
+        return cpu::call_mode_of(st.efer & x86::efer::lma, st[cpu::seg::cs].access, cpu::ar::dpl_of(st[cpu::seg::ss].access));
+    }
+    void* hypercall_owner() const { return owner; }
+    void* owner = nullptr;
 
     template <class T = unsigned char>
     T* at(std::uint64_t gpa) { return reinterpret_cast<T*>(host_pointer(gpa, false)); }
@@ -305,6 +318,36 @@ TEST_CASE("xen_hvm: hypercall arguments from registers (64- and 32-bit), guest m
     CHECK(paging_loads == 3);    // the paging registers only for the three that copy guest memory
     CHECK(state_loads == 0);     // never the whole state
     CHECK(w.x.hypercalls() == 7);
+}
+
+TEST_CASE("xen_hvm: argument copies see a page placed where an earlier call's argument was") {
+    world w;
+    std::vector<std::int64_t> rc;
+    w.g.script(0, {
+        {exit_reason::hypercall, hcall(xen::hc::xen_version, xen::xenver_extraversion, 0x4000)},
+        // shared_info over gfn 4: the next copy to 0x4000 must land in it, not in the RAM
+        // page the last copy reached.
+        {exit_reason::hypercall, then_record(rc, [&](cpu::vcpu& v, cpu::exit_info& e) {
+             // The argument in that same page: the last page reached stays 0x4000.
+             *w.g.at<xen::add_to_physmap>(0x4100) = {xen::domid_self, 0, xen::xenmapspace_shared_info, 0, 4};
+             hcall(xen::hc::memory_op, xen::xenmem_add_to_physmap, 0x4100)(v, e);
+         })},
+        {exit_reason::hypercall, then_record(rc, [&](cpu::vcpu& v, cpu::exit_info& e) {
+             std::memset(w.g.at(0x4000), 0, 16);  // the placed page, as the guest sees it now
+             hcall(xen::hc::xen_version, xen::xenver_extraversion, 0x4000)(v, e);
+         })},
+        {exit_reason::hypercall, then_record(rc, [](cpu::vcpu& v, cpu::exit_info&) { v.stop("done"); })},
+    });
+    w.run();
+    REQUIRE(rc.size() == 3);
+    CHECK(rc[0] == 0);
+    CHECK(rc[1] == 0);
+    CHECK(rc[2] == 0);
+    REQUIRE(w.g.placed.count(0x4000) == 1);
+    CHECK(std::string(w.g.at<char>(0x4000)) == ".0-libhv");       // written into shared_info
+    CHECK(std::string(reinterpret_cast<char*>(w.g.ram[4]->b)) == ".0-libhv");  // the first call's
+    std::memset(w.g.ram[4]->b, 0, 16);
+    CHECK(std::string(w.g.at<char>(0x4000)) == ".0-libhv");  // the placed page is not the RAM page
 }
 
 TEST_CASE("xen_hvm: event channel to itself delivered through the callback vector, level-triggered") {

@@ -63,3 +63,30 @@ TEST_CASE("xen_unplug_ports: each unplug request reaches the owner of the device
     CHECK(masks == std::vector<std::uint16_t>{3, 8});
     CHECK(dm.out_ports.empty());
 }
+
+TEST_CASE("xen_unplug_ports: REP INS/OUTS bursts go on to the device model, none for its own ports") {
+    recorded dm;
+    hv::cpu::io_ports next{&dm, &recorded::in, &recorded::out};
+    next.in_block = [](void* c, std::uint16_t port, std::uint8_t, void*, std::size_t n) {
+        static_cast<recorded*>(c)->in_ports.push_back(port);
+        return n;
+    };
+    next.out_block = [](void* c, std::uint16_t port, std::uint8_t, const void*, std::size_t n) {
+        static_cast<recorded*>(c)->out_ports.push_back(port);
+        return n - 1;
+    };
+    xen_unplug_ports x{next};
+    const hv::cpu::io_ports p = x.ports();
+    std::uint16_t buf[4] = {};
+    REQUIRE((p.in_block != nullptr));
+    REQUIRE((p.out_block != nullptr));
+    CHECK(p.in_block(p.ctx, 0x1f0, 2, buf, 4) == 4);
+    CHECK(p.out_block(p.ctx, 0x1f0, 2, buf, 4) == 3);
+    CHECK(p.in_block(p.ctx, 0x10, 2, buf, 4) == 0);
+    CHECK(p.out_block(p.ctx, 0x10, 2, buf, 4) == 0);
+    CHECK(x.requests() == 0);
+    CHECK(dm.in_ports == std::vector<std::uint16_t>{0x1f0});
+    CHECK(dm.out_ports == std::vector<std::uint16_t>{0x1f0});
+    xen_unplug_ports alone{{&dm, &recorded::in, &recorded::out}};  // a device model without bursts
+    CHECK(alone.ports().in_block(&alone, 0x1f0, 2, buf, 4) == 0);
+}
