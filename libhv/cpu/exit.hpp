@@ -187,8 +187,10 @@ public:
     }
     // The exit path decodes straight into the ring: fill slot(), then commit() it.
     exit_info& slot() { return ring_[total_ % ring_size]; }
-    void commit(const exit_info& filled_slot) {
-        ++counts_[static_cast<std::size_t>(filled_slot.reason)];
+    void commit(const exit_info& filled_slot) { commit(filled_slot.reason); }
+    // The same with the slot's reason at hand (a constant on the backends' hot paths).
+    void commit(exit_reason filled_reason) {
+        ++counts_[static_cast<std::size_t>(filled_reason)];
         ++total_;
     }
     std::uint64_t count(exit_reason r) const { return counts_[static_cast<std::size_t>(r)]; }

@@ -15,6 +15,12 @@
 namespace hv::cpu {
 
 namespace detail {
+// An exit reason as a type, so a continuation sees it as a constant.
+template <exit_reason R>
+struct reason_c {
+    static constexpr exit_reason value = R;
+};
+
 inline void begin_instruction_exit(exit_info& e, exit_reason r, vendor from, std::uint64_t code, std::uint64_t rip,
                                    std::uint8_t length) {
     e.reason = r;
@@ -26,11 +32,23 @@ inline void begin_instruction_exit(exit_info& e, exit_reason r, vendor from, std
 }
 } // namespace detail
 
-// False (and `e` untouched) for any other exit. Uses raw.reason, rip, instruction_length,
-// rax and rcx; an I/O exit gets its qualification and instruction information from
-// `io_fields(qualification, instruction_info)`, so the backend reads them only then.
-template <class IoFields>
-[[gnu::always_inline]] inline bool decode_hot(const vmx_exit_raw& raw, exit_info& e, IoFields io_fields) {
+// The log's next slot for an exit path, its address kept in one register (the compiler
+// would otherwise derive it again from the index for each store into it).
+[[gnu::always_inline]] inline exit_info& hot_slot(exit_log& log) {
+    exit_info* slot = &log.slot();
+    asm("" : "+r"(slot));
+    return *slot;
+}
+
+// A hot exit decoded into `e`, then `then(reason)` with the reason as a compile-time
+// constant of each case (the backends' exit paths inline it, so counting and dispatch
+// index their tables at fixed offsets); any other exit: `otherwise()`, `e` untouched.
+// Uses raw.reason, rip, instruction_length, rax and rcx; an I/O exit gets its
+// qualification and instruction information from `io_fields(qualification,
+// instruction_info)`, so the backend reads them only then.
+template <class IoFields, class Then, class Otherwise>
+[[gnu::always_inline]] inline auto decode_hot(const vmx_exit_raw& raw, exit_info& e, IoFields io_fields, Then then,
+                                              Otherwise otherwise) {
     using x = vmx::exit_reason;
     const auto basic = vmx::exit_reason_field{raw.reason}.basic();
     // Defined (1..15) for every exit handled here (SDM 28.2.5), so taken as it is.
@@ -40,16 +58,19 @@ template <class IoFields>
     case x::cpuid:
         begin(exit_reason::cpuid);
         e.cpuid = {static_cast<std::uint32_t>(raw.rax), static_cast<std::uint32_t>(raw.rcx)};
-        return true;
+        return then(detail::reason_c<exit_reason::cpuid>{});
     case x::vmcall:
         begin(exit_reason::hypercall);
         e.hypercall = {raw.rax};
-        return true;
+        return then(detail::reason_c<exit_reason::hypercall>{});
     case x::rdmsr:
-    case x::wrmsr:
-        begin(basic == x::rdmsr ? exit_reason::msr_read : exit_reason::msr_write);
+        begin(exit_reason::msr_read);
         e.msr = {static_cast<std::uint32_t>(raw.rcx)};
-        return true;
+        return then(detail::reason_c<exit_reason::msr_read>{});
+    case x::wrmsr:
+        begin(exit_reason::msr_write);
+        e.msr = {static_cast<std::uint32_t>(raw.rcx)};
+        return then(detail::reason_c<exit_reason::msr_write>{});
     case x::io_instruction: {
         std::uint64_t qualification;
         std::uint32_t instruction_info;
@@ -58,27 +79,32 @@ template <class IoFields>
         begin(exit_reason::io);
         const std::uint8_t asz = q.string() ? vmx::io_string_info{instruction_info}.address_size() : 0;
         e.io = {q.port(), q.size(), asz, q.in(), q.string(), q.rep()};
-        return true;
+        return then(detail::reason_c<exit_reason::io>{});
     }
     case x::hlt:
         begin(exit_reason::hlt);
         e.failure = {};
-        return true;
-    default: return false;
+        return then(detail::reason_c<exit_reason::hlt>{});
+    default: return otherwise();
     }
 }
 
+// False (and `e` untouched) for any other exit.
 [[gnu::always_inline]] inline bool decode_hot(const vmx_exit_raw& raw, exit_info& e) {
-    return decode_hot(raw, e, [&](std::uint64_t& q, std::uint32_t& info) {
-        q = raw.qualification;
-        info = raw.instruction_info;
-    });
+    return decode_hot(
+        raw, e,
+        [&](std::uint64_t& q, std::uint32_t& info) {
+            q = raw.qualification;
+            info = raw.instruction_info;
+        },
+        [](auto) { return true; }, [] { return false; });
 }
 
 // The SVM counterpart. EXITINFO1/2 (MSR and I/O exits only) come from
 // `exit_info12(exitinfo1, exitinfo2)`, so the backend reads them only then.
-template <class ExitInfo12>
-[[gnu::always_inline]] inline bool decode_hot(const svm_exit_raw& raw, exit_info& e, ExitInfo12 exit_info12) {
+template <class ExitInfo12, class Then, class Otherwise>
+[[gnu::always_inline]] inline auto decode_hot(const svm_exit_raw& raw, exit_info& e, ExitInfo12 exit_info12, Then then,
+                                              Otherwise otherwise) {
     using c = svm::exit_code;
     // A next RIP not 1..15 bytes ahead (none without NRIPS, or a wrap) leaves the length unknown.
     auto length_to = [&](std::uint64_t next) {
@@ -92,17 +118,21 @@ template <class ExitInfo12>
     case c::cpuid:
         begin(exit_reason::cpuid);
         e.cpuid = {static_cast<std::uint32_t>(raw.rax), static_cast<std::uint32_t>(raw.rcx)};
-        return true;
+        return then(detail::reason_c<exit_reason::cpuid>{});
     case c::vmmcall:
         begin(exit_reason::hypercall);
         e.hypercall = {raw.rax};
-        return true;
+        return then(detail::reason_c<exit_reason::hypercall>{});
     case c::msr: {
         std::uint64_t info1, info2;
         exit_info12(info1, info2);
-        begin(info1 ? exit_reason::msr_write : exit_reason::msr_read);
         e.msr = {static_cast<std::uint32_t>(raw.rcx)};
-        return true;
+        if (info1) {
+            begin(exit_reason::msr_write);
+            return then(detail::reason_c<exit_reason::msr_write>{});
+        }
+        begin(exit_reason::msr_read);
+        return then(detail::reason_c<exit_reason::msr_read>{});
     }
     case c::ioio: {
         std::uint64_t info1, info2;
@@ -113,21 +143,24 @@ template <class ExitInfo12>
         begin(exit_reason::io);
         e.io = {io.port(), io.size(), io.string() ? io.address_size() : std::uint8_t{0}, io.in(), io.string(),
                 io.rep()};
-        return true;
+        return then(detail::reason_c<exit_reason::io>{});
     }
     case c::hlt:
         begin(exit_reason::hlt);
         e.failure = {};
-        return true;
-    default: return false;
+        return then(detail::reason_c<exit_reason::hlt>{});
+    default: return otherwise();
     }
 }
 
 [[gnu::always_inline]] inline bool decode_hot(const svm_exit_raw& raw, exit_info& e) {
-    return decode_hot(raw, e, [&](std::uint64_t& info1, std::uint64_t& info2) {
-        info1 = raw.exitinfo1;
-        info2 = raw.exitinfo2;
-    });
+    return decode_hot(
+        raw, e,
+        [&](std::uint64_t& info1, std::uint64_t& info2) {
+            info1 = raw.exitinfo1;
+            info2 = raw.exitinfo2;
+        },
+        [](auto) { return true; }, [] { return false; });
 }
 
 } // namespace hv::cpu

@@ -3,7 +3,7 @@
 namespace hv::cpu {
 
 void event_queue::raise_exception(std::uint8_t vector, std::optional<std::uint32_t> error_code) {
-    any_ = true;
+    *any_ = true;
     if (exception_.valid) {
         if (exception_.vector == 8) {
             triple_ = true;
@@ -38,7 +38,7 @@ event_queue::decision event_queue::next(bool interrupts_open, bool nmi_blocked) 
     // Whatever still waits gets a window exit, so it is not left until the next unrelated exit.
     d.irq_window = interrupt_pending();
     d.nmi_window = nmi_;
-    any_ = reinject_.valid || exception_.valid || nmi_ || triple_ || d.irq_window;
+    *any_ = reinject_.valid || exception_.valid || nmi_ || triple_ || d.irq_window;
     return d;
 }
 
@@ -157,6 +157,7 @@ void vcpu::init(unsigned id, const backend_ops& ops, void* arch, void* stack, st
     ops_ = &ops;
     arch_ = arch;
     loop_flags_.f.status = vcpu_status::runnable;
+    events.keep_flag_at(&loop_flags_.f.events);
     why_ = nullptr;
     fiber_.init(stack, stack_size, &vcpu::entry, this);
 }
@@ -205,7 +206,6 @@ void vcpu::skip_slow() {
         state.interruptibility &= ~3u;
         dirty_ |= dirty_interruptibility;
     }
-    dirty_ |= dirty_rip;
 }
 
 void vcpu::run_loop() {
@@ -243,7 +243,7 @@ void vcpu::run_guest() {
 // backend re-enters at once. Otherwise the run loop, which goes straight to
 // enter_with_events() then, does not run the hook a second time for that entry.
 bool vcpu::stay_after_polling() {
-    if (loop_flags_.word != only_extras || !events.empty()) return false;
+    if (loop_flags_.word != only_extras) return false;  // events included
     if (hook_.fn) hook_.fn(*this, hook_.ctx);
     if (loop_flags_.word != only_extras) return false;
     // A preemption deadline is armed by an entry from the run loop, which has the hook's
@@ -258,6 +258,11 @@ bool vcpu::stay_after_polling() {
     const bool tpr_held = source_.tpr_masked && source_.tpr_masked(source_.ctx);
     if (events.empty() && !source_pending() && !tpr_held) return true;
     hook_ran_ = hook_.fn != nullptr;
+    return false;
+}
+
+bool vcpu::budget_exhausted() {
+    fail("exit budget exhausted");
     return false;
 }
 

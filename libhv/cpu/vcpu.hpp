@@ -35,25 +35,35 @@ namespace hv::cpu {
 // decision asks the backend for a window exit meanwhile.
 class event_queue {
 public:
+    event_queue() = default;
+    event_queue(const event_queue&) = delete;  // any_ may point into the owning vCPU
+    event_queue& operator=(const event_queue&) = delete;
+
     void raise_interrupt(std::uint8_t vector) {
         irr_[vector / 64] |= 1ull << (vector % 64);
-        any_ = true;
+        *any_ = true;
     }
-    void raise_nmi() { nmi_ = any_ = true; }
+    void raise_nmi() { nmi_ = *any_ = true; }
     // A second exception while one waits makes #DF (SDM table 6-5, contributory and
     // page-fault classes simplified to "any"); a third is a triple fault.
     void raise_exception(std::uint8_t vector, std::optional<std::uint32_t> error_code = std::nullopt);
     // Re-deliver an event an exit interrupted (exit_info::interrupted).
     void requeue(const event& e) {
         reinject_ = e;
-        any_ = true;
+        *any_ = true;
     }
 
     bool interrupt_pending() const { return irr_[0] | irr_[1] | irr_[2] | irr_[3]; }
     bool nmi_pending() const { return nmi_; }
     bool triple_fault() const { return triple_; }
     // One flag for the exit path: set by every raise, recomputed when next() takes an event.
-    bool empty() const { return !any_; }
+    bool empty() const { return !*any_; }
+    // Keep that flag at `flag` from now on (a vCPU's, tested with its other loop flags in
+    // one compare by the exit path).
+    void keep_flag_at(bool* flag) {
+        *flag = *any_;
+        any_ = flag;
+    }
 
     struct decision {
         event inject;             // valid: inject this now
@@ -71,7 +81,8 @@ private:
     std::uint64_t irr_[4] = {};
     bool nmi_ = false;
     bool triple_ = false;
-    bool any_ = false;
+    bool own_any_ = false;
+    bool* any_ = &own_any_;
     event exception_{};
     event reinject_{};
 };
@@ -94,7 +105,10 @@ struct backend_ops {
     // to v.dispatch(slot); while dispatch() returns true the backend writes back what
     // the handler dirtied and re-enters without returning. A refused entry is
     // dispatched as an exit (entry_refused) too. GPRs live in v.state.regs throughout;
-    // RIP, RSP, RFLAGS and interruptibility are refreshed at every exit.
+    // RIP and interruptibility are refreshed at every exit, RSP and RFLAGS at every exit
+    // but the hot ones (CPUID, hypercall, RDMSR/WRMSR, I/O but string I/O, HLT), whose
+    // handlers ask for them with v.load_flags() (load_state and load_memory_state
+    // include it), and when the loop returns.
     // d == nullptr (the hot path): nothing to inject and no window wanted.
     // A backend that enters once per call can use run_once<its enter>.
     void (*run)(vcpu& v, const event_queue::decision* d);
@@ -140,10 +154,13 @@ struct backend_ops {
     // The hypercall convention (64-bit or not, CPL 0 or not) from the fewest reads the
     // backend can do (call_mode.hpp). nullptr: from load_mode (or load_state).
     call_mode (*read_call_mode)(vcpu& v) = nullptr;
-    // What a guest page walk depends on besides RFLAGS, into v.state in one call: CR0,
-    // CR3, CR4 as the guest sees them (read_cr), EFER, SS access rights (the CPL).
+    // What a guest page walk depends on, into v.state in one call: CR0, CR3, CR4 as the
+    // guest sees them (read_cr), EFER, SS access rights (the CPL), RFLAGS (AC, for SMAP).
     // nullptr: load_mode and read_cr.
     void (*load_paging_state)(vcpu& v) = nullptr;
+    // RSP and RFLAGS of this exit into v.state (see run), but not those a handler marked
+    // dirty (its values stay). nullptr: v.state always has them.
+    void (*load_flags)(vcpu& v) = nullptr;
 };
 
 // Reads guest-linear memory for the vCPU layer (instruction fetch when an exit gave no
@@ -214,8 +231,7 @@ public:
     void skip() {
         const std::uint8_t len = exit_->instruction_length;
         if (!len || (state.interruptibility & 3u)) [[unlikely]] return skip_slow();
-        state.rip += len;
-        dirty_ |= dirty_rip;
+        state.rip += len;  // no dirty mark: backends write RIP back before every entry
     }
     void inject_exception(std::uint8_t vector, std::optional<std::uint32_t> error_code = std::nullopt) {
         events.raise_exception(vector, error_code);
@@ -273,14 +289,21 @@ public:
     // Ask the loop to yield to the scheduler after this exit (fairness, benchmarks).
     void request_yield() { loop_flags_.f.yield = true; }
     // Handlers that change these parts of `state` say so; the backend writes them back
-    // before the next entry.
+    // before the next entry. RIP (and on SVM RAX) is written back before every entry
+    // whether marked or not: dirty_rip is accepted and needs nothing.
     // dirty_cr2: a #PF injected by an emulator (the CPU sets CR2 only for its own #PFs).
     // dirty_xcr0: an XSETBV handler set state.xcr0 (the backend loads it before entry).
     enum dirty_bits : std::uint8_t {
         dirty_rip = 1, dirty_rflags = 2, dirty_rsp = 4, dirty_interruptibility = 8, dirty_cr2 = 16, dirty_xcr0 = 32
     };
     void mark_dirty(std::uint8_t bits) { dirty_ |= bits; }
+    // state.rflags and state.regs.rsp as of this exit: a handler of a hot exit (see
+    // backend_ops::run) that reads them calls this first.
+    void load_flags() {
+        if (ops_->load_flags) ops_->load_flags(*this);
+    }
     [[nodiscard]] bool dirty(std::uint8_t bits) const { return dirty_ & bits; }
+    [[nodiscard]] std::uint8_t dirty_bits() const { return dirty_; }
     std::uint8_t take_dirty() {
         const std::uint8_t d = dirty_;
         dirty_ = 0;
@@ -299,21 +322,22 @@ public:
     // take_dirty() and re-enters at once.
     // The decoder of an exit that can interrupt event delivery (not the hot instruction
     // exits) calls requeue_interrupted(slot) before.
-    [[gnu::always_inline]] bool dispatch(exit_info& slot) {
-        if (!handle(slot)) [[unlikely]] return false;
-        if (loop_flags_.word == 0 && events.empty()) [[likely]] return true;
+    [[gnu::always_inline]] bool dispatch(exit_info& slot) { return dispatch(slot, slot.reason); }
+    // The same with slot.reason at hand (a hot path's compile-time constant: the counter
+    // and the handler are then found at fixed offsets).
+    [[gnu::always_inline]] bool dispatch(exit_info& slot, exit_reason reason) {
+        if (!handle(slot, reason)) [[unlikely]] return false;
+        if (loop_flags_.word == 0) [[likely]] return true;  // events included
         return stay_after_polling();
     }
     // Only the logging and the handler (false: the exit budget ended the guest), for a
     // backend that returns to the run loop after every exit (run_once).
-    [[gnu::always_inline]] bool handle(exit_info& slot) {
+    [[gnu::always_inline]] bool handle(exit_info& slot) { return handle(slot, slot.reason); }
+    [[gnu::always_inline]] bool handle(exit_info& slot, exit_reason reason) {
         exit_ = &slot;
-        log.commit(slot);
-        if (--budget_left_ == 0) [[unlikely]] {
-            fail("exit budget exhausted");
-            return false;
-        }
-        handlers_[static_cast<std::size_t>(slot.reason)](*this, slot);
+        log.commit(reason);
+        if (--budget_left_ == 0) [[unlikely]] return budget_exhausted();
+        handlers_[static_cast<std::size_t>(reason)](*this, slot);
         return true;
     }
     void requeue_interrupted(const exit_info& e) {
@@ -350,6 +374,7 @@ private:
     void skip_slow();
     bool enter_with_events();
     bool stay_after_polling();
+    bool budget_exhausted();
 
     unsigned id_ = 0;
     const backend_ops* ops_ = nullptr;
@@ -362,12 +387,14 @@ private:
             bool yield;
             bool extras;  // an interrupt source or entry hook is set: no hot-path entry
             std::uint8_t backend;  // request_return()
+            bool events;           // !events.empty() (event_queue::keep_flag_at)
+            std::uint8_t unused[3];
         } f;
-        std::uint32_t word;
-    } loop_flags_{{vcpu_status::runnable, false, false, 0}};
-    static_assert(sizeof(loop_flags) == 4 && static_cast<int>(vcpu_status::runnable) == 0);
-    static constexpr std::uint32_t only_extras =
-        __builtin_bit_cast(std::uint32_t, loop_flags::fields{vcpu_status::runnable, false, true, 0});
+        std::uint64_t word;
+    } loop_flags_{{vcpu_status::runnable, false, false, 0, false, {}}};
+    static_assert(sizeof(loop_flags) == 8 && static_cast<int>(vcpu_status::runnable) == 0);
+    static constexpr std::uint64_t only_extras =
+        __builtin_bit_cast(std::uint64_t, loop_flags::fields{vcpu_status::runnable, false, true, 0, false, {}});
     const char* why_ = nullptr;
     std::uint8_t dirty_ = 0;
     bool hook_ran_ = false;  // stay_after_polling ran the entry hook for the coming entry

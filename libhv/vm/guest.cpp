@@ -780,6 +780,7 @@ mmu::guest_paging guest::paging_registers(cpu::vcpu& v) {
         return paging_of_state(v.state);
     }
     ops.load_mode(v);
+    v.load_flags();  // RFLAGS.AC (SMAP)
     const cpu::guest_state& st = v.state;
     return {ops.read_cr(v, 0), ops.read_cr(v, 3), ops.read_cr(v, 4), st.efer, st.rflags,
             static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access))};

@@ -5,10 +5,9 @@
 #include "libhv/cpu/svm/insn_len.hpp"
 #include "libhv/cpu/svm/setup.hpp"
 
+using hv_svm_exit_fn = int (*)(hv::cpu::vcpu* v, hv::svm::vmcb* block);
 extern "C" void hv_svm_run(hv::cpu::gprs* regs, std::uint64_t vmcb_pa, std::uint64_t host_save_pa, hv::cpu::vcpu* v,
-                           int (*exit_handler)(hv::cpu::vcpu*));
-extern "C" int hv_svm_exit_handler(hv::cpu::vcpu* v);
-extern "C" int hv_svm_guarded_exit_handler(hv::cpu::vcpu* v);
+                           hv_svm_exit_fn exit_handler);
 
 namespace hv::svm {
 
@@ -168,11 +167,10 @@ std::uint64_t read_cr(cpu::vcpu& v, unsigned cr);
     return true;
 }
 
-// The state handlers changed (v.take_dirty()) into the VMCB (mostly RIP alone), and the
-// guest's RAX/RSP.
+// The state handlers changed (v.take_dirty()) into the VMCB, besides RIP and RAX.
 [[gnu::noinline]] void write_back_more(cpu::vcpu& v, vmcb& b, std::uint8_t dirty) {
-    if (dirty & cpu::vcpu::dirty_rip) b.state.rip = v.state.rip;
     if (dirty & cpu::vcpu::dirty_rflags) b.state.rflags = v.state.rflags;
+    if (dirty & cpu::vcpu::dirty_rsp) b.state.rsp = v.state.regs.rsp;
     if (dirty & cpu::vcpu::dirty_interruptibility) b.control.interrupt_shadow = (v.state.interruptibility & 3) ? 1 : 0;
     if (dirty & cpu::vcpu::dirty_cr2) {
         b.state.cr2 = v.state.cr2;
@@ -182,13 +180,33 @@ std::uint64_t read_cr(cpu::vcpu& v, unsigned cr);
     }
     if (dirty & cpu::vcpu::dirty_xcr0) cpu::load_xcr0(v.state.xcr0);
 }
-[[gnu::always_inline]] inline void write_back(cpu::vcpu& v, vmcb& b) {
-    const auto dirty = v.take_dirty();
-    if (dirty == cpu::vcpu::dirty_rip) [[likely]] b.state.rip = v.state.rip;
-    else if (dirty) write_back_more(v, b, dirty);
-    b.state.rax = v.state.regs.rax;
-    b.state.rsp = v.state.regs.rsp;
+// RIP and RAX always (state.rip is the exit's or a handler's; handlers change GPRs without
+// marking them), the rest as marked. dirty_rip itself needs nothing (RIP is always
+// written), so it may stay set: the hot path then tests the other bits only.
+[[gnu::always_inline]] inline void write_back_marked(cpu::vcpu& v, vmcb& b) {
+    if (v.dirty_bits() & ~cpu::vcpu::dirty_rip) [[unlikely]] write_back_more(v, b, v.take_dirty());
 }
+// The same from the exit path, which no longer has the VMCB at hand after the handler.
+[[gnu::noinline]] void write_back_marked_more(cpu::vcpu& v) { write_back_more(v, *arch(v).block, v.take_dirty()); }
+[[gnu::always_inline]] inline void write_back(cpu::vcpu& v, vmcb& b) {
+    b.state.rip = v.state.rip;
+    b.state.rax = v.state.regs.rax;
+    write_back_marked(v, b);
+}
+
+hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a);
+
+// RSP and RFLAGS of this exit (ops.load_flags), but not those a handler marked dirty.
+[[gnu::noinline]] void load_flags(cpu::vcpu& v) {
+    const vmcb& b = *arch(v).block;
+    if (!v.dirty(cpu::vcpu::dirty_rflags)) v.state.rflags = b.state.rflags;
+    if (!v.dirty(cpu::vcpu::dirty_rsp)) v.state.regs.rsp = b.state.rsp;
+}
+
+// switch.S copies RAX and RIP from the vCPU's registers into the VMCB at these offsets.
+static_assert(offsetof(vmcb, state) + offsetof(state_save_area, rax) == 0x5f8);
+static_assert(offsetof(vmcb, state) + offsetof(state_save_area, rip) == 0x578);
+static_assert(offsetof(cpu::guest_state, regs) == 0 && offsetof(cpu::guest_state, rip) == 0x80);
 
 void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     vcpu_arch& a = arch(v);
@@ -208,26 +226,20 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     // which takes the guard's exit side.
     if (v.guarded()) [[unlikely]] v.guard_before_entry();
     const bool timed = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
-    hv_svm_run(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa, &v,
-               v.guarded() ? &hv_svm_guarded_exit_handler : &hv_svm_exit_handler);
+    hv_svm_run(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa, &v, exit_handler_for(v, a));
     if (timed) [[unlikely]] {
         asm volatile("cli" ::: "memory");
     }
+    load_flags(v);  // the last exit may have been a hot one
     if (!v.dirty(cpu::vcpu::dirty_cr2)) v.state.cr2 = b.state.cr2;  // else a handler's, not yet loaded
     if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(host_xcr0);
 }
 
-// After the decode: log, handler, write-back. 0: enter again now.
-[[gnu::always_inline]] inline int finish_exit(cpu::vcpu& v, vmcb& b, cpu::exit_info& out) {
-    if (!v.dispatch(out)) [[unlikely]] return 1;
-    write_back(v, b);
-    return 0;
-}
-
 // A refused VMRUN or any exit but the hot ones, all of it out of line: the hot path then
-// keeps no value but the vCPU and VMCB live across a call (fewer registers to save).
+// keeps no value but the vCPU live across a call (fewer registers to save).
 [[gnu::noinline]] int other_exit(cpu::vcpu& v, vcpu_arch& a, cpu::exit_info& out) {
     vmcb& b = *a.block;
+    load_flags(v);
     // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
     // state: keep ours. (No other exit code has its low 32 bits all ones.)
     if (static_cast<std::uint32_t>(b.control.exitcode) == 0xffffffffu) {
@@ -237,52 +249,68 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     }
     decode_other(a, v, out);
     v.requeue_interrupted(out);
-    return finish_exit(v, b, out);
+    if (!v.dispatch(out)) return 1;
+    write_back_marked(v, b);
+    return 0;
 }
 
-} // namespace
-
 // Called by switch.S after every #VMEXIT (GIF set again, the host's hidden state back),
-// with the guest's GPRs but RAX/RSP in v.state.regs. 0: enter again now; else
+// with the guest's GPRs but RAX and RSP in v.state.regs. 0: enter again now; else
 // hv_svm_run returns to run(). Staying needs the handler to leave nothing for the vCPU
 // loop; EVENTINJ or a window to take down request_return() (apply_events).
-extern "C" int hv_svm_exit_handler(cpu::vcpu* vp) {
+// One per NRIPS setting (run() picks), so the length needs no test of it.
+// No alignment padding: a NOP placed after the handler call would run at every exit.
+template <bool nrips>
+[[gnu::optimize("align-jumps=1", "align-labels=1", "align-loops=1")]] int exit_handler(cpu::vcpu* vp, vmcb* bp) {
     cpu::vcpu& v = *vp;
-    vcpu_arch& a = arch(v);
-    vmcb& b = *a.block;
+    vmcb& b = *bp;
     auto& c = b.control;
-    cpu::exit_info& out = v.log.slot();
+    cpu::exit_info& out = cpu::hot_slot(v.log);
     c.tlb_ctl = tlb_control::none;
+    // What every handler may use; RSP and RFLAGS only on request (load_flags), or for
+    // string I/O and the other exits.
     v.state.regs.rax = b.state.rax;
-    v.state.regs.rsp = b.state.rsp;
     v.state.rip = b.state.rip;
-    v.state.rflags = b.state.rflags;
     v.state.interruptibility = c.interrupt_shadow & 1;
     cpu::svm_exit_raw raw;
     raw.exitcode = c.exitcode;
     raw.next_rip = c.next_rip;
-    raw.nrips = a.nrips;
+    raw.nrips = nrips;
     raw.rip = v.state.rip;
     raw.rax = v.state.regs.rax;
     raw.rcx = v.state.regs.rcx;
-    const bool hot = cpu::decode_hot(raw, out, [&c](std::uint64_t& info1, std::uint64_t& info2) {
-        info1 = c.exitinfo1;
-        info2 = c.exitinfo2;
-    });
-    if (!hot) [[unlikely]] return other_exit(v, a, out);
-    return finish_exit(v, b, out);
+    return cpu::decode_hot(
+        raw, out,
+        [&c](std::uint64_t& info1, std::uint64_t& info2) {
+            info1 = c.exitinfo1;
+            info2 = c.exitinfo2;
+        },
+        // A hot exit: counted and dispatched with its reason as a constant.
+        // switch.S copies RIP and RAX into the VMCB when this returns 0.
+        [&v, &out](auto reason) [[gnu::always_inline]] {
+            if constexpr (decltype(reason)::value == cpu::exit_reason::io)
+                if (out.io.string) load_flags(v);  // the direction flag, for every string I/O handler
+            if (!v.dispatch(out, reason.value)) [[unlikely]] return 1;
+            if (v.dirty_bits() & ~cpu::vcpu::dirty_rip) [[unlikely]] write_back_marked_more(v);
+            return 0;
+        },
+        [&] { return other_exit(v, arch(v), out); });
 }
 
 // switch.S calls this one instead for a guarded vCPU (run() picks it): the handler
 // between the exit guard's two calls, the second only when entering again from here.
-extern "C" int hv_svm_guarded_exit_handler(cpu::vcpu* v) {
+template <bool nrips>
+int guarded_exit_handler(cpu::vcpu* v, vmcb* b) {
     v->guard_after_exit();
-    const int r = hv_svm_exit_handler(v);
+    const int r = exit_handler<nrips>(v, b);
     if (r == 0) v->guard_before_entry();
     return r;
 }
 
-namespace {
+hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a) {
+    if (v.guarded()) return a.nrips ? &guarded_exit_handler<true> : &guarded_exit_handler<false>;
+    return a.nrips ? &exit_handler<true> : &exit_handler<false>;
+}
 
 bool interrupts_open(const cpu::vcpu& v) {
     return (v.state.rflags & x86::rflags::if_) && !(v.state.interruptibility & 3);
@@ -368,6 +396,7 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
 void load_state(cpu::vcpu& v) {
     const vmcb& b = *arch(v).block;
     cpu::guest_state& g = v.state;
+    load_flags(v);
     g.cr0 = read_cr(v, 0);
     g.cr3 = read_cr(v, 3);
     g.cr4 = read_cr(v, 4);
@@ -409,6 +438,7 @@ cpu::call_mode read_call_mode(cpu::vcpu& v) {
 
 void load_paging_state(cpu::vcpu& v) {
     cpu::guest_state& g = v.state;
+    load_flags(v);  // RFLAGS.AC (SMAP) after a hot exit
     load_mode(v);
     g.cr0 = read_cr(v, 0);
     g.cr3 = read_cr(v, 3);
@@ -418,6 +448,7 @@ void load_paging_state(cpu::vcpu& v) {
 void load_memory_state(cpu::vcpu& v) {
     const vmcb& b = *arch(v).block;
     cpu::guest_state& g = v.state;
+    load_flags(v);
     load_mode(v);
     g.cr0 = read_cr(v, 0);
     g.cr3 = read_cr(v, 3);
@@ -475,7 +506,7 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 const cpu::backend_ops ops{prepare,   run,        interrupts_open, instruction_length, read_cr,
                            write_cr,  load_state, flush_nested,    load_mode,          read_tpr,
                            write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer,
-                           read_call_mode, load_paging_state};
+                           read_call_mode, load_paging_state, load_flags};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;

@@ -1,19 +1,22 @@
 /* SVM world switch and the backend's exit loop. Register slots follow hv::cpu::gprs
- * (see libhv/cpu/vmx/switch.S); RAX and RSP live in the VMCB and are copied by the
- * C++ side.
+ * (see libhv/cpu/vmx/switch.S); RAX, RSP and RIP live in the VMCB: the C++ exit handler
+ * copies them out, this loop copies RAX and RIP back in.
  *
  * void hv_svm_run(gprs* regs, uint64_t vmcb_pa, uint64_t host_save_pa, void* vcpu,
- *                 int (*exit_handler)(void* vcpu))
+ *                 int (*exit_handler)(void* vcpu, void* vmcb))
  *   VMSAVE the host's hidden state (FS/GS/TR/LDTR, KernelGSBase, syscall and sysenter
  *   MSRs) to host_save_pa once; then per entry: CLGI, VMLOAD the guest's, VMRUN,
- *   VMSAVE the guest's, VMLOAD the host's back, STGI, and exit_handler(vcpu)
- *   (hv_svm_exit_handler, or hv_svm_guarded_exit_handler for a guarded vCPU):
- *   0 = enter again at once, else return. The host's callee-saved registers are saved
- *   once per call. The host's hidden state is loaded back at every exit, not kept off
- *   until the loop ends: TR (the TSS with the IST stacks of NMI, #DF and #MC) must be
- *   the host's whenever host code runs, and VMRUN/#VMEXIT do not switch it.
+ *   VMSAVE the guest's, VMLOAD the host's back, STGI, and exit_handler(vcpu, vmcb)
+ *   (the VMCB by its physical address, which is its virtual one: libhv's pages are
+ *   identity-mapped, cpu::pa_of): 0 = enter again at once, after copying the
+ *   guest's RAX and RIP from regs (RIP follows the GPRs, hv::cpu::guest_state) into the
+ *   VMCB (the handler wrote back whatever else it changed), else return. The
+ *   host's callee-saved registers are saved once per call. The host's hidden state is
+ *   loaded back at every exit, not kept off until the loop ends: handlers run on the
+ *   host's GS base (the per-CPU block: x86::this_cpu()) and TR (the TSS with the IST
+ *   stacks of NMI, #DF and #MC), which VMRUN/#VMEXIT do not switch.
  *
- * Frame (16-byte aligned at the call): 0x00 regs  0x08 vmcb  0x10 host save  0x18 vcpu
+ * Frame (16-byte aligned at the call): 0x00 regs  0x08 vmcb_pa  0x10 host save  0x18 vcpu
  *   0x20 exit_handler  0x28.. rbp rbx r12..r15 (reversed) */
 #include "libhv/cpu/gprs.inc"
     .text
@@ -34,11 +37,18 @@ hv_svm_run:
     mov %r8, 0x20(%rsp)
     mov %rdx, %rax
     vmsave %rax
+    mov %rsi, %rax
+    jmp .Lenter
+.Lstay:
+    mov 0x08(%rsp), %rax
+    mov 0x00(%rdi), %rsi
+    mov %rsi, 0x5f8(%rax)       /* VMCB RAX */
+    mov 0x80(%rdi), %rsi
+    mov %rsi, 0x578(%rax)       /* VMCB RIP */
 .Lenter:
     clgi
     load_guest_gprs_but_rax_rdi %rdi
     mov 0x38(%rdi), %rdi
-    mov 0x08(%rsp), %rax
     vmload %rax
     vmrun %rax
     vmsave %rax
@@ -48,10 +58,11 @@ hv_svm_run:
     vmload %rax
     stgi
     mov 0x18(%rsp), %rdi
+    mov 0x08(%rsp), %rsi
     call *0x20(%rsp)
     mov 0x00(%rsp), %rdi
     test %eax, %eax
-    jz .Lenter
+    jz .Lstay
     add $0x28, %rsp
     pop %r15
     pop %r14

@@ -283,6 +283,8 @@ event_type vmx_type(cpu::event_kind k) {
     if (a.windows_on) v.request_return();
 }
 
+void load_flags(cpu::vcpu& v);
+
 [[gnu::noinline]] void entry_refused(cpu::vcpu& v, int r, cpu::exit_info& out) {
     out = cpu::exit_info{};
     out.from = cpu::vendor::vmx;
@@ -346,9 +348,8 @@ event_type vmx_type(cpu::event_kind k) {
     return true;
 }
 
-// The state handlers changed (v.take_dirty()) into the current VMCS: mostly RIP alone.
+// The state handlers changed (v.take_dirty()) into the current VMCS, besides RIP.
 [[gnu::noinline]] void write_back_more(cpu::vcpu& v, std::uint8_t dirty) {
-    if (dirty & cpu::vcpu::dirty_rip) (void)write<field::guest_rip>(v.state.rip);
     if (dirty & cpu::vcpu::dirty_rflags) (void)write<field::guest_rflags>(v.state.rflags);
     if (dirty & cpu::vcpu::dirty_rsp) (void)write<field::guest_rsp>(v.state.regs.rsp);
     if (dirty & cpu::vcpu::dirty_interruptibility) (void)write<field::guest_interruptibility>(v.state.interruptibility);
@@ -356,16 +357,19 @@ event_type vmx_type(cpu::event_kind k) {
     if (dirty & cpu::vcpu::dirty_cr2) x86::write_cr2(v.state.cr2);
     if (dirty & cpu::vcpu::dirty_xcr0) cpu::load_xcr0(v.state.xcr0);
 }
+// RIP always (state.rip is the exit's or a handler's), the rest as marked. dirty_rip
+// itself needs nothing (RIP is always written), so it may stay set: the hot path then
+// tests the other bits only.
 [[gnu::always_inline]] inline void write_back(cpu::vcpu& v) {
-    const auto dirty = v.take_dirty();
-    if (dirty == cpu::vcpu::dirty_rip) [[likely]] (void)write<field::guest_rip>(v.state.rip);
-    else if (dirty) write_back_more(v, dirty);
+    (void)write<field::guest_rip>(v.state.rip);
+    if (v.dirty_bits() & ~cpu::vcpu::dirty_rip) [[unlikely]] write_back_more(v, v.take_dirty());
 }
 
 // The exit into the log's next slot: the state every handler may use, then as few
 // exit-information fields as the reason needs (the hot instruction exits: none beyond
-// the length, I/O its qualification). False: not a hot exit, see other_exit().
-[[gnu::always_inline]] inline bool read_exit(cpu::vcpu& v, cpu::exit_info& out) {
+// the length, I/O its qualification); then `hot(reason)` or, for any other exit, `other()`.
+template <class Hot, class Other>
+[[gnu::always_inline]] inline int read_exit(cpu::vcpu& v, cpu::exit_info& out, Hot hot, Other other) {
     cpu::vmx_exit_raw raw;
     raw.reason = read<field::exit_reason>();
     raw.rip = read<field::guest_rip>();
@@ -373,28 +377,32 @@ event_type vmx_type(cpu::event_kind k) {
     raw.rax = v.state.regs.rax;
     raw.rcx = v.state.regs.rcx;
     v.state.rip = raw.rip;
-    v.state.rflags = read<field::guest_rflags>();
-    v.state.regs.rsp = read<field::guest_rsp>();
+    // RSP and RFLAGS only on request (load_flags), or for string I/O and the other exits.
     v.state.interruptibility = read<field::guest_interruptibility>();
-    return cpu::decode_hot(raw, out, [](std::uint64_t& q, std::uint32_t& info) {
-        q = read<field::exit_qualification>();
-        info = read<field::exit_instruction_info>();
-    });
+    return cpu::decode_hot(
+        raw, out,
+        [](std::uint64_t& q, std::uint32_t& info) {
+            q = read<field::exit_qualification>();
+            info = read<field::exit_instruction_info>();
+        },
+        hot, other);
 }
 
-// After the decode: log, handler, write-back. 0: re-enter now (see hv_vmx_exit_handler).
-[[gnu::always_inline]] inline int finish_exit(cpu::vcpu& v, cpu::exit_info& slot) {
-    if (!v.dispatch(slot)) [[unlikely]] return 1;
-    write_back(v);
-    return 0;
+// RSP and RFLAGS of the current VMCS's exit, but not those a handler marked dirty.
+[[gnu::noinline]] void load_flags_current(cpu::vcpu& v) {
+    if (!v.dirty(cpu::vcpu::dirty_rflags)) v.state.rflags = read<field::guest_rflags>();
+    if (!v.dirty(cpu::vcpu::dirty_rsp)) v.state.regs.rsp = read<field::guest_rsp>();
 }
 
 // Any other exit, all of it out of line: the hot path then keeps no value but the vCPU
 // live across a call (fewer registers to save per exit).
 [[gnu::noinline]] int other_exit(cpu::vcpu& v, cpu::exit_info& slot) {
+    load_flags_current(v);
     decode_other(v, slot);
     v.requeue_interrupted(slot);
-    return finish_exit(v, slot);
+    if (!v.dispatch(slot)) return 1;
+    write_back(v);
+    return 0;
 }
 
 void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
@@ -429,6 +437,7 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     if (r != 0 && v.guarded()) [[unlikely]] v.guard_after_exit();
     if (host_timer) [[unlikely]] cpu::host_timer::take_pending();
     a.cpu->in_loop = nullptr;
+    load_flags(v);  // the last exit may have been a hot one (a handler may have made another VMCS current)
     if (r != 0 && !launched && v.log.total() == exits) a.launched = false;
     if (!v.dirty(cpu::vcpu::dirty_cr2)) v.state.cr2 = x86::read_cr2();  // else a handler's, not yet loaded
     if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(host_xcr0);
@@ -444,11 +453,22 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
 // GPRs in v.state.regs. 0: re-enter now (VMRESUME); else hv_vmx_run returns to run().
 // Staying needs the handler to leave nothing for the vCPU loop; a window request to take
 // down or another VMCS made current (a handler touching another vCPU) request_return().
-extern "C" int hv_vmx_exit_handler(cpu::vcpu* vp) {
+// No alignment padding: a NOP placed after the handler call would run at every exit.
+extern "C" [[gnu::optimize("align-jumps=1", "align-labels=1", "align-loops=1")]] int
+hv_vmx_exit_handler(cpu::vcpu* vp) {
     cpu::vcpu& v = *vp;
-    cpu::exit_info& slot = v.log.slot();
-    if (!read_exit(v, slot)) [[unlikely]] return other_exit(v, slot);
-    return finish_exit(v, slot);
+    cpu::exit_info& slot = cpu::hot_slot(v.log);
+    return read_exit(
+        v, slot,
+        // A hot exit: counted and dispatched with its reason as a constant.
+        [&](auto reason) [[gnu::always_inline]] {
+            if constexpr (decltype(reason)::value == cpu::exit_reason::io)
+                if (slot.io.string) load_flags_current(v);  // the direction flag, for every string I/O handler
+            if (!v.dispatch(slot, reason.value)) [[unlikely]] return 1;
+            write_back(v);
+            return 0;
+        },
+        [&] { return other_exit(v, slot); });
 }
 
 // switch.S calls this one instead for a guarded vCPU (run() picks it): the handler
@@ -527,9 +547,14 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
     return {};
 }
 
+void load_flags(cpu::vcpu& v) {
+    if (make_current(arch(v))) load_flags_current(v);
+}
+
 void load_state(cpu::vcpu& v) {
     if (!make_current(arch(v))) return;
     cpu::guest_state& g = v.state;
+    load_flags_current(v);
     g.cr0 = read_cr(v, 0);
     g.cr3 = read_cr(v, 3);
     g.cr4 = read_cr(v, 4);
@@ -576,6 +601,7 @@ void load_paging_state(cpu::vcpu& v) {
     const vcpu_arch& a = arch(v);
     if (!make_current(arch(v))) return;
     cpu::guest_state& g = v.state;
+    load_flags_current(v);  // RFLAGS.AC (SMAP) after a hot exit
     const auto mask0 = read<field::cr0_guest_host_mask>();
     g.cr0 = (read<field::guest_cr0>() & ~mask0) | (read<field::cr0_read_shadow>() & mask0);
     const auto mask4 = read<field::cr4_guest_host_mask>();
@@ -589,6 +615,7 @@ void load_memory_state(cpu::vcpu& v) {
     const vcpu_arch& a = arch(v);
     if (!make_current(arch(v))) return;
     cpu::guest_state& g = v.state;
+    load_flags_current(v);
     // The guest's view: read shadows for CR0/CR4, and under shadow paging its own CR3 and EFER.
     g.cr0 = read_cr(v, 0);
     g.cr3 = a.shadow_paging ? a.guest_cr3 : read<field::guest_cr3>();
@@ -646,7 +673,7 @@ status write_efer(cpu::vcpu& v, std::uint64_t value) {
 const cpu::backend_ops ops{prepare,   run,        interrupts_open, instruction_length, read_cr,
                            write_cr,  load_state, flush_nested,    load_mode,          read_tpr,
                            write_tpr, load_memory_state, set_paging_root, flush_tlb,   write_efer,
-                           read_call_mode, load_paging_state};
+                           read_call_mode, load_paging_state, load_flags};
 
 status enable(cpu_context& c, cpu::page_alloc_fn alloc) {
     c.alloc = alloc;
