@@ -365,7 +365,7 @@ namespace {
 
 using namespace hv;
 
-void* alloc_pages(std::size_t n) { return rt::alloc_zeroed_pages(n); }
+using rt::alloc_pages;
 
 enum class vendor_kind { vmx, svm };
 
@@ -431,10 +431,9 @@ status make_guest(guest& g, unsigned id, const char* entry, cpu::guest_mode mode
     // An IDT with three gates: #GP, vector 0x30 for the injected interrupt, 0x31 for cpu.bench's HLT wake.
     auto* idt = static_cast<std::uint64_t*>(alloc_pages(1));
     auto gate = [idt](unsigned vector, const char* handler) {
-        const auto h = reinterpret_cast<std::uintptr_t>(handler);
-        idt[vector * 2] =
-            (h & 0xffff) | std::uint64_t{x86::selector::code64} << 16 | 0x8eull << 40 | ((h >> 16) & 0xffff) << 48;
-        idt[vector * 2 + 1] = h >> 32;
+        const auto g = x86::interrupt_gate(reinterpret_cast<std::uintptr_t>(handler));
+        idt[vector * 2] = g.low;
+        idt[vector * 2 + 1] = g.high;
     };
     gate(13, hv_guest_gp);
     gate(0x30, hv_guest_irq);

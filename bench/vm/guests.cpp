@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include "libhv/arch/x86/cpu.hpp"
+#include "libhv/arch/x86/cpu_tables.hpp"
 #include "libhv/cpu/vcpu.hpp"
 #include "libhv/mmu/guest_memory.hpp"
 #include "libhv/rt/console.hpp"
@@ -319,7 +320,7 @@ bool on_violation(vm::guest&, cpu::vcpu&, std::uint64_t gpa, void*) {
     return false;  // default: ROM writes vanish, protected RAM is written
 }
 
-void* alloc_pages(std::size_t n) { return rt::alloc_zeroed_pages(n); }
+using rt::alloc_pages;
 
 struct checker {
     const char* scenario;
@@ -374,9 +375,8 @@ status run_scenario(vm::physical_cpu& pc, guest_parts& parts, bool on_demand, st
     const std::uint64_t gdt[3] = {0, 0x00209a0000000000ull, 0x0000920000000000ull};
     HV_TRY(mem.write(gdt_gpa, gdt, sizeof gdt));
     const std::uint64_t handler = code_gpa + static_cast<std::uint64_t>(hv_vm_guest_pf - hv_vm_guest);
-    const std::uint64_t gate[2] = {(handler & 0xffff) | 0x08ull << 16 | 0x8eull << 40 | ((handler >> 16) & 0xffff) << 48,
-                                   handler >> 32};
-    HV_TRY(mem.write(idt_gpa + 14 * 16, gate, sizeof gate));
+    const auto gate = x86::interrupt_gate(handler, 0x08);
+    HV_TRY(mem.write(idt_gpa + 14 * 16, &gate, sizeof gate));
 
     // Hypervisor memory planted with the magic; the probe list covers it and much more.
     for (auto& q : planted) q = magic;

@@ -20,13 +20,7 @@ hv_sg_start:
     mov %cr3, %rax
     mov %rax, 0x4108
 
-    /* two address spaces differing at 0x40000000: A -> frame 0x280000, B -> 0x281000 */
-    mov $0x300000, %rdi
-    call build_space
-    movq $0x280003, 0x303000
-    mov $0x304000, %rdi
-    call build_space
-    movq $0x281003, 0x307000
+    call build_spaces_a_b
     mov $0x300000, %rax
     mov %rax, %cr3
     mov 0x40000000, %rax
@@ -151,6 +145,18 @@ build_space:
     mov %rax, 0x2000(%rdi)
     ret
 
+/* The two address spaces the checks and the CR3-switch benchmark use, differing only
+   at 0x40000000: A (PML4 0x300000, PT 0x303000) maps frame 0x280000 there, B (PML4
+   0x304000, PT 0x307000) frame 0x281000. */
+build_spaces_a_b:
+    mov $0x300000, %rdi
+    call build_space
+    movq $0x280003, 0x303000
+    mov $0x304000, %rdi
+    call build_space
+    movq $0x281003, 0x307000
+    ret
+
 hypercall:
     test %r15, %r15
     jnz 1f
@@ -193,12 +199,7 @@ bench_entry:
     mov %rax, 0x4200
 
     /* CR3 switch, shadows warm: A <-> B, each followed by one access */
-    mov $0x300000, %rdi
-    call build_space
-    movq $0x280003, 0x303000
-    mov $0x304000, %rdi
-    call build_space
-    movq $0x281003, 0x307000
+    call build_spaces_a_b
     mov $0x300000, %rax
     mov %rax, %cr3
     mov 0x40000000, %rax

@@ -18,6 +18,7 @@
 //   0x100000 PML4  0x101000 PDPT  0x102000 PD (0-2 MiB: PT 0x103000; 2-4 MiB: one 2 MiB page)
 //   0x200000-0x2fffff data frames (0x280000 'A', 0x281000 'B')   0x300000- table pool
 #include "libhv/arch/x86/cpu.hpp"
+#include "libhv/arch/x86/cpu_tables.hpp"
 #include "libhv/arch/x86/virt_features.hpp"
 #include "libhv/rt/console.hpp"
 #include "libhv/rt/runtime.hpp"
@@ -30,7 +31,7 @@ namespace {
 
 using namespace hv;
 
-void* alloc_pages(std::size_t n) { return rt::alloc_zeroed_pages(n); }
+using rt::alloc_pages;
 
 constexpr std::uint64_t code_gpa = 0x10000, pml4_gpa = 0x100000, pd_gpa = 0x102000;
 constexpr std::uint64_t results_gpa = 0x4100, bench_gpa = 0x4200;
@@ -156,8 +157,9 @@ status build(vm::guest& g, std::uint64_t program) {
 
     const std::uint64_t handler = code_gpa + static_cast<std::uint64_t>(hv_sg_pf - hv_sg_start);
     auto* idt = at<std::uint64_t>(g, 0x2000);
-    idt[14 * 2] = (handler & 0xffff) | 0x08ull << 16 | 0x8eull << 40 | ((handler >> 16) & 0xffff) << 48;
-    idt[14 * 2 + 1] = handler >> 32;
+    const auto gate = x86::interrupt_gate(handler, 0x08);
+    idt[14 * 2] = gate.low;
+    idt[14 * 2 + 1] = gate.high;
 
     HV_TRY(g.start());
     cpu::vcpu& v = g.vcpu(0);
@@ -197,7 +199,7 @@ status build32(vm::guest& g) {
     gdt[3] = 0x0000890000000067 | (0x3000ull << 16);  // 0x18 TSS
     const std::uint64_t handler = code_gpa + static_cast<std::uint64_t>(hv_sg32_pf - hv_sg32_start);
     auto* idt = at<std::uint64_t>(g, 0x2000);
-    idt[14] = (handler & 0xffff) | 0x08ull << 16 | 0x8eull << 40 | ((handler >> 16) & 0xffff) << 48;
+    idt[14] = x86::interrupt_gate(handler, 0x08).low;  // a 32-bit gate
 
     HV_TRY(g.start());
     cpu::vcpu& v = g.vcpu(0);

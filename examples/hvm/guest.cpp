@@ -237,12 +237,10 @@ eoi_kind eoi_of[256];
 
 void set_gate(unsigned vector, void (*stub)(), eoi_kind eoi) {
     const x86::descriptor_pointer idt = x86::current_idt();
-    auto* gate = reinterpret_cast<volatile std::uint32_t*>(idt.base + 16 * vector);
-    const auto addr = reinterpret_cast<std::uint64_t>(stub);
-    gate[0] = static_cast<std::uint32_t>((addr & 0xffff) | (std::uint32_t{x86::selector::code64} << 16));
-    gate[1] = static_cast<std::uint32_t>((addr & 0xffff0000) | 0x8e00);
-    gate[2] = static_cast<std::uint32_t>(addr >> 32);
-    gate[3] = 0;
+    auto* gate = reinterpret_cast<volatile std::uint64_t*>(idt.base + 16 * vector);
+    const auto g = x86::interrupt_gate(reinterpret_cast<std::uint64_t>(stub));
+    gate[0] = g.low;
+    gate[1] = g.high;
     eoi_of[vector] = eoi;
 }
 

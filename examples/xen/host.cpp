@@ -14,7 +14,7 @@
 
 namespace {
 
-void* alloc_pages(std::size_t n) { return hv::rt::alloc_zeroed_pages(n); }
+using hv::rt::alloc_pages;
 std::uint64_t read_tsc(void*) { return hv::x86::rdtsc(); }
 
 hv::vm::physical_cpu this_cpu;

@@ -49,6 +49,8 @@ template <class... Args>
 
 // A zeroed page from the boot allocator, identity-mapped; panics when memory runs out.
 void* alloc_zeroed_pages(std::size_t count = 1, std::size_t align = 1);
+// The same as a cpu::page_alloc_fn (vm::enable, vm::guest::init, the backends' enable).
+inline void* alloc_pages(std::size_t count) { return alloc_zeroed_pages(count); }
 
 } // namespace hv::rt
 

@@ -13,7 +13,7 @@ namespace hv::vm {
 
 namespace {
 
-void* alloc_pages(std::size_t n) { return rt::alloc_zeroed_pages(n); }
+using rt::alloc_pages;
 
 result<loader::protocol> protocol_for(boot_protocol b, std::span<const std::byte> image) {
     switch (b) {

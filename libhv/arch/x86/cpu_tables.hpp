@@ -9,6 +9,19 @@ namespace selector {
 enum : std::uint16_t { code64 = 0x08, data = 0x10, tss = 0x18 };
 }
 
+// An interrupt gate (present, DPL 0, type 0xE, no IST) to `handler` through code selector
+// `cs`: the two quadwords of a 64-bit IDT entry. `low` alone is the 8-byte 32-bit
+// interrupt gate of a handler below 4 GiB. For guests' IDTs as well as the hypervisor's.
+struct gate_quadwords {
+    std::uint64_t low, high;
+};
+constexpr gate_quadwords interrupt_gate(std::uint64_t handler, std::uint16_t cs = selector::code64) {
+    return {(handler & 0xffff) | std::uint64_t{cs} << 16 | std::uint64_t{0x8e} << 40 | (handler >> 16 & 0xffff) << 48,
+            handler >> 32};
+}
+static_assert(interrupt_gate(0x1234'5678'9abc'def0, 0x10).low == 0x9abc'8e00'0010'def0);
+static_assert(interrupt_gate(0x1234'5678'9abc'def0, 0x10).high == 0x1234'5678);
+
 // What isr.S pushes, lowest address first. The assembly relies on these offsets.
 struct exception_frame {
     std::uint64_t r15, r14, r13, r12, r11, r10, r9, r8;

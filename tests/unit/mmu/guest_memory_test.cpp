@@ -16,9 +16,11 @@
 #include "libhv/mmu/guest_paging.hpp"
 #include "libhv/mmu/page_table.hpp"
 #include "tests/unit/mmu/fake_memory.hpp"
+#include "tests/unit/mmu/paging_regs.hpp"
 
 using namespace hv::mmu;
 using hv::mmu::test::fake_memory;
+using hv::mmu::test::paging_regs;
 
 namespace {
 constexpr std::uint64_t KiB4 = 0x1000, MiB = 0x10'0000, GiB = 0x4000'0000;
@@ -301,11 +303,8 @@ struct guest_with_tables {
         REQUIRE(g.add_rom(0xf000'0000, KiB4).ok());
         REQUIRE(g.add_mmio(0xfe00'0000, KiB4, 1).ok());
         REQUIRE(pt.init().ok());
-        regs.cr0 = 1 | cr0::pg | cr0::wp;
-        regs.cr3 = pt.root();
-        regs.cr4 = cr4::pse | (mode == paging_mode::legacy32 ? 0 : cr4::pae);
-        regs.efer = (mode == paging_mode::legacy32 ? 0 : efer::nxe) |
-                    (mode == paging_mode::four_level ? efer::lme | efer::lma : 0);
+        regs = paging_regs(mode, pt.root());
+        regs.cr4 |= cr4::pse;
         regs.cpl = 3;
     }
 };

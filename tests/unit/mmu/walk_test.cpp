@@ -49,14 +49,9 @@ page_attrs ref_x86_attrs(std::uint64_t e, bool large, bool nx) {
     return a;
 }
 
-std::optional<ref_leaf> ref_x86_64(fake_memory& m, std::uint64_t root, std::uint64_t va) {
-    auto pml4e = read64(m, root + ((va >> 39) & 511) * 8);
-    if (!pml4e || !(*pml4e & 1)) return std::nullopt;
-    auto pdpte = read64(m, (*pml4e & addr_51_12) + ((va >> 30) & 511) * 8);
-    if (!pdpte || !(*pdpte & 1)) return std::nullopt;
-    if (*pdpte & 0x80)
-        return ref_leaf{(*pdpte & addr_51_12 & ~0x3fff'ffffull) | (va & 0x3fff'ffff), 3, ref_x86_attrs(*pdpte, true, true)};
-    auto pde = read64(m, (*pdpte & addr_51_12) + ((va >> 21) & 511) * 8);
+// The PD and PT levels, the same in 4-level and PAE paging.
+std::optional<ref_leaf> ref_pd_pt(fake_memory& m, std::uint64_t pd, std::uint64_t va) {
+    auto pde = read64(m, pd + ((va >> 21) & 511) * 8);
     if (!pde || !(*pde & 1)) return std::nullopt;
     if (*pde & 0x80)
         return ref_leaf{(*pde & addr_51_12 & ~0x1f'ffffull) | (va & 0x1f'ffff), 2, ref_x86_attrs(*pde, true, true)};
@@ -65,17 +60,21 @@ std::optional<ref_leaf> ref_x86_64(fake_memory& m, std::uint64_t root, std::uint
     return ref_leaf{(*pte & addr_51_12) | (va & 0xfff), 1, ref_x86_attrs(*pte, false, true)};
 }
 
+std::optional<ref_leaf> ref_x86_64(fake_memory& m, std::uint64_t root, std::uint64_t va) {
+    auto pml4e = read64(m, root + ((va >> 39) & 511) * 8);
+    if (!pml4e || !(*pml4e & 1)) return std::nullopt;
+    auto pdpte = read64(m, (*pml4e & addr_51_12) + ((va >> 30) & 511) * 8);
+    if (!pdpte || !(*pdpte & 1)) return std::nullopt;
+    if (*pdpte & 0x80)
+        return ref_leaf{(*pdpte & addr_51_12 & ~0x3fff'ffffull) | (va & 0x3fff'ffff), 3, ref_x86_attrs(*pdpte, true, true)};
+    return ref_pd_pt(m, *pdpte & addr_51_12, va);
+}
+
 std::optional<ref_leaf> ref_pae(fake_memory& m, std::uint64_t root, std::uint64_t va) {
     va &= 0xffff'ffff;
     auto pdpte = read64(m, root + ((va >> 30) & 3) * 8);
     if (!pdpte || !(*pdpte & 1)) return std::nullopt;
-    auto pde = read64(m, (*pdpte & addr_51_12) + ((va >> 21) & 511) * 8);
-    if (!pde || !(*pde & 1)) return std::nullopt;
-    if (*pde & 0x80)
-        return ref_leaf{(*pde & addr_51_12 & ~0x1f'ffffull) | (va & 0x1f'ffff), 2, ref_x86_attrs(*pde, true, true)};
-    auto pte = read64(m, (*pde & addr_51_12) + ((va >> 12) & 511) * 8);
-    if (!pte || !(*pte & 1)) return std::nullopt;
-    return ref_leaf{(*pte & addr_51_12) | (va & 0xfff), 1, ref_x86_attrs(*pte, false, true)};
+    return ref_pd_pt(m, *pdpte & addr_51_12, va);
 }
 
 // CR4.PSE=1, 40-bit physical addresses (PSE-36 bits 20:13 hold PA 39:32).

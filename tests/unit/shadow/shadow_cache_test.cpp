@@ -21,6 +21,7 @@ constexpr std::uint64_t long_mode = efer::lme | efer::lma | efer::nxe;
 struct address_space {
     std::uint64_t cr3, va, data;
     unsigned pages;
+    std::uint64_t pt() const { return cr3 + 0x3000; }  // build_space: PML4, PDPT, PD, PT in a row
 };
 
 address_space build_space(guest_setup& s, std::uint64_t tables_gpa, std::uint64_t va, std::uint64_t data,
@@ -33,6 +34,12 @@ address_space build_space(guest_setup& s, std::uint64_t tables_gpa, std::uint64_
     put(pd + 8 * ((va >> 21) & 511), pt | rw_user);
     for (unsigned i = 0; i < pages; ++i) put(pt + 8 * (((va >> 12) + i) & 511), (data + i * 0x1000) | leaf_ad);
     return {pml4, va, data, pages};
+}
+
+// Maps `gpa` at `va` (within the 2 MiB that `space`'s PT maps), writable and dirty.
+void map_leaf(guest_setup& s, const address_space& space, std::uint64_t va, std::uint64_t gpa) {
+    const std::uint64_t e = gpa | leaf_ad;
+    REQUIRE(s.guest.write(space.pt() + 8 * ((va >> 12) & 511), &e, 8).ok());
 }
 
 // The guest's registers for 4-level paging with CR0.WP at `cr3`, as the MMU is told them.
@@ -199,9 +206,8 @@ TEST_CASE("shadow: unshadow a guest table the guest rewrites; shadowed again whe
     const address_space as = build_space(s, 0x20'0000, 0x1000'0000, 0x40'0000, 4);
     // A second space (the "kernel") maps as's PT at kva, writable and dirty.
     const address_space kernel = build_space(s, 0x21'0000, 0x2000'0000, 0x48'0000, 4);
-    const std::uint64_t pt = 0x20'3000, kpt = 0x21'3000, kva = kernel.va + 4 * 0x1000;
-    std::uint64_t e = pt | leaf_ad;
-    REQUIRE(s.guest.write(kpt + 8 * ((kva >> 12) & 511), &e, 8).ok());
+    const std::uint64_t pt = as.pt(), kpt = kernel.pt(), kva = kernel.va + 4 * 0x1000;
+    map_leaf(s, kernel, kva, pt);
     REQUIRE(mmu.set_guest_paging(cr0::pg | cr0::wp, as.cr3, cr4::pae, long_mode).ok());
     (void)touch_all(mmu, s, as);
     REQUIRE(mmu.set_guest_paging(cr0::pg | cr0::wp, kernel.cr3, cr4::pae, long_mode).ok());
@@ -253,11 +259,8 @@ TEST_CASE("shadow: tearing down an idle address space drops its whole shadow cha
     const address_space as = build_space(s, 0x20'0000, 0x1000'0000, 0x40'0000, 4);
     const address_space kernel = build_space(s, 0x21'0000, 0x2000'0000, 0x48'0000, 4);
     // The kernel maps as's four tables at kernel.va + 4..7 pages, writable and dirty.
-    const std::uint64_t kpt = 0x21'3000, kva = kernel.va + 4 * 0x1000;
-    for (unsigned i = 0; i < 4; ++i) {
-        std::uint64_t e = (as.cr3 + i * 0x1000) | leaf_ad;
-        REQUIRE(s.guest.write(kpt + 8 * (((kva >> 12) + i) & 511), &e, 8).ok());
-    }
+    const std::uint64_t kva = kernel.va + 4 * 0x1000;
+    for (unsigned i = 0; i < 4; ++i) map_leaf(s, kernel, kva + i * 0x1000, as.cr3 + i * 0x1000);
     guest_paging g = long_mode_regs(kernel.cr3);
     const guest_access write{access_kind::write};
     // The kernel writes as's tables while they are plain data (no shadow of as yet).
@@ -281,7 +284,7 @@ TEST_CASE("shadow: tearing down an idle address space drops its whole shadow cha
     CHECK(mmu.tracked(kernel.cr3));  // the current space keeps its shadows
     const pf_result mapped = mmu.map_unshadowed_write();
     CHECK(mapped.outcome == pf_outcome::fixed);
-    CHECK(mmu.mapped(pt_va + 16) == *s.guest.backing(as.cr3 + 0x3000) + 16);
+    CHECK(mmu.mapped(pt_va + 16) == *s.guest.backing(as.pt()) + 16);
     // A second map_unshadowed_write has no fault behind it.
     CHECK(mmu.map_unshadowed_write().outcome == pf_outcome::tracked_table_write);
     // The other tables' teardown writes go straight to them: their mappings got W back.

@@ -12,9 +12,11 @@
 #include "libhv/mmu/page_table.hpp"
 #include "libhv/vm/linear_memory.hpp"
 #include "tests/unit/mmu/fake_memory.hpp"
+#include "tests/unit/mmu/paging_regs.hpp"
 
 using namespace hv::mmu;
 using hv::mmu::test::fake_memory;
+using hv::mmu::test::paging_regs;
 using hv::insn::access_type;
 using hv::vm::linear_memory;
 using hv::vm::mmio_handler;
@@ -78,11 +80,7 @@ struct guest {
         handlers[0] = dev[0].handler();
         handlers[1] = dev[1].handler();
         REQUIRE(pt.init().ok());
-        regs.cr0 = 1 | cr0::pg | cr0::wp;
-        regs.cr3 = pt.root();
-        regs.cr4 = mode == paging_mode::legacy32 ? cr4::pse : cr4::pae;
-        regs.efer = (mode == paging_mode::legacy32 ? 0 : efer::nxe) |
-                    (mode == paging_mode::four_level ? efer::lme | efer::lma : 0);
+        regs = paging_regs(mode, pt.root());
         REQUIRE(regs.mode() == mode);
     }
     linear_memory<fake_memory> linear() { return {ram, regs, {}, handlers, strays}; }
