@@ -11,6 +11,7 @@
 //   xen.hostile  a few thousand hypercalls of every number with random arguments and
 //                pointers (seeded): each must be answered with 0, a positive value or a
 //                Xen errno, and the hypervisor must still answer afterwards
+#include <initializer_list>
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/core/cmdline.hpp"
 #include "libhv/guest/xen.hpp"
@@ -236,6 +237,28 @@ struct [[gnu::packed]] gdt_pointer {
     std::uint64_t base;
 };
 
+// A copy of the current GDT with `added` appended (one at a time: the copy is static);
+// load `extended` for the calls, then `old` again. first_added = the index of added[0].
+struct extended_gdt {
+    gdt_pointer old;
+    gdt_pointer extended;
+    unsigned first_added;
+};
+
+hv::result<extended_gdt> extend_gdt(std::initializer_list<std::uint64_t> added) {
+    alignas(16) static std::uint64_t gdt[32];
+    extended_gdt g{};
+    asm volatile("sgdt %0" : "=m"(g.old));
+    const unsigned n = (g.old.limit + 1u) / 8u;
+    if (n + added.size() > 32) return hv::fail(hv::errc::no_memory, "GDT too large to extend");
+    __builtin_memcpy(gdt, reinterpret_cast<const void*>(g.old.base), n * 8);
+    unsigned i = n;
+    for (std::uint64_t d : added) gdt[i++] = d;
+    g.extended = {static_cast<std::uint16_t>(i * 8 - 1), reinterpret_cast<std::uintptr_t>(gdt)};
+    g.first_added = n;
+    return g;
+}
+
 // xen_version(XENVER_version) (`want`, as a 64-bit call answered it) from a
 // compatibility-mode and from a conforming code segment (a GDT copy with both appended,
 // loaded for the calls). The hypervisor must pick the 32-bit ABI for the first and the
@@ -243,15 +266,10 @@ struct [[gnu::packed]] gdt_pointer {
 hv::status odd_code_segments(std::uint64_t want) {
     constexpr std::uint64_t code32 = 0x00cf9a000000ffffull;      // DPL 0, D = 1, L = 0
     constexpr std::uint64_t conforming64 = 0x00af9e000000ffffull;  // DPL 0, type 0xe, L = 1
-    alignas(16) static std::uint64_t gdt[32];
-    gdt_pointer old{};
-    asm volatile("sgdt %0" : "=m"(old));
-    const unsigned n = (old.limit + 1u) / 8u;
-    if (n + 2 > 32) return hv::fail(hv::errc::no_memory, "GDT too large to extend");
-    __builtin_memcpy(gdt, reinterpret_cast<const void*>(old.base), n * 8);
-    gdt[n] = code32;
-    gdt[n + 1] = conforming64;
-    const gdt_pointer extended{static_cast<std::uint16_t>((n + 2) * 8 - 1), reinterpret_cast<std::uintptr_t>(gdt)};
+    auto gdt = extend_gdt({code32, conforming64});
+    HV_TRY(gdt);
+    const gdt_pointer old = gdt->old, extended = gdt->extended;
+    const unsigned n = gdt->first_added;
     const void* stub = hc.stub(xen::hc::xen_version);
     std::uint64_t rflags;
     asm volatile("pushfq; popq %0" : "=r"(rflags));
@@ -275,16 +293,10 @@ hv::status user_mode_calls() {
     constexpr std::uint64_t user_code = 0x00affa000000ffffull;     // DPL 3, L = 1
     constexpr std::uint64_t user_data = 0x00cff2000000ffffull;     // DPL 3
     constexpr std::uint64_t conforming64 = 0x00af9e000000ffffull;  // DPL 0, conforming, L = 1
-    alignas(16) static std::uint64_t gdt[32];
-    gdt_pointer old{};
-    asm volatile("sgdt %0" : "=m"(old));
-    const unsigned n = (old.limit + 1u) / 8u;
-    if (n + 3 > 32) return hv::fail(hv::errc::no_memory, "GDT too large to extend");
-    __builtin_memcpy(gdt, reinterpret_cast<const void*>(old.base), n * 8);
-    gdt[n] = user_code;
-    gdt[n + 1] = user_data;
-    gdt[n + 2] = conforming64;
-    const gdt_pointer extended{static_cast<std::uint16_t>((n + 3) * 8 - 1), reinterpret_cast<std::uintptr_t>(gdt)};
+    auto gdt = extend_gdt({user_code, user_data, conforming64});
+    HV_TRY(gdt);
+    const gdt_pointer old = gdt->old, extended = gdt->extended;
+    const unsigned n = gdt->first_added;
     std::uint16_t cs;
     asm volatile("mov %%cs, %0" : "=r"(cs));
     std::uint64_t rflags;

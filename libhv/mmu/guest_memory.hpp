@@ -179,24 +179,9 @@ public:
     // unbacked: it reads as zeros when first touched (a loaded kernel's .bss costs no
     // page, and no second zeroing, until the guest uses it).
     [[nodiscard]] status zero(std::uint64_t gpa, std::size_t size) {
-        if (size == 0) return {};
-        if (gpa + (size - 1) < gpa) return fail(errc::out_of_range, "guest-physical range wraps");
-        for (int pass = 0; pass < 2; ++pass) {
-            for (std::size_t done = 0; done < size;) {
-                const std::uint64_t at = gpa + done;
-                const std::size_t in_page = page_size - (at & page_offset_mask);
-                const std::size_t chunk = size - done < in_page ? size - done : in_page;
-                done += chunk;
-                if (!backing_.translate(at & ~page_offset_mask)) {
-                    const guest_region* r = regions_.find(at);
-                    if (r && r->kind == region_kind::ram && r->backing == ram_backing::first_touch) continue;
-                }
-                void* p = host_pointer(at, true);
-                if (!p) return describe_failure(at, true);
-                if (pass == 1) __builtin_memset(p, 0, chunk);
-            }
-        }
-        return {};
+        return copy_pages(
+            gpa, size, true, false, [](void* p, std::size_t, std::size_t n) { __builtin_memset(p, 0, n); },
+            unbacked_first_touch::leave);
     }
     // RAM or ROM: loading firmware and ROM images.
     [[nodiscard]] status load(std::uint64_t gpa, const void* src, std::size_t size) {
@@ -316,8 +301,12 @@ private:
         }
     }
 
+    enum class unbacked_first_touch : bool { back, leave };
+
+    // Checks every page first (pass 0), then copies (pass 1): a failing range changes nothing.
     template <class Copy>
-    status copy_pages(std::uint64_t gpa, std::size_t size, bool write, bool rom_ok, Copy&& copy) const {
+    status copy_pages(std::uint64_t gpa, std::size_t size, bool write, bool rom_ok, Copy&& copy,
+                      unbacked_first_touch unbacked = unbacked_first_touch::back) const {
         if (size == 0) return {};
         if (gpa + (size - 1) < gpa) return fail(errc::out_of_range, "guest-physical range wraps");
         for (int pass = 0; pass < 2; ++pass) {
@@ -325,10 +314,15 @@ private:
                 const std::uint64_t at = gpa + done;
                 const std::size_t in_page = page_size - (at & page_offset_mask);
                 const std::size_t chunk = size - done < in_page ? size - done : in_page;
+                const std::size_t offset = done;
+                done += chunk;
+                if (unbacked == unbacked_first_touch::leave && !backing_.translate(at & ~page_offset_mask)) {
+                    const guest_region* r = regions_.find(at);
+                    if (r && r->kind == region_kind::ram && r->backing == ram_backing::first_touch) continue;
+                }
                 void* p = host_pointer(at, write && !rom_ok);  // ROM's backing is host RAM
                 if (!p) return describe_failure(at, write);
-                if (pass == 1) copy(p, done, chunk);
-                done += chunk;
+                if (pass == 1) copy(p, offset, chunk);
             }
         }
         return {};
