@@ -139,7 +139,9 @@ struct backend_ops {
     void (*write_tpr)(vcpu& v, std::uint8_t tpr) = nullptr;
     // The part of load_state a guest memory access depends on (instruction emulation,
     // string I/O, hypercall arguments): CR0/CR3/CR4 as the guest sees them, EFER, CS and
-    // SS access rights, the bases of ES, CS, SS, DS, FS, GS. nullptr: use load_state.
+    // SS access rights, the bases of ES, CS, SS, DS, FS, GS; in 64-bit code (EFER.LMA and
+    // CS.L) only those of FS and GS, the others (ignored as 0 there) keep their old values
+    // in v.state. nullptr: use load_state.
     void (*load_memory_state)(vcpu& v) = nullptr;
 
     // ---- shadow paging (vmx/svm vcpu_arch::shadow_paging set before prepare) ----

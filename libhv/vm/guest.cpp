@@ -700,7 +700,9 @@ bool guest::decode_cr_access(cpu::vcpu& v, cpu::cr_detail& out) {
     guest& g = *this;
     const cpu::guest_state& st = v.state;
     std::uint8_t bytes[insn::max_length];
-    const std::uint64_t rip = st[cpu::seg::cs].base + st.rip;
+    const std::uint32_t cs = st[cpu::seg::cs].access;
+    const bool code64 = (st.efer & x86::efer::lma) && (cs & cpu::ar::l);
+    const std::uint64_t rip = (code64 ? 0 : st[cpu::seg::cs].base) + st.rip;
     unsigned n = insn::max_length;
     // The instruction just ran, so the shadow normally maps it: read it from there
     // (cheaper than the guest walk) unless it may cross a page.
@@ -712,8 +714,7 @@ bool guest::decode_cr_access(cpu::vcpu& v, cpu::cr_detail& out) {
         auto mem = g.linear(v);
         while (n > 0 && mem.read(rip, bytes, n, insn::access_type::fetch)) --n;
     }
-    const std::uint32_t cs = st[cpu::seg::cs].access;
-    const insn::mode m = (st.efer & x86::efer::lma) && (cs & cpu::ar::l) ? insn::mode::code64
+    const insn::mode m = code64                                        ? insn::mode::code64
                          : (cs & cpu::ar::db)                           ? insn::mode::code32
                                                                         : insn::mode::code16;
     auto d = insn::decode({bytes, n}, m);
@@ -843,6 +844,7 @@ void guest::emulate(cpu::vcpu& v, const cpu::npf_detail* exit) {
     if (exit && !exit->page_walk && !exit->fetch)
         mem.set_exit_address(exit->gpa, exit->gla_valid ? std::optional<std::uint64_t>{exit->gla} : std::nullopt);
     ++stats_.emulated;
+    const std::uint64_t rsp = st.regs.rsp;
     auto r = cfg_.mmu == paging::shadow ? execute_watched(v, is, mem, paging) : insn::execute(is, mem, {}, &decoded_[v.id()]);
     if (!r) {
         v.fail("MMIO access by an instruction the emulator does not run");
@@ -857,13 +859,18 @@ void guest::emulate(cpu::vcpu& v, const cpu::npf_detail* exit) {
         v.inject_exception(r->f.vector, r->f.has_error_code ? std::optional<std::uint32_t>{r->f.error_code} : std::nullopt);
         return;
     case insn::outcome::partial:
-    case insn::outcome::done:
+    case insn::outcome::done: {
+        // Only what changed goes back (a MOV changes neither RFLAGS nor RSP).
+        std::uint8_t changed = cpu::vcpu::dirty_rip;
+        if (is.rflags != st.rflags) changed |= cpu::vcpu::dirty_rflags;
+        if (st.regs.rsp != rsp) changed |= cpu::vcpu::dirty_rsp;
+        if (st.interruptibility & 3u) changed |= cpu::vcpu::dirty_interruptibility;
         st.rip = is.rip;
         st.rflags = is.rflags;
         st.interruptibility &= ~3u;  // the instruction retired: no STI/MOV SS shadow
-        v.mark_dirty(cpu::vcpu::dirty_rip | cpu::vcpu::dirty_rflags | cpu::vcpu::dirty_rsp |
-                     cpu::vcpu::dirty_interruptibility);
+        v.mark_dirty(changed);
         return;
+    }
     }
 }
 

@@ -204,11 +204,11 @@ inline void open_for_kicks() { asm volatile("clgi; sti" ::: "memory"); }
 hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a);
 
 // RSP and RFLAGS of this exit (ops.load_flags), but not those a handler marked dirty.
-[[gnu::noinline]] void load_flags(cpu::vcpu& v) {
-    const vmcb& b = *arch(v).block;
+[[gnu::always_inline]] inline void load_flags_of(cpu::vcpu& v, const vmcb& b) {
     if (!v.dirty(cpu::vcpu::dirty_rflags)) v.state.rflags = b.state.rflags;
     if (!v.dirty(cpu::vcpu::dirty_rsp)) v.state.regs.rsp = b.state.rsp;
 }
+[[gnu::noinline]] void load_flags(cpu::vcpu& v) { load_flags_of(v, *arch(v).block); }
 
 // switch.S copies RAX and RIP from the vCPU's registers into the VMCB at these offsets.
 static_assert(offsetof(vmcb, state) + offsetof(state_save_area, rax) == 0x5f8);
@@ -462,13 +462,31 @@ void load_paging_state(cpu::vcpu& v) {
 }
 
 void load_memory_state(cpu::vcpu& v) {
-    const vmcb& b = *arch(v).block;
+    const vcpu_arch& a = arch(v);
+    const vmcb& b = *a.block;
     cpu::guest_state& g = v.state;
-    load_flags(v);
-    load_mode(v);
-    g.cr0 = read_cr(v, 0);
-    g.cr3 = read_cr(v, 3);
-    g.cr4 = read_cr(v, 4);
+    load_flags_of(v, b);
+    if (a.shadow_paging) {
+        g.cr0 = a.guest_cr0;
+        g.cr3 = a.guest_cr3;
+        g.cr4 = a.guest_cr4;
+        g.efer = a.guest_efer;
+    } else {
+        g.cr0 = b.state.cr0;
+        g.cr3 = b.state.cr3;
+        g.cr4 = b.state.cr4;
+        g.efer = b.state.efer & ~x86::efer::svme;
+    }
+    const std::uint32_t cs = ar_from_attrib(b.state.cs.attrib);
+    g[cpu::seg::cs].access = cs;
+    g[cpu::seg::ss].access = ar_from_attrib(b.state.ss.attrib);
+    // In 64-bit code only FS and GS have a base (the others count as 0): the other four
+    // are left as they were (backend_ops::load_memory_state).
+    if ((g.efer & x86::efer::lma) && (cs & cpu::ar::l)) {
+        g[cpu::seg::fs].base = b.state.fs.base;
+        g[cpu::seg::gs].base = b.state.gs.base;
+        return;
+    }
     const segment* const in_order[6] = {&b.state.es, &b.state.cs, &b.state.ss, &b.state.ds, &b.state.fs, &b.state.gs};
     for (unsigned i = 0; i < 6; ++i) g.segs[i].base = in_order[i]->base;
 }

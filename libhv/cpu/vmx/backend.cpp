@@ -618,13 +618,24 @@ void load_memory_state(cpu::vcpu& v) {
     if (!make_current(arch(v))) return;
     cpu::guest_state& g = v.state;
     load_flags_current(v);
-    // The guest's view: read shadows for CR0/CR4, and under shadow paging its own CR3 and EFER.
-    g.cr0 = read_cr(v, 0);
+    // The guest's view: read shadows for CR0/CR4 (each mask read once), and under shadow
+    // paging its own CR3 and EFER.
+    const auto mask0 = read<field::cr0_guest_host_mask>();
+    g.cr0 = (read<field::guest_cr0>() & ~mask0) | (read<field::cr0_read_shadow>() & mask0);
+    const auto mask4 = read<field::cr4_guest_host_mask>();
+    g.cr4 = (read<field::guest_cr4>() & ~mask4) | (read<field::cr4_read_shadow>() & mask4);
     g.cr3 = a.shadow_paging ? a.guest_cr3 : read<field::guest_cr3>();
-    g.cr4 = read_cr(v, 4);
     g.efer = a.shadow_paging ? a.guest_efer : read<field::guest_efer>();
-    g[cpu::seg::cs].access = static_cast<std::uint32_t>(read<field::guest_cs_ar>());
+    const auto cs = static_cast<std::uint32_t>(read<field::guest_cs_ar>());
+    g[cpu::seg::cs].access = cs;
     g[cpu::seg::ss].access = static_cast<std::uint32_t>(read<field::guest_ss_ar>());
+    // In 64-bit code only FS and GS have a base (the others count as 0): the other four
+    // are left as they were (backend_ops::load_memory_state).
+    if ((g.efer & x86::efer::lma) && (cs & cpu::ar::l)) {
+        g[cpu::seg::fs].base = read<field::guest_fs_base>();
+        g[cpu::seg::gs].base = read<field::guest_gs_base>();
+        return;
+    }
     for (unsigned i = 0; i < 6; ++i) g.segs[i].base = read(static_cast<field>(raw(field::guest_es_base) + 2 * i));
 }
 
