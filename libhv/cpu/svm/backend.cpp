@@ -452,18 +452,9 @@ cpu::call_mode read_call_mode(cpu::vcpu& v) {
     return efer & x86::efer::lma ? cpu::call_mode::kernel64 : cpu::call_mode::kernel32;
 }
 
-void load_paging_state(cpu::vcpu& v) {
-    cpu::guest_state& g = v.state;
-    load_flags(v);  // RFLAGS.AC (SMAP) after a hot exit
-    load_mode(v);
-    g.cr0 = read_cr(v, 0);
-    g.cr3 = read_cr(v, 3);
-    g.cr4 = read_cr(v, 4);
-}
-
-void load_memory_state(cpu::vcpu& v) {
-    const vcpu_arch& a = arch(v);
-    const vmcb& b = *a.block;
+// RSP/RFLAGS (RFLAGS.AC for SMAP after a hot exit), CR0/CR3/CR4 and EFER as the guest
+// sees them (under shadow paging, vcpu_arch's copies), CS's and SS's rights; returns CS's.
+[[gnu::always_inline]] inline std::uint32_t load_paging_state_of(cpu::vcpu& v, const vcpu_arch& a, const vmcb& b) {
     cpu::guest_state& g = v.state;
     load_flags_of(v, b);
     if (a.shadow_paging) {
@@ -480,6 +471,16 @@ void load_memory_state(cpu::vcpu& v) {
     const std::uint32_t cs = ar_from_attrib(b.state.cs.attrib);
     g[cpu::seg::cs].access = cs;
     g[cpu::seg::ss].access = ar_from_attrib(b.state.ss.attrib);
+    return cs;
+}
+
+void load_paging_state(cpu::vcpu& v) { (void)load_paging_state_of(v, arch(v), *arch(v).block); }
+
+void load_memory_state(cpu::vcpu& v) {
+    const vcpu_arch& a = arch(v);
+    const vmcb& b = *a.block;
+    cpu::guest_state& g = v.state;
+    const std::uint32_t cs = load_paging_state_of(v, a, b);
     // In 64-bit code only FS and GS have a base (the others count as 0): the other four
     // are left as they were (backend_ops::load_memory_state).
     if ((g.efer & x86::efer::lma) && (cs & cpu::ar::l)) {

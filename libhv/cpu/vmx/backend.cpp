@@ -492,15 +492,25 @@ result<std::uint8_t> instruction_length(cpu::vcpu&) {
     return fail(errc::bad_format, "VMX exit without an instruction length");
 }
 
+// CR0/CR4 as the guest reads them: host-owned bits (the guest/host mask) from the read
+// shadow, the rest from the real register. The VMCS must be current.
+template <field guest, field mask, field shadow>
+[[gnu::always_inline]] inline std::uint64_t guest_view() {
+    const auto owned = read<mask>();
+    return (read<guest>() & ~owned) | (read<shadow>() & owned);
+}
+[[gnu::always_inline]] inline std::uint64_t guest_view_cr0() {
+    return guest_view<field::guest_cr0, field::cr0_guest_host_mask, field::cr0_read_shadow>();
+}
+[[gnu::always_inline]] inline std::uint64_t guest_view_cr4() {
+    return guest_view<field::guest_cr4, field::cr4_guest_host_mask, field::cr4_read_shadow>();
+}
+
 std::uint64_t read_cr(cpu::vcpu& v, unsigned cr) {
     if (!make_current(arch(v))) return 0;
     if (cr == 3) return arch(v).shadow_paging ? arch(v).guest_cr3 : read<field::guest_cr3>();
-    if (cr == 0)
-        return (read<field::guest_cr0>() & ~read<field::cr0_guest_host_mask>()) |
-               (read<field::cr0_read_shadow>() & read<field::cr0_guest_host_mask>());
-    if (cr == 4)
-        return (read<field::guest_cr4>() & ~read<field::cr4_guest_host_mask>()) |
-               (read<field::cr4_read_shadow>() & read<field::cr4_guest_host_mask>());
+    if (cr == 0) return guest_view_cr0();
+    if (cr == 4) return guest_view_cr4();
     return 0;
 }
 
@@ -598,37 +608,30 @@ cpu::call_mode read_call_mode(cpu::vcpu& v) {
     return efer & x86::efer::lma ? cpu::call_mode::kernel64 : cpu::call_mode::kernel32;
 }
 
-// read_cr's values with each guest/host mask read once, and one make_current.
-void load_paging_state(cpu::vcpu& v) {
-    const vcpu_arch& a = arch(v);
-    if (!make_current(arch(v))) return;
+// RSP/RFLAGS (RFLAGS.AC for SMAP after a hot exit), CR0/CR3/CR4 and EFER as the guest
+// sees them (under shadow paging its own CR3 and EFER), SS's rights. The VMCS is current.
+[[gnu::always_inline]] inline void load_paging_state_current(cpu::vcpu& v, const vcpu_arch& a) {
     cpu::guest_state& g = v.state;
-    load_flags_current(v);  // RFLAGS.AC (SMAP) after a hot exit
-    const auto mask0 = read<field::cr0_guest_host_mask>();
-    g.cr0 = (read<field::guest_cr0>() & ~mask0) | (read<field::cr0_read_shadow>() & mask0);
-    const auto mask4 = read<field::cr4_guest_host_mask>();
-    g.cr4 = (read<field::guest_cr4>() & ~mask4) | (read<field::cr4_read_shadow>() & mask4);
+    load_flags_current(v);
+    g.cr0 = guest_view_cr0();
+    g.cr4 = guest_view_cr4();
     g.cr3 = a.shadow_paging ? a.guest_cr3 : read<field::guest_cr3>();
     g.efer = a.shadow_paging ? a.guest_efer : read<field::guest_efer>();
     g[cpu::seg::ss].access = static_cast<std::uint32_t>(read<field::guest_ss_ar>());
 }
 
+void load_paging_state(cpu::vcpu& v) {
+    vcpu_arch& a = arch(v);
+    if (make_current(a)) load_paging_state_current(v, a);
+}
+
 void load_memory_state(cpu::vcpu& v) {
-    const vcpu_arch& a = arch(v);
-    if (!make_current(arch(v))) return;
+    vcpu_arch& a = arch(v);
+    if (!make_current(a)) return;
+    load_paging_state_current(v, a);
     cpu::guest_state& g = v.state;
-    load_flags_current(v);
-    // The guest's view: read shadows for CR0/CR4 (each mask read once), and under shadow
-    // paging its own CR3 and EFER.
-    const auto mask0 = read<field::cr0_guest_host_mask>();
-    g.cr0 = (read<field::guest_cr0>() & ~mask0) | (read<field::cr0_read_shadow>() & mask0);
-    const auto mask4 = read<field::cr4_guest_host_mask>();
-    g.cr4 = (read<field::guest_cr4>() & ~mask4) | (read<field::cr4_read_shadow>() & mask4);
-    g.cr3 = a.shadow_paging ? a.guest_cr3 : read<field::guest_cr3>();
-    g.efer = a.shadow_paging ? a.guest_efer : read<field::guest_efer>();
     const auto cs = static_cast<std::uint32_t>(read<field::guest_cs_ar>());
     g[cpu::seg::cs].access = cs;
-    g[cpu::seg::ss].access = static_cast<std::uint32_t>(read<field::guest_ss_ar>());
     // In 64-bit code only FS and GS have a base (the others count as 0): the other four
     // are left as they were (backend_ops::load_memory_state).
     if ((g.efer & x86::efer::lma) && (cs & cpu::ar::l)) {
