@@ -434,9 +434,7 @@ status load_real_mode(const memory_target& g, bytes img, const boot_config& cfg,
 
 protocol choose(const image_info& info, const boot_config& cfg) {
     if (cfg.use != protocol::none) return info.supports(cfg.use) ? cfg.use : protocol::none;
-    for (protocol p : {protocol::pvh, protocol::multiboot2, protocol::multiboot1, protocol::linux_bzimage})
-        if (info.supports(p)) return p;
-    return protocol::none;
+    return info.first_offered();
 }
 
 } // namespace

@@ -15,27 +15,6 @@ namespace {
 
 using rt::alloc_pages;
 
-result<loader::protocol> protocol_for(boot_protocol b, std::span<const std::byte> image) {
-    switch (b) {
-    case boot_protocol::loader_choice: return loader::protocol::none;
-    case boot_protocol::pvh: return loader::protocol::pvh;
-    case boot_protocol::linux_bzimage: return loader::protocol::linux_bzimage;
-    case boot_protocol::multiboot: {
-        auto info = loader::probe(image);
-        HV_TRY(info);
-        if (info->multiboot2) return loader::protocol::multiboot2;
-        if (info->multiboot1) return loader::protocol::multiboot1;
-        return fail(errc::not_supported, "the policy boots by multiboot; the guest has no multiboot header");
-    }
-    case boot_protocol::real_mode: {
-        if (const char* why = loader::real_mode_image_problem(image))
-            return fail(errc::bad_format, why);  // checked here too: the loader runs after the devices are built
-        return loader::protocol::real_mode;
-    }
-    }
-    return fail(errc::invalid_argument, "unknown boot protocol");
-}
-
 result<std::uint64_t> guest_ram_bytes(std::string_view cmdline) {
     std::uint64_t mib = 64;
     if (auto v = cmdline_value(cmdline, "guest-ram")) {
@@ -51,6 +30,21 @@ debug_ports ports;
 xen_pv_host xen_host;
 std::uint64_t read_tsc(void*) { return x86::rdtsc(); }
 char guest_cmdline[boot::info::max_string];
+
+// The hypervisor's boot modules other than `guest` (hvimage --module FILE: initrd,
+// environment files), given to the guest through its boot protocol, named as they came.
+loader::module_spec guest_modules[loader::boot_config::max_modules];
+std::span<const loader::module_spec> modules_for_guest(const boot::info& info) {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < info.module_count && n < std::size(guest_modules); ++i) {
+        const boot::module& m = info.modules[i];
+        const std::string_view name = m.cmdline;
+        if (name == "guest" || name.starts_with("guest ")) continue;
+        const auto* start = reinterpret_cast<const std::byte*>(static_cast<std::uintptr_t>(m.start));
+        guest_modules[n++] = {{start, static_cast<std::size_t>(m.end - m.start)}, name};
+    }
+    return {guest_modules, n};
+}
 
 // The emulated PC of policies with emulated devices. Guest time is the TSC, stated to the
 // guest (CPUID 0x40000010) at this frequency, as examples/hvm does.
@@ -88,10 +82,6 @@ struct both_idle {
 };
 static_assert(guest_tsc_hz == 1000000000, "both_idle compares device ticks with PV-timer ns");
 
-bool emulates_pc(const policy& p) {
-    return p.devices == device_model::emulated || p.devices == device_model::emulated_and_pv;
-}
-
 // The guest's result: through the device model's debug exit, or through debug_ports.
 status judge(const guest_exit& e) {
     if (!e.ended) return fail(errc::fault, "the guest ended without writing the debug-exit port");
@@ -113,13 +103,14 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         return fail(errc::not_found, "no boot module named `guest` (hvimage --guest KERNEL, or --policy alone)");
     auto ram = guest_ram_bytes(ctx.cmdline);
     HV_TRY(ram);
-    auto use = protocol_for(p.boot, module->bytes);
+    auto use = choose_entry(p, module->bytes);
     HV_TRY(use);
 
     std::string_view cmdline = module->cmdline;
     if (opt.tell_color) {
-        const std::size_t n = fmt::format_to(guest_cmdline, sizeof guest_cmdline, "{}{}expect={} hv-start-tsc={}",
-                                             cmdline, cmdline.empty() ? "" : " ", p.name, rt::start_ticks());
+        const std::size_t n =
+            fmt::format_to(guest_cmdline, sizeof guest_cmdline, "{}{}expect={} expect-entry={} hv-start-tsc={}", cmdline,
+                           cmdline.empty() ? "" : " ", p.name, loader::to_string(use->protocol), rt::start_ticks());
         if (n >= sizeof guest_cmdline) return fail(errc::invalid_argument, "the guest's command line is too long");
         cmdline = {guest_cmdline, n};
     }
@@ -147,7 +138,7 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     HV_TRY(add_pc_ram(g, *ram, mmu::ram_backing::first_touch));
     const std::uint64_t t_ram = x86::rdtsc();
     emulated_pc* pc = nullptr;
-    kernel_spec kernel{module->bytes, cmdline, {}, *use};
+    kernel_spec kernel{module->bytes, cmdline, modules_for_guest(ctx.boot), use->protocol};
     if (emulates_pc(p)) {
         auto* disk = static_cast<std::uint8_t*>(alloc_pages(ide_disk_pages));
         pc = new (pc_storage) emulated_pc{g, *ram, {disk, ide_disk_pages * 4096}};
@@ -155,7 +146,7 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         kernel.rsdp = pc->devices.rsdp();
         // A real-mode guest has no loader's boot info: it reads its command line (and
         // memory map, "etc/e820") from fw_cfg, as under QEMU's -kernel ... -append.
-        if (p.boot == boot_protocol::real_mode) pc->m.firmware_config().set_cmdline(cmdline);
+        if (use->protocol == loader::protocol::real_mode) pc->m.firmware_config().set_cmdline(cmdline);
         if (p.xen_abi) {
             unplug = xen_unplug_ports{pc->devices.wiring().ports()};
             unplug.on_unplug(&unplug_devices, &pc->devices);
@@ -201,6 +192,7 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         s.run(p.xen_abi ? &xen_pv_host::idle : nullptr, &xen_host);
     }
     if (p.xen_abi) xen_host.flush_console();
+    hv::println("vm: guest enters by {} ({})", loader::to_string(use->protocol), use->why);
     hv::println("vm: {} guest, {} MiB RAM, loaded as {} (kernel {:#x}-{:#x}), entry {:#x}, policy {}",
                 g.vendor() == cpu::vendor::vmx ? "VMX" : "SVM", *ram >> 20, loader::to_string(loaded->used),
                 loaded->kernel_start, loaded->kernel_end, entry, p.name);
