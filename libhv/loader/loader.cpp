@@ -449,9 +449,11 @@ result<load_result> load(const memory_target& g, bytes img, const boot_config& c
         HV_TRY(load_real_mode(g, img, cfg, out));
         return out;
     }
-    auto probed = probe(img);
+    // Asked for a protocol, a header that offers none (unusable_header) does not matter.
+    auto probed = cfg.use == protocol::none ? probe(img) : probe_entries(img);
     if (!probed) return probed.err();
     const image_info& info = *probed;
+    if (!info.supports(cfg.use) && info.unusable_header) return fail(errc::bad_format, info.unusable_header);
     HV_TRY(check_config(cfg));
     load_result out;
     out.used = choose(info, cfg);

@@ -774,3 +774,44 @@ TEST_CASE("real mode: bad images and placements are refused, naming the problem"
     CHECK(real_mode_image_problem(boot_image(512, 10)) == nullptr);
     CHECK(std::string(real_mode_image_problem(elf)).find("ELF") != std::string::npos);
 }
+
+TEST_CASE("a flat image carrying an ELF's multiboot headers: the one without load addresses offers no entry") {
+    // As toolchain/realmode_image.py makes color-guest.img: a boot sector, then loaded bytes
+    // with a multiboot2 header (no address tag) and a multiboot1 a.out-kludge header.
+    constexpr std::uint32_t load_at = 0x200000, mb1_at = 0x220;
+    image flat = boot_image(0x2000, 51);
+    const image mb2 = mb2_header({});
+    std::memcpy(flat.data() + 0x200, mb2.data(), mb2.size());
+    const std::uint32_t flags = mb1::aout_kludge;
+    // The loaded bytes start after the boot sector: load_at is file offset 0x200.
+    const std::uint32_t h[8] = {mb1::header_magic, flags, 0u - mb1::header_magic - flags, load_at + mb1_at - 0x200, load_at, 0, 0,
+                                load_at + 0x300};
+    std::memcpy(flat.data() + mb1_at, h, sizeof h);
+
+    auto lenient = probe_entries(flat);
+    REQUIRE_MESSAGE(lenient.ok(), what(lenient.err()));
+    CHECK(lenient->multiboot1);
+    CHECK_FALSE(lenient->multiboot2);
+    CHECK(lenient->first_offered() == protocol::multiboot1);
+    CHECK(std::string_view(lenient->unusable_header) ==
+          "bad ELF magic: multiboot2 image is neither ELF nor has an address tag");
+    // probe and the loader's own choice refuse it, naming the header; asked for
+    // multiboot1, the loader takes it.
+    CHECK(what(probe(flat).err()) == lenient->unusable_header);
+    guest g;
+    boot_config c = g.config();
+    CHECK(what(load(g.mem, flat, c).err()) == lenient->unusable_header);
+    c.use = protocol::multiboot1;
+    auto r = load(g.mem, flat, c);
+    REQUIRE_MESSAGE(r.ok(), what(r.err()));
+    CHECK(r->used == protocol::multiboot1);
+    CHECK(r->cpu.rip == load_at + 0x300);
+    CHECK(g.read(load_at, 0x1e00) == image(flat.begin() + 0x200, flat.end()));
+    c.use = protocol::multiboot2;
+    CHECK(what(load(g.mem, flat, c).err()) == lenient->unusable_header);
+    // Without any usable header, probe_entries finds no entry and no fault.
+    auto none = probe_entries(boot_image(0x2000, 52));
+    REQUIRE(none.ok());
+    CHECK_FALSE(none->offers_entry());
+    CHECK(none->first_offered() == protocol::none);
+}

@@ -54,7 +54,7 @@ image flat_with_elf_headers(bool mb1_kludge) {
     constexpr std::uint32_t load_at = 0x200000, header_at = 0x220;
     const std::uint32_t flags = mb1_kludge ? std::uint32_t{hv::loader::mb1::aout_kludge} : 0u;
     const std::uint32_t h[8] = {hv::loader::mb1::header_magic, flags, 0u - hv::loader::mb1::header_magic - flags,
-                                load_at + header_at, load_at, 0, 0, load_at + 0x400};
+                                load_at + header_at - 0x200, load_at, 0, 0, load_at + 0x400};
     std::memcpy(img.data() + header_at, h, sizeof h);
     return img;
 }
