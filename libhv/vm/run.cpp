@@ -103,6 +103,13 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         return fail(errc::not_found, "no boot module named `guest` (hvimage --guest KERNEL, or --policy alone)");
     auto ram = guest_ram_bytes(ctx.cmdline);
     HV_TRY(ram);
+    // end=poweroff: the guest's ACPI power-off (S5) is its end, for a kernel with no debug-exit
+    // port to report through (Linux's `poweroff -f`).
+    const auto end = cmdline_value(ctx.cmdline, "end");
+    if (end && *end != "poweroff") return fail(errc::invalid_argument, "end= wants poweroff");
+    const bool ends_by_power_off = end.has_value();
+    if (ends_by_power_off && !emulates_pc(p))
+        return fail(errc::invalid_argument, "end=poweroff needs the emulated PC (ACPI S5): this policy has none");
     auto use = choose_entry(p, module->bytes);
     HV_TRY(use);
 
@@ -234,6 +241,12 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     const dev::ide_stats& ide = pc->devices.ide_stats();
     hv::println("vm: ide: {} commands, {} sectors read, {} written, {} aborted, {} out of range", ide.commands,
                 ide.sectors_read, ide.sectors_written, ide.aborted, ide.out_of_range);
+    if (ends_by_power_off) {
+        if (o.kind != dev::event_kind::power_off)
+            return fail(errc::fault, "end=poweroff: the guest ended without powering off (ACPI S5)");
+        hv::println("vm: guest powered off (ACPI S5), its end as end=poweroff asks");
+        return {};
+    }
     guest_exit e;
     e.ended = o.kind == dev::event_kind::debug_exit;
     e.code = o.debug_value();

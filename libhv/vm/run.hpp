@@ -9,7 +9,8 @@
 // the entry vm::choose_entry picks (the policy's preferred start if the kernel offers it,
 // else the kernel's own entry) with the other boot modules as its modules, attaches the policy's devices (debug_ports, or the emulated
 // PC through vm::hvm_devices, which then owns COM1 and the exit ports) and runs vCPU 0 to
-// its end. The run's result is the guest's (the value it wrote to port 0xf4).
+// its end. The run's result is the guest's (the value it wrote to port 0xf4), or with
+// end=poweroff on libhv's command line (emulated PC only), whether it powered off (ACPI S5).
 // Metal only.
 #pragma once
 #include "libhv/core/result.hpp"
