@@ -450,7 +450,9 @@ result<load_result> load(const memory_target& g, bytes img, const boot_config& c
         return out;
     }
     // Asked for a protocol, a header that offers none (unusable_header) does not matter.
-    auto probed = cfg.use == protocol::none ? probe(img) : probe_entries(img);
+    result<image_info> probed = cfg.use == protocol::none ? probe(img)
+                                : cfg.probed            ? result<image_info>(*cfg.probed)
+                                                        : probe_entries(img);
     if (!probed) return probed.err();
     const image_info& info = *probed;
     if (!info.supports(cfg.use) && info.unusable_header) return fail(errc::bad_format, info.unusable_header);

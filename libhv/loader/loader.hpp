@@ -188,6 +188,9 @@ struct boot_config {
                                            // pvh, multiboot2, multiboot1, linux;
                                            // real_mode only when asked for
     bool linux_entry32 = false;            // take the 32-bit entry even if 64 is offered
+    // probe_entries(image) if the caller has it (vm::choose_entry): with `use` given, the
+    // image is not probed again.
+    const image_info* probed = nullptr;
 };
 
 enum class cpu_mode : std::uint8_t { real16, protected32, long64 };

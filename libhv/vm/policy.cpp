@@ -86,11 +86,11 @@ result<entry_choice> choose_entry(const policy& p, std::span<const std::byte> im
     auto info = loader::probe_entries(image);
     HV_TRY(info);
     if (const protocol preferred = preferred_offered(p, *info, image); preferred != protocol::none)
-        return entry_choice{preferred, "the policy's preferred start"};
-    if (info->offers_entry()) return entry_choice{info->first_offered(), preference_not_offered(p.boot)};
+        return entry_choice{preferred, "the policy's preferred start", *info};
+    if (info->offers_entry()) return entry_choice{info->first_offered(), preference_not_offered(p.boot), *info};
     if (const char* why = loader::real_mode_image_problem(image)) return fail(errc::bad_format, in_context(why));
     if (const char* why = real_mode_refusal(p)) return fail(errc::not_supported, in_context(why));
-    return entry_choice{protocol::real_mode, "a flat image without an entry of its own"};
+    return entry_choice{protocol::real_mode, "a flat image without an entry of its own", *info};
 }
 
 } // namespace hv::vm

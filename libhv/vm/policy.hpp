@@ -185,6 +185,7 @@ void composed_policy_is_inconsistent();  // never defined: reached only in a fai
 struct entry_choice {
     loader::protocol protocol;
     const char* why;  // e.g. "the policy's real mode needs a flat image", for the log
+    loader::image_info image;  // what probing found, for the loader (boot_config::probed)
 };
 // Which entry `p` starts `image` by:
 //   an image with an entry of its own (loader::probe_entries): the policy's preferred

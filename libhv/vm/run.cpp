@@ -146,6 +146,7 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     const std::uint64_t t_ram = x86::rdtsc();
     emulated_pc* pc = nullptr;
     kernel_spec kernel{module->bytes, cmdline, modules_for_guest(ctx.boot), use->protocol};
+    kernel.probed = &use->image;
     if (emulates_pc(p)) {
         auto* disk = static_cast<std::uint8_t*>(alloc_pages(ide_disk_pages));
         pc = new (pc_storage) emulated_pc{g, *ram, {disk, ide_disk_pages * 4096}};

@@ -809,6 +809,15 @@ TEST_CASE("a flat image carrying an ELF's multiboot headers: the one without loa
     CHECK(g.read(load_at, 0x1e00) == image(flat.begin() + 0x200, flat.end()));
     c.use = protocol::multiboot2;
     CHECK(what(load(g.mem, flat, c).err()) == lenient->unusable_header);
+    // Given the probe's result (vm::choose_entry has it), the loader takes it as it is.
+    guest g2;
+    boot_config given = g2.config();
+    given.use = protocol::multiboot1;
+    given.probed = &*lenient;
+    auto r2 = load(g2.mem, flat, given);
+    REQUIRE_MESSAGE(r2.ok(), what(r2.err()));
+    CHECK(r2->cpu.rip == r->cpu.rip);
+    CHECK(g2.read(load_at, 0x1e00) == g.read(load_at, 0x1e00));
     // Without any usable header, probe_entries finds no entry and no fault.
     auto none = probe_entries(boot_image(0x2000, 52));
     REQUIRE(none.ok());
