@@ -4,7 +4,7 @@
 //
 //   part        choices                                   Xen's colors
 //   mmu         nested | shadow                           hvm      hvm-shadow  pvhvm     pvh
-//   boot        real mode, multiboot, PVH, Linux          real mode multiboot  multiboot pvh
+//   boot (pref) real mode, multiboot, PVH, Linux          real mode multiboot  multiboot pvh
 //   devices     none | emulated PC | Xen PV backends      emulated emulated    both      pv
 //   interrupts  none | emulated PIC/APIC | callback vec.  emulated emulated    callback  callback
 //   timer       none | emulated PIT/LAPIC | PV one-shot   emulated emulated    pv        pv

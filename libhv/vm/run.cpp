@@ -204,6 +204,9 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     hv::println("vm: {} guest, {} MiB RAM, loaded as {} (kernel {:#x}-{:#x}), entry {:#x}, policy {}",
                 g.vendor() == cpu::vendor::vmx ? "VMX" : "SVM", *ram >> 20, loader::to_string(loaded->used),
                 loaded->kernel_start, loaded->kernel_end, entry, p.name);
+    if (loaded->module_count)
+        hv::println("vm: {} boot module(s) given to the guest, the first at {:#x} ({} bytes)", loaded->module_count,
+                    loaded->modules[0].base, loaded->modules[0].size);
     if (loaded->used == loader::protocol::real_mode)
         hv::println("vm: real-mode image of {} bytes at {:#x}, CS:IP 0000:{:04x}, DL {:#x}; command line in fw_cfg",
                     loaded->kernel_end - loaded->kernel_start, loaded->kernel_start, entry, loader::real_mode_boot_drive);
