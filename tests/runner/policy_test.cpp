@@ -92,7 +92,8 @@ TEST_CASE("check_guest: a real-mode policy's guest must be a flat boot image, na
     CHECK(message(check_guest("hvm", write("nosig.img", unsigned_sector))).find("0x55 0xAA") != std::string::npos);
     CHECK(check_guest("hvm", t.first / "missing.img").code() == absl::StatusCode::kNotFound);
     // Other policies load whatever the guest's headers say, checked at boot.
-    CHECK(check_guest("hvm-shadow", write("g2.elf", "\x7f" "ELF")).ok());
+    CHECK(message(check_guest("hvm-shadow", write("g2.elf", "\x7f" "ELF" + sector))).find("policy hvm-shadow starts its guest in real mode") != std::string::npos);
+    CHECK(check_guest("pvhvm", write("g2.elf", "\x7f" "ELF")).ok());
     CHECK(check_guest("", write("g3.elf", "\x7f" "ELF")).ok());
 }
 
