@@ -153,15 +153,18 @@ using cpu::shadow_real_efer;
 // vm86 has them (base = selector * 16, limit 0xffff, rights 0xf3), the real CR0.PE/PG on
 // the direct shadow of guest-physical memory, while the guest reads its own CR0 (PE
 // clear) through the read shadow, SMSW included. Privileged instructions raise #GP at
-// CPL 3, which exits (vm86_gp): MOV to/from CR0/CR3/CR4 and HLT go on as the exits they
-// are elsewhere, LGDT/LIDT are emulated; any other ends the guest, naming it. Setting
+// CPL 3, which exits (vm86_gp): MOV to/from CR0/CR3/CR4, CLTS, LMSW, HLT and IN/OUT (when
+// the vm86 TSS's I/O permission check refuses them) go on as the exits they are elsewhere,
+// LGDT/LIDT are emulated; any other ends the guest, naming it. The VMCS's IDTR has limit
+// 0 meanwhile (the guest's is kept aside), so whatever would go through the IDT in vm86,
+// an INT n or an event, raises #GP and ends the guest by name instead of running a gate
+// made of IVT bytes. Setting
 // CR0.PE leaves vm86 (leave_vm86): the segments keep selector, base and limit as
 // protected-mode ones (16-bit code, data, DPL 0), as a CPU's caches keep them until the
 // guest's far jump reloads CS, which then runs natively.
-// Not modelled: interrupts delivered in real mode (no VME redirection: a real-mode start
-// has IF clear; an event delivered there ends the guest), the IOPL the guest reads while
-// in real mode (3), I/O the vm86 TSS permission check refuses (#GP: ends the guest), and
-// a return from protected to real mode.
+// Not modelled: interrupts and INT n in real mode (no VME redirection, no emulated
+// real-mode delivery: a real-mode start has IF clear), string I/O the vm86 TSS refuses,
+// the IOPL the guest reads while in real mode (3), and a return to real mode.
 constexpr std::uint64_t iopl_mask = 3ull << 12;
 constexpr std::uint32_t vm86_segment_ar = 0xf3, pm_code16_ar = 0x9b, pm_data_ar = 0x93;
 constexpr field nth(field first, unsigned i) { return static_cast<field>(raw(first) + 2 * i); }
@@ -176,8 +179,10 @@ status put_vm86(vcpu_arch& a, vmcs_image& img, const cpu::guest_state& g) {
     }
     img.set(field::guest_rflags, g.rflags | x86::rflags::vm | iopl_mask);
     img.set(field::exception_bitmap, img.get(field::exception_bitmap) | 1u << 13);
+    img.set(field::guest_idtr_limit, 0);
     a.vm86 = true;
     a.vm86_iopl = g.rflags & iopl_mask;
+    a.vm86_idtr = g.idtr;
     return {};
 }
 
@@ -190,6 +195,8 @@ void leave_vm86(vcpu_arch& a, cpu::vcpu& v) {
     if (!v.dirty(cpu::vcpu::dirty_rflags)) v.state.rflags = rflags;
     else v.state.rflags = (v.state.rflags & ~(x86::rflags::vm | iopl_mask)) | a.vm86_iopl;
     (void)write<field::exception_bitmap>(read<field::exception_bitmap>() & ~(1u << 13));
+    (void)write<field::guest_idtr_base>(a.vm86_idtr.base);
+    (void)write<field::guest_idtr_limit>(a.vm86_idtr.limit);
     a.vm86 = false;
 }
 
@@ -457,23 +464,33 @@ enum class vm86_step : std::uint8_t { done, dispatch, failed };
         v.fail(a.message);
         return vm86_step::failed;
     };
-    if (slot.interrupted.valid) return failed_with("an event delivered in real mode", 0);
     std::uint8_t bytes[insn::max_length] = {};
     const auto& reader = v.code();
     if (!reader.read || !reader.read(v, cs_base + v.state.rip, bytes, sizeof bytes, reader.ctx).ok())
         return failed_with("no instruction bytes", 0);
     auto in = insn::decode({bytes, sizeof bytes}, insn::mode::code16);
     if (!in) return failed_with("an invalid instruction", bytes[0]);
+    // INT n faults while being delivered through the IDT (limit 0): IDT vectoring is valid.
+    if (in->map == 0 && (in->opcode == 0xcd || in->opcode == 0xcc || in->opcode == 0xce))
+        return failed_with("a software interrupt (INT n: no real-mode delivery in vm86)", in->opcode);
+    if (slot.interrupted.valid) return failed_with("an event delivered in real mode", 0);
     slot.instruction_length = in->length;
     if (in->map == 0 && in->opcode == 0xf4) {
         slot.reason = cpu::exit_reason::hlt;
         return vm86_step::dispatch;
     }
-    if (in->map == 1 && (in->opcode == 0x20 || in->opcode == 0x22)) {
-        cpu::cr_detail c{};
-        if (!cpu::cr_access_of(*in, c)) return failed_with("a CR access", in->opcode);
+    if (cpu::cr_detail c{}; cpu::cr_access_of(*in, c) && c.op != cpu::cr_op::smsw) {  // MOV CR, CLTS, LMSW r
+        if (c.op == cpu::cr_op::lmsw) c.lmsw_source = static_cast<std::uint16_t>(v.state.regs[c.gpr]);
         slot.reason = cpu::exit_reason::cr_access;
         slot.cr = c;
+        return vm86_step::dispatch;
+    }
+    if (in->map == 0 && (in->opcode & 0xf4) == 0xe4) {  // IN/OUT with imm8 (E4-E7) or DX (EC-EF)
+        const bool dx = in->opcode & 8;
+        const auto size = static_cast<std::uint8_t>((in->opcode & 1) ? in->operand_size : 1);
+        const auto port = static_cast<std::uint16_t>(dx ? v.state.regs.rdx : bytes[in->length - 1]);
+        slot.reason = cpu::exit_reason::io;
+        slot.io = {port, size, 0, !(in->opcode & 2), false, false};
         return vm86_step::dispatch;
     }
     const unsigned reg = (in->modrm >> 3) & 7;
@@ -488,8 +505,12 @@ enum class vm86_step : std::uint8_t { done, dispatch, failed };
         const std::uint32_t limit = table[0] | table[1] << 8;
         std::uint32_t base = table[2] | table[3] << 8 | table[4] << 16 | std::uint32_t{table[5]} << 24;
         if (in->operand_size == 2) base &= 0xffffff;
-        (void)write(reg == 2 ? field::guest_gdtr_base : field::guest_idtr_base, base);
-        (void)write(reg == 2 ? field::guest_gdtr_limit : field::guest_idtr_limit, limit);
+        if (reg == 2) {
+            (void)write<field::guest_gdtr_base>(base);
+            (void)write<field::guest_gdtr_limit>(limit);
+        } else {
+            a.vm86_idtr = {base, limit};
+        }
         v.state.rip = (v.state.rip + in->length) & 0xffff;
         return vm86_step::done;
     }
@@ -687,6 +708,7 @@ void load_state(cpu::vcpu& v) {
     }
     g.gdtr = {read<field::guest_gdtr_base>(), static_cast<std::uint32_t>(read<field::guest_gdtr_limit>())};
     g.idtr = {read<field::guest_idtr_base>(), static_cast<std::uint32_t>(read<field::guest_idtr_limit>())};
+    if (arch(v).vm86) g.idtr = arch(v).vm86_idtr;
 }
 
 void load_mode(cpu::vcpu& v) {
