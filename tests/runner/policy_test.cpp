@@ -65,6 +65,11 @@ TEST_CASE("a policy that starts its guest in real mode packs the flat color gues
     c = choose_images({.policy = "hvm"}, dirs, "/d");
     REQUIRE(c.ok());
     CHECK(c->guest == t.first / "colors" / "color-guest.img");
+    // hvm-shadow starts in real mode too (paged real mode on SVM, vm86 on VMX).
+    examples_tree::touch(t.first / "colors" / "colors-hvm-shadow.elf");
+    c = choose_images({.policy = "hvm-shadow"}, dirs, "/d");
+    REQUIRE(c.ok());
+    CHECK(c->guest == t.first / "colors" / "color-guest.img");
 }
 
 TEST_CASE("check_guest: a real-mode policy's guest must be a flat boot image, named why not") {
