@@ -149,7 +149,7 @@ using cpu::shadow_real_efer;
 
 // Real mode under shadow paging: without EPT there is no unrestricted guest, so a guest
 // whose CR0.PE is clear runs in virtual-8086 mode (SDM 20.2; VM-entry checks 27.3.1.2):
-// RFLAGS.VM with IOPL 3 (CLI, STI, PUSHF, POPF, INT n... run natively), its segments as
+// RFLAGS.VM with IOPL 3 (CLI, STI, PUSHF and POPF run natively), its segments as
 // vm86 has them (base = selector * 16, limit 0xffff, rights 0xf3), the real CR0.PE/PG on
 // the direct shadow of guest-physical memory, while the guest reads its own CR0 (PE
 // clear) through the read shadow, SMSW included. Privileged instructions raise #GP at
@@ -158,10 +158,9 @@ using cpu::shadow_real_efer;
 // LGDT/LIDT are emulated; any other ends the guest, naming it. The VMCS's IDTR has limit
 // 0 meanwhile (the guest's is kept aside), so whatever would go through the IDT in vm86,
 // an INT n or an event, raises #GP and ends the guest by name instead of running a gate
-// made of IVT bytes. Setting
-// CR0.PE leaves vm86 (leave_vm86): the segments keep selector, base and limit as
-// protected-mode ones (16-bit code, data, DPL 0), as a CPU's caches keep them until the
-// guest's far jump reloads CS, which then runs natively.
+// made of IVT bytes. Setting CR0.PE leaves vm86 (leave_vm86): the segments keep selector,
+// base and limit as protected-mode ones (16-bit code, data, DPL 0), as a CPU's caches keep
+// them until the guest's far jump reloads CS, which then runs natively.
 // Not modelled: interrupts and INT n in real mode (no VME redirection, no emulated
 // real-mode delivery: a real-mode start has IF clear), string I/O the vm86 TSS refuses,
 // the IOPL the guest reads while in real mode (3), and a return to real mode.
@@ -451,8 +450,6 @@ template <class Hot, class Other>
     if (!v.dirty(cpu::vcpu::dirty_rsp)) v.state.regs.rsp = read<field::guest_rsp>();
 }
 
-// Any other exit, all of it out of line: the hot path then keeps no value but the vCPU
-// live across a call (fewer registers to save per exit).
 enum class vm86_step : std::uint8_t { done, dispatch, failed };
 
 // A #GP in vm86 mode (see put_vm86): the privileged instruction at CS:IP.
@@ -460,7 +457,7 @@ enum class vm86_step : std::uint8_t { done, dispatch, failed };
     const std::uint64_t cs_base = read<field::guest_cs_base>();
     auto failed_with = [&](const char* what, std::uint8_t opcode) {
         fmt::format_to(a.message, sizeof a.message, "real mode under shadow paging on VMX (vm86): {} at {:04x}:{:04x} (opcode {:#x})",
-                       what, cs_base >> 4, v.state.rip, opcode);
+                       what, read<field::guest_cs_selector>(), v.state.rip, opcode);
         v.fail(a.message);
         return vm86_step::failed;
     };
@@ -517,6 +514,8 @@ enum class vm86_step : std::uint8_t { done, dispatch, failed };
     return failed_with("a privileged instruction libhv does not emulate", in->opcode);
 }
 
+// Any other exit, all of it out of line: the hot path then keeps no value but the vCPU
+// live across a call (fewer registers to save per exit).
 [[gnu::noinline]] int other_exit(cpu::vcpu& v, cpu::exit_info& slot) {
     load_flags_current(v);
     decode_other(v, slot);
