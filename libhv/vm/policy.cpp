@@ -61,7 +61,6 @@ constexpr auto no_entry_too_short = join(no_entry_not_flat, rm::too_short);
 constexpr auto no_entry_too_large = join(no_entry_not_flat, rm::too_large);
 constexpr auto no_entry_no_signature = join(no_entry_not_flat, rm::no_signature);
 constexpr auto flat_no_emulated_pc = join(flat_refused, real_mode_refused::no_emulated_pc);
-constexpr auto flat_shadow_paging = join(flat_refused, real_mode_refused::shadow_paging);
 
 // `reason` with its context, or `reason` alone if it is none of the known ones.
 const char* in_context(const char* reason) {
@@ -73,8 +72,7 @@ const char* in_context(const char* reason) {
                            {rm::too_short, no_entry_too_short.text},
                            {rm::too_large, no_entry_too_large.text},
                            {rm::no_signature, no_entry_no_signature.text},
-                           {real_mode_refused::no_emulated_pc, flat_no_emulated_pc.text},
-                           {real_mode_refused::shadow_paging, flat_shadow_paging.text}};
+                           {real_mode_refused::no_emulated_pc, flat_no_emulated_pc.text}};
     for (const known& k : table)
         if (k.reason == reason) return k.message;
     return reason;

@@ -4,7 +4,7 @@
 //
 //   part        choices                                   Xen's colors
 //   mmu         nested | shadow                           hvm      hvm-shadow  pvhvm     pvh
-//   boot (pref) real mode, multiboot, PVH, Linux          real mode multiboot  multiboot pvh
+//   boot (pref) real mode, multiboot, PVH, Linux          real mode real mode  multiboot pvh
 //   devices     none | emulated PC | Xen PV backends      emulated emulated    both      pv
 //   interrupts  none | emulated PIC/APIC | callback vec.  emulated emulated    callback  callback
 //   timer       none | emulated PIT/LAPIC | PV one-shot   emulated emulated    pv        pv
@@ -25,8 +25,15 @@
 // guest runs (missing_part); nothing is emulated by a stand-in.
 //
 // Real mode (loader::protocol::real_mode: a flat image at 0x7c00, no BIOS; fw_cfg has
-// the command line and memory map) is `hvm`'s preferred start, as hvmloader's guests
-// start. Not `hvm-shadow`'s: see real_mode_refusal. `pvhvm` prefers multiboot too.
+// the command line and memory map) is `hvm`'s and `hvm-shadow`'s preferred start, as
+// hvmloader's guests start. Under nested paging VMX runs it as an unrestricted guest and
+// SVM natively. Under shadow paging SVM runs it as paged real mode (VMRUN with CR0.PG = 1,
+// CR0.PE = 0 on the direct shadow of guest-physical memory), and VMX, which has no
+// unrestricted guest without EPT, in virtual-8086 mode: privileged instructions exit by
+// #GP and are handed on (MOV CR, HLT) or emulated (LGDT/LIDT) until the guest sets
+// CR0.PE (libhv/cpu/vmx/backend.cpp: what that vm86 phase does not model). Which
+// policies can start a flat image in real mode: real_mode_refusal. `pvhvm` prefers
+// multiboot.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -61,7 +68,7 @@ namespace presets {
 inline constexpr policy bare{"bare"};
 inline constexpr policy hvm{"hvm", guest_mmu::nested, boot_protocol::real_mode, device_model::emulated,
                             interrupt_delivery::emulated, guest_timer::emulated, false};
-inline constexpr policy hvm_shadow{"hvm-shadow", guest_mmu::shadow, boot_protocol::multiboot, device_model::emulated,
+inline constexpr policy hvm_shadow{"hvm-shadow", guest_mmu::shadow, boot_protocol::real_mode, device_model::emulated,
                                    interrupt_delivery::emulated, guest_timer::emulated, false};
 inline constexpr policy pvhvm{"pvhvm", guest_mmu::nested, boot_protocol::multiboot, device_model::emulated_and_pv,
                               interrupt_delivery::callback_vector, guest_timer::pv_one_shot, true};
@@ -78,18 +85,13 @@ inline constexpr policy all[] = {bare, hvm, hvm_shadow, pvhvm, pvh};
 namespace real_mode_refused {
 inline constexpr char no_emulated_pc[] =
     "a real-mode start needs the emulated PC (fw_cfg carries its command line and memory map)";
-inline constexpr char shadow_paging[] =
-    "real mode under shadow paging needs VMX unrestricted guest, which needs EPT (no vm86 emulation)";
 } // namespace real_mode_refused
 
 // Why `p` cannot start a flat image in real mode, or nullptr. Every such rule is here
-// (choose_entry, inconsistency and so hvimage ask this one function).
+// (choose_entry, inconsistency and so hvimage ask this one function). Either MMU will
+// do: under shadow paging SVM runs paged real mode and VMX virtual-8086 mode.
 [[nodiscard]] constexpr const char* real_mode_refusal(const policy& p) {
     if (!emulates_pc(p)) return real_mode_refused::no_emulated_pc;
-    // VMX runs real mode under unrestricted guest, which needs EPT (so no shadow), or
-    // vm86 emulation, which libhv does not have; SVM runs it natively (not tried under
-    // the shadow MMU), but a policy is one choice for both vendors.
-    if (p.mmu == guest_mmu::shadow) return real_mode_refused::shadow_paging;
     return nullptr;
 }
 

@@ -83,7 +83,6 @@ TEST_CASE("choose_entry: every preset x every kind of image") {
     REQUIRE(hv::loader::real_mode_image_problem(bz) == nullptr);
 
     const std::string needs_pc = refused(std::string(flat_refused) + real_mode_refused::no_emulated_pc);
-    const std::string needs_nested = refused(std::string(flat_refused) + real_mode_refused::shadow_paging);
     const std::string elf_no_entry = refused(std::string(no_entry) + hv::loader::real_mode_problem::elf);
     const std::string garbage_no_entry = refused(std::string(no_entry) + hv::loader::real_mode_problem::no_signature);
 
@@ -93,18 +92,18 @@ TEST_CASE("choose_entry: every preset x every kind of image") {
         std::string bare, hvm, hvm_shadow, pvhvm, pvh;
     };
     const row rows[] = {
-        {"flat real-mode image", flat, needs_pc, "real-mode", needs_nested, "real-mode", needs_pc},
+        {"flat real-mode image", flat, needs_pc, "real-mode", "real-mode", "real-mode", needs_pc},
         {"multiboot1 ELF32", mb1_elf32, "multiboot1", "multiboot1", "multiboot1", "multiboot1", "multiboot1"},
         {"multiboot2 ELF64", mb2_elf64, "multiboot2", "multiboot2", "multiboot2", "multiboot2", "multiboot2"},
         {"PVH ELF64", pvh, "pvh", "pvh", "pvh", "pvh", "pvh"},
-        {"PVH + multiboot1/2 ELF32", all_entries, "pvh", "pvh", "multiboot2", "multiboot2", "pvh"},
+        {"PVH + multiboot1/2 ELF32", all_entries, "pvh", "pvh", "pvh", "multiboot2", "pvh"},
         {"Linux bzImage", bz, "linux", "linux", "linux", "linux", "linux"},
         {"ELF without an entry", elf_without_entry, elf_no_entry, elf_no_entry, elf_no_entry, elf_no_entry,
          elf_no_entry},
         {"garbage", garbage, garbage_no_entry, garbage_no_entry, garbage_no_entry, garbage_no_entry, garbage_no_entry},
-        {"flat image with a multiboot1 kludge header", flat_mb1, "multiboot1", "real-mode", "multiboot1",
+        {"flat image with a multiboot1 kludge header", flat_mb1, "multiboot1", "real-mode", "real-mode",
          "multiboot1", "multiboot1"},
-        {"flat image with unloadable multiboot headers", flat_unusable_headers, needs_pc, "real-mode", needs_nested,
+        {"flat image with unloadable multiboot headers", flat_unusable_headers, needs_pc, "real-mode", "real-mode",
          "real-mode", needs_pc},
     };
     for (const row& r : rows) {
@@ -147,7 +146,7 @@ TEST_CASE("choose_entry: why the entry was taken, for run_guest's log line") {
     e = choose_entry(presets::pvh, elf_with_header(false, images::mb1_header(0)));
     REQUIRE(e.ok());
     CHECK(std::string_view(e->why) == "the policy's pvh needs a PVH note");
-    e = choose_entry(presets::hvm_shadow, pvh_elf());
+    e = choose_entry(presets::pvhvm, pvh_elf());
     REQUIRE(e.ok());
     CHECK(std::string_view(e->why) == "the policy's multiboot needs a multiboot header");
     e = choose_entry(presets::hvm, images::build_bzimage({}));
