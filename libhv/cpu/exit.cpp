@@ -83,7 +83,10 @@ event from_svm_event(std::uint64_t raw) {
     case svm::event_type::intr: ev.kind = event_kind::external_interrupt; break;
     case svm::event_type::nmi: ev.kind = event_kind::nmi; break;
     case svm::event_type::software_interrupt: ev.kind = event_kind::software_interrupt; break;
-    default: ev.kind = event_kind::hardware_exception; break;
+    case svm::event_type::exception: ev.kind = event_kind::hardware_exception; break;
+    // Types 1, 5-7 are reserved: no event (Bochs 2.7 leaves EXITINTINFO as 0xbfbfbfbf...
+    // after a nested fault in an INTn's delivery in real mode).
+    default: return event{};
     }
     return ev;
 }

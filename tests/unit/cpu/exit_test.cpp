@@ -242,6 +242,8 @@ TEST_CASE("exit: interrupted event delivery is reported for re-injection") {
     // An INTn interrupted by a nested fault restarts from its own RIP: never reinjected.
     s.exitintinfo = hv::svm::event::make(hv::svm::event_type::software_interrupt, 0x10).raw;
     CHECK_FALSE(decode(s).interrupted.valid);
+    s.exitintinfo = 0xbfbfbfbfbfbfbfbfull;  // a reserved type (7): no event
+    CHECK_FALSE(decode(s).interrupted.valid);
 }
 
 TEST_CASE("exit log: counters and a ring of the last exits") {
