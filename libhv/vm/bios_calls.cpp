@@ -35,7 +35,10 @@ status bios_calls::install() {
     HV_TRY(g_->memory().load(bios::bda_equipment, &equipment, sizeof equipment));
     HV_TRY(g_->memory().load(bios::bda_base_memory_kib, &base_kib, sizeof base_kib));
     HV_TRY(g_->memory().load(bios::bda_hard_disks, &hard_disks, sizeof hard_disks));
-    return {};
+    // The first INT reads the IVT and fetches its stub during its delivery: mapped now, so
+    // no nested fault interrupts the delivery (guest::map_now says why).
+    HV_TRY(g_->map_now(bios::ivt_base, bios::ivt_size));
+    return g_->map_now(bios::rom_base, bios::rom_size);
 }
 
 status bios_calls::attach() {
