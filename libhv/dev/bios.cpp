@@ -80,6 +80,15 @@ outcome services::call(std::uint8_t vector, regs& r) {
         return outcome::boot_failed;
     }
     case 0x1a: return time_of_day(r);
+    case 0x00:
+    case 0x06: {
+        char line[112];
+        const std::size_t n = fmt::format_to(line, sizeof line,
+            "BIOS: INT {:02x}h: {} with no handler in the IVT; the run ends", vector,
+            vector == 0 ? "a divide error" : "an invalid opcode");
+        h_->report({line, n < sizeof line ? n : sizeof line - 1});
+        return outcome::fault;
+    }
     default: not_serviced(vector, r); return outcome::done;
     }
 }

@@ -20,8 +20,10 @@
 //            08h parameters, 15h type, 41h extensions check, 42h/43h extended read/write
 //   INT 15h  AX=E820h memory map, AX=2400h-2403h A20, AH=88h, AX=E801h
 //   INT 16h  AH=01h/11h: no key (ZF set); AH=00h/10h: no key can ever come: ends the run
-//            (bios_outcome::waits_for_key) instead of hanging; AH=02h: no shift keys
-//   INT 18h/19h  boot failure: ends the run (bios_outcome::boot_failed)
+//            (outcome::waits_for_key) instead of hanging; AH=02h: no shift keys
+//   INT 18h/19h  boot failure: ends the run (outcome::boot_failed)
+//   INT 00h/06h  a divide error / invalid opcode without a guest handler: ends the run
+//                (outcome::fault) rather than returning to the faulting instruction
 //   INT 1Ah  AH=00h ticks since midnight (from the RTC's seconds)
 #pragma once
 #include <array>
@@ -146,7 +148,9 @@ struct geometry {
     std::uint8_t heads, sectors_per_track;
 };
 
-enum class outcome : std::uint8_t { done, boot_failed, waits_for_key };
+// fault: INT 00h or 06h, which the CPU raises for a divide error or an invalid opcode;
+// their IRET would return to the faulting instruction and loop, so the run ends.
+enum class outcome : std::uint8_t { done, boot_failed, waits_for_key, fault };
 
 struct stats {
     std::uint64_t calls = 0, sectors_read = 0, sectors_written = 0, unserviced = 0;

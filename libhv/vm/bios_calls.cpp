@@ -97,7 +97,10 @@ void bios_calls::serve(cpu::vcpu& v) {
     cpu::guest_state& s = v.state;
     const int vector = (s.cr0 & x86::cr0::pe) ? -1 : bios::vector_at(s[cpu::seg::cs].base, s.rip);
     if (vector < 0) {
-        v.inject_exception(6);  // #UD: a VMCALL outside the BIOS stubs
+        // A VMCALL outside the BIOS stubs: #UD, as on a CPU outside VMX/SVM; in real mode
+        // its IVT entry is a stub that would end the run anyway (INT 06h).
+        if (!(s.cr0 & x86::cr0::pe)) return v.fail("BIOS: VMCALL/VMMCALL outside the BIOS stubs in real mode");
+        v.inject_exception(6);
         return;
     }
     // The INT's frame: IP, CS, FLAGS at SS:SP (16-bit stack, wrapping in its segment).
@@ -117,6 +120,7 @@ void bios_calls::serve(cpu::vcpu& v) {
     case bios::outcome::done: v.skip(); return;
     case bios::outcome::boot_failed: return v.fail("BIOS: INT 18h/19h: boot failure");
     case bios::outcome::waits_for_key: return v.fail("BIOS: INT 16h waits for a key: no keyboard input");
+    case bios::outcome::fault: return v.fail("BIOS: a divide error or invalid opcode with no handler in the IVT");
     }
 }
 

@@ -385,4 +385,10 @@ TEST_CASE("bios: INT 16h has no keys, INT 1Ah counts ticks, INT 18h/19h end the 
     CHECK(t.s.call(0x19, b) == outcome::boot_failed);
     CHECK(t.h.lines.back() == "BIOS: INT 19h: boot failure (the boot sector gave up)");
     CHECK(t.s.call(0x18, b) == outcome::boot_failed);
+
+    // A divide error or invalid opcode would IRET to its faulting instruction: the run ends.
+    CHECK(t.s.call(0x00, b) == outcome::fault);
+    CHECK(t.h.lines.back() == "BIOS: INT 00h: a divide error with no handler in the IVT; the run ends");
+    CHECK(t.s.call(0x06, b) == outcome::fault);
+    CHECK(t.h.lines.back() == "BIOS: INT 06h: an invalid opcode with no handler in the IVT; the run ends");
 }
