@@ -1,5 +1,6 @@
 #include "libhv/dev/bios.hpp"
 #include "libhv/core/format.hpp"
+#include "libhv/dev/cmos_rtc.hpp"
 
 namespace hv::dev::bios {
 
@@ -135,7 +136,23 @@ outcome services::keyboard(regs& r) {
     }
 }
 
+namespace {
+std::uint8_t bcd(unsigned v) { return static_cast<std::uint8_t>((v / 10 % 10) << 4 | v % 10); }
+} // namespace
+
 outcome services::time_of_day(regs& r) {
+    if (r.ah() == 0x02 || r.ah() == 0x04) {
+        const civil_time t = civil_from_unix(h_->unix_seconds());
+        if (r.ah() == 0x02) {
+            r.set_cx(static_cast<std::uint16_t>(bcd(t.hour) << 8 | bcd(t.minute)));
+            r.set_dx(static_cast<std::uint16_t>(bcd(t.second) << 8));  // DL 0: no daylight saving
+        } else {
+            r.set_cx(static_cast<std::uint16_t>(bcd(t.year / 100) << 8 | bcd(t.year % 100)));
+            r.set_dx(static_cast<std::uint16_t>(bcd(t.month) << 8 | bcd(t.day)));
+        }
+        r.set_flag(flags::cf, false);
+        return outcome::done;
+    }
     if (r.ah() != 0x00) {
         not_serviced(0x1a, r);
         return outcome::done;
@@ -274,7 +291,7 @@ outcome services::disk(regs& r) {
         return outcome::done;
     }
     switch (fn) {
-    case 0x00: case 0x02: case 0x03: case 0x08: case 0x15: case 0x41: case 0x42: case 0x43: break;
+    case 0x00: case 0x02: case 0x03: case 0x08: case 0x15: case 0x41: case 0x42: case 0x43: case 0x48: break;
     default:
         not_serviced(0x13, r);
         disk_result(r, disk_status::invalid);
@@ -313,10 +330,22 @@ outcome services::disk(regs& r) {
         }
         r.set_bx(0xaa55);
         r.set_ah(0x21);   // EDD 1.1
-        r.set_cx(1);      // the packet functions (42h/43h; 44h/47h/48h are not serviced)
+        r.set_cx(1);      // the packet functions (42h/43h/48h; 44h/47h are not serviced)
         r.set_flag(flags::cf, false);
         last_status_ = disk_status::ok;
         break;
+    case 0x48: {
+        const std::uint64_t at = std::uint64_t{r.ds_base} + static_cast<std::uint16_t>(r.esi);
+        std::uint16_t size = 0;
+        if (!h_->read(at, &size, sizeof size) || size < sizeof(drive_parameters)) {
+            disk_result(r, disk_status::invalid);
+            break;
+        }
+        const drive_parameters p{sizeof(drive_parameters), 1u << 1, geometry_.cylinders, geometry_.heads,
+                                 geometry_.sectors_per_track, disk_sectors(), 512};
+        disk_result(r, h_->write(at, &p, sizeof p) ? disk_status::ok : disk_status::invalid);
+        break;
+    }
     case 0x42: extended(r, false); break;
     case 0x43: extended(r, true); break;
     }

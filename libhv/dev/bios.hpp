@@ -17,14 +17,15 @@
 //   INT 10h  AH=0Eh teletype (to COM1), AH=0Fh video mode (3, 80 columns, page 0)
 //   INT 11h  equipment word; INT 12h base memory KiB
 //   INT 13h  drive 0x80: AH=00h reset, 01h last status, 02h/03h CHS read/write,
-//            08h parameters, 15h type, 41h extensions check, 42h/43h extended read/write
+//            08h parameters, 15h type, 41h extensions check, 42h/43h extended read/write,
+//            48h extended parameters
 //   INT 15h  AX=E820h memory map, AX=2400h-2403h A20, AH=88h, AX=E801h
 //   INT 16h  AH=01h/11h: no key (ZF set); AH=00h/10h: no key can ever come: ends the run
 //            (outcome::waits_for_key) instead of hanging; AH=02h: no shift keys
 //   INT 18h/19h  boot failure: ends the run (outcome::boot_failed)
 //   INT 00h/06h  a divide error / invalid opcode without a guest handler: ends the run
 //                (outcome::fault) rather than returning to the faulting instruction
-//   INT 1Ah  AH=00h ticks since midnight (from the RTC's seconds)
+//   INT 1Ah  AH=00h ticks since midnight (from the RTC's seconds), 02h/04h RTC time/date (BCD)
 #pragma once
 #include <array>
 #include <cstddef>
@@ -57,7 +58,19 @@ struct e820_entry {
     std::uint64_t length;
     std::uint32_t type;  // 1 RAM, 2 reserved
 };
+// INT 13h AH=48h: the result buffer at DS:SI (EDD 1.1's 26 bytes).
+struct drive_parameters {
+    std::uint16_t size;        // in: the buffer's size (at least 26); out: 26
+    std::uint16_t flags;       // bit 1: the CHS fields are valid
+    std::uint32_t cylinders;
+    std::uint32_t heads;
+    std::uint32_t sectors_per_track;
+    std::uint64_t sectors;
+    std::uint16_t bytes_per_sector;
+};
 #pragma pack(pop)
+static_assert(sizeof(drive_parameters) == 26);
+static_assert(offsetof(drive_parameters, sectors) == 16 && offsetof(drive_parameters, bytes_per_sector) == 24);
 static_assert(sizeof(disk_address_packet) == 16);
 static_assert(offsetof(disk_address_packet, count) == 2 && offsetof(disk_address_packet, lba) == 8);
 static_assert(sizeof(e820_entry) == 20);

@@ -4,7 +4,8 @@
 # Sector 0 (at 0000:7C00, DL = the boot drive) prints with INT 10h AH=0Eh, erases its
 # stage 2 (sectors 1-3, already copied by the loader) and loads it back from the IDE disk
 # with INT 13h AH=42h, then runs it. Stage 2 reads the same sectors with AH=02h (CHS) and
-# compares, checks a read past the disk's end fails (CF, AH=04h), times one-sector AH=42h
+# compares, checks a read past the disk's end fails (CF, AH=04h) and AH=48h's sector
+# count, times one-sector AH=42h
 # reads (RDTSC; HV-BENCH), walks INT 15h E820h and checks its RAM top against fw_cfg's
 # etc/e820, checks INT 12h and INT 15h AH=88h, and that an unserviced call returns CF set.
 # It ends with libhv's pass value 0x31 at port 0xf4, or 0x33 after "bios: FAIL step N".
@@ -149,6 +150,19 @@ stage2:
     cmpb $0x04, %ah
     jne fail
     cmpw $0, dap_past_end + 2               # no sectors transferred
+    jne fail
+    # AH=48h: the same sector count as AH=15h (still in dap_past_end's LBA).
+    movw $26, 0x800
+    movw $0x800, %si
+    movb $0x48, %ah
+    movb boot_drive, %dl
+    int $0x13
+    movb $21, step
+    jc fail
+    movl 0x800 + 16, %eax
+    cmpl dap_past_end + 8, %eax
+    jne fail
+    cmpw $512, 0x800 + 24
     jne fail
     movw $msg_past_end, %si
     call puts

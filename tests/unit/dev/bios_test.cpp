@@ -233,12 +233,39 @@ TEST_CASE("bios: INT 13h reset, parameters, type, extensions check") {
     r.edx = 0x81;
     CHECK(t.call(0x13, r).carry());
 
-    r = ah(0x48);  // extended parameters: not serviced
+    r = ah(0x47);  // extended seek: not serviced
     r.edx = 0x80;
     r = t.call(0x13, r);
     CHECK(r.carry());
     CHECK(r.ah() == 1);
-    CHECK(t.h.lines.back() == "BIOS: INT 13h AH=48h not serviced");
+    CHECK(t.h.lines.back() == "BIOS: INT 13h AH=47h not serviced");
+}
+
+TEST_CASE("bios: INT 13h AH=48h extended drive parameters") {
+    rig t;
+    const std::uint16_t size = 30;
+    std::memcpy(&t.h.mem[0x800], &size, 2);
+    regs r = ext(0x48, 0, 0x800);
+    r = t.call(0x13, r);
+    CHECK_FALSE(r.carry());
+    drive_parameters p;
+    std::memcpy(&p, &t.h.mem[0x800], sizeof p);
+    CHECK(p.size == 26);
+    CHECK(p.flags == 2);
+    CHECK(p.cylinders == 1);
+    CHECK(p.heads == 16);
+    CHECK(p.sectors_per_track == 63);
+    CHECK(p.sectors == 128);
+    CHECK(p.bytes_per_sector == 512);
+    const std::uint16_t small = 25;
+    std::memcpy(&t.h.mem[0x900], &small, 2);
+    r = t.call(0x13, ext(0x48, 0, 0x900));
+    CHECK(r.carry());
+    CHECK(r.ah() == 1);
+    CHECK(t.h.mem[0x902] == 0);  // nothing written
+    std::memcpy(&t.h.mem[0xa00], &size, 2);
+    CHECK(t.call(0x13, ext(0x48, 0, 0xa00, 0x81)).carry());  // no such drive
+    CHECK(t.call(0x13, ext(0x48, 0xa0000, 0)).carry());       // buffer not RAM
 }
 
 TEST_CASE("bios: INT 13h extended read and write with a disk address packet") {
@@ -380,6 +407,17 @@ TEST_CASE("bios: INT 16h has no keys, INT 1Ah counts ticks, INT 18h/19h end the 
     t.h.now = 1767225600ull + 86399;
     r = t.call(0x1a, ah(0x00));
     CHECK((std::uint32_t{r.cx()} << 16 | r.dx()) < 0x1800b0);
+
+    t.h.now = 1767225600ull + 13 * 3600 + 7 * 60 + 9;  // 2026-01-01 13:07:09
+    r = t.call(0x1a, ah(0x02));
+    CHECK_FALSE(r.carry());
+    CHECK(r.cx() == 0x1307);
+    CHECK(r.dx() == 0x0900);
+    r = t.call(0x1a, ah(0x04));
+    CHECK(r.cx() == 0x2026);
+    CHECK(r.dx() == 0x0101);
+    r = t.call(0x1a, ah(0x05));  // setting the date: not serviced
+    CHECK(r.carry());
 
     regs b;
     CHECK(t.s.call(0x19, b) == outcome::boot_failed);
