@@ -167,9 +167,13 @@ struct backend_ops {
 
 // Reads guest-linear memory for the vCPU layer (instruction fetch when an exit gave no
 // length). Without one, linear == host address (the identity-mapped smoke guests).
+// `write` (optional): stores to guest-linear memory as a guest write would (under shadow
+// paging, watched for the guest's page tables), for a backend that emulates real-mode
+// event delivery (VMX vm86: the pushes of FLAGS, CS, IP). nullptr: that backend refuses.
 struct code_reader {
     void* ctx = nullptr;
     status (*read)(vcpu& v, std::uint64_t linear, void* dst, std::size_t n, void* ctx) = nullptr;
+    status (*write)(vcpu& v, std::uint64_t linear, const void* src, std::size_t n, void* ctx) = nullptr;
 };
 
 // An interrupt controller model (e.g. a local APIC in libhv/dev) the vCPU takes external

@@ -4,6 +4,7 @@
 #include "libhv/cpu/cr_decode.hpp"
 #include "libhv/cpu/exit_decode.hpp"
 #include "libhv/cpu/insn/emulate.hpp"
+#include "libhv/cpu/real_mode.hpp"
 #include "libhv/cpu/host_timer.hpp"
 #include "libhv/cpu/vmx/entry_check.hpp"
 #include "libhv/cpu/vmx/exit.hpp"
@@ -185,6 +186,55 @@ status put_vm86(vcpu_arch& a, vmcs_image& img, const cpu::guest_state& g) {
     return {};
 }
 
+// Real-mode delivery of `vector` while in vm86 (cpu::deliver_real_mode): FLAGS (with the
+// guest's IOPL), CS and `ip` pushed through the vCPU's guest-memory access, IF/TF/AC
+// cleared, CS:IP from the guest's IVT (vm86_idtr), STI/MOV-SS blocking ended. Written
+// into the VMCS (current) and v.state (RIP, RSP, RFLAGS). False: the guest is failed, by name.
+bool deliver_in_vm86(cpu::vcpu& v, vcpu_arch& a, std::uint8_t vector, std::uint16_t ip) {
+    const cpu::code_reader& access = v.code();
+    struct bound {
+        cpu::vcpu* v;
+        const cpu::code_reader* access;
+    } ctx{&v, &access};
+    const cpu::guest_memory mem{
+        &ctx,
+        [](void* c, std::uint64_t la, void* dst, std::size_t n) {
+            auto* b = static_cast<bound*>(c);
+            return b->access->read(*b->v, la, dst, n, b->access->ctx).ok();
+        },
+        [](void* c, std::uint64_t la, const void* src, std::size_t n) {
+            auto* b = static_cast<bound*>(c);
+            return b->access->write(*b->v, la, src, n, b->access->ctx).ok();
+        }};
+    const std::uint64_t rflags = read<field::guest_rflags>();
+    const std::uint64_t rsp = read<field::guest_rsp>();
+    cpu::real_mode_frame f{.cs = static_cast<std::uint16_t>(read<field::guest_cs_selector>()),
+                           .ip = ip,
+                           .sp = static_cast<std::uint16_t>(rsp),
+                           .ss_base = read<field::guest_ss_base>(),
+                           .rflags = (rflags & ~(x86::rflags::vm | iopl_mask)) | a.vm86_iopl};
+    const std::uint16_t at_cs = f.cs, at_ip = static_cast<std::uint16_t>(v.state.rip);
+    const status delivered = access.read && access.write ? cpu::deliver_real_mode(f, vector, a.vm86_idtr, mem)
+                                                         : fail(errc::not_supported, "no guest-memory write path");
+    if (!delivered) {
+        fmt::format_to(a.message, sizeof a.message, "real mode under shadow paging on VMX (vm86): vector {:#x} at {:04x}:{:04x} not delivered: {}",
+                       vector, at_cs, at_ip, delivered.err().what);
+        v.fail(a.message);
+        return false;
+    }
+    v.state.rflags = (f.rflags & ~iopl_mask) | x86::rflags::vm | iopl_mask;
+    v.state.regs.rsp = (rsp & ~0xffffull) | f.sp;
+    v.state.rip = f.ip;
+    v.state.interruptibility = read<field::guest_interruptibility>() & ~3u;
+    (void)write<field::guest_rflags>(v.state.rflags);
+    (void)write<field::guest_rsp>(v.state.regs.rsp);
+    (void)write<field::guest_rip>(v.state.rip);
+    (void)write<field::guest_interruptibility>(v.state.interruptibility);
+    (void)write<field::guest_cs_selector>(f.cs);
+    (void)write<field::guest_cs_base>(std::uint64_t{f.cs} << 4);
+    return true;
+}
+
 // CR0.PE set: protected mode with the real-mode segment caches. The VMCS is current.
 void leave_vm86(vcpu_arch& a, cpu::vcpu& v) {
     for (unsigned i = 0; i < 6; ++i)
@@ -304,7 +354,15 @@ event_type vmx_type(cpu::event_kind k) {
 
 // Injection and window requests: only when an event waits or a window was asked before.
 [[gnu::noinline]] void apply_events(cpu::vcpu& v, vcpu_arch& a, const cpu::event_queue::decision& d) {
-    if (d.inject.valid) {
+    if (d.inject.valid && a.vm86) {
+        // Injection in vm86 would go through the protected-mode IDT: delivered as real
+        // mode does instead (no error code). A software event returns past its instruction.
+        const bool software = d.inject.kind == cpu::event_kind::software_interrupt ||
+                              d.inject.kind == cpu::event_kind::software_exception ||
+                              d.inject.kind == cpu::event_kind::privileged_software_exception;
+        const std::uint64_t ip = v.state.rip + (software ? v.current_exit().instruction_length : 0);
+        (void)deliver_in_vm86(v, a, d.inject.vector, static_cast<std::uint16_t>(ip));
+    } else if (d.inject.valid) {
         // Real-mode guests (unrestricted guest) take exceptions without error codes;
         // the guest owns CR0.PE, so ask the VMCS rather than v.state.
         const bool real = !(read<field::guest_cr0>() & x86::cr0::pe);
@@ -467,9 +525,13 @@ enum class vm86_step : std::uint8_t { done, dispatch, failed };
         return failed_with("no instruction bytes", 0);
     auto in = insn::decode({bytes, sizeof bytes}, insn::mode::code16);
     if (!in) return failed_with("an invalid instruction", bytes[0]);
-    // INT n faults while being delivered through the IDT (limit 0): IDT vectoring is valid.
-    if (in->map == 0 && (in->opcode == 0xcd || in->opcode == 0xcc || in->opcode == 0xce))
-        return failed_with("a software interrupt (INT n: no real-mode delivery in vm86)", in->opcode);
+    // INT n, INT3 and INTO fault while being delivered through the IDT (limit 0; IDT
+    // vectoring holds them, not requeued): delivered here as real mode does instead.
+    if (in->map == 0 && (in->opcode == 0xcd || in->opcode == 0xcc || in->opcode == 0xce)) {
+        const std::uint8_t vector = in->opcode == 0xcd ? bytes[in->length - 1] : in->opcode == 0xcc ? 3 : 4;
+        if (!deliver_in_vm86(v, a, vector, static_cast<std::uint16_t>(v.state.rip + in->length))) return vm86_step::failed;
+        return vm86_step::done;
+    }
     if (slot.interrupted.valid) return failed_with("an event delivered in real mode", 0);
     slot.instruction_length = in->length;
     if (in->map == 0 && in->opcode == 0xf4) {
@@ -548,7 +610,10 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(v.state.xcr0);
     write_back(v);
     v.end_return_request();
-    if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
+    if (d || a.windows_on) [[unlikely]] {
+        apply_events(v, a, d ? *d : cpu::event_queue::decision{});
+        if (v.status() == cpu::vcpu_status::failed) return;  // an event vm86 could not deliver
+    }
     // Handlers in the loop see the VMCS launched (set_paging_root writes it only then);
     // a VMLAUNCH that failed before any exit takes that back.
     const bool launched = a.launched;

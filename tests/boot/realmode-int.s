@@ -1,0 +1,196 @@
+# A boot sector (loaded at 0000:7c00) that checks real-mode software interrupts as the
+# CPU delivers them: INT 60h to a handler of its own in another code segment with SP
+# wrapping at 0, INT3, INTO taken (OF set) and not taken (OF clear), and INT 61h through
+# an IVT moved with LIDT. Each handler checks the FLAGS, CS and IP it finds on its stack,
+# that IF and TF are clear, and its CS; IRET must bring back the flags (as the handler
+# left them in the frame), SP and registers. It ends with a line on COM1 and the debug-exit
+# port 0xf4: 0x31 (pass) or 0x40 + the number of the failed check.
+# Built with `as --32` and linked at 0x7c00 (tests/boot/meson.build).
+        .code16
+        .text
+        .globl _start
+_start:
+        cli
+        xorw %ax, %ax
+        movw %ax, %ds
+        movw %ax, %es
+        movb $0xff, %al                 # mask both PICs: no IRQ while IF is set below
+        outb %al, $0x21
+        outb %al, $0xa1
+        movw $0x1000, %ax               # SS base 0x10000, SP 0: the first push wraps
+        movw %ax, %ss
+        xorw %sp, %sp
+        movw $(int60 - _start), 0x60 * 4
+        movw $0x07c0, 0x60 * 4 + 2
+        movw $int3, 3 * 4
+        movw $0, 3 * 4 + 2
+        movw $into, 4 * 4
+        movw $0, 4 * 4 + 2
+
+        # 1: INT 60h with FLAGS = CF | IF | OF (0x0a03).
+        movb $1, %cl
+        xorw %bx, %bx
+        pushw $0x0a03
+        popfw
+        int $0x60
+after_int60:
+        pushfw
+        popw %ax
+        cli
+        movb $7, %cl
+        cmpw $0x1234, %bx               # the handler's result
+        jne fail
+        movb $8, %cl
+        andw $0xcfff, %ax               # IOPL aside (vm86 runs the guest with IOPL 3: PUSHF shows it)
+        cmpw $0x0a02, %ax               # IF and OF back, CF as the handler left it (clear)
+        jne fail
+        movb $9, %cl
+        testw %sp, %sp                  # SP back to 0
+        jnz fail
+
+        # 2: INT3 (one byte) with FLAGS = TF clear, IF clear, ZF set.
+        movw $0x8000, %sp
+        movb $10, %cl
+        pushw $0x0042
+        popfw
+        int3
+after_int3:
+        movb $14, %cl
+        cmpw $0x8000, %sp
+        jne fail
+        movb $15, %cl
+        cmpw $0x5678, %bx
+        jne fail
+
+        # 3: INTO with OF clear does nothing; with OF set it takes vector 4.
+        movb $16, %cl
+        xorw %bx, %bx
+        pushw $0x0002
+        popfw
+        into
+        testw %bx, %bx
+        jnz fail
+        pushw $0x0802
+        popfw
+        into
+after_into:
+        movb $20, %cl
+        cmpw $0x9abc, %bx
+        jne fail
+
+        # 4: the IVT moved with LIDT: vector 61h at 0x0800 + 4 * 0x61.
+        movw $int61, 0x0800 + 0x61 * 4
+        movw $0, 0x0800 + 0x61 * 4 + 2
+        lidtw moved_ivt
+        movb $21, %cl
+        xorw %bx, %bx
+        int $0x61
+        movb $22, %cl
+        cmpw $0xdef0, %bx
+        jne fail
+        lidtw real_ivt
+
+        movw $pass_text, %si
+        call print
+        movb $0x31, %al
+        outb %al, $0xf4
+        hlt
+
+# Handler checks: the frame at SS:SP is IP, CS, FLAGS as expected (DX = IP, DI = FLAGS).
+frame_ok:                               # called: the frame is 2 bytes further up
+        movw %sp, %bp
+        incb %cl
+        cmpw %dx, 2(%bp)
+        jne fail
+        incb %cl
+        cmpw $0, 4(%bp)
+        jne fail
+        incb %cl
+        cmpw %di, 6(%bp)
+        jne fail
+        ret
+
+int60:                                  # runs at CS 07c0
+        movb $2, %cl
+        movw %cs, %ax
+        cmpw $0x07c0, %ax
+        jne fail
+        movb $3, %cl
+        cmpw $0xfffa, %sp
+        jne fail
+        pushfw
+        popw %ax
+        testw $0x0300, %ax              # IF and TF clear
+        jnz fail
+        movb $3, %cl                    # checks 4, 5, 6: IP, CS, FLAGS
+        movw $after_int60, %dx
+        movw $0x0a03, %di
+        call frame_ok
+        movw %sp, %bp
+        andw $0xfffe, 4(%bp)            # return with CF clear
+        movw $0x1234, %bx
+        iret
+
+int3:
+        movb $10, %cl                   # checks 11, 12, 13
+        movw $after_int3, %dx
+        movw $0x0042, %di
+        call frame_ok
+        movw $0x5678, %bx
+        iret
+
+into:
+        movb $16, %cl                   # checks 17, 18, 19
+        movw $after_into, %dx
+        movw $0x0802, %di
+        call frame_ok
+        movw $0x9abc, %bx
+        iret
+
+int61:
+        movw $0xdef0, %bx
+        iret
+
+# CL: the failed check.
+fail:
+        cli
+        xorw %ax, %ax
+        movw %ax, %ss
+        movw $0x7c00, %sp
+        movw $fail_text, %si
+        call print
+        movb %cl, %al
+        addb $0x40, %al
+        movw $0x3f8, %dx
+        outb %al, %dx
+        movb $'\n', %al
+        outb %al, %dx
+        movb %cl, %al
+        addb $0x40, %al
+        outb %al, $0xf4
+        hlt
+
+# The zero-terminated text at DS:SI to COM1.
+print:
+        movw $0x3f8, %dx
+1:      lodsb
+        testb %al, %al
+        jz 2f
+        outb %al, %dx
+        jmp 1b
+2:      ret
+
+pass_text:
+        .asciz "realmode-int: INT 60h, INT3, INTO, INT 61h via LIDT: frames, flags and IRET as real mode\n"
+fail_text:
+        .asciz "realmode-int: FAIL at check (0x40 + n): "
+        .balign 2
+moved_ivt:
+        .word 0x3ff
+        .long 0x0800
+real_ivt:
+        .word 0x3ff
+        .long 0
+
+        .org 510
+        .word 0xaa55
