@@ -1,7 +1,8 @@
-# A boot sector (loaded at 0000:7c00) that checks real-mode software interrupts as the
+# A real-mode image (loaded at 0000:7c00; code in the boot sector, data after it) that checks real-mode software interrupts as the
 # CPU delivers them: INT 60h to a handler of its own in another code segment with SP
 # wrapping at 0, INT3, INTO taken (OF set) and not taken (OF clear), and INT 61h through
-# an IVT moved with LIDT. Each handler checks the FLAGS, CS and IP it finds on its stack,
+# an IVT moved with LIDT; then PIT interrupts (IRQ0, vector 08h) taken with IF set, while
+# running and from HLT. Each handler checks the FLAGS, CS and IP it finds on its stack,
 # that IF and TF are clear, and its CS; IRET must bring back the flags (as the handler
 # left them in the frame), SP and registers. It ends with a line on COM1 and the debug-exit
 # port 0xf4: 0x31 (pass) or 0x40 + the number of the failed check.
@@ -90,6 +91,42 @@ after_into:
         jne fail
         lidtw real_ivt
 
+        # 5: an external interrupt in real mode (PIT channel 0 through the PIC, vector 08h)
+        # taken while running with IF set, then one waking a HLT.
+        movw $irq0, 8 * 4
+        movw $0, 8 * 4 + 2
+        movb $0x11, %al                 # ICW1: edge, cascade, ICW4 follows
+        outb %al, $0x20
+        movb $0x08, %al                 # ICW2: vectors 08h-0Fh
+        outb %al, $0x21
+        movb $0x04, %al                 # ICW3: the slave on IR2
+        outb %al, $0x21
+        movb $0x01, %al                 # ICW4: 8086 mode
+        outb %al, $0x21
+        movb $0xfe, %al                 # IR0 only
+        outb %al, $0x21
+        movb $0x34, %al                 # channel 0, low then high byte, rate generator
+        outb %al, $0x43
+        xorb %al, %al
+        outb %al, $0x40
+        movb $0x10, %al                 # 0x1000 counts
+        outb %al, $0x40
+        movb $23, %cl                   # checks 24, 25 in the handler
+        sti
+1:      cmpw $0, ticks
+        je 1b
+        hlt
+after_hlt:
+        cli
+        movb $0xff, %al
+        outb %al, $0x21
+        movb $26, %cl
+        cmpw $2, ticks
+        jb fail
+        movb $27, %cl
+        cmpw $after_hlt, last_ip
+        jne fail
+
         movw $pass_text, %si
         call print
         movb $0x31, %al
@@ -151,6 +188,30 @@ int61:
         movw $0xdef0, %bx
         iret
 
+irq0:                                   # frame: IP, CS, FLAGS above AX and BP
+        pushw %ax
+        pushw %bp
+        movw %sp, %bp
+        movb $24, %cl
+        pushfw
+        popw %ax
+        testw $0x0300, %ax              # IF and TF clear in the handler
+        jnz fail
+        movb $25, %cl
+        testw $0x0200, 8(%bp)           # IF set in the interrupted code's FLAGS
+        jz fail
+        cmpw $0, 6(%bp)
+        jne fail
+        movw 4(%bp), %ax
+        movw %ax, last_ip
+        incw ticks
+        movb $0x20, %al                 # EOI
+        outb %al, $0x20
+        movb $23, %cl
+        popw %bp
+        popw %ax
+        iret
+
 # CL: the failed check.
 fail:
         cli
@@ -180,17 +241,20 @@ print:
         jmp 1b
 2:      ret
 
+        .org 510                        # the boot signature hvimage looks for; data follow
+        .word 0xaa55
 pass_text:
-        .asciz "realmode-int: INT 60h, INT3, INTO, INT 61h via LIDT: frames, flags and IRET as real mode\n"
+        .asciz "realmode-int: all checks pass\n"
 fail_text:
-        .asciz "realmode-int: FAIL at check (0x40 + n): "
+        .asciz "realmode-int: FAIL 0x40+"
         .balign 2
+ticks:
+        .word 0
+last_ip:
+        .word 0
 moved_ivt:
         .word 0x3ff
         .long 0x0800
 real_ivt:
         .word 0x3ff
         .long 0
-
-        .org 510
-        .word 0xaa55
