@@ -1,8 +1,8 @@
-# A real-mode image (loaded at 0000:7c00; code in the boot sector, data after it) that checks real-mode software interrupts as the
+# A real-mode image (loaded whole at 0000:7c00: more than the boot sector) that checks real-mode software interrupts as the
 # CPU delivers them: INT 60h to a handler of its own in another code segment with SP
 # wrapping at 0, INT3, INTO taken (OF set) and not taken (OF clear), and INT 61h through
 # an IVT moved with LIDT; then PIT interrupts (IRQ0, vector 08h) taken with IF set, while
-# running and from HLT. Each handler checks the FLAGS, CS and IP it finds on its stack,
+# running and from HLT; then a fault (UD2) that returns to the faulting instruction. Each handler checks the FLAGS, CS and IP it finds on its stack,
 # that IF and TF are clear, and its CS; IRET must bring back the flags (as the handler
 # left them in the frame), SP and registers. It ends with a line on COM1 and the debug-exit
 # port 0xf4: 0x31 (pass) or 0x40 + the number of the failed check.
@@ -127,11 +127,26 @@ after_hlt:
         cmpw $after_hlt, last_ip
         jne fail
 
+        # 6: a fault (UD2: #UD, vector 6) returns to the faulting instruction; the handler
+        # steps over it.
+        movw $ud, 6 * 4
+        movw $0, 6 * 4 + 2
+        movb $28, %cl
+        xorw %bx, %bx
+ud2_at:
+        ud2
+        movb $29, %cl
+        cmpw $0x0606, %bx
+        jne fail
+
         movw $pass_text, %si
         call print
         movb $0x31, %al
         outb %al, $0xf4
         hlt
+
+        .org 510                        # the boot signature hvimage looks for; the rest follows
+        .word 0xaa55
 
 # Handler checks: the frame at SS:SP is IP, CS, FLAGS as expected (DX = IP, DI = FLAGS).
 frame_ok:                               # called: the frame is 2 bytes further up
@@ -182,6 +197,15 @@ into:
         movw $0x0802, %di
         call frame_ok
         movw $0x9abc, %bx
+        iret
+
+ud:
+        movw %sp, %bp
+        movb $28, %cl
+        cmpw $ud2_at, (%bp)
+        jne fail
+        addw $2, (%bp)
+        movw $0x0606, %bx
         iret
 
 int61:
@@ -241,8 +265,6 @@ print:
         jmp 1b
 2:      ret
 
-        .org 510                        # the boot signature hvimage looks for; data follow
-        .word 0xaa55
 pass_text:
         .asciz "realmode-int: all checks pass\n"
 fail_text:

@@ -519,6 +519,13 @@ enum class vm86_step : std::uint8_t { done, dispatch, failed };
         v.fail(a.message);
         return vm86_step::failed;
     };
+    // A fault (#UD, #DE, ...) or NMI whose delivery through the IDT (limit 0) raised this
+    // #GP: delivered through the IVT instead, returning to where the CPU would (RIP).
+    if (slot.interrupted.valid && (slot.interrupted.kind == cpu::event_kind::hardware_exception ||
+                                   slot.interrupted.kind == cpu::event_kind::nmi)) {
+        if (!deliver_in_vm86(v, a, slot.interrupted.vector, static_cast<std::uint16_t>(v.state.rip))) return vm86_step::failed;
+        return vm86_step::done;
+    }
     std::uint8_t bytes[insn::max_length] = {};
     const auto& reader = v.code();
     if (!reader.read || !reader.read(v, cs_base + v.state.rip, bytes, sizeof bytes, reader.ctx).ok())
