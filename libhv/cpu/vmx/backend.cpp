@@ -157,14 +157,22 @@ using cpu::shadow_real_efer;
 // CPL 3, which exits (vm86_gp): MOV to/from CR0/CR3/CR4, CLTS, LMSW, HLT and IN/OUT (when
 // the vm86 TSS's I/O permission check refuses them) go on as the exits they are elsewhere,
 // LGDT/LIDT are emulated; any other ends the guest, naming it. The VMCS's IDTR has limit
-// 0 meanwhile (the guest's is kept aside), so whatever would go through the IDT in vm86,
-// an INT n or an event, raises #GP and ends the guest by name instead of running a gate
-// made of IVT bytes. Setting CR0.PE leaves vm86 (leave_vm86): the segments keep selector,
-// base and limit as protected-mode ones (16-bit code, data, DPL 0), as a CPU's caches keep
-// them until the guest's far jump reloads CS, which then runs natively.
-// Not modelled: interrupts and INT n in real mode (no VME redirection, no emulated
-// real-mode delivery: a real-mode start has IF clear), string I/O the vm86 TSS refuses,
-// the IOPL the guest reads while in real mode (3), and a return to real mode.
+// 0 meanwhile (the guest's is kept aside), so whatever would go through the IDT in vm86
+// raises #GP instead of running a gate made of IVT bytes, and is delivered as real mode
+// delivers it (deliver_in_vm86: cpu::deliver_real_mode through the guest's IVT): INT n,
+// INT3 and INTO from the #GP exit (the instruction at CS:IP), a fault or NMI from the #GP
+// exit's IDT-vectoring information, and the events libhv injects (external interrupts,
+// exceptions) at entry instead of injecting them. Emulated rather than CR4.VME with a
+// redirection bitmap: VME redirects only INT n (not INT3, INTO, faults or external
+// interrupts), and needs a vm86 TSS in guest-physical memory the guest cannot see.
+// IRET, CLI, STI, PUSHF and POPF run natively (IOPL 3). Setting CR0.PE leaves vm86
+// (leave_vm86): the segments keep selector, base and limit as protected-mode ones (16-bit
+// code, data, DPL 0), as a CPU's caches keep them until the guest's far jump reloads CS,
+// which then runs natively.
+// Not modelled: a #GP the guest's own code raises in real mode (a segment-limit fault:
+// it ends the guest by name rather than going to IVT vector 13), string I/O the vm86 TSS
+// refuses, the IOPL the guest reads while in real mode (3: PUSHF shows it), and a return
+// to real mode.
 constexpr std::uint64_t iopl_mask = 3ull << 12;
 constexpr std::uint32_t vm86_segment_ar = 0xf3, pm_code16_ar = 0x9b, pm_data_ar = 0x93;
 constexpr field nth(field first, unsigned i) { return static_cast<field>(raw(first) + 2 * i); }
