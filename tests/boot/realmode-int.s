@@ -2,7 +2,8 @@
 # CPU delivers them: INT 60h to a handler of its own in another code segment with SP
 # wrapping at 0, INT3, INTO taken (OF set) and not taken (OF clear), and INT 61h through
 # an IVT moved with LIDT; then PIT interrupts (IRQ0, vector 08h) taken with IF set, while
-# running and from HLT; then a fault (UD2) that returns to the faulting instruction. Each handler checks the FLAGS, CS and IP it finds on its stack,
+# running and from HLT; then a fault (UD2) that returns to the faulting instruction; and
+# reports what an INT n + IRET round trip costs (HV-BENCH). Each handler checks the FLAGS, CS and IP it finds on its stack,
 # that IF and TF are clear, and its CS; IRET must bring back the flags (as the handler
 # left them in the frame), SP and registers. It ends with a line on COM1 and the debug-exit
 # port 0xf4: 0x31 (pass) or 0x40 + the number of the failed check.
@@ -139,6 +140,25 @@ ud2_at:
         cmpw $0x0606, %bx
         jne fail
 
+        # 7: what an INT n and its IRET cost (HV-BENCH: TSC ticks per round trip, 16 of them).
+        movw $int61, 0x62 * 4
+        movw $0, 0x62 * 4 + 2
+        rdtsc
+        movl %eax, %edi
+        movw $16, %cx
+1:      int $0x62
+        loop 1b
+        rdtsc
+        subl %edi, %eax
+        shrl $4, %eax
+        movl %eax, %edi
+        movw $bench_text, %si
+        call print
+        movl %edi, %eax
+        call print_decimal
+        movw $ticks_text, %si
+        call print
+
         movw $pass_text, %si
         call print
         movb $0x31, %al
@@ -265,6 +285,27 @@ print:
         jmp 1b
 2:      ret
 
+# EAX in decimal to COM1.
+print_decimal:
+        movl $10, %ebx
+        xorw %cx, %cx
+1:      xorl %edx, %edx
+        divl %ebx
+        pushw %dx
+        incw %cx
+        testl %eax, %eax
+        jnz 1b
+        movw $0x3f8, %dx
+2:      popw %ax
+        addb $'0', %al
+        outb %al, %dx
+        loop 2b
+        ret
+
+bench_text:
+        .asciz "HV-BENCH: realmode.int-iret 16 "
+ticks_text:
+        .asciz " ticks\n"
 pass_text:
         .asciz "realmode-int: all checks pass\n"
 fail_text:
