@@ -69,11 +69,20 @@ TEST_CASE("real-mode delivery: SP wraps at 0 within the stack segment") {
     CHECK(f.ip == 0x0500);
     CHECK(!(f.rflags & rf::if_));
 
-    real_mode_frame g{.cs = 0, .ip = 0, .sp = 0x0002, .ss_base = 0, .rflags = rf::fixed1};
+    // SP 2 and 4: the frame itself wraps (FLAGS at the segment's bottom, IP and CS at its top).
+    real_mode_frame g{.cs = 0x1111, .ip = 0x2222, .sp = 0x0002, .ss_base = 0x40000, .rflags = rf::fixed1};
     REQUIRE(deliver_real_mode(g, 3, real_idtr, ram.memory()).ok());
     CHECK(g.sp == 0xfffc);
-    CHECK(ram.word(0x0000) == rf::fixed1);
-    CHECK(ram.word(0xfffe) == 0);
+    CHECK(ram.word(0x40000) == rf::fixed1);
+    CHECK(ram.word(0x40000 + 0xfffe) == 0x1111);
+    CHECK(ram.word(0x40000 + 0xfffc) == 0x2222);
+    CHECK(ram.word(0x40000 + 0x10000) == 0);  // nothing above the segment's top
+    real_mode_frame h{.cs = 0x3333, .ip = 0x4444, .sp = 0x0004, .ss_base = 0x60000, .rflags = rf::fixed1 | rf::cf};
+    REQUIRE(deliver_real_mode(h, 3, real_idtr, ram.memory()).ok());
+    CHECK(h.sp == 0xfffe);
+    CHECK(ram.word(0x60002) == (rf::fixed1 | rf::cf));
+    CHECK(ram.word(0x60000) == 0x3333);
+    CHECK(ram.word(0x60000 + 0xfffe) == 0x4444);
 }
 
 TEST_CASE("real-mode delivery uses the IDTR's base and refuses entries beyond its limit") {
@@ -89,7 +98,7 @@ TEST_CASE("real-mode delivery uses the IDTR's base and refuses entries beyond it
     CHECK(deliver_real_mode(g, 0x22, {0x8000, 0x87}, ram.memory()).code() == hv::errc::out_of_range);
     CHECK(g.sp == before.sp);
     CHECK(g.rflags == before.rflags);
-    CHECK(ram.writes == 3);  // only the first delivery's pushes
+    CHECK(ram.writes == 1);  // only the first delivery's frame, in one store
 }
 
 TEST_CASE("real-mode delivery refuses pushes across SS's limit and memory that is not there") {
