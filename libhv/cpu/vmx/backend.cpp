@@ -156,7 +156,8 @@ using cpu::shadow_real_efer;
 // clear) through the read shadow, SMSW included. Privileged instructions raise #GP at
 // CPL 3, which exits (vm86_gp): MOV to/from CR0/CR3/CR4, CLTS, LMSW, HLT and IN/OUT (when
 // the vm86 TSS's I/O permission check refuses them) go on as the exits they are elsewhere,
-// LGDT/LIDT are emulated; any other ends the guest, naming it. The VMCS's IDTR has limit
+// string I/O (INS/OUTS, REP or not) is handed on as an io exit too, LGDT/LIDT are
+// emulated; any other ends the guest, naming it. The VMCS's IDTR has limit
 // 0 meanwhile (the guest's is kept aside), so whatever would go through the IDT in vm86
 // raises #GP instead of running a gate made of IVT bytes, and is delivered as real mode
 // delivers it (deliver_in_vm86: cpu::deliver_real_mode through the guest's IVT): INT n,
@@ -170,9 +171,9 @@ using cpu::shadow_real_efer;
 // code, data, DPL 0), as a CPU's caches keep them until the guest's far jump reloads CS,
 // which then runs natively.
 // Not modelled: a #GP the guest's own code raises in real mode (a segment-limit fault:
-// it ends the guest by name rather than going to IVT vector 13), string I/O the vm86 TSS
-// refuses, the IOPL the guest reads while in real mode (3: PUSHF shows it), and a return
-// to real mode.
+// it ends the guest by name rather than going to IVT vector 13), OUTS with a segment
+// override other than DS, the IOPL the guest reads while in real mode (3: PUSHF shows
+// it), and a return to real mode.
 constexpr std::uint64_t iopl_mask = 3ull << 12;
 constexpr std::uint32_t vm86_segment_ar = 0xf3, pm_code16_ar = 0x9b, pm_data_ar = 0x93;
 constexpr field nth(field first, unsigned i) { return static_cast<field>(raw(first) + 2 * i); }
@@ -565,6 +566,16 @@ enum class vm86_step : std::uint8_t { done, dispatch, failed };
         const auto port = static_cast<std::uint16_t>(dx ? v.state.regs.rdx : bytes[in->length - 1]);
         slot.reason = cpu::exit_reason::io;
         slot.io = {port, size, 0, !(in->opcode & 2), false, false};
+        return vm86_step::dispatch;
+    }
+    if (in->map == 0 && (in->opcode & 0xfc) == 0x6c) {  // INS (6C/6D), OUTS (6E/6F), REP or not
+        const bool outs = in->opcode & 2;
+        if (outs && in->segment_override != insn::seg::none && in->segment_override != insn::seg::ds)
+            return failed_with("OUTS with a segment override", in->opcode);  // the string I/O path reads DS
+        const auto size = static_cast<std::uint8_t>((in->opcode & 1) ? in->operand_size : 1);
+        slot.reason = cpu::exit_reason::io;
+        slot.io = {static_cast<std::uint16_t>(v.state.regs.rdx), size, static_cast<std::uint8_t>(in->address_size * 8), !outs,
+                   true, in->rep != insn::rep_prefix::none};
         return vm86_step::dispatch;
     }
     const unsigned reg = (in->modrm >> 3) & 7;
