@@ -197,9 +197,11 @@ status put_vm86(vcpu_arch& a, vmcs_image& img, const cpu::guest_state& g) {
 
 // Real-mode delivery of `vector` while in vm86 (cpu::deliver_real_mode): FLAGS (with the
 // guest's IOPL), CS and `ip` pushed through the vCPU's guest-memory access, IF/TF/AC
-// cleared, CS:IP from the guest's IVT (vm86_idtr), STI/MOV-SS blocking ended. Written
-// into the VMCS (current) and v.state (RIP, RSP, RFLAGS). False: the guest is failed, by name.
-bool deliver_in_vm86(cpu::vcpu& v, vcpu_arch& a, std::uint8_t vector, std::uint16_t ip) {
+// cleared, CS:IP from the guest's IVT (vm86_idtr), STI/MOV-SS blocking ended; an NMI
+// blocks NMIs until the handler's IRET (which runs natively and unblocks them, virtual
+// NMIs or not). Written into the VMCS (current) and v.state (RIP, RSP, RFLAGS).
+// False: the guest is failed, by name.
+bool deliver_in_vm86(cpu::vcpu& v, vcpu_arch& a, std::uint8_t vector, std::uint16_t ip, bool nmi = false) {
     const cpu::code_reader& access = v.code();
     struct bound {
         cpu::vcpu* v;
@@ -234,7 +236,8 @@ bool deliver_in_vm86(cpu::vcpu& v, vcpu_arch& a, std::uint8_t vector, std::uint1
     v.state.rflags = (f.rflags & ~iopl_mask) | x86::rflags::vm | iopl_mask;
     v.state.regs.rsp = (rsp & ~0xffffull) | f.sp;
     v.state.rip = f.ip;
-    v.state.interruptibility = read<field::guest_interruptibility>() & ~3u;
+    constexpr std::uint32_t blocking_by_sti_or_mov_ss = 3, blocking_by_nmi = 8;
+    v.state.interruptibility = (read<field::guest_interruptibility>() & ~blocking_by_sti_or_mov_ss) | (nmi ? blocking_by_nmi : 0);
     (void)write<field::guest_rflags>(v.state.rflags);
     (void)write<field::guest_rsp>(v.state.regs.rsp);
     (void)write<field::guest_rip>(v.state.rip);
@@ -370,7 +373,7 @@ event_type vmx_type(cpu::event_kind k) {
                               d.inject.kind == cpu::event_kind::software_exception ||
                               d.inject.kind == cpu::event_kind::privileged_software_exception;
         const std::uint64_t ip = v.state.rip + (software ? v.current_exit().instruction_length : 0);
-        (void)deliver_in_vm86(v, a, d.inject.vector, static_cast<std::uint16_t>(ip));
+        (void)deliver_in_vm86(v, a, d.inject.vector, static_cast<std::uint16_t>(ip), d.inject.kind == cpu::event_kind::nmi);
     } else if (d.inject.valid) {
         // Real-mode guests (unrestricted guest) take exceptions without error codes;
         // the guest owns CR0.PE, so ask the VMCS rather than v.state.
@@ -532,7 +535,9 @@ enum class vm86_step : std::uint8_t { done, dispatch, failed };
     // #GP: delivered through the IVT instead, returning to where the CPU would (RIP).
     if (slot.interrupted.valid && (slot.interrupted.kind == cpu::event_kind::hardware_exception ||
                                    slot.interrupted.kind == cpu::event_kind::nmi)) {
-        if (!deliver_in_vm86(v, a, slot.interrupted.vector, static_cast<std::uint16_t>(v.state.rip))) return vm86_step::failed;
+        if (!deliver_in_vm86(v, a, slot.interrupted.vector, static_cast<std::uint16_t>(v.state.rip),
+                             slot.interrupted.kind == cpu::event_kind::nmi))
+            return vm86_step::failed;
         return vm86_step::done;
     }
     std::uint8_t bytes[insn::max_length] = {};
