@@ -8,6 +8,7 @@
 // interrupted and those fields need not be read.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 #include "libhv/cpu/exit.hpp"
 #include "libhv/cpu/svm/vmcb.hpp"
 #include "libhv/cpu/vmx/exit.hpp"
@@ -100,17 +101,28 @@ template <class IoFields, class Then, class Otherwise>
         [](auto) { return true; }, [] { return false; });
 }
 
+namespace detail {
+// An SVM IOIO exit into `e` (the length as known so far; EXITINFO2 holds the next RIP for
+// IOIO even without NRIPS).
+[[gnu::always_inline]] inline void decode_svm_io(const svm_exit_raw& raw, exit_info& e, std::uint8_t len,
+                                                 std::uint64_t info1, std::uint64_t info2) {
+    const std::uint64_t n = info2 - raw.rip;
+    if (n - 1 < 15) len = static_cast<std::uint8_t>(n);
+    const svm::ioio_info io{info1};
+    begin_instruction_exit(e, exit_reason::io, vendor::svm, raw.exitcode, raw.rip, len);
+    e.io = {io.port(), io.size(), io.string() ? io.address_size() : std::uint8_t{0}, io.in(), io.string(), io.rep()};
+}
+} // namespace detail
+
 // The SVM counterpart. EXITINFO1/2 (MSR and I/O exits only) come from
-// `exit_info12(exitinfo1, exitinfo2)`, so the backend reads them only then.
-template <class ExitInfo12, class Then, class Otherwise>
+// `exit_info12(exitinfo1, exitinfo2)`, so the backend reads them only then. An I/O
+// exit goes to `io_exit()` instead when one is given (a backend that decodes it out of
+// line, with detail::decode_svm_io, to keep the other cases' registers few).
+struct no_io_exit {};
+template <class ExitInfo12, class Then, class Otherwise, class IoExit = no_io_exit>
 [[gnu::always_inline]] inline auto decode_hot(const svm_exit_raw& raw, exit_info& e, ExitInfo12 exit_info12, Then then,
-                                              Otherwise otherwise) {
+                                              Otherwise otherwise, IoExit io_exit = {}) {
     using c = svm::exit_code;
-    // A next RIP not 1..15 bytes ahead (none without NRIPS, or a wrap) leaves the length unknown.
-    auto length_to = [&](std::uint64_t next) {
-        const std::uint64_t n = next - raw.rip;
-        return static_cast<std::uint8_t>(n - 1 < 15 ? n : 0);
-    };
     // With NRIPS the next RIP of every exit handled here is the instruction's end (APM 15.7.1).
     std::uint8_t len = raw.nrips ? static_cast<std::uint8_t>(raw.next_rip - raw.rip) : 0;
     auto begin = [&](exit_reason r) { detail::begin_instruction_exit(e, r, vendor::svm, raw.exitcode, raw.rip, len); };
@@ -135,15 +147,14 @@ template <class ExitInfo12, class Then, class Otherwise>
         return then(detail::reason_c<exit_reason::msr_read>{});
     }
     case c::ioio: {
-        std::uint64_t info1, info2;
-        exit_info12(info1, info2);
-        const svm::ioio_info io{info1};
-        // EXITINFO2 holds the next RIP for IOIO even without NRIPS.
-        if (const std::uint8_t n = length_to(info2)) len = n;
-        begin(exit_reason::io);
-        e.io = {io.port(), io.size(), io.string() ? io.address_size() : std::uint8_t{0}, io.in(), io.string(),
-                io.rep()};
-        return then(detail::reason_c<exit_reason::io>{});
+        if constexpr (!std::is_same_v<IoExit, no_io_exit>) {
+            return io_exit();
+        } else {
+            std::uint64_t info1, info2;
+            exit_info12(info1, info2);
+            detail::decode_svm_io(raw, e, len, info1, info2);
+            return then(detail::reason_c<exit_reason::io>{});
+        }
     }
     case c::hlt:
         begin(exit_reason::hlt);

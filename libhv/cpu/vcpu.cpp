@@ -1,4 +1,5 @@
 #include "libhv/cpu/vcpu.hpp"
+#include "libhv/cpu/loop_word.h"
 
 namespace hv::cpu {
 
@@ -162,6 +163,20 @@ void vcpu::init(unsigned id, const backend_ops& ops, void* arch, void* stack, st
     fiber_.init(stack, stack_size, &vcpu::entry, this);
 }
 
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+std::size_t vcpu::loop_word_offset() {
+    constexpr std::size_t at = offsetof(vcpu, loop_flags_);
+    // SVM's switch.S reaches the vCPU through its registers (state.regs comes first) and
+    // tests the loop word at this offset.
+    static_assert(offsetof(vcpu, state) == 0);
+#if !HV_HOSTED
+    static_assert(at == HV_VCPU_LOOP_WORD, "update libhv/cpu/loop_word.h");
+#endif
+    return at;
+}
+#pragma GCC diagnostic pop
+
 void vcpu::entry(fiber&, void* self) { static_cast<vcpu*>(self)->run_loop(); }
 
 bool vcpu::wakeable() const {
@@ -204,7 +219,7 @@ void vcpu::skip_slow() {
     state.rip += len;
     if (state.interruptibility & 3u) {
         state.interruptibility &= ~3u;
-        dirty_ |= dirty_interruptibility;
+        mark_dirty(dirty_interruptibility);
     }
 }
 
@@ -243,9 +258,11 @@ void vcpu::run_guest() {
 // backend re-enters at once. Otherwise the run loop, which goes straight to
 // enter_with_events() then, does not run the hook a second time for that entry.
 bool vcpu::stay_after_polling() {
-    if (loop_flags_.word != only_extras) return false;  // events included
+    // Dirty state alone keeps the loop going: the backend writes it back.
+    if ((loop_flags_.word & ~dirty_in_word) == 0) return true;
+    if ((loop_flags_.word & ~dirty_in_word) != only_extras) return false;  // events included
     if (hook_.fn) hook_.fn(*this, hook_.ctx);
-    if (loop_flags_.word != only_extras) return false;
+    if ((loop_flags_.word & ~dirty_in_word) != only_extras) return false;
     // A preemption deadline is armed by an entry from the run loop, which has the hook's
     // decision: leave the backend's loop for it. (A timer still armed after the deadline
     // went back to 0 ends in a preemption exit, which leaves the loop too and is disarmed.)

@@ -2,23 +2,28 @@
  * (see libhv/cpu/vmx/switch.S); RAX, RSP and RIP live in the VMCB: the C++ exit handler
  * copies them out, this loop copies RAX and RIP back in.
  *
- * void hv_svm_run(gprs* regs, uint64_t vmcb_pa, uint64_t host_save_pa, void* vcpu,
- *                 int (*exit_handler)(void* vcpu, void* vmcb))
- *   VMSAVE the host's hidden state (FS/GS/TR/LDTR, KernelGSBase, syscall and sysenter
- *   MSRs) to host_save_pa once; then per entry: CLGI, VMLOAD the guest's, VMRUN,
- *   VMSAVE the guest's, VMLOAD the host's back, STGI, and exit_handler(vcpu, vmcb)
- *   (the VMCB by its physical address, which is its virtual one: libhv's pages are
- *   identity-mapped, cpu::pa_of): 0 = enter again at once, after copying the
- *   guest's RAX and RIP from regs (RIP follows the GPRs, hv::cpu::guest_state) into the
- *   VMCB (the handler wrote back whatever else it changed), else return. The
- *   host's callee-saved registers are saved once per call. The host's hidden state is
- *   loaded back at every exit, not kept off until the loop ends: handlers run on the
- *   host's GS base (the per-CPU block: x86::this_cpu()) and TR (the TSS with the IST
- *   stacks of NMI, #DF and #MC), which VMRUN/#VMEXIT do not switch.
+ * void hv_svm_run(vcpu* v, uint64_t vmcb_pa, uint64_t host_save_pa,
+ *                 int (*settle)(void* vcpu),
+ *                 void (*exit_handler)(void* vcpu, void* vmcb, uint64_t, uint64_t guest_rcx))
+ *   v->state.regs is at the start of the vCPU (static_asserted in vcpu.cpp), so one
+ *   pointer is both. VMSAVE the host's hidden state (FS/GS/TR/LDTR, KernelGSBase,
+ *   syscall and sysenter MSRs) to host_save_pa once; then per entry: CLGI, VMLOAD the
+ *   guest's, VMRUN, VMSAVE the guest's, VMLOAD the host's back, STGI, and
+ *   exit_handler(vcpu, vmcb, -, guest RCX) (the VMCB by its physical address, which is
+ *   its virtual one: libhv's pages are identity-mapped, cpu::pa_of). It ends in the
+ *   exit's handler. Then the vCPU's loop word (HV_VCPU_LOOP_WORD, vcpu::loop_word()): 0 =
+ *   enter again at once, after copying the guest's RAX and RIP from regs (RIP follows the
+ *   GPRs, hv::cpu::guest_state) into the VMCB (the rest of what a handler changed is
+ *   marked dirty, which makes the word non-zero); else settle(vcpu): 0 = the same, else
+ *   return. The host's callee-saved registers are saved once per call. The host's hidden
+ *   state is loaded back at every exit, not kept off until the loop ends: handlers run
+ *   on the host's GS base (the per-CPU block: x86::this_cpu()) and TR (the TSS with the
+ *   IST stacks of NMI, #DF and #MC), which VMRUN/#VMEXIT do not switch.
  *
- * Frame (16-byte aligned at the call): 0x00 regs  0x08 vmcb_pa  0x10 host save  0x18 vcpu
+ * Frame (16-byte aligned at the call): 0x00 vcpu  0x08 vmcb_pa  0x10 host save  0x18 settle
  *   0x20 exit_handler  0x28.. rbp rbx r12..r15 (reversed) */
 #include "libhv/cpu/gprs.inc"
+#include "libhv/cpu/loop_word.h"
     .text
     .globl hv_svm_run
     .type hv_svm_run, @function
@@ -54,12 +59,16 @@ hv_svm_run:
     vmsave %rax
     mov 0x00(%rsp), %rax
     store_guest_gprs_but_rax %rax
+    mov %rax, %rdi
     mov 0x10(%rsp), %rax
     vmload %rax
     stgi
-    mov 0x18(%rsp), %rdi
     mov 0x08(%rsp), %rsi
-    call *0x20(%rsp)
+    call *0x20(%rsp)            /* RCX: still the guest's */
+    mov 0x00(%rsp), %rdi
+    cmpq $0, HV_VCPU_LOOP_WORD(%rdi)
+    je .Lstay
+    call *0x18(%rsp)
     mov 0x00(%rsp), %rdi
     test %eax, %eax
     jz .Lstay
