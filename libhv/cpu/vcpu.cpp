@@ -146,9 +146,19 @@ exit_handler default_for(exit_reason r) {
 }
 } // namespace
 
-void vcpu::on(exit_reason r, exit_handler h) {
+void vcpu::on(exit_reason r, exit_handler h) { on(r, h, h ? handler_kind::host : handler_kind::leaf); }
+
+// The defaults of the hot exits (hlt, unhandled) are leaf handlers.
+void vcpu::on(exit_reason r, exit_handler h, handler_kind kind) {
     const auto i = static_cast<std::size_t>(r);
-    if (i < exit_reason_count) handlers_[i] = h ? h : default_for(r);
+    if (i >= exit_reason_count) return;
+    handlers_[i] = h ? h : default_for(r);
+    const std::uint64_t bit = 1ull << i;
+    const std::uint64_t was = leaf_hot_;
+    if (!h || kind == handler_kind::leaf) leaf_hot_ |= bit & hot_reason_mask;
+    else leaf_hot_ &= ~bit;
+    // A backend loop chosen for the old kinds (SVM's lean one) must not run the new handler.
+    if (leaf_hot_ != was) request_return();
 }
 
 void vcpu::init(unsigned id, const backend_ops& ops, void* arch, void* stack, std::size_t stack_size) {

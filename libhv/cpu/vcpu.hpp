@@ -278,6 +278,16 @@ public:
     // nullptr restores the default. handler() is the one installed now, for a policy
     // that handles part of an exit and chains to what was there before.
     void on(exit_reason r, exit_handler h);
+    // A leaf handler uses nothing of the host's per-CPU context: not x86::this_cpu() (nor
+    // what uses it: the console, locks that record their owner), no host FS/GS-based data,
+    // and it cannot fault. When every hot exit (CPUID, hypercall, RDMSR/WRMSR, port I/O,
+    // HLT) of a vCPU has a leaf handler (the defaults are), the SVM backend runs them
+    // without switching the host's hidden state back (the guest's FS/GS/TR/LDTR and
+    // syscall MSRs stay loaded) and with GIF still 0 (NMIs and interrupts held until the
+    // next VMRUN exits for them): libhv/cpu/README.md "Leaf handlers".
+    enum class handler_kind : std::uint8_t { host, leaf };
+    void on(exit_reason r, exit_handler h, handler_kind kind);
+    [[nodiscard]] bool hot_handlers_leaf() const { return leaf_hot_ == hot_reason_mask; }
     [[nodiscard]] exit_handler handler(exit_reason r) const { return handlers_[static_cast<std::size_t>(r)]; }
 
     // The host TSC by which the guest must exit even if it spins without exiting (the next
@@ -427,6 +437,13 @@ private:
     exit_info* exit_ = &no_exit_;  // the ring slot of the exit being handled
     exit_info no_exit_{};
     exit_handler handlers_[exit_reason_count] = {};
+#define HV_REASON_BIT(r) (1ull << static_cast<unsigned>(exit_reason::r))
+    static constexpr std::uint64_t hot_reason_mask = HV_REASON_BIT(cpuid) | HV_REASON_BIT(hypercall) |
+                                                     HV_REASON_BIT(msr_read) | HV_REASON_BIT(msr_write) |
+                                                     HV_REASON_BIT(io) | HV_REASON_BIT(hlt);
+#undef HV_REASON_BIT
+    static_assert(exit_reason_count <= 64);
+    std::uint64_t leaf_hot_ = hot_reason_mask;  // hot reasons whose handler is a leaf one
     interrupt_source source_{};
     const fmt::sink* failure_sink_ = nullptr;
     entry_hook hook_{};

@@ -12,12 +12,31 @@ using hv_svm_exit_fn = void (*)(hv::cpu::vcpu* v, hv::svm::vmcb* block, std::uin
 using hv_svm_settle_fn = int (*)(hv::cpu::vcpu* v);
 extern "C" void hv_svm_run(hv::cpu::vcpu* v, std::uint64_t vmcb_pa, std::uint64_t host_save_pa,
                            hv_svm_settle_fn settle, hv_svm_exit_fn exit_handler);
+extern "C" void hv_svm_run_lean(hv::cpu::vcpu* v, std::uint64_t vmcb_pa, std::uint64_t host_save_pa,
+                                hv_svm_settle_fn settle, hv_svm_exit_fn exit_handler);
 
 namespace hv::svm {
 
 namespace {
 
 vcpu_arch& arch(cpu::vcpu& v) { return *static_cast<vcpu_arch*>(v.arch()); }
+
+// The lean loop's two switches of the hidden state (see hv_svm_run_lean): to the host's
+// (the guest's saved into its VMCB, GIF set) before anything that is not a leaf handler,
+// and back (GIF clear) before entering again.
+void to_host(vcpu_arch& a) {
+    asm volatile("vmsave %%rax" ::"a"(cpu::pa_of(a.block)) : "memory");
+    asm volatile("vmload %%rax; stgi" ::"a"(a.cpu->host_save_pa) : "memory");
+    a.hidden_in_cpu = false;
+}
+void to_guest(vcpu_arch& a) {
+    asm volatile("clgi; vmload %%rax" ::"a"(cpu::pa_of(a.block)) : "memory");
+    a.hidden_in_cpu = true;
+}
+// Before reading the VMCB's FS/GS/TR/LDTR: a leaf handler may ask (load_state).
+void sync_hidden(const vcpu_arch& a) {
+    if (a.hidden_in_cpu) asm volatile("vmsave %%rax" ::"a"(cpu::pa_of(a.block)) : "memory");
+}
 
 constexpr std::uint64_t v_tpr = 0xf, v_irq = 1ull << 8, v_intr_prio = 0xfull << 16, v_ign_tpr = 1ull << 20,
                         v_intr_masking = 1ull << 24;
@@ -205,8 +224,8 @@ inline void open_for_kicks() { asm volatile("clgi; sti" ::: "memory"); }
     write_back_marked(v, b);
 }
 
-hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a);
-hv_svm_settle_fn settle_for(const cpu::vcpu& v);
+hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a, bool lean);
+hv_svm_settle_fn settle_for(const cpu::vcpu& v, bool lean);
 
 // RSP, RFLAGS and the interrupt shadow of this exit (ops.load_flags), but not those a
 // handler marked dirty. (A hot exit in a shadow sets state.interruptibility itself.)
@@ -243,7 +262,21 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
         open_for_kicks();
     }
     const bool timed = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
-    hv_svm_run(&v, cpu::pa_of(&b), a.cpu->host_save_pa, settle_for(v), exit_handler_for(v, a));
+    // Leaf handlers only: the lean loop, entered with the host's hidden state saved and
+    // the guest's loaded (GIF clear from here to the first exit that is not a leaf one).
+    const bool lean = !v.guarded() && v.hot_handlers_leaf();
+    const std::uint64_t host_save = a.cpu->host_save_pa;
+    if (lean) {
+        asm volatile("vmsave %%rax" ::"a"(host_save) : "memory");
+        to_guest(a);
+        hv_svm_run_lean(&v, cpu::pa_of(&b), host_save, settle_for(v, true), exit_handler_for(v, a, true));
+        if (a.hidden_in_cpu) [[unlikely]] {  // cannot happen: settle returns on the host's state
+            to_host(a);
+            v.fail("SVM lean loop returned with the guest's hidden state loaded");
+        }
+    } else {
+        hv_svm_run(&v, cpu::pa_of(&b), host_save, settle_for(v, false), exit_handler_for(v, a, false));
+    }
     if (timed || v.guarded()) [[unlikely]] {
         asm volatile("cli" ::: "memory");
     }
@@ -268,6 +301,12 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     decode_other(a, v, out);
     v.requeue_interrupted(out);
     (void)v.handle(out);
+}
+
+[[gnu::noinline]] void other_exit_lean(cpu::vcpu& v, vcpu_arch& a, cpu::exit_info& out) {
+    to_host(a);
+    other_exit(v, a, out);
+    to_guest(a);
 }
 
 // A hot exit whose guest was in an STI/MOV SS shadow: skip() takes its slow path and drops it.
@@ -306,7 +345,9 @@ template <bool nrips>
 // RSP, RFLAGS and the interrupt shadow are loaded on request (load_flags; a hot exit in a
 // shadow sets state.interruptibility at once).
 // No alignment padding: a NOP placed after a jump would run at every exit.
-template <bool nrips>
+// Lean (hv_svm_run_lean): the same at GIF = 0 with the guest's hidden state still loaded;
+// an exit that is not a hot one switches to the host's around other_exit.
+template <bool nrips, bool lean>
 [[gnu::optimize("align-jumps=1", "align-labels=1", "align-loops=1")]] void exit_handler(cpu::vcpu* vp, vmcb* bp,
                                                                                         std::uint64_t,
                                                                                         std::uint64_t guest_rcx) {
@@ -335,7 +376,11 @@ template <bool nrips>
             if (c.interrupt_shadow & 1) [[unlikely]] return shadowed_exit(v, out, reason.value);
             return v.handle_last(out, reason.value, out.instruction_length);
         },
-        [&] { return other_exit(v, arch(v), out); }, [&] { return io_exit<nrips>(v, b, out); });
+        [&] {
+            if constexpr (lean) return other_exit_lean(v, arch(v), out);
+            else return other_exit(v, arch(v), out);
+        },
+        [&] { return io_exit<nrips>(v, b, out); });
 }
 
 // switch.S calls this when the loop word is not 0 after a handler: dirty state to write
@@ -355,7 +400,7 @@ template <bool nrips>
 void guarded_exit_handler(cpu::vcpu* v, vmcb* b, std::uint64_t rdx, std::uint64_t rcx) {
     asm volatile("cli" ::: "memory");
     v->guard_after_exit();
-    exit_handler<nrips>(v, b, rdx, rcx);
+    exit_handler<nrips, false>(v, b, rdx, rcx);
     const bool stay = v->loop_word() == 0 || settle(v) == 0;
     arch(*v).guarded_stay = stay;
     if (stay) {
@@ -365,12 +410,24 @@ void guarded_exit_handler(cpu::vcpu* v, vmcb* b, std::uint64_t rdx, std::uint64_
 }
 // Its settling is done: the decision is only read back.
 int guarded_settle(cpu::vcpu* v) { return arch(*v).guarded_stay ? 0 : 1; }
-
-hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a) {
-    if (v.guarded()) return a.nrips ? &guarded_exit_handler<true> : &guarded_exit_handler<false>;
-    return a.nrips ? &exit_handler<true> : &exit_handler<false>;
+// The lean loop's: on the host's state (an entry hook, the run loop), back to the
+// guest's only to enter again.
+int lean_settle(cpu::vcpu* v) {
+    vcpu_arch& a = arch(*v);
+    to_host(a);
+    const int r = settle(v);
+    if (r == 0) to_guest(a);
+    return r;
 }
-hv_svm_settle_fn settle_for(const cpu::vcpu& v) { return v.guarded() ? &guarded_settle : &settle; }
+
+hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a, bool lean) {
+    if (v.guarded()) return a.nrips ? &guarded_exit_handler<true> : &guarded_exit_handler<false>;
+    if (lean) return a.nrips ? &exit_handler<true, true> : &exit_handler<false, true>;
+    return a.nrips ? &exit_handler<true, false> : &exit_handler<false, false>;
+}
+hv_svm_settle_fn settle_for(const cpu::vcpu& v, bool lean) {
+    return v.guarded() ? &guarded_settle : lean ? &lean_settle : &settle;
+}
 
 bool interrupts_open(const cpu::vcpu& v) {
     return (v.state.rflags & x86::rflags::if_) && !(v.state.interruptibility & 3);
@@ -454,6 +511,7 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
 }
 
 void load_state(cpu::vcpu& v) {
+    sync_hidden(arch(v));
     const vmcb& b = *arch(v).block;
     cpu::guest_state& g = v.state;
     load_flags(v);
@@ -527,6 +585,7 @@ void load_memory_state(cpu::vcpu& v) {
     const std::uint32_t cs = load_paging_state_of(v, a, b);
     // In 64-bit code only FS and GS have a base (the others count as 0): the other four
     // are left as they were (backend_ops::load_memory_state).
+    sync_hidden(a);
     if ((g.efer & x86::efer::lma) && (cs & cpu::ar::l)) {
         g[cpu::seg::fs].base = b.state.fs.base;
         g[cpu::seg::gs].base = b.state.gs.base;

@@ -20,14 +20,22 @@
  *   on the host's GS base (the per-CPU block: x86::this_cpu()) and TR (the TSS with the
  *   IST stacks of NMI, #DF and #MC), which VMRUN/#VMEXIT do not switch.
  *
+ * void hv_svm_run_lean(same arguments)
+ *   The loop for leaf handlers (vcpu::handler_kind::leaf; svm/backend.cpp "lean"): the
+ *   caller has saved the host's hidden state, cleared GIF and loaded the guest's; the
+ *   loop keeps it so, with no CLGI, VMLOAD, VMSAVE or STGI per exit. The exit handler
+ *   and settle switch to the host's state themselves when they need it, and settle
+ *   leaves it loaded (GIF set) when it returns non-zero.
+ *
  * Frame (16-byte aligned at the call): 0x00 vcpu  0x08 vmcb_pa  0x10 host save  0x18 settle
  *   0x20 exit_handler  0x28.. rbp rbx r12..r15 (reversed) */
 #include "libhv/cpu/gprs.inc"
 #include "libhv/cpu/loop_word.h"
+    .macro svm_loop name, lean
     .text
-    .globl hv_svm_run
-    .type hv_svm_run, @function
-hv_svm_run:
+    .globl \name
+    .type \name, @function
+\name:
     push %rbp
     push %rbx
     push %r12
@@ -40,38 +48,48 @@ hv_svm_run:
     mov %rdx, 0x10(%rsp)
     mov %rcx, 0x18(%rsp)
     mov %r8, 0x20(%rsp)
+    .if !\lean
     mov %rdx, %rax
     vmsave %rax
+    .endif
     mov %rsi, %rax
-    jmp .Lenter
-.Lstay:
+    jmp 2f
+1:  /* stay */
     mov 0x08(%rsp), %rax
     mov 0x00(%rdi), %rsi
     mov %rsi, 0x5f8(%rax)       /* VMCB RAX */
     mov 0x80(%rdi), %rsi
     mov %rsi, 0x578(%rax)       /* VMCB RIP */
-.Lenter:
+2:  /* enter */
+    .if !\lean
     clgi
+    .endif
     load_guest_gprs_but_rax_rdi %rdi
     mov 0x38(%rdi), %rdi
+    .if !\lean
     vmload %rax
+    .endif
     vmrun %rax
+    .if !\lean
     vmsave %rax
+    .endif
     mov 0x00(%rsp), %rax
     store_guest_gprs_but_rax %rax
     mov %rax, %rdi
+    .if !\lean
     mov 0x10(%rsp), %rax
     vmload %rax
     stgi
+    .endif
     mov 0x08(%rsp), %rsi
     call *0x20(%rsp)            /* RCX: still the guest's */
     mov 0x00(%rsp), %rdi
     cmpq $0, HV_VCPU_LOOP_WORD(%rdi)
-    je .Lstay
+    je 1b
     call *0x18(%rsp)
     mov 0x00(%rsp), %rdi
     test %eax, %eax
-    jz .Lstay
+    jz 1b
     add $0x28, %rsp
     pop %r15
     pop %r14
@@ -80,5 +98,9 @@ hv_svm_run:
     pop %rbx
     pop %rbp
     ret
-    .size hv_svm_run, . - hv_svm_run
+    .size \name, . - \name
+    .endm
+
+    svm_loop hv_svm_run, 0
+    svm_loop hv_svm_run_lean, 1
     .section .note.GNU-stack, "", @progbits
