@@ -226,7 +226,8 @@ public:
     void* arch() const { return arch_; }
     const backend_ops& ops() const { return *ops_; }
     vcpu_status status() const { return loop_flags_.f.status; }
-    const exit_info& current_exit() const { return *exit_; }
+    // The exit being handled: the log's newest (every dispatched exit is logged first).
+    const exit_info& current_exit() const { return log.total() ? log.recent(0) : no_exit_; }
 
     // Advance RIP past the exiting instruction (decoding it if the exit did not give its
     // length) and drop the STI/MOV SS shadow it may have had. Fails the vCPU if undecodable.
@@ -353,7 +354,6 @@ public:
     // backend that returns to the run loop after every exit (run_once).
     [[gnu::always_inline]] bool handle(exit_info& slot) { return handle(slot, slot.reason); }
     [[gnu::always_inline]] bool handle(exit_info& slot, exit_reason reason) {
-        exit_ = &slot;
         skip_length_ = (state.interruptibility & 3u) ? 0 : slot.instruction_length;
         log.commit(reason);
         if (--budget_left_ == 0) [[unlikely]] return budget_exhausted();
@@ -365,7 +365,6 @@ public:
     // without further checks: the slot's, or 0 if the guest was in an STI/MOV SS shadow
     // (state.interruptibility then set: skip() drops it).
     [[gnu::always_inline]] void handle_last(exit_info& slot, exit_reason reason, std::uint8_t skip_length) {
-        exit_ = &slot;
         skip_length_ = skip_length;
         log.commit(reason);
         if (--budget_left_ == 0) [[unlikely]] return (void)budget_exhausted();
@@ -434,8 +433,7 @@ private:
     bool hook_ran_ = false;  // stay_after_polling ran the entry hook for the coming entry
     std::uint64_t budget_left_ = ~0ull;  // exits until the budget fails the guest
     std::uint64_t preempt_at_ = 0;
-    exit_info* exit_ = &no_exit_;  // the ring slot of the exit being handled
-    exit_info no_exit_{};
+    exit_info no_exit_{};  // current_exit() before the first
     exit_handler handlers_[exit_reason_count] = {};
 #define HV_REASON_BIT(r) (1ull << static_cast<unsigned>(exit_reason::r))
     static constexpr std::uint64_t hot_reason_mask = HV_REASON_BIT(cpuid) | HV_REASON_BIT(hypercall) |
