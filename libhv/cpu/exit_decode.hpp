@@ -27,8 +27,7 @@ struct reason_c {
 // "nothing interrupted" as another (exit_info is trivially copyable: its bytes may be
 // written; the padding and the unused event fields get zeros).
 // `length`: the instruction length in its low byte; it is stored as a whole word over
-// the length, padding and `interrupted`, so bits 63:8 must be 0, as for any length the
-// CPU reports for these exits (1..15).
+// the length, padding (bits 31:8) and `interrupted` (bits 63:32, which must be 0).
 inline void begin_instruction_exit(exit_info& e, exit_reason r, vendor from, std::uint64_t code, std::uint64_t rip,
                                    std::uint64_t length) {
     static_assert(std::is_trivially_copyable_v<exit_info> && offsetof(exit_info, from) == 1 &&
@@ -134,7 +133,8 @@ template <class ExitInfo12, class Then, class Otherwise, class IoExit = no_io_ex
                                               Otherwise otherwise, IoExit io_exit = {}) {
     using c = svm::exit_code;
     // With NRIPS the next RIP of every exit handled here is the instruction's end (APM 15.7.1).
-    const std::uint64_t len = raw.nrips ? raw.next_rip - raw.rip : 0;
+    // 32 bits (zero-extended for free): whatever the VMCB holds, `interrupted` stays clear.
+    const std::uint64_t len = raw.nrips ? (raw.next_rip - raw.rip) & 0xffffffffu : 0;
     auto begin = [&](exit_reason r) { detail::begin_instruction_exit(e, r, vendor::svm, raw.exitcode, raw.rip, len); };
     switch (static_cast<c>(raw.exitcode)) {
     case c::cpuid:

@@ -325,7 +325,7 @@ template <bool nrips>
     cpu::svm_exit_raw raw{};
     raw.exitcode = c.exitcode;
     raw.rip = v.state.rip;
-    const std::uint64_t len = nrips ? c.next_rip - raw.rip : 0;
+    const std::uint64_t len = nrips ? std::uint32_t(c.next_rip - raw.rip) : 0;
     cpu::detail::decode_svm_io(raw, out, len, c.exitinfo1, c.exitinfo2);
     if (out.io.string) {
         load_flags(v);
