@@ -232,9 +232,9 @@ public:
     // Advance RIP past the exiting instruction (decoding it if the exit did not give its
     // length) and drop the STI/MOV SS shadow it may have had. Fails the vCPU if undecodable.
     void skip() {
-        const std::uint8_t len = skip_length_;
-        if (!len) [[unlikely]] return skip_slow();
-        state.rip += len;  // no dirty mark: backends write RIP back before every entry
+        const auto len = static_cast<std::int8_t>(skip_length_);
+        if (len <= 0) [[unlikely]] return skip_slow();
+        state.rip += static_cast<std::uint8_t>(len);  // no dirty mark: backends write RIP back before every entry
     }
     void inject_exception(std::uint8_t vector, std::optional<std::uint32_t> error_code = std::nullopt) {
         events.raise_exception(vector, error_code);
@@ -354,16 +354,17 @@ public:
     // backend that returns to the run loop after every exit (run_once).
     [[gnu::always_inline]] bool handle(exit_info& slot) { return handle(slot, slot.reason); }
     [[gnu::always_inline]] bool handle(exit_info& slot, exit_reason reason) {
-        skip_length_ = (state.interruptibility & 3u) ? 0 : slot.instruction_length;
+        skip_length_ = slot.instruction_length | ((state.interruptibility & 3u) ? in_shadow : 0);
         log.commit(reason);
         if (--budget_left_ == 0) [[unlikely]] return budget_exhausted();
         handlers_[static_cast<std::size_t>(reason)](*this, slot);
         return true;
     }
     // The same as the last thing a backend's exit function does (a tail call to the
-    // handler; the backend tests loop_word() after it), with the length skip() may add
-    // without further checks: the slot's, or 0 if the guest was in an STI/MOV SS shadow
-    // (state.interruptibility then set: skip() drops it).
+    // handler; the backend tests loop_word() after it), with the length skip() adds:
+    // the slot's, or'd with in_shadow if the guest was in an STI/MOV SS shadow
+    // (state.interruptibility then set: skip()'s slow path drops it); 0: unknown.
+    static constexpr std::uint8_t in_shadow = 0x80;
     [[gnu::always_inline]] void handle_last(exit_info& slot, exit_reason reason, std::uint8_t skip_length) {
         skip_length_ = skip_length;
         log.commit(reason);
@@ -429,7 +430,7 @@ private:
     static constexpr std::uint64_t dirty_in_word =
         __builtin_bit_cast(std::uint64_t, loop_flags::fields{vcpu_status::runnable, false, false, 0, false, 0xff, {}});
     const char* why_ = nullptr;
-    std::uint8_t skip_length_ = 0;  // what skip() adds to RIP at once (0: skip_slow)
+    std::uint8_t skip_length_ = 0;  // what skip() adds to RIP at once; 0 or in_shadow set: skip_slow
     bool hook_ran_ = false;  // stay_after_polling ran the entry hook for the coming entry
     std::uint64_t budget_left_ = ~0ull;  // exits until the budget fails the guest
     std::uint64_t preempt_at_ = 0;

@@ -314,7 +314,7 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
 // handler's, so it needs no saved register.
 [[gnu::noinline]] void shadowed_exit(cpu::vcpu& v, cpu::exit_info& out, cpu::exit_reason reason) {
     v.state.interruptibility = 1;
-    return v.handle_last(out, reason, 0);
+    return v.handle_last(out, reason, out.instruction_length | cpu::vcpu::in_shadow);
 }
 // Port I/O, decoded here (its many fields would cost the other hot exits saved
 // registers); string I/O loads RSP/RFLAGS at once (the direction flag, for every string
@@ -329,7 +329,8 @@ template <bool nrips>
     cpu::detail::decode_svm_io(raw, out, len, c.exitinfo1, c.exitinfo2);
     if (out.io.string) {
         load_flags(v);
-        return v.handle_last(out, cpu::exit_reason::io, (v.state.interruptibility & 3) ? 0 : out.instruction_length);
+        return v.handle_last(out, cpu::exit_reason::io,
+                             out.instruction_length | ((v.state.interruptibility & 3) ? cpu::vcpu::in_shadow : 0));
     }
     if (c.interrupt_shadow & 1) [[unlikely]] return shadowed_exit(v, out, cpu::exit_reason::io);
     return v.handle_last(out, cpu::exit_reason::io, out.instruction_length);
