@@ -14,8 +14,13 @@ bool cr_access_of(const insn::instruction& in, cr_detail& out) {
         return true;
     case 0x06: out = {0, cr_op::clts, 0, false, 0}; return true;
     case 0x01:
-        if (!in.has_modrm || reg != 6 || (in.modrm >> 6) != 3) return false;  // LMSW r16 only
-        out = {0, cr_op::lmsw, static_cast<std::uint8_t>(rm | rex_b << 3), true, 0};
+        if (!in.has_modrm || (in.modrm >> 6) != 3) return false;  // LMSW r16 and SMSW r only
+        if (reg == 6) {
+            out = {0, cr_op::lmsw, static_cast<std::uint8_t>(rm | rex_b << 3), true, 0};
+            return true;
+        }
+        if (reg != 4) return false;
+        out = {0, cr_op::smsw, static_cast<std::uint8_t>(rm | rex_b << 3), true, 0, in.operand_size};
         return true;
     default: return false;
     }

@@ -71,7 +71,9 @@ struct event {
     std::uint32_t error_code = 0;
 };
 
-enum class cr_op : std::uint8_t { write, read, clts, lmsw };
+// smsw: SMSW r16/r32/r64, which an SVM CR0 read intercept catches too (QEMU's TCG does;
+// decoded by cpu::cr_access_of, never reported by VMX, whose CR0 read shadow answers it).
+enum class cr_op : std::uint8_t { write, read, clts, lmsw, smsw };
 
 struct io_detail {
     std::uint16_t port;
@@ -86,6 +88,7 @@ struct cr_detail {
     std::uint8_t gpr;  // 0 = RAX ... 15 = R15
     bool gpr_known;    // SVM without decode assists: the handler must decode the instruction
     std::uint16_t lmsw_source;
+    std::uint8_t smsw_bytes = 0;  // smsw: the destination register's width (2, 4 or 8)
 };
 struct dr_detail {
     std::uint8_t dr;

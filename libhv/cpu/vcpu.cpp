@@ -114,7 +114,8 @@ void cr_access(vcpu& v, const exit_info& e) {
         value = (old & ~0xeull) | (c.lmsw_source & 0xf) | (old & x86::cr0::pe);
         break;
     }
-    case cr_op::read: return unhandled(v, e);
+    case cr_op::read:
+    case cr_op::smsw: return unhandled(v, e);
     }
     if (!ops.write_cr(v, cr, value).ok()) {
         v.inject_exception(13, 0);

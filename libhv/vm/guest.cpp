@@ -732,6 +732,14 @@ void guest::on_shadow_cr(cpu::vcpu& v, const cpu::exit_info& e) {
         if (!g.decode_cr_access(v, c) || c.cr != e.cr.cr) return cpu::default_handler::unhandled(v, e);
     }
     if (c.cr != 0 && c.cr != 3 && c.cr != 4) return cpu::default_handler::unhandled(v, e);
+    if (c.op == cpu::cr_op::smsw) {  // the guest's CR0 (its PE clear in real mode), in the register's width
+        std::uint64_t& r = v.state.regs[c.gpr];
+        const std::uint64_t cr0 = ops.read_cr(v, 0);
+        r = c.smsw_bytes == 2 ? (r & ~0xffffull) | (cr0 & 0xffff) : c.smsw_bytes == 4 ? cr0 & 0xffffffff : cr0;
+        if (c.gpr == 4) v.mark_dirty(cpu::vcpu::dirty_rsp);
+        v.skip();
+        return;
+    }
     if (c.op == cpu::cr_op::read) {
         v.state.regs[c.gpr] = ops.read_cr(v, c.cr);
         if (c.gpr == 4) v.mark_dirty(cpu::vcpu::dirty_rsp);

@@ -4,7 +4,7 @@
 //
 //   part        choices                                   Xen's colors
 //   mmu         nested | shadow                           hvm      hvm-shadow  pvhvm     pvh
-//   boot        real mode, multiboot, PVH, Linux          real mode multiboot  multiboot pvh
+//   boot        real mode, multiboot, PVH, Linux          real mode real mode  multiboot pvh
 //   devices     none | emulated PC | Xen PV backends      emulated emulated    both      pv
 //   interrupts  none | emulated PIC/APIC | callback vec.  emulated emulated    callback  callback
 //   timer       none | emulated PIT/LAPIC | PV one-shot   emulated emulated    pv        pv
@@ -19,11 +19,14 @@
 // guest runs (missing_part); nothing is emulated by a stand-in.
 //
 // Real mode (loader::protocol::real_mode: a flat image at 0x7c00, no BIOS; fw_cfg has
-// the command line and memory map) is `hvm`'s start, as hvmloader's guests start. Not
-// `hvm-shadow`'s: real mode under shadow paging needs VMX's unrestricted guest, which
-// needs EPT on (so no shadow), or vm86 emulation, which libhv does not have; SVM runs
-// real mode natively (not tried under the shadow MMU), but a policy is one choice for
-// both vendors. `pvhvm` keeps multiboot too.
+// the command line and memory map) is `hvm`'s and `hvm-shadow`'s start, as hvmloader's
+// guests start. Under nested paging VMX runs it as an unrestricted guest and SVM
+// natively. Under shadow paging SVM runs it as paged real mode (VMRUN with CR0.PG = 1,
+// CR0.PE = 0 on the direct shadow of guest-physical memory), and VMX, which has no
+// unrestricted guest without EPT, in virtual-8086 mode: privileged instructions exit by
+// #GP and are handed on (MOV CR, HLT) or emulated (LGDT/LIDT) until the guest sets
+// CR0.PE (libhv/cpu/vmx/backend.cpp: what that vm86 phase does not model). `pvhvm`
+// keeps multiboot.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -53,7 +56,7 @@ namespace presets {
 inline constexpr policy bare{"bare"};
 inline constexpr policy hvm{"hvm", guest_mmu::nested, boot_protocol::real_mode, device_model::emulated,
                             interrupt_delivery::emulated, guest_timer::emulated, false};
-inline constexpr policy hvm_shadow{"hvm-shadow", guest_mmu::shadow, boot_protocol::multiboot, device_model::emulated,
+inline constexpr policy hvm_shadow{"hvm-shadow", guest_mmu::shadow, boot_protocol::real_mode, device_model::emulated,
                                    interrupt_delivery::emulated, guest_timer::emulated, false};
 inline constexpr policy pvhvm{"pvhvm", guest_mmu::nested, boot_protocol::multiboot, device_model::emulated_and_pv,
                               interrupt_delivery::callback_vector, guest_timer::pv_one_shot, true};
@@ -76,8 +79,6 @@ inline constexpr policy all[] = {bare, hvm, hvm_shadow, pvhvm, pvh};
         return "an emulated timer needs the emulated PIT/LAPIC (devices = emulated)";
     if (p.boot == boot_protocol::real_mode && !emulated_devices)
         return "a real-mode start needs the emulated PC (fw_cfg carries its command line and memory map)";
-    if (p.boot == boot_protocol::real_mode && p.mmu == guest_mmu::shadow)
-        return "real mode under shadow paging needs VMX unrestricted guest, which needs EPT (no vm86 emulation)";
     return nullptr;
 }
 

@@ -65,6 +65,11 @@ TEST_CASE("a policy that starts its guest in real mode packs the flat color gues
     c = choose_images({.policy = "hvm"}, dirs, "/d");
     REQUIRE(c.ok());
     CHECK(c->guest == t.first / "colors" / "color-guest.img");
+    // hvm-shadow starts in real mode too (paged real mode on SVM, vm86 on VMX).
+    examples_tree::touch(t.first / "colors" / "colors-hvm-shadow.elf");
+    c = choose_images({.policy = "hvm-shadow"}, dirs, "/d");
+    REQUIRE(c.ok());
+    CHECK(c->guest == t.first / "colors" / "color-guest.img");
 }
 
 TEST_CASE("check_guest: a real-mode policy's guest must be a flat boot image, named why not") {
@@ -92,7 +97,8 @@ TEST_CASE("check_guest: a real-mode policy's guest must be a flat boot image, na
     CHECK(message(check_guest("hvm", write("nosig.img", unsigned_sector))).find("0x55 0xAA") != std::string::npos);
     CHECK(check_guest("hvm", t.first / "missing.img").code() == absl::StatusCode::kNotFound);
     // Other policies load whatever the guest's headers say, checked at boot.
-    CHECK(check_guest("hvm-shadow", write("g2.elf", "\x7f" "ELF")).ok());
+    CHECK(message(check_guest("hvm-shadow", write("g2.elf", "\x7f" "ELF" + sector))).find("policy hvm-shadow starts its guest in real mode") != std::string::npos);
+    CHECK(check_guest("pvhvm", write("g2.elf", "\x7f" "ELF")).ok());
     CHECK(check_guest("", write("g3.elf", "\x7f" "ELF")).ok());
 }
 

@@ -317,6 +317,10 @@ step plain_mov(const instruction& in, guest_state& st, memory& mem) {
 
 } // namespace
 
+std::uint64_t memory_operand_address(const guest_state& st, const instruction& in) {
+    return linear(st, in.mem.segment, effective_address(st, in, in.mem));
+}
+
 hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, const options& opt) {
     if (is_plain_mov(in)) return plain_mov(in, st, mem);
     return emulate_other(in, st, mem, opt);

@@ -155,6 +155,10 @@ struct options {
 //   errc::not_supported   mnemonic::other or a form the emulator does not handle.
 hv::result<step> emulate(const instruction& in, guest_state& st, memory& mem, const options& opt = {});
 
+// The linear address of `in`'s memory operand (in.has_mem) in `st`: its effective address
+// wrapped to the address size, plus the segment's base (no limit or canonical checks).
+[[nodiscard]] std::uint64_t memory_operand_address(const guest_state& st, const instruction& in);
+
 // Reads and decodes the instruction at CS:RIP through `mem` (access_type::fetch), reading
 // into the next page only when the instruction continues there.
 struct fetched {

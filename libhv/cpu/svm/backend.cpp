@@ -43,6 +43,10 @@ constexpr std::uint64_t v_tpr = 0xf, v_irq = 1ull << 8, v_intr_prio = 0xfull << 
 
 // Shadow paging without NPT (APM 15.14-15.16): every CR0/CR3/CR4 read and write, #PF and
 // INVLPG intercepted; the real paging registers run the shadow with paging always on.
+// A real-mode guest runs in "paged real mode" (APM 15.19: VMRUN takes CR0.PG = 1 with
+// CR0.PE = 0): real CR0.PG on the direct shadow of guest-physical memory, while the guest
+// reads its own CR0 (PE and PG clear) through the CR0 read intercept. SMSW reads bits
+// 15:0 only, where the real CR0 is the guest's (QEMU exits on it as a CR0 read, Bochs not).
 constexpr std::uint32_t shadow_cr_intercepts = (1u << 0 | 1u << 3 | 1u << 4) * 0x10001u;
 
 using cpu::shadow_real_cr0;
@@ -51,7 +55,7 @@ using cpu::shadow_real_cr4;
 std::uint64_t shadow_real_efer(std::uint64_t guest) { return cpu::shadow_real_efer(guest) | x86::efer::svme; }
 
 status put_shadow(vcpu_arch& a, vmcb& b, const cpu::guest_state& g) {
-    if (!(g.cr0 & x86::cr0::pe)) return fail(errc::not_supported, "shadow paging runs protected-mode guests only");
+    if ((g.cr0 & x86::cr0::pg) && !(g.cr0 & x86::cr0::pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
     if (g.cr4 & x86::cr4::pcide) return fail(errc::invalid_argument, "shadow paging hides PCID: CR4.PCIDE must be 0");
     auto& c = b.control;
     c.np_control = 0;
@@ -464,7 +468,7 @@ status write_shadowed_cr(vcpu_arch& a, cpu::vcpu& v, unsigned cr, std::uint64_t 
         return {};
     }
     if (cr != 0) return fail(errc::not_supported, "only CR0 and CR4 writes are emulated");
-    if (!(value & x86::cr0::pe)) return fail(errc::not_supported, "shadow paging runs protected-mode guests only");
+    if ((value & x86::cr0::pg) && !(value & x86::cr0::pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
     if ((value & x86::cr0::nw) && !(value & x86::cr0::cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
     const bool was_pg = a.guest_cr0 & x86::cr0::pg, pg = value & x86::cr0::pg;
     if (!was_pg && pg && (a.guest_efer & x86::efer::lme)) {

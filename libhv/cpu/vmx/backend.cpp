@@ -1,7 +1,9 @@
 #include "libhv/cpu/vmx/backend.hpp"
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/arch/x86/cpu_tables.hpp"
+#include "libhv/cpu/cr_decode.hpp"
 #include "libhv/cpu/exit_decode.hpp"
+#include "libhv/cpu/insn/emulate.hpp"
 #include "libhv/cpu/host_timer.hpp"
 #include "libhv/cpu/vmx/entry_check.hpp"
 #include "libhv/cpu/vmx/exit.hpp"
@@ -145,10 +147,62 @@ std::uint64_t shadow_real_cr4(const capabilities& caps, std::uint64_t guest) {
 }
 using cpu::shadow_real_efer;
 
+// Real mode under shadow paging: without EPT there is no unrestricted guest, so a guest
+// whose CR0.PE is clear runs in virtual-8086 mode (SDM 20.2; VM-entry checks 27.3.1.2):
+// RFLAGS.VM with IOPL 3 (CLI, STI, PUSHF and POPF run natively), its segments as
+// vm86 has them (base = selector * 16, limit 0xffff, rights 0xf3), the real CR0.PE/PG on
+// the direct shadow of guest-physical memory, while the guest reads its own CR0 (PE
+// clear) through the read shadow, SMSW included. Privileged instructions raise #GP at
+// CPL 3, which exits (vm86_gp): MOV to/from CR0/CR3/CR4, CLTS, LMSW, HLT and IN/OUT (when
+// the vm86 TSS's I/O permission check refuses them) go on as the exits they are elsewhere,
+// LGDT/LIDT are emulated; any other ends the guest, naming it. The VMCS's IDTR has limit
+// 0 meanwhile (the guest's is kept aside), so whatever would go through the IDT in vm86,
+// an INT n or an event, raises #GP and ends the guest by name instead of running a gate
+// made of IVT bytes. Setting CR0.PE leaves vm86 (leave_vm86): the segments keep selector,
+// base and limit as protected-mode ones (16-bit code, data, DPL 0), as a CPU's caches keep
+// them until the guest's far jump reloads CS, which then runs natively.
+// Not modelled: interrupts and INT n in real mode (no VME redirection, no emulated
+// real-mode delivery: a real-mode start has IF clear), string I/O the vm86 TSS refuses,
+// the IOPL the guest reads while in real mode (3), and a return to real mode.
+constexpr std::uint64_t iopl_mask = 3ull << 12;
+constexpr std::uint32_t vm86_segment_ar = 0xf3, pm_code16_ar = 0x9b, pm_data_ar = 0x93;
+constexpr field nth(field first, unsigned i) { return static_cast<field>(raw(first) + 2 * i); }
+
+status put_vm86(vcpu_arch& a, vmcs_image& img, const cpu::guest_state& g) {
+    for (unsigned i = 0; i < 6; ++i) {
+        const cpu::segment& s = g.segs[i];
+        if (s.base != std::uint64_t{s.selector} << 4)
+            return failed(a, "real mode under shadow paging on VMX (vm86): a segment base is not its selector * 16");
+        img.set(nth(field::guest_es_limit, i), 0xffff);
+        img.set(nth(field::guest_es_ar, i), vm86_segment_ar);
+    }
+    img.set(field::guest_rflags, g.rflags | x86::rflags::vm | iopl_mask);
+    img.set(field::exception_bitmap, img.get(field::exception_bitmap) | 1u << 13);
+    img.set(field::guest_idtr_limit, 0);
+    a.vm86 = true;
+    a.vm86_iopl = g.rflags & iopl_mask;
+    a.vm86_idtr = g.idtr;
+    return {};
+}
+
+// CR0.PE set: protected mode with the real-mode segment caches. The VMCS is current.
+void leave_vm86(vcpu_arch& a, cpu::vcpu& v) {
+    for (unsigned i = 0; i < 6; ++i)
+        (void)vmwrite(raw(nth(field::guest_es_ar, i)), i == 1 ? pm_code16_ar : pm_data_ar);
+    const std::uint64_t rflags = (read<field::guest_rflags>() & ~(x86::rflags::vm | iopl_mask)) | a.vm86_iopl;
+    (void)write<field::guest_rflags>(rflags);
+    if (!v.dirty(cpu::vcpu::dirty_rflags)) v.state.rflags = rflags;
+    else v.state.rflags = (v.state.rflags & ~(x86::rflags::vm | iopl_mask)) | a.vm86_iopl;
+    (void)write<field::exception_bitmap>(read<field::exception_bitmap>() & ~(1u << 13));
+    (void)write<field::guest_idtr_base>(a.vm86_idtr.base);
+    (void)write<field::guest_idtr_limit>(a.vm86_idtr.limit);
+    a.vm86 = false;
+}
+
 status put_shadow_guest(vcpu_arch& a, vmcs_image& img, const cpu::guest_state& g) {
     const capabilities& caps = a.cpu->caps;
-    if (!(g.cr0 & x86::cr0::pe))
-        return failed(a, "shadow paging on VMX runs protected-mode guests only (no unrestricted guest)");
+    a.vm86 = false;
+    if (!(g.cr0 & x86::cr0::pe)) HV_TRY(put_vm86(a, img, g));
     if (g.cr4 & x86::cr4::pcide) return failed(a, "shadow paging hides PCID: CR4.PCIDE must be 0");
     const auto f0 = cr0_fixed(caps, false);
     const auto f4 = cr4_fixed(caps);
@@ -404,11 +458,82 @@ template <class Hot, class Other>
     return 0;
 }
 
+enum class vm86_step : std::uint8_t { done, dispatch, failed };
+
+// A #GP in vm86 mode (see put_vm86): the privileged instruction at CS:IP.
+[[gnu::noinline]] vm86_step vm86_gp(cpu::vcpu& v, vcpu_arch& a, cpu::exit_info& slot) {
+    const std::uint64_t cs_base = read<field::guest_cs_base>();
+    auto failed_with = [&](const char* what, std::uint8_t opcode) {
+        fmt::format_to(a.message, sizeof a.message, "real mode under shadow paging on VMX (vm86): {} at {:04x}:{:04x} (opcode {:#x})",
+                       what, read<field::guest_cs_selector>(), v.state.rip, opcode);
+        v.fail(a.message);
+        return vm86_step::failed;
+    };
+    std::uint8_t bytes[insn::max_length] = {};
+    const auto& reader = v.code();
+    if (!reader.read || !reader.read(v, cs_base + v.state.rip, bytes, sizeof bytes, reader.ctx).ok())
+        return failed_with("no instruction bytes", 0);
+    auto in = insn::decode({bytes, sizeof bytes}, insn::mode::code16);
+    if (!in) return failed_with("an invalid instruction", bytes[0]);
+    // INT n faults while being delivered through the IDT (limit 0): IDT vectoring is valid.
+    if (in->map == 0 && (in->opcode == 0xcd || in->opcode == 0xcc || in->opcode == 0xce))
+        return failed_with("a software interrupt (INT n: no real-mode delivery in vm86)", in->opcode);
+    if (slot.interrupted.valid) return failed_with("an event delivered in real mode", 0);
+    slot.instruction_length = in->length;
+    if (in->map == 0 && in->opcode == 0xf4) {
+        slot.reason = cpu::exit_reason::hlt;
+        return vm86_step::dispatch;
+    }
+    if (cpu::cr_detail c{}; cpu::cr_access_of(*in, c) && c.op != cpu::cr_op::smsw) {  // MOV CR, CLTS, LMSW r
+        if (c.op == cpu::cr_op::lmsw) c.lmsw_source = static_cast<std::uint16_t>(v.state.regs[c.gpr]);
+        slot.reason = cpu::exit_reason::cr_access;
+        slot.cr = c;
+        return vm86_step::dispatch;
+    }
+    if (in->map == 0 && (in->opcode & 0xf4) == 0xe4) {  // IN/OUT with imm8 (E4-E7) or DX (EC-EF)
+        const bool dx = in->opcode & 8;
+        const auto size = static_cast<std::uint8_t>((in->opcode & 1) ? in->operand_size : 1);
+        const auto port = static_cast<std::uint16_t>(dx ? v.state.regs.rdx : bytes[in->length - 1]);
+        slot.reason = cpu::exit_reason::io;
+        slot.io = {port, size, 0, !(in->opcode & 2), false, false};
+        return vm86_step::dispatch;
+    }
+    const unsigned reg = (in->modrm >> 3) & 7;
+    if (in->map == 1 && in->opcode == 0x01 && in->has_mem && (reg == 2 || reg == 3)) {  // LGDT, LIDT
+        static_assert(sizeof(cpu::gprs) == 16 * sizeof(std::uint64_t));
+        insn::guest_state is{.gpr = insn::gpr_file{&v.state.regs.rax}, .rip = v.state.rip, .rflags = 0};
+        is.code = insn::mode::code16;
+        for (unsigned i = 0; i < 6; ++i) is.seg_base[i] = read(nth(field::guest_es_base, i));
+        std::uint8_t table[6];
+        const std::uint64_t la = insn::memory_operand_address(is, *in);
+        if (!reader.read(v, la, table, sizeof table, reader.ctx).ok()) return failed_with("LGDT/LIDT from outside RAM", 1);
+        const std::uint32_t limit = table[0] | table[1] << 8;
+        std::uint32_t base = table[2] | table[3] << 8 | table[4] << 16 | std::uint32_t{table[5]} << 24;
+        if (in->operand_size == 2) base &= 0xffffff;
+        if (reg == 2) {
+            (void)write<field::guest_gdtr_base>(base);
+            (void)write<field::guest_gdtr_limit>(limit);
+        } else {
+            a.vm86_idtr = {base, limit};
+        }
+        v.state.rip = (v.state.rip + in->length) & 0xffff;
+        return vm86_step::done;
+    }
+    return failed_with("a privileged instruction libhv does not emulate", in->opcode);
+}
+
 // Any other exit, all of it out of line: the hot path then keeps no value but the vCPU
 // live across a call (fewer registers to save per exit).
 [[gnu::noinline]] int other_exit(cpu::vcpu& v, cpu::exit_info& slot) {
     load_flags_current(v);
     decode_other(v, slot);
+    if (arch(v).vm86 && slot.reason == cpu::exit_reason::exception && slot.exception.vector == 13) [[unlikely]] {
+        switch (vm86_gp(v, arch(v), slot)) {
+        case vm86_step::failed: return 1;
+        case vm86_step::done: write_back(v); return 0;
+        case vm86_step::dispatch: break;
+        }
+    }
     v.requeue_interrupted(slot);
     if (!v.dispatch(slot)) return 1;
     write_back(v);
@@ -547,8 +672,8 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
     if ((value & x86::cr0::pg) && !(value & x86::cr0::pe)) return fail(errc::invalid_argument, "CR0.PG without CR0.PE");
     if ((value & x86::cr0::nw) && !(value & x86::cr0::cd)) return fail(errc::invalid_argument, "CR0.NW without CR0.CD");
     const bool ug = !a.shadow_paging && (a.cpu->controls.value(control_set::proc2) & bits(proc2::unrestricted_guest));
-    if (a.shadow_paging && !(value & x86::cr0::pe))
-        return fail(errc::not_supported, "shadow paging on VMX: real mode needs unrestricted guest");
+    if (a.shadow_paging && !(value & x86::cr0::pe) && !a.vm86)
+        return fail(errc::not_supported, "shadow paging on VMX: a return to real mode (vm86) is not built");
     const std::uint64_t old = read_cr(v, 0);
     // Paging switched with EFER.LME set enters or leaves IA-32e mode (SDM 9.8.5).
     std::uint64_t efer = a.shadow_paging ? a.guest_efer : read<field::guest_efer>();
@@ -568,6 +693,7 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
     (void)write<field::cr0_read_shadow>(value);
     v.state.cr0 = value;
     v.state.efer = efer;
+    if (a.vm86 && (value & x86::cr0::pe)) leave_vm86(a, v);
     return {};
 }
 
@@ -593,6 +719,7 @@ void load_state(cpu::vcpu& v) {
     }
     g.gdtr = {read<field::guest_gdtr_base>(), static_cast<std::uint32_t>(read<field::guest_gdtr_limit>())};
     g.idtr = {read<field::guest_idtr_base>(), static_cast<std::uint32_t>(read<field::guest_idtr_limit>())};
+    if (arch(v).vm86) g.idtr = arch(v).vm86_idtr;
 }
 
 void load_mode(cpu::vcpu& v) {

@@ -61,6 +61,10 @@ struct vcpu_arch {
     std::uint64_t shadow_root = 0;  // the real CR3
     std::uint64_t guest_cr3 = 0;    // the CR3 the guest sees
     std::uint64_t guest_efer = 0;   // the EFER the guest sees (the real one has NXE)
+    // A shadow-paged guest in real mode runs in virtual-8086 mode (backend.cpp, "vm86").
+    bool vm86 = false;
+    std::uint64_t vm86_iopl = 0;    // the guest's RFLAGS.IOPL (vm86 runs with 3)
+    cpu::table_register vm86_idtr{};  // the guest's IDTR (the VMCS's has limit 0 in vm86)
     vmcs_image image;
     char message[192] = {};  // the last failure, when a status points here
 };

@@ -41,9 +41,26 @@ TEST_CASE("cr_access_of: MOV to and from CRn with REX, CLTS, LMSW r16") {
     CHECK(c.gpr == 2);
 }
 
+TEST_CASE("cr_access_of: SMSW to a register, with the register's width") {
+    cpu::cr_detail c{};
+    REQUIRE(decode_cr({0x0f, 0x01, 0xe0}, insn::mode::code16, c));  // smsw %ax (the real-mode stub's)
+    CHECK(c.op == cpu::cr_op::smsw);
+    CHECK(c.cr == 0);
+    CHECK(c.gpr == 0);
+    CHECK(c.gpr_known);
+    CHECK(c.smsw_bytes == 2);
+    REQUIRE(decode_cr({0x66, 0x0f, 0x01, 0xe3}, insn::mode::code16, c));  // smsw %ebx
+    CHECK(c.gpr == 3);
+    CHECK(c.smsw_bytes == 4);
+    REQUIRE(decode_cr({0x49, 0x0f, 0x01, 0xe1}, insn::mode::code64, c));  // smsw %r9
+    CHECK(c.gpr == 9);
+    CHECK(c.smsw_bytes == 8);
+}
+
 TEST_CASE("cr_access_of: other instructions and LMSW from memory are refused") {
     cpu::cr_detail c{};
     CHECK_FALSE(decode_cr({0x0f, 0x01, 0x30}, insn::mode::code64, c));  // lmsw (%rax)
+    CHECK_FALSE(decode_cr({0x0f, 0x01, 0x20}, insn::mode::code64, c));  // smsw (%rax)
     CHECK_FALSE(decode_cr({0x0f, 0x01, 0x38}, insn::mode::code64, c));  // invlpg (%rax)
     CHECK_FALSE(decode_cr({0x0f, 0xa2}, insn::mode::code64, c));        // cpuid
     CHECK_FALSE(decode_cr({0x0f, 0x21, 0xc0}, insn::mode::code64, c));  // mov %dr0, %rax

@@ -39,6 +39,14 @@ std::string run_legacy(native_cpu& cpu, low_memory& buf, const case_env& env, co
     auto d = decode(c.bytes, c.md);
     if (!d) return std::string("decode failed: ") + d.err().what;
     if (d->mnem != c.mnem) return std::string("decoded as ") + to_string(d->mnem);
+    // The address the vm86 LGDT/LIDT emulation reads its operand at (vmx backend).
+    if (d->has_mem && memory_operand_address(st, *d) != c.linear) {
+        char b[96];
+        std::snprintf(b, sizeof b, "memory_operand_address %#llx, expected linear %#llx",
+                      static_cast<unsigned long long>(memory_operand_address(st, *d)),
+                      static_cast<unsigned long long>(c.linear));
+        return b;
+    }
     auto r = emulate(*d, st, mem);
     if (!r) return std::string("emulate error: ") + r.err().what;
     if (r->result != outcome::done) {
