@@ -218,8 +218,8 @@ event_queue::decision vcpu::decide() {
 bool vcpu::sleeping() const { return loop_flags_.f.status == vcpu_status::halted && !wakeable(); }
 
 void vcpu::skip_slow() {
+    // The exit's instruction_length (handle()/handle_last() set both from the slot).
     std::uint8_t len = skip_length_ & ~in_shadow;
-    if (!len) len = current_exit().instruction_length;
     if (!len) {
         auto r = ops_->instruction_length(*this);
         if (!r) {
