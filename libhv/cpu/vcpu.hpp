@@ -341,14 +341,19 @@ public:
     [[gnu::always_inline]] bool dispatch(exit_info& slot, exit_reason reason) {
         if (!handle(slot, reason)) [[unlikely]] return false;
         if (loop_flags_.word == 0) [[likely]] return true;  // events and dirty state included
-        return stay_after_polling();
+        return settle();
     }
     // The loop's test after a handler, for a backend that makes it itself (SVM's switch.S
     // reads the word at loop_word_offset()): 0 means nothing for the run loop and nothing
     // dirty but RIP, so enter again at once. Otherwise write back take_dirty(), then
     // settle() says whether the backend may still stay.
     [[nodiscard]] std::uint64_t loop_word() const { return loop_flags_.word; }
-    [[nodiscard]] bool settle() { return stay_after_polling(); }
+    [[nodiscard]] bool settle() {
+        const std::uint64_t w = loop_flags_.word & ~dirty_in_word;
+        if (w == 0) return true;              // dirty state alone: the backend writes it back
+        if (w != only_extras) return false;  // events, halt, yield, a return request...
+        return stay_after_polling();
+    }
     static std::size_t loop_word_offset();
     // Only the logging and the handler (false: the exit budget ended the guest), for a
     // backend that returns to the run loop after every exit (run_once).

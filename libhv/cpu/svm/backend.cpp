@@ -13,7 +13,7 @@ using hv_svm_settle_fn = int (*)(hv::cpu::vcpu* v);
 extern "C" void hv_svm_run(hv::cpu::vcpu* v, std::uint64_t vmcb_pa, std::uint64_t host_save_pa,
                            hv_svm_settle_fn settle, hv_svm_exit_fn exit_handler);
 extern "C" void hv_svm_run_lean(hv::cpu::vcpu* v, std::uint64_t vmcb_pa, std::uint64_t host_save_pa,
-                                hv_svm_settle_fn settle, hv_svm_exit_fn exit_handler);
+                                hv_svm_settle_fn settle, hv_svm_exit_fn exit_handler, bool* hidden_in_cpu);
 
 namespace hv::svm {
 
@@ -266,14 +266,13 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
         open_for_kicks();
     }
     const bool timed = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
-    // Leaf handlers only: the lean loop, entered with the host's hidden state saved and
-    // the guest's loaded (GIF clear from here to the first exit that is not a leaf one).
+    // Leaf handlers only: the lean loop, which saves the host's hidden state and loads the
+    // guest's once (GIF clear until an exit that is not a leaf one, or settling).
     const bool lean = !v.guarded() && v.hot_handlers_leaf();
     const std::uint64_t host_save = a.cpu->host_save_pa;
     if (lean) {
-        asm volatile("vmsave %%rax" ::"a"(host_save) : "memory");
-        to_guest(a);
-        hv_svm_run_lean(&v, cpu::pa_of(&b), host_save, settle_for(v, true), exit_handler_for(v, a, true));
+        hv_svm_run_lean(&v, cpu::pa_of(&b), host_save, settle_for(v, true), exit_handler_for(v, a, true),
+                        &a.hidden_in_cpu);
         if (a.hidden_in_cpu) [[unlikely]] {  // cannot happen: settle returns on the host's state
             to_host(a);
             v.fail("SVM lean loop returned with the guest's hidden state loaded");
@@ -415,15 +414,6 @@ void guarded_exit_handler(cpu::vcpu* v, vmcb* b, std::uint64_t rdx, std::uint64_
 }
 // Its settling is done: the decision is only read back.
 int guarded_settle(cpu::vcpu* v) { return arch(*v).guarded_stay ? 0 : 1; }
-// The lean loop's: on the host's state (an entry hook, the run loop), back to the
-// guest's only to enter again.
-int lean_settle(cpu::vcpu* v) {
-    vcpu_arch& a = arch(*v);
-    to_host(a);
-    const int r = settle(v);
-    if (r == 0) to_guest(a);
-    return r;
-}
 
 hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a, bool lean) {
     if (v.guarded()) return a.nrips ? &guarded_exit_handler<true> : &guarded_exit_handler<false>;
@@ -431,7 +421,8 @@ hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a, bool lea
     return a.nrips ? &exit_handler<true, false> : &exit_handler<false, false>;
 }
 hv_svm_settle_fn settle_for(const cpu::vcpu& v, bool lean) {
-    return v.guarded() ? &guarded_settle : lean ? &lean_settle : &settle;
+    (void)lean;  // hv_svm_run_lean switches to the host's state around it
+    return v.guarded() ? &guarded_settle : &settle;
 }
 
 bool interrupts_open(const cpu::vcpu& v) {

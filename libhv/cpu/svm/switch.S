@@ -20,15 +20,16 @@
  *   on the host's GS base (the per-CPU block: x86::this_cpu()) and TR (the TSS with the
  *   IST stacks of NMI, #DF and #MC), which VMRUN/#VMEXIT do not switch.
  *
- * void hv_svm_run_lean(same arguments)
- *   The loop for leaf handlers (vcpu::handler_kind::leaf; svm/backend.cpp "lean"): the
- *   caller has saved the host's hidden state, cleared GIF and loaded the guest's; the
- *   loop keeps it so, with no CLGI, VMLOAD, VMSAVE or STGI per exit. The exit handler
- *   and settle switch to the host's state themselves when they need it, and settle
- *   leaves it loaded (GIF set) when it returns non-zero.
+ * void hv_svm_run_lean(same arguments, bool* hidden_in_cpu)
+ *   The loop for leaf handlers (vcpu::handler_kind::leaf; svm/backend.cpp "lean"): it
+ *   saves the host's hidden state, clears GIF and loads the guest's once, and keeps it
+ *   so through the hot exits, with no CLGI, VMLOAD, VMSAVE or STGI per exit. The exit
+ *   handler switches to the host's state itself for any other exit (and back); settle
+ *   always runs on the host's (switched here; back only to enter again), so the loop
+ *   returns on it. *hidden_in_cpu says which state the CPU holds (svm::vcpu_arch).
  *
  * Frame (16-byte aligned at the call): 0x00 vcpu  0x08 vmcb_pa  0x10 host save  0x18 settle
- *   0x20 exit_handler  0x28.. rbp rbx r12..r15 (reversed) */
+ *   0x20 exit_handler  0x28 hidden_in_cpu (lean)  0x30 -  0x38.. rbp rbx r12..r15 (reversed) */
 #include "libhv/cpu/gprs.inc"
 #include "libhv/cpu/loop_word.h"
     .macro svm_loop name, lean
@@ -42,17 +43,21 @@
     push %r13
     push %r14
     push %r15
-    sub $0x28, %rsp
+    sub $0x38, %rsp
     mov %rdi, 0x00(%rsp)
     mov %rsi, 0x08(%rsp)
     mov %rdx, 0x10(%rsp)
     mov %rcx, 0x18(%rsp)
     mov %r8, 0x20(%rsp)
-    .if !\lean
+    mov %r9, 0x28(%rsp)
     mov %rdx, %rax
     vmsave %rax
-    .endif
     mov %rsi, %rax
+    .if \lean
+    clgi
+    vmload %rax
+    movb $1, (%r9)
+    .endif
     jmp 2f
 1:  /* stay */
     mov 0x08(%rsp), %rax
@@ -86,11 +91,31 @@
     mov 0x00(%rsp), %rdi
     cmpq $0, HV_VCPU_LOOP_WORD(%rdi)
     je 1b
+    .if \lean
+    mov 0x08(%rsp), %rax
+    vmsave %rax
+    mov 0x10(%rsp), %rax
+    vmload %rax
+    stgi
+    mov 0x28(%rsp), %rax
+    movb $0, (%rax)
+    .endif
     call *0x18(%rsp)
     mov 0x00(%rsp), %rdi
     test %eax, %eax
+    .if \lean
+    jnz 3f
+    mov 0x08(%rsp), %rax
+    clgi
+    vmload %rax
+    mov 0x28(%rsp), %rsi
+    movb $1, (%rsi)
+    jmp 1b
+3:
+    .else
     jz 1b
-    add $0x28, %rsp
+    .endif
+    add $0x38, %rsp
     pop %r15
     pop %r14
     pop %r13
