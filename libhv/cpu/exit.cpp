@@ -83,7 +83,10 @@ event from_svm_event(std::uint64_t raw) {
     case svm::event_type::intr: ev.kind = event_kind::external_interrupt; break;
     case svm::event_type::nmi: ev.kind = event_kind::nmi; break;
     case svm::event_type::software_interrupt: ev.kind = event_kind::software_interrupt; break;
-    default: ev.kind = event_kind::hardware_exception; break;
+    case svm::event_type::exception: ev.kind = event_kind::hardware_exception; break;
+    // Types 1, 5-7 are reserved: no event (Bochs 2.7 leaves EXITINTINFO as 0xbfbfbfbf...
+    // after a nested fault in an INTn's delivery in real mode).
+    default: return event{};
     }
     return ev;
 }
@@ -220,6 +223,10 @@ void decode(const svm_exit_raw& raw, exit_info& e) {
     if (decode_hot(raw, e)) return;
     reset(e, vendor::svm, raw.exitcode, raw.rip);
     e.interrupted = from_svm_event(raw.exitintinfo);
+    // An INTn whose delivery the exit interrupted (a nested fault on the IVT or the stack)
+    // restarts with its instruction: the VMCB's RIP is the INT's, and EVENTINJ would push
+    // that RIP as the return address, running the INT twice. Not an event to reinject.
+    if (e.interrupted.kind == event_kind::software_interrupt) e.interrupted.valid = false;
     if (raw.nrips && raw.next_rip > raw.rip && raw.next_rip - raw.rip <= 15)
         e.instruction_length = static_cast<std::uint8_t>(raw.next_rip - raw.rip);
 

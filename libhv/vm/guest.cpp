@@ -309,6 +309,16 @@ status guest::map_nested(std::uint64_t gpa, std::uint64_t hpa, std::uint64_t siz
     return tx.map(gpa, hpa, size, a);
 }
 
+status guest::map_now(std::uint64_t gpa, std::uint64_t size) {
+    if (cfg_.mmu == paging::shadow || !cfg_.map_on_demand || size == 0) return {};
+    for (std::uint64_t page = gpa & ~std::uint64_t{mmu::page_offset_mask}; page <= gpa + (size - 1); page += mmu::page_size) {
+        const mmu::nested_resolution res = ram_.resolve_nested_fault(page, mmu::access_kind::read);
+        if (res.action != mmu::nested_action::map) return fail(errc::fault, "map_now: not RAM or ROM with a backing page");
+        HV_TRY(map_nested(res.gpa, res.hpa, res.size, res.attrs.write && !is_write_protected(res.gpa)));
+    }
+    return {};
+}
+
 bool guest::is_write_protected(std::uint64_t gpa) const {
     for (unsigned i = 0; i < protected_count_; ++i)
         if (protected_[i].first <= gpa && gpa <= protected_[i].last) return true;

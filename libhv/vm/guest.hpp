@@ -171,6 +171,12 @@ public:
     // (nobody emulates MMIO in them). Placing over a placed page replaces it.
     [[nodiscard]] status place_page(std::uint64_t gpa, std::uint64_t hpa, bool writable);
     [[nodiscard]] status restore_page(std::uint64_t gpa);
+    // Nested entries for [gpa, gpa + size) now rather than at first touch (map_on_demand;
+    // nothing to do otherwise or under shadow paging): for the pages an event's delivery
+    // touches before any instruction does (a real-mode IVT), whose nested fault would
+    // interrupt the delivery (Bochs 2.7's SVM leaves EXITINTINFO uninitialised for a
+    // real-mode INTn then, and libhv would reinject what it finds).
+    [[nodiscard]] status map_now(std::uint64_t gpa, std::uint64_t size);
     // Guest-physical memory as the guest sees it now (mmu::physical_memory): placed
     // pages first, then RAM (and ROM for reads). For hypercall argument copies.
     [[nodiscard]] void* host_pointer(std::uint64_t gpa, bool for_write) const;

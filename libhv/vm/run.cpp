@@ -3,6 +3,7 @@
 #include "libhv/arch/x86/cpu.hpp"
 #include "libhv/core/cmdline.hpp"
 #include "libhv/rt/console.hpp"
+#include "libhv/vm/bios_calls.hpp"
 #include "libhv/vm/boot.hpp"
 #include "libhv/vm/debug_ports.hpp"
 #include "libhv/vm/hvm_devices.hpp"
@@ -65,6 +66,12 @@ struct emulated_pc {
         : m{dev::machine_config::pc(1, ram), guest_clock}, devices{g, m, {&console::sink(), "guest: ", disk}} {}
 };
 alignas(emulated_pc) std::byte pc_storage[sizeof(emulated_pc)];
+// A real-mode start's BIOS services, and its disk: the image at LBA 0, at least 64 KiB.
+alignas(bios_calls) std::byte bios_storage[sizeof(bios_calls)];
+constexpr std::size_t real_mode_disk_pages(std::size_t image_bytes) {
+    const std::size_t pages = (image_bytes + 4095) / 4096;
+    return pages > ide_disk_pages ? pages : ide_disk_pages;
+}
 
 // PV-on-HVM: Xen's unplug ports in front of the emulated PC.
 xen_unplug_ports unplug;
@@ -147,11 +154,23 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     HV_TRY(add_pc_ram(g, *ram, mmu::ram_backing::first_touch));
     const std::uint64_t t_ram = x86::rdtsc();
     emulated_pc* pc = nullptr;
+    bios_calls* bios = nullptr;
+    std::size_t disk_pages = ide_disk_pages;
     kernel_spec kernel{module->bytes, cmdline, {}, *use};
     if (emulates_pc(p)) {
-        auto* disk = static_cast<std::uint8_t*>(alloc_pages(ide_disk_pages));
-        pc = new (pc_storage) emulated_pc{g, *ram, {disk, ide_disk_pages * 4096}};
+        // ---- BIOS services for a real-mode start (branch devices): its image is on the IDE
+        // disk at LBA 0 too (the disk grows to hold it), and the BIOS ROM and IVT are set up.
+        if (p.boot == boot_protocol::real_mode) disk_pages = real_mode_disk_pages(module->bytes.size());
+        auto* disk = static_cast<std::uint8_t*>(alloc_pages(disk_pages));
+        if (!disk) return fail(errc::no_memory, "no pages for the IDE disk");
+        if (p.boot == boot_protocol::real_mode) __builtin_memcpy(disk, module->bytes.data(), module->bytes.size());
+        pc = new (pc_storage) emulated_pc{g, *ram, {disk, disk_pages * 4096}};
         HV_TRY(pc->devices.attach());
+        if (p.boot == boot_protocol::real_mode) {
+            bios = new (bios_storage) bios_calls{g, pc->m, {disk, disk_pages * 4096}};
+            HV_TRY(bios->install());
+        }
+        // ---- end of the BIOS services' hunk
         kernel.rsdp = pc->devices.rsdp();
         // A real-mode guest has no loader's boot info: it reads its command line (and
         // memory map, "etc/e820") from fw_cfg, as under QEMU's -kernel ... -append.
@@ -173,6 +192,7 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     // The device model owns COM1 and the exit ports when there is one.
     if (pc) {
         HV_TRY(pc->devices.start());
+        if (bios) HV_TRY(bios->attach());  // BIOS services: vCPU 0's VMCALL/VMMCALL exits
     } else {
         ports.attach(g, "guest: ");
         HV_TRY(g.start());
@@ -208,7 +228,7 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         hv::println("vm: real-mode image of {} bytes at {:#x}, CS:IP 0000:{:04x}, DL {:#x}; command line in fw_cfg",
                     loaded->kernel_end - loaded->kernel_start, loaded->kernel_start, entry, loader::real_mode_boot_drive);
     if (pc) hv::println("vm: devices: emulated PC (ACPI RSDP {:#x}, IDE disk of {} KiB{})", kernel.rsdp,
-                        ide_disk_pages * 4, pc->devices.ide() ? "" : ", unplugged");
+                        disk_pages * 4, pc->devices.ide() ? "" : ", unplugged");
     else hv::println("vm: devices: debug console and exit ports only");
     hv::println("vm: guest ended: {}; {} exits, {} nested pages mapped on demand, {} RAM pages backed at first "
                 "touch, {} emulated accesses",
@@ -242,6 +262,11 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     const dev::ide_stats& ide = pc->devices.ide_stats();
     hv::println("vm: ide: {} commands, {} sectors read, {} written, {} aborted, {} out of range", ide.commands,
                 ide.sectors_read, ide.sectors_written, ide.aborted, ide.out_of_range);
+    if (bios) {
+        const dev::bios::stats& b = bios->stats();
+        hv::println("vm: bios: {} calls, {} sectors read, {} written, {} unserviced", b.calls, b.sectors_read,
+                    b.sectors_written, b.unserviced);
+    }
     guest_exit e;
     e.ended = o.kind == dev::event_kind::debug_exit;
     e.code = o.debug_value();

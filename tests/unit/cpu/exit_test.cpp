@@ -239,6 +239,11 @@ TEST_CASE("exit: interrupted event delivery is reported for re-injection") {
     CHECK(se.interrupted.kind == event_kind::external_interrupt);
     CHECK(se.interrupted.vector == 0x21);
     CHECK_FALSE(decode(svm_raw(hv::svm::exit_code::npf)).interrupted.valid);
+    // An INTn interrupted by a nested fault restarts from its own RIP: never reinjected.
+    s.exitintinfo = hv::svm::event::make(hv::svm::event_type::software_interrupt, 0x10).raw;
+    CHECK_FALSE(decode(s).interrupted.valid);
+    s.exitintinfo = 0xbfbfbfbfbfbfbfbfull;  // a reserved type (7): no event
+    CHECK_FALSE(decode(s).interrupted.valid);
 }
 
 TEST_CASE("exit log: counters and a ring of the last exits") {
