@@ -402,12 +402,12 @@ void describe(const fmt::sink& out, const exit_info& e) {
 }
 
 void exit_log::print(const fmt::sink& out) const {
-    fmt::format(out, "exits: {} total\n", total_);
+    fmt::format(out, "exits: {} total\n", total());
     for (std::size_t i = 0; i < exit_reason_count; ++i)
         if (counts_[i]) fmt::format(out, "  {}: {}\n", name(static_cast<exit_reason>(i)), counts_[i]);
     const std::size_t n = retained();
     for (std::size_t k = n; k-- > 0;) {
-        fmt::format(out, "  #{} ", total_ - 1 - k);
+        fmt::format(out, "  #{} ", total() - 1 - k);
         describe(out, recent(k));
         fmt::format(out, "\n");
     }

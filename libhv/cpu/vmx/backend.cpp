@@ -520,6 +520,14 @@ template <class Hot, class Other>
     if (!v.dirty(cpu::vcpu::dirty_rsp)) v.state.regs.rsp = read<field::guest_rsp>();
 }
 
+// After a hot exit's handler left the loop word non-zero: dirty state to write back, or
+// something for the run loop (vcpu::settle polls an entry hook and interrupt source).
+[[gnu::noinline]] int settle(cpu::vcpu& v) {
+    if (!v.settle()) return 1;
+    write_back(v);
+    return 0;
+}
+
 enum class vm86_step : std::uint8_t { done, dispatch, failed };
 
 // A #GP in vm86 mode (see put_vm86): the privileged instruction at CS:IP.
@@ -687,9 +695,13 @@ hv_vmx_exit_handler(cpu::vcpu* vp) {
         [&](auto reason) [[gnu::always_inline]] {
             if constexpr (decltype(reason)::value == cpu::exit_reason::io)
                 if (slot.io.string) load_flags_current(v);  // the direction flag, for every string I/O handler
-            if (!v.dispatch(slot, reason.value)) [[unlikely]] return 1;
-            write_back(v);
-            return 0;
+            if (!v.handle(slot, reason.value)) [[unlikely]] return 1;
+            // The loop word covers the dirty bits too: 0 leaves only RIP to write.
+            if (v.loop_word() == 0) [[likely]] {
+                (void)write<field::guest_rip>(v.state.rip);
+                return 0;
+            }
+            return settle(v);
         },
         [&] { return other_exit(v, slot); });
 }
