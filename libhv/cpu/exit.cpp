@@ -74,7 +74,10 @@ event from_vmx_event(std::uint32_t info, std::uint32_t error) {
 event from_svm_event(std::uint64_t raw) {
     svm::event se{raw};
     event ev{};
-    if (!se.valid()) return ev;
+    // Bochs 2.7 leaves EXITINTINFO uninitialised after a nested or shadow fault in a
+    // real-mode INTn's delivery: heap bytes (0xbf... under MALLOC_PERTURB_) with the valid
+    // bit set. Their reserved bits give them away; such a value is no event.
+    if (!se.valid() || !se.reserved_bits_clear()) return ev;
     ev.valid = true;
     ev.vector = se.vector();
     ev.has_error_code = se.error_code_valid();
@@ -84,9 +87,7 @@ event from_svm_event(std::uint64_t raw) {
     case svm::event_type::nmi: ev.kind = event_kind::nmi; break;
     case svm::event_type::software_interrupt: ev.kind = event_kind::software_interrupt; break;
     case svm::event_type::exception: ev.kind = event_kind::hardware_exception; break;
-    // Types 1, 5-7 are reserved: no event (Bochs 2.7 leaves EXITINTINFO as 0xbfbfbfbf...
-    // after a nested fault in an INTn's delivery in real mode).
-    default: return event{};
+    default: return event{};  // types 1, 5-7 are reserved
     }
     return ev;
 }
@@ -401,12 +402,12 @@ void describe(const fmt::sink& out, const exit_info& e) {
 }
 
 void exit_log::print(const fmt::sink& out) const {
-    fmt::format(out, "exits: {} total\n", total_);
+    fmt::format(out, "exits: {} total\n", total());
     for (std::size_t i = 0; i < exit_reason_count; ++i)
         if (counts_[i]) fmt::format(out, "  {}: {}\n", name(static_cast<exit_reason>(i)), counts_[i]);
     const std::size_t n = retained();
     for (std::size_t k = n; k-- > 0;) {
-        fmt::format(out, "  #{} ", total_ - 1 - k);
+        fmt::format(out, "  #{} ", total() - 1 - k);
         describe(out, recent(k));
         fmt::format(out, "\n");
     }

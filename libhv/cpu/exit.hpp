@@ -189,18 +189,20 @@ public:
         commit(s);
     }
     // The exit path decodes straight into the ring: fill slot(), then commit() it.
-    exit_info& slot() { return ring_[total_ % ring_size]; }
+    exit_info& slot() {
+        return *reinterpret_cast<exit_info*>(reinterpret_cast<char*>(ring_) + (cursor_ & (sizeof ring_ - 1)));
+    }
     void commit(const exit_info& filled_slot) { commit(filled_slot.reason); }
     // The same with the slot's reason at hand (a constant on the backends' hot paths).
     void commit(exit_reason filled_reason) {
         ++counts_[static_cast<std::size_t>(filled_reason)];
-        ++total_;
+        cursor_ += sizeof(exit_info);
     }
     std::uint64_t count(exit_reason r) const { return counts_[static_cast<std::size_t>(r)]; }
-    std::uint64_t total() const { return total_; }
-    std::size_t retained() const { return total_ < ring_size ? static_cast<std::size_t>(total_) : ring_size; }
+    std::uint64_t total() const { return cursor_ / sizeof(exit_info); }
+    std::size_t retained() const { return total() < ring_size ? static_cast<std::size_t>(total()) : ring_size; }
     // 0 = the most recent exit; i < retained().
-    const exit_info& recent(std::size_t i) const { return ring_[(total_ - 1 - i) % ring_size]; }
+    const exit_info& recent(std::size_t i) const { return ring_[(total() - 1 - i) % ring_size]; }
     void clear() { *this = exit_log{}; }
 
     // Counters (non-zero ones) then the retained exits, oldest first, numbered.
@@ -209,7 +211,10 @@ public:
 private:
     std::uint64_t counts_[exit_reason_count] = {};
     exit_info ring_[ring_size];
-    std::uint64_t total_ = 0;
+    // Exits so far times sizeof(exit_info): the slot's byte offset in its low bits, with
+    // no scaling per exit.
+    std::uint64_t cursor_ = 0;
+    static_assert((sizeof(exit_info) & (sizeof(exit_info) - 1)) == 0 && (ring_size & (ring_size - 1)) == 0);
 };
 
 } // namespace hv::cpu

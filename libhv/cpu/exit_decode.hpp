@@ -7,7 +7,9 @@
 // (SDM 27.2.4 for the IDT-vectoring field, APM 15.7.2 for EXITINTINFO): nothing was
 // interrupted and those fields need not be read.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include "libhv/cpu/exit.hpp"
 #include "libhv/cpu/svm/vmcb.hpp"
 #include "libhv/cpu/vmx/exit.hpp"
@@ -21,14 +23,22 @@ struct reason_c {
     static constexpr exit_reason value = R;
 };
 
+// Two stores fewer than member by member: reason and vendor as one word, the length and
+// "nothing interrupted" as another (exit_info is trivially copyable: its bytes may be
+// written; the padding and the unused event fields get zeros).
+// `length`: the instruction length in its low byte; it is stored as a whole word over
+// the length, padding (bits 31:8) and `interrupted` (bits 63:32, which must be 0).
 inline void begin_instruction_exit(exit_info& e, exit_reason r, vendor from, std::uint64_t code, std::uint64_t rip,
-                                   std::uint8_t length) {
-    e.reason = r;
-    e.from = from;
+                                   std::uint64_t length) {
+    static_assert(std::is_trivially_copyable_v<exit_info> && offsetof(exit_info, from) == 1 &&
+                  offsetof(exit_info, raw_code) == 8 && offsetof(exit_info, instruction_length) == 0x18 &&
+                  offsetof(exit_info, interrupted) == 0x1c && sizeof(event) == 8 && offsetof(event, valid) == 0);
+    const std::uint32_t head = static_cast<std::uint8_t>(r) | std::uint32_t{static_cast<std::uint8_t>(from)} << 8;
+    auto* bytes = reinterpret_cast<unsigned char*>(&e);
+    __builtin_memcpy(bytes, &head, sizeof head);
     e.raw_code = code;
     e.rip = rip;
-    e.instruction_length = length;
-    e.interrupted.valid = false;
+    __builtin_memcpy(bytes + offsetof(exit_info, instruction_length), &length, sizeof length);
 }
 } // namespace detail
 
@@ -52,7 +62,7 @@ template <class IoFields, class Then, class Otherwise>
     using x = vmx::exit_reason;
     const auto basic = vmx::exit_reason_field{raw.reason}.basic();
     // Defined (1..15) for every exit handled here (SDM 28.2.5), so taken as it is.
-    const auto len = static_cast<std::uint8_t>(raw.instruction_length);
+    const std::uint64_t len = raw.instruction_length;
     auto begin = [&](exit_reason r) { detail::begin_instruction_exit(e, r, vendor::vmx, raw.reason, raw.rip, len); };
     switch (basic) {
     case x::cpuid:
@@ -100,19 +110,31 @@ template <class IoFields, class Then, class Otherwise>
         [](auto) { return true; }, [] { return false; });
 }
 
+namespace detail {
+// An SVM IOIO exit into `e` (the length as known so far; EXITINFO2 holds the next RIP for
+// IOIO even without NRIPS).
+[[gnu::always_inline]] inline void decode_svm_io(const svm_exit_raw& raw, exit_info& e, std::uint64_t len,
+                                                 std::uint64_t info1, std::uint64_t info2) {
+    const std::uint64_t n = info2 - raw.rip;
+    if (n - 1 < 15) len = n;
+    const svm::ioio_info io{info1};
+    begin_instruction_exit(e, exit_reason::io, vendor::svm, raw.exitcode, raw.rip, len);
+    e.io = {io.port(), io.size(), io.string() ? io.address_size() : std::uint8_t{0}, io.in(), io.string(), io.rep()};
+}
+} // namespace detail
+
 // The SVM counterpart. EXITINFO1/2 (MSR and I/O exits only) come from
-// `exit_info12(exitinfo1, exitinfo2)`, so the backend reads them only then.
-template <class ExitInfo12, class Then, class Otherwise>
+// `exit_info12(exitinfo1, exitinfo2)`, so the backend reads them only then. An I/O
+// exit goes to `io_exit()` instead when one is given (a backend that decodes it out of
+// line, with detail::decode_svm_io, to keep the other cases' registers few).
+struct no_io_exit {};
+template <class ExitInfo12, class Then, class Otherwise, class IoExit = no_io_exit>
 [[gnu::always_inline]] inline auto decode_hot(const svm_exit_raw& raw, exit_info& e, ExitInfo12 exit_info12, Then then,
-                                              Otherwise otherwise) {
+                                              Otherwise otherwise, IoExit io_exit = {}) {
     using c = svm::exit_code;
-    // A next RIP not 1..15 bytes ahead (none without NRIPS, or a wrap) leaves the length unknown.
-    auto length_to = [&](std::uint64_t next) {
-        const std::uint64_t n = next - raw.rip;
-        return static_cast<std::uint8_t>(n - 1 < 15 ? n : 0);
-    };
     // With NRIPS the next RIP of every exit handled here is the instruction's end (APM 15.7.1).
-    std::uint8_t len = raw.nrips ? static_cast<std::uint8_t>(raw.next_rip - raw.rip) : 0;
+    // 32 bits (zero-extended for free): whatever the VMCB holds, `interrupted` stays clear.
+    const std::uint64_t len = raw.nrips ? (raw.next_rip - raw.rip) & 0xffffffffu : 0;
     auto begin = [&](exit_reason r) { detail::begin_instruction_exit(e, r, vendor::svm, raw.exitcode, raw.rip, len); };
     switch (static_cast<c>(raw.exitcode)) {
     case c::cpuid:
@@ -135,15 +157,14 @@ template <class ExitInfo12, class Then, class Otherwise>
         return then(detail::reason_c<exit_reason::msr_read>{});
     }
     case c::ioio: {
-        std::uint64_t info1, info2;
-        exit_info12(info1, info2);
-        const svm::ioio_info io{info1};
-        // EXITINFO2 holds the next RIP for IOIO even without NRIPS.
-        if (const std::uint8_t n = length_to(info2)) len = n;
-        begin(exit_reason::io);
-        e.io = {io.port(), io.size(), io.string() ? io.address_size() : std::uint8_t{0}, io.in(), io.string(),
-                io.rep()};
-        return then(detail::reason_c<exit_reason::io>{});
+        if constexpr (!std::is_same_v<IoExit, no_io_exit>) {
+            return io_exit();
+        } else {
+            std::uint64_t info1, info2;
+            exit_info12(info1, info2);
+            detail::decode_svm_io(raw, e, len, info1, info2);
+            return then(detail::reason_c<exit_reason::io>{});
+        }
     }
     case c::hlt:
         begin(exit_reason::hlt);

@@ -1,4 +1,5 @@
 #include "libhv/cpu/vcpu.hpp"
+#include "libhv/cpu/loop_word.h"
 
 namespace hv::cpu {
 
@@ -146,9 +147,19 @@ exit_handler default_for(exit_reason r) {
 }
 } // namespace
 
-void vcpu::on(exit_reason r, exit_handler h) {
+void vcpu::on(exit_reason r, exit_handler h) { on(r, h, h ? handler_kind::host : handler_kind::leaf); }
+
+// The defaults of the hot exits (hlt, unhandled) are leaf handlers.
+void vcpu::on(exit_reason r, exit_handler h, handler_kind kind) {
     const auto i = static_cast<std::size_t>(r);
-    if (i < exit_reason_count) handlers_[i] = h ? h : default_for(r);
+    if (i >= exit_reason_count) return;
+    handlers_[i] = h ? h : default_for(r);
+    const std::uint64_t bit = 1ull << i;
+    const std::uint64_t was = leaf_hot_;
+    if (!h || kind == handler_kind::leaf) leaf_hot_ |= bit & hot_reason_mask;
+    else leaf_hot_ &= ~bit;
+    // A backend loop chosen for the old kinds (SVM's lean one) must not run the new handler.
+    if (leaf_hot_ != was) request_return();
 }
 
 void vcpu::init(unsigned id, const backend_ops& ops, void* arch, void* stack, std::size_t stack_size) {
@@ -162,6 +173,20 @@ void vcpu::init(unsigned id, const backend_ops& ops, void* arch, void* stack, st
     why_ = nullptr;
     fiber_.init(stack, stack_size, &vcpu::entry, this);
 }
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+std::size_t vcpu::loop_word_offset() {
+    constexpr std::size_t at = offsetof(vcpu, loop_flags_);
+    // SVM's switch.S reaches the vCPU through its registers (state.regs comes first) and
+    // tests the loop word at this offset.
+    static_assert(offsetof(vcpu, state) == 0);
+#if !HV_HOSTED
+    static_assert(at == HV_VCPU_LOOP_WORD, "update libhv/cpu/loop_word.h");
+#endif
+    return at;
+}
+#pragma GCC diagnostic pop
 
 void vcpu::entry(fiber&, void* self) { static_cast<vcpu*>(self)->run_loop(); }
 
@@ -193,7 +218,8 @@ event_queue::decision vcpu::decide() {
 bool vcpu::sleeping() const { return loop_flags_.f.status == vcpu_status::halted && !wakeable(); }
 
 void vcpu::skip_slow() {
-    std::uint8_t len = exit_->instruction_length;
+    // The exit's instruction_length (handle()/handle_last() set both from the slot).
+    std::uint8_t len = skip_length_ & ~in_shadow;
     if (!len) {
         auto r = ops_->instruction_length(*this);
         if (!r) {
@@ -205,7 +231,7 @@ void vcpu::skip_slow() {
     state.rip += len;
     if (state.interruptibility & 3u) {
         state.interruptibility &= ~3u;
-        dirty_ |= dirty_interruptibility;
+        mark_dirty(dirty_interruptibility);
     }
 }
 
@@ -244,9 +270,11 @@ void vcpu::run_guest() {
 // backend re-enters at once. Otherwise the run loop, which goes straight to
 // enter_with_events() then, does not run the hook a second time for that entry.
 bool vcpu::stay_after_polling() {
-    if (loop_flags_.word != only_extras) return false;  // events included
+    // Dirty state alone keeps the loop going: the backend writes it back.
+    if ((loop_flags_.word & ~dirty_in_word) == 0) return true;
+    if ((loop_flags_.word & ~dirty_in_word) != only_extras) return false;  // events included
     if (hook_.fn) hook_.fn(*this, hook_.ctx);
-    if (loop_flags_.word != only_extras) return false;
+    if ((loop_flags_.word & ~dirty_in_word) != only_extras) return false;
     // A preemption deadline is armed by an entry from the run loop, which has the hook's
     // decision: leave the backend's loop for it. (A timer still armed after the deadline
     // went back to 0 ends in a preemption exit, which leaves the loop too and is disarmed.)

@@ -167,9 +167,13 @@ struct backend_ops {
 
 // Reads guest-linear memory for the vCPU layer (instruction fetch when an exit gave no
 // length). Without one, linear == host address (the identity-mapped smoke guests).
+// `write` (optional): stores to guest-linear memory as a guest write would (under shadow
+// paging, watched for the guest's page tables), for a backend that emulates real-mode
+// event delivery (VMX vm86: the pushes of FLAGS, CS, IP). nullptr: that backend refuses.
 struct code_reader {
     void* ctx = nullptr;
     status (*read)(vcpu& v, std::uint64_t linear, void* dst, std::size_t n, void* ctx) = nullptr;
+    status (*write)(vcpu& v, std::uint64_t linear, const void* src, std::size_t n, void* ctx) = nullptr;
 };
 
 // An interrupt controller model (e.g. a local APIC in libhv/dev) the vCPU takes external
@@ -226,14 +230,15 @@ public:
     void* arch() const { return arch_; }
     const backend_ops& ops() const { return *ops_; }
     vcpu_status status() const { return loop_flags_.f.status; }
-    const exit_info& current_exit() const { return *exit_; }
+    // The exit being handled: the log's newest (every dispatched exit is logged first).
+    const exit_info& current_exit() const { return log.total() ? log.recent(0) : no_exit_; }
 
     // Advance RIP past the exiting instruction (decoding it if the exit did not give its
     // length) and drop the STI/MOV SS shadow it may have had. Fails the vCPU if undecodable.
     void skip() {
-        const std::uint8_t len = exit_->instruction_length;
-        if (!len || (state.interruptibility & 3u)) [[unlikely]] return skip_slow();
-        state.rip += len;  // no dirty mark: backends write RIP back before every entry
+        const auto len = static_cast<std::int8_t>(skip_length_);
+        if (len <= 0) [[unlikely]] return skip_slow();
+        state.rip += static_cast<std::uint8_t>(len);  // no dirty mark: backends write RIP back before every entry
     }
     void inject_exception(std::uint8_t vector, std::optional<std::uint32_t> error_code = std::nullopt) {
         events.raise_exception(vector, error_code);
@@ -278,6 +283,16 @@ public:
     // nullptr restores the default. handler() is the one installed now, for a policy
     // that handles part of an exit and chains to what was there before.
     void on(exit_reason r, exit_handler h);
+    // A leaf handler uses nothing of the host's per-CPU context: not x86::this_cpu() (nor
+    // what uses it: the console, locks that record their owner), no host FS/GS-based data,
+    // and it cannot fault. When every hot exit (CPUID, hypercall, RDMSR/WRMSR, port I/O,
+    // HLT) of a vCPU has a leaf handler (the defaults are), the SVM backend runs them
+    // without switching the host's hidden state back (the guest's FS/GS/TR/LDTR and
+    // syscall MSRs stay loaded) and with GIF still 0 (NMIs and interrupts held until the
+    // next VMRUN exits for them): libhv/cpu/README.md "Leaf handlers".
+    enum class handler_kind : std::uint8_t { host, leaf };
+    void on(exit_reason r, exit_handler h, handler_kind kind);
+    [[nodiscard]] bool hot_handlers_leaf() const { return leaf_hot_ == hot_reason_mask; }
     [[nodiscard]] exit_handler handler(exit_reason r) const { return handlers_[static_cast<std::size_t>(r)]; }
 
     // The host TSC by which the guest must exit even if it spins without exiting (the next
@@ -298,17 +313,17 @@ public:
     enum dirty_bits : std::uint8_t {
         dirty_rip = 1, dirty_rflags = 2, dirty_rsp = 4, dirty_interruptibility = 8, dirty_cr2 = 16, dirty_xcr0 = 32
     };
-    void mark_dirty(std::uint8_t bits) { dirty_ |= bits; }
+    void mark_dirty(std::uint8_t bits) { loop_flags_.f.dirty |= bits & ~dirty_rip; }
     // state.rflags and state.regs.rsp as of this exit: a handler of a hot exit (see
     // backend_ops::run) that reads them calls this first.
     void load_flags() {
         if (ops_->load_flags) ops_->load_flags(*this);
     }
-    [[nodiscard]] bool dirty(std::uint8_t bits) const { return dirty_ & bits; }
-    [[nodiscard]] std::uint8_t dirty_bits() const { return dirty_; }
+    [[nodiscard]] bool dirty(std::uint8_t bits) const { return loop_flags_.f.dirty & bits; }
+    [[nodiscard]] std::uint8_t dirty_bits() const { return loop_flags_.f.dirty; }
     std::uint8_t take_dirty() {
-        const std::uint8_t d = dirty_;
-        dirty_ = 0;
+        const std::uint8_t d = loop_flags_.f.dirty;
+        loop_flags_.f.dirty = 0;
         return d;
     }
 
@@ -329,18 +344,41 @@ public:
     // and the handler are then found at fixed offsets).
     [[gnu::always_inline]] bool dispatch(exit_info& slot, exit_reason reason) {
         if (!handle(slot, reason)) [[unlikely]] return false;
-        if (loop_flags_.word == 0) [[likely]] return true;  // events included
+        if (loop_flags_.word == 0) [[likely]] return true;  // events and dirty state included
+        return settle();
+    }
+    // The loop's test after a handler, for a backend that makes it itself (SVM's switch.S
+    // reads the word at loop_word_offset()): 0 means nothing for the run loop and nothing
+    // dirty but RIP, so enter again at once. Otherwise write back take_dirty(), then
+    // settle() says whether the backend may still stay.
+    [[nodiscard]] std::uint64_t loop_word() const { return loop_flags_.word; }
+    [[nodiscard]] bool settle() {
+        const std::uint64_t w = loop_flags_.word & ~dirty_in_word;
+        if (w == 0) return true;              // dirty state alone: the backend writes it back
+        if (w != only_extras) return false;  // events, halt, yield, a return request...
         return stay_after_polling();
     }
+    static std::size_t loop_word_offset();
     // Only the logging and the handler (false: the exit budget ended the guest), for a
     // backend that returns to the run loop after every exit (run_once).
     [[gnu::always_inline]] bool handle(exit_info& slot) { return handle(slot, slot.reason); }
     [[gnu::always_inline]] bool handle(exit_info& slot, exit_reason reason) {
-        exit_ = &slot;
+        skip_length_ = slot.instruction_length | ((state.interruptibility & 3u) ? in_shadow : 0);
         log.commit(reason);
         if (--budget_left_ == 0) [[unlikely]] return budget_exhausted();
         handlers_[static_cast<std::size_t>(reason)](*this, slot);
         return true;
+    }
+    // The same as the last thing a backend's exit function does (a tail call to the
+    // handler; the backend tests loop_word() after it), with the length skip() adds:
+    // the slot's, or'd with in_shadow if the guest was in an STI/MOV SS shadow
+    // (state.interruptibility then set: skip()'s slow path drops it); 0: unknown.
+    static constexpr std::uint8_t in_shadow = 0x80;
+    [[gnu::always_inline]] void handle_last(exit_info& slot, exit_reason reason, std::uint8_t skip_length) {
+        skip_length_ = skip_length;
+        log.commit(reason);
+        if (--budget_left_ == 0) [[unlikely]] return (void)budget_exhausted();
+        return handlers_[static_cast<std::size_t>(reason)](*this, slot);
     }
     void requeue_interrupted(const exit_info& e) {
         if (e.interrupted.valid) events.requeue(e.interrupted);
@@ -390,21 +428,30 @@ private:
             bool extras;  // an interrupt source or entry hook is set: no hot-path entry
             std::uint8_t backend;  // request_return()
             bool events;           // !events.empty() (event_queue::keep_flag_at)
-            std::uint8_t unused[3];
+            std::uint8_t dirty;    // dirty_bits but dirty_rip (which needs nothing)
+            std::uint8_t unused[2];
         } f;
         std::uint64_t word;
-    } loop_flags_{{vcpu_status::runnable, false, false, 0, false, {}}};
+    } loop_flags_{{vcpu_status::runnable, false, false, 0, false, 0, {}}};
     static_assert(sizeof(loop_flags) == 8 && static_cast<int>(vcpu_status::runnable) == 0);
     static constexpr std::uint64_t only_extras =
-        __builtin_bit_cast(std::uint64_t, loop_flags::fields{vcpu_status::runnable, false, true, 0, false, {}});
+        __builtin_bit_cast(std::uint64_t, loop_flags::fields{vcpu_status::runnable, false, true, 0, false, 0, {}});
+    static constexpr std::uint64_t dirty_in_word =
+        __builtin_bit_cast(std::uint64_t, loop_flags::fields{vcpu_status::runnable, false, false, 0, false, 0xff, {}});
     const char* why_ = nullptr;
-    std::uint8_t dirty_ = 0;
+    std::uint8_t skip_length_ = 0;  // what skip() adds to RIP at once; 0 or in_shadow set: skip_slow
     bool hook_ran_ = false;  // stay_after_polling ran the entry hook for the coming entry
     std::uint64_t budget_left_ = ~0ull;  // exits until the budget fails the guest
     std::uint64_t preempt_at_ = 0;
-    exit_info* exit_ = &no_exit_;  // the ring slot of the exit being handled
-    exit_info no_exit_{};
+    exit_info no_exit_{};  // current_exit() before the first
     exit_handler handlers_[exit_reason_count] = {};
+#define HV_REASON_BIT(r) (1ull << static_cast<unsigned>(exit_reason::r))
+    static constexpr std::uint64_t hot_reason_mask = HV_REASON_BIT(cpuid) | HV_REASON_BIT(hypercall) |
+                                                     HV_REASON_BIT(msr_read) | HV_REASON_BIT(msr_write) |
+                                                     HV_REASON_BIT(io) | HV_REASON_BIT(hlt);
+#undef HV_REASON_BIT
+    static_assert(exit_reason_count <= 64);
+    std::uint64_t leaf_hot_ = hot_reason_mask;  // hot reasons whose handler is a leaf one
     interrupt_source source_{};
     const fmt::sink* failure_sink_ = nullptr;
     entry_hook hook_{};

@@ -155,7 +155,7 @@ status guest::init(physical_cpu& pc, const config& cfg, cpu::page_alloc_fn alloc
             vcpus_[i].init(i, svm::ops, &svm_[i], stack, vcpu_stack_bytes);
         }
         vcpus_[i].set_owner(this);
-        vcpus_[i].set_code_reader({nullptr, &code_fetch});
+        vcpus_[i].set_code_reader({nullptr, &code_fetch, &store_linear});
         if (cfg.mmu == paging::shadow) {
             if (pc.vendor == cpu::vendor::vmx) vmx_[i].shadow_paging = true;
             else svm_[i].shadow_paging = true;
@@ -837,6 +837,24 @@ hv::result<insn::step> guest::execute_watched(cpu::vcpu& v, insn::guest_state& i
     auto r = insn::execute(is, watch, {}, &decoded_[v.id()]);
     if (watch.flush) shadow_flush(v, cpu::tlb_flush::all);
     return r;
+}
+
+status guest::store_linear(cpu::vcpu& v, std::uint64_t linear, const void* src, std::size_t n, void*) {
+    guest& g = of(v);
+    const mmu::guest_paging paging = paging_registers(v);
+    linear_memory<host_memory> mem{g.ram_, paging, g.features(), {g.devices_, g.device_count_}, g.strays_,
+                                   &g.translations_[v.id()], &g.last_device_[v.id()]};
+    const auto len = static_cast<unsigned>(n);
+    std::optional<insn::fault> f;
+    if (g.cfg_.mmu == paging::shadow) {
+        shadow_write_watch watch{mem, g.ram_, *g.shadows_[v.id()], paging, g.features()};
+        f = watch.write(linear, src, len);
+        if (watch.flush) g.shadow_flush(v, cpu::tlb_flush::all);
+    } else {
+        f = mem.write(linear, src, len);
+    }
+    if (f) return fail(errc::fault, "a store to guest-linear memory faulted");
+    return {};
 }
 
 void guest::emulate(cpu::vcpu& v, const cpu::npf_detail* exit) {

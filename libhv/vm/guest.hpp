@@ -275,6 +275,8 @@ private:
     static void on_shadow_pf(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_shadow_cr(cpu::vcpu& v, const cpu::exit_info& e);
     static void on_shadow_invlpg(cpu::vcpu& v, const cpu::exit_info& e);
+    // code_reader::write: a store to v's linear memory (linear(v); watched under shadow paging).
+    static status store_linear(cpu::vcpu& v, std::uint64_t linear, const void* src, std::size_t n, void*);
     // The guest's paging registers changed (CR0/CR3/CR4): the shadow root for them.
     [[nodiscard]] status sync_shadow(cpu::vcpu& v, std::uint64_t cr3, cpu::tlb_flush at_least);
     void shadow_flush(cpu::vcpu& v, cpu::tlb_flush what, std::uint64_t linear = 0);

@@ -5,15 +5,38 @@
 #include "libhv/cpu/svm/insn_len.hpp"
 #include "libhv/cpu/svm/setup.hpp"
 
-using hv_svm_exit_fn = int (*)(hv::cpu::vcpu* v, hv::svm::vmcb* block);
-extern "C" void hv_svm_run(hv::cpu::gprs* regs, std::uint64_t vmcb_pa, std::uint64_t host_save_pa, hv::cpu::vcpu* v,
-                           hv_svm_exit_fn exit_handler);
+// switch.S's two calls per exit: the exit function (the guest's RCX still in its register,
+// the 4th argument; RDX, the 3rd, is the guest's too and unused), then, only if the
+// vCPU's loop word is not 0, the settling function: 0 = enter again.
+using hv_svm_exit_fn = void (*)(hv::cpu::vcpu* v, hv::svm::vmcb* block, std::uint64_t, std::uint64_t guest_rcx);
+using hv_svm_settle_fn = int (*)(hv::cpu::vcpu* v);
+extern "C" void hv_svm_run(hv::cpu::vcpu* v, std::uint64_t vmcb_pa, std::uint64_t host_save_pa,
+                           hv_svm_settle_fn settle, hv_svm_exit_fn exit_handler);
+extern "C" void hv_svm_run_lean(hv::cpu::vcpu* v, std::uint64_t vmcb_pa, std::uint64_t host_save_pa,
+                                hv_svm_settle_fn settle, hv_svm_exit_fn exit_handler, bool* hidden_in_cpu);
 
 namespace hv::svm {
 
 namespace {
 
 vcpu_arch& arch(cpu::vcpu& v) { return *static_cast<vcpu_arch*>(v.arch()); }
+
+// The lean loop's two switches of the hidden state (see hv_svm_run_lean): to the host's
+// (the guest's saved into its VMCB, GIF set) before anything that is not a leaf handler,
+// and back (GIF clear) before entering again.
+void to_host(vcpu_arch& a) {
+    asm volatile("vmsave %%rax" ::"a"(cpu::pa_of(a.block)) : "memory");
+    asm volatile("vmload %%rax; stgi" ::"a"(a.cpu->host_save_pa) : "memory");
+    a.hidden_in_cpu = false;
+}
+void to_guest(vcpu_arch& a) {
+    asm volatile("clgi; vmload %%rax" ::"a"(cpu::pa_of(a.block)) : "memory");
+    a.hidden_in_cpu = true;
+}
+// Before reading the VMCB's FS/GS/TR/LDTR: a leaf handler may ask (load_state).
+void sync_hidden(const vcpu_arch& a) {
+    if (a.hidden_in_cpu) asm volatile("vmsave %%rax" ::"a"(cpu::pa_of(a.block)) : "memory");
+}
 
 constexpr std::uint64_t v_tpr = 0xf, v_irq = 1ull << 8, v_intr_prio = 0xfull << 16, v_ign_tpr = 1ull << 20,
                         v_intr_masking = 1ull << 24;
@@ -205,12 +228,15 @@ inline void open_for_kicks() { asm volatile("clgi; sti" ::: "memory"); }
     write_back_marked(v, b);
 }
 
-hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a);
+hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a, bool lean);
+hv_svm_settle_fn settle_for(const cpu::vcpu& v, bool lean);
 
-// RSP and RFLAGS of this exit (ops.load_flags), but not those a handler marked dirty.
+// RSP, RFLAGS and the interrupt shadow of this exit (ops.load_flags), but not those a
+// handler marked dirty. (A hot exit in a shadow sets state.interruptibility itself.)
 [[gnu::always_inline]] inline void load_flags_of(cpu::vcpu& v, const vmcb& b) {
     if (!v.dirty(cpu::vcpu::dirty_rflags)) v.state.rflags = b.state.rflags;
     if (!v.dirty(cpu::vcpu::dirty_rsp)) v.state.regs.rsp = b.state.rsp;
+    if (!v.dirty(cpu::vcpu::dirty_interruptibility)) v.state.interruptibility = b.control.interrupt_shadow & 1;
 }
 [[gnu::noinline]] void load_flags(cpu::vcpu& v) { load_flags_of(v, *arch(v).block); }
 
@@ -240,7 +266,20 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
         open_for_kicks();
     }
     const bool timed = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
-    hv_svm_run(&v.state.regs, cpu::pa_of(&b), a.cpu->host_save_pa, &v, exit_handler_for(v, a));
+    // Leaf handlers only: the lean loop, which saves the host's hidden state and loads the
+    // guest's once (GIF clear until an exit that is not a leaf one, or settling).
+    const bool lean = !v.guarded() && v.hot_handlers_leaf();
+    const std::uint64_t host_save = a.cpu->host_save_pa;
+    if (lean) {
+        hv_svm_run_lean(&v, cpu::pa_of(&b), host_save, settle_for(v, true), exit_handler_for(v, a, true),
+                        &a.hidden_in_cpu);
+        if (a.hidden_in_cpu) [[unlikely]] {  // cannot happen: settle returns on the host's state
+            to_host(a);
+            v.fail("SVM lean loop returned with the guest's hidden state loaded");
+        }
+    } else {
+        hv_svm_run(&v, cpu::pa_of(&b), host_save, settle_for(v, false), exit_handler_for(v, a, false));
+    }
     if (timed || v.guarded()) [[unlikely]] {
         asm volatile("cli" ::: "memory");
     }
@@ -251,48 +290,85 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
 
 // A refused VMRUN or any exit but the hot ones, all of it out of line: the hot path then
 // keeps no value but the vCPU live across a call (fewer registers to save).
-[[gnu::noinline]] int other_exit(cpu::vcpu& v, vcpu_arch& a, cpu::exit_info& out) {
+[[gnu::noinline]] void other_exit(cpu::vcpu& v, vcpu_arch& a, cpu::exit_info& out) {
     vmcb& b = *a.block;
     load_flags(v);
     // A refused VMRUN (VMEXIT_INVALID; QEMU writes it as 32-bit -1) loaded no guest
     // state: keep ours. (No other exit code has its low 32 bits all ones.)
     if (static_cast<std::uint32_t>(b.control.exitcode) == 0xffffffffu) {
         vmrun_refused(v, b.control.exitcode, out);
-        (void)v.dispatch(out);
-        return 1;
+        (void)v.handle(out);
+        v.request_return();
+        return;
     }
     decode_other(a, v, out);
     v.requeue_interrupted(out);
-    if (!v.dispatch(out)) return 1;
-    write_back_marked(v, b);
-    return 0;
+    (void)v.handle(out);
+}
+
+[[gnu::noinline]] void other_exit_lean(cpu::vcpu& v, vcpu_arch& a, cpu::exit_info& out) {
+    to_host(a);
+    other_exit(v, a, out);
+    to_guest(a);
+}
+
+// A hot exit whose guest was in an STI/MOV SS shadow: skip() takes its slow path and drops it.
+// Out of line, as the string I/O one below: the hot path then makes no call but the
+// handler's, so it needs no saved register.
+[[gnu::noinline]] void shadowed_exit(cpu::vcpu& v, cpu::exit_info& out, cpu::exit_reason reason) {
+    v.state.interruptibility = 1;
+    return v.handle_last(out, reason, out.instruction_length | cpu::vcpu::in_shadow);
+}
+// Port I/O, decoded here (its many fields would cost the other hot exits saved
+// registers); string I/O loads RSP/RFLAGS at once (the direction flag, for every string
+// I/O handler).
+template <bool nrips>
+[[gnu::noinline]] void io_exit(cpu::vcpu& v, const vmcb& b, cpu::exit_info& out) {
+    const auto& c = b.control;
+    cpu::svm_exit_raw raw{};
+    raw.exitcode = c.exitcode;
+    raw.rip = v.state.rip;
+    const std::uint64_t len = nrips ? std::uint32_t(c.next_rip - raw.rip) : 0;
+    cpu::detail::decode_svm_io(raw, out, len, c.exitinfo1, c.exitinfo2);
+    if (out.io.string) {
+        load_flags(v);
+        return v.handle_last(out, cpu::exit_reason::io,
+                             out.instruction_length | ((v.state.interruptibility & 3) ? cpu::vcpu::in_shadow : 0));
+    }
+    if (c.interrupt_shadow & 1) [[unlikely]] return shadowed_exit(v, out, cpu::exit_reason::io);
+    return v.handle_last(out, cpu::exit_reason::io, out.instruction_length);
 }
 
 // Called by switch.S after every #VMEXIT (GIF set again, the host's hidden state back),
-// with the guest's GPRs but RAX and RSP in v.state.regs. 0: enter again now; else
-// hv_svm_run returns to run(). Staying needs the handler to leave nothing for the vCPU
-// loop; EVENTINJ or a window to take down request_return() (apply_events).
+// with the guest's GPRs but RAX and RSP in v.state.regs. Decodes the exit into the log
+// and ends with a tail call to its handler (vcpu::handle_last); switch.S then tests the
+// vCPU's loop word: 0 = enter again at once (after copying RIP and RAX into the VMCB),
+// else settle() decides. Staying needs the handler to leave nothing for the vCPU loop;
+// EVENTINJ or a window to take down request_return() (apply_events).
 // One per NRIPS setting (run() picks), so the length needs no test of it.
-// No alignment padding: a NOP placed after the handler call would run at every exit.
-template <bool nrips>
-[[gnu::optimize("align-jumps=1", "align-labels=1", "align-loops=1")]] int exit_handler(cpu::vcpu* vp, vmcb* bp) {
+// RSP, RFLAGS and the interrupt shadow are loaded on request (load_flags; a hot exit in a
+// shadow sets state.interruptibility at once).
+// No alignment padding: a NOP placed after a jump would run at every exit.
+// Lean (hv_svm_run_lean): the same at GIF = 0 with the guest's hidden state still loaded;
+// an exit that is not a hot one switches to the host's around other_exit.
+template <bool nrips, bool lean>
+[[gnu::optimize("align-jumps=1", "align-labels=1", "align-loops=1")]] void exit_handler(cpu::vcpu* vp, vmcb* bp,
+                                                                                        std::uint64_t,
+                                                                                        std::uint64_t guest_rcx) {
     cpu::vcpu& v = *vp;
     vmcb& b = *bp;
     auto& c = b.control;
     cpu::exit_info& out = cpu::hot_slot(v.log);
     c.tlb_ctl = tlb_control::none;
-    // What every handler may use; RSP and RFLAGS only on request (load_flags), or for
-    // string I/O and the other exits.
     v.state.regs.rax = b.state.rax;
     v.state.rip = b.state.rip;
-    v.state.interruptibility = c.interrupt_shadow & 1;
     cpu::svm_exit_raw raw;
     raw.exitcode = c.exitcode;
     raw.next_rip = c.next_rip;
     raw.nrips = nrips;
     raw.rip = v.state.rip;
     raw.rax = v.state.regs.rax;
-    raw.rcx = v.state.regs.rcx;
+    raw.rcx = guest_rcx;
     return cpu::decode_hot(
         raw, out,
         [&c](std::uint64_t& info1, std::uint64_t& info2) {
@@ -300,15 +376,24 @@ template <bool nrips>
             info2 = c.exitinfo2;
         },
         // A hot exit: counted and dispatched with its reason as a constant.
-        // switch.S copies RIP and RAX into the VMCB when this returns 0.
-        [&v, &out](auto reason) [[gnu::always_inline]] {
-            if constexpr (decltype(reason)::value == cpu::exit_reason::io)
-                if (out.io.string) load_flags(v);  // the direction flag, for every string I/O handler
-            if (!v.dispatch(out, reason.value)) [[unlikely]] return 1;
-            if (v.dirty_bits() & ~cpu::vcpu::dirty_rip) [[unlikely]] write_back_marked_more(v);
-            return 0;
+        [&v, &out, &c](auto reason) [[gnu::always_inline]] {
+            if (c.interrupt_shadow & 1) [[unlikely]] return shadowed_exit(v, out, reason.value);
+            return v.handle_last(out, reason.value, out.instruction_length);
         },
-        [&] { return other_exit(v, arch(v), out); });
+        [&] {
+            if constexpr (lean) return other_exit_lean(v, arch(v), out);
+            else return other_exit(v, arch(v), out);
+        },
+        [&] { return io_exit<nrips>(v, b, out); });
+}
+
+// switch.S calls this when the loop word is not 0 after a handler: dirty state to write
+// back, or something for the run loop (vcpu::settle polls an entry hook and interrupt
+// source). 0: enter again.
+int settle(cpu::vcpu* v) {
+    const bool stay = v->settle();
+    if (stay && v->dirty_bits()) write_back_marked_more(*v);
+    return stay ? 0 : 1;
 }
 
 // switch.S calls this one instead for a guarded vCPU (run() picks it): the handler
@@ -316,20 +401,28 @@ template <bool nrips>
 // The host took what interrupted the guest at switch.S's STGI (interrupts were open,
 // see open_for_kicks); the handlers run with them shut again.
 template <bool nrips>
-int guarded_exit_handler(cpu::vcpu* v, vmcb* b) {
+void guarded_exit_handler(cpu::vcpu* v, vmcb* b, std::uint64_t rdx, std::uint64_t rcx) {
     asm volatile("cli" ::: "memory");
     v->guard_after_exit();
-    const int r = exit_handler<nrips>(v, b);
-    if (r == 0) {
+    exit_handler<nrips, false>(v, b, rdx, rcx);
+    const bool stay = v->loop_word() == 0 || settle(v) == 0;
+    arch(*v).guarded_stay = stay;
+    if (stay) {
         v->guard_before_entry();
         open_for_kicks();
     }
-    return r;
 }
+// Its settling is done: the decision is only read back.
+int guarded_settle(cpu::vcpu* v) { return arch(*v).guarded_stay ? 0 : 1; }
 
-hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a) {
+hv_svm_exit_fn exit_handler_for(const cpu::vcpu& v, const vcpu_arch& a, bool lean) {
     if (v.guarded()) return a.nrips ? &guarded_exit_handler<true> : &guarded_exit_handler<false>;
-    return a.nrips ? &exit_handler<true> : &exit_handler<false>;
+    if (lean) return a.nrips ? &exit_handler<true, true> : &exit_handler<false, true>;
+    return a.nrips ? &exit_handler<true, false> : &exit_handler<false, false>;
+}
+hv_svm_settle_fn settle_for(const cpu::vcpu& v, bool lean) {
+    (void)lean;  // hv_svm_run_lean switches to the host's state around it
+    return v.guarded() ? &guarded_settle : &settle;
 }
 
 bool interrupts_open(const cpu::vcpu& v) {
@@ -414,6 +507,7 @@ status write_cr(cpu::vcpu& v, unsigned cr, std::uint64_t value) {
 }
 
 void load_state(cpu::vcpu& v) {
+    sync_hidden(arch(v));
     const vmcb& b = *arch(v).block;
     cpu::guest_state& g = v.state;
     load_flags(v);
@@ -487,6 +581,7 @@ void load_memory_state(cpu::vcpu& v) {
     const std::uint32_t cs = load_paging_state_of(v, a, b);
     // In 64-bit code only FS and GS have a base (the others count as 0): the other four
     // are left as they were (backend_ops::load_memory_state).
+    sync_hidden(a);
     if ((g.efer & x86::efer::lma) && (cs & cpu::ar::l)) {
         g[cpu::seg::fs].base = b.state.fs.base;
         g[cpu::seg::gs].base = b.state.gs.base;

@@ -36,6 +36,10 @@ struct vcpu_arch {
     bool prepared = false;          // the VMCB holds the guest (its V_TPR is the TPR)
     std::uint8_t tpr = 0;           // the TPR before prepare()
     bool timer_armed = false;       // the host timer runs for this vCPU's preemption deadline
+    bool guarded_stay = false;      // a guarded vCPU's exit handler decided to enter again
+    // The lean loop (leaf handlers) holds the guest's VMLOAD/VMSAVE state in the CPU: the
+    // VMCB's FS/GS/TR/LDTR and syscall MSRs are stale until a VMSAVE.
+    bool hidden_in_cpu = false;
     // Shadow paging instead of NPT: see backend_ops::set_paging_root. Set before prepare.
     // The VMCB holds the real CR0/CR3/CR4/EFER; the guest sees these (SVM has no read
     // shadows: every CR0/CR3/CR4 access is intercepted).

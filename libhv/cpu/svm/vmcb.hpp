@@ -375,6 +375,8 @@ struct event {
     constexpr event_type type() const { return static_cast<event_type>((raw >> 8) & 7); }
     constexpr bool error_code_valid() const { return raw & (1u << 11); }
     constexpr bool valid() const { return raw & (1u << 31); }
+    // Bits 30:12 are reserved (APM 15.20): set only in a value no CPU wrote (below).
+    constexpr bool reserved_bits_clear() const { return (raw & 0x7ffff000u) == 0; }
     constexpr std::uint32_t error_code() const { return static_cast<std::uint32_t>(raw >> 32); }
 
     static constexpr event make(event_type t, std::uint8_t vector) {

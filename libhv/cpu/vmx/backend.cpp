@@ -5,6 +5,7 @@
 #include "libhv/cpu/exit_decode.hpp"
 #include "libhv/cpu/insn/emulate.hpp"
 #include "libhv/cpu/host_timer.hpp"
+#include "libhv/cpu/real_mode.hpp"
 #include "libhv/cpu/vmx/entry_check.hpp"
 #include "libhv/cpu/vmx/exit.hpp"
 #include "libhv/cpu/vmx/insn.hpp"
@@ -155,15 +156,24 @@ using cpu::shadow_real_efer;
 // clear) through the read shadow, SMSW included. Privileged instructions raise #GP at
 // CPL 3, which exits (vm86_gp): MOV to/from CR0/CR3/CR4, CLTS, LMSW, HLT and IN/OUT (when
 // the vm86 TSS's I/O permission check refuses them) go on as the exits they are elsewhere,
-// LGDT/LIDT are emulated; any other ends the guest, naming it. The VMCS's IDTR has limit
-// 0 meanwhile (the guest's is kept aside), so whatever would go through the IDT in vm86,
-// an INT n or an event, raises #GP and ends the guest by name instead of running a gate
-// made of IVT bytes. Setting CR0.PE leaves vm86 (leave_vm86): the segments keep selector,
-// base and limit as protected-mode ones (16-bit code, data, DPL 0), as a CPU's caches keep
-// them until the guest's far jump reloads CS, which then runs natively.
-// Not modelled: interrupts and INT n in real mode (no VME redirection, no emulated
-// real-mode delivery: a real-mode start has IF clear), string I/O the vm86 TSS refuses,
-// the IOPL the guest reads while in real mode (3), and a return to real mode.
+// string I/O (INS/OUTS, REP or not) is handed on as an io exit too, LGDT/LIDT are
+// emulated; any other ends the guest, naming it. The VMCS's IDTR has limit
+// 0 meanwhile (the guest's is kept aside), so whatever would go through the IDT in vm86
+// raises #GP instead of running a gate made of IVT bytes, and is delivered as real mode
+// delivers it (deliver_in_vm86: cpu::deliver_real_mode through the guest's IVT): INT n,
+// INT3 and INTO from the #GP exit (the instruction at CS:IP), a fault or NMI from the #GP
+// exit's IDT-vectoring information, and the events libhv injects (external interrupts,
+// exceptions) at entry instead of injecting them. Emulated rather than CR4.VME with a
+// redirection bitmap: VME redirects only INT n (not INT3, INTO, faults or external
+// interrupts), and needs a vm86 TSS in guest-physical memory the guest cannot see.
+// IRET, CLI, STI, PUSHF and POPF run natively (IOPL 3). Setting CR0.PE leaves vm86
+// (leave_vm86): the segments keep selector, base and limit as protected-mode ones (16-bit
+// code, data, DPL 0), as a CPU's caches keep them until the guest's far jump reloads CS,
+// which then runs natively.
+// Not modelled: a #GP the guest's own code raises in real mode (a segment-limit fault:
+// it ends the guest by name rather than going to IVT vector 13), OUTS with a segment
+// override other than DS, the IOPL the guest reads while in real mode (3: PUSHF shows
+// it), and a return to real mode.
 constexpr std::uint64_t iopl_mask = 3ull << 12;
 constexpr std::uint32_t vm86_segment_ar = 0xf3, pm_code16_ar = 0x9b, pm_data_ar = 0x93;
 constexpr field nth(field first, unsigned i) { return static_cast<field>(raw(first) + 2 * i); }
@@ -183,6 +193,58 @@ status put_vm86(vcpu_arch& a, vmcs_image& img, const cpu::guest_state& g) {
     a.vm86_iopl = g.rflags & iopl_mask;
     a.vm86_idtr = g.idtr;
     return {};
+}
+
+// Real-mode delivery of `vector` while in vm86 (cpu::deliver_real_mode): FLAGS (with the
+// guest's IOPL), CS and `ip` pushed through the vCPU's guest-memory access, IF/TF/AC
+// cleared, CS:IP from the guest's IVT (vm86_idtr), STI/MOV-SS blocking ended; an NMI
+// blocks NMIs until the handler's IRET (which runs natively and unblocks them, virtual
+// NMIs or not). Written into the VMCS (current) and v.state (RIP, RSP, RFLAGS).
+// False: the guest is failed, by name.
+bool deliver_in_vm86(cpu::vcpu& v, vcpu_arch& a, std::uint8_t vector, std::uint16_t ip, bool nmi = false) {
+    const cpu::code_reader& access = v.code();
+    struct bound {
+        cpu::vcpu* v;
+        const cpu::code_reader* access;
+    } ctx{&v, &access};
+    const cpu::guest_memory mem{
+        &ctx,
+        [](void* c, std::uint64_t la, void* dst, std::size_t n) {
+            auto* b = static_cast<bound*>(c);
+            return b->access->read(*b->v, la, dst, n, b->access->ctx).ok();
+        },
+        [](void* c, std::uint64_t la, const void* src, std::size_t n) {
+            auto* b = static_cast<bound*>(c);
+            return b->access->write(*b->v, la, src, n, b->access->ctx).ok();
+        }};
+    const std::uint64_t rflags = read<field::guest_rflags>();
+    const std::uint64_t rsp = read<field::guest_rsp>();
+    cpu::real_mode_frame f{.cs = static_cast<std::uint16_t>(read<field::guest_cs_selector>()),
+                           .ip = ip,
+                           .sp = static_cast<std::uint16_t>(rsp),
+                           .ss_base = read<field::guest_ss_base>(),
+                           .rflags = (rflags & ~(x86::rflags::vm | iopl_mask)) | a.vm86_iopl};
+    const std::uint16_t at_cs = f.cs, at_ip = static_cast<std::uint16_t>(v.state.rip);
+    const status delivered = access.read && access.write ? cpu::deliver_real_mode(f, vector, a.vm86_idtr, mem)
+                                                         : fail(errc::not_supported, "no guest-memory write path");
+    if (!delivered) {
+        fmt::format_to(a.message, sizeof a.message, "real mode under shadow paging on VMX (vm86): vector {:#x} at {:04x}:{:04x} not delivered: {}",
+                       vector, at_cs, at_ip, delivered.err().what);
+        v.fail(a.message);
+        return false;
+    }
+    v.state.rflags = (f.rflags & ~iopl_mask) | x86::rflags::vm | iopl_mask;
+    v.state.regs.rsp = (rsp & ~0xffffull) | f.sp;
+    v.state.rip = f.ip;
+    constexpr std::uint32_t blocking_by_sti_or_mov_ss = 3, blocking_by_nmi = 8;
+    v.state.interruptibility = (read<field::guest_interruptibility>() & ~blocking_by_sti_or_mov_ss) | (nmi ? blocking_by_nmi : 0);
+    (void)write<field::guest_rflags>(v.state.rflags);
+    (void)write<field::guest_rsp>(v.state.regs.rsp);
+    (void)write<field::guest_rip>(v.state.rip);
+    (void)write<field::guest_interruptibility>(v.state.interruptibility);
+    (void)write<field::guest_cs_selector>(f.cs);
+    (void)write<field::guest_cs_base>(std::uint64_t{f.cs} << 4);
+    return true;
 }
 
 // CR0.PE set: protected mode with the real-mode segment caches. The VMCS is current.
@@ -304,7 +366,15 @@ event_type vmx_type(cpu::event_kind k) {
 
 // Injection and window requests: only when an event waits or a window was asked before.
 [[gnu::noinline]] void apply_events(cpu::vcpu& v, vcpu_arch& a, const cpu::event_queue::decision& d) {
-    if (d.inject.valid) {
+    if (d.inject.valid && a.vm86) {
+        // Injection in vm86 would go through the protected-mode IDT: delivered as real
+        // mode does instead (no error code). A software event returns past its instruction.
+        const bool software = d.inject.kind == cpu::event_kind::software_interrupt ||
+                              d.inject.kind == cpu::event_kind::software_exception ||
+                              d.inject.kind == cpu::event_kind::privileged_software_exception;
+        const std::uint64_t ip = v.state.rip + (software ? v.current_exit().instruction_length : 0);
+        (void)deliver_in_vm86(v, a, d.inject.vector, static_cast<std::uint16_t>(ip), d.inject.kind == cpu::event_kind::nmi);
+    } else if (d.inject.valid) {
         // Real-mode guests (unrestricted guest) take exceptions without error codes;
         // the guest owns CR0.PE, so ask the VMCS rather than v.state.
         const bool real = !(read<field::guest_cr0>() & x86::cr0::pe);
@@ -450,6 +520,14 @@ template <class Hot, class Other>
     if (!v.dirty(cpu::vcpu::dirty_rsp)) v.state.regs.rsp = read<field::guest_rsp>();
 }
 
+// After a hot exit's handler left the loop word non-zero: dirty state to write back, or
+// something for the run loop (vcpu::settle polls an entry hook and interrupt source).
+[[gnu::noinline]] int settle(cpu::vcpu& v) {
+    if (!v.settle()) return 1;
+    write_back(v);
+    return 0;
+}
+
 enum class vm86_step : std::uint8_t { done, dispatch, failed };
 
 // A #GP in vm86 mode (see put_vm86): the privileged instruction at CS:IP.
@@ -461,15 +539,28 @@ enum class vm86_step : std::uint8_t { done, dispatch, failed };
         v.fail(a.message);
         return vm86_step::failed;
     };
+    // A fault (#UD, #DE, ...) or NMI whose delivery through the IDT (limit 0) raised this
+    // #GP: delivered through the IVT instead, returning to where the CPU would (RIP).
+    if (slot.interrupted.valid && (slot.interrupted.kind == cpu::event_kind::hardware_exception ||
+                                   slot.interrupted.kind == cpu::event_kind::nmi)) {
+        if (!deliver_in_vm86(v, a, slot.interrupted.vector, static_cast<std::uint16_t>(v.state.rip),
+                             slot.interrupted.kind == cpu::event_kind::nmi))
+            return vm86_step::failed;
+        return vm86_step::done;
+    }
     std::uint8_t bytes[insn::max_length] = {};
     const auto& reader = v.code();
     if (!reader.read || !reader.read(v, cs_base + v.state.rip, bytes, sizeof bytes, reader.ctx).ok())
         return failed_with("no instruction bytes", 0);
     auto in = insn::decode({bytes, sizeof bytes}, insn::mode::code16);
     if (!in) return failed_with("an invalid instruction", bytes[0]);
-    // INT n faults while being delivered through the IDT (limit 0): IDT vectoring is valid.
-    if (in->map == 0 && (in->opcode == 0xcd || in->opcode == 0xcc || in->opcode == 0xce))
-        return failed_with("a software interrupt (INT n: no real-mode delivery in vm86)", in->opcode);
+    // INT n, INT3 and INTO fault while being delivered through the IDT (limit 0; IDT
+    // vectoring holds them, not requeued): delivered here as real mode does instead.
+    if (in->map == 0 && (in->opcode == 0xcd || in->opcode == 0xcc || in->opcode == 0xce)) {
+        const std::uint8_t vector = in->opcode == 0xcd ? bytes[in->length - 1] : in->opcode == 0xcc ? 3 : 4;
+        if (!deliver_in_vm86(v, a, vector, static_cast<std::uint16_t>(v.state.rip + in->length))) return vm86_step::failed;
+        return vm86_step::done;
+    }
     if (slot.interrupted.valid) return failed_with("an event delivered in real mode", 0);
     slot.instruction_length = in->length;
     if (in->map == 0 && in->opcode == 0xf4) {
@@ -488,6 +579,16 @@ enum class vm86_step : std::uint8_t { done, dispatch, failed };
         const auto port = static_cast<std::uint16_t>(dx ? v.state.regs.rdx : bytes[in->length - 1]);
         slot.reason = cpu::exit_reason::io;
         slot.io = {port, size, 0, !(in->opcode & 2), false, false};
+        return vm86_step::dispatch;
+    }
+    if (in->map == 0 && (in->opcode & 0xfc) == 0x6c) {  // INS (6C/6D), OUTS (6E/6F), REP or not
+        const bool outs = in->opcode & 2;
+        if (outs && in->segment_override != insn::seg::none && in->segment_override != insn::seg::ds)
+            return failed_with("OUTS with a segment override", in->opcode);  // the string I/O path reads DS
+        const auto size = static_cast<std::uint8_t>((in->opcode & 1) ? in->operand_size : 1);
+        slot.reason = cpu::exit_reason::io;
+        slot.io = {static_cast<std::uint16_t>(v.state.regs.rdx), size, static_cast<std::uint8_t>(in->address_size * 8), !outs,
+                   true, in->rep != insn::rep_prefix::none};
         return vm86_step::dispatch;
     }
     const unsigned reg = (in->modrm >> 3) & 7;
@@ -548,7 +649,10 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     if (v.state.xcr0 != host_xcr0) [[unlikely]] cpu::load_xcr0(v.state.xcr0);
     write_back(v);
     v.end_return_request();
-    if (d || a.windows_on) [[unlikely]] apply_events(v, a, d ? *d : cpu::event_queue::decision{});
+    if (d || a.windows_on) [[unlikely]] {
+        apply_events(v, a, d ? *d : cpu::event_queue::decision{});
+        if (v.status() == cpu::vcpu_status::failed) return;  // an event vm86 could not deliver
+    }
     // Handlers in the loop see the VMCS launched (set_paging_root writes it only then);
     // a VMLAUNCH that failed before any exit takes that back.
     const bool launched = a.launched;
@@ -591,9 +695,13 @@ hv_vmx_exit_handler(cpu::vcpu* vp) {
         [&](auto reason) [[gnu::always_inline]] {
             if constexpr (decltype(reason)::value == cpu::exit_reason::io)
                 if (slot.io.string) load_flags_current(v);  // the direction flag, for every string I/O handler
-            if (!v.dispatch(slot, reason.value)) [[unlikely]] return 1;
-            write_back(v);
-            return 0;
+            if (!v.handle(slot, reason.value)) [[unlikely]] return 1;
+            // The loop word covers the dirty bits too: 0 leaves only RIP to write.
+            if (v.loop_word() == 0) [[likely]] {
+                (void)write<field::guest_rip>(v.state.rip);
+                return 0;
+            }
+            return settle(v);
         },
         [&] { return other_exit(v, slot); });
 }

@@ -244,6 +244,11 @@ TEST_CASE("exit: interrupted event delivery is reported for re-injection") {
     CHECK_FALSE(decode(s).interrupted.valid);
     s.exitintinfo = 0xbfbfbfbfbfbfbfbfull;  // a reserved type (7): no event
     CHECK_FALSE(decode(s).interrupted.valid);
+    // Bochs' uninitialised EXITINTINFO with a valid type: its reserved bits 30:12 say so.
+    s.exitintinfo = 0x5a5a5a5a5a5a5a5aull | 1ull << 31;  // type 2 (NMI), vector 0x5a
+    CHECK_FALSE(decode(s).interrupted.valid);
+    s.exitintinfo = hv::svm::event::make(hv::svm::event_type::exception, 14, 0x2).raw;
+    CHECK(decode(s).interrupted.valid);
 }
 
 TEST_CASE("exit log: counters and a ring of the last exits") {

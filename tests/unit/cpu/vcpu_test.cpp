@@ -336,6 +336,63 @@ TEST_CASE("vcpu: skip() advances RIP (written back before every entry) and marks
     CHECK(static_cast<fake_arch*>(v.arch())->syncs == 1);  // written back once, before the next entry
 }
 
+TEST_CASE("vcpu: skip() in an STI shadow keeps the exit's length; without a length it asks the backend") {
+    harness h;
+    vcpu& v = h.add({{exit_reason::cpuid, 2}, {exit_reason::cpuid, 0}, {exit_reason::hypercall, 3}});
+    static std::uint64_t rips[2];
+    static int n;
+    n = 0;
+    v.state.interruptibility = 1;  // the first CPUID follows an STI
+    v.on(exit_reason::cpuid, [](vcpu& x, const exit_info&) {
+        const std::uint64_t before = x.state.rip;
+        x.skip();
+        rips[n++] = x.state.rip - before;
+    });
+    v.on(exit_reason::hypercall, stop_on_hypercall);
+    h.sched.run();
+    CHECK(rips[0] == 2);  // the slot's length, shadow dropped
+    CHECK(rips[1] == 7);  // unknown length: fake_length
+    CHECK(v.state.interruptibility == 0);
+}
+
+TEST_CASE("vcpu: handler kinds; a changed hot handler kind asks the backend's loop to return") {
+    harness h;
+    vcpu& v = h.add({{exit_reason::hypercall, 3}});
+    CHECK(v.hot_handlers_leaf());  // the defaults are leaf handlers
+    CHECK(v.loop_word() == 0);
+    v.on(exit_reason::cpuid, skip_only);  // a host handler by default
+    CHECK_FALSE(v.hot_handlers_leaf());
+    CHECK(v.loop_word() != 0);
+    v.end_return_request();
+    CHECK(v.loop_word() == 0);
+    v.on(exit_reason::npf, skip_only);  // not a hot exit: the lean loop does not run it
+    CHECK(v.loop_word() == 0);
+    v.on(exit_reason::cpuid, skip_only, vcpu::handler_kind::leaf);
+    CHECK(v.hot_handlers_leaf());
+    CHECK(v.loop_word() != 0);
+    v.end_return_request();
+    v.on(exit_reason::msr_write, skip_only, vcpu::handler_kind::host);
+    CHECK_FALSE(v.hot_handlers_leaf());
+    v.on(exit_reason::msr_write, nullptr);  // the default again: a leaf one
+    CHECK(v.hot_handlers_leaf());
+}
+
+TEST_CASE("vcpu: dirty state is in the loop word; alone it does not end the backend's loop") {
+    harness h;
+    vcpu& v = h.add({});
+    CHECK(v.loop_word() == 0);
+    v.mark_dirty(vcpu::dirty_rip);  // needs nothing
+    CHECK(v.loop_word() == 0);
+    v.mark_dirty(vcpu::dirty_rsp);
+    CHECK(v.loop_word() != 0);
+    CHECK(v.settle());  // stay: the backend writes it back
+    CHECK(v.take_dirty() == vcpu::dirty_rsp);
+    CHECK(v.loop_word() == 0);
+    v.mark_dirty(vcpu::dirty_rflags);
+    v.request_yield();
+    CHECK_FALSE(v.settle());
+}
+
 TEST_CASE("vcpu: an intercepted #DF ends the guest; other unhandled exceptions too") {
     harness h;
     vcpu& d = h.add({{exit_reason::exception}});
