@@ -277,10 +277,15 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         hv::println("vm: guest powered off (ACPI S5), its end as end=poweroff asks");
         return {};
     }
-    guest_exit e;
-    e.ended = o.kind == dev::event_kind::debug_exit;
-    e.code = o.debug_value();
-    return judge(e);
+    // How the guest ended is its result, as with Xen's SCHEDOP_shutdown: a power-off is a
+    // clean end (a kernel's `poweroff`), a reset or anything else is not.
+    switch (o.kind) {
+    case dev::event_kind::debug_exit: return judge({.ended = true, .code = o.debug_value()});
+    case dev::event_kind::power_off: return {};
+    case dev::event_kind::reset: return fail(errc::fault, "the guest reset the machine (8042, port 0x92 or 0xcf9)");
+    case dev::event_kind::none: break;
+    }
+    return judge({});
 }
 
 } // namespace hv::vm
