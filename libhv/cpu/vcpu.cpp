@@ -196,7 +196,10 @@ bool vcpu::wakeable() const {
 }
 
 event_queue::decision vcpu::decide() {
-    const bool from_source = source_pending();
+    // Still pending if stay_after_polling saw it (nothing ran since but this vCPU's run
+    // loop); stale at worst after a halt, when acknowledge() then finds nothing.
+    const bool from_source = source_seen_ || source_pending();
+    source_seen_ = false;
     if (events.empty() && !from_source) {
         event_queue::decision d{};
         if (source_.tpr_masked) d.tpr_threshold = source_.tpr_masked(source_.ctx);
@@ -275,19 +278,25 @@ bool vcpu::stay_after_polling() {
     if ((loop_flags_.word & ~dirty_in_word) != only_extras) return false;  // events included
     if (hook_.fn) hook_.fn(*this, hook_.ctx);
     if ((loop_flags_.word & ~dirty_in_word) != only_extras) return false;
-    // A preemption deadline is armed by an entry from the run loop, which has the hook's
-    // decision: leave the backend's loop for it. (A timer still armed after the deadline
-    // went back to 0 ends in a preemption exit, which leaves the loop too and is disarmed.)
-    if (preempt_at_) {
+    // A preemption deadline is armed by an entry from the run loop: the hook moved it (a
+    // device model's timer programmed, a timer that fell due, or none left), so leave the
+    // backend's loop for the run loop to arm the new one. Unchanged, the armed timer
+    // keeps counting to it (the backend checks that it has not fired already).
+    if (preempt_at_ != armed_at_) {
         hook_ran_ = hook_.fn != nullptr;
         return false;
     }
-    // An interrupt the guest's TPR holds back needs a TPR threshold set by the run loop
-    // (decide()); one already set made the backend request_return().
-    const bool tpr_held = source_.tpr_masked && source_.tpr_masked(source_.ctx);
-    if (events.empty() && !source_pending() && !tpr_held) return true;
+    // An interrupt to deliver: decide() in the run loop takes it from what was found here
+    // (the source asked once). One the guest's TPR holds back needs a TPR threshold set
+    // by the run loop (decide()); one already set made the backend request_return().
     hook_ran_ = hook_.fn != nullptr;
-    return false;
+    if (source_pending()) {
+        source_seen_ = true;
+        return false;
+    }
+    if (source_.tpr_masked && source_.tpr_masked(source_.ctx)) return false;
+    hook_ran_ = false;
+    return true;
 }
 
 bool vcpu::budget_exhausted() {
