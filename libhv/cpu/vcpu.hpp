@@ -418,6 +418,7 @@ private:
     void run_guest();
     bool wakeable() const;
     bool source_pending() const { return source_.pending && source_.pending(source_.ctx); }
+    template <bool source_known_pending>
     event_queue::decision decide();
     void skip_slow();
     bool enter_with_events();
@@ -448,8 +449,9 @@ private:
         __builtin_bit_cast(std::uint64_t, loop_flags::fields{vcpu_status::runnable, false, false, 0, false, 0xff, {}});
     const char* why_ = nullptr;
     std::uint8_t skip_length_ = 0;  // what skip() adds to RIP at once; 0 or in_shadow set: skip_slow
-    bool hook_ran_ = false;  // stay_after_polling ran the entry hook for the coming entry
-    bool source_seen_ = false;  // ... and found the interrupt source pending (decide() takes it)
+    // What stay_after_polling found for the coming entry, so the run loop does not ask again.
+    enum : std::uint8_t { polled_hook = 1, polled_source = 2 };  // hook ran; source pending
+    std::uint8_t polled_ = 0;
     std::uint64_t budget_left_ = ~0ull;  // exits until the budget fails the guest
     std::uint64_t preempt_at_ = 0;
     std::uint64_t armed_at_ = 0;

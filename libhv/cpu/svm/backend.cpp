@@ -401,16 +401,17 @@ template <bool nrips, bool lean>
 // with IF = 0 from here to VMRUN (no interrupt can be taken in between), stay only while
 // it still counts; then IF = 1 again under GIF = 0 for VMRUN, so that it exits the guest
 // (at once if it fires before). A guarded vCPU's handler opens them itself (open_for_kicks).
+[[gnu::noinline]] int settle_timed(cpu::vcpu* v) {
+    asm volatile("cli" ::: "memory");
+    bool stay = v->settle() && cpu::host_timer::counting();
+    if (!stay) return 1;
+    if (!v->guarded()) asm volatile("clgi; sti" ::: "memory");
+    if (v->dirty_bits()) write_back_marked_more(*v);
+    return 0;
+}
 int settle(cpu::vcpu* v) {
-    const bool timed = v->armed_deadline() != 0;
-    if (timed) [[unlikely]] {
-        asm volatile("cli" ::: "memory");
-    }
-    bool stay = v->settle();
-    if (timed && stay) [[unlikely]] {
-        stay = cpu::host_timer::counting();
-        if (stay && !v->guarded()) asm volatile("clgi; sti" ::: "memory");
-    }
+    if (v->armed_deadline()) [[unlikely]] return settle_timed(v);
+    const bool stay = v->settle();
     if (stay && v->dirty_bits()) write_back_marked_more(*v);
     return stay ? 0 : 1;
 }
