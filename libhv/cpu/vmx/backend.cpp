@@ -459,7 +459,7 @@ void load_flags(cpu::vcpu& v);
 // exits through external-interrupt exiting and is taken after the exit. True: the host
 // timer is in use for this entry.
 // The VMX-preemption timer's value that ends the guest's run at `deadline` (host TSC, not 0).
-[[gnu::noinline]] void load_preemption_timer(const vcpu_arch& a, std::uint64_t deadline) {
+[[gnu::always_inline]] inline void load_preemption_timer(const vcpu_arch& a, std::uint64_t deadline) {
     const std::uint64_t now = x86::rdtsc();
     std::uint64_t ticks = deadline > now ? (deadline - now) >> a.cpu->caps.misc.preemption_timer_rate() : 0;
     if (ticks > no_preemption) ticks = no_preemption;
@@ -482,6 +482,9 @@ void load_flags(cpu::vcpu& v);
     cpu::host_timer::arm(deadline);
     return true;
 }
+[[gnu::noinline]] void reload_preemption_timer(const vcpu_arch& a, std::uint64_t deadline) {
+    load_preemption_timer(a, deadline);
+}
 // Entering again inside the loop with a deadline armed. The VMX-preemption timer counts
 // down from each entry's value (the exit does not save what is left), so it is loaded
 // with what is left now: 0 if the deadline passed (the guest exits before its first
@@ -490,7 +493,7 @@ void load_flags(cpu::vcpu& v);
 // entry exit at once through external-interrupt exiting.
 [[gnu::always_inline]] inline void keep_preemption(cpu::vcpu& v, const vcpu_arch& a) {
     if (const std::uint64_t deadline = v.armed_deadline(); deadline && !a.host_timer_preemption) [[unlikely]]
-        load_preemption_timer(a, deadline);
+        reload_preemption_timer(a, deadline);
 }
 
 // The state handlers changed (v.take_dirty()) into the current VMCS, besides RIP.
