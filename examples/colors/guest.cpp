@@ -1,7 +1,8 @@
 // The color test guest: tells which guest mode ("color") it runs in the way Xen guests
 // find out — hypervisor CPUID leaves, how it was entered, which emulated devices answer,
 // which PV parts it can use — prints an lscpu/dmesg-like report and checks it against the
-// policy named by expect= on its command line (vm::promised_color). With
+// policy named by expect= on its command line and the entry named by expect-entry= (the
+// one the hypervisor chose: vm::choose_entry, vm::promised_color). With
 // hv-start-tsc=TICKS (the hypervisor's start) it reports the start-up benchmarks.
 //
 //   hvimage --policy=pvh            (packs this guest when no --guest is given)
@@ -440,14 +441,14 @@ hv::result<lapic_report> lapic_timer_interrupts() {
     return r;
 }
 
-hv::vm::entry_kind entry_of(hv::boot::loader l) {
+hv::loader::protocol entry_of(hv::boot::loader l) {
     switch (l) {
-    case hv::boot::loader::pvh: return hv::vm::entry_kind::pvh;
-    case hv::boot::loader::real_mode: return hv::vm::entry_kind::real_mode;
-    case hv::boot::loader::multiboot1:
-    case hv::boot::loader::multiboot2: break;
+    case hv::boot::loader::pvh: return hv::loader::protocol::pvh;
+    case hv::boot::loader::real_mode: return hv::loader::protocol::real_mode;
+    case hv::boot::loader::multiboot1: return hv::loader::protocol::multiboot1;
+    case hv::boot::loader::multiboot2: return hv::loader::protocol::multiboot2;
     }
-    return hv::vm::entry_kind::multiboot;
+    return hv::loader::protocol::none;
 }
 
 // COM1 data-register writes, each a port-I/O exit under any libhv policy.
@@ -486,9 +487,8 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
     // Real mode: libhv's stub at 0x7c00 saw CR0.PE clear (boot::parse_real_mode refuses
     // a hand-off without), then switched to protected and long mode itself.
     seen.entry = entry_of(ctx.boot.source);
-    const bool real_mode = seen.entry == hv::vm::entry_kind::real_mode;
-    hv::println("color: entry: {} (loader {}), real mode: {}", hv::vm::to_string(seen.entry),
-                hv::boot::to_string(ctx.boot.source), yes_no(real_mode));
+    const bool real_mode = seen.entry == hv::loader::protocol::real_mode;
+    hv::println("color: entry: {}, real mode: {}", hv::loader::to_string(seen.entry), yes_no(real_mode));
     if (real_mode)
         hv::println("color: real mode: started at 0000:7c00 with DL {:#x}, {} ticks to protected and long mode",
                     ctx.boot.boot_drive, hv::rt::start_ticks() - ctx.boot.first_instruction_tsc);
@@ -592,12 +592,24 @@ HV_PROGRAM(color, "color", "report this guest's color and check it against expec
         hv::println("color: no expect= given: report only");
         return {};
     }
-    const auto promised = hv::vm::find_preset(*expect);
-    if (!promised) return hv::fail(hv::errc::invalid_argument, "expect= names no policy");
-    if (const char* why = hv::vm::color_mismatch(hv::vm::promised_color(*promised), seen)) {
-        hv::println("color: expected {}: {}", *expect, why);
+    const auto policy = hv::vm::find_preset(*expect);
+    if (!policy) return hv::fail(hv::errc::invalid_argument, "expect= names no policy");
+    // The entry is the hypervisor's choice for this guest (expect-entry=); without it only
+    // the rest of the color is checked.
+    hv::loader::protocol expected_entry = seen.entry;
+    if (const auto e = hv::cmdline_value(ctx.cmdline, "expect-entry")) {
+        const auto named = hv::loader::protocol_named(*e);
+        if (!named || *named == hv::loader::protocol::none)
+            return hv::fail(hv::errc::invalid_argument, "expect-entry= names no entry");
+        expected_entry = *named;
+    } else {
+        hv::println("color: no expect-entry= given: the entry is not checked");
+    }
+    const hv::vm::color promised = hv::vm::promised_color(*policy, expected_entry);
+    if (const char* why = hv::vm::color_mismatch(promised, seen)) {
+        hv::println("color: expected {} entered by {}: {}", *expect, hv::loader::to_string(promised.entry), why);
         return hv::fail(hv::errc::fault, "this guest's color is not the one its policy promises");
     }
-    hv::println("color: matches policy {}", *expect);
+    hv::println("color: matches policy {} entered by {}", *expect, hv::loader::to_string(seen.entry));
     return {};
 }

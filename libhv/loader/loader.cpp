@@ -434,9 +434,7 @@ status load_real_mode(const memory_target& g, bytes img, const boot_config& cfg,
 
 protocol choose(const image_info& info, const boot_config& cfg) {
     if (cfg.use != protocol::none) return info.supports(cfg.use) ? cfg.use : protocol::none;
-    for (protocol p : {protocol::pvh, protocol::multiboot2, protocol::multiboot1, protocol::linux_bzimage})
-        if (info.supports(p)) return p;
-    return protocol::none;
+    return info.first_offered();
 }
 
 } // namespace
@@ -451,9 +449,13 @@ result<load_result> load(const memory_target& g, bytes img, const boot_config& c
         HV_TRY(load_real_mode(g, img, cfg, out));
         return out;
     }
-    auto probed = probe(img);
+    // Asked for a protocol, a header that offers none (unusable_header) does not matter.
+    result<image_info> probed = cfg.use == protocol::none ? probe(img)
+                                : cfg.probed            ? result<image_info>(*cfg.probed)
+                                                        : probe_entries(img);
     if (!probed) return probed.err();
     const image_info& info = *probed;
+    if (!info.supports(cfg.use) && info.unusable_header) return fail(errc::bad_format, info.unusable_header);
     HV_TRY(check_config(cfg));
     load_result out;
     out.used = choose(info, cfg);

@@ -14,6 +14,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 #include "libhv/boot/boot_info.hpp"
@@ -34,6 +35,13 @@ constexpr const char* to_string(protocol p) {
     }
     return "?";
 }
+// The protocol to_string names so, e.g. "multiboot2".
+[[nodiscard]] constexpr std::optional<protocol> protocol_named(std::string_view name) {
+    for (protocol p : {protocol::none, protocol::multiboot1, protocol::multiboot2, protocol::pvh,
+                       protocol::linux_bzimage, protocol::real_mode})
+        if (name == to_string(p)) return p;
+    return std::nullopt;
+}
 
 // ---- The real-mode start (libhv's, there is no BIOS) ----
 // The image is flat, boot-sector style: at least one 512-byte sector ending in the
@@ -53,16 +61,23 @@ inline constexpr std::size_t real_mode_max_image = layout::real_mode_image_end -
 static_assert(real_mode_max_image == 0x98000);
 inline constexpr std::uint8_t real_mode_boot_drive = 0x80;
 
+// Why an image is no flat real-mode image: real_mode_image_problem's answers.
+namespace real_mode_problem {
+inline constexpr char elf[] =
+    "an ELF file: a real-mode start takes a flat image (boot-sector style, 0x55 0xAA at bytes 510-511)";
+inline constexpr char too_short[] = "shorter than one 512-byte boot sector";
+inline constexpr char too_large[] = "larger than the 608 KiB (0x98000 bytes) between 0x7c00 and the EBDA at 0x9fc00";
+inline constexpr char no_signature[] = "no boot signature 0x55 0xAA at bytes 510-511: not a flat real-mode image";
+} // namespace real_mode_problem
+
 // Why `image` cannot be started in real mode, or nullptr. hvimage asks the same.
 [[nodiscard]] constexpr const char* real_mode_image_problem(std::span<const std::byte> image) {
     if (image.size() >= 4 && image[0] == std::byte{0x7f} && image[1] == std::byte{'E'} &&
         image[2] == std::byte{'L'} && image[3] == std::byte{'F'})
-        return "an ELF file: a real-mode start takes a flat image (boot-sector style, 0x55 0xAA at bytes 510-511)";
-    if (image.size() < real_mode_sector) return "shorter than one 512-byte boot sector";
-    if (image.size() > real_mode_max_image)
-        return "larger than the 608 KiB (0x98000 bytes) between 0x7c00 and the EBDA at 0x9fc00";
-    if (image[510] != std::byte{0x55} || image[511] != std::byte{0xaa})
-        return "no boot signature 0x55 0xAA at bytes 510-511: not a flat real-mode image";
+        return real_mode_problem::elf;
+    if (image.size() < real_mode_sector) return real_mode_problem::too_short;
+    if (image.size() > real_mode_max_image) return real_mode_problem::too_large;
+    if (image[510] != std::byte{0x55} || image[511] != std::byte{0xaa}) return real_mode_problem::no_signature;
     return nullptr;
 }
 
@@ -115,6 +130,13 @@ struct image_info {
     std::uint32_t linux_initrd_addr_max = 0;
     std::uint32_t linux_cmdline_size = 0;
 
+    // A multiboot header in a file that is no ELF and lacks the header's own load
+    // addresses: no entry (probe refuses the image, naming this; probe_entries ignores it).
+    const char* unusable_header = nullptr;
+
+    // An entry of the image's own: a multiboot header, a PVH note or a bzImage header.
+    [[nodiscard]] bool offers_entry() const { return multiboot1 || multiboot2 || pvh || linux_bzimage; }
+
     [[nodiscard]] bool supports(protocol p) const {
         switch (p) {
         case protocol::multiboot1: return multiboot1;
@@ -126,9 +148,20 @@ struct image_info {
         }
         return false;
     }
+    // The loader's preference: pvh, multiboot2, multiboot1, linux; none if none is offered.
+    [[nodiscard]] protocol first_offered() const {
+        for (protocol p : {protocol::pvh, protocol::multiboot2, protocol::multiboot1, protocol::linux_bzimage})
+            if (supports(p)) return p;
+        return protocol::none;
+    }
 };
 
+// What `image` offers; fails naming what is malformed, or when it offers no entry.
 [[nodiscard]] result<image_info> probe(std::span<const std::byte> image);
+// The same, except that an image without an entry of its own (a flat image, an ELF
+// without multiboot header or PVH note) is no failure: offers_entry() is false. A
+// multiboot header that cannot be loaded (unusable_header) is then no entry either.
+[[nodiscard]] result<image_info> probe_entries(std::span<const std::byte> image);
 
 // ---- Loading ----
 
@@ -155,6 +188,9 @@ struct boot_config {
                                            // pvh, multiboot2, multiboot1, linux;
                                            // real_mode only when asked for
     bool linux_entry32 = false;            // take the 32-bit entry even if 64 is offered
+    // probe_entries(image) if the caller has it (vm::choose_entry): with `use` given, the
+    // image is not probed again.
+    const image_info* probed = nullptr;
 };
 
 enum class cpu_mode : std::uint8_t { real16, protected32, long64 };

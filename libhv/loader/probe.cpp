@@ -272,7 +272,7 @@ status parse_linux(image_info& out, bytes img) {
 
 } // namespace
 
-result<image_info> probe(bytes img) {
+result<image_info> probe_entries(bytes img) {
     image_info out;
     std::uint32_t sig = 0;
     if (copy_out(img, 0x202, sig) && sig == linux_boot::header_signature) {
@@ -289,18 +289,31 @@ result<image_info> probe(bytes img) {
         out.elf = true;
         HV_TRY(parse_elf(out, img));
     }
-    // Multiboot without an ELF image needs the header's own load addresses.
-    if (out.multiboot1 && !out.mb1_aout && !is_elf)
-        return fail(errc::bad_format, "bad ELF magic: multiboot1 image is neither ELF nor uses the a.out kludge");
-    if (out.multiboot2 && !out.mb2_address && !is_elf)
-        return fail(errc::bad_format, "bad ELF magic: multiboot2 image is neither ELF nor has an address tag");
+    // Multiboot without an ELF image needs the header's own load addresses; a header
+    // without them offers no entry (e.g. an ELF's header copied into a flat image).
+    if (out.multiboot1 && !out.mb1_aout && !is_elf) {
+        out.multiboot1 = false;
+        out.unusable_header = "bad ELF magic: multiboot1 image is neither ELF nor uses the a.out kludge";
+    }
+    if (out.multiboot2 && !out.mb2_address && !is_elf) {
+        out.multiboot2 = false;
+        if (!out.unusable_header)
+            out.unusable_header = "bad ELF magic: multiboot2 image is neither ELF nor has an address tag";
+    }
     if (out.multiboot2 && !out.mb2_has_entry && !is_elf)
         return fail(errc::bad_format, "multiboot2 a.out-style image has no entry address tag");
     if (out.multiboot1 && out.mb1_aout && out.mb1_entry == 0)
         return fail(errc::bad_format, "multiboot1 a.out kludge has no entry_addr");
-    if (!out.multiboot1 && !out.multiboot2 && !out.pvh) {
-        if (diag) return fail(errc::bad_format, diag);
-        if (is_elf) return fail(errc::not_supported, "ELF image has no multiboot header and no PVH entry note");
+    if (!out.offers_entry() && !out.unusable_header && diag) return fail(errc::bad_format, diag);
+    return out;
+}
+
+result<image_info> probe(bytes img) {
+    auto out = probe_entries(img);
+    HV_TRY(out);
+    if (out->unusable_header) return fail(errc::bad_format, out->unusable_header);
+    if (!out->offers_entry()) {
+        if (out->elf) return fail(errc::not_supported, "ELF image has no multiboot header and no PVH entry note");
         return fail(errc::bad_format, "bad ELF magic and no multiboot or Linux header: not a kernel image");
     }
     return out;

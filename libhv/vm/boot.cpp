@@ -69,6 +69,7 @@ result<loader::load_result> load_kernel(guest& g, const kernel_spec& k) {
     cfg.modules = k.modules;
     cfg.rsdp = k.rsdp;
     cfg.use = k.use;
+    cfg.probed = k.probed;
     auto loaded = loader::load(g.memory(), k.image, cfg);
     HV_TRY(loaded);
     g.vcpu(0).state = entry_state(loaded->cpu);

@@ -42,6 +42,7 @@ struct kernel_spec {
     std::span<const loader::module_spec> modules = {};
     loader::protocol use = loader::protocol::none;  // none: the loader's preference
     std::uint64_t rsdp = 0;                         // guest-physical, 0: no ACPI
+    const loader::image_info* probed = nullptr;     // see loader::boot_config::probed
 };
 
 // Loads `k` into g's RAM (the memory map given to the kernel is g's RAM regions) and

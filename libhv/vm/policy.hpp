@@ -1,37 +1,47 @@
 // Guest-mode policies ("colors"): which parts a guest is composed of, chosen at compile
 // time, and what the guest can observe of that choice. Portable: the hypervisor
-// (vm::run_guest) and the color test guest (examples/colors) read the same table.
+// (vm::run_guest), hvimage and the color test guest (examples/colors) read the same table.
 //
 //   part        choices                                   Xen's colors
 //   mmu         nested | shadow                           hvm      hvm-shadow  pvhvm     pvh
-//   boot        real mode, multiboot, PVH, Linux          real mode real mode  multiboot pvh
+//   boot (pref) real mode, multiboot, PVH, Linux          real mode real mode  multiboot pvh
 //   devices     none | emulated PC | Xen PV backends      emulated emulated    both      pv
 //   interrupts  none | emulated PIC/APIC | callback vec.  emulated emulated    callback  callback
 //   timer       none | emulated PIT/LAPIC | PV one-shot   emulated emulated    pv        pv
 //   xen abi     off | on                                  off      off         on        on
 //
+// `boot` is the policy's preferred start, not the only one: any preset boots any guest
+// kernel with an entry of its own (multiboot1/2, a PVH note, a bzImage header) through
+// that entry, the preferred one if the kernel offers it (vm::choose_entry). A flat image
+// without an entry is started in real mode, which only some policies can
+// (vm::real_mode_refusal).
+//
 // The vendor (VMX or SVM) is no part: both are compiled in and vm::enable probes.
-// `bare` is libhv's least platform (what examples/boot-guest runs): nested paging, the
-// loader's preferred protocol, the debug console and exit ports, nothing else.
+// `bare` is libhv's least platform (what examples/boot-guest runs): nested paging, no
+// preferred start (the loader's order), the debug console and exit ports, nothing else.
 // Classic deprivileged PV (`pv`) is refused at compile time: it is issue 9.
 //
 // A part this build has not wired into vm::guest yet is refused, by name, before the
 // guest runs (missing_part); nothing is emulated by a stand-in.
 //
 // Real mode (loader::protocol::real_mode: a flat image at 0x7c00, no BIOS; fw_cfg has
-// the command line and memory map) is `hvm`'s and `hvm-shadow`'s start, as hvmloader's
-// guests start. Under nested paging VMX runs it as an unrestricted guest and SVM
-// natively. Under shadow paging SVM runs it as paged real mode (VMRUN with CR0.PG = 1,
+// the command line and memory map) is `hvm`'s and `hvm-shadow`'s preferred start, as
+// hvmloader's guests start. Under nested paging VMX runs it as an unrestricted guest and
+// SVM natively. Under shadow paging SVM runs it as paged real mode (VMRUN with CR0.PG = 1,
 // CR0.PE = 0 on the direct shadow of guest-physical memory), and VMX, which has no
 // unrestricted guest without EPT, in virtual-8086 mode: privileged instructions exit by
 // #GP and are handed on (MOV CR, HLT) or emulated (LGDT/LIDT) until the guest sets
-// CR0.PE (libhv/cpu/vmx/backend.cpp: what that vm86 phase does not model). `pvhvm`
-// keeps multiboot.
+// CR0.PE (libhv/cpu/vmx/backend.cpp: what that vm86 phase does not model). Which
+// policies can start a flat image in real mode: real_mode_refusal. `pvhvm` prefers
+// multiboot.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
+#include "libhv/core/result.hpp"
+#include "libhv/loader/loader.hpp"
 
 namespace hv::vm {
 
@@ -45,6 +55,8 @@ enum class guest_timer : std::uint8_t { none, emulated, pv_one_shot };
 struct policy {
     std::string_view name;
     guest_mmu mmu = guest_mmu::nested;
+    // The preferred start: taken when the guest offers it (vm::choose_entry), else the
+    // guest's own entry. loader_choice: none preferred (the loader's order).
     boot_protocol boot = boot_protocol::loader_choice;
     device_model devices = device_model::debug_only;
     interrupt_delivery interrupts = interrupt_delivery::none;
@@ -65,10 +77,28 @@ inline constexpr policy pvh{"pvh", guest_mmu::nested, boot_protocol::pvh, device
 inline constexpr policy all[] = {bare, hvm, hvm_shadow, pvhvm, pvh};
 } // namespace presets
 
+[[nodiscard]] constexpr bool emulates_pc(const policy& p) {
+    return p.devices == device_model::emulated || p.devices == device_model::emulated_and_pv;
+}
+
+// real_mode_refusal's answers.
+namespace real_mode_refused {
+inline constexpr char no_emulated_pc[] =
+    "a real-mode start needs the emulated PC (fw_cfg carries its command line and memory map)";
+} // namespace real_mode_refused
+
+// Why `p` cannot start a flat image in real mode, or nullptr. Every such rule is here
+// (choose_entry, inconsistency and so hvimage ask this one function). Either MMU will
+// do: under shadow paging SVM runs paged real mode and VMX virtual-8086 mode.
+[[nodiscard]] constexpr const char* real_mode_refusal(const policy& p) {
+    if (!emulates_pc(p)) return real_mode_refused::no_emulated_pc;
+    return nullptr;
+}
+
 // Why a composition cannot work whatever is wired, or nullptr.
 [[nodiscard]] constexpr const char* inconsistency(const policy& p) {
     const bool pv_devices = p.devices == device_model::pv || p.devices == device_model::emulated_and_pv;
-    const bool emulated_devices = p.devices == device_model::emulated || p.devices == device_model::emulated_and_pv;
+    const bool emulated_devices = emulates_pc(p);
     if (pv_devices && !p.xen_abi) return "PV devices need the Xen ABI (grants, event channels)";
     if (p.interrupts == interrupt_delivery::callback_vector && !p.xen_abi)
         return "a callback vector is set through the Xen ABI (HVM_PARAM_CALLBACK_IRQ)";
@@ -77,8 +107,7 @@ inline constexpr policy all[] = {bare, hvm, hvm_shadow, pvhvm, pvh};
         return "emulated interrupt delivery needs the emulated PIC/APIC (devices = emulated)";
     if (p.timer == guest_timer::emulated && !emulated_devices)
         return "an emulated timer needs the emulated PIT/LAPIC (devices = emulated)";
-    if (p.boot == boot_protocol::real_mode && !emulated_devices)
-        return "a real-mode start needs the emulated PC (fw_cfg carries its command line and memory map)";
+    if (p.boot == boot_protocol::real_mode) return real_mode_refusal(p);
     return nullptr;
 }
 
@@ -103,7 +132,7 @@ inline constexpr wired_parts wired_in_this_build{.shadow_paging = true, .emulate
 [[nodiscard]] constexpr const char* missing_part(const policy& p, const wired_parts& w = wired_in_this_build) {
     if (p.mmu == guest_mmu::shadow && !w.shadow_paging)
         return "needs shadow paging (config.mmu = paging::shadow): not wired yet";
-    if ((p.devices == device_model::emulated || p.devices == device_model::emulated_and_pv) && !w.emulated_devices)
+    if (emulates_pc(p) && !w.emulated_devices)
         return "needs the HVM device model (libhv/dev machine on a vm::guest): not wired yet";
     if (p.xen_abi && !w.xen_abi) return "needs the Xen ABI (hypercall page, event channels, grants): not wired yet";
     if ((p.devices == device_model::pv || p.devices == device_model::emulated_and_pv) && !w.pv_devices)
@@ -154,6 +183,22 @@ void composed_policy_is_inconsistent();  // never defined: reached only in a fai
     return p;
 }
 
+// ---- how a guest is entered: the policy's preferred start or the guest's own entry ----
+struct entry_choice {
+    loader::protocol protocol;
+    const char* why;  // e.g. "the policy's real mode needs a flat image", for the log
+    loader::image_info image;  // what probing found, for the loader (boot_config::probed)
+};
+// Which entry `p` starts `image` by:
+//   an image with an entry of its own (loader::probe_entries): the policy's preferred
+//     start if the image offers it (multiboot: multiboot2, then multiboot1; real mode:
+//     a flat real-mode image that is no bzImage), else the first the image offers in the
+//     loader's order (pvh, multiboot2, multiboot1, linux); malformed: the probe's error;
+//   an image without one: real mode, if it is a flat real-mode image
+//     (loader::real_mode_image_problem) and `p` can start one (real_mode_refusal).
+// The hypervisor (vm::run_guest) and hvimage (--policy with --guest) both ask this.
+[[nodiscard]] result<entry_choice> choose_entry(const policy& p, std::span<const std::byte> image);
+
 // ---- the color: what a guest observes of its policy ----
 enum class virt_type : std::uint8_t { none, full, para };
 constexpr const char* to_string(virt_type t) {
@@ -164,22 +209,11 @@ constexpr const char* to_string(virt_type t) {
     }
     return "?";
 }
-// What the guest's vCPU entered: libhv's runtime reports pvh, multiboot(1/2) or, from
-// its real-mode stub (a flat image made by toolchain/realmode_image.py), real mode.
-enum class entry_kind : std::uint8_t { real_mode, multiboot, pvh, linux_bzimage };
-constexpr const char* to_string(entry_kind e) {
-    switch (e) {
-    case entry_kind::real_mode: return "real-mode";
-    case entry_kind::multiboot: return "multiboot";
-    case entry_kind::pvh: return "pvh";
-    case entry_kind::linux_bzimage: return "linux";
-    }
-    return "?";
-}
-
 struct color {
     bool xen_leaves = false;        // "XenVMMXenVMM" at 0x40000000 + n*0x100
-    entry_kind entry = entry_kind::pvh;
+    // How the vCPU entered the guest: libhv's runtime reports pvh, multiboot1/2 or, from
+    // its real-mode stub (a flat image made by toolchain/realmode_image.py), real mode.
+    loader::protocol entry = loader::protocol::pvh;
     bool emulated_devices = false;  // COM1 scratch, PIT, PIC, PCI config answer
     bool callback_vector = false;
     bool pv_timer = false;
@@ -195,19 +229,12 @@ struct color {
     }
 };
 
-// What `p` promises a guest that supports the policy's boot protocol. For loader_choice
-// the protocol is the loader's preference, which for libhv-runtime images is PVH.
-[[nodiscard]] constexpr color promised_color(const policy& p) {
+// What `p` promises a guest it starts by `entry` (choose_entry's choice).
+[[nodiscard]] constexpr color promised_color(const policy& p, loader::protocol entry) {
     color c;
     c.xen_leaves = p.xen_abi;
-    switch (p.boot) {
-    case boot_protocol::real_mode: c.entry = entry_kind::real_mode; break;
-    case boot_protocol::multiboot: c.entry = entry_kind::multiboot; break;
-    case boot_protocol::linux_bzimage: c.entry = entry_kind::linux_bzimage; break;
-    case boot_protocol::loader_choice:
-    case boot_protocol::pvh: c.entry = entry_kind::pvh; break;
-    }
-    c.emulated_devices = p.devices == device_model::emulated || p.devices == device_model::emulated_and_pv;
+    c.entry = entry;
+    c.emulated_devices = emulates_pc(p);
     c.callback_vector = p.interrupts == interrupt_delivery::callback_vector;
     c.pv_timer = p.timer == guest_timer::pv_one_shot;
     c.pcid_hidden = p.mmu == guest_mmu::shadow;

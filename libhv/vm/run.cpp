@@ -16,27 +16,6 @@ namespace {
 
 using rt::alloc_pages;
 
-result<loader::protocol> protocol_for(boot_protocol b, std::span<const std::byte> image) {
-    switch (b) {
-    case boot_protocol::loader_choice: return loader::protocol::none;
-    case boot_protocol::pvh: return loader::protocol::pvh;
-    case boot_protocol::linux_bzimage: return loader::protocol::linux_bzimage;
-    case boot_protocol::multiboot: {
-        auto info = loader::probe(image);
-        HV_TRY(info);
-        if (info->multiboot2) return loader::protocol::multiboot2;
-        if (info->multiboot1) return loader::protocol::multiboot1;
-        return fail(errc::not_supported, "the policy boots by multiboot; the guest has no multiboot header");
-    }
-    case boot_protocol::real_mode: {
-        if (const char* why = loader::real_mode_image_problem(image))
-            return fail(errc::bad_format, why);  // checked here too: the loader runs after the devices are built
-        return loader::protocol::real_mode;
-    }
-    }
-    return fail(errc::invalid_argument, "unknown boot protocol");
-}
-
 result<std::uint64_t> guest_ram_bytes(std::string_view cmdline) {
     std::uint64_t mib = 64;
     if (auto v = cmdline_value(cmdline, "guest-ram")) {
@@ -52,6 +31,21 @@ debug_ports ports;
 xen_pv_host xen_host;
 std::uint64_t read_tsc(void*) { return x86::rdtsc(); }
 char guest_cmdline[boot::info::max_string];
+
+// The hypervisor's boot modules other than `guest` (hvimage --module FILE: initrd,
+// environment files), given to the guest through its boot protocol, named as they came.
+loader::module_spec guest_modules[loader::boot_config::max_modules];
+std::span<const loader::module_spec> modules_for_guest(const boot::info& info) {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < info.module_count && n < std::size(guest_modules); ++i) {
+        const boot::module& m = info.modules[i];
+        const std::string_view name = m.cmdline;
+        if (name == "guest" || name.starts_with("guest ")) continue;
+        const auto* start = reinterpret_cast<const std::byte*>(static_cast<std::uintptr_t>(m.start));
+        guest_modules[n++] = {{start, static_cast<std::size_t>(m.end - m.start)}, name};
+    }
+    return {guest_modules, n};
+}
 
 // The emulated PC of policies with emulated devices. Guest time is the TSC, stated to the
 // guest (CPUID 0x40000010) at this frequency, as examples/hvm does.
@@ -95,10 +89,6 @@ struct both_idle {
 };
 static_assert(guest_tsc_hz == 1000000000, "both_idle compares device ticks with PV-timer ns");
 
-bool emulates_pc(const policy& p) {
-    return p.devices == device_model::emulated || p.devices == device_model::emulated_and_pv;
-}
-
 // The guest's result: through the device model's debug exit, or through debug_ports.
 status judge(const guest_exit& e) {
     if (!e.ended) return fail(errc::fault, "the guest ended without writing the debug-exit port");
@@ -120,13 +110,21 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         return fail(errc::not_found, "no boot module named `guest` (hvimage --guest KERNEL, or --policy alone)");
     auto ram = guest_ram_bytes(ctx.cmdline);
     HV_TRY(ram);
-    auto use = protocol_for(p.boot, module->bytes);
+    // end=poweroff: the guest's ACPI power-off (S5) is its end, for a kernel with no debug-exit
+    // port to report through (Linux's `poweroff -f`).
+    const auto end = cmdline_value(ctx.cmdline, "end");
+    if (end && *end != "poweroff") return fail(errc::invalid_argument, "end= wants poweroff");
+    const bool ends_by_power_off = end.has_value();
+    if (ends_by_power_off && !emulates_pc(p))
+        return fail(errc::invalid_argument, "end=poweroff needs the emulated PC (ACPI S5): this policy has none");
+    auto use = choose_entry(p, module->bytes);
     HV_TRY(use);
 
     std::string_view cmdline = module->cmdline;
     if (opt.tell_color) {
-        const std::size_t n = fmt::format_to(guest_cmdline, sizeof guest_cmdline, "{}{}expect={} hv-start-tsc={}",
-                                             cmdline, cmdline.empty() ? "" : " ", p.name, rt::start_ticks());
+        const std::size_t n =
+            fmt::format_to(guest_cmdline, sizeof guest_cmdline, "{}{}expect={} expect-entry={} hv-start-tsc={}", cmdline,
+                           cmdline.empty() ? "" : " ", p.name, loader::to_string(use->protocol), rt::start_ticks());
         if (n >= sizeof guest_cmdline) return fail(errc::invalid_argument, "the guest's command line is too long");
         cmdline = {guest_cmdline, n};
     }
@@ -156,17 +154,19 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
     emulated_pc* pc = nullptr;
     bios_calls* bios = nullptr;
     std::size_t disk_pages = ide_disk_pages;
-    kernel_spec kernel{module->bytes, cmdline, {}, *use};
+    kernel_spec kernel{module->bytes, cmdline, modules_for_guest(ctx.boot), use->protocol};
+    kernel.probed = &use->image;
+    const bool real_mode_start = use->protocol == loader::protocol::real_mode;
     if (emulates_pc(p)) {
         // ---- BIOS services for a real-mode start (branch devices): its image is on the IDE
         // disk at LBA 0 too (the disk grows to hold it), and the BIOS ROM and IVT are set up.
-        if (p.boot == boot_protocol::real_mode) disk_pages = real_mode_disk_pages(module->bytes.size());
+        if (real_mode_start) disk_pages = real_mode_disk_pages(module->bytes.size());
         auto* disk = static_cast<std::uint8_t*>(alloc_pages(disk_pages));
         if (!disk) return fail(errc::no_memory, "no pages for the IDE disk");
-        if (p.boot == boot_protocol::real_mode) __builtin_memcpy(disk, module->bytes.data(), module->bytes.size());
+        if (real_mode_start) __builtin_memcpy(disk, module->bytes.data(), module->bytes.size());
         pc = new (pc_storage) emulated_pc{g, *ram, {disk, disk_pages * 4096}};
         HV_TRY(pc->devices.attach());
-        if (p.boot == boot_protocol::real_mode) {
+        if (real_mode_start) {
             bios = new (bios_storage) bios_calls{g, pc->m, {disk, disk_pages * 4096}};
             HV_TRY(bios->install());
         }
@@ -174,7 +174,7 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         kernel.rsdp = pc->devices.rsdp();
         // A real-mode guest has no loader's boot info: it reads its command line (and
         // memory map, "etc/e820") from fw_cfg, as under QEMU's -kernel ... -append.
-        if (p.boot == boot_protocol::real_mode) pc->m.firmware_config().set_cmdline(cmdline);
+        if (real_mode_start) pc->m.firmware_config().set_cmdline(cmdline);
         if (p.xen_abi) {
             unplug = xen_unplug_ports{pc->devices.wiring().ports()};
             unplug.on_unplug(&unplug_devices, &pc->devices);
@@ -221,9 +221,13 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         s.run(p.xen_abi ? &xen_pv_host::idle : nullptr, &xen_host);
     }
     if (p.xen_abi) xen_host.flush_console();
+    hv::println("vm: guest enters by {} ({})", loader::to_string(use->protocol), use->why);
     hv::println("vm: {} guest, {} MiB RAM, loaded as {} (kernel {:#x}-{:#x}), entry {:#x}, policy {}",
                 g.vendor() == cpu::vendor::vmx ? "VMX" : "SVM", *ram >> 20, loader::to_string(loaded->used),
                 loaded->kernel_start, loaded->kernel_end, entry, p.name);
+    if (loaded->module_count)
+        hv::println("vm: {} boot module(s) given to the guest, the first at {:#x} ({} bytes)", loaded->module_count,
+                    loaded->modules[0].base, loaded->modules[0].size);
     if (loaded->used == loader::protocol::real_mode)
         hv::println("vm: real-mode image of {} bytes at {:#x}, CS:IP 0000:{:04x}, DL {:#x}; command line in fw_cfg",
                     loaded->kernel_end - loaded->kernel_start, loaded->kernel_start, entry, loader::real_mode_boot_drive);
@@ -267,10 +271,21 @@ status run_guest(const policy& p, rt::context& ctx, const run_options& opt) {
         hv::println("vm: bios: {} calls, {} sectors read, {} written, {} unserviced", b.calls, b.sectors_read,
                     b.sectors_written, b.unserviced);
     }
-    guest_exit e;
-    e.ended = o.kind == dev::event_kind::debug_exit;
-    e.code = o.debug_value();
-    return judge(e);
+    if (ends_by_power_off) {
+        if (o.kind != dev::event_kind::power_off)
+            return fail(errc::fault, "end=poweroff: the guest ended without powering off (ACPI S5)");
+        hv::println("vm: guest powered off (ACPI S5), its end as end=poweroff asks");
+        return {};
+    }
+    // How the guest ended is its result, as with Xen's SCHEDOP_shutdown: a power-off is a
+    // clean end (a kernel's `poweroff`), a reset or anything else is not.
+    switch (o.kind) {
+    case dev::event_kind::debug_exit: return judge({.ended = true, .code = o.debug_value()});
+    case dev::event_kind::power_off: return {};
+    case dev::event_kind::reset: return fail(errc::fault, "the guest reset the machine (8042, port 0x92 or 0xcf9)");
+    case dev::event_kind::none: break;
+    }
+    return judge({});
 }
 
 } // namespace hv::vm

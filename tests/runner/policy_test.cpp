@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -72,33 +74,67 @@ TEST_CASE("a policy that starts its guest in real mode packs the flat color gues
     CHECK(c->guest == t.first / "colors" / "color-guest.img");
 }
 
-TEST_CASE("check_guest: a real-mode policy's guest must be a flat boot image, named why not") {
+TEST_CASE("check_guest: the hypervisor's own decision (vm::choose_entry), refusals named") {
     examples_tree t;
     auto write = [&](const char* name, std::string bytes) {
         const fs::path p = t.first / name;
         std::ofstream(p, std::ios::binary) << bytes;
         return p;
     };
+    auto message = [](const absl::Status& s) { return std::string(s.message()); };
     std::string sector(512, '\0');
     sector[510] = '\x55';
     sector[511] = '\xaa';
-    CHECK(check_guest("hvm", write("ok.img", sector + std::string(4096, 'x'))).ok());
-    auto message = [](const absl::Status& s) { return std::string(s.message()); };
-    const absl::Status elf = check_guest("hvm", write("g.elf", "\x7f" "ELF" + sector));
-    CHECK(elf.code() == absl::StatusCode::kInvalidArgument);
-    CHECK(message(elf).find("policy hvm starts its guest in real mode at 0x7c00") != std::string::npos);
-    CHECK(message(elf).find("an ELF file") != std::string::npos);
-    CHECK(message(elf).find("realmode_image.py") != std::string::npos);
-    CHECK(message(check_guest("hvm", write("short.img", "\xeb\xfe"))).find("shorter than one 512-byte") != std::string::npos);
+    const fs::path flat = write("ok.img", sector + std::string(4096, 'x'));
+    CHECK(check_guest("hvm", flat).ok());
+    CHECK(check_guest("pvhvm", flat).ok());
+    // Without an emulated PC a flat image cannot start.
+    const absl::Status pvh_flat = check_guest("pvh", flat);
+    CHECK(pvh_flat.code() == absl::StatusCode::kInvalidArgument);
+    CHECK(message(pvh_flat) == "policy pvh cannot start guest " + flat.string() +
+                                   ": the guest is a flat image without an entry of its own (no multiboot header, PVH "
+                                   "note or bzImage header), which starts only in real mode: a real-mode start needs "
+                                   "the emulated PC (fw_cfg carries its command line and memory map)");
+    CHECK(check_guest("hvm-shadow", flat).ok());
+    CHECK(message(check_guest("bare", flat)).find("needs the emulated PC") != std::string::npos);
+
+    // An ELF kernel with an entry of its own (here multiboot1, 32-bit, as color-guest.elf
+    // has beside multiboot2 and PVH) starts by it under every policy, hvm included.
+    std::string elf(0x100, '\0');
+    const char ident[] = {'\x7f', 'E', 'L', 'F', 1, 1, 1};
+    elf.replace(0, sizeof ident, ident, sizeof ident);
+    auto put32 = [&](std::size_t at, std::uint32_t v) { std::memcpy(elf.data() + at, &v, 4); };
+    auto put16 = [&](std::size_t at, std::uint16_t v) { std::memcpy(elf.data() + at, &v, 2); };
+    put16(16, 2);                                    // ET_EXEC
+    put16(18, 3);                                    // EM_386
+    put32(24, 0x200000);                             // entry
+    put32(28, 52);                                   // phoff
+    put16(42, 32);                                   // phentsize
+    put16(44, 1);                                    // phnum
+    const std::uint32_t load[8] = {1, 0, 0x200000, 0x200000, 0x100, 0x100, 7, 16};  // PT_LOAD of the whole file
+    std::memcpy(elf.data() + 52, load, sizeof load);
+    const std::uint32_t mb1[3] = {0x1badb002, 0, 0u - 0x1badb002};
+    std::memcpy(elf.data() + 0x80, mb1, sizeof mb1);
+    const fs::path kernel = write("mb1.elf", elf);
+    for (const char* policy : {"bare", "hvm", "hvm-shadow", "pvhvm", "pvh"}) {
+        CAPTURE(policy);
+        CHECK(check_guest(policy, kernel).ok());
+    }
+    // An ELF without an entry cannot start in real mode either: both named.
+    std::string no_entry = elf;
+    no_entry.replace(0x80, 12, 12, '\0');
+    const std::string why = message(check_guest("hvm", write("none.elf", no_entry)));
+    CHECK(why.find("neither a multiboot header, a PVH note nor a bzImage header") != std::string::npos);
+    CHECK(why.find("an ELF file: a real-mode start takes a flat image") != std::string::npos);
+    CHECK(message(check_guest("hvm", write("short.img", "\xeb\xfe"))).find("shorter than one 512-byte") !=
+          std::string::npos);
     CHECK(message(check_guest("hvm", write("big.img", sector + std::string(0x98000, 'x')))).find("608 KiB") !=
           std::string::npos);
     std::string unsigned_sector = sector;
     unsigned_sector[511] = 0;
     CHECK(message(check_guest("hvm", write("nosig.img", unsigned_sector))).find("0x55 0xAA") != std::string::npos);
     CHECK(check_guest("hvm", t.first / "missing.img").code() == absl::StatusCode::kNotFound);
-    // Other policies load whatever the guest's headers say, checked at boot.
-    CHECK(message(check_guest("hvm-shadow", write("g2.elf", "\x7f" "ELF" + sector))).find("policy hvm-shadow starts its guest in real mode") != std::string::npos);
-    CHECK(check_guest("pvhvm", write("g2.elf", "\x7f" "ELF")).ok());
+    // No policy: nothing to check.
     CHECK(check_guest("", write("g3.elf", "\x7f" "ELF")).ok());
 }
 

@@ -33,7 +33,11 @@ ABSL_FLAG(std::string, kernel, "",
 ABSL_FLAG(std::string, policy, "",
           "guest-mode policy (bare, hvm, hvm-shadow, pvhvm, pvh): the kernel is its colors-POLICY.elf "
           "and, without --guest, the guest is the color test guest (as a flat real-mode image for hvm, "
-          "which starts its guest in real mode at 0x7c00 and refuses a --guest that is not one)");
+          "whose preferred start is real mode at 0x7c00). A --guest kernel with an entry of its own "
+          "(multiboot1/2, PVH note, bzImage) starts by it under any policy, the policy's preferred one "
+          "if offered; a flat image without one starts in real mode, which not every policy can "
+          "(vm::real_mode_refusal). A guest the policy cannot start is refused here, naming why, as the "
+          "hypervisor would refuse it at boot");
 ABSL_FLAG(std::string, guest, "", "guest kernel, loaded as the module named 'guest'");
 // Only here for --help: hv::host::command_line collects every --module itself.
 ABSL_FLAG(std::string, module, "",

@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <iterator>
+#include <span>
 #include <system_error>
 #include <vector>
 
@@ -80,18 +81,14 @@ absl::StatusOr<image_choice> choose_images(const image_flags& flags, std::span<c
 
 absl::Status check_guest(const std::string& policy, const fs::path& guest) {
     const auto p = hv::vm::find_preset(policy);
-    if (!p || p->boot != hv::vm::boot_protocol::real_mode) return absl::OkStatus();
+    if (!p) return absl::OkStatus();
     std::ifstream in(guest, std::ios::binary);
     if (!in) return absl::NotFoundError(absl::StrCat("cannot read guest ", guest.string()));
-    // One byte past the largest image is enough to tell it is too large.
-    std::vector<char> bytes(hv::loader::real_mode_max_image + 1);
-    in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    bytes.resize(static_cast<std::size_t>(in.gcount()));
-    const auto image = std::as_bytes(std::span<const char>(bytes));
-    if (const char* why = hv::loader::real_mode_image_problem(image)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "policy ", policy, " starts its guest in real mode at 0x7c00; ", guest.string(), " cannot be: ", why,
-            " (toolchain/realmode_image.py makes one of a libhv ELF)"));
+    const std::vector<char> bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    const auto entry = hv::vm::choose_entry(*p, std::as_bytes(std::span<const char>(bytes)));
+    if (!entry) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("policy ", policy, " cannot start guest ", guest.string(), ": ", entry.err().what));
     }
     return absl::OkStatus();
 }

@@ -7,8 +7,8 @@
 //            color-guest.img (flat, real mode) for a policy that starts its guest in
 //            real mode (hvm), color-guest.elf for the others
 // Without --policy: --kernel or the default kernel, and --guest if given.
-// check_guest: a real-mode policy's guest must be a flat real-mode image
-// (loader::real_mode_image_problem names why not).
+// check_guest: the guest must be one the policy can start, by its own entry or, for a
+// flat image without one, in real mode (vm::choose_entry, the hypervisor's own decision).
 #pragma once
 
 #include <filesystem>
@@ -37,8 +37,8 @@ struct image_choice {
                                                          std::span<const std::filesystem::path> examples_dirs,
                                                          const std::filesystem::path& default_kernel);
 
-// Whether `guest` can be started the way `policy` starts its guest (only real mode has
-// something to check before boot: hvimage cannot judge a multiboot/PVH guest's fit).
+// Whether the hypervisor composed with `policy` can start `guest`: refuses exactly what
+// vm::choose_entry refuses at boot, with its reason. No policy: nothing to check.
 [[nodiscard]] absl::Status check_guest(const std::string& policy, const std::filesystem::path& guest);
 
 }  // namespace hv::image

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Boots Debian's Linux kernel as an HVM guest of examples/hvm and checks the run.
+"""Boots Debian's Linux kernel as an HVM guest of examples/hvm (--hvm) or of a policy's
+colors image (--policy: hvimage --policy=P --guest KERNEL --module initramfs.cpio) and
+checks the run.
 
-  run.py --cache DIR --work DIR --hvimage HVIMAGE --hvm HVM.ELF --guest-cmdline S
+  run.py --cache DIR --work DIR --hvimage HVIMAGE (--hvm HVM.ELF | --policy P) --guest-cmdline S
          --cmdline S [--kernel FILE] -- CHECK.PY ARGS... (the argument @ISO@ becomes the image)
 
 DIR (filled by `./dev linux-guest`, which `./dev test` runs) holds vmlinuz and busybox
@@ -20,8 +22,11 @@ SKIP = 77
 
 def main():
     ap = argparse.ArgumentParser()
-    for opt in ("--cache", "--work", "--hvimage", "--hvm", "--guest-cmdline", "--cmdline"):
+    for opt in ("--cache", "--work", "--hvimage", "--guest-cmdline", "--cmdline"):
         ap.add_argument(opt, required=True)
+    hypervisor = ap.add_mutually_exclusive_group(required=True)
+    hypervisor.add_argument("--hvm", help="examples/hvm's image")
+    hypervisor.add_argument("--policy", help="a guest-mode policy: hvimage picks its colors image")
     ap.add_argument("--kernel", help="the guest kernel (default: vmlinuz in --cache)")
     ap.add_argument("check", nargs=argparse.REMAINDER)
     a = ap.parse_args()
@@ -40,7 +45,8 @@ def main():
     with open(initrd, "wb") as f:
         f.write(blob)
     iso = os.path.join(a.work, "linux.iso")
-    subprocess.run([a.hvimage, "--kernel", a.hvm, "--guest", kernel, "--guest-cmdline", a.guest_cmdline,
+    hypervisor = ["--policy", a.policy] if a.policy else ["--kernel", a.hvm]
+    subprocess.run([a.hvimage] + hypervisor + ["--guest", kernel, "--guest-cmdline", a.guest_cmdline,
                     "--module", initrd, "--cmdline", a.cmdline, "-o", iso], check=True)
     cmd = [sys.executable] + [iso if x == "@ISO@" else x for x in check]
     return subprocess.run(cmd).returncode

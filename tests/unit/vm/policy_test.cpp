@@ -43,6 +43,17 @@ TEST_CASE("inconsistent compositions are named") {
     CHECK(inconsistency(p) == nullptr);
     p.boot = boot_protocol::multiboot;
     CHECK(inconsistency(p) == nullptr);
+    // A real-mode preference is inconsistent exactly when real_mode_refusal refuses it.
+    for (policy q : presets::all) {
+        q.boot = boot_protocol::real_mode;
+        CAPTURE(q.name);
+        CHECK(inconsistency(q) == real_mode_refusal(q));
+    }
+    CHECK(real_mode_refusal(presets::hvm) == nullptr);
+    CHECK(real_mode_refusal(presets::pvhvm) == nullptr);
+    CHECK(real_mode_refusal(presets::pvh) == std::string_view(real_mode_refused::no_emulated_pc));
+    CHECK(real_mode_refusal(presets::bare) == std::string_view(real_mode_refused::no_emulated_pc));
+    CHECK(real_mode_refusal(presets::hvm_shadow) == nullptr);
 }
 
 TEST_CASE("missing parts: each preset names the first part it lacks, none once all are wired") {
@@ -69,33 +80,35 @@ TEST_CASE("missing parts: each preset names the first part it lacks, none once a
 }
 
 TEST_CASE("promised colors: the guest-visible differences between presets") {
-    CHECK(promised_color(presets::hvm).type() == virt_type::full);
-    CHECK(promised_color(presets::pvhvm).type() == virt_type::full);
-    CHECK(promised_color(presets::pvh).type() == virt_type::para);
-    CHECK(promised_color(presets::bare).type() == virt_type::none);
-    CHECK(promised_color(presets::hvm).entry == entry_kind::real_mode);
-    CHECK(promised_color(presets::hvm_shadow).entry == entry_kind::real_mode);
-    CHECK(promised_color(presets::pvh).entry == entry_kind::pvh);
-    CHECK(promised_color(presets::bare).entry == entry_kind::pvh);
-    CHECK(promised_color(presets::hvm_shadow).pcid_hidden);
-    CHECK_FALSE(promised_color(presets::hvm).pcid_hidden);
-    CHECK(promised_color(presets::pvhvm).xen_leaves);
-    CHECK_FALSE(promised_color(presets::hvm).xen_leaves);
-    CHECK(promised_color(presets::hvm_shadow).cr3_load_exits);
-    CHECK_FALSE(promised_color(presets::hvm).cr3_load_exits);
+    using hv::loader::protocol;
+    CHECK(promised_color(presets::hvm, protocol::real_mode).type() == virt_type::full);
+    CHECK(promised_color(presets::hvm, protocol::pvh).type() == virt_type::full);
+    CHECK(promised_color(presets::pvhvm, protocol::multiboot2).type() == virt_type::full);
+    CHECK(promised_color(presets::pvh, protocol::pvh).type() == virt_type::para);
+    CHECK(promised_color(presets::pvh, protocol::multiboot1).type() == virt_type::para);
+    CHECK(promised_color(presets::bare, protocol::pvh).type() == virt_type::none);
+    // The entry is the one the hypervisor chose, whatever the policy prefers.
+    CHECK(promised_color(presets::hvm, protocol::pvh).entry == protocol::pvh);
+    CHECK(promised_color(presets::hvm_shadow, protocol::multiboot2).entry == protocol::multiboot2);
+    CHECK(promised_color(presets::hvm_shadow, protocol::pvh).pcid_hidden);
+    CHECK_FALSE(promised_color(presets::hvm, protocol::pvh).pcid_hidden);
+    CHECK(promised_color(presets::pvhvm, protocol::pvh).xen_leaves);
+    CHECK_FALSE(promised_color(presets::hvm, protocol::pvh).xen_leaves);
+    CHECK(promised_color(presets::hvm_shadow, protocol::pvh).cr3_load_exits);
+    CHECK_FALSE(promised_color(presets::hvm, protocol::pvh).cr3_load_exits);
     // Any two presets differ in something a guest sees (hvm and hvm-shadow in whether
-    // MOV to CR3 exits).
+    // MOV to CR3 exits), entered the same way or not.
     for (const policy& a : presets::all)
         for (const policy& b : presets::all) {
             if (a.name == b.name) continue;
             CAPTURE(a.name);
             CAPTURE(b.name);
-            CHECK(color_mismatch(promised_color(a), promised_color(b)) != nullptr);
+            CHECK(color_mismatch(promised_color(a, protocol::pvh), promised_color(b, protocol::pvh)) != nullptr);
         }
 }
 
 TEST_CASE("color_mismatch names the first broken promise") {
-    const color promised = promised_color(presets::pvh);
+    const color promised = promised_color(presets::pvh, hv::loader::protocol::pvh);
     CHECK(color_mismatch(promised, promised) == nullptr);
     color seen = promised;
     seen.xen_leaves = false;
@@ -104,22 +117,22 @@ TEST_CASE("color_mismatch names the first broken promise") {
     seen.emulated_devices = true;
     CHECK(std::string_view(color_mismatch(promised, seen)) == "unexpected emulated devices");
     seen = promised;
-    seen.entry = entry_kind::multiboot;
-    CHECK(color_mismatch(promised, seen) != nullptr);
+    seen.entry = hv::loader::protocol::multiboot2;
+    CHECK(std::string_view(color_mismatch(promised, seen)) == "entered through another boot protocol");
     // A host without PCID shows it hidden under nested paging too: not a mismatch.
-    color bare_seen = promised_color(presets::bare);
+    color bare_seen = promised_color(presets::bare, hv::loader::protocol::pvh);
     bare_seen.pcid_hidden = true;
-    CHECK(color_mismatch(promised_color(presets::bare), bare_seen) == nullptr);
-    color shadow_seen = promised_color(presets::hvm_shadow);
+    CHECK(color_mismatch(promised_color(presets::bare, hv::loader::protocol::pvh), bare_seen) == nullptr);
+    color shadow_seen = promised_color(presets::hvm_shadow, hv::loader::protocol::multiboot2);
     shadow_seen.pcid_hidden = false;
-    CHECK(std::string_view(color_mismatch(promised_color(presets::hvm_shadow), shadow_seen)) ==
+    CHECK(std::string_view(color_mismatch(promised_color(presets::hvm_shadow, hv::loader::protocol::multiboot2), shadow_seen)) ==
           "PCID visible under shadow paging");
-    shadow_seen = promised_color(presets::hvm_shadow);
+    shadow_seen = promised_color(presets::hvm_shadow, hv::loader::protocol::multiboot2);
     shadow_seen.cr3_load_exits = false;
-    CHECK(std::string_view(color_mismatch(promised_color(presets::hvm_shadow), shadow_seen)) ==
+    CHECK(std::string_view(color_mismatch(promised_color(presets::hvm_shadow, hv::loader::protocol::multiboot2), shadow_seen)) ==
           "MOV to CR3 does not exit: no shadow paging");
-    color nested_seen = promised_color(presets::hvm);
+    color nested_seen = promised_color(presets::hvm, hv::loader::protocol::real_mode);
     nested_seen.cr3_load_exits = true;
-    CHECK(std::string_view(color_mismatch(promised_color(presets::hvm), nested_seen)) ==
+    CHECK(std::string_view(color_mismatch(promised_color(presets::hvm, hv::loader::protocol::real_mode), nested_seen)) ==
           "MOV to CR3 exits: shadow paging where nested was promised");
 }
