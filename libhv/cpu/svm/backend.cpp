@@ -270,7 +270,11 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
         v.guard_before_entry();
         open_for_kicks();
     }
-    const bool timed = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(v, a, v.preemption_deadline());
+    // Without one, nothing stays armed for this loop (an armed deadline implies timer_armed,
+    // so an entry with a decision always re-arms it): settle() then never opens interrupts.
+    bool timed = false;
+    if (!d) v.set_armed_deadline(0);
+    else if (v.preemption_deadline() || a.timer_armed) timed = arm_preemption(v, a, v.preemption_deadline());
     // Leaf handlers only: the lean loop, which saves the host's hidden state and loads the
     // guest's once (GIF clear until an exit that is not a leaf one, or settling).
     const bool lean = !v.guarded() && v.hot_handlers_leaf();

@@ -685,7 +685,11 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     // The deadline comes from the entry hook: entries without one (d == nullptr, the hot
     // path) have nothing to arm.
     if (v.guarded()) [[unlikely]] v.guard_before_entry();
-    const bool host_timer = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(v, a, v.preemption_deadline());
+    // Without one, nothing stays armed for this loop (an armed deadline implies timer_armed,
+    // so an entry with a decision always re-arms it).
+    bool host_timer = false;
+    if (!d) v.set_armed_deadline(0);
+    else if (v.preemption_deadline() || a.timer_armed) host_timer = arm_preemption(v, a, v.preemption_deadline());
     a.cpu->in_loop = &v;
     const int r = hv_vmx_run(&v.state.regs, launched, &v, v.guarded() ? &hv_vmx_guarded_exit_handler : &hv_vmx_exit_handler);
     // A failed VMLAUNCH/VMRESUME returns without an exit: the guard's exit side is due.
