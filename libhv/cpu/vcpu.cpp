@@ -279,11 +279,13 @@ bool vcpu::stay_after_polling() {
     if (hook_.fn) hook_.fn(*this, hook_.ctx);
     if ((loop_flags_.word & ~dirty_in_word) != only_extras) return false;
     // A preemption deadline is armed by an entry from the run loop: the hook moved it (a
-    // device model's timer programmed, a timer that fell due, or none left), so leave the
-    // backend's loop for the run loop to arm the new one. Unchanged, the armed timer
-    // keeps counting to it (the backend checks that it has not fired already).
+    // device model's timer programmed, a timer that fell due), so leave the backend's loop
+    // for the run loop to arm the new one. Unchanged, the armed timer keeps counting to it
+    // (the backend checks that it has not fired already). None left: nothing can be late,
+    // so stay; a timer still armed ends in one preemption exit, which leaves the loop and
+    // is disarmed by the run loop.
     const std::uint8_t hook_ran = hook_.fn ? polled_hook : 0;
-    if (preempt_at_ != armed_at_) {
+    if (preempt_at_ && preempt_at_ != armed_at_) {
         polled_ = hook_ran;
         return false;
     }

@@ -307,7 +307,7 @@ public:
     // at that value (and nothing else for the run loop), settle() keeps the backend's loop
     // going: the backend makes sure the armed timer still fires by then (VMX: the
     // preemption timer reloaded with what is left; the host LAPIC timer: not fired yet).
-    // A changed deadline returns to the run loop, which arms the new one.
+    // A changed deadline returns to the run loop, which arms the new one (none left: stay).
     void set_armed_deadline(std::uint64_t host_tsc) { armed_at_ = host_tsc; }
     [[nodiscard]] std::uint64_t armed_deadline() const { return armed_at_; }
 
