@@ -92,6 +92,9 @@ status init() {
 
 bool ready() { return x86::this_cpu()->host_timer_on; }
 
+// One-shot mode: the current count stays 0 once it reached 0.
+bool counting() { return reg(current_count) != 0; }
+
 void arm(std::uint64_t deadline) {
     if (!deadline) {
         reg(initial_count) = 0;

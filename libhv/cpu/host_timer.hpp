@@ -21,6 +21,9 @@ inline constexpr std::uint8_t vector = 0xf0;
 [[nodiscard]] bool ready();
 // The calling CPU's timer: fire at host TSC `deadline` (at once if it passed); 0 stops the timer.
 void arm(std::uint64_t deadline);
+// The calling CPU's timer still counts to its deadline: it has not fired (its interrupt,
+// once fired, is pending or already taken), nor been stopped.
+[[nodiscard]] bool counting();
 // Take the timer's interrupt if it is pending (a VMX exit left it unacknowledged).
 inline void take_pending() { asm volatile("sti; nop; cli" ::: "memory"); }
 

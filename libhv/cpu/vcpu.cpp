@@ -195,8 +195,11 @@ bool vcpu::wakeable() const {
            events.triple_fault();
 }
 
+// source_known_pending: stay_after_polling just saw it (nothing ran since but this vCPU's
+// run loop; stale at worst after a halt, when acknowledge() then finds nothing).
+template <bool source_known_pending>
 event_queue::decision vcpu::decide() {
-    const bool from_source = source_pending();
+    const bool from_source = source_known_pending || source_pending();
     if (events.empty() && !from_source) {
         event_queue::decision d{};
         if (source_.tpr_masked) d.tpr_threshold = source_.tpr_masked(source_.ctx);
@@ -275,19 +278,29 @@ bool vcpu::stay_after_polling() {
     if ((loop_flags_.word & ~dirty_in_word) != only_extras) return false;  // events included
     if (hook_.fn) hook_.fn(*this, hook_.ctx);
     if ((loop_flags_.word & ~dirty_in_word) != only_extras) return false;
-    // A preemption deadline is armed by an entry from the run loop, which has the hook's
-    // decision: leave the backend's loop for it. (A timer still armed after the deadline
-    // went back to 0 ends in a preemption exit, which leaves the loop too and is disarmed.)
-    if (preempt_at_) {
-        hook_ran_ = hook_.fn != nullptr;
+    // A preemption deadline is armed by an entry from the run loop: the hook moved it (a
+    // device model's timer programmed, a timer that fell due), so leave the backend's loop
+    // for the run loop to arm the new one. Unchanged, the armed timer keeps counting to it
+    // (the backend checks that it has not fired already). None left: nothing can be late,
+    // so stay; a timer still armed ends in one preemption exit, which leaves the loop and
+    // is disarmed by the run loop.
+    const std::uint8_t hook_ran = hook_.fn ? polled_hook : 0;
+    if (preempt_at_ && preempt_at_ != armed_at_) {
+        polled_ = hook_ran;
         return false;
     }
-    // An interrupt the guest's TPR holds back needs a TPR threshold set by the run loop
-    // (decide()); one already set made the backend request_return().
-    const bool tpr_held = source_.tpr_masked && source_.tpr_masked(source_.ctx);
-    if (events.empty() && !source_pending() && !tpr_held) return true;
-    hook_ran_ = hook_.fn != nullptr;
-    return false;
+    // An interrupt to deliver: decide() in the run loop takes it from what was found here
+    // (the source asked once). One the guest's TPR holds back needs a TPR threshold set
+    // by the run loop (decide()); one already set made the backend request_return().
+    if (source_pending()) {
+        polled_ = hook_ran | polled_source;
+        return false;
+    }
+    if (source_.tpr_masked && source_.tpr_masked(source_.ctx)) {
+        polled_ = hook_ran;
+        return false;
+    }
+    return true;
 }
 
 bool vcpu::budget_exhausted() {
@@ -302,9 +315,10 @@ bool vcpu::enter_with_events() {
         fail("guest triple fault (exception while delivering #DF)");
         return false;
     }
-    if (hook_.fn && !hook_ran_) hook_.fn(*this, hook_.ctx);
-    hook_ran_ = false;
-    const event_queue::decision d = decide();
+    if (hook_.fn && !(polled_ & polled_hook)) hook_.fn(*this, hook_.ctx);
+    const bool source_known = polled_ & polled_source;  // the hook leaves polled_ alone
+    polled_ = 0;
+    const event_queue::decision d = source_known ? decide<true>() : decide<false>();
     ops_->run(*this, &d);
     return true;
 }

@@ -302,6 +302,14 @@ public:
     // the next entry hook delivers what fell due.
     void set_preemption_deadline(std::uint64_t host_tsc) { preempt_at_ = host_tsc; }
     [[nodiscard]] std::uint64_t preemption_deadline() const { return preempt_at_; }
+    // For backends: the deadline the preemption armed for the entries of this ops.run
+    // keeps counting to (0: none). After an exit whose entry hook leaves the deadline
+    // at that value (and nothing else for the run loop), settle() keeps the backend's loop
+    // going: the backend makes sure the armed timer still fires by then (VMX: the
+    // preemption timer reloaded with what is left; the host LAPIC timer: not fired yet).
+    // A changed deadline returns to the run loop, which arms the new one (none left: stay).
+    void set_armed_deadline(std::uint64_t host_tsc) { armed_at_ = host_tsc; }
+    [[nodiscard]] std::uint64_t armed_deadline() const { return armed_at_; }
 
     // Ask the loop to yield to the scheduler after this exit (fairness, benchmarks).
     void request_yield() { loop_flags_.f.yield = true; }
@@ -410,6 +418,7 @@ private:
     void run_guest();
     bool wakeable() const;
     bool source_pending() const { return source_.pending && source_.pending(source_.ctx); }
+    template <bool source_known_pending>
     event_queue::decision decide();
     void skip_slow();
     bool enter_with_events();
@@ -440,9 +449,12 @@ private:
         __builtin_bit_cast(std::uint64_t, loop_flags::fields{vcpu_status::runnable, false, false, 0, false, 0xff, {}});
     const char* why_ = nullptr;
     std::uint8_t skip_length_ = 0;  // what skip() adds to RIP at once; 0 or in_shadow set: skip_slow
-    bool hook_ran_ = false;  // stay_after_polling ran the entry hook for the coming entry
+    // What stay_after_polling found for the coming entry, so the run loop does not ask again.
+    enum : std::uint8_t { polled_hook = 1, polled_source = 2 };  // hook ran; source pending
+    std::uint8_t polled_ = 0;
     std::uint64_t budget_left_ = ~0ull;  // exits until the budget fails the guest
     std::uint64_t preempt_at_ = 0;
+    std::uint64_t armed_at_ = 0;
     exit_info no_exit_{};  // current_exit() before the first
     exit_handler handlers_[exit_reason_count] = {};
 #define HV_REASON_BIT(r) (1ull << static_cast<unsigned>(exit_reason::r))

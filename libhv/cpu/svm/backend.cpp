@@ -78,6 +78,7 @@ status prepare(cpu::vcpu& v) {
     vcpu_arch& a = arch(v);
     vmcb& b = *a.block;
     if (a.prepared) a.tpr = static_cast<std::uint8_t>((b.control.vintr & v_tpr) << 4);
+    v.set_armed_deadline(0);  // re-armed by the next entry from the run loop
     __builtin_memset(&b, 0, sizeof b);
     auto& c = b.control;
     c.intercepts3 = bits(intercept3::intr, intercept3::nmi, intercept3::smi, intercept3::init, intercept3::cpuid,
@@ -193,11 +194,15 @@ inline void open_for_kicks() { asm volatile("clgi; sti" ::: "memory"); }
 // deadline, with the host's interrupts open (GIF still clear) until VMRUN, so that its
 // interrupt exits the guest through the INTR intercept, at once if it is already due;
 // switch.S's STGI then lets the host take it. False: no timer, nothing changed.
-[[gnu::noinline]] bool arm_preemption(vcpu_arch& a, std::uint64_t deadline) {
+// The armed deadline is what v.armed_deadline() says: vcpu::settle keeps the loop going
+// while the entry hook leaves it unchanged, and settle() below while the timer has not
+// fired yet.
+[[gnu::noinline]] bool arm_preemption(cpu::vcpu& v, vcpu_arch& a, std::uint64_t deadline) {
     if (!cpu::host_timer::ready() && (!deadline || !cpu::host_timer::init().ok())) return false;
     asm volatile("clgi; sti" ::: "memory");
     cpu::host_timer::arm(deadline);
     a.timer_armed = deadline != 0;
+    v.set_armed_deadline(deadline);
     return true;
 }
 
@@ -265,7 +270,11 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
         v.guard_before_entry();
         open_for_kicks();
     }
-    const bool timed = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
+    // Without one, nothing stays armed for this loop (an armed deadline implies timer_armed,
+    // so an entry with a decision always re-arms it): settle() then never opens interrupts.
+    bool timed = false;
+    if (!d) v.set_armed_deadline(0);
+    else if (v.preemption_deadline() || a.timer_armed) timed = arm_preemption(v, a, v.preemption_deadline());
     // Leaf handlers only: the lean loop, which saves the host's hidden state and loads the
     // guest's once (GIF clear until an exit that is not a leaf one, or settling).
     const bool lean = !v.guarded() && v.hot_handlers_leaf();
@@ -390,7 +399,22 @@ template <bool nrips, bool lean>
 // switch.S calls this when the loop word is not 0 after a handler: dirty state to write
 // back, or something for the run loop (vcpu::settle polls an entry hook and interrupt
 // source). 0: enter again.
+// With a deadline armed, the host LAPIC timer keeps counting across entries, and the
+// host's IF is 1 (arm_preemption) except in a guarded vCPU's handlers: its interrupt may
+// have been taken at switch.S's STGI or during the handler, which ends the one-shot. So
+// with IF = 0 from here to VMRUN (no interrupt can be taken in between), stay only while
+// it still counts; then IF = 1 again under GIF = 0 for VMRUN, so that it exits the guest
+// (at once if it fires before). A guarded vCPU's handler opens them itself (open_for_kicks).
+[[gnu::noinline]] int settle_timed(cpu::vcpu* v) {
+    asm volatile("cli" ::: "memory");
+    bool stay = v->settle() && cpu::host_timer::counting();
+    if (!stay) return 1;
+    if (!v->guarded()) asm volatile("clgi; sti" ::: "memory");
+    if (v->dirty_bits()) write_back_marked_more(*v);
+    return 0;
+}
 int settle(cpu::vcpu* v) {
+    if (v->armed_deadline()) [[unlikely]] return settle_timed(v);
     const bool stay = v->settle();
     if (stay && v->dirty_bits()) write_back_marked_more(*v);
     return stay ? 0 : 1;

@@ -322,6 +322,7 @@ status prepare(cpu::vcpu& v) {
     }
     if (!a.host_timer_preemption) img.set(field::preemption_timer_value, no_preemption);
     a.timer_armed = false;
+    v.set_armed_deadline(0);
     img.set(field::io_bitmap_a, cpu::pa_of(a.io_bitmaps));
     img.set(field::io_bitmap_b, cpu::pa_of(a.io_bitmaps + 4096));
     img.set(field::msr_bitmap, cpu::pa_of(a.msr_bitmap));
@@ -457,21 +458,42 @@ void load_flags(cpu::vcpu& v);
 // divided by 2^IA32_VMX_MISC[4:0]; without it, the host LAPIC timer, whose interrupt
 // exits through external-interrupt exiting and is taken after the exit. True: the host
 // timer is in use for this entry.
-[[gnu::noinline]] bool arm_preemption(vcpu_arch& a, std::uint64_t deadline) {
+// The VMX-preemption timer's value that ends the guest's run at `deadline` (host TSC, not 0).
+[[gnu::always_inline]] inline void load_preemption_timer(const vcpu_arch& a, std::uint64_t deadline) {
+    const std::uint64_t now = x86::rdtsc();
+    std::uint64_t ticks = deadline > now ? (deadline - now) >> a.cpu->caps.misc.preemption_timer_rate() : 0;
+    if (ticks > no_preemption) ticks = no_preemption;
+    (void)write<field::preemption_timer_value>(static_cast<std::uint32_t>(ticks));
+}
+// The armed deadline is what v.armed_deadline() says (vcpu::settle keeps the loop going
+// while the entry hook leaves it unchanged; see keep_preemption).
+[[gnu::noinline]] bool arm_preemption(cpu::vcpu& v, vcpu_arch& a, std::uint64_t deadline) {
     a.timer_armed = deadline != 0;
+    v.set_armed_deadline(deadline);
     if (!a.host_timer_preemption) {
-        std::uint64_t ticks = no_preemption;
-        if (deadline) {
-            const std::uint64_t now = x86::rdtsc();
-            ticks = deadline > now ? (deadline - now) >> a.cpu->caps.misc.preemption_timer_rate() : 0;
-            if (ticks > no_preemption) ticks = no_preemption;
-        }
-        (void)write<field::preemption_timer_value>(static_cast<std::uint32_t>(ticks));
+        if (deadline) load_preemption_timer(a, deadline);
+        else (void)write<field::preemption_timer_value>(no_preemption);
         return false;
     }
-    if (!cpu::host_timer::ready() && (!deadline || !cpu::host_timer::init().ok())) return a.timer_armed = false;
+    if (!cpu::host_timer::ready() && (!deadline || !cpu::host_timer::init().ok())) {
+        v.set_armed_deadline(0);
+        return a.timer_armed = false;
+    }
     cpu::host_timer::arm(deadline);
     return true;
+}
+[[gnu::noinline]] void reload_preemption_timer(const vcpu_arch& a, std::uint64_t deadline) {
+    load_preemption_timer(a, deadline);
+}
+// Entering again inside the loop with a deadline armed. The VMX-preemption timer counts
+// down from each entry's value (the exit does not save what is left), so it is loaded
+// with what is left now: 0 if the deadline passed (the guest exits before its first
+// instruction). The host LAPIC timer keeps counting across entries; its interrupt, if it
+// fired meanwhile, is still pending (the host runs the loop with IF = 0) and makes the
+// entry exit at once through external-interrupt exiting.
+[[gnu::always_inline]] inline void keep_preemption(cpu::vcpu& v, const vcpu_arch& a) {
+    if (const std::uint64_t deadline = v.armed_deadline(); deadline && !a.host_timer_preemption) [[unlikely]]
+        reload_preemption_timer(a, deadline);
 }
 
 // The state handlers changed (v.take_dirty()) into the current VMCS, besides RIP.
@@ -524,6 +546,7 @@ template <class Hot, class Other>
 // something for the run loop (vcpu::settle polls an entry hook and interrupt source).
 [[gnu::noinline]] int settle(cpu::vcpu& v) {
     if (!v.settle()) return 1;
+    keep_preemption(v, arch(v));
     write_back(v);
     return 0;
 }
@@ -623,12 +646,13 @@ enum class vm86_step : std::uint8_t { done, dispatch, failed };
     if (arch(v).vm86 && slot.reason == cpu::exit_reason::exception && slot.exception.vector == 13) [[unlikely]] {
         switch (vm86_gp(v, arch(v), slot)) {
         case vm86_step::failed: return 1;
-        case vm86_step::done: write_back(v); return 0;
+        case vm86_step::done: keep_preemption(v, arch(v)); write_back(v); return 0;
         case vm86_step::dispatch: break;
         }
     }
     v.requeue_interrupted(slot);
     if (!v.dispatch(slot)) return 1;
+    keep_preemption(v, arch(v));
     write_back(v);
     return 0;
 }
@@ -661,7 +685,11 @@ void run(cpu::vcpu& v, const cpu::event_queue::decision* d) {
     // The deadline comes from the entry hook: entries without one (d == nullptr, the hot
     // path) have nothing to arm.
     if (v.guarded()) [[unlikely]] v.guard_before_entry();
-    const bool host_timer = d && (v.preemption_deadline() || a.timer_armed) && arm_preemption(a, v.preemption_deadline());
+    // Without one, nothing stays armed for this loop (an armed deadline implies timer_armed,
+    // so an entry with a decision always re-arms it).
+    bool host_timer = false;
+    if (!d) v.set_armed_deadline(0);
+    else if (v.preemption_deadline() || a.timer_armed) host_timer = arm_preemption(v, a, v.preemption_deadline());
     a.cpu->in_loop = &v;
     const int r = hv_vmx_run(&v.state.regs, launched, &v, v.guarded() ? &hv_vmx_guarded_exit_handler : &hv_vmx_exit_handler);
     // A failed VMLAUNCH/VMRESUME returns without an exit: the guard's exit side is due.

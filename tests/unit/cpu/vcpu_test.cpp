@@ -393,6 +393,48 @@ TEST_CASE("vcpu: dirty state is in the loop word; alone it does not end the back
     CHECK_FALSE(v.settle());
 }
 
+TEST_CASE("vcpu: an armed preemption deadline the entry hook leaves unchanged keeps the backend's loop going") {
+    harness h;
+    vcpu& v = h.add({});
+    static std::uint64_t next_deadline;
+    static int hooks;
+    hooks = 0;
+    v.set_entry_hook({nullptr, [](vcpu& x, void*) {
+                          ++hooks;
+                          x.set_preemption_deadline(next_deadline);
+                      }});
+    // No deadline, none armed: stay (the hook polled, nothing to deliver).
+    next_deadline = 0;
+    CHECK(v.settle());
+    // The backend armed 5000 for this loop; the hook still wants 5000: stay.
+    v.set_armed_deadline(5000);
+    next_deadline = 5000;
+    CHECK(v.settle());
+    CHECK(v.settle());
+    // A handler moved the device deadline (earlier or later): back to the run loop, which
+    // arms the new one without running the hook again.
+    for (std::uint64_t moved : {4000ull, 6000ull}) {
+        next_deadline = moved;
+        const int before = hooks;
+        CHECK_FALSE(v.settle());
+        CHECK(hooks == before + 1);
+    }
+    // None left: nothing can be late; the armed timer's one exit leaves later.
+    next_deadline = 0;
+    CHECK(v.settle());
+    // Unchanged, but something else for the run loop: leave as before.
+    next_deadline = 5000;
+    v.inject_interrupt(0x30);
+    CHECK_FALSE(v.settle());
+    // A deadline but nothing armed (a backend without a timer): leave after every exit.
+    harness h2;
+    vcpu& w = h2.add({});
+    w.set_entry_hook({nullptr, [](vcpu& x, void*) { x.set_preemption_deadline(7000); }});
+    CHECK_FALSE(w.settle());
+    w.set_armed_deadline(7000);
+    CHECK(w.settle());
+}
+
 TEST_CASE("vcpu: an intercepted #DF ends the guest; other unhandled exceptions too") {
     harness h;
     vcpu& d = h.add({{exit_reason::exception}});
