@@ -224,10 +224,14 @@ void decode(const svm_exit_raw& raw, exit_info& e) {
     if (decode_hot(raw, e)) return;
     reset(e, vendor::svm, raw.exitcode, raw.rip);
     e.interrupted = from_svm_event(raw.exitintinfo);
-    // An INTn whose delivery the exit interrupted (a nested fault on the IVT or the stack)
-    // restarts with its instruction: the VMCB's RIP is the INT's, and EVENTINJ would push
-    // that RIP as the return address, running the INT twice. Not an event to reinject.
-    if (e.interrupted.kind == event_kind::software_interrupt) e.interrupted.valid = false;
+    // An INTn, INT3 or INTO whose delivery the exit interrupted (a nested fault on the IVT
+    // or the stack) restarts with its instruction: the VMCB's RIP is the instruction's, and
+    // EVENTINJ would push that RIP as the return address, running it twice. SVM reports
+    // INT3 and INTO as exceptions #BP and #OF, which nothing else raises. Not an event to
+    // reinject.
+    const bool software_exception = e.interrupted.kind == event_kind::hardware_exception &&
+                                    (e.interrupted.vector == 3 || e.interrupted.vector == 4);
+    if (e.interrupted.kind == event_kind::software_interrupt || software_exception) e.interrupted.valid = false;
     if (raw.nrips && raw.next_rip > raw.rip && raw.next_rip - raw.rip <= 15)
         e.instruction_length = static_cast<std::uint8_t>(raw.next_rip - raw.rip);
 

@@ -242,6 +242,13 @@ TEST_CASE("exit: interrupted event delivery is reported for re-injection") {
     // An INTn interrupted by a nested fault restarts from its own RIP: never reinjected.
     s.exitintinfo = hv::svm::event::make(hv::svm::event_type::software_interrupt, 0x10).raw;
     CHECK_FALSE(decode(s).interrupted.valid);
+    // INT3 and INTO (reported as #BP and #OF) restart the same way; #UD does not.
+    s.exitintinfo = hv::svm::event::make(hv::svm::event_type::exception, 3).raw;
+    CHECK_FALSE(decode(s).interrupted.valid);
+    s.exitintinfo = hv::svm::event::make(hv::svm::event_type::exception, 4).raw;
+    CHECK_FALSE(decode(s).interrupted.valid);
+    s.exitintinfo = hv::svm::event::make(hv::svm::event_type::exception, 6).raw;
+    CHECK(decode(s).interrupted.valid);
     s.exitintinfo = 0xbfbfbfbfbfbfbfbfull;  // a reserved type (7): no event
     CHECK_FALSE(decode(s).interrupted.valid);
     // Bochs' uninitialised EXITINTINFO with a valid type: its reserved bits 30:12 say so.
