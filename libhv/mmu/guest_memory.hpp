@@ -304,12 +304,14 @@ private:
     enum class unbacked_first_touch : bool { back, leave };
 
     // Checks every page first (pass 0), then copies (pass 1): a failing range changes nothing.
+    // A range within one page has nothing partial to leave: checked and copied in one pass.
     template <class Copy>
     status copy_pages(std::uint64_t gpa, std::size_t size, bool write, bool rom_ok, Copy&& copy,
                       unbacked_first_touch unbacked = unbacked_first_touch::back) const {
         if (size == 0) return {};
         if (gpa + (size - 1) < gpa) return fail(errc::out_of_range, "guest-physical range wraps");
-        for (int pass = 0; pass < 2; ++pass) {
+        const bool one_page = (gpa & page_offset_mask) + size <= page_size;
+        for (int pass = one_page ? 1 : 0; pass < 2; ++pass) {
             for (std::size_t done = 0; done < size;) {
                 const std::uint64_t at = gpa + done;
                 const std::size_t in_page = page_size - (at & page_offset_mask);
