@@ -1,5 +1,4 @@
 #include "libhv/vm/bios_calls.hpp"
-#include <cstring>
 #include "libhv/core/format.hpp"
 #include "libhv/dev/layout.hpp"
 #include "libhv/rt/console.hpp"
@@ -8,13 +7,6 @@ namespace hv::vm {
 
 namespace bios = dev::bios;
 
-namespace {
-// Bytes from gpa to the end of its page, at most n.
-std::size_t chunk_of(std::uint64_t gpa, std::size_t n) {
-    const std::size_t to_page_end = 4096 - (gpa & 4095);
-    return n < to_page_end ? n : to_page_end;
-}
-} // namespace
 
 status bios_calls::install() {
     for (const mmu::guest_region& r : g_->memory().regions()) {
@@ -54,34 +46,10 @@ const bios::stats& bios_calls::stats() const {
     return services_ ? services_->counters() : none;
 }
 
-bool bios_calls::read(std::uint64_t gpa, void* dst, std::size_t n) {
-    auto* out = static_cast<std::uint8_t*>(dst);
-    while (n) {
-        const std::size_t chunk = chunk_of(gpa, n);
-        const void* p = g_->host_pointer(gpa, false);
-        if (!p) return false;
-        std::memcpy(out, p, chunk);
-        out += chunk;
-        gpa += chunk;
-        n -= chunk;
-    }
-    return true;
-}
-
-bool bios_calls::write(std::uint64_t gpa, const void* src, std::size_t n) {
-    // Checked first: nothing is written unless all of it can be.
-    for (std::uint64_t page = gpa & ~4095ull; page < gpa + n; page += 4096)
-        if (!g_->host_pointer(page, true)) return false;
-    const auto* in = static_cast<const std::uint8_t*>(src);
-    while (n) {
-        const std::size_t chunk = chunk_of(gpa, n);
-        std::memcpy(g_->host_pointer(gpa, true), in, chunk);
-        in += chunk;
-        gpa += chunk;
-        n -= chunk;
-    }
-    return true;
-}
+// Through guest memory's own accessors, which check the whole range before a byte moves
+// (a transfer the guest cannot take in full changes nothing).
+bool bios_calls::read(std::uint64_t gpa, void* dst, std::size_t n) { return g_->memory().read(gpa, dst, n).ok(); }
+bool bios_calls::write(std::uint64_t gpa, const void* src, std::size_t n) { return g_->memory().write(gpa, src, n).ok(); }
 
 // As the guest's own OUT to COM1's THR: the same UART, the same console line.
 void bios_calls::teletype(std::uint8_t ch) { m_->io_write(dev::layout::com1, 1, ch); }
