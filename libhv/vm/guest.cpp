@@ -820,14 +820,10 @@ mmu::guest_paging guest::paging_registers(cpu::vcpu& v) {
             static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access))};
 }
 
-linear_memory<host_memory> guest::linear(cpu::vcpu& v) {
-    return {ram_,
-            paging_of_state(v.state),
-            features(),
-            {devices_, device_count_},
-            strays_,
-            &translations_[v.id()],
-            &last_device_[v.id()]};
+linear_memory<host_memory> guest::linear(cpu::vcpu& v) { return linear(v, paging_of_state(v.state)); }
+
+linear_memory<host_memory> guest::linear(cpu::vcpu& v, const mmu::guest_paging& paging) {
+    return {ram_, paging, features(), {devices_, device_count_}, strays_, &translations_[v.id()], &last_device_[v.id()]};
 }
 
 // Under shadow paging every emulated write is watched for the guest's page tables.
@@ -842,8 +838,7 @@ hv::result<insn::step> guest::execute_watched(cpu::vcpu& v, insn::guest_state& i
 status guest::store_linear(cpu::vcpu& v, std::uint64_t linear, const void* src, std::size_t n, void*) {
     guest& g = of(v);
     const mmu::guest_paging paging = paging_registers(v);
-    linear_memory<host_memory> mem{g.ram_, paging, g.features(), {g.devices_, g.device_count_}, g.strays_,
-                                   &g.translations_[v.id()], &g.last_device_[v.id()]};
+    linear_memory<host_memory> mem = g.linear(v, paging);
     const auto len = static_cast<unsigned>(n);
     std::optional<insn::fault> f;
     if (g.cfg_.mmu == paging::shadow) {
@@ -875,8 +870,7 @@ void guest::emulate(cpu::vcpu& v, const cpu::npf_detail* exit) {
     is.cr0 = st.cr0;
     is.cr4 = st.cr4;
     is.cpl = static_cast<std::uint8_t>(cpu::ar::dpl_of(st[cpu::seg::ss].access));
-    linear_memory<host_memory> mem{ram_, paging, features(), {devices_, device_count_}, strays_,
-                                   &translations_[v.id()], &last_device_[v.id()]};
+    linear_memory<host_memory> mem = linear(v, paging);
     if (exit && !exit->page_walk && !exit->fetch)
         mem.set_exit_address(exit->gpa, exit->gla_valid ? std::optional<std::uint64_t>{exit->gla} : std::nullopt);
     ++stats_.emulated;

@@ -254,6 +254,8 @@ public:
     [[nodiscard]] mmu::paging_features features() const { return {cpu_->maxphyaddr(), true}; }
     // v's linear address space (after paging_of / load_state): RAM, devices, open bus.
     [[nodiscard]] linear_memory<host_memory> linear(cpu::vcpu& v);
+    // The same over paging registers the caller already has (paging_registers, paging_of).
+    [[nodiscard]] linear_memory<host_memory> linear(cpu::vcpu& v, const mmu::guest_paging& paging);
     // Fetch, decode and run the instruction at v's RIP against linear(v), then resume.
     // Faults are injected; an instruction the emulator does not run fails the vCPU.
     // From the nested-fault handler, `exit` (a data access's final translation) saves the
